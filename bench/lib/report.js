@@ -1,0 +1,200 @@
+// Markdown rendering of a bench run. Pure: data in, string out.
+
+const COMPARE_WITH = ['ws', 'ws+native'];
+const OURS = 'switchboard';
+
+const int = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+
+function ms(n) {
+  if (!Number.isFinite(n)) return 'n/a';
+  if (n < 1) return n.toFixed(3);
+  if (n < 10) return n.toFixed(2);
+  if (n < 100) return n.toFixed(1);
+  return n.toFixed(0);
+}
+
+function num(n, digits = 1) {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+function ratio(n) {
+  return Number.isFinite(n) && n > 0 ? `${n.toFixed(2)}×` : 'n/a';
+}
+
+function bytes(n) {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${Math.round(n).toLocaleString('en-US')} B`;
+}
+
+function modeTitle(mode, settings) {
+  return mode === 'same'
+    ? 'both sides the same implementation'
+    : `server only (load generator is always ${settings.fixedClient})`;
+}
+
+/** "123,456" or "123,456 ±1.2%" when a cell was measured several times. */
+function msgsCell(c) {
+  const base = int(c.msgsPerSec);
+  if (!c.msgsPerSecAll || c.msgsPerSecAll.length < 2) return base;
+  const spread = (Math.max(...c.msgsPerSecAll) - Math.min(...c.msgsPerSecAll)) / 2 / c.msgsPerSec;
+  return `${base} ±${(spread * 100).toFixed(1)}%`;
+}
+
+const COLUMNS = [
+  // [header, render(cell), ratio(ours, other) with >1 = ours better, or null]
+  ['msgs/s', msgsCell, (o, w) => o.msgsPerSec / w.msgsPerSec],
+  ['MB/s', (c) => num(c.mbPerSec, c.mbPerSec < 10 ? 2 : 1), (o, w) => o.mbPerSec / w.mbPerSec],
+  ['p50 ms', (c) => ms(c.p50Ms), (o, w) => w.p50Ms / o.p50Ms],
+  ['p99 ms', (c) => ms(c.p99Ms), (o, w) => w.p99Ms / o.p99Ms],
+  ['server CPU µs/msg', (c) => num(c.serverCpuUsPerMsg, c.serverCpuUsPerMsg < 10 ? 2 : 1), (o, w) => w.serverCpuUsPerMsg / o.serverCpuUsPerMsg],
+  ['server CPU %', (c) => num(c.serverCpuPct, 0), null],
+  ['client CPU %', (c) => num(c.clientCpuPct, 0), null],
+  ['other / steal CPU %', (c) => `${num(c.otherCpuPct, 0)} / ${num(c.stealPct, 0)}`, null],
+  ['server peak RSS MB', (c) => num(c.serverMaxRssMB, 0), (o, w) => w.serverMaxRssMB / o.serverMaxRssMB],
+  ['wire in / payload', (c) => num(c.wireInPerPayload, 3), null],
+];
+
+function scenarioTable(scenario, mode, settings, cells) {
+  const lines = [];
+  const msgSize =
+    scenario.kind === 'json'
+      ? `~${bytes(scenario.size)} JSON text messages (${scenario.pool} distinct documents, ~${int(firstOk(cells)?.messageBytes ?? scenario.size)} B each), permessage-deflate with default options on both sides`
+      : `${bytes(scenario.size)} binary messages`;
+  lines.push(`### ${scenario.title} — ${modeTitle(mode, settings)}`);
+  lines.push('');
+  lines.push(
+    `${scenario.connections ?? settings.connections} connection(s) × ${scenario.inflight} in flight, ${msgSize}; ${settings.seconds} s measured after ${settings.warmupSeconds} s warm-up${settings.runs > 1 ? `, median of ${settings.runs} runs (± is half the min–max range)` : ''}.`,
+  );
+  lines.push('');
+  lines.push(`| implementation | ${COLUMNS.map((c) => c[0]).join(' | ')} |`);
+  lines.push(`|---|${COLUMNS.map(() => '--:').join('|')}|`);
+  for (const name of settings.impls) {
+    const c = cells[name];
+    const client = mode === 'same' ? name : settings.fixedClient;
+    const label = mode === 'same' || client === name ? name : `${name} (client ${client})`;
+    if (c.error) {
+      lines.push(`| ${label} | **error**: ${escapeCell(c.error)} | ${COLUMNS.slice(1).map(() => '—').join(' | ')} |`);
+    } else {
+      lines.push(`| ${label} | ${COLUMNS.map(([, render]) => render(c)).join(' | ')} |`);
+    }
+  }
+  const ours = cells[OURS];
+  if (ours) {
+    for (const other of COMPARE_WITH) {
+      const w = cells[other];
+      if (!w) continue;
+      const ok = !ours.error && !w.error;
+      const values = COLUMNS.map(([, , f]) => (f === null ? '' : ok ? ratio(f(ours, w)) : 'n/a'));
+      lines.push(`| **${OURS} vs ${other}** | ${values.join(' | ')} |`);
+    }
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+function firstOk(cells) {
+  return Object.values(cells).find((c) => !c.error);
+}
+
+function escapeCell(text) {
+  return text.split('\n')[0].slice(0, 300).replace(/\|/g, '\\|');
+}
+
+function summaryTable(scenarios, settings, results) {
+  if (!settings.impls.includes(OURS)) return '';
+  const others = COMPARE_WITH.filter((o) => settings.impls.includes(o));
+  if (!others.length) return '';
+  const lines = [
+    '## Summary',
+    '',
+    'Ratios are switchboard relative to the other implementation, **>1 means switchboard is better**: throughput is ours / theirs, latency is theirs / ours.',
+    '',
+    `| scenario | load generator | switchboard msgs/s | ${others.map((o) => `msgs/s vs ${o}`).join(' | ')} | ${others.map((o) => `p99 vs ${o}`).join(' | ')} |`,
+    `|---|---|--:|${others.map(() => '--:').join('|')}|${others.map(() => '--:').join('|')}|`,
+  ];
+  for (const mode of settings.modes) {
+    for (const scenario of scenarios) {
+      const cells = results[mode][scenario.id];
+      const ours = cells[OURS];
+      const client = mode === 'same' ? 'same as server' : settings.fixedClient;
+      const cmp = (o, f) => (ours.error || cells[o].error ? 'n/a' : ratio(f(ours, cells[o])));
+      lines.push(
+        `| ${scenario.title} | ${client} | ${ours.error ? 'error' : int(ours.msgsPerSec)} | ${others.map((o) => cmp(o, (a, b) => a.msgsPerSec / b.msgsPerSec)).join(' | ')} | ${others.map((o) => cmp(o, (a, b) => b.p99Ms / a.p99Ms)).join(' | ')} |`,
+      );
+    }
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+function nativeSummary(settings, results) {
+  const seen = {};
+  for (const byScenario of Object.values(results)) {
+    for (const byImpl of Object.values(byScenario)) {
+      for (const [name, c] of Object.entries(byImpl)) {
+        if (!c.error && seen[name] === undefined) seen[name] = c.serverNative;
+      }
+    }
+  }
+  return settings.impls.map((n) => `${n}: ${seen[n] === undefined ? 'n/a' : seen[n].length ? seen[n].join(', ') : 'none'}`).join('; ');
+}
+
+/** Cells where something besides the benchmark used a noticeable share of the CPUs. */
+export const NOISY_CPU_PCT = 20;
+function noisyCells(settings, scenarios, results) {
+  const noisy = [];
+  for (const mode of settings.modes) {
+    for (const scenario of scenarios) {
+      for (const [name, c] of Object.entries(results[mode][scenario.id])) {
+        if (!c.error && (c.otherCpuPct > NOISY_CPU_PCT || c.stealPct > NOISY_CPU_PCT / 2)) noisy.push(`${scenario.title} / ${name}${mode === 'same' ? '' : ` (client ${settings.fixedClient})`}`);
+      }
+    }
+  }
+  return noisy;
+}
+
+export function renderReport({ meta, settings, scenarios, results, notes }) {
+  const noisy = noisyCells(settings, scenarios, results);
+  if (noisy.length) {
+    notes = [
+      ...notes,
+      `${noisy.length} measurement(s) ran while other work or VM steal took a noticeable share of the CPUs (see "other / steal CPU %"); treat them as noisy and re-run on a quiet machine: ${noisy.join('; ')}.`,
+    ];
+  }
+  const out = [];
+  out.push('# Switchboard echo benchmark');
+  out.push('');
+  out.push('| | |');
+  out.push('|---|---|');
+  out.push(`| Date | ${meta.date} |`);
+  out.push(`| Node | ${meta.node} (V8 ${meta.v8}) |`);
+  out.push(`| CPU | ${meta.cpuModel} × ${meta.cpuCount} logical CPUs |`);
+  out.push(`| OS | ${meta.platform}, ${meta.memoryGB.toFixed(1)} GiB RAM |`);
+  out.push(`| Load average at start | ${meta.loadAvg.map((l) => l.toFixed(2)).join(' ')} |`);
+  out.push(`| Commit | ${meta.git} |`);
+  out.push(`| Versions | ${Object.entries(meta.versions).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
+  out.push(`| Native addons loaded by the server | ${nativeSummary(settings, results)} |`);
+  out.push(
+    `| Settings | ${settings.seconds} s per measurement after ${settings.warmupSeconds} s warm-up, ${settings.connections} connections, ${settings.runs} run(s) per cell |`,
+  );
+  out.push(`| CPU pinning | ${settings.pinNote} |`);
+  out.push(`| Wall time | ${meta.elapsedSeconds.toFixed(0)} s |`);
+  out.push('');
+  if (notes.length) {
+    for (const n of notes) out.push(`> **Note:** ${n}`);
+    out.push('');
+  }
+  out.push(
+    'Each row is one fresh server process and one fresh load-generator process. msgs/s counts echoes received per second; MB/s is echoed payload (10^6 bytes, one direction); p50/p99 are per-message round-trip times. In the comparison rows **>1 means switchboard is better**: throughput is switchboard / other; latency, server CPU per message and peak RSS are other / switchboard. See docs/benchmarks.md.',
+  );
+  out.push('');
+  const summary = summaryTable(scenarios, settings, results);
+  if (summary) out.push(summary);
+  for (const mode of settings.modes) {
+    out.push(`## ${modeTitle(mode, settings)[0].toUpperCase()}${modeTitle(mode, settings).slice(1)}`);
+    out.push('');
+    for (const scenario of scenarios) out.push(scenarioTable(scenario, mode, settings, results[mode][scenario.id]));
+  }
+  return out.join('\n').trimEnd();
+}

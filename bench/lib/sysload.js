@@ -1,0 +1,41 @@
+// Machine-wide CPU accounting, to tell whether something other than the two
+// benchmark processes was using the CPUs during a measurement (other
+// processes, or the hypervisor: "steal" time on a VM).
+
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+
+/** Cumulative CPU counters: busy, idle and steal, in arbitrary but equal units. */
+export function sampleCpu() {
+  try {
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice  (USER_HZ ticks)
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+    return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal, hasSteal: true };
+  } catch {
+    let busy = 0;
+    let idle = 0;
+    for (const { times } of os.cpus()) {
+      busy += times.user + times.nice + times.sys + times.irq;
+      idle += times.idle;
+    }
+    return { busy, idle, steal: 0, hasSteal: false };
+  }
+}
+
+/**
+ * CPU use between two samples, in percent of one CPU (so 2 fully busy CPUs = 200).
+ * @returns {{ busyPct: number, stealPct: number }}
+ */
+export function cpuBetween(a, b, cpuCount = os.cpus().length) {
+  const busy = b.busy - a.busy;
+  const idle = b.idle - a.idle;
+  const steal = b.steal - a.steal;
+  const total = busy + idle + steal;
+  if (total <= 0) return { busyPct: NaN, stealPct: NaN };
+  return {
+    busyPct: (busy / total) * cpuCount * 100,
+    stealPct: b.hasSteal ? (steal / total) * cpuCount * 100 : NaN,
+  };
+}

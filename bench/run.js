@@ -1,0 +1,308 @@
+#!/usr/bin/env node
+// Echo benchmark: switchboard vs ws (pure JS) vs ws + native addons.
+// Method, knobs and how to read the output: docs/benchmarks.md.
+//
+// For every (client mode, scenario, implementation) cell this process starts
+// an echo server child (bench/server.js) and a load-generator child
+// (bench/client.js), each pinned to its own CPU when taskset is available,
+// collects the numbers over IPC and kills both. A failing cell becomes an
+// error row; the run goes on.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Child, tasksetAvailable } from './lib/child.js';
+import { childEnv, implementations, ROOT } from './lib/impls.js';
+import { renderReport } from './lib/report.js';
+import { cpuBetween, sampleCpu } from './lib/sysload.js';
+
+const BENCH_DIR = path.join(ROOT, 'bench');
+const SERVER_SCRIPT = path.join(BENCH_DIR, 'server.js');
+const CLIENT_SCRIPT = path.join(BENCH_DIR, 'client.js');
+
+/**
+ * Scenarios in run order. `inflight` = messages outstanding per connection;
+ * `connections` overrides BENCH_CONNECTIONS.
+ */
+export const SCENARIOS = [
+  { id: 'pingpong', title: 'Ping-pong 32 B binary, 1 connection', kind: 'binary', size: 32, inflight: 1, deflate: false, connections: 1 },
+  { id: '32b', title: 'Echo 32 B binary', kind: 'binary', size: 32, inflight: 8, deflate: false },
+  { id: '1k', title: 'Echo 1 KiB binary', kind: 'binary', size: 1024, inflight: 8, deflate: false },
+  { id: '64k', title: 'Echo 64 KiB binary', kind: 'binary', size: 64 * 1024, inflight: 4, deflate: false },
+  { id: '1m', title: 'Echo 1 MiB binary', kind: 'binary', size: 1024 * 1024, inflight: 1, deflate: false },
+  { id: 'deflate', title: 'permessage-deflate, 16 KiB JSON text', kind: 'json', size: 16 * 1024, inflight: 4, deflate: true, pool: 32 },
+];
+
+const IMPLS = implementations();
+const IMPL_NAMES = Object.keys(IMPLS);
+const MODES = ['same', 'fixed'];
+
+// ---------------------------------------------------------------- settings
+
+function envNumber(name, def, { min = 0, integer = false } = {}) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new Error(`${name}=${raw}: expected ${integer ? 'an integer' : 'a number'} >= ${min}`);
+  }
+  return n;
+}
+
+function envList(name, def, allowed) {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return def;
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!allowed.includes(item)) throw new Error(`${name}: unknown "${item}" (expected some of: ${allowed.join(', ')})`);
+  }
+  return items;
+}
+
+function readSettings() {
+  const fixedClient = process.env.BENCH_FIXED_CLIENT || 'ws+native';
+  if (!IMPL_NAMES.includes(fixedClient)) throw new Error(`BENCH_FIXED_CLIENT: unknown "${fixedClient}" (expected one of: ${IMPL_NAMES.join(', ')})`);
+  const pinWanted = process.env.BENCH_PIN !== '0';
+  const pin = pinWanted && os.cpus().length >= 2 && tasksetAvailable();
+  return {
+    seconds: envNumber('BENCH_SECONDS', 3, { min: 0.1 }),
+    warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 0.5, { min: 0 }),
+    connections: envNumber('BENCH_CONNECTIONS', 64, { min: 1, integer: true }),
+    runs: envNumber('BENCH_RUNS', 1, { min: 1, integer: true }),
+    impls: envList('BENCH_IMPLS', IMPL_NAMES, IMPL_NAMES),
+    scenarios: envList('BENCH_SCENARIOS', SCENARIOS.map((s) => s.id), SCENARIOS.map((s) => s.id)),
+    modes: envList('BENCH_CLIENT_MODES', MODES, MODES),
+    fixedClient,
+    pin,
+    pinNote: pin ? 'server on CPU 0, load generator on CPU 1 (taskset)' : pinWanted ? 'off (taskset or a second CPU is not available)' : 'off (BENCH_PIN=0)',
+    out: path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'latest.md')),
+  };
+}
+
+// ---------------------------------------------------------------- one cell
+
+const SERVER_START_TIMEOUT_MS = 15_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+const CLOSE_TIMEOUT_MS = 3_000;
+const STATS_TIMEOUT_MS = 3_000;
+
+/**
+ * Run one measurement: a fresh server child and a fresh client child.
+ * @returns {Promise<object>} metrics, or { error }
+ */
+async function runCell(settings, scenario, serverImpl, clientImpl) {
+  for (const impl of new Set([serverImpl, clientImpl])) {
+    if (impl.unavailable) return { error: impl.unavailable };
+  }
+  const warmupMs = Math.round(settings.warmupSeconds * 1000);
+  const durationMs = Math.round(settings.seconds * 1000);
+  const implConfig = (impl) => ({ name: impl.name, specifier: impl.specifier, native: impl.native });
+  const server = new Child(
+    `server ${serverImpl.name}`,
+    SERVER_SCRIPT,
+    { impl: implConfig(serverImpl), deflate: scenario.deflate },
+    childEnv(serverImpl),
+    settings.pin ? 0 : null,
+  );
+  let client = null;
+  try {
+    const ready = await server.next('ready', SERVER_START_TIMEOUT_MS, 'the server to listen');
+    client = new Child(
+      `client ${clientImpl.name}`,
+      CLIENT_SCRIPT,
+      {
+        impl: implConfig(clientImpl),
+        url: `ws://127.0.0.1:${ready.port}/`,
+        scenario,
+        connections: scenario.connections ?? settings.connections,
+        warmupMs,
+        durationMs,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      },
+      childEnv(clientImpl),
+      settings.pin ? 1 : null,
+    );
+    await client.next('measure-start', CONNECT_TIMEOUT_MS + warmupMs + 10_000, 'connections and warm-up');
+    const sys0 = sampleCpu();
+    server.send({ type: 'stats' });
+    const s0 = (await server.next('stats', STATS_TIMEOUT_MS, 'stats')).stats;
+    const { result: r } = await client.next('result', durationMs + 10_000, 'the measurement');
+    const sys = cpuBetween(sys0, sampleCpu());
+    server.send({ type: 'stats' });
+    const s1 = (await server.next('stats', STATS_TIMEOUT_MS, 'stats')).stats;
+
+    const problems = [];
+    if (r.closedEarly) problems.push(`${r.closedEarly} connection(s) closed early`);
+    if (r.mismatched) problems.push(`${r.mismatched} echo(es) differed from what was sent`);
+    if (r.unexpected) problems.push(`${r.unexpected} unsolicited message(s)`);
+    if (r.errors) problems.push(`${r.errors} client error event(s)`);
+    if (s1.errors) problems.push(`${s1.errors} server error event(s): ${s1.firstError}`);
+    if (r.received === 0) problems.push('no echo received during the measurement');
+    if (problems.length) return { error: `${problems.join('; ')}${r.firstError ? ` (first: ${r.firstError})` : ''}` };
+
+    const serverMs = s1.t - s0.t;
+    const serverCpuUs = s1.cpu.user - s0.cpu.user + (s1.cpu.system - s0.cpu.system);
+    const serverMsgs = s1.messages - s0.messages;
+    const seconds = r.measureMs / 1000;
+    const serverCpuPct = (serverCpuUs / 1000 / serverMs) * 100;
+    return {
+      msgsPerSec: r.received / seconds,
+      mbPerSec: r.bytes / seconds / 1e6,
+      p50Ms: r.latency.p50Ms,
+      p99Ms: r.latency.p99Ms,
+      p999Ms: r.latency.p999Ms,
+      maxMs: r.latency.maxMs,
+      latencySamples: r.latency.count,
+      clientCpuPct: r.cpuPct,
+      serverCpuPct,
+      // Machine-wide busy CPU not accounted to the two benchmark processes
+      // (other processes, kernel work such as loopback softirqs), and VM steal.
+      otherCpuPct: sys.busyPct - serverCpuPct - r.cpuPct,
+      stealPct: sys.stealPct,
+      serverCpuUsPerMsg: serverMsgs > 0 ? serverCpuUs / serverMsgs : NaN,
+      serverMaxRssMB: s1.maxRssKB / 1024,
+      wireInPerPayload:
+        s1.wireIn !== null && s0.wireIn !== null && s1.payloadBytes > s0.payloadBytes
+          ? (s1.wireIn - s0.wireIn) / (s1.payloadBytes - s0.payloadBytes)
+          : NaN,
+      messageBytes: r.messageBytes,
+      verifiedConnections: r.verified,
+      serverNative: ready.native,
+      clientNative: r.native,
+    };
+  } catch (err) {
+    return { error: err.message };
+  } finally {
+    if (client) {
+      const exited = await Promise.race([client.exited.then(() => true), sleep(CLOSE_TIMEOUT_MS + 2000).then(() => false)]);
+      if (!exited) client.kill();
+      await client.exited;
+    }
+    await server.stop();
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Median of the runs by msgs/s; keeps the spread. */
+function combineRuns(runs) {
+  const ok = runs.filter((r) => !r.error);
+  if (ok.length === 0) return runs[0];
+  const sorted = [...ok].sort((a, b) => a.msgsPerSec - b.msgsPerSec);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  return {
+    ...median,
+    runs: runs.length,
+    failedRuns: runs.length - ok.length,
+    msgsPerSecAll: ok.map((r) => r.msgsPerSec),
+  };
+}
+
+// ---------------------------------------------------------------- metadata
+
+function versionOf(pkg) {
+  try {
+    return JSON.parse(readFileSync(path.join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+function gitHead() {
+  try {
+    // Read-only.
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 })
+      .toString()
+      .trim();
+  } catch {
+    return 'no commit';
+  }
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuCount: cpus.length,
+    memoryGB: os.totalmem() / 2 ** 30,
+    loadAvg: os.loadavg(),
+    git: gitHead(),
+    versions: { ws: versionOf('ws'), bufferutil: versionOf('bufferutil'), 'utf-8-validate': versionOf('utf-8-validate') },
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+function fmtShort(cell) {
+  if (cell.error) return `ERROR ${cell.error.split('\n')[0].slice(0, 160)}`;
+  return `${Math.round(cell.msgsPerSec).toLocaleString('en-US')} msg/s, ${cell.mbPerSec.toFixed(1)} MB/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms, CPU server ${cell.serverCpuPct.toFixed(0)}% client ${cell.clientCpuPct.toFixed(0)}% other ${cell.otherCpuPct.toFixed(0)}% steal ${cell.stealPct.toFixed(0)}%`;
+}
+
+async function main() {
+  const settings = readSettings();
+  const meta = machineInfo();
+  const notes = [];
+  for (const name of settings.impls) {
+    const impl = IMPLS[name];
+    if (impl.unavailable) notes.push(`**${name} is not available**: ${impl.unavailable}. Its rows are errors and its ratios n/a.`);
+    if (impl.note) notes.push(impl.note);
+  }
+  for (const n of notes) console.error(`NOTE: ${n.replace(/\*\*/g, '')}`);
+
+  const scenarios = SCENARIOS.filter((s) => settings.scenarios.includes(s.id));
+  const total = settings.modes.length * scenarios.length * settings.impls.length * settings.runs;
+  const perCell = settings.seconds + settings.warmupSeconds + 1;
+  console.error(
+    `bench: ${total} measurement(s) of ~${perCell.toFixed(1)} s each (~${Math.ceil((total * perCell) / 60)} min); pinning ${settings.pinNote}`,
+  );
+
+  const started = Date.now();
+  const results = {};
+  let done = 0;
+  for (const mode of settings.modes) {
+    results[mode] = {};
+    for (const scenario of scenarios) {
+      const runsByImpl = Object.fromEntries(settings.impls.map((n) => [n, []]));
+      for (let run = 0; run < settings.runs; run++) {
+        // Rotate the order between runs so no implementation always goes first.
+        const order = settings.impls.map((_, i) => settings.impls[(i + run) % settings.impls.length]);
+        for (const name of order) {
+          const clientName = mode === 'same' ? name : settings.fixedClient;
+          const cell = await runCell(settings, scenario, IMPLS[name], IMPLS[clientName]);
+          runsByImpl[name].push(cell);
+          done++;
+          console.error(`[${done}/${total}] ${mode === 'same' ? 'same impl' : `client ${clientName}`} | ${scenario.title} | ${name}: ${fmtShort(cell)}`);
+        }
+      }
+      results[mode][scenario.id] = Object.fromEntries(settings.impls.map((n) => [n, combineRuns(runsByImpl[n])]));
+    }
+  }
+  meta.elapsedSeconds = (Date.now() - started) / 1000;
+
+  const markdown = renderReport({ meta, settings, scenarios, results, notes });
+  process.stdout.write(`${markdown}\n`);
+  mkdirSync(path.dirname(settings.out), { recursive: true });
+  writeFileSync(settings.out, `${markdown}\n`);
+  const jsonOut = settings.out.replace(/\.md$/, '') + '.json';
+  writeFileSync(jsonOut, `${JSON.stringify({ meta, settings, scenarios, results }, null, 2)}\n`);
+  console.error(`bench: wrote ${path.relative(process.cwd(), settings.out)} and ${path.relative(process.cwd(), jsonOut)} in ${meta.elapsedSeconds.toFixed(0)} s`);
+
+  const failed = Object.values(results).some((byScenario) =>
+    Object.values(byScenario).some((byImpl) => Object.values(byImpl).some((c) => c.error)),
+  );
+  if (failed) {
+    console.error('bench: some measurements failed (see the error rows)');
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err.stack || err.message}`);
+  process.exit(2);
+});

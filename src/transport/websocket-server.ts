@@ -1,0 +1,390 @@
+/**
+ * `WebSocketServer`: accepts HTTP/1.1 Upgrade requests (RFC 6455 §4.2) on a
+ * server it creates (`port`), on one it is given (`server`), or through
+ * `handleUpgrade` (`noServer`), with the option names and events of `ws`.
+ *
+ * Beyond `ws`: `allowedOrigins` (403 before the upgrade, against cross-site
+ * WebSocket hijacking), `maxConnections` (503 with Retry-After), a handshake
+ * timeout on servers it creates, a heartbeat that terminates dead peers, and
+ * `close()` that closes its clients with 1001.
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { CloseCode } from '../protocol/close-code.js';
+import { HandshakeError } from '../protocol/errors.js';
+import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../protocol/handshake.js';
+import { acceptDeflateOffer, type PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js';
+import { DEFAULT_MAX_PAYLOAD } from '../protocol/connection.js';
+import { PerMessageDeflateCodec } from './deflate.js';
+import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type HeartbeatOptions } from './websocket.js';
+
+export interface VerifyClientInfo {
+  origin: string | undefined;
+  secure: boolean;
+  req: http.IncomingMessage;
+}
+export type VerifyClientCallback = (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
+
+export interface ServerOptions {
+  /** Create an HTTP server listening on this port (0 for any free port). */
+  port?: number;
+  /** Host to listen on with `port`. Default: all interfaces, as `net.Server#listen`. */
+  host?: string;
+  /** Listen backlog with `port`. */
+  backlog?: number;
+  /** Attach to this existing HTTP(S) server instead of creating one. */
+  server?: http.Server | https.Server;
+  /** Create no server; call `handleUpgrade` from your own 'upgrade' handler. */
+  noServer?: boolean;
+  /** Accept upgrades only for this path (exact match of the pathname). */
+  path?: string;
+  /** Max size of a received message in bytes (after inflation). Default 100 MiB. */
+  maxPayload?: number;
+  /** Enable permessage-deflate (RFC 7692). Default false. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /** Pick a subprotocol from those the client offered; `false` for none. Default: the first offered. */
+  handleProtocols?: (protocols: Set<string>, request: http.IncomingMessage) => string | false;
+  /** Accept or refuse a client before the upgrade; sync (return a boolean) or async (call `cb`). */
+  verifyClient?:
+    | ((info: VerifyClientInfo) => boolean)
+    | ((info: VerifyClientInfo, cb: VerifyClientCallback) => void);
+  /** Keep the open connections in `clients`. Default true. */
+  clientTracking?: boolean;
+  skipUTF8Validation?: boolean;
+  /** Answer pings automatically. Default true. */
+  autoPong?: boolean;
+  /**
+   * Origins allowed to connect, compared case-insensitively with the Origin
+   * header (`https://app.example.com`), or a predicate. Others get 403 before
+   * the upgrade. Requests without an Origin header (non-browser clients) are
+   * allowed. Default: every origin.
+   */
+  allowedOrigins?: string[] | ((origin: string | undefined, request: http.IncomingMessage) => boolean);
+  /** Max open connections; more get 503 with Retry-After. Default: no limit. */
+  maxConnections?: number;
+  /** Seconds sent in Retry-After with a 503. Default 5. */
+  retryAfter?: number;
+  /** On a server created with `port`: max time in ms for a client to send its whole request head. Default 10 s. */
+  handshakeTimeout?: number;
+  /** Ping each client every `interval` ms and terminate those that stay silent for `timeout` ms. Default: off. */
+  heartbeat?: HeartbeatOptions;
+  /** Time to wait for the peer's part of the closing handshake before destroying the socket, in ms. Default 30 s. */
+  closeTimeout?: number;
+}
+
+const RUNNING = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+
+export class WebSocketServer extends EventEmitter {
+  readonly options: ServerOptions;
+  /** The open connections (when `clientTracking` is on). */
+  readonly clients: Set<WebSocket>;
+  private server: http.Server | https.Server | null = null;
+  private ownsServer = false;
+  private state = RUNNING;
+  private connectionCount = 0;
+  private readonly deflateOptions: PerMessageDeflateOptions | null;
+  private readonly allowedOrigins: Set<string> | null;
+  private readonly removeListeners: () => void = () => {};
+
+  constructor(options: ServerOptions, callback?: () => void) {
+    super();
+    const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(Boolean).length;
+    if (modes !== 1) {
+      throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
+    }
+    this.options = { maxPayload: DEFAULT_MAX_PAYLOAD, clientTracking: true, closeTimeout: DEFAULT_CLOSE_TIMEOUT, ...options };
+    this.clients = new Set();
+    this.deflateOptions =
+      options.perMessageDeflate === true ? {} : options.perMessageDeflate ? options.perMessageDeflate : null;
+    this.allowedOrigins = Array.isArray(options.allowedOrigins)
+      ? new Set(options.allowedOrigins.map((o) => o.toLowerCase()))
+      : null;
+
+    if (options.port !== undefined) {
+      const timeout = options.handshakeTimeout ?? 10_000;
+      const server = http.createServer(
+        {
+          headersTimeout: timeout,
+          requestTimeout: timeout,
+          connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(timeout / 2))),
+        },
+        (_req, res) => {
+          const body = http.STATUS_CODES[426]!;
+          res.writeHead(426, { 'Content-Length': body.length, 'Content-Type': 'text/plain' });
+          res.end(body);
+        },
+      );
+      this.server = server;
+      this.ownsServer = true;
+      server.listen(options.port, options.host, options.backlog, callback);
+    } else if (options.server) {
+      this.server = options.server;
+    }
+
+    if (this.server) {
+      const server = this.server;
+      const onListening = () => this.emit('listening');
+      const onError = (err: Error) => this.emit('error', err);
+      const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        this.handleUpgrade(req, socket, head, (ws) => this.emit('connection', ws, req));
+      };
+      server.on('listening', onListening);
+      server.on('error', onError);
+      server.on('upgrade', onUpgrade);
+      this.removeListeners = () => {
+        server.removeListener('listening', onListening);
+        server.removeListener('error', onError);
+        server.removeListener('upgrade', onUpgrade);
+      };
+    }
+  }
+
+  /** The address the server listens on (not available with `noServer`). */
+  address(): AddressInfo | string | null {
+    if (this.options.noServer) throw new Error('The server is operating in "noServer" mode');
+    return this.server ? this.server.address() : null;
+  }
+
+  /** Whether a request is for this server (the `path` option). */
+  shouldHandle(req: http.IncomingMessage): boolean {
+    if (this.options.path) {
+      const q = req.url?.indexOf('?') ?? -1;
+      const pathname = q !== -1 ? req.url!.slice(0, q) : req.url;
+      if (pathname !== this.options.path) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Complete (or refuse) an upgrade. On success `cb(ws, req)` gets the open
+   * connection; on failure the socket gets an HTTP error answer and `cb` is
+   * not called.
+   */
+  handleUpgrade(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+  ): void {
+    socket.on('error', onHandshakeSocketError);
+    let offer;
+    try {
+      if (this.state !== RUNNING) {
+        throw new HandshakeError('WS_ERR_SERVER_CLOSING', 'The server is shutting down', 503, {
+          'Retry-After': String(this.options.retryAfter ?? 5),
+        });
+      }
+      if (!this.shouldHandle(req)) throw new HandshakeError('WS_ERR_INVALID_PATH', 'Unknown path', 400);
+      offer = validateUpgradeRequest({ method: req.method ?? '', httpVersion: req.httpVersion, headers: req.headers });
+      const origin = headerValue(req.headers.origin);
+      if (!this.originAllowed(origin, req)) {
+        throw new HandshakeError('WS_ERR_ORIGIN_NOT_ALLOWED', 'Origin not allowed', 403);
+      }
+      if (this.options.maxConnections !== undefined && this.connectionCount >= this.options.maxConnections) {
+        throw new HandshakeError('WS_ERR_TOO_MANY_CONNECTIONS', 'Too many connections', 503, {
+          'Retry-After': String(this.options.retryAfter ?? 5),
+        });
+      }
+    } catch (err) {
+      this.refuse(socket, req, err as Error);
+      return;
+    }
+
+    const { key, protocols, extensions } = offer;
+    let deflate: ReturnType<typeof acceptDeflateOffer> = null;
+    if (this.deflateOptions) {
+      try {
+        deflate = acceptDeflateOffer(extensions, this.deflateOptions);
+      } catch (err) {
+        this.refuse(socket, req, err as Error);
+        return;
+      }
+    }
+
+    let protocol = '';
+    if (protocols.length > 0) {
+      const chosen = this.options.handleProtocols
+        ? this.options.handleProtocols(new Set(protocols), req)
+        : protocols[0]!;
+      // A server may only answer with a protocol the client offered (§4.2.2).
+      if (chosen && protocols.includes(chosen)) protocol = chosen;
+    }
+
+    const verify = this.options.verifyClient;
+    if (!verify) {
+      this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
+      return;
+    }
+    const info: VerifyClientInfo = {
+      origin: headerValue(req.headers.origin) ?? headerValue(req.headers['sec-websocket-origin']),
+      secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
+      req,
+    };
+    if (verify.length === 2) {
+      (verify as (i: VerifyClientInfo, cb: VerifyClientCallback) => void)(info, (ok, code, message, headers) => {
+        if (!ok) {
+          this.refuse(socket, req, new HandshakeError('WS_ERR_CLIENT_REJECTED', message ?? http.STATUS_CODES[code ?? 401] ?? 'Unauthorized', code ?? 401, headers));
+          return;
+        }
+        this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
+      });
+      return;
+    }
+    if (!(verify as (i: VerifyClientInfo) => boolean)(info)) {
+      this.refuse(socket, req, new HandshakeError('WS_ERR_CLIENT_REJECTED', 'Unauthorized', 401));
+      return;
+    }
+    this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
+  }
+
+  private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
+    const allowed = this.options.allowedOrigins;
+    if (allowed === undefined) return true;
+    if (typeof allowed === 'function') return allowed(origin, req);
+    if (origin === undefined) return true;
+    return this.allowedOrigins!.has(origin.toLowerCase());
+  }
+
+  private refuse(socket: Duplex, req: http.IncomingMessage, err: Error): void {
+    const handshakeErr =
+      err instanceof HandshakeError ? err : new HandshakeError('WS_ERR_HANDSHAKE_FAILED', 'Internal Server Error', 500);
+    if (this.listenerCount('wsClientError') > 0) {
+      this.emit('wsClientError', handshakeErr, socket, req);
+      return;
+    }
+    if (socket.writable) socket.end(buildErrorResponse(handshakeErr));
+    socket.destroy();
+  }
+
+  private completeUpgrade(
+    key: string,
+    protocol: string,
+    deflate: ReturnType<typeof acceptDeflateOffer>,
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+  ): void {
+    if (!socket.readable || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    if (this.state !== RUNNING) {
+      this.refuse(socket, req, new HandshakeError('WS_ERR_SERVER_CLOSING', 'The server is shutting down', 503));
+      return;
+    }
+    const extraHeaders: string[] = [];
+    this.emit('headers', extraHeaders, req);
+    const response = buildUpgradeResponse({
+      key,
+      protocol: protocol || undefined,
+      extensions: deflate ? deflate.responseHeader : undefined,
+      headers: linesToHeaders(extraHeaders),
+    });
+    socket.write(response);
+    socket.removeListener('error', onHandshakeSocketError);
+
+    const codec = deflate
+      ? new PerMessageDeflateCodec({
+          role: 'server',
+          params: deflate.params,
+          maxPayload: this.options.maxPayload!,
+          level: this.deflateOptions!.level,
+          memLevel: this.deflateOptions!.memLevel,
+          threshold: this.deflateOptions!.threshold,
+          concurrencyLimit: this.deflateOptions!.concurrencyLimit,
+        })
+      : null;
+    const ws = new WebSocket(null);
+    ws.setSocket(socket, head, {
+      role: 'server',
+      maxPayload: this.options.maxPayload,
+      codec,
+      skipUTF8Validation: this.options.skipUTF8Validation,
+      autoPong: this.options.autoPong,
+      heartbeat: this.options.heartbeat,
+      closeTimeout: this.options.closeTimeout,
+      protocol,
+      extensions: deflate ? deflate.responseHeader : '',
+    });
+    this.connectionCount++;
+    if (this.options.clientTracking) this.clients.add(ws);
+    ws._onSocketClosed = () => {
+      this.connectionCount--;
+      this.clients.delete(ws);
+      if (this.state === CLOSING) this.maybeClosed();
+    };
+    cb(ws, req);
+  }
+
+  /**
+   * Stop accepting connections and close the open ones with 1001 (Going
+   * Away). Clients that do not answer are destroyed after `closeTimeout`.
+   * 'close' is emitted (and `cb` called) once the server and every client are closed.
+   */
+  close(cb?: (err?: Error) => void): void {
+    if (this.state === CLOSED) {
+      if (cb) process.nextTick(cb, new Error('The server is not running'));
+      return;
+    }
+    if (cb) this.once('close', () => cb());
+    if (this.state === CLOSING) return;
+    this.state = CLOSING;
+    this.removeListeners();
+    for (const ws of this.clients) ws.close(CloseCode.GoingAway, 'server shutting down');
+    if (this.ownsServer && this.server) {
+      this.server.close(() => {
+        this.ownsServer = false;
+        this.maybeClosed();
+      });
+      // Idle keep-alive HTTP connections would hold server.close() open.
+      (this.server as http.Server).closeIdleConnections?.();
+    } else {
+      process.nextTick(() => this.maybeClosed());
+    }
+  }
+
+  private maybeClosed(): void {
+    if (this.state !== CLOSING || this.ownsServer || this.connectionCount > 0) return;
+    this.state = CLOSED;
+    this.emit('close');
+  }
+}
+
+function onHandshakeSocketError(this: Duplex): void {
+  this.destroy();
+}
+
+/** The 'headers' event hands out `Name: value` lines (as `ws` does); the response builder takes a record. */
+function linesToHeaders(lines: string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim();
+    (out[name] ??= []).push(line.slice(colon + 1).trim());
+  }
+  return out;
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+// Typed events (merged into the class).
+export interface WebSocketServer {
+  on(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: http.IncomingMessage) => void): this;
+  on(event: 'error', listener: (this: WebSocketServer, err: Error) => void): this;
+  on(event: 'headers', listener: (this: WebSocketServer, headers: string[], request: http.IncomingMessage) => void): this;
+  on(event: 'wsClientError', listener: (this: WebSocketServer, err: HandshakeError, socket: Duplex, request: http.IncomingMessage) => void): this;
+  on(event: 'listening' | 'close', listener: (this: WebSocketServer) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: http.IncomingMessage) => void): this;
+  once(event: 'listening' | 'close', listener: (this: WebSocketServer) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}

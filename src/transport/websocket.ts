@@ -1,0 +1,601 @@
+/**
+ * `WebSocket`: the `ws`-compatible API over the sans-I/O `Connection`, for
+ * both sides. A server-side instance is created by `WebSocketServer` and
+ * bound to the upgraded socket; a client-side one is created with a URL and
+ * performs the opening handshake itself (see client-handshake.ts).
+ *
+ * Differences from `ws`, on purpose:
+ * - a protocol error from the peer never throws out of the socket: `error` is
+ *   emitted only when someone listens to it, and the close frame tells the peer;
+ * - `send()` returns false once `bufferedAmount` reaches the high-water mark,
+ *   and `drain` follows when it falls back;
+ * - an optional heartbeat terminates peers that stop answering pings.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { Blob } from 'node:buffer';
+import { CloseCode } from '../protocol/close-code.js';
+import { Connection, type ConnectionHandler, DEFAULT_MAX_PAYLOAD, encodeClosePayload } from '../protocol/connection.js';
+import { InvalidStateError, type WebSocketError } from '../protocol/errors.js';
+import type { PerMessageDeflateCodec } from './deflate.js';
+import {
+  addEventListener,
+  getOnProperty,
+  removeEventListener,
+  setOnProperty,
+  type EventListenerLike,
+} from './event-target.js';
+import { connectClient, type ClientOptions } from './client-handshake.js';
+
+export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
+export type SendCallback = (err?: Error | null) => void;
+
+export interface HeartbeatOptions {
+  /** Ping the peer after this many ms. */
+  interval: number;
+  /** Terminate the connection when no data or pong arrived this many ms after a ping. Default: `interval`. */
+  timeout?: number;
+}
+
+/** @internal What the server or the client handshake hands to `setSocket`. */
+export interface SocketSetup {
+  role: 'server' | 'client';
+  maxPayload?: number;
+  codec?: PerMessageDeflateCodec | null;
+  skipUTF8Validation?: boolean;
+  autoPong?: boolean;
+  heartbeat?: HeartbeatOptions | null;
+  closeTimeout?: number;
+  protocol?: string;
+  extensions?: string;
+}
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+const READY_STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
+
+/** Default time to wait for the peer's part of the closing handshake, in ms. */
+export const DEFAULT_CLOSE_TIMEOUT = 30_000;
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+interface QueuedSend {
+  kind: 0 | 1 | 2 | 3; // data, ping, pong, close
+  data: Buffer;
+  isBinary: boolean;
+  fin: boolean;
+  compress: boolean;
+  code?: number;
+  cb?: SendCallback;
+}
+
+function toBuffer(data: unknown): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (typeof data === 'string') return Buffer.from(data);
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (data === undefined || data === null) return EMPTY;
+  return Buffer.from(String(data));
+}
+
+export class WebSocket extends EventEmitter implements ConnectionHandler {
+  static readonly CONNECTING = CONNECTING;
+  static readonly OPEN = OPEN;
+  static readonly CLOSING = CLOSING;
+  static readonly CLOSED = CLOSED;
+  readonly CONNECTING = CONNECTING;
+  readonly OPEN = OPEN;
+  readonly CLOSING = CLOSING;
+  readonly CLOSED = CLOSED;
+
+  /** The URL the client connected to ('' on the server side). */
+  readonly url: string;
+  private _readyState = CONNECTING;
+  private _protocol = '';
+  private _extensions = '';
+  private _binaryType: BinaryType = 'nodebuffer';
+  private socket: Duplex | null = null;
+  private conn: Connection | null = null;
+  private codec: PerMessageDeflateCodec | null = null;
+  private closeTimeout = DEFAULT_CLOSE_TIMEOUT;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private queue: QueuedSend[] = [];
+  private queuedBytes = 0;
+  private deflating = false;
+  private compressingMessage = false;
+  private writeCallback: SendCallback | undefined = undefined;
+  private needDrain = false;
+  private paused = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private pongTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimeout = 0;
+  private awaitingPong = false;
+  private closeEmitted = false;
+  /** @internal set by the client handshake while it is in progress. */
+  _abortHandshake: ((reason: string) => void) | null = null;
+  /** @internal called once when the socket closes (server bookkeeping). */
+  _onSocketClosed: (() => void) | null = null;
+  /** Whether the closing handshake completed before the TCP connection closed. */
+  wasClean = false;
+
+  /**
+   * Client: `new WebSocket('ws://host/path', ['proto'], options)`.
+   * Server-side instances are created by `WebSocketServer` with `address = null`.
+   */
+  constructor(address: string | URL | null, protocols?: string | string[] | ClientOptions, options?: ClientOptions) {
+    super();
+    if (address === null) {
+      this.url = '';
+      return;
+    }
+    if (protocols !== undefined && !Array.isArray(protocols) && typeof protocols === 'object') {
+      options = protocols;
+      protocols = undefined;
+    }
+    const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
+    this.url = typeof address === 'string' ? address : address.href;
+    connectClient(this, address, list, options ?? {});
+  }
+
+  get readyState(): number {
+    return this._readyState;
+  }
+  /** The subprotocol the server selected ('' if none). */
+  get protocol(): string {
+    return this._protocol;
+  }
+  /** The extensions negotiated, as the Sec-WebSocket-Extensions value ('' if none). */
+  get extensions(): string {
+    return this._extensions;
+  }
+  get binaryType(): BinaryType {
+    return this._binaryType;
+  }
+  set binaryType(type: BinaryType) {
+    if (type === 'nodebuffer' || type === 'arraybuffer' || type === 'fragments' || type === 'blob') this._binaryType = type;
+  }
+  /** Bytes accepted by `send` and not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return (this.socket ? this.socket.writableLength : 0) + this.queuedBytes;
+  }
+  /** Whether reading from the peer is paused. */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  // ---- WHATWG-style events ---------------------------------------------------
+
+  get onopen(): EventListenerLike | null {
+    return getOnProperty(this, 'open');
+  }
+  set onopen(h: EventListenerLike | null) {
+    setOnProperty(this, 'open', h);
+  }
+  get onmessage(): EventListenerLike | null {
+    return getOnProperty(this, 'message');
+  }
+  set onmessage(h: EventListenerLike | null) {
+    setOnProperty(this, 'message', h);
+  }
+  get onclose(): EventListenerLike | null {
+    return getOnProperty(this, 'close');
+  }
+  set onclose(h: EventListenerLike | null) {
+    setOnProperty(this, 'close', h);
+  }
+  get onerror(): EventListenerLike | null {
+    return getOnProperty(this, 'error');
+  }
+  set onerror(h: EventListenerLike | null) {
+    setOnProperty(this, 'error', h);
+  }
+  addEventListener(type: string, listener: EventListenerLike, options?: { once?: boolean }): void {
+    addEventListener(this, type, listener, options);
+  }
+  removeEventListener(type: string, listener: EventListenerLike): void {
+    removeEventListener(this, type, listener);
+  }
+
+  // ---- setup -------------------------------------------------------------------
+
+  /** @internal Bind to an upgraded socket. `head` holds bytes read past the HTTP head. */
+  setSocket(socket: Duplex, head: Buffer, setup: SocketSetup): void {
+    this.socket = socket;
+    this.codec = setup.codec ?? null;
+    this._protocol = setup.protocol ?? '';
+    this._extensions = setup.extensions ?? '';
+    this.closeTimeout = setup.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
+    this.conn = new Connection(this, {
+      role: setup.role,
+      maxPayload: setup.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      inflater: this.codec,
+      autoPong: setup.autoPong,
+      skipUTF8Validation: setup.skipUTF8Validation,
+    });
+    const s = socket as Duplex & { setNoDelay?(b: boolean): void; setTimeout?(ms: number): void };
+    s.setTimeout?.(0);
+    s.setNoDelay?.(true);
+    // Bytes that arrived with the HTTP head go back to the stream, so they are
+    // read after 'open'/'connection' listeners are attached.
+    if (head.length > 0) socket.unshift(head);
+    socket.on('data', this.onSocketData);
+    socket.on('end', this.onSocketEnd);
+    socket.on('close', this.onSocketClose);
+    socket.on('error', this.onSocketError);
+    socket.on('drain', this.onSocketDrain);
+    this._readyState = OPEN;
+    if (setup.heartbeat && setup.heartbeat.interval > 0) this.startHeartbeat(setup.heartbeat);
+  }
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    this.awaitingPong = false;
+    this.conn!.receiveData(chunk);
+  };
+
+  private readonly onSocketEnd = (): void => {
+    this.conn!.receiveEof();
+    if (this._readyState === OPEN) this._readyState = CLOSING;
+    this.socket!.end();
+  };
+
+  private readonly onSocketError = (): void => {
+    // The 'close' event follows and reports 1006; a socket error is not the
+    // application's to handle (ECONNRESET from a vanished peer is routine).
+    this.socket!.destroy();
+  };
+
+  private readonly onSocketDrain = (): void => {
+    if (this.needDrain && this.bufferedAmount === 0) {
+      this.needDrain = false;
+      this.emit('drain');
+    }
+  };
+
+  private readonly onSocketClose = (): void => {
+    this._readyState = CLOSED;
+    this.clearTimers();
+    this.codec?.close();
+    const conn = this.conn!;
+    conn.receiveEof();
+    this.wasClean = conn.closeReceived && conn.closeSent && conn.error === null;
+    const code = conn.closeReceived ? conn.closeCode : CloseCode.AbnormalClosure;
+    const reason = conn.closeReceived ? conn.closeReason : EMPTY;
+    this.failQueue(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
+    this._onSocketClosed?.();
+    this.emitClose(code, reason);
+  };
+
+  /** @internal used by the client handshake when the connection never opened. */
+  emitClose(code: number, reason: Buffer): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this._readyState = CLOSED;
+    this.emit('close', code, reason);
+  }
+
+  /** @internal emit 'error' only when someone listens: a peer must not be able to crash the process. */
+  emitError(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  // ---- ConnectionHandler -------------------------------------------------------
+
+  /** @internal */
+  onWrite(chunks: Buffer[]): void {
+    const socket = this.socket!;
+    const cb = this.writeCallback;
+    this.writeCallback = undefined;
+    if (chunks.length === 1) {
+      if (!socket.write(chunks[0]!, cb)) this.needDrain = true;
+      return;
+    }
+    socket.cork();
+    for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
+    if (!socket.write(chunks[chunks.length - 1]!, cb)) this.needDrain = true;
+    socket.uncork();
+  }
+
+  /** @internal */
+  onMessage(data: Buffer, isBinary: boolean): void {
+    if (!isBinary || this._binaryType === 'nodebuffer') {
+      this.emit('message', data, isBinary);
+    } else if (this._binaryType === 'arraybuffer') {
+      this.emit('message', data.buffer.slice(data.byteOffset, data.byteOffset + data.length), isBinary);
+    } else if (this._binaryType === 'fragments') {
+      this.emit('message', [data], isBinary);
+    } else {
+      this.emit('message', new Blob([data]), isBinary);
+    }
+  }
+
+  /** @internal */
+  onPing(data: Buffer): void {
+    this.emit('ping', data);
+  }
+
+  /** @internal */
+  onPong(data: Buffer): void {
+    this.awaitingPong = false;
+    this.emit('pong', data);
+  }
+
+  /** @internal */
+  onCloseFrame(): void {
+    this._readyState = CLOSING;
+    if (this.conn!.role === 'server') {
+      // §7.1.1: the server closes the TCP connection first.
+      this.socket!.end();
+    }
+    this.armCloseTimer();
+  }
+
+  /** @internal */
+  onFail(err: WebSocketError): void {
+    this._readyState = CLOSING;
+    this.failQueue(err);
+    this.socket!.end();
+    this.armCloseTimer();
+    this.emitError(err);
+  }
+
+  // ---- API ----------------------------------------------------------------------
+
+  /**
+   * Send a message. Strings go as text, anything else as binary, unless
+   * `options.binary` says otherwise. `fin: false` sends a fragment; the next
+   * `send` continues the message. Returns false once `bufferedAmount` reaches
+   * the socket's high-water mark; wait for `drain` before sending more.
+   */
+  send(data: unknown, options?: { binary?: boolean; compress?: boolean; fin?: boolean; mask?: boolean } | SendCallback, cb?: SendCallback): boolean {
+    if (typeof options === 'function') {
+      cb = options;
+      options = undefined;
+    }
+    if (this._readyState === CONNECTING) {
+      throw new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+    }
+    const buf = typeof data === 'number' ? Buffer.from(String(data)) : toBuffer(data);
+    if (this._readyState !== OPEN || this.conn!.closeSent) {
+      if (cb) {
+        const err = new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this._readyState} (${READY_STATES[this._readyState]})`);
+        process.nextTick(cb, err);
+      }
+      return false;
+    }
+    const isBinary = options?.binary ?? typeof data !== 'string';
+    const fin = options?.fin ?? true;
+    let compress = false;
+    if (this.codec) {
+      // The choice is made on the first fragment and holds for the whole message.
+      compress = this.compressingMessage || ((options?.compress ?? true) && buf.length >= this.codec.threshold);
+      this.compressingMessage = compress && !fin;
+    }
+    if (compress || this.deflating || this.queue.length > 0) {
+      this.enqueue({ kind: 0, data: buf, isBinary, fin, compress, cb });
+    } else {
+      this.writeCallback = cb;
+      this.conn!.sendData(buf, isBinary, fin, false);
+    }
+    return this.checkBackpressure();
+  }
+
+  /** Send a ping (payload <= 125 bytes). */
+  ping(data?: unknown, _mask?: boolean, cb?: SendCallback): void {
+    this.control(1, data, cb);
+  }
+
+  /** Send an unsolicited pong (payload <= 125 bytes). */
+  pong(data?: unknown, _mask?: boolean, cb?: SendCallback): void {
+    this.control(2, data, cb);
+  }
+
+  private control(kind: 1 | 2, data: unknown, cb?: SendCallback): void {
+    if (this._readyState === CONNECTING) {
+      throw new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+    }
+    const buf = typeof data === 'number' ? Buffer.from(String(data)) : toBuffer(data);
+    if (buf.length > 125) throw new RangeError('The data size must not be greater than 125 bytes');
+    if (this._readyState !== OPEN || this.conn!.closeSent) {
+      if (cb) process.nextTick(cb, new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this._readyState} (${READY_STATES[this._readyState]})`));
+      return;
+    }
+    if (this.deflating || this.queue.length > 0) {
+      this.enqueue({ kind, data: buf, isBinary: true, fin: true, compress: false, cb });
+      return;
+    }
+    this.writeCallback = cb;
+    if (kind === 1) this.conn!.ping(buf);
+    else this.conn!.pong(buf);
+  }
+
+  /**
+   * Start the closing handshake. Without `code`, the close frame carries no
+   * status (the peer sees 1005). The connection is destroyed if the peer does
+   * not complete the handshake within the close timeout.
+   */
+  close(code?: number, reason?: string | Buffer): void {
+    if (this._readyState === CLOSED) return;
+    if (this._readyState === CONNECTING) {
+      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      return;
+    }
+    const conn = this.conn!;
+    if (conn.closeSent) {
+      if (conn.closeReceived) this.socket!.end();
+      return;
+    }
+    if (code !== undefined) {
+      // Validate now so a bad code throws synchronously even when the frame is queued.
+      encodeClosePayload(code, reason ?? '');
+    }
+    this._readyState = CLOSING;
+    if (this.deflating || this.queue.length > 0) {
+      this.enqueue({ kind: 3, data: reason === undefined ? EMPTY : toBuffer(reason), isBinary: false, fin: true, compress: false, code });
+    } else {
+      conn.close(code, reason ?? '');
+    }
+    this.armCloseTimer();
+  }
+
+  /** Destroy the connection at once, without a closing handshake (the close event reports 1006). */
+  terminate(): void {
+    if (this._readyState === CLOSED) return;
+    if (this._readyState === CONNECTING) {
+      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      return;
+    }
+    this._readyState = CLOSING;
+    this.socket!.destroy();
+  }
+
+  /** Stop reading from the peer (backpressure); `resume()` starts again. */
+  pause(): void {
+    if (this._readyState === CONNECTING || this._readyState === CLOSED) return;
+    this.paused = true;
+    this.conn!.pause();
+    this.socket!.pause();
+  }
+
+  resume(): void {
+    if (this._readyState === CONNECTING || this._readyState === CLOSED) return;
+    this.paused = false;
+    this.socket!.resume();
+    this.conn!.resume();
+  }
+
+  // ---- internals -----------------------------------------------------------------
+
+  private checkBackpressure(): boolean {
+    const socket = this.socket!;
+    if (this.bufferedAmount >= socket.writableHighWaterMark) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  private enqueue(op: QueuedSend): void {
+    this.queue.push(op);
+    this.queuedBytes += op.data.length;
+    this.flushQueue();
+  }
+
+  private flushQueue(): void {
+    const conn = this.conn!;
+    while (!this.deflating && this.queue.length > 0) {
+      const op = this.queue.shift()!;
+      this.queuedBytes -= op.data.length;
+      if (conn.closeSent) {
+        if (op.cb) process.nextTick(op.cb, new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
+        continue;
+      }
+      if (op.kind === 0 && op.compress) {
+        this.deflating = true;
+        this.queuedBytes += op.data.length;
+        this.codec!.deflate(op.data, op.fin, (err: Error | null, out?: Buffer) => {
+          this.deflating = false;
+          this.queuedBytes -= op.data.length;
+          if (this._readyState === CLOSED || conn.closeSent) {
+            op.cb?.(err ?? new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
+            this.failQueue(new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
+            return;
+          }
+          if (err) {
+            op.cb?.(err);
+            conn.fail(new InvalidStateError('WS_ERR_DEFLATE_FAILED', err.message));
+            return;
+          }
+          this.writeCallback = op.cb;
+          conn.sendData(out!, op.isBinary, op.fin, true);
+          this.flushQueue();
+          if (this.needDrain && this.bufferedAmount === 0) this.onSocketDrain();
+        });
+        return;
+      }
+      this.writeCallback = op.cb;
+      if (op.kind === 0) conn.sendData(op.data, op.isBinary, op.fin, false);
+      else if (op.kind === 1) conn.ping(op.data);
+      else if (op.kind === 2) conn.pong(op.data);
+      else conn.close(op.code, op.data);
+    }
+  }
+
+  private failQueue(err: Error): void {
+    const queue = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const op of queue) if (op.cb) process.nextTick(op.cb, err);
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer || this._readyState === CLOSED) return;
+    this.closeTimer = setTimeout(this.onCloseTimeout, this.closeTimeout);
+    this.closeTimer.unref?.();
+  }
+
+  private readonly onCloseTimeout = (): void => {
+    this.socket?.destroy();
+  };
+
+  private startHeartbeat(options: HeartbeatOptions): void {
+    this.heartbeatTimeout = options.timeout ?? options.interval;
+    this.heartbeatTimer = setInterval(this.onHeartbeat, options.interval);
+    this.heartbeatTimer.unref?.();
+  }
+
+  private readonly onHeartbeat = (): void => {
+    if (this._readyState !== OPEN) return;
+    this.awaitingPong = true;
+    this.ping();
+    if (!this.pongTimer) {
+      this.pongTimer = setTimeout(this.onPongTimeout, this.heartbeatTimeout);
+      this.pongTimer.unref?.();
+    } else {
+      this.pongTimer.refresh();
+    }
+  };
+
+  private readonly onPongTimeout = (): void => {
+    if (this.awaitingPong && this._readyState !== CLOSED) {
+      this.emitError(new InvalidStateError('WS_ERR_HEARTBEAT_TIMEOUT', 'no pong within the heartbeat timeout'));
+      this.terminate();
+    }
+  };
+
+  private clearTimers(): void {
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.pongTimer) clearTimeout(this.pongTimer);
+    this.closeTimer = this.heartbeatTimer = this.pongTimer = null;
+  }
+
+  /** @internal for the client handshake */
+  _setState(state: number): void {
+    this._readyState = state;
+  }
+}
+
+/** What a 'message' listener receives for binary messages, by `binaryType` (text is always a Buffer). */
+export type RawData = Buffer | ArrayBuffer | Buffer[] | Blob;
+
+type WsListener<A extends unknown[]> = (this: WebSocket, ...args: A) => void;
+
+// Typed events (merged into the class).
+export interface WebSocket {
+  on(event: 'message', listener: WsListener<[data: RawData, isBinary: boolean]>): this;
+  on(event: 'close', listener: WsListener<[code: number, reason: Buffer]>): this;
+  on(event: 'error', listener: WsListener<[err: Error]>): this;
+  on(event: 'ping' | 'pong', listener: WsListener<[data: Buffer]>): this;
+  on(event: 'open' | 'drain', listener: WsListener<[]>): this;
+  on(event: 'upgrade', listener: WsListener<[response: import('node:http').IncomingMessage]>): this;
+  on(event: 'unexpected-response', listener: WsListener<[request: import('node:http').ClientRequest, response: import('node:http').IncomingMessage]>): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'message', listener: WsListener<[data: RawData, isBinary: boolean]>): this;
+  once(event: 'close', listener: WsListener<[code: number, reason: Buffer]>): this;
+  once(event: 'error', listener: WsListener<[err: Error]>): this;
+  once(event: 'ping' | 'pong', listener: WsListener<[data: Buffer]>): this;
+  once(event: 'open' | 'drain', listener: WsListener<[]>): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
