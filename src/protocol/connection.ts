@@ -234,29 +234,34 @@ export class Connection implements FrameHandler {
     this.inflater!.inflate(payload, fin, (err, data) => {
       this.inflating = false;
       if (this.inputClosed) return;
-      if (err) {
-        this.fail(err);
-        return;
-      }
-      if (data && data.length > 0) {
-        this.messageLength += data.length;
-        if (this.maxPayload > 0 && this.messageLength > this.maxPayload) {
-          this.fail(new MessageTooBigError('WS_ERR_MESSAGE_TOO_BIG', 'inflated message over maxPayload'));
-          return;
-        }
-        if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !this.utf8.write(data)) {
-          this.fail(new InvalidDataError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8'));
-          return;
-        }
-        this.fragments.push(data);
-      }
+      // The callback may run outside receiveData (async inflater): it never throws either.
       try {
-        if (fin) this.finishMessage();
-        if (!this.paused) this.parser.resume();
+        this.inflated(err, data, fin);
       } catch (e) {
         this.fail(new InternalError('WS_ERR_INTERNAL', e instanceof Error ? e.message : String(e)));
       }
     });
+  }
+
+  private inflated(err: WebSocketError | null, data: Buffer | undefined, fin: boolean): void {
+    if (err) {
+      this.fail(err);
+      return;
+    }
+    if (data && data.length > 0) {
+      this.messageLength += data.length;
+      if (this.maxPayload > 0 && this.messageLength > this.maxPayload) {
+        this.fail(new MessageTooBigError('WS_ERR_MESSAGE_TOO_BIG', 'inflated message over maxPayload'));
+        return;
+      }
+      if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !this.utf8.write(data)) {
+        this.fail(new InvalidDataError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8'));
+        return;
+      }
+      this.fragments.push(data);
+    }
+    if (fin) this.finishMessage();
+    if (!this.paused) this.parser.resume();
   }
 
   private finishMessage(): void {

@@ -125,7 +125,7 @@ const DEFAULT_WINDOW_BITS = 15;
 
 /** Window bits are written as 8..15 in decimal, nothing else (no "08", no "8.0"). */
 function parseWindowBits(value: string | true): number | undefined {
-  return value !== true && /^(?:[89]|1[0-6])$/.test(value) ? Number(value) : undefined;
+  return value !== true && /^(?:[89]|1[0-5])$/.test(value) ? Number(value) : undefined;
 }
 
 /**

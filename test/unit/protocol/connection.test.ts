@@ -906,6 +906,18 @@ for (const role of ['server', 'client'] as const) {
           assertFailed(rec, conn, 1011, 'WS_ERR_INTERNAL');
         });
 
+        it('neither receiveData nor the inflate callback throws when onFail throws', () => {
+          const { rec, conn, inflater, settle } = setupInflate();
+          rec.throwOn = 'fail';
+          inflater.failWith = new InvalidDataError('WS_ERR_INVALID_COMPRESSED_DATA', 'bad deflate data');
+          assert.doesNotThrow(() => {
+            conn.receiveData(compressed('abc'));
+            settle();
+          });
+          assert.deepEqual(rec.summary(), [['fail', 'WS_ERR_INVALID_COMPRESSED_DATA', 1007]]);
+          assert.equal(decodeClose(rec.frames[0]!.payload).code, 1007);
+        });
+
         it('pause() in onMessage of a compressed message holds the next frames until resume()', () => {
           const { rec, conn, settle } = setupInflate();
           rec.onMessage = function (data, isBinary) {
