@@ -131,6 +131,9 @@ export class WebSocketServer extends EventEmitter {
       const onListening = () => this.emit('listening');
       const onError = (err: Error) => this.emit('error', err);
       const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        // Several servers (or other upgrade handlers) may share one HTTP
+        // server by path: a request for another path is left to them.
+        if (!this.shouldHandle(req) && server.listenerCount('upgrade') > 1) return;
         this.handleUpgrade(req, socket, head, (ws) => this.emit('connection', ws, req));
       };
       server.on('listening', onListening);
@@ -207,39 +210,38 @@ export class WebSocketServer extends EventEmitter {
     }
 
     let protocol = '';
-    if (protocols.length > 0) {
-      const chosen = this.options.handleProtocols
-        ? this.options.handleProtocols(new Set(protocols), req)
-        : protocols[0]!;
-      // A server may only answer with a protocol the client offered (§4.2.2).
-      if (chosen && protocols.includes(chosen)) protocol = chosen;
+    try {
+      if (protocols.length > 0) {
+        const chosen = this.options.handleProtocols
+          ? this.options.handleProtocols(new Set(protocols), req)
+          : protocols[0]!;
+        // A server may only answer with a protocol the client offered (§4.2.2).
+        if (chosen && protocols.includes(chosen)) protocol = chosen;
+      }
+      if (this.options.verifyClient && this.options.verifyClient.length < 2) {
+        if (!(this.options.verifyClient as (i: VerifyClientInfo) => boolean)(verifyInfo(req))) {
+          throw new HandshakeError('WS_ERR_CLIENT_REJECTED', 'Unauthorized', 401);
+        }
+      }
+    } catch (err) {
+      // A throwing application callback gets a 500, not a crash.
+      this.refuse(socket, req, err as Error);
+      return;
     }
 
     const verify = this.options.verifyClient;
-    if (!verify) {
+    if (!verify || verify.length < 2) {
       this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
       return;
     }
-    const info: VerifyClientInfo = {
-      origin: headerValue(req.headers.origin) ?? headerValue(req.headers['sec-websocket-origin']),
-      secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
-      req,
-    };
-    if (verify.length === 2) {
-      (verify as (i: VerifyClientInfo, cb: VerifyClientCallback) => void)(info, (ok, code, message, headers) => {
-        if (!ok) {
-          this.refuse(socket, req, new HandshakeError('WS_ERR_CLIENT_REJECTED', message ?? http.STATUS_CODES[code ?? 401] ?? 'Unauthorized', code ?? 401, headers));
-          return;
-        }
-        this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
-      });
-      return;
-    }
-    if (!(verify as (i: VerifyClientInfo) => boolean)(info)) {
-      this.refuse(socket, req, new HandshakeError('WS_ERR_CLIENT_REJECTED', 'Unauthorized', 401));
-      return;
-    }
-    this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
+    (verify as (i: VerifyClientInfo, cb: VerifyClientCallback) => void)(verifyInfo(req), (ok, code, message, headers) => {
+      if (!ok) {
+        const status = code ?? 401;
+        this.refuse(socket, req, new HandshakeError('WS_ERR_CLIENT_REJECTED', message ?? http.STATUS_CODES[status] ?? 'Unauthorized', status, headers));
+        return;
+      }
+      this.completeUpgrade(key, protocol, deflate, req, socket, head, cb);
+    });
   }
 
   private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
@@ -279,13 +281,21 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     const extraHeaders: string[] = [];
-    this.emit('headers', extraHeaders, req);
-    const response = buildUpgradeResponse({
-      key,
-      protocol: protocol || undefined,
-      extensions: deflate ? deflate.responseHeader : undefined,
-      headers: linesToHeaders(extraHeaders),
-    });
+    let response: string;
+    try {
+      this.emit('headers', extraHeaders, req);
+      response = buildUpgradeResponse({
+        key,
+        protocol: protocol || undefined,
+        extensions: deflate ? deflate.responseHeader : undefined,
+        headers: linesToHeaders(extraHeaders),
+      });
+    } catch (err) {
+      // A 'headers' listener that throws or sets a handshake header is the
+      // application's bug: answer 500 rather than take the process down.
+      this.refuse(socket, req, err as Error);
+      return;
+    }
     socket.write(response);
     socket.removeListener('error', onHandshakeSocketError);
 
@@ -370,6 +380,14 @@ function linesToHeaders(lines: string[]): Record<string, string[]> {
     (out[name] ??= []).push(line.slice(colon + 1).trim());
   }
   return out;
+}
+
+function verifyInfo(req: http.IncomingMessage): VerifyClientInfo {
+  return {
+    origin: headerValue(req.headers.origin) ?? headerValue(req.headers['sec-websocket-origin']),
+    secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
+    req,
+  };
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

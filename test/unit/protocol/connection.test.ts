@@ -955,6 +955,23 @@ for (const role of ['server', 'client'] as const) {
             assert.deepEqual(order(), ['oneone', 'two']);
           });
 
+          it('resume() from onMessage of an inflated message does not deliver the next one re-entrantly', () => {
+            const { rec, conn, inflater } = setupInflate();
+            let depth = 0;
+            let maxDepth = 0;
+            rec.onMessage = function (data, isBinary) {
+              depth++;
+              maxDepth = Math.max(maxDepth, depth);
+              RecordingHandler.prototype.onMessage.call(this, data, isBinary);
+              conn.resume(); // e.g. a transport resuming on drain
+              depth--;
+            };
+            conn.receiveData(Buffer.concat([compressed('one'), text('two'), text('three')]));
+            inflater.completeOne();
+            assert.equal(rec.events.length, 3);
+            assert.equal(maxDepth, 1);
+          });
+
           it('resume() during inflation does not run ahead of the inflater', () => {
             const { rec, conn, inflater } = setupInflate();
             conn.receiveData(Buffer.concat([compressed('one'), text('two')]));

@@ -335,7 +335,7 @@ describe('context takeover', () => {
     const first = await deflate(server, data);
     const second = await deflate(server, data);
     assert.ok(first.length > 16 * 1024, `first: ${first.length}`);
-    assert.ok(second.length < 100, `second: ${second.length}`);
+    assert.ok(second.length < data.length / 50, `second: ${second.length}`);
     assert.throws(() => freshInflate(second), /invalid distance too far back/);
     assert.deepEqual(await inflate(client, first), data);
     assert.deepEqual(await inflate(client, second), data);
@@ -352,7 +352,7 @@ describe('context takeover', () => {
     // Fragments of one message still share the window (the reset is per message).
     const a = await deflate(server, data, false);
     const b = await deflate(server, data, true);
-    assert.ok(b.length < 100, `second fragment: ${b.length}`);
+    assert.ok(b.length < data.length / 50, `second fragment: ${b.length}`);
     assert.deepEqual(freshInflate(Buffer.concat([a, b])), Buffer.concat([data, data]));
   });
 
@@ -363,7 +363,7 @@ describe('context takeover', () => {
     await deflate(server, data);
     assert.ok((await deflate(server, data)).length > 8 * 1024, 'server: no takeover');
     await deflate(client, data);
-    assert.ok((await deflate(client, data)).length < 100, 'client: takeover');
+    assert.ok((await deflate(client, data)).length < data.length / 50, 'client: takeover');
   });
 
   it('an inflater without takeover starts each message from an empty window', async () => {
@@ -409,7 +409,8 @@ describe('window bits', () => {
         const compressed = await deflate(server, data);
         assert.deepEqual(await strictInflate(compressed, 8), data);
         assert.deepEqual(await inflate(client, compressed), data);
-        if (period === 200) assert.ok(compressed.length < data.length / 4, 'matches within 256 bytes are used');
+        // zlib's fast levels find fewer matches in so small a window, but they do find some.
+        if (period === 200) assert.ok(compressed.length < data.length / 2, `matches within 256 bytes are used: ${compressed.length}`);
       }
       const control = zlib.deflateRawSync(periodic(300, 20), { windowBits: 15 });
       await assert.rejects(strictInflate(control, 8), /invalid distance too far back/);
