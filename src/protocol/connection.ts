@@ -232,7 +232,6 @@ export class Connection implements FrameHandler {
     this.inflating = true;
     this.parser.pause();
     this.inflater!.inflate(payload, fin, (err, data) => {
-      this.inflating = false;
       if (this.inputClosed) return;
       // The callback may run outside receiveData (async inflater): it never throws either.
       try {
@@ -261,6 +260,8 @@ export class Connection implements FrameHandler {
       this.fragments.push(data);
     }
     if (fin) this.finishMessage();
+    // Only now: a resume() from onMessage must not deliver the next message inside this one.
+    this.inflating = false;
     if (!this.paused) this.parser.resume();
   }
 

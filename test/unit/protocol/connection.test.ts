@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Connection, encodeClosePayload, truncateUtf8, type ConnectionOptions } from '../../../src/protocol/connection.js';
+import { Connection, DEFAULT_MAX_PAYLOAD, encodeClosePayload, truncateUtf8, type ConnectionOptions } from '../../../src/protocol/connection.js';
 import {
   InternalError,
   InvalidArgumentError,
@@ -150,6 +150,14 @@ for (const role of ['server', 'client'] as const) {
         const second = cont(Buffer.alloc(401, 0x61));
         const headerLength = 4 + (peerMasks ? 4 : 0);
         conn.receiveData(second.subarray(0, headerLength));
+        assertFailed(rec, conn, 1009, 'WS_ERR_MESSAGE_TOO_BIG');
+      });
+
+      it('defaults maxPayload to 100 MiB', () => {
+        assert.equal(setup().conn.maxPayload, DEFAULT_MAX_PAYLOAD);
+        assert.equal(DEFAULT_MAX_PAYLOAD, 100 * 1024 * 1024);
+        const { rec, conn } = setup();
+        conn.receiveData(frame({ opcode: Opcode.Binary, length: DEFAULT_MAX_PAYLOAD + 1 }));
         assertFailed(rec, conn, 1009, 'WS_ERR_MESSAGE_TOO_BIG');
       });
 
@@ -575,6 +583,9 @@ for (const role of ['server', 'client'] as const) {
         assert.deepEqual(decodeClose(rec.frames[0]!.payload), { code: 1002, reason: 'custom reason' });
         assert.deepEqual(rec.summary(), [['fail', 'WS_ERR_TEST', 1002]]);
         assert.equal(conn.error, err);
+        assert.throws(() => conn.sendData(Buffer.from('x'), false), InvalidStateError);
+        assert.throws(() => conn.ping(), InvalidStateError);
+        assert.equal(rec.writes.length, 1);
       });
 
       it('InternalError sends 1011 without details', () => {
