@@ -160,7 +160,7 @@ export class Connection implements FrameHandler {
   onFrameStart(fin: boolean, rsv1: boolean, opcode: number, length: number): void {
     this.frameOpcode = opcode;
     this.frameFin = fin;
-    this.framePieces = [];
+    if (this.framePieces.length > 0) this.framePieces.length = 0;
     if (opcode >= Opcode.Close) return;
 
     if (opcode === Opcode.Continuation) {
@@ -216,7 +216,7 @@ export class Connection implements FrameHandler {
     } else if (this.frameFin) {
       this.finishMessage();
     }
-    this.framePieces = [];
+    if (this.framePieces.length > 0) this.framePieces.length = 0;
   }
 
   /** @internal FrameHandler */
@@ -225,22 +225,27 @@ export class Connection implements FrameHandler {
   }
 
   private inflating = false;
+  private inflateFin = false;
   /** Paused by the caller: an inflate completing must not resume the parser. */
   private paused = false;
 
   private inflateFrame(payload: Buffer, fin: boolean): void {
     this.inflating = true;
+    this.inflateFin = fin;
     this.parser.pause();
-    this.inflater!.inflate(payload, fin, (err, data) => {
-      if (this.inputClosed) return;
-      // The callback may run outside receiveData (async inflater): it never throws either.
-      try {
-        this.inflated(err, data, fin);
-      } catch (e) {
-        this.fail(new InternalError('WS_ERR_INTERNAL', e instanceof Error ? e.message : String(e)));
-      }
-    });
+    this.inflater!.inflate(payload, fin, this.onInflated);
   }
+
+  /** One bound callback per connection (one inflation is in flight at a time). */
+  private readonly onInflated = (err: WebSocketError | null, data?: Buffer): void => {
+    if (this.inputClosed) return;
+    // The callback may run outside receiveData (async inflater): it never throws either.
+    try {
+      this.inflated(err, data, this.inflateFin);
+    } catch (e) {
+      this.fail(new InternalError('WS_ERR_INTERNAL', e instanceof Error ? e.message : String(e)));
+    }
+  };
 
   private inflated(err: WebSocketError | null, data: Buffer | undefined, fin: boolean): void {
     if (err) {
@@ -276,7 +281,7 @@ export class Connection implements FrameHandler {
     this.messageOpcode = 0;
     this.messageCompressed = false;
     this.messageLength = 0;
-    this.fragments = [];
+    fragments.length = 0;
     this.handler.onMessage(data, isBinary);
   }
 
@@ -328,7 +333,7 @@ export class Connection implements FrameHandler {
    * message; the opcode of the frames after the first becomes Continuation.
    * `rsv1` marks a compressed message and is only set on its first frame.
    */
-  sendData(payload: Uint8Array, isBinary: boolean, fin = true, rsv1 = false): void {
+  sendData(payload: Uint8Array | string, isBinary: boolean, fin = true, rsv1 = false): void {
     this.assertCanSend();
     const opcode = this.sendingFragmented ? Opcode.Continuation : isBinary ? Opcode.Binary : Opcode.Text;
     this.write(opcode, payload, fin, rsv1 && !this.sendingFragmented);
@@ -386,7 +391,7 @@ export class Connection implements FrameHandler {
     if (this.closeSentFlag) throw new InvalidStateError('WS_ERR_CLOSE_SENT', 'cannot send after the close frame');
   }
 
-  private write(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean): void {
+  private write(opcode: number, payload: Uint8Array | string, fin: boolean, rsv1: boolean): void {
     this.handler.onWrite(encodeFrame(opcode, payload, fin, rsv1, this.mask));
   }
 }

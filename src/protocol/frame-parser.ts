@@ -46,8 +46,13 @@ export class FrameParser {
   private readonly maxFrameSize: number;
   allowRsv1: boolean;
 
+  /** Unconsumed input: `chunks[0]` from `offset` on, then the other chunks whole. */
   private chunks: Buffer[] = [];
+  private offset = 0;
   private buffered = 0;
+  private header: Buffer = Buffer.alloc(0);
+  private headerPos = 0;
+  private readonly scratch = Buffer.alloc(8);
   private state = GET_INFO;
   private paused = false;
   private looping = false;
@@ -97,6 +102,7 @@ export class FrameParser {
   stop(): void {
     this.state = FAILED;
     this.chunks = [];
+    this.offset = 0;
     this.buffered = 0;
   }
 
@@ -136,36 +142,42 @@ export class FrameParser {
     return false;
   }
 
-  /** Take `n` bytes (n <= buffered): a view when they sit in one chunk, a copy across chunks. */
-  private consume(n: number): Buffer {
-    this.buffered -= n;
+  /**
+   * Make `n` header bytes (n <= 8, n <= buffered) readable at
+   * `this.header[this.headerPos...]` and consume them: straight from the
+   * first chunk when they sit there (no allocation), else copied into scratch.
+   */
+  private readHeader(n: number): void {
     const first = this.chunks[0]!;
-    if (n === first.length) {
-      this.chunks.shift();
-      return first;
+    if (first.length - this.offset >= n) {
+      this.header = first;
+      this.headerPos = this.offset;
+      this.advance(n);
+      return;
     }
-    if (n < first.length) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let offset = 0;
-    while (offset < n) {
+    for (let i = 0; i < n; i++) {
       const chunk = this.chunks[0]!;
-      const take = Math.min(chunk.length, n - offset);
-      chunk.copy(out, offset, 0, take);
-      offset += take;
-      if (take === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(take);
+      this.scratch[i] = chunk[this.offset]!;
+      this.advance(1);
     }
-    return out;
+    this.header = this.scratch;
+    this.headerPos = 0;
+  }
+
+  private advance(n: number): void {
+    this.offset += n;
+    this.buffered -= n;
+    if (this.offset === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
   }
 
   private getInfo(): boolean {
     if (this.buffered < 2) return false;
-    const b = this.consume(2);
-    const b0 = b[0]!;
-    const b1 = b[1]!;
+    this.readHeader(2);
+    const b0 = this.header[this.headerPos]!;
+    const b1 = this.header[this.headerPos + 1]!;
     this.fin = (b0 & 0x80) !== 0;
     this.rsv1 = (b0 & 0x40) !== 0;
     this.opcode = b0 & 0x0f;
@@ -209,14 +221,15 @@ export class FrameParser {
 
   private getLength16(): boolean {
     if (this.buffered < 2) return false;
-    this.payloadLength = this.consume(2).readUInt16BE(0);
+    this.readHeader(2);
+    this.payloadLength = this.header.readUInt16BE(this.headerPos);
     return this.haveLength();
   }
 
   private getLength64(): boolean {
     if (this.buffered < 8) return false;
-    const b = this.consume(8);
-    const high = b.readUInt32BE(0);
+    this.readHeader(8);
+    const high = this.header.readUInt32BE(this.headerPos);
     // §5.2: the most significant bit MUST be 0.
     if (high & 0x80000000) {
       return this.fail(new ProtocolError('WS_ERR_INVALID_LENGTH', '64-bit payload length with the top bit set'));
@@ -225,7 +238,7 @@ export class FrameParser {
     if (high > 0x1fffff) {
       return this.fail(new MessageTooBigError('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'payload length over 2^53 - 1'));
     }
-    this.payloadLength = high * 0x100000000 + b.readUInt32BE(4);
+    this.payloadLength = high * 0x100000000 + this.header.readUInt32BE(this.headerPos + 4);
     return this.haveLength();
   }
 
@@ -240,7 +253,8 @@ export class FrameParser {
 
   private getMask(): boolean {
     if (this.buffered < 4) return false;
-    this.consume(4).copy(this.maskKey, 0, 0, 4);
+    this.readHeader(4);
+    this.header.copy(this.maskKey, 0, this.headerPos, this.headerPos + 4);
     this.state = GET_PAYLOAD;
     this.startPayload();
     return true;
@@ -260,8 +274,10 @@ export class FrameParser {
     }
     if (this.buffered === 0) return false;
     const first = this.chunks[0]!;
-    const take = Math.min(remaining, first.length);
-    const piece = this.consume(take);
+    const take = Math.min(remaining, first.length - this.offset);
+    const piece =
+      this.offset === 0 && take === first.length ? first : first.subarray(this.offset, this.offset + take);
+    this.advance(take);
     if (this.masked) maskInPlace(piece, this.maskKey, this.payloadRead);
     this.payloadRead += take;
     this.handler.onFramePayload(piece);

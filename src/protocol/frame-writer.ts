@@ -66,19 +66,22 @@ export function encodeFrameHeader(
  */
 export function encodeFrame(
   opcode: number,
-  payload: Uint8Array,
+  payload: Uint8Array | string,
   fin: boolean,
   rsv1: boolean,
   mask: boolean,
   maskKey?: Uint8Array,
 ): Buffer[] {
-  const length = payload.length;
+  const isString = typeof payload === 'string';
+  // A string is encoded straight into the frame buffer: one allocation, one copy.
+  const length = isString ? Buffer.byteLength(payload) : payload.length;
   if (mask) {
     const key = maskKey ?? randomMaskKey();
     const size = headerLength(length, true);
     const out = Buffer.allocUnsafe(size + length);
     writeHeader(out, opcode, length, fin, rsv1, key);
-    out.set(payload, size);
+    if (isString) out.write(payload, size);
+    else out.set(payload, size);
     maskInPlace(out.subarray(size), key);
     return [out];
   }
@@ -86,11 +89,16 @@ export function encodeFrame(
     const size = headerLength(length, false);
     const out = Buffer.allocUnsafe(size + length);
     writeHeader(out, opcode, length, fin, rsv1, null);
-    out.set(payload, size);
+    if (isString) out.write(payload, size);
+    else out.set(payload, size);
     return [out];
   }
   const header = encodeFrameHeader(opcode, length, fin, rsv1, null);
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+  const body = isString
+    ? Buffer.from(payload)
+    : Buffer.isBuffer(payload)
+      ? payload
+      : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
   return [header, body];
 }
 

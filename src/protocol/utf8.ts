@@ -85,7 +85,7 @@ export class Utf8Validator {
           break;
         }
       }
-      if (cut > i && !isUtf8(bytes.subarray(i, cut))) return this.reject();
+      if (cut > i && !isUtf8(i === 0 && cut === n ? bytes : bytes.subarray(i, cut))) return this.reject();
       for (let j = cut; j < n; j++) {
         state = step(state, bytes[j]!);
         if (state === REJECT) return this.reject();

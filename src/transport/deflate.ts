@@ -252,6 +252,7 @@ type ZlibStream = zlib.InflateRaw | zlib.DeflateRaw;
 interface StreamOwner {
   onData(chunk: Buffer): void;
   onStreamError(err: Error): void;
+  onStreamLost(): void;
 }
 const kOwner = Symbol('switchboard.deflate.owner');
 type OwnedStream = ZlibStream & { [kOwner]: StreamOwner | null };
@@ -267,6 +268,12 @@ function onStreamData(this: OwnedStream, chunk: Buffer): void {
 function onStreamError(this: OwnedStream, err: Error): void {
   const owner = this[kOwner];
   if (owner !== null) owner.onStreamError(err);
+}
+// Our own releases clear the owner first, so this only fires for a stream
+// destroyed by someone else (it would otherwise leave an operation hanging).
+function onStreamClose(this: OwnedStream): void {
+  const owner = this[kOwner];
+  if (owner !== null) owner.onStreamLost();
 }
 
 interface Op<E extends Error> {
@@ -292,8 +299,22 @@ abstract class Direction<E extends Error> implements ZlibJob, StreamOwner {
   protected readonly ops: Op<E>[] = [];
   protected chunks: Buffer[] = [];
   protected chunkBytes = 0;
-  /** Bound once: the write callback of every operation. */
-  protected readonly onWritten = (): void => this.written();
+  /**
+   * Bound once: the write callback of every operation. zlib reports invalid
+   * data with an 'error' event and then calls no write callback. An error
+   * here means a stream was destroyed under us: handled like a stream error
+   * if it is the current stream, ignored if it is one already released.
+   */
+  protected readonly onWritten = (err?: Error | null): void => {
+    const stream = this.stream;
+    if (this.state !== RUNNING || stream === null) return; // released: failed or closed meanwhile
+    if (!stream.destroyed) {
+      if (!err) this.written();
+      return; // an error from an earlier, released stream
+    }
+    if (stream.errored) this.onStreamError(stream.errored);
+    else this.onStreamLost();
+  };
 
   constructor(
     protected readonly role: 'server' | 'client',
@@ -339,6 +360,7 @@ abstract class Direction<E extends Error> implements ZlibJob, StreamOwner {
 
   abstract onData(chunk: Buffer): void;
   abstract onStreamError(err: Error): void;
+  abstract onStreamLost(): void;
   protected abstract run(op: Op<E>): void;
   protected abstract written(): void;
   /** The error for calls that cannot run: after a failure or after close. */
@@ -351,6 +373,7 @@ abstract class Direction<E extends Error> implements ZlibJob, StreamOwner {
     stream[kOwner] = this;
     stream.on('data', onStreamData);
     stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
     this.stream = stream;
     if (streamChannel.hasSubscribers) {
       const message: DeflateStreamCreated = {
@@ -460,8 +483,12 @@ class InflateDirection extends Direction<WebSocketError> {
     this.fail(new InvalidDataError('WS_ERR_INFLATE_FAILED', `invalid compressed data: ${err.message}`));
   }
 
+  onStreamLost(): void {
+    this.fail(new InternalError('WS_ERR_INFLATE_FAILED', 'the zlib stream was closed unexpectedly'));
+  }
+
+  /** The running operation's input was fully processed (called by `onWritten`). */
   protected written(): void {
-    if (this.state !== RUNNING) return; // failed or closed meanwhile
     const stream = this.stream!;
     const op = this.ops[0]!;
     const data = this.takeOutput();
@@ -546,8 +573,12 @@ class DeflateDirection extends Direction<Error> {
     this.complete(new InternalError('WS_ERR_DEFLATE_FAILED', `compression failed: ${err.message}`), undefined);
   }
 
+  onStreamLost(): void {
+    this.onStreamError(new Error('the zlib stream was closed unexpectedly'));
+  }
+
+  /** The running operation's input was fully processed (called by `onWritten`). */
   protected written(): void {
-    if (this.state !== RUNNING) return;
     const op = this.ops[0]!;
     let data = this.takeOutput();
     if (op.fin) {

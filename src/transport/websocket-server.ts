@@ -79,6 +79,9 @@ const RUNNING = 0;
 const CLOSING = 1;
 const CLOSED = 2;
 
+/** The WebSocketServers listening for upgrades on each HTTP server, in the order they were attached. */
+const attachedServers = new WeakMap<http.Server | https.Server, WebSocketServer[]>();
+
 export class WebSocketServer extends EventEmitter {
   readonly options: ServerOptions;
   /** The open connections (when `clientTracking` is on). */
@@ -130,10 +133,19 @@ export class WebSocketServer extends EventEmitter {
       const server = this.server;
       const onListening = () => this.emit('listening');
       const onError = (err: Error) => this.emit('error', err);
+      const peers = attachedServers.get(server) ?? [];
+      attachedServers.set(server, peers);
+      peers.push(this);
       const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         // Several servers (or other upgrade handlers) may share one HTTP
-        // server by path: a request for another path is left to them.
-        if (!this.shouldHandle(req) && server.listenerCount('upgrade') > 1) return;
+        // server by path: a request for another path is left to them. When
+        // none of them takes it, exactly one answer is sent: 400 from the
+        // first WebSocketServer attached (unless a foreign 'upgrade' handler
+        // is there to answer), so the socket is never left hanging.
+        if (!this.shouldHandle(req)) {
+          if (peers.some((p) => p !== this && p.shouldHandle(req))) return;
+          if (server.listenerCount('upgrade') > peers.length || peers[0] !== this) return;
+        }
         this.handleUpgrade(req, socket, head, (ws) => this.emit('connection', ws, req));
       };
       server.on('listening', onListening);
@@ -143,6 +155,8 @@ export class WebSocketServer extends EventEmitter {
         server.removeListener('listening', onListening);
         server.removeListener('error', onError);
         server.removeListener('upgrade', onUpgrade);
+        const i = peers.indexOf(this);
+        if (i !== -1) peers.splice(i, 1);
       };
     }
   }

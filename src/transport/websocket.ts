@@ -80,6 +80,14 @@ function toBuffer(data: unknown): Buffer {
   return Buffer.from(String(data));
 }
 
+/** Whether `payload` is at least `n` bytes long, without encoding a string when its length decides. */
+function byteLengthAtLeast(payload: Buffer | string, n: number): boolean {
+  if (typeof payload !== 'string') return payload.length >= n;
+  if (payload.length >= n) return true; // UTF-8 never has fewer bytes than UTF-16 code units
+  if (payload.length * 3 < n) return false; // nor more than 3 per code unit
+  return Buffer.byteLength(payload) >= n;
+}
+
 export class WebSocket extends EventEmitter implements ConnectionHandler {
   static readonly CONNECTING = CONNECTING;
   static readonly OPEN = OPEN;
@@ -356,7 +364,6 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     if (this._readyState === CONNECTING) {
       throw new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
     }
-    const buf = typeof data === 'number' ? Buffer.from(String(data)) : toBuffer(data);
     if (this._readyState !== OPEN || this.conn!.closeSent) {
       if (cb) {
         const err = new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this._readyState} (${READY_STATES[this._readyState]})`);
@@ -364,19 +371,23 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       }
       return false;
     }
-    const isBinary = options?.binary ?? typeof data !== 'string';
+    // Strings stay strings down to the frame encoder, which writes them into
+    // the frame buffer directly. A number is sent as its decimal text, as `ws` does.
+    const payload: Buffer | string = typeof data === 'string' ? data : typeof data === 'number' ? String(data) : toBuffer(data);
+    const isBinary = options?.binary ?? typeof payload !== 'string';
     const fin = options?.fin ?? true;
     let compress = false;
     if (this.codec) {
       // The choice is made on the first fragment and holds for the whole message.
-      compress = this.compressingMessage || ((options?.compress ?? true) && buf.length >= this.codec.threshold);
+      compress = this.compressingMessage || ((options?.compress ?? true) && byteLengthAtLeast(payload, this.codec.threshold));
       this.compressingMessage = compress && !fin;
     }
     if (compress || this.deflating || this.queue.length > 0) {
+      const buf = typeof payload === 'string' ? Buffer.from(payload) : payload;
       this.enqueue({ kind: 0, data: buf, isBinary, fin, compress, cb });
     } else {
       this.writeCallback = cb;
-      this.conn!.sendData(buf, isBinary, fin, false);
+      this.conn!.sendData(payload, isBinary, fin, false);
     }
     return this.checkBackpressure();
   }
