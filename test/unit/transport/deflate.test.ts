@@ -148,7 +148,7 @@ async function settle(): Promise<void> {
 
 describe('decompression bomb', () => {
   // First in the file, so that the process's peak RSS is still near its baseline.
-  it('stops a 1 GiB bomb at maxPayload with 1009, without allocating the output', async () => {
+  it('stops a 1 GiB bomb at maxPayload with 1009, without allocating the output', async (t) => {
     // Build the bomb without ever holding 1 GiB: after the first MiB of zeros
     // the compressor is in a steady state, so each further MiB (with a sync
     // flush) compresses to the same bytes, which can be repeated.
@@ -199,6 +199,10 @@ describe('decompression bomb', () => {
 
       const growthMB = peakGrowth / 1e6;
       const peakRssGrowthMB = (process.resourceUsage().maxRSS - baselinePeakKiB) / 1024;
+      t.diagnostic(
+        `bomb ${bomb.length} B; inflated ${emittedAtError} B before stopping; ` +
+          `peak rss+arrayBuffers growth ${growthMB.toFixed(1)} MB, peak RSS growth ${peakRssGrowthMB.toFixed(1)} MB`,
+      );
       assert.ok(growthMB < 100, `rss+arrayBuffers grew by ${growthMB.toFixed(1)} MB`);
       assert.ok(peakRssGrowthMB < 100, `peak RSS grew by ${peakRssGrowthMB.toFixed(1)} MB`);
       assert.equal(getZlibConcurrencyStats().active, 0, 'the limiter slot was released');
@@ -687,6 +691,30 @@ describe('memory: lazy streams and close()', () => {
       assert.equal(err.code, 'WS_ERR_CODEC_CLOSED');
       assert.equal(wasSync, false);
       assert.equal(server.isClosed, true);
+    });
+  });
+});
+
+describe('robustness', () => {
+  it('a zlib stream destroyed by someone else fails its operation instead of hanging or returning partial data', async () => {
+    await withStreams(async (streams) => {
+      const server = codec('server');
+      const client = codec('client');
+      const results: [string, unknown, Buffer | undefined][] = [];
+      server.deflate(randomBytes(8 * MiB), true, (err, out) => results.push(['deflate', err, out]));
+      client.inflate(randomBytes(MiB), true, (err, out) => results.push(['inflate', err, out]));
+      assert.equal(streams.length, 2);
+      for (const s of streams) s.stream.destroy();
+      await settle();
+      assert.equal(results.length, 2);
+      for (const [name, err, out] of results) {
+        assert.ok(err instanceof WebSocketError, name);
+        assert.equal(err.closeCode, 1011, name);
+        assert.equal(out, undefined, name);
+      }
+      assert.equal(getZlibConcurrencyStats().active, 0);
+      // The deflate side starts over with a new stream.
+      assert.deepEqual(freshInflate(await deflate(server, 'next')), Buffer.from('next'));
     });
   });
 });
