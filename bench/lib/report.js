@@ -1,5 +1,7 @@
 // Markdown rendering of a bench run. Pure: data in, string out.
 
+import { isNoisy, NOISY_OTHER_CPU_PCT, NOISY_STEAL_PCT } from './sysload.js';
+
 const COMPARE_WITH = ['ws', 'ws+native'];
 const OURS = 'switchboard';
 
@@ -50,7 +52,7 @@ const COLUMNS = [
   ['server CPU µs/msg', (c) => num(c.serverCpuUsPerMsg, c.serverCpuUsPerMsg < 10 ? 2 : 1), (o, w) => w.serverCpuUsPerMsg / o.serverCpuUsPerMsg],
   ['server CPU %', (c) => num(c.serverCpuPct, 0), null],
   ['client CPU %', (c) => num(c.clientCpuPct, 0), null],
-  ['other / steal CPU %', (c) => `${num(c.otherCpuPct, 0)} / ${num(c.stealPct, 0)}`, null],
+  ['other / steal CPU %', (c) => `${num(Math.max(0, c.otherCpuPct), 0)} / ${num(c.stealPct, 0)}`, null],
   ['server peak RSS MB', (c) => num(c.serverMaxRssMB, 0), (o, w) => w.serverMaxRssMB / o.serverMaxRssMB],
   ['wire in / payload', (c) => num(c.wireInPerPayload, 3), null],
 ];
@@ -72,7 +74,7 @@ function scenarioTable(scenario, mode, settings, cells) {
   for (const name of settings.impls) {
     const c = cells[name];
     const client = mode === 'same' ? name : settings.fixedClient;
-    const label = mode === 'same' || client === name ? name : `${name} (client ${client})`;
+    const label = `${mode === 'same' || client === name ? name : `${name} (client ${client})`}${c.remeasured ? ' ↻' : ''}`;
     if (c.error) {
       lines.push(`| ${label} | **error**: ${escapeCell(c.error)} | ${COLUMNS.slice(1).map(() => '—').join(' | ')} |`);
     } else {
@@ -140,14 +142,12 @@ function nativeSummary(settings, results) {
   return settings.impls.map((n) => `${n}: ${seen[n] === undefined ? 'n/a' : seen[n].length ? seen[n].join(', ') : 'none'}`).join('; ');
 }
 
-/** Cells where something besides the benchmark used a noticeable share of the CPUs. */
-export const NOISY_CPU_PCT = 20;
 function noisyCells(settings, scenarios, results) {
   const noisy = [];
   for (const mode of settings.modes) {
     for (const scenario of scenarios) {
       for (const [name, c] of Object.entries(results[mode][scenario.id])) {
-        if (!c.error && (c.otherCpuPct > NOISY_CPU_PCT || c.stealPct > NOISY_CPU_PCT / 2)) noisy.push(`${scenario.title} / ${name}${mode === 'same' ? '' : ` (client ${settings.fixedClient})`}`);
+        if (isNoisy(c)) noisy.push(`${scenario.title} / ${name}${mode === 'same' ? '' : ` (client ${settings.fixedClient})`}`);
       }
     }
   }
@@ -159,7 +159,7 @@ export function renderReport({ meta, settings, scenarios, results, notes }) {
   if (noisy.length) {
     notes = [
       ...notes,
-      `${noisy.length} measurement(s) ran while other work or VM steal took a noticeable share of the CPUs (see "other / steal CPU %"); treat them as noisy and re-run on a quiet machine: ${noisy.join('; ')}.`,
+      `${noisy.length} measurement(s) ran while other work used more than ${NOISY_OTHER_CPU_PCT}% of a CPU or the hypervisor stole more than ${NOISY_STEAL_PCT}% (column "other / steal CPU %"), even after ${settings.noisyRetries ? 'the allowed re-runs' : 'no re-run (BENCH_NOISY_RETRIES=0)'}; treat them as noisy and re-run on a quiet machine: ${noisy.join('; ')}.`,
     ];
   }
   const out = [];
@@ -186,7 +186,7 @@ export function renderReport({ meta, settings, scenarios, results, notes }) {
     out.push('');
   }
   out.push(
-    'Each row is one fresh server process and one fresh load-generator process. msgs/s counts echoes received per second; MB/s is echoed payload (10^6 bytes, one direction); p50/p99 are per-message round-trip times. In the comparison rows **>1 means switchboard is better**: throughput is switchboard / other; latency, server CPU per message and peak RSS are other / switchboard. See docs/benchmarks.md.',
+    '↻ marks a measurement that was taken twice because the first one was noisy; the quieter one is shown. Each row is one fresh server process and one fresh load-generator process. msgs/s counts echoes received per second; MB/s is echoed payload (10^6 bytes, one direction); p50/p99 are per-message round-trip times. In the comparison rows **>1 means switchboard is better**: throughput is switchboard / other; latency, server CPU per message and peak RSS are other / switchboard. See docs/benchmarks.md.',
   );
   out.push('');
   const summary = summaryTable(scenarios, settings, results);

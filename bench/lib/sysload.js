@@ -39,3 +39,18 @@ export function cpuBetween(a, b, cpuCount = os.cpus().length) {
     stealPct: b.hasSteal ? (steal / total) * cpuCount * 100 : NaN,
   };
 }
+
+/** Above this share of one CPU used by others (or half of it stolen), a measurement is noisy. */
+export const NOISY_OTHER_CPU_PCT = 20;
+export const NOISY_STEAL_PCT = 10;
+
+/** @param {{ otherCpuPct?: number, stealPct?: number, error?: string }} cell */
+export function isNoisy(cell) {
+  return !cell.error && (cell.otherCpuPct > NOISY_OTHER_CPU_PCT || cell.stealPct > NOISY_STEAL_PCT);
+}
+
+/** How much outside interference a cell saw, for picking the quieter of two. */
+export function noiseOf(cell) {
+  if (cell.error) return Infinity;
+  return Math.max(0, cell.otherCpuPct || 0) + (cell.stealPct || 0);
+}

@@ -82,7 +82,8 @@ export interface PerMessageDeflateOptions {
   concurrencyLimit?: number;
   /**
    * zlib compression level, 0 (none) to 9 (best), or -1 for zlib's default
-   * (6). Not negotiated; read by the transport. Default -1.
+   * (6). Not negotiated; read by the transport. Default 3: on realtime-style
+   * JSON about 2.3x faster than 6 for about 15% larger output.
    */
   level?: number;
   /**
