@@ -62,13 +62,17 @@ export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 const EMPTY: Buffer = Buffer.alloc(0);
 
 interface QueuedSend {
-  kind: 0 | 1 | 2 | 3; // data, ping, pong, close
+  kind: 0 | 1 | 2 | 3 | 4; // data, ping, pong, close, prepared frame
   data: Buffer;
   isBinary: boolean;
   fin: boolean;
   compress: boolean;
   code?: number;
   cb?: SendCallback;
+}
+
+function notOpen(state: number): InvalidStateError {
+  return new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${state} (${READY_STATES[state]})`);
 }
 
 function toBuffer(data: unknown): Buffer {
@@ -362,12 +366,11 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       options = undefined;
     }
     if (this._readyState === CONNECTING) {
-      throw new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+      throw notOpen(CONNECTING);
     }
     if (this._readyState !== OPEN || this.conn!.closeSent) {
       if (cb) {
-        const err = new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this._readyState} (${READY_STATES[this._readyState]})`);
-        process.nextTick(cb, err);
+        process.nextTick(cb, notOpen(this._readyState));
       }
       return false;
     }
@@ -392,6 +395,28 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     return this.checkBackpressure();
   }
 
+  /**
+   * Server side: write a frame encoded once with `encodeServerFrame` (from
+   * `switchboard/protocol`), e.g. the same broadcast frame to many clients.
+   * The frame goes out as it is, uncompressed (RFC 7692 allows uncompressed
+   * messages on a connection that negotiated compression).
+   * Returns false under backpressure, like `send`.
+   */
+  sendFrame(frame: Buffer, cb?: SendCallback): boolean {
+    if (this._readyState !== OPEN || this.conn!.closeSent) {
+      if (cb) process.nextTick(cb, notOpen(this._readyState));
+      return false;
+    }
+    if (this.conn!.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
+    if (this.deflating || this.queue.length > 0) {
+      this.enqueue({ kind: 4, data: frame, isBinary: true, fin: true, compress: false, cb });
+    } else {
+      this.writeCallback = cb;
+      this.conn!.sendPrepared(frame);
+    }
+    return this.checkBackpressure();
+  }
+
   /** Send a ping (payload <= 125 bytes). */
   ping(data?: unknown, _mask?: boolean, cb?: SendCallback): void {
     this.control(1, data, cb);
@@ -404,12 +429,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
 
   private control(kind: 1 | 2, data: unknown, cb?: SendCallback): void {
     if (this._readyState === CONNECTING) {
-      throw new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+      throw notOpen(CONNECTING);
     }
     const buf = typeof data === 'number' ? Buffer.from(String(data)) : toBuffer(data);
     if (buf.length > 125) throw new RangeError('The data size must not be greater than 125 bytes');
     if (this._readyState !== OPEN || this.conn!.closeSent) {
-      if (cb) process.nextTick(cb, new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this._readyState} (${READY_STATES[this._readyState]})`));
+      if (cb) process.nextTick(cb, notOpen(this._readyState));
       return;
     }
     if (this.deflating || this.queue.length > 0) {
@@ -499,7 +524,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       const op = this.queue.shift()!;
       this.queuedBytes -= op.data.length;
       if (conn.closeSent) {
-        if (op.cb) process.nextTick(op.cb, new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
+        if (op.cb) process.nextTick(op.cb, notOpen(this._readyState));
         continue;
       }
       if (op.kind === 0 && op.compress) {
@@ -509,8 +534,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
           this.deflating = false;
           this.queuedBytes -= op.data.length;
           if (this._readyState === CLOSED || conn.closeSent) {
-            op.cb?.(err ?? new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
-            this.failQueue(new InvalidStateError('WS_ERR_NOT_OPEN', 'WebSocket is not open'));
+            op.cb?.(err ?? notOpen(this._readyState));
+            this.failQueue(notOpen(this._readyState));
             return;
           }
           if (err) {
@@ -529,7 +554,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       if (op.kind === 0) conn.sendData(op.data, op.isBinary, op.fin, false);
       else if (op.kind === 1) conn.ping(op.data);
       else if (op.kind === 2) conn.pong(op.data);
-      else conn.close(op.code, op.data);
+      else if (op.kind === 3) conn.close(op.code, op.data);
+      else conn.sendPrepared(op.data);
     }
   }
 

@@ -1,0 +1,109 @@
+/**
+ * `heartbeat: { interval, timeout }`: dead peers are terminated, live ones
+ * (which answer pings, as our client does automatically) stay connected.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WebSocket } from '../../src/index.js';
+import { buildFrame, closeOf, harness, sleep, waitEvent, within, WAIT } from './helpers.js';
+
+test('server heartbeat: a raw client that never answers pings is terminated (1006)', async (t) => {
+  const h = harness(t);
+  const { wss, port } = await h.server({ heartbeat: { interval: 100, timeout: 100 } });
+  const conn = waitEvent<[WebSocket]>(wss, 'connection');
+  const { raw } = await h.rawWebSocket(port);
+  const [server] = await conn;
+  const errors: Array<Error & { code?: string }> = [];
+  server.on('error', (err) => errors.push(err));
+  const [code] = await closeOf(server, 2000);
+  assert.equal(code, 1006);
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['WS_ERR_HEARTBEAT_TIMEOUT'],
+  );
+  // The raw client did receive pings it never answered.
+  const frame = await raw.readFrame().catch(() => null);
+  assert.ok(frame === null || frame.opcode === 0x9, 'only pings were sent');
+  await raw.waitClosed();
+  assert.equal(wss.clients.size, 0);
+});
+
+test('server heartbeat: no error listener needed, the process does not crash', async (t) => {
+  const h = harness(t);
+  const { wss, port } = await h.server({ heartbeat: { interval: 50, timeout: 50 } });
+  const conn = waitEvent<[WebSocket]>(wss, 'connection');
+  const { raw } = await h.rawWebSocket(port);
+  const [server] = await conn;
+  assert.equal(server.listenerCount('error'), 0);
+  assert.equal((await closeOf(server, 2000))[0], 1006);
+  await raw.waitClosed();
+});
+
+test('server heartbeat: our client answers pings automatically and stays open over several intervals', async (t) => {
+  const h = harness(t);
+  const { wss, url } = await h.server({ heartbeat: { interval: 100, timeout: 100 } });
+  let serverClosed = false;
+  let pongs = 0;
+  wss.on('connection', (ws) => {
+    ws.on('close', () => (serverClosed = true));
+    ws.on('pong', () => pongs++);
+  });
+  const client = await h.open(url);
+  let pings = 0;
+  client.on('ping', () => pings++);
+  await sleep(550);
+  assert.equal(client.readyState, WebSocket.OPEN);
+  assert.equal(serverClosed, false);
+  assert.ok(pings >= 2, `${pings} pings in 550 ms with a 100 ms interval`);
+  assert.ok(pongs >= 3, `${pongs} pongs`);
+  const echoed = waitEvent<[Buffer]>(wss.clients.values().next().value!, 'message');
+  client.send('alive');
+  assert.equal(String((await echoed)[0]), 'alive');
+});
+
+test('server heartbeat: a raw client that keeps sending data (but no pongs) counts as alive', async (t) => {
+  // Any data from the peer proves it is alive, as ws's heartbeat recipe and centrifuge do.
+  const h = harness(t);
+  const { wss, port } = await h.server({ heartbeat: { interval: 100, timeout: 100 } });
+  let closed = false;
+  wss.on('connection', (ws) => ws.on('close', () => (closed = true)));
+  const { raw } = await h.rawWebSocket(port);
+  const timer = setInterval(() => raw.write(buildFrame({ opcode: 0x1, payload: 'tick' })), 30);
+  h.defer(() => clearInterval(timer));
+  await sleep(500);
+  clearInterval(timer);
+  assert.equal(closed, false);
+  assert.equal(raw.isClosed, false);
+});
+
+test('server heartbeat: a client with autoPong off that answers nothing is terminated', async (t) => {
+  const h = harness(t);
+  const { wss, url } = await h.server({ heartbeat: { interval: 80, timeout: 80 } });
+  const serverClose = new Promise<number>((resolve) => wss.on('connection', (ws) => ws.on('close', resolve)));
+  const client = await h.open(url, { autoPong: false });
+  const [code] = await closeOf(client, 2000);
+  assert.equal(code, 1006);
+  assert.equal(await within(serverClose, WAIT, 'server close'), 1006);
+});
+
+test('client heartbeat: the client terminates a server that stops answering', async (t) => {
+  const h = harness(t);
+  const { wss, url } = await h.server({ autoPong: false });
+  wss.on('connection', () => {});
+  const client = await h.open(url, { heartbeat: { interval: 80, timeout: 80 } });
+  const errored = waitEvent<[Error & { code?: string }]>(client, 'error', 2000);
+  const [code] = await closeOf(client, 2000);
+  assert.equal(code, 1006);
+  assert.equal((await errored)[0].code, 'WS_ERR_HEARTBEAT_TIMEOUT');
+});
+
+test('client heartbeat against a live server: stays open', async (t) => {
+  const h = harness(t);
+  const { url } = await h.server();
+  const client = await h.open(url, { heartbeat: { interval: 50, timeout: 50 } });
+  let pongs = 0;
+  client.on('pong', () => pongs++);
+  await sleep(300);
+  assert.equal(client.readyState, WebSocket.OPEN);
+  assert.ok(pongs >= 3, `${pongs} pongs`);
+});
