@@ -94,6 +94,8 @@ export class Connection implements FrameHandler {
   /** Code and reason of the peer's close frame, once it arrived. */
   closeCode: number = CloseCode.AbnormalClosure;
   closeReason: Buffer = EMPTY;
+  /** Code of the close frame we sent (1005 for one without a code), once sent. */
+  sentCloseCode: number = CloseCode.AbnormalClosure;
   /** The error that failed the connection, if any. */
   error: WebSocketError | null = null;
 
@@ -321,6 +323,7 @@ export class Connection implements FrameHandler {
     if (!this.closeSentFlag) {
       // §5.5.1: the endpoint typically echoes the status code it received.
       this.closeSentFlag = true;
+      this.sentCloseCode = code;
       this.write(Opcode.Close, code === CloseCode.NoStatusReceived ? EMPTY : encodeClosePayload(code, EMPTY), true, false);
     }
     this.handler.onCloseFrame(code, reason);
@@ -338,6 +341,19 @@ export class Connection implements FrameHandler {
     const opcode = this.sendingFragmented ? Opcode.Continuation : isBinary ? Opcode.Binary : Opcode.Text;
     this.write(opcode, payload, fin, rsv1 && !this.sendingFragmented);
     this.sendingFragmented = !fin;
+  }
+
+  /**
+   * Write a complete, pre-encoded frame (from `encodeServerFrame`): a server
+   * broadcasting frames a message once and hands the same bytes to every
+   * connection. Not inside a fragmented message.
+   */
+  sendPrepared(frame: Buffer): void {
+    this.assertCanSend();
+    if (this.sendingFragmented) {
+      throw new InvalidStateError('WS_ERR_FRAGMENTED_SEND', 'cannot interleave a message with a fragmented one');
+    }
+    this.handler.onWrite([frame]);
   }
 
   ping(payload: Uint8Array = EMPTY): void {
@@ -360,6 +376,7 @@ export class Connection implements FrameHandler {
     if (this.closeSentFlag) return;
     const payload = code === undefined ? EMPTY : encodeClosePayload(code, reason);
     this.closeSentFlag = true;
+    this.sentCloseCode = code ?? CloseCode.NoStatusReceived;
     this.write(Opcode.Close, payload, true, false);
   }
 
@@ -382,6 +399,7 @@ export class Connection implements FrameHandler {
       const sendable = isValidCloseCode(err.closeCode);
       const code = sendable ? err.closeCode : CloseCode.InternalError;
       const reason = err instanceof InternalError || !sendable ? '' : truncateUtf8(err.message, MAX_CLOSE_REASON_BYTES);
+      this.sentCloseCode = code;
       this.write(Opcode.Close, encodeClosePayload(code, reason), true, false);
     }
     this.handler.onFail(err);

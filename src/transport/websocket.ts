@@ -272,7 +272,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     const conn = this.conn!;
     conn.receiveEof();
     this.wasClean = conn.closeReceived && conn.closeSent && conn.error === null;
-    const code = conn.closeReceived ? conn.closeCode : CloseCode.AbnormalClosure;
+    // The peer's code after a close handshake; after we failed the connection,
+    // the code we sent (as `ws` reports it); else 1006.
+    const code = conn.closeReceived ? conn.closeCode : conn.error ? conn.sentCloseCode : CloseCode.AbnormalClosure;
     const reason = conn.closeReceived ? conn.closeReason : EMPTY;
     this.failQueue(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
     this._onSocketClosed?.();
