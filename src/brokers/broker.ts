@@ -1,0 +1,109 @@
+/**
+ * The broker contract: how the realtime layer reaches channels across
+ * processes. Implementations: `MemoryBroker` (one process, default),
+ * `RedisBroker` and `NatsBroker` (later).
+ *
+ * Every method is async and may reject (network, broker down); the realtime
+ * layer turns a rejection into an `error` reply (503) for the request that
+ * caused it and never crashes on it.
+ */
+import type { ClientInfo, Publication, StreamPosition } from '../realtime/wire/messages.js';
+
+export type { ClientInfo, Publication, StreamPosition };
+
+export interface HistoryOptions {
+  /** Keep at most this many messages per channel (0: no history). */
+  size: number;
+  /** Drop messages older than this, in ms (0: no age limit). */
+  ttlMs: number;
+}
+
+export interface PublishOptions {
+  /** History settings of the channel's namespace; without it nothing is kept. */
+  history?: HistoryOptions;
+  /** Publisher, carried in the publication. */
+  from?: ClientInfo;
+  /**
+   * Idempotency key: a second publish with the same key on the same channel
+   * within `idempotencyTtlMs` publishes nothing and resolves with the first
+   * result and `duplicate: true`.
+   */
+  idempotencyKey?: string;
+  /** How long a key is remembered, in ms. Default 5 minutes. */
+  idempotencyTtlMs?: number;
+  /** Carried in the publication (`volatile: true`); such publications are not kept in history. */
+  volatile?: boolean;
+}
+
+export interface PublishResult extends StreamPosition {
+  /** True when the idempotency key had been seen: nothing new was published. */
+  duplicate: boolean;
+}
+
+export interface HistoryFilter {
+  /** Only messages after this position. With a different epoch, nothing is returned and `recovered` is false. */
+  since?: StreamPosition;
+  /** At most this many, oldest first. Without `since`, the newest `limit`. */
+  limit?: number;
+}
+
+export interface HistoryResult {
+  publications: Publication[];
+  /** The channel's current position (offset of its newest message, 0 if none). */
+  position: StreamPosition;
+  /**
+   * With `since`: true when every message after `since` was still there (same
+   * epoch, nothing evicted in between), so the caller has no gap.
+   */
+  recovered: boolean;
+}
+
+/** What a broker delivers to the node that subscribed. */
+export interface BrokerHandler {
+  /** A publication on a channel this node subscribed to, in offset order per channel. */
+  onPublication(pub: Publication): void;
+  /** Presence changes on a channel this node subscribed to. */
+  onJoin(channel: string, info: ClientInfo): void;
+  onLeave(channel: string, info: ClientInfo): void;
+}
+
+/**
+ * Ordering: per channel, `onPublication` sees offsets strictly increasing,
+ * in publish order. Offsets start at 1 for a new history and increase by
+ * exactly one per publication while the epoch stays the same.
+ * Delivery: at most once per node subscription; gaps (a broker restart, a
+ * lost connection) are found by the offsets and refilled from `history`.
+ */
+export interface Broker {
+  /** Set once by the realtime layer before `subscribe` is called. */
+  setHandler(handler: BrokerHandler): void;
+  /** Assign the next offset, store in history (per options) and deliver to every subscribed node. */
+  publish(channel: string, data: unknown, options?: PublishOptions): Promise<PublishResult>;
+  /**
+   * Start delivering this channel's publications and presence events to this
+   * node. `channel` may be a pattern (`+` one segment, `#` the rest, MQTT
+   * style; see realtime/channel.ts): then every matching channel is
+   * delivered. Idempotent.
+   */
+  subscribe(channel: string): Promise<void>;
+  /** Stop delivering them. Idempotent. */
+  unsubscribe(channel: string): Promise<void>;
+  /** Deliver a join or leave to every node subscribed to the channel (presence state lives in a PresenceStore). */
+  publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void>;
+  history(channel: string, filter?: HistoryFilter): Promise<HistoryResult>;
+  /** Forget a channel's history (its next publication starts a new epoch). */
+  removeHistory(channel: string): Promise<void>;
+  /** Release connections and timers. */
+  close(): Promise<void>;
+}
+
+/** Who is in a channel. Entries of a vanished node expire after their TTL. */
+export interface PresenceStore {
+  add(channel: string, info: ClientInfo): Promise<void>;
+  remove(channel: string, clientId: string): Promise<void>;
+  /** Everyone in the channel, by client id. */
+  get(channel: string): Promise<Record<string, ClientInfo>>;
+  /** Counts only (cheap for large rooms). */
+  stats(channel: string): Promise<{ clients: number; users: number }>;
+  close(): Promise<void>;
+}

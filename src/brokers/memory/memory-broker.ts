@@ -1,0 +1,611 @@
+/**
+ * `MemoryBroker` and `MemoryPresenceStore`: the Broker and PresenceStore
+ * contracts (../broker.ts) inside one process. The default broker: nothing
+ * to run, nothing survives a restart (a restart is a new epoch everywhere).
+ *
+ * Runtime-agnostic: no `node:` imports; randomness from
+ * `globalThis.crypto.getRandomValues`, one `setInterval` (unref'd where the
+ * runtime has `unref`).
+ *
+ * ## Streams
+ *
+ * A channel's *stream* is its epoch, its last offset, the publications it
+ * retains and its idempotency keys. A stream is created by the channel's
+ * first publication and kept while any of these holds:
+ *
+ * 1. it retains a publication (history `size` > 0, not yet evicted);
+ * 2. it holds an idempotency key that has not expired;
+ * 3. this broker is subscribed to the channel by name (not by pattern);
+ * 4. its last publication had history enabled and was less than
+ *    `historyMetaTtlMs` ago: the position outlives the publications, so a
+ *    client that saw the last one still resumes with `recovered: true`
+ *    after they expired.
+ *
+ * Otherwise it is dropped: on the next access (lazily) or by the sweep.
+ * So a channel with no history and no subscription leaves no state behind,
+ * and the rest is bounded by `maxChannels` (least recently published dropped
+ * first), `size` publications and `maxIdempotencyKeys` keys per channel.
+ *
+ * A publication without history to a channel that has no stream and no
+ * subscription by name creates no state: it gets offset 1 in an epoch of
+ * its own (a throwaway epoch) that no later publication shares.
+ *
+ * ## Epochs
+ *
+ * A channel without a stream (never published, or dropped) is *quiet*: its
+ * position is `{ offset: 0, epoch: Q }`, where Q is the epoch its next stream
+ * will have. Q is stable while nothing happens, so a client that resumes from
+ * `{ 0, Q }` gets `recovered: true`, also after the first publications
+ * (they are in epoch Q, from offset 1). Q must change whenever a stream that
+ * assigned offsets is dropped, or a later stream would reuse them; keeping Q
+ * per channel would be state for every channel ever seen, so Q comes from a
+ * fixed table: Q = `<broker id><generation of bucket hash(channel) % 4096>`,
+ * and dropping such a stream bumps its bucket's generation. A drop thus
+ * also changes the quiet epoch of unrelated channels in the same bucket: a
+ * client resuming on one of those gets `recovered: false`, which is safe
+ * (it refetches), never wrong. The broker id is 8 random base36 characters
+ * per instance, so a restarted process never reuses an epoch.
+ *
+ * ## Delivery
+ *
+ * Asynchronous, in order: `publish` assigns the offset and stores the
+ * publication synchronously (so concurrent publishes get offsets in call
+ * order), then appends it to one delivery queue for the whole broker,
+ * drained in a microtask (`queueMicrotask`). Publications and presence
+ * events reach the handler in the order of the calls that produced them,
+ * across channels too; a handler that publishes from `onPublication` never
+ * re-enters itself. In this implementation the handler has seen the
+ * publication before the promise returned by `publish` settles its
+ * awaiters, but the contract does not promise that. Whether to deliver is
+ * decided when the publication is queued: one already queued when
+ * `unsubscribe` is called is still delivered. A node gets a publication once,
+ * however many of its subscriptions (a name, patterns) match. A handler that
+ * throws does not stop the queue; the error is rethrown in a later
+ * microtask (an uncaught exception, as for an EventEmitter listener), or
+ * goes to `onError`.
+ */
+import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../realtime/channel.js';
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  PresenceStore,
+  Publication,
+  PublishOptions,
+  PublishResult,
+} from '../broker.js';
+
+/** Default `idempotencyTtlMs` of a publish: 5 minutes. */
+export const DEFAULT_IDEMPOTENCY_TTL_MS = 5 * 60_000;
+
+export interface MemoryBrokerOptions {
+  /** The clock, in ms since the Unix epoch: publication times and every TTL. Default `Date.now`. */
+  now?: () => number;
+  /**
+   * Interval of the sweep that evicts expired publications and keys and
+   * drops idle streams of channels nobody reads, in ms. Default 1000. 0: no
+   * timer (eviction then happens only when a channel is accessed, and on
+   * {@link MemoryBroker.sweep}).
+   */
+  sweepIntervalMs?: number;
+  /** At most this many channel streams; beyond, the least recently published is dropped. Default 100 000. */
+  maxChannels?: number;
+  /**
+   * Idempotency keys remembered per channel; beyond, the oldest is
+   * forgotten early (a retry with it publishes again). Default 1000.
+   */
+  maxIdempotencyKeys?: number;
+  /**
+   * How long the position (epoch, offset) of a channel with history is kept
+   * after its last publication, in ms, even once the publications have
+   * expired. Default 24 hours.
+   */
+  historyMetaTtlMs?: number;
+  /**
+   * Called with what a handler threw; delivery goes on either way. Default:
+   * rethrow in a later microtask (an uncaught exception).
+   */
+  onError?: (err: unknown) => void;
+}
+
+/** Counts for tests and metrics. `publications` and `idempotencyKeys` cost O(channels). */
+export interface MemoryBrokerStats {
+  /** Channel streams held. */
+  channels: number;
+  /** Publications retained, over all channels. */
+  publications: number;
+  /** Idempotency keys held, over all channels (some may have expired, awaiting the sweep). */
+  idempotencyKeys: number;
+  /** Subscriptions by name. */
+  subscriptions: number;
+  /** Subscriptions by pattern. */
+  patterns: number;
+}
+
+const EPOCH_BUCKETS = 4096;
+const BASE36 = '0123456789abcdefghijklmnopqrstuvwxyz';
+
+/** `length` random base36 characters (the modulo bias is irrelevant for an epoch). */
+export function randomId(length = 8): string {
+  const bytes = new Uint8Array(length);
+  globalThis.crypto.getRandomValues(bytes);
+  let out = '';
+  for (let i = 0; i < length; i++) out += BASE36[bytes[i]! % 36];
+  return out;
+}
+
+/** FNV-1a over UTF-16 code units. */
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function brokerError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
+}
+
+function invalidChannel(channel: string): Error & { code: string } {
+  return brokerError('RT_ERR_INVALID_CHANNEL', `Invalid channel: ${JSON.stringify(channel)}`);
+}
+
+interface IdempotencyEntry {
+  offset: number;
+  expiresAt: number;
+}
+
+class Stream {
+  offset = 0;
+  /** Retained publications are `pubs[head..]`, consecutive offsets ending at `offset`. */
+  pubs: Array<Publication | undefined> = [];
+  head = 0;
+  /** History settings of the last publication. */
+  size = 0;
+  ttlMs = 0;
+  lastPublishAt = 0;
+  keys: Map<string, IdempotencyEntry> | undefined = undefined;
+  /** When the last of `keys` expires. */
+  keysExpireAt = 0;
+
+  constructor(readonly epoch: string) {}
+
+  get count(): number {
+    return this.pubs.length - this.head;
+  }
+
+  push(pub: Publication): void {
+    this.pubs.push(pub);
+    while (this.count > this.size) this.dropOldest();
+  }
+
+  dropOldest(): void {
+    this.pubs[this.head++] = undefined;
+    // Compact now and then: amortised O(1) per publication.
+    if (this.head >= 64 && this.head * 2 >= this.pubs.length) {
+      this.pubs.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  clearPublications(): void {
+    this.pubs = [];
+    this.head = 0;
+  }
+
+  /** Evict expired publications (oldest first) and keys. */
+  evict(now: number): void {
+    if (this.ttlMs > 0) {
+      while (this.count > 0 && now - this.pubs[this.head]!.time >= this.ttlMs) this.dropOldest();
+    }
+    const keys = this.keys;
+    if (keys !== undefined) {
+      if (now >= this.keysExpireAt) this.keys = undefined;
+      else {
+        // Keys are in insertion order, which is expiry order when every
+        // publish uses the same TTL; a key behind a longer-lived one waits
+        // (lookups check expiry, and the count is bounded).
+        for (const [key, entry] of keys) {
+          if (entry.expiresAt > now) break;
+          keys.delete(key);
+        }
+      }
+    }
+  }
+}
+
+class PresenceEvent {
+  constructor(
+    readonly kind: 'join' | 'leave',
+    readonly channel: string,
+    readonly info: ClientInfo,
+  ) {}
+}
+
+/** A single-process Broker. See the module comment for the rules on state, epochs and delivery. */
+export class MemoryBroker implements Broker {
+  /** Random per instance; prefix of every epoch this broker assigns. */
+  readonly id: string = randomId(8);
+
+  readonly #now: () => number;
+  readonly #maxChannels: number;
+  readonly #maxKeys: number;
+  readonly #metaTtlMs: number;
+  readonly #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #onError: (err: unknown) => void;
+
+  /** Streams in order of last publication (least recent first), for the `maxChannels` bound. */
+  readonly #streams = new Map<string, Stream>();
+  readonly #generations = new Uint32Array(EPOCH_BUCKETS);
+  readonly #exact = new Set<string>();
+  readonly #patterns = new PatternIndex<string>();
+
+  #handler: BrokerHandler | undefined = undefined;
+  readonly #queue: Array<Publication | PresenceEvent> = [];
+  #draining = false;
+  #closed = false;
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#maxChannels = Math.max(1, options.maxChannels ?? 100_000);
+    this.#maxKeys = Math.max(1, options.maxIdempotencyKeys ?? 1000);
+    this.#metaTtlMs = Math.max(0, options.historyMetaTtlMs ?? 24 * 3600_000);
+    this.#onError = options.onError ?? rethrowLater;
+    const interval = options.sweepIntervalMs ?? 1000;
+    if (interval > 0) {
+      const timer = setInterval(() => this.sweep(), interval);
+      (timer as { unref?: () => void }).unref?.();
+      this.#timer = timer;
+    }
+  }
+
+  setHandler(handler: BrokerHandler): void {
+    this.#handler = handler;
+  }
+
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const now = this.#now();
+    let stream = this.#access(channel, now);
+
+    const key = options.idempotencyKey;
+    if (key !== undefined && stream?.keys !== undefined) {
+      const seen = stream.keys.get(key);
+      if (seen !== undefined && seen.expiresAt > now) return { offset: seen.offset, epoch: stream.epoch, duplicate: true };
+    }
+
+    const subscribed = this.#exact.has(channel);
+    if (options.volatile) {
+      // Volatile: delivered, never stored, and no offset of its own (it carries
+      // the current position), so history keeps no gap for it.
+      const position = stream === undefined ? { offset: 0, epoch: this.#quietEpoch(channel) } : { offset: stream.offset, epoch: stream.epoch };
+      const vpub: Publication = { channel, ...position, data, time: now, volatile: true };
+      if (options.from !== undefined) vpub.from = options.from;
+      if (subscribed || this.#patterns.hasMatch(channel)) this.#enqueue(vpub);
+      return { ...position, duplicate: false };
+    }
+
+    const history = options.history;
+    const keep = history !== undefined && history.size > 0;
+    let epoch: string;
+    let offset: number;
+    if (stream === undefined && !keep && key === undefined && !subscribed) {
+      // Nothing would keep a stream: publish in a throwaway epoch, leave no state.
+      epoch = randomId(8);
+      offset = 1;
+    } else {
+      if (stream === undefined) stream = this.#create(channel);
+      else {
+        // Most recently published last, for the maxChannels bound.
+        this.#streams.delete(channel);
+        this.#streams.set(channel, stream);
+      }
+      epoch = stream.epoch;
+      offset = ++stream.offset;
+    }
+
+    const from = options.from;
+    const pub: Publication =
+      from === undefined ? { channel, offset, epoch, data, time: now } : { channel, offset, epoch, data, from, time: now };
+
+    if (stream !== undefined) {
+      stream.lastPublishAt = now;
+      if (keep) {
+        stream.size = history.size;
+        stream.ttlMs = history.ttlMs > 0 ? history.ttlMs : 0;
+        stream.push(pub);
+      } else {
+        stream.size = 0;
+        stream.ttlMs = 0;
+        if (stream.count > 0) stream.clearPublications();
+      }
+      if (key !== undefined) this.#remember(stream, key, offset, now + (options.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS));
+      if (this.#isIdle(channel, stream, now)) this.#drop(channel, stream);
+    }
+
+    if (subscribed || this.#patterns.hasMatch(channel)) this.#enqueue(pub);
+    return { offset, epoch, duplicate: false };
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (isPattern(channel)) {
+      if (!isValidPattern(channel)) throw invalidChannel(channel);
+      this.#patterns.add(channel, channel);
+    } else {
+      if (!isValidChannel(channel)) throw invalidChannel(channel);
+      this.#exact.add(channel);
+    }
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (isPattern(channel)) {
+      this.#patterns.remove(channel, channel);
+    } else if (this.#exact.delete(channel)) {
+      this.#access(channel, this.#now()); // drops the stream if that was all that kept it
+    }
+  }
+
+  async publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    if (this.#exact.has(channel) || this.#patterns.hasMatch(channel)) this.#enqueue(new PresenceEvent(kind, channel, info));
+  }
+
+  async history(channel: string, filter: HistoryFilter = {}): Promise<HistoryResult> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const stream = this.#access(channel, this.#now());
+    const position = stream === undefined ? { offset: 0, epoch: this.#quietEpoch(channel) } : { offset: stream.offset, epoch: stream.epoch };
+    const limit = filter.limit === undefined || !(filter.limit < Infinity) ? Infinity : Math.max(0, Math.floor(filter.limit));
+    const since = filter.since;
+
+    if (since !== undefined) {
+      if (since.epoch !== position.epoch || !(since.offset >= 0) || since.offset > position.offset) {
+        return { publications: [], position, recovered: false };
+      }
+      if (stream === undefined || since.offset === position.offset) return { publications: [], position, recovered: true };
+      const count = stream.count;
+      // Retained offsets are first..position.offset, consecutive.
+      const first = count > 0 ? stream.pubs[stream.head]!.offset : position.offset + 1;
+      const recovered = first <= since.offset + 1;
+      const start = stream.head + Math.max(0, since.offset + 1 - first);
+      const end = Math.min(stream.pubs.length, start + limit);
+      return { publications: stream.pubs.slice(start, end) as Publication[], position, recovered };
+    }
+
+    if (stream === undefined) return { publications: [], position, recovered: false };
+    const end = stream.pubs.length;
+    const start = Math.max(stream.head, end - limit);
+    return { publications: stream.pubs.slice(start, end) as Publication[], position, recovered: false };
+  }
+
+  async removeHistory(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const stream = this.#streams.get(channel);
+    if (stream !== undefined) this.#drop(channel, stream);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#streams.clear();
+    this.#exact.clear();
+    this.#patterns.clear();
+    this.#queue.length = 0;
+    this.#handler = undefined;
+  }
+
+  /**
+   * Evict expired publications and idempotency keys of every channel and
+   * drop idle streams. The sweep timer calls this; O(channels).
+   */
+  sweep(): void {
+    if (this.#closed) return;
+    const now = this.#now();
+    for (const [channel, stream] of this.#streams) {
+      stream.evict(now);
+      if (this.#isIdle(channel, stream, now)) this.#drop(channel, stream);
+    }
+  }
+
+  stats(): MemoryBrokerStats {
+    let publications = 0;
+    let idempotencyKeys = 0;
+    for (const stream of this.#streams.values()) {
+      publications += stream.count;
+      idempotencyKeys += stream.keys?.size ?? 0;
+    }
+    return {
+      channels: this.#streams.size,
+      publications,
+      idempotencyKeys,
+      subscriptions: this.#exact.size,
+      patterns: this.#patterns.size,
+    };
+  }
+
+  // ---- internals --------------------------------------------------------
+
+  #checkOpen(): void {
+    if (this.#closed) throw brokerError('RT_ERR_BROKER_CLOSED', 'The broker is closed');
+  }
+
+  /** The channel's stream after lazy eviction, or undefined (dropping it if idle). */
+  #access(channel: string, now: number): Stream | undefined {
+    const stream = this.#streams.get(channel);
+    if (stream === undefined) return undefined;
+    stream.evict(now);
+    if (this.#isIdle(channel, stream, now)) {
+      this.#drop(channel, stream);
+      return undefined;
+    }
+    return stream;
+  }
+
+  #isIdle(channel: string, stream: Stream, now: number): boolean {
+    return (
+      stream.count === 0 &&
+      stream.keys === undefined &&
+      !this.#exact.has(channel) &&
+      !(stream.size > 0 && now - stream.lastPublishAt < this.#metaTtlMs)
+    );
+  }
+
+  #quietEpoch(channel: string): string {
+    return this.id + this.#generations[hash(channel) % EPOCH_BUCKETS]!.toString(36);
+  }
+
+  #create(channel: string): Stream {
+    const stream = new Stream(this.#quietEpoch(channel));
+    this.#streams.set(channel, stream);
+    if (this.#streams.size > this.#maxChannels) {
+      const [oldest, victim] = this.#streams.entries().next().value as [string, Stream];
+      this.#drop(oldest, victim);
+    }
+    return stream;
+  }
+
+  #drop(channel: string, stream: Stream): void {
+    this.#streams.delete(channel);
+    // Offsets of this epoch were handed out: the channel's next stream needs another epoch.
+    if (stream.offset > 0) {
+      const bucket = hash(channel) % EPOCH_BUCKETS;
+      this.#generations[bucket] = (this.#generations[bucket]! + 1) >>> 0;
+    }
+  }
+
+  #remember(stream: Stream, key: string, offset: number, expiresAt: number): void {
+    const keys = (stream.keys ??= new Map());
+    keys.delete(key); // re-insert at the end (a re-used, expired key)
+    keys.set(key, { offset, expiresAt });
+    if (expiresAt > stream.keysExpireAt) stream.keysExpireAt = expiresAt;
+    if (keys.size > this.#maxKeys) keys.delete(keys.keys().next().value as string);
+  }
+
+  #enqueue(item: Publication | PresenceEvent): void {
+    this.#queue.push(item);
+    if (!this.#draining) {
+      this.#draining = true;
+      queueMicrotask(this.#drain);
+    }
+  }
+
+  /** Deliver everything queued, including what handlers queue meanwhile. Bound once: no closure per message. */
+  readonly #drain = (): void => {
+    const queue = this.#queue;
+    for (let i = 0; i < queue.length && !this.#closed; i++) {
+      const item = queue[i]!;
+      const handler = this.#handler;
+      if (handler === undefined) continue;
+      try {
+        if (item instanceof PresenceEvent) {
+          if (item.kind === 'join') handler.onJoin(item.channel, item.info);
+          else handler.onLeave(item.channel, item.info);
+        } else {
+          handler.onPublication(item);
+        }
+      } catch (err) {
+        try {
+          this.#onError(err);
+        } catch (again) {
+          rethrowLater(again);
+        }
+      }
+    }
+    queue.length = 0;
+    this.#draining = false;
+  };
+}
+
+function rethrowLater(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
+}
+
+interface ChannelPresence {
+  clients: Map<string, ClientInfo>;
+  /** Clients per non-empty user id. */
+  users: Map<string, number>;
+}
+
+/**
+ * A single-process PresenceStore. Entries live until removed: in one
+ * process a node cannot vanish without its store, so there is no TTL. A
+ * channel's state goes with its last client. `stats().users` counts distinct
+ * non-empty user ids (anonymous clients count in `clients` only).
+ */
+export class MemoryPresenceStore implements PresenceStore {
+  readonly #channels = new Map<string, ChannelPresence>();
+  #closed = false;
+
+  /** Add or replace (same client id) an entry. */
+  async add(channel: string, info: ClientInfo): Promise<void> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    let presence = this.#channels.get(channel);
+    if (presence === undefined) {
+      presence = { clients: new Map(), users: new Map() };
+      this.#channels.set(channel, presence);
+    }
+    const previous = presence.clients.get(info.client);
+    if (previous !== undefined) uncountUser(presence, previous.user);
+    presence.clients.set(info.client, info);
+    if (info.user !== '') presence.users.set(info.user, (presence.users.get(info.user) ?? 0) + 1);
+  }
+
+  async remove(channel: string, clientId: string): Promise<void> {
+    this.#checkOpen();
+    const presence = this.#channels.get(channel);
+    if (presence === undefined) return;
+    const previous = presence.clients.get(clientId);
+    if (previous === undefined) return;
+    presence.clients.delete(clientId);
+    uncountUser(presence, previous.user);
+    if (presence.clients.size === 0) this.#channels.delete(channel);
+  }
+
+  async get(channel: string): Promise<Record<string, ClientInfo>> {
+    this.#checkOpen();
+    const out: Record<string, ClientInfo> = {};
+    const presence = this.#channels.get(channel);
+    if (presence !== undefined) for (const [id, info] of presence.clients) out[id] = info;
+    return out;
+  }
+
+  async stats(channel: string): Promise<{ clients: number; users: number }> {
+    this.#checkOpen();
+    const presence = this.#channels.get(channel);
+    return { clients: presence?.clients.size ?? 0, users: presence?.users.size ?? 0 };
+  }
+
+  /** Channels with at least one entry (for tests and metrics). */
+  get channelCount(): number {
+    return this.#channels.size;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#channels.clear();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw brokerError('RT_ERR_BROKER_CLOSED', 'The presence store is closed');
+  }
+}
+
+function uncountUser(presence: ChannelPresence, user: string): void {
+  if (user === '') return;
+  const n = presence.users.get(user) ?? 0;
+  if (n <= 1) presence.users.delete(user);
+  else presence.users.set(user, n - 1);
+}

@@ -1,0 +1,369 @@
+/**
+ * The hub: every realtime connection of this node, their subscriptions, and
+ * the fan-out of broker publications to them. It sees connections only
+ * through `RealtimeTransport` and channels only through `Broker`.
+ *
+ * Fan-out: a publication is encoded once per wire encoding (SharedMessage)
+ * and the same bytes go to every local subscriber.
+ */
+import type { Broker, BrokerHandler, PresenceStore } from '../brokers/broker.js';
+import { isPattern, PatternIndex } from './channel.js';
+import { KeyedRateLimiter } from './rate-limit.js';
+import { Session, type Subscription } from './session.js';
+import { SharedMessage, nullObserver, silentLogger, type HubObserver, type Logger, type RealtimeTransport } from './transport.js';
+import type { ClientInfo, Publication } from './wire/messages.js';
+
+export interface NamespaceRules {
+  /** History kept per channel (size 0: none). */
+  history: { size: number; ttlMs: number };
+  /** Presence tracking: 'full' (who), 'counts' (how many), 'off'. */
+  presence: 'off' | 'full' | 'counts';
+  /** Join/leave (or counts) are batched over this many ms per channel. */
+  presenceBatchMs: number;
+  /** Whether clients may publish (else only the server API). */
+  clientPublish: boolean;
+  /** Whether anonymous connections may subscribe. */
+  anonymousSubscribe: boolean;
+}
+
+export interface Identity {
+  user: string;
+  info?: unknown;
+  /** ms since the epoch; Infinity for none. */
+  expiresAt: number;
+}
+
+export type Action = 'subscribe' | 'publish' | 'presence' | 'history';
+
+export interface HubAuth {
+  /** Verify a token; rejects with an error carrying `closeCode` (4500 invalid, 4002 expired). */
+  verify(token: string): Promise<Identity>;
+  can(identity: Identity | null, action: Action, channel: string, namespace: NamespaceRules): boolean;
+  /** Connections may work without a token. */
+  anonymous: boolean;
+  /** Time to send `auth` after connecting, in ms. */
+  authTimeoutMs: number;
+  /** A `refresh` push goes out this long before the token expires, in ms. */
+  refreshGraceMs: number;
+}
+
+export interface HubLimits {
+  /** Max messages per second per connection (token bucket). */
+  messageRate: { perSecond: number; burst: number };
+  /** Max bytes per second per connection. */
+  byteRate: { perSecond: number; burst: number };
+  /** Max size of one incoming message in bytes. */
+  maxMessageSize: number;
+  maxSubscriptions: number;
+  /** Send buffer size in bytes above which a connection is a slow consumer. */
+  sendHighWaterMark: number;
+  /** What to do with a slow consumer: disconnect it (4003), or drop volatile messages and disconnect on others. */
+  slowConsumer: 'disconnect' | 'drop-volatile';
+}
+
+export interface HubOptions {
+  broker: Broker;
+  presence: PresenceStore;
+  auth: HubAuth;
+  namespaceOf(channel: string): NamespaceRules;
+  limits: HubLimits;
+  /** App-level ping interval and the time to answer it, in ms (0 interval: off). */
+  ping: { intervalMs: number; timeoutMs: number };
+  /** Close connections that send nothing but pongs for this long, in ms (0: off). */
+  idleTimeoutMs: number;
+  logger?: Logger;
+  observer?: HubObserver;
+  now?: () => number;
+}
+
+export type RpcHandler = (data: unknown, context: { client: string; user: string; identity: Identity | null }) => unknown;
+
+interface PresenceBatch {
+  joins: ClientInfo[];
+  leaves: ClientInfo[];
+  timer: NodeJS.Timeout | null;
+}
+
+let nextHubId = 0;
+
+export class Hub implements BrokerHandler {
+  readonly options: HubOptions;
+  readonly logger: Logger;
+  readonly observer: HubObserver;
+  readonly now: () => number;
+  readonly sessions = new Map<string, Session>();
+  /** channel -> subscriptions on this node */
+  private readonly channels = new Map<string, Set<Subscription>>();
+  private readonly patterns = new PatternIndex<Subscription>();
+  /** patterns with local subscribers -> count (broker subscription held while > 0) */
+  private readonly patternCounts = new Map<string, number>();
+  readonly rpcHandlers = new Map<string, RpcHandler>();
+  private readonly presenceBatches = new Map<string, PresenceBatch>();
+  private pingTimer: NodeJS.Timeout | null = null;
+  private readonly sharedPing = new SharedMessage({ op: 'ping' });
+  private readonly hubId = (nextHubId++).toString(36);
+  private nextSessionId = 0;
+  /** Stamp per fan-out, so a session matching a channel and a pattern gets a publication once. */
+  private fanoutSeq = 0;
+  private closing = false;
+
+  constructor(options: HubOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.observer = options.observer ?? nullObserver;
+    this.now = options.now ?? Date.now;
+    options.broker.setHandler(this);
+    if (options.ping.intervalMs > 0) {
+      this.pingTimer = setInterval(() => this.heartbeat(), options.ping.intervalMs);
+      this.pingTimer.unref();
+    }
+  }
+
+  /** Register a handler for `rpc` requests with this method name. */
+  rpc(method: string, handler: RpcHandler): void {
+    this.rpcHandlers.set(method, handler);
+  }
+
+  /** A new connection. `identity` is set when the handshake authenticated it (header, cookie, ticket). */
+  connect(transport: RealtimeTransport, identity: Identity | null, remoteAddress: string): Session {
+    const id = `${this.hubId}-${(this.nextSessionId++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const session = new Session(this, id, transport, identity, remoteAddress);
+    this.sessions.set(id, session);
+    this.observer.connectionOpened(transport.kind);
+    if (this.closing) session.close(1001, 'server shutting down');
+    return session;
+  }
+
+  /** @internal called by Session when its transport closed. */
+  removeSession(session: Session): void {
+    this.sessions.delete(session.id);
+  }
+
+  // ---- subscriptions ---------------------------------------------------------
+
+  /** @internal Track a subscription locally and at the broker. */
+  async addSubscription(sub: Subscription): Promise<void> {
+    const channel = sub.channel;
+    if (isPattern(channel)) {
+      this.patterns.add(channel, sub);
+      const n = (this.patternCounts.get(channel) ?? 0) + 1;
+      this.patternCounts.set(channel, n);
+      this.observer.subscriptionsChanged(1);
+      if (n === 1) await this.options.broker.subscribe(channel);
+      return;
+    }
+    let set = this.channels.get(channel);
+    if (!set) {
+      set = new Set();
+      this.channels.set(channel, set);
+    }
+    set.add(sub);
+    this.observer.subscriptionsChanged(1);
+    if (set.size === 1) await this.options.broker.subscribe(channel);
+  }
+
+  /** @internal */
+  async removeSubscription(sub: Subscription): Promise<void> {
+    const channel = sub.channel;
+    if (isPattern(channel)) {
+      if (!this.patterns.remove(channel, sub)) return;
+      this.observer.subscriptionsChanged(-1);
+      const n = (this.patternCounts.get(channel) ?? 1) - 1;
+      if (n > 0) {
+        this.patternCounts.set(channel, n);
+        return;
+      }
+      this.patternCounts.delete(channel);
+      await this.options.broker.unsubscribe(channel);
+      return;
+    }
+    const set = this.channels.get(channel);
+    if (!set || !set.delete(sub)) return;
+    this.observer.subscriptionsChanged(-1);
+    if (set.size > 0) return;
+    this.channels.delete(channel);
+    await this.options.broker.unsubscribe(channel);
+  }
+
+  // ---- BrokerHandler ---------------------------------------------------------
+
+  /** @internal Fan-out: encode once, deliver to every local subscriber. */
+  onPublication(pub: Publication): void {
+    const exact = this.channels.get(pub.channel);
+    const byPattern = this.patterns.size > 0 ? this.patterns.match(pub.channel) : null;
+    if (!exact && (!byPattern || byPattern.length === 0)) return;
+    const seq = ++this.fanoutSeq;
+    const shared = new SharedMessage(messagePush(pub));
+    let delivered = 0;
+    if (exact) for (const sub of exact) if (sub.session.deliver(sub, pub, shared, seq)) delivered++;
+    if (byPattern) for (const sub of byPattern) if (sub.session.deliver(sub, pub, shared, seq)) delivered++;
+    this.observer.publicationDelivered(this.now() - pub.time, delivered);
+  }
+
+  /** @internal */
+  onJoin(channel: string, info: ClientInfo): void {
+    this.batchPresence(channel, info, true);
+  }
+
+  /** @internal */
+  onLeave(channel: string, info: ClientInfo): void {
+    this.batchPresence(channel, info, false);
+  }
+
+  /**
+   * Join/leave events are collected per channel for `presenceBatchMs` and
+   * sent as one message per kind, so N clients joining a room of N cost N
+   * messages per batch window, not N².
+   */
+  private batchPresence(channel: string, info: ClientInfo, join: boolean): void {
+    const set = this.channels.get(channel);
+    if (!set) return;
+    let batch = this.presenceBatches.get(channel);
+    if (!batch) {
+      batch = { joins: [], leaves: [], timer: null };
+      this.presenceBatches.set(channel, batch);
+    }
+    const list = join ? batch.joins : batch.leaves;
+    const other = join ? batch.leaves : batch.joins;
+    // A join and a leave of the same connection in one window cancel out.
+    const i = other.findIndex((c) => c.client === info.client);
+    if (i !== -1) other.splice(i, 1);
+    else list.push(info);
+    if (!batch.timer) {
+      const ms = this.options.namespaceOf(channel).presenceBatchMs;
+      batch.timer = setTimeout(() => this.flushPresence(channel), ms);
+      batch.timer.unref();
+    }
+  }
+
+  private flushPresence(channel: string): void {
+    const batch = this.presenceBatches.get(channel);
+    this.presenceBatches.delete(channel);
+    const set = this.channels.get(channel);
+    if (!batch || !set) return;
+    const ns = this.options.namespaceOf(channel);
+    if (ns.presence === 'counts') {
+      this.options.presence.stats(channel).then(
+        (stats) => this.sendToPresenceSubscribers(channel, new SharedMessage({ op: 'count', channel, ...stats })),
+        (err) => this.logger.warn({ channel, err: String(err) }, 'presence stats failed'),
+      );
+      return;
+    }
+    if (batch.joins.length > 0) {
+      this.sendToPresenceSubscribers(channel, new SharedMessage({ op: 'join', channel, clients: batch.joins }));
+    }
+    if (batch.leaves.length > 0) {
+      this.sendToPresenceSubscribers(channel, new SharedMessage({ op: 'leave', channel, clients: batch.leaves }));
+    }
+  }
+
+  private sendToPresenceSubscribers(channel: string, shared: SharedMessage): void {
+    const set = this.channels.get(channel);
+    if (!set) return;
+    for (const sub of set) if (sub.presence && sub.live) sub.session.sendShared(shared);
+  }
+
+  // ---- server-side operations ------------------------------------------------
+
+  /** Publish from the server (HTTP API, application code). */
+  publish(channel: string, data: unknown, options: { key?: string } = {}) {
+    const ns = this.options.namespaceOf(channel);
+    return this.options.broker.publish(channel, data, {
+      history: ns.history.size > 0 ? ns.history : undefined,
+      idempotencyKey: options.key,
+    });
+  }
+
+  /** Close every connection of a user (4503 by default). Returns how many. */
+  disconnectUser(user: string, code = 4503, reason = 'disconnected by the server'): number {
+    let n = 0;
+    for (const session of this.sessions.values()) {
+      if (session.identity?.user === user) {
+        session.close(code, reason);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Channels with local subscribers and their counts. */
+  channelStats(): { channel: string; subscribers: number }[] {
+    const out: { channel: string; subscribers: number }[] = [];
+    for (const [channel, set] of this.channels) out.push({ channel, subscribers: set.size });
+    for (const [pattern, n] of this.patternCounts) out.push({ channel: pattern, subscribers: n });
+    return out;
+  }
+
+  get subscriptionCount(): number {
+    let n = 0;
+    for (const set of this.channels.values()) n += set.size;
+    for (const c of this.patternCounts.values()) n += c;
+    return n;
+  }
+
+  // ---- keep-alive --------------------------------------------------------------
+
+  private heartbeat(): void {
+    const now = this.now();
+    const { timeoutMs } = this.options.ping;
+    const idle = this.options.idleTimeoutMs;
+    for (const session of this.sessions.values()) {
+      if (session.pingSentAt > 0 && now - session.pingSentAt > timeoutMs) {
+        this.logger.info({ conn: session.id }, 'no pong: connection dropped');
+        session.terminate();
+        continue;
+      }
+      if (idle > 0 && now - session.lastActivity > idle) {
+        session.close(4005, 'idle timeout');
+        continue;
+      }
+      if (session.pingSentAt === 0) {
+        session.pingSentAt = now;
+        session.sendShared(this.sharedPing);
+      }
+    }
+  }
+
+  /**
+   * Graceful shutdown: tell every client `closing` with a jittered
+   * reconnect-after hint (so they do not all come back in the same second),
+   * then close with 1001. New connections are refused with 1001 too.
+   */
+  shutdown(reconnectJitterMs: number): void {
+    this.closing = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    for (const session of this.sessions.values()) {
+      const reconnectAfter = Math.floor(Math.random() * reconnectJitterMs);
+      session.send({ op: 'closing', reason: 'server shutting down', reconnectAfter });
+      session.close(1001, 'server shutting down');
+    }
+    for (const batch of this.presenceBatches.values()) if (batch.timer) clearTimeout(batch.timer);
+    this.presenceBatches.clear();
+  }
+
+  /** Stop timers (after shutdown and once connections are gone). */
+  dispose(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    for (const batch of this.presenceBatches.values()) if (batch.timer) clearTimeout(batch.timer);
+    this.presenceBatches.clear();
+  }
+}
+
+/** The `msg` push for a publication (field order fixed: the encoding is shared). */
+export function messagePush(pub: Publication): object {
+  const msg: Record<string, unknown> = {
+    op: 'msg',
+    channel: pub.channel,
+    offset: pub.offset,
+    epoch: pub.epoch,
+    data: pub.data,
+    time: pub.time,
+  };
+  if (pub.from) msg.from = pub.from;
+  if (pub.volatile) msg.volatile = true;
+  return msg;
+}
+
+export { KeyedRateLimiter };

@@ -1,0 +1,500 @@
+/**
+ * One realtime connection: its identity, subscriptions and limits, and the
+ * handling of every client request. Requests are answered with `ok` or
+ * `error` carrying the request's `id`; nothing a client sends can throw out
+ * of `receive`.
+ */
+import type { Hub, Identity, Action } from './hub.js';
+import { isPattern, isValidChannel, isValidPattern } from './channel.js';
+import { TokenBucket } from './rate-limit.js';
+import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
+import { validateClientMessage } from './wire/validate.js';
+import {
+  ErrorCode,
+  RealtimeCloseCode,
+  type ClientInfo,
+  type ClientMessage,
+  type Publication,
+  type RequestId,
+  type StreamPosition,
+} from './wire/messages.js';
+import { messagePush } from './hub.js';
+
+/** Live publications buffered for a subscription while its history is being read. */
+const MAX_RECOVERY_BUFFER = 10_000;
+/** Consecutive rate-limited messages after which the connection is closed (4004). */
+const MAX_RATE_LIMITED = 20;
+
+export interface Subscription {
+  readonly session: Session;
+  readonly channel: string;
+  /** Receives join/leave (or counts). */
+  readonly presence: boolean;
+  /** False while missed messages are being recovered: live ones are buffered meanwhile. */
+  live: boolean;
+  buffer: Publication[] | null;
+  /** Offset of the last publication delivered (exact channels). */
+  lastOffset: number;
+  epoch: string;
+  /** Presence entry added for this subscription. */
+  inPresence: boolean;
+}
+
+class RequestError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Session {
+  readonly id: string;
+  readonly transport: RealtimeTransport;
+  readonly remoteAddress: string;
+  identity: Identity | null;
+  readonly subscriptions = new Map<string, Subscription>();
+  /** ms timestamp of the outstanding app-level ping (0: none). */
+  pingSentAt = 0;
+  lastActivity: number;
+  private readonly hub: Hub;
+  private readonly log: Logger;
+  private readonly messageBucket: TokenBucket;
+  private readonly byteBucket: TokenBucket;
+  private rateLimitedInARow = 0;
+  private authTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Fan-out stamp of the last publication delivered (dedupe channel + pattern matches). */
+  private lastFanout = 0;
+  private authPending = false;
+
+  constructor(hub: Hub, id: string, transport: RealtimeTransport, identity: Identity | null, remoteAddress: string) {
+    this.hub = hub;
+    this.id = id;
+    this.transport = transport;
+    this.identity = identity;
+    this.remoteAddress = remoteAddress;
+    this.log = hub.logger.child({ conn: id });
+    const { messageRate, byteRate } = hub.options.limits;
+    this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, hub.now);
+    this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, hub.now);
+    this.lastActivity = hub.now();
+    if (identity) {
+      this.scheduleExpiry();
+    } else if (!hub.options.auth.anonymous) {
+      this.authTimer = setTimeout(() => {
+        if (!this.identity) this.close(RealtimeCloseCode.AuthTimeout, 'no auth message in time');
+      }, hub.options.auth.authTimeoutMs);
+      this.authTimer.unref();
+    }
+    this.log.debug({ transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
+  }
+
+  get info(): ClientInfo {
+    const info: ClientInfo = { client: this.id, user: this.identity?.user ?? '' };
+    if (this.identity?.info !== undefined) info.info = this.identity.info;
+    return info;
+  }
+
+  // ---- output ------------------------------------------------------------------
+
+  send(message: object): void {
+    if (this.closed) return;
+    const payload = this.transport.codec.encode(message);
+    this.transport.send(payload);
+    this.hub.observer.messagesOut(1, typeof payload === 'string' ? payload.length : payload.byteLength);
+  }
+
+  sendShared(shared: SharedMessage): void {
+    if (this.closed) return;
+    this.transport.sendShared(shared);
+  }
+
+  private reply(id: RequestId, result: object = {}): void {
+    this.send({ op: 'ok', id, ...result });
+  }
+
+  private replyError(op: string, id: RequestId | undefined, code: number, message: string): void {
+    this.hub.observer.requestFailed(op, code);
+    this.send(id === undefined ? { op: 'error', code, message } : { op: 'error', id, code, message });
+  }
+
+  /**
+   * Deliver a live publication (called by the hub's fan-out). Returns whether
+   * it was written. Applies the slow-consumer policy.
+   */
+  deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): boolean {
+    if (this.closed) return false;
+    if (!sub.live) {
+      if (sub.buffer && sub.buffer.length < MAX_RECOVERY_BUFFER) sub.buffer.push(pub);
+      else this.close(RealtimeCloseCode.SlowConsumer, 'too many messages during recovery');
+      return false;
+    }
+    if (this.lastFanout === fanout) return false;
+    this.lastFanout = fanout;
+    if (this.transport.bufferedAmount > this.hub.options.limits.sendHighWaterMark) {
+      if (pub.volatile && this.hub.options.limits.slowConsumer === 'drop-volatile') {
+        this.hub.observer.dropped('slow-consumer-volatile');
+        return false;
+      }
+      this.hub.observer.dropped('slow-consumer');
+      this.log.warn({ buffered: this.transport.bufferedAmount }, 'slow consumer disconnected');
+      this.close(RealtimeCloseCode.SlowConsumer, 'slow consumer');
+      return false;
+    }
+    // Offsets (volatile publications have none of their own) dedupe what recovery already sent.
+    const tracked = !pub.volatile && !isPattern(sub.channel);
+    if (tracked && sub.lastOffset !== 0 && pub.epoch === sub.epoch && pub.offset <= sub.lastOffset) return false;
+    if (tracked) {
+      sub.lastOffset = pub.offset;
+      sub.epoch = pub.epoch;
+    }
+    this.transport.sendShared(shared);
+    return true;
+  }
+
+  // ---- input -------------------------------------------------------------------
+
+  /** One message from the client. Never throws. */
+  receive(payload: string | Uint8Array): void {
+    if (this.closed) return;
+    const size = typeof payload === 'string' ? payload.length : payload.byteLength;
+    this.hub.observer.messageIn(size);
+    this.pingSentAt = 0;
+    const limits = this.hub.options.limits;
+    if (size > limits.maxMessageSize) {
+      this.close(1009, 'message too big');
+      return;
+    }
+    if (!this.messageBucket.take(1) || !this.byteBucket.take(size)) {
+      this.rateLimitedInARow++;
+      if (this.rateLimitedInARow >= MAX_RATE_LIMITED) {
+        this.log.warn({}, 'rate limit exceeded repeatedly: disconnected');
+        this.close(RealtimeCloseCode.RateLimited, 'rate limit exceeded');
+        return;
+      }
+      this.replyError('rate', peekId(payload, this.transport.codec.binary), ErrorCode.TooManyRequests, 'rate limit exceeded');
+      return;
+    }
+    this.rateLimitedInARow = 0;
+
+    let raw: unknown;
+    try {
+      raw = this.transport.codec.decode(payload);
+    } catch {
+      this.log.info({ size }, 'undecodable message');
+      this.close(RealtimeCloseCode.BadRequest, `malformed ${this.transport.codec.binary ? 'MessagePack' : 'JSON'}`);
+      return;
+    }
+    const checked = validateClientMessage(raw);
+    if (!checked.ok) {
+      this.log.info({ error: checked.error }, 'invalid message');
+      this.replyError('invalid', checked.id, ErrorCode.BadRequest, checked.error);
+      return;
+    }
+    const message = checked.message;
+    if (message.op !== 'pong') this.lastActivity = this.hub.now();
+    try {
+      this.dispatch(message);
+    } catch (err) {
+      this.log.error({ err: String(err), op: message.op }, 'request failed');
+      if ('id' in message) this.replyError(message.op, message.id, ErrorCode.Internal, 'internal error');
+    }
+  }
+
+  private dispatch(message: ClientMessage): void {
+    switch (message.op) {
+      case 'ping':
+        this.send({ op: 'pong' });
+        return;
+      case 'pong':
+        return;
+      case 'auth':
+        this.run(message.op, message.id, () => this.auth(message.id, message.token));
+        return;
+      case 'refresh':
+        this.run(message.op, message.id, () => this.refresh(message.id, message.token));
+        return;
+    }
+    if (!this.identity && !this.hub.options.auth.anonymous) {
+      this.replyError(message.op, message.id, ErrorCode.Unauthorized, 'send auth first');
+      return;
+    }
+    switch (message.op) {
+      case 'sub':
+        this.run(message.op, message.id, () => this.subscribe(message.id, message.channel, message.since, message.presence === true));
+        return;
+      case 'unsub':
+        this.run(message.op, message.id, () => this.unsubscribe(message.id, message.channel));
+        return;
+      case 'pub':
+        this.run(message.op, message.id, () => this.publish(message.id, message.channel, message.data, message.key, message.volatile === true));
+        return;
+      case 'rpc':
+        this.run(message.op, message.id, () => this.rpc(message.id, message.method, message.data));
+        return;
+      case 'presence':
+        this.run(message.op, message.id, () => this.presence(message.id, message.channel));
+        return;
+      case 'history':
+        this.run(message.op, message.id, () => this.history(message.id, message.channel, message.since, message.limit));
+        return;
+    }
+  }
+
+  /** Run an async request: RequestErrors become `error` replies, anything else a 500/503 and a log line. */
+  private run(op: string, id: RequestId, task: () => Promise<void>): void {
+    task().catch((err: unknown) => {
+      if (err instanceof RequestError) {
+        this.replyError(op, id, err.code, err.message);
+        return;
+      }
+      this.log.error({ op, err: err instanceof Error ? err.message : String(err) }, 'request failed');
+      this.replyError(op, id, ErrorCode.Unavailable, 'temporarily unavailable');
+    });
+  }
+
+  // ---- operations ----------------------------------------------------------------
+
+  private async verify(token: string | undefined): Promise<Identity> {
+    if (!token) throw new RequestError(ErrorCode.Unauthorized, 'token required');
+    try {
+      return await this.hub.options.auth.verify(token);
+    } catch (err) {
+      const closeCode = (err as { closeCode?: number }).closeCode;
+      throw Object.assign(new RequestError(ErrorCode.Unauthorized, (err as Error).message || 'invalid token'), { closeCode });
+    }
+  }
+
+  private async auth(id: RequestId, token: string | undefined): Promise<void> {
+    if (this.identity) throw new RequestError(ErrorCode.BadRequest, 'already authenticated');
+    if (this.authPending) throw new RequestError(ErrorCode.BadRequest, 'auth in progress');
+    this.authPending = true;
+    let identity: Identity;
+    try {
+      identity = await this.verify(token);
+    } catch (err) {
+      this.authPending = false;
+      const message = (err as Error).message;
+      this.replyError('auth', id, ErrorCode.Unauthorized, message);
+      this.log.info({ reason: message }, 'authentication failed');
+      const closeCode = (err as { closeCode?: number }).closeCode ?? RealtimeCloseCode.Unauthorized;
+      this.close(closeCode, message);
+      return;
+    }
+    this.authPending = false;
+    if (this.closed) return;
+    this.identity = identity;
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+    this.scheduleExpiry();
+    this.log.debug({ user: identity.user }, 'authenticated');
+    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn() });
+  }
+
+  private async refresh(id: RequestId, token: string): Promise<void> {
+    const identity = await this.verify(token);
+    if (this.identity && identity.user !== this.identity.user) {
+      throw new RequestError(ErrorCode.Forbidden, 'a refreshed token must be for the same user');
+    }
+    if (this.closed) return;
+    this.identity = identity;
+    this.scheduleExpiry();
+    this.reply(id, { expiresIn: this.expiresIn() });
+  }
+
+  private expiresIn(): number | null {
+    const at = this.identity?.expiresAt ?? Infinity;
+    return Number.isFinite(at) ? Math.max(0, at - this.hub.now()) : null;
+  }
+
+  /** Ask for a new token `refreshGraceMs` before expiry; close with 4002 at expiry if none came. */
+  private scheduleExpiry(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    const at = this.identity?.expiresAt ?? Infinity;
+    if (!Number.isFinite(at)) return;
+    const now = this.hub.now();
+    const askAt = Math.max(now, at - this.hub.options.auth.refreshGraceMs);
+    this.expiryTimer = setTimeout(() => {
+      this.send({ op: 'refresh', expiresIn: Math.max(0, at - this.hub.now()) });
+      this.expiryTimer = setTimeout(() => {
+        if ((this.identity?.expiresAt ?? 0) <= this.hub.now()) this.close(RealtimeCloseCode.TokenExpired, 'token expired');
+      }, Math.max(0, at - this.hub.now()));
+      this.expiryTimer.unref();
+    }, askAt - now);
+    this.expiryTimer.unref();
+  }
+
+  private authorize(action: Action, channel: string): ReturnType<Hub['options']['namespaceOf']> {
+    const pattern = isPattern(channel);
+    if (pattern ? !isValidPattern(channel) : !isValidChannel(channel)) {
+      throw new RequestError(ErrorCode.BadRequest, `invalid channel name ${JSON.stringify(channel)}`);
+    }
+    if (pattern && action !== 'subscribe') throw new RequestError(ErrorCode.BadRequest, `${action} needs a channel, not a pattern`);
+    const ns = this.hub.options.namespaceOf(channel);
+    if (!this.hub.options.auth.can(this.identity, action, channel, ns)) {
+      throw new RequestError(ErrorCode.Forbidden, `not allowed to ${action} ${channel}`);
+    }
+    return ns;
+  }
+
+  private async subscribe(id: RequestId, channel: string, since: StreamPosition | undefined, presence: boolean): Promise<void> {
+    const ns = this.authorize('subscribe', channel);
+    if (this.subscriptions.has(channel)) throw new RequestError(ErrorCode.AlreadySubscribed, `already subscribed to ${channel}`);
+    if (this.subscriptions.size >= this.hub.options.limits.maxSubscriptions) {
+      throw new RequestError(ErrorCode.SubscriptionLimit, `at most ${this.hub.options.limits.maxSubscriptions} subscriptions`);
+    }
+    const pattern = isPattern(channel);
+    if (pattern && since) throw new RequestError(ErrorCode.BadRequest, 'since is not supported for patterns');
+    const sub: Subscription = {
+      session: this,
+      channel,
+      presence: presence && ns.presence !== 'off' && !pattern,
+      live: pattern,
+      buffer: pattern ? null : [],
+      lastOffset: 0,
+      epoch: '',
+      inPresence: false,
+    };
+    this.subscriptions.set(channel, sub);
+    const broker = this.hub.options.broker;
+    try {
+      // Register first, read history second: a publication in between lands in sub.buffer.
+      await this.hub.addSubscription(sub);
+      if (pattern) {
+        this.reply(id, { channel });
+        return;
+      }
+      const history = await broker.history(channel, since ? { since, limit: MAX_RECOVERY_BUFFER } : { limit: 0 });
+      if (this.closed || this.subscriptions.get(channel) !== sub) return;
+      const recovered = since ? history.recovered : undefined;
+      this.reply(id, recovered === undefined ? { channel, position: history.position } : { channel, position: history.position, recovered });
+      sub.epoch = history.position.epoch;
+      sub.lastOffset = since && recovered ? since.offset : history.position.offset;
+      if (since && recovered) for (const pub of history.publications) this.deliverDirect(sub, pub);
+      const buffered = sub.buffer ?? [];
+      sub.buffer = null;
+      sub.live = true;
+      for (const pub of buffered) this.deliverDirect(sub, pub);
+      if (ns.presence !== 'off') {
+        sub.inPresence = true;
+        await this.hub.options.presence.add(channel, this.info);
+        await broker.publishPresence(channel, 'join', this.info);
+      }
+    } catch (err) {
+      if (this.subscriptions.get(channel) === sub) this.subscriptions.delete(channel);
+      await this.hub.removeSubscription(sub).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Deliver a recovered or buffered publication, skipping what was already sent. */
+  private deliverDirect(sub: Subscription, pub: Publication): void {
+    if (pub.volatile) {
+      this.send(messagePush(pub));
+      return;
+    }
+    if (pub.epoch === sub.epoch && pub.offset <= sub.lastOffset) return;
+    sub.lastOffset = pub.offset;
+    sub.epoch = pub.epoch;
+    this.send(messagePush(pub));
+  }
+
+  private async unsubscribe(id: RequestId, channel: string): Promise<void> {
+    const sub = this.subscriptions.get(channel);
+    if (!sub) throw new RequestError(ErrorCode.NotFound, `not subscribed to ${channel}`);
+    this.subscriptions.delete(channel);
+    await this.dropSubscription(sub);
+    this.reply(id, { channel });
+  }
+
+  private async dropSubscription(sub: Subscription): Promise<void> {
+    await this.hub.removeSubscription(sub);
+    if (sub.inPresence) {
+      sub.inPresence = false;
+      await this.hub.options.presence.remove(sub.channel, this.id);
+      await this.hub.options.broker.publishPresence(sub.channel, 'leave', this.info);
+    }
+  }
+
+  private async publish(id: RequestId, channel: string, data: unknown, key: string | undefined, volatile: boolean): Promise<void> {
+    const ns = this.authorize('publish', channel);
+    if (!ns.clientPublish) throw new RequestError(ErrorCode.Forbidden, `clients may not publish to ${channel}`);
+    const result = await this.hub.options.broker.publish(channel, data, {
+      history: ns.history.size > 0 && !volatile ? ns.history : undefined,
+      from: this.info,
+      idempotencyKey: key === undefined ? undefined : `${this.identity?.user ?? this.id}:${key}`,
+      volatile,
+    });
+    this.reply(id, { offset: result.offset, epoch: result.epoch, ...(result.duplicate ? { duplicate: true } : {}) });
+  }
+
+  private async rpc(id: RequestId, method: string, data: unknown): Promise<void> {
+    const handler = this.hub.rpcHandlers.get(method);
+    if (!handler) throw new RequestError(ErrorCode.NotFound, `no rpc method ${method}`);
+    const result = await handler(data, { client: this.id, user: this.identity?.user ?? '', identity: this.identity });
+    this.reply(id, { data: result === undefined ? null : result });
+  }
+
+  private async presence(id: RequestId, channel: string): Promise<void> {
+    const ns = this.authorize('presence', channel);
+    if (ns.presence === 'off') throw new RequestError(ErrorCode.BadRequest, `presence is off for ${channel}`);
+    if (ns.presence === 'counts') {
+      this.reply(id, { channel, ...(await this.hub.options.presence.stats(channel)) });
+      return;
+    }
+    this.reply(id, { channel, clients: await this.hub.options.presence.get(channel) });
+  }
+
+  private async history(id: RequestId, channel: string, since: StreamPosition | undefined, limit: number | undefined): Promise<void> {
+    this.authorize('history', channel);
+    const max = 1000;
+    const result = await this.hub.options.broker.history(channel, { since, limit: Math.min(limit ?? max, max) });
+    this.reply(id, {
+      channel,
+      publications: result.publications,
+      position: result.position,
+      ...(since ? { recovered: result.recovered } : {}),
+    });
+  }
+
+  // ---- end -----------------------------------------------------------------------
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.transport.close(code, reason);
+  }
+
+  terminate(): void {
+    if (this.closed) return;
+    this.transport.terminate();
+  }
+
+  /** The transport closed (any reason): drop subscriptions and presence. Called once by the adapter. */
+  closedByTransport(code: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.authTimer) clearTimeout(this.authTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.authTimer = this.expiryTimer = null;
+    this.hub.removeSession(this);
+    this.hub.observer.connectionClosed(this.transport.kind, code);
+    this.log.debug({ code }, 'disconnected');
+    const subs = [...this.subscriptions.values()];
+    this.subscriptions.clear();
+    for (const sub of subs) {
+      this.dropSubscription(sub).catch((err) => this.log.warn({ channel: sub.channel, err: String(err) }, 'cleanup failed'));
+    }
+  }
+}
+
+/** The request id of a message we will not decode fully (rate-limited), if cheaply visible. */
+function peekId(payload: string | Uint8Array, binary: boolean): RequestId | undefined {
+  if (binary || typeof payload !== 'string') return undefined;
+  const m = /"id"\s*:\s*("(?:[^"\\]{1,64})"|\d{1,15})/.exec(payload.slice(0, 256));
+  if (!m) return undefined;
+  return m[1]!.startsWith('"') ? m[1]!.slice(1, -1) : Number(m[1]);
+}

@@ -1,0 +1,84 @@
+/**
+ * What the realtime layer needs from a connection, whatever carries it
+ * (WebSocket, SSE, long-polling). Implemented by adapters in server/ and
+ * fallbacks/; the realtime layer never sees a socket.
+ */
+import type { WireCodec } from './wire/codec.js';
+
+/**
+ * A message encoded once and written to many connections. Transports may
+ * keep their own framing of it in `cache` (a WebSocket keeps the framed
+ * bytes, so a broadcast frames each message once per encoding).
+ */
+export class SharedMessage {
+  readonly message: object;
+  private json: string | Uint8Array | undefined;
+  private msgpack: string | Uint8Array | undefined;
+  /** Per-transport, per-encoding framing of this message; index chosen by the transport. */
+  readonly cache: unknown[] = [];
+  constructor(message: object) {
+    this.message = message;
+  }
+  encoded(codec: WireCodec): string | Uint8Array {
+    if (codec.binary) return (this.msgpack ??= codec.encode(this.message));
+    return (this.json ??= codec.encode(this.message));
+  }
+}
+
+export interface RealtimeTransport {
+  /** 'websocket', 'sse' or 'poll'. */
+  readonly kind: string;
+  readonly codec: WireCodec;
+  /** Bytes accepted and not yet written to the network. */
+  readonly bufferedAmount: number;
+  /** Send one message. */
+  send(payload: string | Uint8Array): void;
+  /** Send a message shared with other connections (defaults to `send(shared.encoded(codec))`). */
+  sendShared(shared: SharedMessage): void;
+  /** Close with a code and a reason (<= 123 bytes). */
+  close(code: number, reason: string): void;
+  /** Drop the connection at once. */
+  terminate(): void;
+}
+
+/** The pino-compatible subset the realtime layer logs through. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: object): Logger;
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
+};
+
+/** Counters the server turns into metrics; every method is cheap and synchronous. */
+export interface HubObserver {
+  connectionOpened(transport: string): void;
+  connectionClosed(transport: string, code: number): void;
+  messageIn(bytes: number): void;
+  messagesOut(count: number, bytes: number): void;
+  publicationDelivered(latencyMs: number, subscribers: number): void;
+  subscriptionsChanged(delta: number): void;
+  requestFailed(op: string, code: number): void;
+  dropped(reason: string): void;
+}
+
+export const nullObserver: HubObserver = {
+  connectionOpened() {},
+  connectionClosed() {},
+  messageIn() {},
+  messagesOut() {},
+  publicationDelivered() {},
+  subscriptionsChanged() {},
+  requestFailed() {},
+  dropped() {},
+};
