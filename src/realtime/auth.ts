@@ -385,8 +385,9 @@ function toAuthError(err: unknown): AuthError {
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
       return new AuthError(AuthErrorCode.TokenInvalid, 'invalid token signature');
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
-    case 'ERR_JOSE_NOT_SUPPORTED':
       return new AuthError(AuthErrorCode.TokenInvalid, 'token algorithm not allowed');
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return new AuthError(AuthErrorCode.TokenInvalid, 'unsupported token');
     case 'ERR_JWKS_NO_MATCHING_KEY':
       return new AuthError(AuthErrorCode.TokenInvalid, 'no key for this token');
     case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
