@@ -349,7 +349,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   onFail(err: WebSocketError): void {
     this._readyState = CLOSING;
     this.failQueue(err);
-    this.socket!.end();
+    // §7.1.1: the server closes the TCP connection first; a client that
+    // failed waits for it (bounded by the close timer), as after any close.
+    if (this.conn!.role === 'server') this.socket!.end();
     this.armCloseTimer();
     this.emitError(err);
   }
