@@ -1,13 +1,18 @@
 // Load generator child. Started by bench/run.js with one JSON argument:
 //   { impl, url, scenario: {kind, size, inflight, deflate, pool?}, connections,
-//     warmupMs, durationMs, connectTimeoutMs, closeTimeoutMs }
-// IPC (child -> parent): {type:'measure-start'} | {type:'result', result} | {type:'error', message}
+//     warmupMs, durationMs, drainTimeoutMs, connectTimeoutMs, closeTimeoutMs }
+// IPC (child -> parent): {type:'measure-start'} | {type:'measure-end'} | {type:'result', result} | {type:'error', message}
 //
 // Every connection keeps `inflight` messages outstanding: it sends that many
 // at the start and one more for each echo it receives (closed loop, so memory
 // is bounded by connections x inflight x size). Echoes on one connection come
 // back in order, so each connection keeps a ring of send timestamps and the
 // round-trip time of an echo is now - the oldest outstanding timestamp.
+//
+// Phases: warm-up (nothing recorded), measure (throughput counted, latency
+// recorded for messages sent in the window), drain (no more sends; the
+// latency of messages sent in the window but still in flight is recorded, so
+// slow messages are not censored out of p99), done.
 
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from './lib/histogram.js';
@@ -28,14 +33,17 @@ process.on('disconnect', () => process.exit(0));
 // Last-resort watchdog; run.js has its own timeouts too.
 setTimeout(
   () => fail(new Error('client watchdog expired')),
-  cfg.connectTimeoutMs + cfg.warmupMs + cfg.durationMs + cfg.closeTimeoutMs + 5000,
+  cfg.connectTimeoutMs + cfg.warmupMs + cfg.durationMs + cfg.drainTimeoutMs + cfg.closeTimeoutMs + 5000,
 ).unref();
 
 const WARMUP = 0;
 const MEASURE = 1;
-const DONE = 2;
+const DRAIN = 2;
+const DONE = 3;
 let phase = WARMUP;
 let measureStart = Infinity;
+/** Set while draining: called on every echo. */
+let drainWaiter = null;
 /** Set while closing: called on every 'close' event. */
 let closeWaiter = null;
 
@@ -105,8 +113,13 @@ class Conn {
       stats.received++;
       stats.bytes += len;
       if (sent >= measureStart) hist.recordMs(now - sent);
+      this.send();
+    } else if (phase === WARMUP) {
+      this.send();
+    } else if (phase === DRAIN) {
+      if (sent >= measureStart) hist.recordMs(now - sent);
+      if (drainWaiter) drainWaiter();
     }
-    if (phase !== DONE) this.send();
   }
 
   onError(err) {
@@ -116,7 +129,7 @@ class Conn {
 
   onClose(code) {
     this.closed = true;
-    if (phase !== DONE) {
+    if (phase < DRAIN) {
       stats.closedEarly++;
       stats.firstError ??= `connection closed during the run (code ${code})`;
     }
@@ -175,15 +188,35 @@ measureStart = performance.now();
 process.send({ type: 'measure-start' });
 await sleep(cfg.durationMs);
 
-phase = DONE;
+phase = DRAIN;
 const measureMs = performance.now() - measureStart;
 const cpu = process.cpuUsage(cpu0);
+process.send({ type: 'measure-end' });
+
+// Wait (bounded) for the echoes of messages sent during the window.
+const inFlight = () => conns.reduce((n, c) => n + (c.closed ? 0 : c.pending), 0);
+await withTimeout(
+  new Promise((resolve) => {
+    drainWaiter = () => inFlight() === 0 && resolve();
+    drainWaiter();
+  }),
+  cfg.drainTimeoutMs,
+  'draining',
+).catch(() => {});
+drainWaiter = null;
+// Messages sent in the window whose echo never came within the drain timeout.
+const censored = conns.reduce((n, c) => {
+  for (let k = 0, j = c.head; k < c.pending; k++, j = j + 1 === N ? 0 : j + 1) if (c.sentAt[j] >= measureStart) n++;
+  return n;
+}, 0);
+phase = DONE;
+
 const result = {
   native,
   measureMs,
   received: stats.received,
   bytes: stats.bytes,
-  latency: hist.summary(),
+  latency: { ...hist.summary(), censored },
   cpuPct: ((cpu.user + cpu.system) / 1000 / measureMs) * 100,
   mismatched: stats.mismatched,
   unexpected: stats.unexpected,

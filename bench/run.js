@@ -26,7 +26,9 @@ const CLIENT_SCRIPT = path.join(BENCH_DIR, 'client.js');
  * `connections` overrides BENCH_CONNECTIONS.
  */
 export const SCENARIOS = [
-  { id: 'pingpong', title: 'Ping-pong 32 B binary, 1 connection', kind: 'binary', size: 32, inflight: 1, deflate: false, connections: 1 },
+  // colocate: both processes on one CPU, so a round trip costs CPU time
+  // only, not the idle wake-up of a second (virtual) CPU; see docs/benchmarks.md.
+  { id: 'pingpong', title: 'Ping-pong 32 B binary, 1 connection', kind: 'binary', size: 32, inflight: 1, deflate: false, connections: 1, colocate: true },
   { id: '32b', title: 'Echo 32 B binary', kind: 'binary', size: 32, inflight: 8, deflate: false },
   { id: '1k', title: 'Echo 1 KiB binary', kind: 'binary', size: 1024, inflight: 8, deflate: false },
   { id: '64k', title: 'Echo 64 KiB binary', kind: 'binary', size: 64 * 1024, inflight: 4, deflate: false },
@@ -67,7 +69,8 @@ function readSettings() {
   // wake-ups the bottleneck (ping-pong latency 4x worse) and made cells
   // far more sensitive to other load on the machine. See docs/benchmarks.md.
   const pinWanted = process.env.BENCH_PIN === '1';
-  const pin = pinWanted && os.cpus().length >= 2 && tasksetAvailable();
+  const taskset = tasksetAvailable();
+  const pin = pinWanted && os.cpus().length >= 2 && taskset;
   return {
     seconds: envNumber('BENCH_SECONDS', 3, { min: 0.1 }),
     warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 0.5, { min: 0 }),
@@ -78,6 +81,7 @@ function readSettings() {
     modes: envList('BENCH_CLIENT_MODES', MODES, MODES),
     fixedClient,
     pin,
+    taskset,
     pinNote: pin
       ? 'server on CPU 0, load generator on CPU 1 (taskset, BENCH_PIN=1)'
       : pinWanted
@@ -94,6 +98,7 @@ const SERVER_START_TIMEOUT_MS = 15_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const CLOSE_TIMEOUT_MS = 3_000;
 const STATS_TIMEOUT_MS = 3_000;
+const DRAIN_TIMEOUT_MS = 3_000;
 
 /**
  * Run one measurement: a fresh server child and a fresh client child.
@@ -106,12 +111,13 @@ async function runCell(settings, scenario, serverImpl, clientImpl) {
   const warmupMs = Math.round(settings.warmupSeconds * 1000);
   const durationMs = Math.round(settings.seconds * 1000);
   const implConfig = (impl) => ({ name: impl.name, specifier: impl.specifier, native: impl.native });
+  const [serverCpu, clientCpu] = scenario.colocate && settings.taskset ? [0, 0] : settings.pin ? [0, 1] : [null, null];
   const server = new Child(
     `server ${serverImpl.name}`,
     SERVER_SCRIPT,
     { impl: implConfig(serverImpl), deflate: scenario.deflate },
     childEnv(serverImpl),
-    settings.pin ? 0 : null,
+    serverCpu,
   );
   let client = null;
   try {
@@ -126,20 +132,22 @@ async function runCell(settings, scenario, serverImpl, clientImpl) {
         connections: scenario.connections ?? settings.connections,
         warmupMs,
         durationMs,
+        drainTimeoutMs: DRAIN_TIMEOUT_MS,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
         closeTimeoutMs: CLOSE_TIMEOUT_MS,
       },
       childEnv(clientImpl),
-      settings.pin ? 1 : null,
+      clientCpu,
     );
     await client.next('measure-start', CONNECT_TIMEOUT_MS + warmupMs + 10_000, 'connections and warm-up');
     const sys0 = sampleCpu();
     server.send({ type: 'stats' });
     const s0 = (await server.next('stats', STATS_TIMEOUT_MS, 'stats')).stats;
-    const { result: r } = await client.next('result', durationMs + 10_000, 'the measurement');
+    await client.next('measure-end', durationMs + 10_000, 'the measurement');
     const sys = cpuBetween(sys0, sampleCpu());
     server.send({ type: 'stats' });
     const s1 = (await server.next('stats', STATS_TIMEOUT_MS, 'stats')).stats;
+    const { result: r } = await client.next('result', DRAIN_TIMEOUT_MS + 5_000, 'the echoes still in flight');
 
     const problems = [];
     if (r.closedEarly) problems.push(`${r.closedEarly} connection(s) closed early`);
@@ -163,6 +171,7 @@ async function runCell(settings, scenario, serverImpl, clientImpl) {
       p999Ms: r.latency.p999Ms,
       maxMs: r.latency.maxMs,
       latencySamples: r.latency.count,
+      latencyCensored: r.latency.censored,
       clientCpuPct: r.cpuPct,
       serverCpuPct,
       // Machine-wide busy CPU not accounted to the two benchmark processes

@@ -66,7 +66,7 @@ function scenarioTable(scenario, mode, settings, cells) {
   lines.push(`### ${scenario.title} — ${modeTitle(mode, settings)}`);
   lines.push('');
   lines.push(
-    `${scenario.connections ?? settings.connections} connection(s) × ${scenario.inflight} in flight, ${msgSize}; ${settings.seconds} s measured after ${settings.warmupSeconds} s warm-up${settings.runs > 1 ? `, median of ${settings.runs} runs (± is half the min–max range)` : ''}.`,
+    `${scenario.connections ?? settings.connections} connection(s) × ${scenario.inflight} in flight, ${msgSize}${scenario.colocate && settings.taskset ? ', server and load generator both on CPU 0' : ''}; ${settings.seconds} s measured after ${settings.warmupSeconds} s warm-up${settings.runs > 1 ? `, median of ${settings.runs} runs (± is half the min–max range)` : ''}.`,
   );
   lines.push('');
   lines.push(`| implementation | ${COLUMNS.map((c) => c[0]).join(' | ')} |`);
@@ -74,7 +74,7 @@ function scenarioTable(scenario, mode, settings, cells) {
   for (const name of settings.impls) {
     const c = cells[name];
     const client = mode === 'same' ? name : settings.fixedClient;
-    const label = `${mode === 'same' || client === name ? name : `${name} (client ${client})`}${c.remeasured ? ' ↻' : ''}`;
+    const label = `${mode === 'same' || client === name ? name : `${name} (client ${client})`}${c.remeasured ? ' ↻' : ''}${isNoisy(c) ? ' ⚠' : ''}`;
     if (c.error) {
       lines.push(`| ${label} | **error**: ${escapeCell(c.error)} | ${COLUMNS.slice(1).map(() => '—').join(' | ')} |`);
     } else {
@@ -91,8 +91,20 @@ function scenarioTable(scenario, mode, settings, cells) {
       lines.push(`| **${OURS} vs ${other}** | ${values.join(' | ')} |`);
     }
   }
+  for (const name of settings.impls) {
+    const c = cells[name];
+    if (!c.error && c.latencyCensored > 0) {
+      lines.push('');
+      lines.push(`${name}: ${int(c.latencyCensored)} message(s) sent in the window had no echo after the drain timeout; its latency percentiles leave them out and are too low.`);
+    }
+  }
   lines.push('');
   return lines.join('\n');
+}
+
+function noisyNames(cells, settings) {
+  const names = settings.impls.filter((n) => isNoisy(cells[n]));
+  return names.length ? `⚠ ${names.join(', ')}` : '';
 }
 
 function firstOk(cells) {
@@ -112,8 +124,8 @@ function summaryTable(scenarios, settings, results) {
     '',
     'Ratios are switchboard relative to the other implementation, **>1 means switchboard is better**: throughput is ours / theirs, latency is theirs / ours.',
     '',
-    `| scenario | load generator | switchboard msgs/s | ${others.map((o) => `msgs/s vs ${o}`).join(' | ')} | ${others.map((o) => `p99 vs ${o}`).join(' | ')} |`,
-    `|---|---|--:|${others.map(() => '--:').join('|')}|${others.map(() => '--:').join('|')}|`,
+    `| scenario | load generator | switchboard msgs/s | ${others.map((o) => `msgs/s vs ${o}`).join(' | ')} | ${others.map((o) => `p99 vs ${o}`).join(' | ')} | noisy rows |`,
+    `|---|---|--:|${others.map(() => '--:').join('|')}|${others.map(() => '--:').join('|')}|---|`,
   ];
   for (const mode of settings.modes) {
     for (const scenario of scenarios) {
@@ -122,7 +134,7 @@ function summaryTable(scenarios, settings, results) {
       const client = mode === 'same' ? 'same as server' : settings.fixedClient;
       const cmp = (o, f) => (ours.error || cells[o].error ? 'n/a' : ratio(f(ours, cells[o])));
       lines.push(
-        `| ${scenario.title} | ${client} | ${ours.error ? 'error' : int(ours.msgsPerSec)} | ${others.map((o) => cmp(o, (a, b) => a.msgsPerSec / b.msgsPerSec)).join(' | ')} | ${others.map((o) => cmp(o, (a, b) => b.p99Ms / a.p99Ms)).join(' | ')} |`,
+        `| ${scenario.title} | ${client} | ${ours.error ? 'error' : int(ours.msgsPerSec)} | ${others.map((o) => cmp(o, (a, b) => a.msgsPerSec / b.msgsPerSec)).join(' | ')} | ${others.map((o) => cmp(o, (a, b) => b.p99Ms / a.p99Ms)).join(' | ')} | ${noisyNames(cells, settings)} |`,
       );
     }
   }
@@ -159,7 +171,7 @@ export function renderReport({ meta, settings, scenarios, results, notes }) {
   if (noisy.length) {
     notes = [
       ...notes,
-      `${noisy.length} measurement(s) ran while other work used more than ${NOISY_OTHER_CPU_PCT}% of a CPU or the hypervisor stole more than ${NOISY_STEAL_PCT}% (column "other / steal CPU %"), even after ${settings.noisyRetries ? 'the allowed re-runs' : 'no re-run (BENCH_NOISY_RETRIES=0)'}; treat them as noisy and re-run on a quiet machine: ${noisy.join('; ')}.`,
+      `${noisy.length} measurement(s), marked ⚠, ran while other programs used more than ${NOISY_OTHER_CPU_PCT}% of a CPU or the hypervisor stole more than ${NOISY_STEAL_PCT}% (column "other / steal CPU %"), ${settings.noisyRetries ? 'even after the allowed re-runs' : 'with re-runs disabled (BENCH_NOISY_RETRIES=0)'}. Their ratios are unreliable: re-run on a quiet machine.`,
     ];
   }
   const out = [];

@@ -5,22 +5,26 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
-/** Cumulative CPU counters: busy, idle and steal, in arbitrary but equal units. */
+/** Cumulative CPU counters: busy (user + system), idle, steal and interrupt time, in arbitrary but equal units. */
 export function sampleCpu() {
   try {
     // cpu  user nice system idle iowait irq softirq steal guest guest_nice  (USER_HZ ticks)
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
     const f = line.trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal, hasSteal: true };
+    // irq/softirq time is kept out of "busy": it is mostly the loopback
+    // traffic of the benchmark itself (not charged to either process).
+    return { busy: user + nice + system, idle: idle + iowait, steal, interrupts: irq + softirq, hasSteal: true };
   } catch {
     let busy = 0;
     let idle = 0;
+    let interrupts = 0;
     for (const { times } of os.cpus()) {
-      busy += times.user + times.nice + times.sys + times.irq;
+      busy += times.user + times.nice + times.sys;
       idle += times.idle;
+      interrupts += times.irq;
     }
-    return { busy, idle, steal: 0, hasSteal: false };
+    return { busy, idle, steal: 0, interrupts, hasSteal: false };
   }
 }
 
@@ -32,7 +36,7 @@ export function cpuBetween(a, b, cpuCount = os.cpus().length) {
   const busy = b.busy - a.busy;
   const idle = b.idle - a.idle;
   const steal = b.steal - a.steal;
-  const total = busy + idle + steal;
+  const total = busy + idle + steal + (b.interrupts - a.interrupts);
   if (total <= 0) return { busyPct: NaN, stealPct: NaN };
   return {
     busyPct: (busy / total) * cpuCount * 100,
@@ -40,7 +44,7 @@ export function cpuBetween(a, b, cpuCount = os.cpus().length) {
   };
 }
 
-/** Above this share of one CPU used by others (or half of it stolen), a measurement is noisy. */
+/** Above these (percent of one CPU used by other programs, or stolen by the hypervisor) a measurement is noisy. */
 export const NOISY_OTHER_CPU_PCT = 20;
 export const NOISY_STEAL_PCT = 10;
 

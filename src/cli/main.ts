@@ -11,11 +11,15 @@ import { closeCodeMeaning } from '../protocol/close-code.js';
 import { WebSocket } from '../transport/websocket.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import { demoPage } from './demo-page.js';
+import { randomBytes } from 'node:crypto';
+import { ConfigError, loadConfig, type DeepPartial, type RealtimeConfig } from '../server/config.js';
+import { createRealtimeServer } from '../server/realtime-server.js';
 
 const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
-  serve    [--port 8080] [--host 127.0.0.1]       demo server: echo over WebSocket at /ws, a test page at /
+  serve    [--config file.yaml] [--port 8080] [--host 127.0.0.1]
+                                                  the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)
   echo     --port N [--host H] [--deflate] [--tls-cert F --tls-key F] [--max-payload BYTES]
                                                   plain WebSocket echo server (any path)
   connect  URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]
@@ -126,34 +130,51 @@ async function echo(args: string[]): Promise<number> {
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+    },
   });
-  const port = parsePort(values.port ?? process.env.PORT, 8080);
-  const server = http.createServer((req, res) => {
-    if (req.url === '/' || req.url === '/index.html') {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(demoPage);
-    } else if (req.url === '/healthz') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-    }
+  const overrides: DeepPartial<RealtimeConfig> = {};
+  if (values.port !== undefined) overrides.port = parsePort(values.port);
+  if (values.host !== undefined) overrides.host = values.host;
+  let config: RealtimeConfig;
+  let devTokens = false;
+  try {
+    config = loadConfig({ file: values.config, overrides });
+  } catch (err) {
+    // No key configured: on loopback, run in development mode with an
+    // ephemeral secret and /dev/token, so `npm start` works out of the box.
+    if (!(err instanceof ConfigError) || !err.issues.every((i) => i.path === 'auth')) throw err;
+    const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
+    if (!isLoopback(probe.host)) throw err;
+    devTokens = true;
+    config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
+  }
+  const server = createRealtimeServer({ config, devTokens });
+  if (devTokens) {
+    server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
+  }
+  server.httpServer.on('request', (req, res) => {
+    if (res.headersSent || res.writableEnded) return;
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/' || path === '/index.html') res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(demoPage);
   });
-  const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: true, heartbeat: { interval: 30_000 } });
-  let nextId = 1;
-  wss.on('connection', (ws, req) => {
-    const id = nextId++;
-    log('open', { id, remote: req.socket.remoteAddress, extensions: ws.extensions });
-    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-    ws.on('error', (err: Error & { code?: string }) => log('error', { id, code: err.code, message: err.message }));
-    ws.on('close', (code: number) => log('close', { id, code, meaning: closeCodeMeaning(code) }));
+  const address = await server.listen();
+  process.stderr.write(`switchboard: http://${config.host}:${address.port}/  (WebSocket ${config.path}, metrics /metrics)\n`);
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      server.logger.info({ signal }, 'signal received');
+      server.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, values.host, () => resolve());
-  });
-  const address = server.address() as { port: number };
-  log('listening', { url: `http://${values.host}:${address.port}/`, websocket: `ws://${values.host}:${address.port}/ws` });
-  return closeOnSignal(wss, () => server.close());
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 async function connect(args: string[]): Promise<number> {

@@ -44,6 +44,8 @@ export interface ConnectionHandler {
    * been written (unless one was sent before) and input is ignored from now on.
    */
   onFail(err: WebSocketError): void;
+  /** Optional: after `receiveEof`, everything received has been processed (see `inputEnded`). */
+  onInputEnd?(): void;
 }
 
 export interface ConnectionOptions {
@@ -57,6 +59,12 @@ export interface ConnectionOptions {
   autoPong?: boolean;
   /** Skip the UTF-8 check of text messages (only for trusted peers). Default false. */
   skipUTF8Validation?: boolean;
+  /**
+   * Answer the peer's close frame at once (default true). A transport that
+   * still has messages queued (accepted before the close arrived, e.g. being
+   * compressed) sets false and calls `close(code)` itself once they are out.
+   */
+  echoClose?: boolean;
 }
 
 export const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
@@ -70,6 +78,7 @@ export class Connection implements FrameHandler {
   private readonly parser: FrameParser;
   private readonly inflater: Inflater | null;
   private readonly autoPong: boolean;
+  private readonly echoClose: boolean;
   private readonly validateUtf8: boolean;
   private readonly mask: boolean;
   private readonly utf8 = new Utf8Validator();
@@ -91,6 +100,7 @@ export class Connection implements FrameHandler {
   private closeReceivedFlag = false;
   private failed = false;
   private eof = false;
+  private inputEndedFlag = false;
   /** Code and reason of the peer's close frame, once it arrived. */
   closeCode: number = CloseCode.AbnormalClosure;
   closeReason: Buffer = EMPTY;
@@ -105,6 +115,7 @@ export class Connection implements FrameHandler {
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.inflater = options.inflater ?? null;
     this.autoPong = options.autoPong ?? true;
+    this.echoClose = options.echoClose ?? true;
     this.validateUtf8 = !options.skipUTF8Validation;
     this.mask = options.role === 'client';
     this.parser = new FrameParser(this, {
@@ -124,7 +135,12 @@ export class Connection implements FrameHandler {
 
   /** True once the connection failed or the peer's close frame arrived: no more input is processed. */
   get inputClosed(): boolean {
-    return this.failed || this.closeReceivedFlag || this.eof;
+    return this.failed || this.closeReceivedFlag || this.inputEnded;
+  }
+
+  /** True once the peer ended the stream and everything it sent before has been processed. */
+  get inputEnded(): boolean {
+    return this.inputEndedFlag;
   }
 
   // ---- input -------------------------------------------------------------
@@ -143,8 +159,22 @@ export class Connection implements FrameHandler {
   /** The peer ended the byte stream. Returns whether the close handshake had been received (clean end). */
   receiveEof(): boolean {
     this.eof = true;
-    this.parser.stop();
+    this.maybeEndInput();
     return this.closeReceivedFlag;
+  }
+
+  /**
+   * After EOF, input that arrived before it is still processed: a message
+   * being inflated, then the frames behind it (often the close frame), or
+   * frames held back by `pause()`. Then input ends and `onInputEnd` fires.
+   */
+  private maybeEndInput(): void {
+    if (!this.eof || this.inputEndedFlag) return;
+    const pending = this.inflating || (this.paused && this.parser.bufferedAmount > 0);
+    if (pending && !this.failed && !this.closeReceivedFlag) return;
+    this.inputEndedFlag = true;
+    this.parser.stop();
+    this.handler.onInputEnd?.();
   }
 
   /** Stop handing out frames (backpressure on the receiving side); input is buffered until `resume`. */
@@ -156,6 +186,7 @@ export class Connection implements FrameHandler {
   resume(): void {
     this.paused = false;
     if (!this.inputClosed && !this.inflating) this.parser.resume();
+    this.maybeEndInput();
   }
 
   /** @internal FrameHandler */
@@ -270,6 +301,7 @@ export class Connection implements FrameHandler {
     // Only now: a resume() from onMessage must not deliver the next message inside this one.
     this.inflating = false;
     if (!this.paused) this.parser.resume();
+    this.maybeEndInput();
   }
 
   private finishMessage(): void {
@@ -320,12 +352,7 @@ export class Connection implements FrameHandler {
     this.closeCode = code;
     this.closeReason = reason;
     this.parser.stop();
-    if (!this.closeSentFlag) {
-      // §5.5.1: the endpoint typically echoes the status code it received.
-      this.closeSentFlag = true;
-      this.sentCloseCode = code;
-      this.write(Opcode.Close, code === CloseCode.NoStatusReceived ? EMPTY : encodeClosePayload(code, EMPTY), true, false);
-    }
+    if (!this.closeSentFlag && this.echoClose) this.echoCloseFrame();
     this.handler.onCloseFrame(code, reason);
   }
 
@@ -378,6 +405,15 @@ export class Connection implements FrameHandler {
     this.closeSentFlag = true;
     this.sentCloseCode = code ?? CloseCode.NoStatusReceived;
     this.write(Opcode.Close, payload, true, false);
+  }
+
+  /** Answer the peer's close frame (§5.5.1: echoing the status code it carried). No-op once a close frame was sent. */
+  echoCloseFrame(): void {
+    if (this.closeSentFlag || !this.closeReceivedFlag) return;
+    const code = this.closeCode;
+    this.closeSentFlag = true;
+    this.sentCloseCode = code;
+    this.write(Opcode.Close, code === CloseCode.NoStatusReceived ? EMPTY : encodeClosePayload(code, EMPTY), true, false);
   }
 
   /**

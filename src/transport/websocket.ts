@@ -62,7 +62,7 @@ export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 const EMPTY: Buffer = Buffer.alloc(0);
 
 interface QueuedSend {
-  kind: 0 | 1 | 2 | 3 | 4; // data, ping, pong, close, prepared frame
+  kind: 0 | 1 | 2 | 3 | 4 | 5; // data, ping, pong, close, prepared frame, close echo
   data: Buffer;
   isBinary: boolean;
   fin: boolean;
@@ -125,6 +125,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private heartbeatTimeout = 0;
   private awaitingPong = false;
   private closeEmitted = false;
+  private socketClosed = false;
+  private endWhenFlushed = false;
   /** @internal set by the client handshake while it is in progress. */
   _abortHandshake: ((reason: string) => void) | null = null;
   /** @internal called once when the socket closes (server bookkeeping). */
@@ -225,6 +227,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       inflater: this.codec,
       autoPong: setup.autoPong,
       skipUTF8Validation: setup.skipUTF8Validation,
+      echoClose: false,
     });
     const s = socket as Duplex & { setNoDelay?(b: boolean): void; setTimeout?(ms: number): void };
     s.setTimeout?.(0);
@@ -249,7 +252,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private readonly onSocketEnd = (): void => {
     this.conn!.receiveEof();
     if (this._readyState === OPEN) this._readyState = CLOSING;
-    this.socket!.end();
+    // The peer will send nothing more; what we still have queued (a message
+    // being compressed, the close answer behind it) goes out before our FIN.
+    if (this.deflating || this.queue.length > 0) this.endWhenFlushed = true;
+    else this.socket!.end();
   };
 
   private readonly onSocketError = (): void => {
@@ -266,11 +272,24 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   };
 
   private readonly onSocketClose = (): void => {
-    this._readyState = CLOSED;
+    this.socketClosed = true;
     this.clearTimers();
+    // Input that arrived before the end (a message still being inflated, the
+    // close frame behind it) is processed first; then onInputEnd finishes.
+    this.conn!.receiveEof();
+    if (this.conn!.inputEnded) this.finishClose();
+  };
+
+  /** @internal ConnectionHandler */
+  onInputEnd(): void {
+    if (this.socketClosed) this.finishClose();
+  }
+
+  private finishClose(): void {
+    if (this._readyState === CLOSED) return;
+    this._readyState = CLOSED;
     this.codec?.close();
     const conn = this.conn!;
-    conn.receiveEof();
     this.wasClean = conn.closeReceived && conn.closeSent && conn.error === null;
     // The peer's code after a close handshake; after we failed the connection,
     // the code we sent (as `ws` reports it); else 1006.
@@ -279,7 +298,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     this.failQueue(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
     this._onSocketClosed?.();
     this.emitClose(code, reason);
-  };
+  }
 
   /** @internal used by the client handshake when the connection never opened. */
   emitClose(code: number, reason: Buffer): void {
@@ -338,11 +357,16 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal */
   onCloseFrame(): void {
     this._readyState = CLOSING;
-    if (this.conn!.role === 'server') {
-      // §7.1.1: the server closes the TCP connection first.
-      this.socket!.end();
-    }
+    // Messages accepted by send() before the close arrived go out first.
+    if (this.deflating || this.queue.length > 0) this.enqueue({ kind: 5, data: EMPTY, isBinary: false, fin: true, compress: false });
+    else this.answeredClose();
     this.armCloseTimer();
+  }
+
+  /** The close handshake is complete on our side: the server closes TCP first (§7.1.1). */
+  private answeredClose(): void {
+    this.conn!.echoCloseFrame();
+    if (this.conn!.role === 'server') this.socket!.end();
   }
 
   /** @internal */
@@ -559,8 +583,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       else if (op.kind === 1) conn.ping(op.data);
       else if (op.kind === 2) conn.pong(op.data);
       else if (op.kind === 3) conn.close(op.code, op.data);
-      else conn.sendPrepared(op.data);
+      else if (op.kind === 4) conn.sendPrepared(op.data);
+      else this.answeredClose();
     }
+    if (this.endWhenFlushed && !this.deflating && this.queue.length === 0) this.socket!.end();
   }
 
   private failQueue(err: Error): void {

@@ -355,6 +355,11 @@ export class FuzzPeer {
     if (head.length > 0) this.receive(head);
   }
 
+  /** Resolves once every frame received so far has been recorded (compressed messages inflate asynchronously). */
+  drained(): Promise<void> {
+    return this.chain;
+  }
+
   get negotiatedDeflate(): PeerDeflateParams | null {
     return this.deflate ? this.deflate.params : null;
   }

@@ -244,6 +244,8 @@ export async function runCase(harness: Harness, kase: ConformanceCase): Promise<
       if (!peer.closeSent) await peer.sendClose(1000);
     }
     await peer.waitFor(() => peer.closeFrame !== null || peer.remoteEnded, wait);
+    // A close frame behind a message still being inflated is recorded after it.
+    await peer.drained();
 
     const withCompressed = expected.map((e) => e.type === 'message' && e.compressed !== undefined);
     const got = peer.events.map((e, i) => describeEvent(e, withCompressed[i] ?? false));

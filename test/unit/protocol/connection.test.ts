@@ -947,12 +947,21 @@ for (const role of ['server', 'client'] as const) {
         });
 
         if (mode === 'async') {
-          it('drops the inflate result when input ended meanwhile', () => {
+          it('EOF during inflation: what arrived before it is still processed, then input ends', () => {
             const { rec, conn, inflater } = setupInflate();
-            conn.receiveData(compressed('abc'));
+            const ends: number[] = [];
+            (rec as unknown as { onInputEnd(): void }).onInputEnd = () => ends.push(rec.events.length);
+            conn.receiveData(Buffer.concat([compressed('abc'), text('after')]));
             conn.receiveEof();
+            assert.equal(conn.inputEnded, false, 'a message is still being inflated');
+            assert.equal(rec.events.length, 0);
             inflater.completeOne();
-            assert.deepEqual(rec.events, []);
+            const order = rec.events.map((e) => (e.type === 'message' ? e.data.toString() : e.type));
+            assert.deepEqual(order, ['abcabc', 'after']);
+            assert.equal(conn.inputEnded, true);
+            assert.deepEqual(ends, [2], 'onInputEnd fires once, after the last message');
+            conn.receiveData(text('too late'));
+            assert.equal(rec.events.length, 2);
           });
 
           it('keeps a pause() made during inflation (backpressure is not lost)', () => {

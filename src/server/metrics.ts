@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics (prom-client) fed by the hub's observer calls. Every
+ * call only increments a counter or observes a histogram.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { closeCodeMeaning } from '../protocol/close-code.js';
+import type { HubObserver } from '../realtime/transport.js';
+
+export class Metrics implements HubObserver {
+  readonly registry = new Registry();
+  readonly connections: Gauge;
+  readonly connectionsTotal: Counter;
+  readonly closes: Counter;
+  readonly subscriptions: Gauge;
+  readonly messagesIn: Counter;
+  readonly bytesIn: Counter;
+  readonly messagesOutTotal: Counter;
+  readonly bytesOut: Counter;
+  readonly deliveryLatency: Histogram;
+  readonly deliveries: Counter;
+  readonly errors: Counter;
+  readonly droppedTotal: Counter;
+  readonly handshakeRejections: Counter;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_process_' });
+    this.connections = new Gauge({ name: 'switchboard_connections', help: 'Open realtime connections', labelNames: ['transport'], registers });
+    this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'Realtime connections opened', labelNames: ['transport'], registers });
+    this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Connections closed, by close code', labelNames: ['code', 'meaning'], registers });
+    this.subscriptions = new Gauge({ name: 'switchboard_subscriptions', help: 'Active subscriptions on this node', registers });
+    this.messagesIn = new Counter({ name: 'switchboard_messages_in_total', help: 'Messages received from clients', registers });
+    this.bytesIn = new Counter({ name: 'switchboard_bytes_in_total', help: 'Bytes of messages received from clients', registers });
+    this.messagesOutTotal = new Counter({ name: 'switchboard_messages_out_total', help: 'Messages sent to clients (replies and pushes)', registers });
+    this.bytesOut = new Counter({ name: 'switchboard_bytes_out_total', help: 'Bytes of messages sent to clients (replies; broadcast bytes are counted per delivery)', registers });
+    this.deliveries = new Counter({ name: 'switchboard_deliveries_total', help: 'Publications delivered to subscribers', registers });
+    this.deliveryLatency = new Histogram({
+      name: 'switchboard_publish_to_delivery_seconds',
+      help: 'Time from publication to fan-out on this node',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.errors = new Counter({ name: 'switchboard_request_errors_total', help: 'Requests answered with an error, by op and code', labelNames: ['op', 'code'], registers });
+    this.droppedTotal = new Counter({ name: 'switchboard_dropped_total', help: 'Messages dropped or connections cut, by reason', labelNames: ['reason'], registers });
+    this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'Upgrades refused, by HTTP status', labelNames: ['status'], registers });
+  }
+
+  connectionOpened(transport: string): void {
+    this.connections.inc({ transport });
+    this.connectionsTotal.inc({ transport });
+  }
+  connectionClosed(transport: string, code: number): void {
+    this.connections.dec({ transport });
+    this.closes.inc({ code: String(code), meaning: closeCodeMeaning(code) });
+  }
+  messageIn(bytes: number): void {
+    this.messagesIn.inc();
+    this.bytesIn.inc(bytes);
+  }
+  messagesOut(count: number, bytes: number): void {
+    this.messagesOutTotal.inc(count);
+    this.bytesOut.inc(bytes);
+  }
+  publicationDelivered(latencyMs: number, subscribers: number): void {
+    this.deliveryLatency.observe(latencyMs / 1000);
+    if (subscribers > 0) {
+      this.deliveries.inc(subscribers);
+      this.messagesOutTotal.inc(subscribers);
+    }
+  }
+  subscriptionsChanged(delta: number): void {
+    this.subscriptions.inc(delta);
+  }
+  requestFailed(op: string, code: number): void {
+    this.errors.inc({ op, code: String(code) });
+  }
+  dropped(reason: string): void {
+    this.droppedTotal.inc({ reason });
+  }
+}

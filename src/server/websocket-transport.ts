@@ -1,0 +1,69 @@
+/**
+ * The WebSocket carrier of a realtime session: adapts a `WebSocket` to the
+ * realtime layer's `RealtimeTransport`.
+ */
+import { encodeServerFrame } from '../protocol/frame-writer.js';
+import { Opcode } from '../protocol/opcode.js';
+import type { RealtimeTransport, SharedMessage } from '../realtime/transport.js';
+import type { WireCodec } from '../realtime/wire/codec.js';
+import type { WebSocket } from '../transport/websocket.js';
+import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
+import { truncateUtf8 } from '../protocol/connection.js';
+
+// Slots in SharedMessage.cache for the framed bytes of each encoding.
+const FRAME_JSON = 0;
+const FRAME_MSGPACK = 1;
+
+export class WebSocketTransport implements RealtimeTransport {
+  readonly kind = 'websocket';
+  readonly codec: WireCodec;
+  private readonly ws: WebSocket;
+  /** Whether this connection negotiated compression (then large messages are compressed per connection). */
+  private readonly compressing: boolean;
+  private readonly threshold: number;
+
+  constructor(ws: WebSocket, codec: WireCodec, compressionThreshold: number) {
+    this.ws = ws;
+    this.codec = codec;
+    this.compressing = ws.extensions !== '';
+    this.threshold = compressionThreshold;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(payload: string | Uint8Array): void {
+    this.ws.send(payload, { binary: this.codec.binary });
+  }
+
+  /**
+   * Broadcast path: the frame is built once per message and encoding, and the
+   * same bytes are written to every connection. Connections that negotiated
+   * compression get large messages compressed for them instead.
+   */
+  sendShared(shared: SharedMessage): void {
+    const payload = shared.encoded(this.codec);
+    const size = typeof payload === 'string' ? payload.length : payload.byteLength;
+    if (this.compressing && size >= this.threshold) {
+      this.send(payload);
+      return;
+    }
+    const slot = this.codec.binary ? FRAME_MSGPACK : FRAME_JSON;
+    let frame = shared.cache[slot] as Buffer | undefined;
+    if (!frame) {
+      const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+      frame = encodeServerFrame(this.codec.binary ? Opcode.Binary : Opcode.Text, bytes);
+      shared.cache[slot] = frame;
+    }
+    this.ws.sendFrame(frame);
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}
