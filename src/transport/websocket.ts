@@ -71,6 +71,10 @@ interface QueuedSend {
   cb?: SendCallback;
 }
 
+function uncorkSocket(ws: WebSocket): void {
+  ws._uncork();
+}
+
 function notOpen(state: number): InvalidStateError {
   return new InvalidStateError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${state} (${READY_STATES[state]})`);
 }
@@ -127,6 +131,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private closeEmitted = false;
   private socketClosed = false;
   private endWhenFlushed = false;
+  private corked = false;
   /** @internal set by the client handshake while it is in progress. */
   _abortHandshake: ((reason: string) => void) | null = null;
   /** @internal called once when the socket closes (server bookkeeping). */
@@ -265,11 +270,20 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   };
 
   private readonly onSocketDrain = (): void => {
-    if (this.needDrain && this.bufferedAmount === 0) {
-      this.needDrain = false;
-      this.emit('drain');
-    }
+    this.maybeDrain();
   };
+
+  /**
+   * 'drain' once a send() that returned false can be followed by more: our
+   * compression queue is empty and the socket does not wait for its own drain.
+   */
+  private maybeDrain(): void {
+    if (!this.needDrain || this.deflating || this.queue.length > 0) return;
+    const socket = this.socket!;
+    if (socket.writableNeedDrain || socket.writableLength >= socket.writableHighWaterMark) return;
+    this.needDrain = false;
+    this.emit('drain');
+  }
 
   private readonly onSocketClose = (): void => {
     this.socketClosed = true;
@@ -320,14 +334,23 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     const socket = this.socket!;
     const cb = this.writeCallback;
     this.writeCallback = undefined;
-    if (chunks.length === 1) {
-      if (!socket.write(chunks[0]!, cb)) this.needDrain = true;
-      return;
+    // Frames written in the same tick (a burst of sends, the replies to a
+    // chunk of pipelined messages) leave in one writev: cork until the tick ends.
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(uncorkSocket, this);
     }
-    socket.cork();
-    for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
-    if (!socket.write(chunks[chunks.length - 1]!, cb)) this.needDrain = true;
-    socket.uncork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) socket.write(chunks[i]!);
+    if (!socket.write(chunks[last]!, cb)) this.needDrain = true;
+  }
+
+  /** @internal */
+  _uncork(): void {
+    this.corked = false;
+    this.socket!.uncork();
+    if (this.needDrain) this.maybeDrain();
   }
 
   /** @internal */
@@ -574,7 +597,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
           this.writeCallback = op.cb;
           conn.sendData(out!, op.isBinary, op.fin, true);
           this.flushQueue();
-          if (this.needDrain && this.bufferedAmount === 0) this.onSocketDrain();
+          this.maybeDrain();
         });
         return;
       }
