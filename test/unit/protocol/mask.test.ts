@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { maskInPlace, maskInto, randomMaskKey } from '../../../src/protocol/mask.js';
 import { hex } from './helpers.js';
+import { MODULE_BYTES_BASE64, simdAvailable } from '../../../src/protocol/mask-simd.js';
 
 /** The definition (RFC 6455 §5.3): octet i XOR key[(i + offset) % 4]. */
 function naiveMask(data: Uint8Array, key: Uint8Array, keyOffset = 0): Buffer {
@@ -98,5 +99,37 @@ describe('randomMaskKey', () => {
     const b = Buffer.from(randomMaskKey());
     const c = Buffer.from(randomMaskKey());
     assert.ok(!(a.equals(b) && b.equals(c)));
+  });
+});
+
+describe('WebAssembly SIMD masking', () => {
+  it('the embedded module is mask-simd.wat compiled', async () => {
+    const { readFileSync } = await import('node:fs');
+    const wabtInit = (await import('wabt')).default;
+    const wabt = await wabtInit();
+    const source = readFileSync(new URL('../../../src/protocol/mask-simd.wat', import.meta.url), 'utf8');
+    const compiled = Buffer.from(wabt.parseWat('mask-simd.wat', source, { simd: true }).toBinary({}).buffer);
+    assert.equal(compiled.toString('base64'), MODULE_BYTES_BASE64);
+  });
+
+  it('is available on this runtime (Node 20 has WebAssembly SIMD)', () => {
+    assert.equal(simdAvailable, true);
+  });
+
+  it('agrees with a byte-by-byte reference for sizes, key offsets and unaligned views', () => {
+    const key = Buffer.from([0x11, 0xa2, 0x3c, 0xf4]);
+    for (const size of [2048, 2049, 4095, 65535, 65536, 65537, 100_003]) {
+      for (const viewOffset of [0, 1, 3]) {
+        for (const keyOffset of [0, 1, 2, 3]) {
+          const backing = Buffer.alloc(size + 8);
+          for (let i = 0; i < backing.length; i++) backing[i] = (i * 31 + size) & 0xff;
+          const view = backing.subarray(viewOffset, viewOffset + size);
+          const expected = Buffer.from(view);
+          for (let i = 0; i < size; i++) expected[i]! ^= key[(keyOffset + i) & 3]!;
+          maskInPlace(view, key, keyOffset);
+          assert.ok(view.equals(expected), `size ${size}, view offset ${viewOffset}, key offset ${keyOffset}`);
+        }
+      }
+    }
   });
 });
