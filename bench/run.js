@@ -1,18 +1,22 @@
 #!/usr/bin/env node
-// Echo benchmark: switchboard vs ws (pure JS) vs ws + native addons.
+// Benchmarks: switchboard vs ws (pure JS) vs ws + native addons, in two suites.
 // Method, knobs and how to read the output: docs/benchmarks.md.
 //
-// For every (client mode, scenario, implementation) cell this process starts
-// an echo server child (bench/server.js) and a load-generator child
-// (bench/client.js), each pinned to its own CPU when taskset is available,
-// collects the numbers over IPC and kills both. A failing cell becomes an
-// error row; the run goes on.
+// echo:   for every (client mode, scenario, implementation) cell this process
+//         starts an echo server child (bench/server.js) and a load-generator
+//         child (bench/client.js), collects the numbers over IPC and kills both.
+// fanout: for every (scenario, implementation) cell, a realtime server child
+//         (bench/fanout-server.js) and a raw-TCP load generator with one
+//         publisher and many subscribers (bench/fanout-client.js); see
+//         bench/lib/fanout.js.
+// A failing cell becomes an error row; the run goes on.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Child, tasksetAvailable } from './lib/child.js';
+import { FANOUT_AA_NOTE, FANOUT_SCENARIOS, fanoutServerKind, runFanoutCell } from './lib/fanout.js';
 import { childEnv, implementations, ROOT } from './lib/impls.js';
 import { renderReport } from './lib/report.js';
 import { cpuBetween, isNoisy, noiseOf, sampleCpu } from './lib/sysload.js';
@@ -39,6 +43,11 @@ export const SCENARIOS = [
 const IMPLS = implementations();
 const IMPL_NAMES = Object.keys(IMPLS);
 const MODES = ['same', 'fixed'];
+const SUITES = {
+  echo: SCENARIOS.map((s) => s.id),
+  fanout: FANOUT_SCENARIOS.map((s) => s.id),
+};
+SUITES.all = [...SUITES.echo, ...SUITES.fanout];
 
 // ---------------------------------------------------------------- settings
 
@@ -63,6 +72,8 @@ function envList(name, def, allowed) {
 }
 
 function readSettings() {
+  const suite = process.env.BENCH_SUITE?.trim() || 'all';
+  if (!Object.hasOwn(SUITES, suite)) throw new Error(`BENCH_SUITE: unknown "${suite}" (expected one of: ${Object.keys(SUITES).join(', ')})`);
   const fixedClient = process.env.BENCH_FIXED_CLIENT || 'ws+native';
   if (!IMPL_NAMES.includes(fixedClient)) throw new Error(`BENCH_FIXED_CLIENT: unknown "${fixedClient}" (expected one of: ${IMPL_NAMES.join(', ')})`);
   // Off by default: on the 2-vCPU VMs we develop on, pinning made cross-CPU
@@ -77,7 +88,9 @@ function readSettings() {
     connections: envNumber('BENCH_CONNECTIONS', 64, { min: 1, integer: true }),
     runs: envNumber('BENCH_RUNS', 1, { min: 1, integer: true }),
     impls: envList('BENCH_IMPLS', IMPL_NAMES, IMPL_NAMES),
-    scenarios: envList('BENCH_SCENARIOS', SCENARIOS.map((s) => s.id), SCENARIOS.map((s) => s.id)),
+    suite,
+    // Echo and fan-out scenario ids; BENCH_SUITE narrows the default and what BENCH_SCENARIOS may name.
+    scenarios: envList('BENCH_SCENARIOS', SUITES[suite], SUITES[suite]),
     modes: envList('BENCH_CLIENT_MODES', MODES, MODES),
     fixedClient,
     pin,
@@ -88,6 +101,8 @@ function readSettings() {
         ? 'off (BENCH_PIN=1 but taskset or a second CPU is not available)'
         : 'off, the OS schedules both processes on any CPU (BENCH_PIN=1 pins them)',
     noisyRetries: envNumber('BENCH_NOISY_RETRIES', 12, { min: 0, integer: true }),
+    fanoutProbes: envNumber('BENCH_FANOUT_PROBES', 512, { min: 1, integer: true }),
+    fanoutRateScale: envNumber('BENCH_FANOUT_RATE_SCALE', 1, { min: 0.001 }),
     out: path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'latest.md')),
   };
 }
@@ -203,17 +218,17 @@ async function runCell(settings, scenario, serverImpl, clientImpl) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Median of the runs by msgs/s; keeps the spread. */
-function combineRuns(runs) {
+/** Median of the runs by `key` (msgs/s, deliveries/s); keeps the spread as `${key}All`. */
+function combineRuns(runs, key = 'msgsPerSec') {
   const ok = runs.filter((r) => !r.error);
   if (ok.length === 0) return runs[0];
-  const sorted = [...ok].sort((a, b) => a.msgsPerSec - b.msgsPerSec);
+  const sorted = [...ok].sort((a, b) => a[key] - b[key]);
   const median = sorted[Math.floor((sorted.length - 1) / 2)];
   return {
     ...median,
     runs: runs.length,
     failedRuns: runs.length - ok.length,
-    msgsPerSecAll: ok.map((r) => r.msgsPerSec),
+    [`${key}All`]: ok.map((r) => r[key]),
   };
 }
 
@@ -261,6 +276,26 @@ function fmtShort(cell) {
   return `${Math.round(cell.msgsPerSec).toLocaleString('en-US')} msg/s, ${cell.mbPerSec.toFixed(1)} MB/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms, CPU server ${cell.serverCpuPct.toFixed(0)}% client ${cell.clientCpuPct.toFixed(0)}% other ${Math.max(0, cell.otherCpuPct).toFixed(0)}% steal ${cell.stealPct.toFixed(0)}%`;
 }
 
+function fmtFanoutShort(cell) {
+  if (cell.error) return `ERROR ${cell.error.split('\n')[0].slice(0, 200)}`;
+  const { sat, fixed } = cell;
+  return `${Math.round(sat.deliveriesPerSec).toLocaleString('en-US')} deliveries/s (${sat.serverCpuUsPerDelivery.toFixed(2)} µs server CPU each, p99 ${sat.p99Ms.toFixed(1)} ms), fixed rate p50 ${fixed.p50Ms.toFixed(2)} ms p99 ${fixed.p99Ms.toFixed(2)} ms${fixed.behind ? ' (behind)' : ''}, CPU server ${sat.serverCpuPct.toFixed(0)}% load gen ${sat.clientCpuPct.toFixed(0)}% other ${Math.max(0, cell.otherCpuPct).toFixed(0)}% steal ${cell.stealPct.toFixed(0)}%, setup ${cell.setupSeconds.toFixed(1)} s`;
+}
+
+/** Measure a cell; if something else used the CPUs meanwhile, measure again (bounded per run) and keep the quieter one. */
+async function measure(label, runOnce, fmt, budget) {
+  let cell = await runOnce();
+  budget.done++;
+  console.error(`[${budget.done}/${budget.total}] ${label}: ${fmt(cell)}`);
+  if (isNoisy(cell) && budget.retriesLeft > 0) {
+    budget.retriesLeft--;
+    const again = await runOnce();
+    console.error(`  re-run (noisy, ${budget.retriesLeft} re-runs left): ${fmt(again)}`);
+    cell = { ...(noiseOf(again) < noiseOf(cell) ? again : cell), remeasured: true };
+  }
+  return cell;
+}
+
 async function main() {
   const settings = readSettings();
   const meta = machineInfo();
@@ -273,16 +308,24 @@ async function main() {
   for (const n of notes) console.error(`NOTE: ${n.replace(/\*\*/g, '')}`);
 
   const scenarios = SCENARIOS.filter((s) => settings.scenarios.includes(s.id));
-  const total = settings.modes.length * scenarios.length * settings.impls.length * settings.runs;
-  const perCell = settings.seconds + settings.warmupSeconds + 1;
+  const fanoutScenarios = FANOUT_SCENARIOS.filter((s) => settings.scenarios.includes(s.id));
+  if (fanoutScenarios.length && settings.impls.includes('switchboard') && fanoutServerKind(IMPLS.switchboard) === 'naive') {
+    notes.push(FANOUT_AA_NOTE);
+    console.error(`NOTE: ${FANOUT_AA_NOTE}`);
+  }
+  const echoCells = settings.modes.length * scenarios.length * settings.impls.length * settings.runs;
+  const fanoutCells = fanoutScenarios.length * settings.impls.length * settings.runs;
+  const echoSeconds = echoCells * (settings.seconds + settings.warmupSeconds + 1);
+  // Fan-out: two measured phases, plus connecting (~2,500 subscribers/s) and teardown.
+  const fanoutSeconds =
+    settings.impls.length * settings.runs * fanoutScenarios.reduce((t, s) => t + 2 * settings.seconds + settings.warmupSeconds + 2 + (s.channels * s.perChannel) / 2500, 0);
+  const budget = { total: echoCells + fanoutCells, done: 0, retriesLeft: settings.noisyRetries };
   console.error(
-    `bench: ${total} measurement(s) of ~${perCell.toFixed(1)} s each (~${Math.ceil((total * perCell) / 60)} min); pinning ${settings.pinNote}`,
+    `bench: ${budget.total} measurement(s) (${echoCells} echo, ${fanoutCells} fan-out), ~${Math.ceil((echoSeconds + fanoutSeconds) / 60)} min without re-runs; pinning ${settings.pinNote}`,
   );
 
   const started = Date.now();
   const results = {};
-  let done = 0;
-  let retriesLeft = settings.noisyRetries;
   for (const mode of settings.modes) {
     results[mode] = {};
     for (const scenario of scenarios) {
@@ -293,36 +336,40 @@ async function main() {
         for (const name of order) {
           const clientName = mode === 'same' ? name : settings.fixedClient;
           const label = `${mode === 'same' ? 'same impl' : `client ${clientName}`} | ${scenario.title} | ${name}`;
-          let cell = await runCell(settings, scenario, IMPLS[name], IMPLS[clientName]);
-          done++;
-          console.error(`[${done}/${total}] ${label}: ${fmtShort(cell)}`);
-          // Something else used the CPUs meanwhile: measure again (a bounded
-          // number of times per bench run) and keep the quieter measurement.
-          if (isNoisy(cell) && retriesLeft > 0) {
-            retriesLeft--;
-            const again = await runCell(settings, scenario, IMPLS[name], IMPLS[clientName]);
-            console.error(`  re-run (noisy, ${retriesLeft} re-runs left): ${fmtShort(again)}`);
-            cell = { ...(noiseOf(again) < noiseOf(cell) ? again : cell), remeasured: true };
-          }
+          const cell = await measure(label, () => runCell(settings, scenario, IMPLS[name], IMPLS[clientName]), fmtShort, budget);
           runsByImpl[name].push(cell);
         }
       }
       results[mode][scenario.id] = Object.fromEntries(settings.impls.map((n) => [n, combineRuns(runsByImpl[n])]));
     }
   }
+
+  const fanoutResults = {};
+  for (const scenario of fanoutScenarios) {
+    const runsByImpl = Object.fromEntries(settings.impls.map((n) => [n, []]));
+    for (let run = 0; run < settings.runs; run++) {
+      const order = settings.impls.map((_, i) => settings.impls[(i + run) % settings.impls.length]);
+      for (const name of order) {
+        const cell = await measure(`${scenario.title} | ${name}`, () => runFanoutCell(settings, scenario, IMPLS[name]), fmtFanoutShort, budget);
+        runsByImpl[name].push(cell);
+      }
+    }
+    fanoutResults[scenario.id] = Object.fromEntries(settings.impls.map((n) => [n, combineRuns(runsByImpl[n], 'deliveriesPerSec')]));
+  }
+  const fanout = { scenarios: fanoutScenarios, results: fanoutResults };
   meta.elapsedSeconds = (Date.now() - started) / 1000;
 
-  const markdown = renderReport({ meta, settings, scenarios, results, notes });
+  const markdown = renderReport({ meta, settings, scenarios, results, notes, fanout });
   process.stdout.write(`${markdown}\n`);
   mkdirSync(path.dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, `${markdown}\n`);
   const jsonOut = settings.out.replace(/\.md$/, '') + '.json';
-  writeFileSync(jsonOut, `${JSON.stringify({ meta, settings, scenarios, results }, null, 2)}\n`);
+  writeFileSync(jsonOut, `${JSON.stringify({ meta, settings, scenarios, results, fanout }, null, 2)}\n`);
   console.error(`bench: wrote ${path.relative(process.cwd(), settings.out)} and ${path.relative(process.cwd(), jsonOut)} in ${meta.elapsedSeconds.toFixed(0)} s`);
 
-  const failed = Object.values(results).some((byScenario) =>
-    Object.values(byScenario).some((byImpl) => Object.values(byImpl).some((c) => c.error)),
-  );
+  const failed =
+    Object.values(results).some((byScenario) => Object.values(byScenario).some((byImpl) => Object.values(byImpl).some((c) => c.error))) ||
+    Object.values(fanoutResults).some((byImpl) => Object.values(byImpl).some((c) => c.error));
   if (failed) {
     console.error('bench: some measurements failed (see the error rows)');
     process.exitCode = 1;

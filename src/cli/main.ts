@@ -156,8 +156,8 @@ async function serve(args: string[]): Promise<number> {
   if (devTokens) {
     server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
   }
-  server.httpServer.on('request', (req, res) => {
-    if (res.headersSent || res.writableEnded) return;
+  // Before the server's own handler, which answers 404 for paths it does not serve.
+  server.httpServer.prependListener('request', (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/' || path === '/index.html') res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(demoPage);
   });

@@ -66,6 +66,8 @@ export class Session {
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** `close()` was called: the close handshake is under way, nothing more is delivered. */
+  private closing = false;
   /** Fan-out stamp of the last publication delivered (dedupe channel + pattern matches). */
   private lastFanout = 0;
   private authPending = false;
@@ -126,7 +128,10 @@ export class Session {
    * it was written. Applies the slow-consumer policy.
    */
   deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): boolean {
-    if (this.closed) return false;
+    if (this.closed || this.closing) return false;
+    // A pattern defers to this session's subscription to the channel itself: that one may be
+    // recovering (buffering), and delivers the publication in order with what it recovers.
+    if (sub.channel !== pub.channel && this.subscriptions.has(pub.channel)) return false;
     if (!sub.live) {
       if (sub.buffer && sub.buffer.length < MAX_RECOVERY_BUFFER) sub.buffer.push(pub);
       else this.close(RealtimeCloseCode.SlowConsumer, 'too many messages during recovery');
@@ -369,7 +374,9 @@ export class Session {
         return;
       }
       const history = await broker.history(channel, since ? { since, limit: MAX_RECOVERY_BUFFER } : { limit: 0 });
-      if (this.closed || this.subscriptions.get(channel) !== sub) return;
+      if (this.closed) return;
+      // An `unsub` came while the history was read: this request still gets its one reply.
+      if (this.subscriptions.get(channel) !== sub) throw new RequestError(ErrorCode.NotFound, `unsubscribed from ${channel} before the subscription completed`);
       const recovered = since ? history.recovered : undefined;
       this.reply(id, recovered === undefined ? { channel, position: history.position } : { channel, position: history.position, recovered });
       sub.epoch = history.position.epoch;
@@ -464,7 +471,8 @@ export class Session {
   // ---- end -----------------------------------------------------------------------
 
   close(code: number, reason: string): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     this.transport.close(code, reason);
   }
 

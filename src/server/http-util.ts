@@ -27,13 +27,23 @@ export function sendText(res: http.ServerResponse, status: number, text: string,
   res.end(text);
 }
 
-/** Read a JSON body of at most `limit` bytes; 413 over it, 400 when not JSON, 415 when not declared as JSON. */
+/**
+ * Read a JSON body of at most `limit` bytes; 413 over it, 400 when not JSON,
+ * 415 when not declared as JSON. A body a framework already parsed (`req.body`
+ * on a consumed request) is taken as is.
+ */
 export function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const type = req.headers['content-type'] ?? '';
     if (!/^application\/json\b/i.test(type)) {
       reject(new HttpError(415, 'expected Content-Type: application/json'));
       req.resume();
+      return;
+    }
+    // Mounted behind a body parser (Express's `express.json()`): the stream is spent, the body is parsed.
+    const parsed = (req as { body?: unknown }).body;
+    if (parsed !== undefined && req.readableEnded) {
+      resolve(parsed);
       return;
     }
     const declared = Number(req.headers['content-length'] ?? 0);

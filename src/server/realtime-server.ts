@@ -34,7 +34,9 @@ export interface RealtimeServerOptions {
   config?: DeepPartial<RealtimeConfig>;
   /** Attach to this server instead of creating one: upgrades on `config.path` are taken; mount `handleRequest` for the HTTP routes. */
   server?: http.Server | https.Server;
+  /** Default: a new `MemoryBroker`. One passed in is not closed by `close()`: its owner closes it. */
   broker?: Broker;
+  /** Default: a new `MemoryPresenceStore`. One passed in is not closed by `close()`. */
   presence?: PresenceStore;
   /** A pino logger (or compatible). Default: JSON lines on stdout at `config.log.level`. */
   logger?: Logger;
@@ -62,6 +64,9 @@ export class RealtimeServer {
   private readonly wss: WebSocketServer;
   private readonly broker: Broker;
   private readonly presence: PresenceStore;
+  /** Created here (not passed in), so `close()` closes them; a passed-in one may be shared with other servers. */
+  private readonly ownsBroker: boolean;
+  private readonly ownsPresence: boolean;
   private readonly authenticator;
   private readonly connectionRate: KeyedRateLimiter;
   private readonly connectionsPerIp = new Map<string, number>();
@@ -82,6 +87,8 @@ export class RealtimeServer {
     this.metrics = new Metrics();
     this.broker = options.broker ?? new MemoryBroker();
     this.presence = options.presence ?? new MemoryPresenceStore();
+    this.ownsBroker = options.broker === undefined;
+    this.ownsPresence = options.presence === undefined;
     this.authenticator = createAuthenticator(this.config.auth);
     this.tickets = new TicketStore({ ttlMs: this.config.auth.ticketTtlMs });
     const limits = this.config.limits;
@@ -115,7 +122,8 @@ export class RealtimeServer {
       this.ownsServer = false;
     } else {
       const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        if (!this.handleRequest(req, res)) sendText(res, 404, 'not found\n');
+        // A 'request' listener prepended by the app (the CLI's demo page) may have answered already.
+        if (!this.handleRequest(req, res) && !res.headersSent) sendText(res, 404, 'not found\n');
       };
       const timeouts = { headersTimeout: 10_000, requestTimeout: 30_000 };
       this.httpServer = this.config.tls
@@ -440,8 +448,9 @@ export class RealtimeServer {
       await serverClosed;
       this.httpServer.removeListener('upgrade', this.onUpgrade);
       this.hub.dispose();
-      await this.broker.close();
-      await this.presence.close();
+      // A broker or presence store passed in belongs to the caller (and may serve other servers).
+      if (this.ownsBroker) await this.broker.close();
+      if (this.ownsPresence) await this.presence.close();
       this.logger.info({}, 'stopped');
     })();
     return this.closing;

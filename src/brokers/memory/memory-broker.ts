@@ -63,6 +63,16 @@
  * throws does not stop the queue; the error is rethrown in a later
  * microtask (an uncaught exception, as for an EventEmitter listener), or
  * goes to `onError`.
+ *
+ * ## Nodes
+ *
+ * `peer()` makes another node on the same backend, as a second process is
+ * with Redis: the nodes share the streams (so offsets, epochs, history and
+ * idempotency keys), and each has its own subscriptions, handler and
+ * delivery queue. A publication on any node is queued for every node
+ * subscribed to it, once per node. Closing a node unsubscribes it; the
+ * backend goes with the last node. One instance has one handler: two
+ * realtime servers need two nodes, not one shared instance.
  */
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../realtime/channel.js';
 import type {
@@ -226,10 +236,13 @@ class PresenceEvent {
   ) {}
 }
 
+/** Set while {@link MemoryBroker.peer} constructs a node: the node whose backend the new one joins. */
+let joining: MemoryBroker | undefined;
+
 /** A single-process Broker. See the module comment for the rules on state, epochs and delivery. */
 export class MemoryBroker implements Broker {
-  /** Random per instance; prefix of every epoch this broker assigns. */
-  readonly id: string = randomId(8);
+  /** Random per backend (shared by peers); prefix of every epoch this broker assigns. */
+  readonly id: string;
 
   readonly #now: () => number;
   readonly #maxChannels: number;
@@ -237,10 +250,16 @@ export class MemoryBroker implements Broker {
   readonly #metaTtlMs: number;
   readonly #timer: ReturnType<typeof setInterval> | undefined;
   readonly #onError: (err: unknown) => void;
+  readonly #options: MemoryBrokerOptions;
 
+  // The backend, shared with peers: streams and epoch generations, and the open nodes.
   /** Streams in order of last publication (least recent first), for the `maxChannels` bound. */
-  readonly #streams = new Map<string, Stream>();
-  readonly #generations = new Uint32Array(EPOCH_BUCKETS);
+  readonly #streams: Map<string, Stream>;
+  readonly #generations: Uint32Array;
+  /** The open nodes of the backend, this one included. */
+  readonly #nodes: Set<MemoryBroker>;
+
+  // This node: its subscriptions, handler and delivery queue.
   readonly #exact = new Set<string>();
   readonly #patterns = new PatternIndex<string>();
 
@@ -250,6 +269,13 @@ export class MemoryBroker implements Broker {
   #closed = false;
 
   constructor(options: MemoryBrokerOptions = {}) {
+    this.#options = options;
+    const backend = joining;
+    this.id = backend === undefined ? randomId(8) : backend.id;
+    this.#streams = backend === undefined ? new Map() : backend.#streams;
+    this.#generations = backend === undefined ? new Uint32Array(EPOCH_BUCKETS) : backend.#generations;
+    this.#nodes = backend === undefined ? new Set() : backend.#nodes;
+    this.#nodes.add(this);
     this.#now = options.now ?? Date.now;
     this.#maxChannels = Math.max(1, options.maxChannels ?? 100_000);
     this.#maxKeys = Math.max(1, options.maxIdempotencyKeys ?? 1000);
@@ -260,6 +286,23 @@ export class MemoryBroker implements Broker {
       const timer = setInterval(() => this.sweep(), interval);
       (timer as { unref?: () => void }).unref?.();
       this.#timer = timer;
+    }
+  }
+
+  /**
+   * Another node on this broker's backend, with the same options: what a
+   * second server process is with Redis. It shares streams (offsets, epochs,
+   * history, idempotency keys) and has its own subscriptions, handler and
+   * delivery queue. For several realtime servers in one process (tests,
+   * blue-green handover); closing a node leaves the others running.
+   */
+  peer(): MemoryBroker {
+    this.#checkOpen();
+    joining = this;
+    try {
+      return new MemoryBroker(this.#options);
+    } finally {
+      joining = undefined;
     }
   }
 
@@ -279,14 +322,14 @@ export class MemoryBroker implements Broker {
       if (seen !== undefined && seen.expiresAt > now) return { offset: seen.offset, epoch: stream.epoch, duplicate: true };
     }
 
-    const subscribed = this.#exact.has(channel);
+    const subscribed = this.#subscribedByName(channel);
     if (options.volatile) {
       // Volatile: delivered, never stored, and no offset of its own (it carries
       // the current position), so history keeps no gap for it.
       const position = stream === undefined ? { offset: 0, epoch: this.#quietEpoch(channel) } : { offset: stream.offset, epoch: stream.epoch };
       const vpub: Publication = { channel, ...position, data, time: now, volatile: true };
       if (options.from !== undefined) vpub.from = options.from;
-      if (subscribed || this.#patterns.hasMatch(channel)) this.#enqueue(vpub);
+      this.#deliver(channel, vpub);
       return { ...position, duplicate: false };
     }
 
@@ -328,7 +371,7 @@ export class MemoryBroker implements Broker {
       if (this.#isIdle(channel, stream, now)) this.#drop(channel, stream);
     }
 
-    if (subscribed || this.#patterns.hasMatch(channel)) this.#enqueue(pub);
+    this.#deliver(channel, pub);
     return { offset, epoch, duplicate: false };
   }
 
@@ -355,7 +398,7 @@ export class MemoryBroker implements Broker {
   async publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
     this.#checkOpen();
     if (!isValidChannel(channel)) throw invalidChannel(channel);
-    if (this.#exact.has(channel) || this.#patterns.hasMatch(channel)) this.#enqueue(new PresenceEvent(kind, channel, info));
+    this.#deliver(channel, new PresenceEvent(kind, channel, info));
   }
 
   async history(channel: string, filter: HistoryFilter = {}): Promise<HistoryResult> {
@@ -397,7 +440,9 @@ export class MemoryBroker implements Broker {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#streams.clear();
+    this.#nodes.delete(this);
+    // The last node takes the backend with it.
+    if (this.#nodes.size === 0) this.#streams.clear();
     this.#exact.clear();
     this.#patterns.clear();
     this.#queue.length = 0;
@@ -455,9 +500,20 @@ export class MemoryBroker implements Broker {
     return (
       stream.count === 0 &&
       stream.keys === undefined &&
-      !this.#exact.has(channel) &&
+      !this.#subscribedByName(channel) &&
       !(stream.size > 0 && now - stream.lastPublishAt < this.#metaTtlMs)
     );
+  }
+
+  /** Whether some node of the backend is subscribed to `channel` by name. */
+  #subscribedByName(channel: string): boolean {
+    for (const node of this.#nodes) if (node.#exact.has(channel)) return true;
+    return false;
+  }
+
+  /** Queue `item` for every node subscribed to `channel` (by name or by pattern), once per node. */
+  #deliver(channel: string, item: Publication | PresenceEvent): void {
+    for (const node of this.#nodes) if (node.#exact.has(channel) || node.#patterns.hasMatch(channel)) node.#enqueue(item);
   }
 
   #quietEpoch(channel: string): string {

@@ -108,6 +108,8 @@ export interface LeavePush { op: 'leave'; channel: string; clients: ClientInfo[]
 export interface CountPush { op: 'count'; channel: string; clients: number; users: number }
 export interface RefreshPush { op: 'refresh'; expiresIn: number }
 export interface ClosingPush { op: 'closing'; reason: string; reconnectAfter: number }
+/** The last message of a fallback (SSE, long-polling) session: what a WebSocket close frame says. */
+export interface ClosePush { op: 'close'; code: number; reason: string }
 
 export type ServerMessage =
   | OkReply
@@ -118,6 +120,7 @@ export type ServerMessage =
   | CountPush
   | RefreshPush
   | ClosingPush
+  | ClosePush
   | PingMessage
   | PongMessage;
 
