@@ -239,6 +239,12 @@ function fanoutTable(scenario, settings, cells) {
   for (const name of settings.impls) {
     const c = cells[name];
     if (c.error) continue;
+    if (c.cpuSuspect) {
+      lines.push('');
+      lines.push(
+        `${name} ⚠: server CPU above one CPU (${num(c.sat.serverCpuPct, 0)} % saturated, ${num(c.fixed.serverCpuPct, 0)} % fixed rate) although both servers are single-threaded: the CPU accounting of this row is off, so are its CPU columns.`,
+      );
+    }
     if (c.fixed.behind) {
       lines.push('');
       lines.push(
@@ -304,7 +310,7 @@ export function renderReport({ meta, settings, scenarios, results, notes, fanout
   if (noisy.length) {
     notes = [
       ...notes,
-      `${noisy.length} measurement(s), marked ⚠, ran while other programs used more than ${NOISY_OTHER_CPU_PCT}% of a CPU or the hypervisor stole more than ${NOISY_STEAL_PCT}% (column "other / steal CPU %"), ${settings.noisyRetries ? 'even after the allowed re-runs' : 'with re-runs disabled (BENCH_NOISY_RETRIES=0)'}. Their ratios are unreliable: re-run on a quiet machine.`,
+      `${noisy.length} measurement(s), marked ⚠, ran while other programs used more than ${NOISY_OTHER_CPU_PCT}% of a CPU or the hypervisor stole more than ${NOISY_STEAL_PCT}% (column "other / steal CPU %")${fanout.scenarios.length ? ', or (fan-out) had a server CPU above one CPU' : ''}, ${settings.noisyRetries ? 'even after the allowed re-runs' : 'with re-runs disabled (BENCH_NOISY_RETRIES=0)'}. Their ratios are unreliable: re-run on a quiet machine.`,
     ];
   }
   const out = [];

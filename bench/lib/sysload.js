@@ -48,13 +48,17 @@ export function cpuBetween(a, b, cpuCount = os.cpus().length) {
 export const NOISY_OTHER_CPU_PCT = 20;
 export const NOISY_STEAL_PCT = 10;
 
-/** @param {{ otherCpuPct?: number, stealPct?: number, error?: string }} cell */
+/**
+ * `cpuSuspect`: the cell's own CPU accounting does not add up (e.g. a
+ * single-threaded server above 100 %), which we have seen on a busy VM.
+ * @param {{ otherCpuPct?: number, stealPct?: number, cpuSuspect?: boolean, error?: string }} cell
+ */
 export function isNoisy(cell) {
-  return !cell.error && (cell.otherCpuPct > NOISY_OTHER_CPU_PCT || cell.stealPct > NOISY_STEAL_PCT);
+  return !cell.error && (cell.otherCpuPct > NOISY_OTHER_CPU_PCT || cell.stealPct > NOISY_STEAL_PCT || cell.cpuSuspect === true);
 }
 
 /** How much outside interference a cell saw, for picking the quieter of two. */
 export function noiseOf(cell) {
   if (cell.error) return Infinity;
-  return Math.max(0, cell.otherCpuPct || 0) + (cell.stealPct || 0);
+  return Math.max(0, cell.otherCpuPct || 0) + (cell.stealPct || 0) + (cell.cpuSuspect ? 100 : 0);
 }
