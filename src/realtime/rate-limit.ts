@@ -23,6 +23,11 @@ export class TokenBucket {
     this.tokens -= n;
     return true;
   }
+
+  /** Whether the bucket is full at time `t` (forgetting it then changes nothing). */
+  isFullAt(t: number): boolean {
+    return this.tokens + ((t - this.last) * this.rate) / 1000 >= this.burst;
+  }
 }
 
 /**
@@ -45,7 +50,8 @@ export class KeyedRateLimiter {
     const t = this.now();
     const refillMs = (this.burst / this.rate) * 1000;
     if (t - this.lastSweep > refillMs) {
-      this.buckets.clear();
+      // Only full buckets: forgetting a key that is still spending would hand it a fresh burst.
+      for (const [k, b] of this.buckets) if (b.isFullAt(t)) this.buckets.delete(k);
       this.lastSweep = t;
     }
     let bucket = this.buckets.get(key);

@@ -165,7 +165,8 @@ export class Session {
   /** One message from the client. Never throws. */
   receive(payload: string | Uint8Array): void {
     if (this.closed) return;
-    const size = typeof payload === 'string' ? payload.length : payload.byteLength;
+    // Limits are in bytes: a decoded text message counts its UTF-8 length, not its characters.
+    const size = typeof payload === 'string' ? utf8Length(payload) : payload.byteLength;
     this.hub.observer.messageIn(size);
     this.pingSentAt = 0;
     const limits = this.hub.options.limits;
@@ -497,6 +498,17 @@ export class Session {
       this.dropSubscription(sub).catch((err) => this.log.warn({ channel: sub.channel, err: String(err) }, 'cleanup failed'));
     }
   }
+}
+
+/** The UTF-8 length of a string in bytes, without encoding it. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 2 bytes below U+0800, 3 above; a surrogate pair (4 bytes) is two units of 2.
+    if (c >= 0x80) n += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2;
+  }
+  return n;
 }
 
 /** The request id of a message we will not decode fully (rate-limited), if cheaply visible. */

@@ -178,7 +178,6 @@ export class RealtimeServer {
   };
 
   private async acceptUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const limits = this.config.limits;
     const ip = remoteAddress(req);
     const retry = { 'Retry-After': '5' };
     if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, retry);
@@ -187,12 +186,7 @@ export class RealtimeServer {
       this.logger.warn({ origin, ip }, 'origin refused');
       throw new HandshakeError('RT_ERR_ORIGIN', 'origin not allowed', 403);
     }
-    if (this.connectionCount >= limits.maxConnections) {
-      throw new HandshakeError('RT_ERR_CONNECTION_LIMIT', 'too many connections', 503, retry);
-    }
-    if ((this.connectionsPerIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
-      throw new HandshakeError('RT_ERR_IP_CONNECTION_LIMIT', 'too many connections from this address', 429, retry);
-    }
+    this.checkConnectionLimits(ip);
     if (!this.connectionRate.take(ip)) {
       throw new HandshakeError('RT_ERR_CONNECTION_RATE', 'connecting too fast', 429, { 'Retry-After': '1' });
     }
@@ -224,8 +218,22 @@ export class RealtimeServer {
     }
     if (socket.destroyed) return;
     if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, retry);
+    // Again: other handshakes may have completed while the token was verified. From here to
+    // onConnection (which counts the connection) all is synchronous.
+    this.checkConnectionLimits(ip);
     (req as RequestWithProtocol).switchboardProtocol = offered.length > 0 ? protocol : undefined;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip, identity, protocol));
+  }
+
+  /** `maxConnections` and `maxConnectionsPerIp`: 503 / 429 with Retry-After. */
+  private checkConnectionLimits(ip: string): void {
+    const limits = this.config.limits;
+    if (this.connectionCount >= limits.maxConnections) {
+      throw new HandshakeError('RT_ERR_CONNECTION_LIMIT', 'too many connections', 503, { 'Retry-After': '5' });
+    }
+    if ((this.connectionsPerIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      throw new HandshakeError('RT_ERR_IP_CONNECTION_LIMIT', 'too many connections from this address', 429, { 'Retry-After': '5' });
+    }
   }
 
   private refuse(socket: Duplex, err: HandshakeError): void {

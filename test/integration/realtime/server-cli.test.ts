@@ -1,0 +1,138 @@
+/**
+ * `switchboard serve` as a child process (through tsx): with no
+ * configuration on loopback it runs in development mode (a warning, tokens
+ * at /dev/token) and works end to end; SIGTERM closes clients with 1001 and
+ * exits 0; on a public interface without a key it refuses to start (exit 2).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, httpRequest, within } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).href;
+/** tsx compiles on start: give the child time. */
+const START = 20_000;
+
+interface Serve {
+  child: ChildProcess;
+  /** JSON log lines (pino, on stdout). */
+  logs: Array<Record<string, unknown>>;
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line matching `match`. */
+  log(match: (l: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
+}
+
+function serve(t: TestContext, args: string[]): Serve {
+  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(['serve', ...args])}); })`;
+  // No configuration from the environment of the test run.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  const waiters: Array<() => void> = [];
+  const wake = (): void => {
+    for (const w of waiters.splice(0)) w();
+  };
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ text: line });
+    }
+    wake();
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    wake();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      wake();
+      resolve({ code, signal });
+    }),
+  );
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    child,
+    logs,
+    stderr,
+    exited,
+    log(match, what, ms = START) {
+      return within(
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const check = (): void => {
+            const found = logs.find(match);
+            if (found) resolve(found);
+            else if (child.exitCode !== null) reject(new Error(`exited (${child.exitCode}) before ${what}; stderr: ${stderr.join(' | ')}`));
+            else waiters.push(check);
+          };
+          check();
+        }),
+        ms,
+        `${what} (stderr: ${stderr.join(' | ')})`,
+      );
+    },
+  };
+}
+
+test('serve without configuration: development mode on loopback, /dev/token, pub/sub, SIGTERM → 1001 and exit 0', async (t) => {
+  const s = serve(t, ['--port', '0']);
+  const listening = await s.log((l) => l.msg === 'listening', "the 'listening' log line");
+  const port = listening.port as number;
+  assert.ok(port > 0);
+  const warning = s.logs.find((l) => /development mode/.test(String(l.msg)));
+  assert.ok(warning, 'no development-mode warning');
+  assert.equal(warning.level, 40, 'the development-mode line is not a warning');
+  const base = `http://127.0.0.1:${port}`;
+
+  assert.equal((await httpRequest(base, '/healthz')).status, 200);
+  const issued = await httpRequest(base, '/dev/token', { body: { user: 'alice' } });
+  assert.equal(issued.status, 200, issued.text);
+  const { token, expiresIn } = issued.json();
+  assert.equal(typeof token, 'string');
+  assert.ok(expiresIn > 0);
+  const page = await httpRequest(base, '/');
+  assert.equal(page.status, 200);
+  assert.match(String(page.headers['content-type']), /text\/html/);
+
+  const url = `ws://127.0.0.1:${port}/rt`;
+  const alice = await connect(t, url);
+  const auth = await alice.ok('auth', { token });
+  assert.equal(auth.user, 'alice');
+  const bob = await connect(t, url);
+  await bob.ok('auth', { token: (await httpRequest(base, '/dev/token', { body: { user: 'bob' } })).json().token });
+  await bob.ok('sub', { channel: 'chat/lobby' });
+  await alice.ok('pub', { channel: 'chat/lobby', data: 'hello bob' });
+  const msg = await bob.nextOp('msg');
+  assert.equal(msg.data, 'hello bob');
+  assert.equal(msg.from.user, 'alice');
+
+  s.child.kill('SIGTERM');
+  for (const c of [alice, bob]) {
+    assert.equal((await c.nextOp('closing', 5000)).op, 'closing');
+    assert.equal((await c.closeOf(5000)).code, 1001);
+  }
+  const exit = await within(s.exited, 10_000, 'the process to exit');
+  assert.deepEqual(exit, { code: 0, signal: null });
+});
+
+test('serve on 0.0.0.0 without a key refuses to start with a clear error and exit code 2', async (t) => {
+  const s = serve(t, ['--host', '0.0.0.0', '--port', '0']);
+  const exit = await within(s.exited, START, 'the process to exit');
+  assert.equal(exit.code, 2);
+  const text = s.stderr.join('\n');
+  assert.match(text, /switchboard serve/);
+  assert.match(text, /auth/);
+  assert.match(text, /hmacSecret/);
+  assert.equal(
+    s.logs.find((l) => l.msg === 'listening'),
+    undefined,
+    'it listened anyway',
+  );
+});
