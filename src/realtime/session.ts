@@ -301,6 +301,7 @@ export class Session {
   }
 
   private async refresh(id: RequestId, token: string): Promise<void> {
+    if (!this.identity) throw new RequestError(ErrorCode.BadRequest, 'refresh needs an authenticated connection: send auth');
     const identity = await this.verify(token);
     if (this.identity && identity.user !== this.identity.user) {
       throw new RequestError(ErrorCode.Forbidden, 'a refreshed token must be for the same user');
@@ -443,7 +444,14 @@ export class Session {
   private async rpc(id: RequestId, method: string, data: unknown): Promise<void> {
     const handler = this.hub.rpcHandlers.get(method);
     if (!handler) throw new RequestError(ErrorCode.NotFound, `no rpc method ${method}`);
-    const result = await handler(data, { client: this.id, user: this.identity?.user ?? '', identity: this.identity });
+    let result: unknown;
+    try {
+      result = await handler(data, { client: this.id, user: this.identity?.user ?? '', identity: this.identity });
+    } catch (err) {
+      // The application's error stays in the log; the client learns only that it failed.
+      this.log.error({ method, err: err instanceof Error ? err.message : String(err) }, 'rpc handler failed');
+      throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
+    }
     this.reply(id, { data: result === undefined ? null : result });
   }
 

@@ -29,7 +29,11 @@ export interface RealtimeTransport {
   /** 'websocket', 'sse' or 'poll'. */
   readonly kind: string;
   readonly codec: WireCodec;
-  /** Bytes accepted and not yet written to the network. */
+  /**
+   * Bytes queued in earlier turns of the event loop and still not taken by the
+   * network: what a slow consumer piles up. A burst written in the current
+   * turn does not count, so a fast client is not cut for a large broadcast.
+   */
   readonly bufferedAmount: number;
   /** Send one message. */
   send(payload: string | Uint8Array): void;

@@ -14,6 +14,10 @@ import { truncateUtf8 } from '../protocol/connection.js';
 const FRAME_JSON = 0;
 const FRAME_MSGPACK = 1;
 
+function resetBacklog(transport: WebSocketTransport): void {
+  transport._resetBacklog();
+}
+
 export class WebSocketTransport implements RealtimeTransport {
   readonly kind = 'websocket';
   readonly codec: WireCodec;
@@ -21,6 +25,8 @@ export class WebSocketTransport implements RealtimeTransport {
   /** Whether this connection negotiated compression (then large messages are compressed per connection). */
   private readonly compressing: boolean;
   private readonly threshold: number;
+  private backlog = 0;
+  private backlogTaken = false;
 
   constructor(ws: WebSocket, codec: WireCodec, compressionThreshold: number) {
     this.ws = ws;
@@ -30,7 +36,18 @@ export class WebSocketTransport implements RealtimeTransport {
   }
 
   get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    // Snapshot at the first look in each turn: what earlier turns left behind.
+    if (!this.backlogTaken) {
+      this.backlog = this.ws.bufferedAmount;
+      this.backlogTaken = true;
+      process.nextTick(resetBacklog, this);
+    }
+    return this.backlog;
+  }
+
+  /** @internal */
+  _resetBacklog(): void {
+    this.backlogTaken = false;
   }
 
   send(payload: string | Uint8Array): void {

@@ -230,6 +230,24 @@ describe('slow consumers', () => {
   });
 });
 
+describe('bursts', () => {
+  test('a burst larger than the high-water mark in one turn does not cut a client that keeps reading', async (t) => {
+    const s = await startServer(t, { config: { limits: { sendHighWaterMark: 64 * 1024 } } });
+    const reader = await connectAs(t, s.url, 'reader');
+    await reader.ok('sub', { channel: 'feed/burst' });
+    const data = 'b'.repeat(4 * 1024);
+    // 64 publications of 4 KiB (256 KiB, four times the mark) delivered in one turn of the event loop.
+    await Promise.all(Array.from({ length: 64 }, () => s.server.publish('feed/burst', data)));
+    const got = await reader.take('msg', 64, 10_000);
+    assert.deepEqual(
+      got.map((m) => m.offset),
+      Array.from({ length: 64 }, (_, i) => i + 1),
+    );
+    assert.equal(reader.isClosed, false);
+    assert.equal(s.logs.some((l) => l.msg === 'slow consumer disconnected'), false);
+  });
+});
+
 describe('bad input', () => {
   test('malformed JSON: close 4501, with a log line naming the connection', async (t) => {
     const s = withEcho(await startServer(t));
