@@ -18,23 +18,13 @@ import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from './lib/histogram.js';
 import { loadImplementation } from './lib/impls.js';
 import { scenarioMessages } from './lib/payloads.js';
+import { guardChildProcess } from './lib/child.js';
 
 const cfg = JSON.parse(process.argv[2]);
 const { scenario } = cfg;
 
-function fail(err) {
-  const message = err instanceof Error ? err.stack || err.message : String(err);
-  if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
-  else process.exit(1);
-}
-process.on('uncaughtException', fail);
-process.on('unhandledRejection', fail);
-process.on('disconnect', () => process.exit(0));
 // Last-resort watchdog; run.js has its own timeouts too.
-setTimeout(
-  () => fail(new Error('client watchdog expired')),
-  cfg.connectTimeoutMs + cfg.warmupMs + cfg.durationMs + cfg.drainTimeoutMs + cfg.closeTimeoutMs + 5000,
-).unref();
+const fail = guardChildProcess('client', cfg.connectTimeoutMs + cfg.warmupMs + cfg.durationMs + cfg.drainTimeoutMs + cfg.closeTimeoutMs + 5000);
 
 const WARMUP = 0;
 const MEASURE = 1;

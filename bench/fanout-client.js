@@ -27,6 +27,7 @@
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from './lib/histogram.js';
 import { RawWebSocket } from './lib/raw-ws.js';
+import { guardChildProcess } from './lib/child.js';
 
 const cfg = JSON.parse(process.argv[2]);
 const sc = cfg.scenario;
@@ -40,19 +41,8 @@ const OVERLOAD_DELIVERIES = 500_000;
 /** At most this many publishes per pump turn (the closed loop reschedules itself when room is left). */
 const MAX_BATCH = 256;
 
-function fail(err) {
-  const message = err instanceof Error ? err.stack || err.message : String(err);
-  if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
-  else process.exit(1);
-}
-process.on('uncaughtException', fail);
-process.on('unhandledRejection', fail);
-process.on('disconnect', () => process.exit(0));
 // Last-resort watchdog; run.js has its own timeouts too.
-setTimeout(
-  () => fail(new Error('fan-out load generator watchdog expired')),
-  cfg.setupTimeoutMs + cfg.warmupMs + 2 * cfg.durationMs + 2 * cfg.drainTimeoutMs + 10_000,
-).unref();
+const fail = guardChildProcess('fan-out load generator', cfg.setupTimeoutMs + cfg.warmupMs + 2 * cfg.durationMs + 2 * cfg.drainTimeoutMs + 10_000);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

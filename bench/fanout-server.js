@@ -22,18 +22,12 @@
 
 import { performance } from 'node:perf_hooks';
 import { loadImplementation, loadedNativeAddons } from './lib/impls.js';
+import { guardChildProcess } from './lib/child.js';
 
 const cfg = JSON.parse(process.argv[2]);
 const PATH = '/rt';
 
-function fail(err) {
-  const message = err instanceof Error ? err.stack || err.message : String(err);
-  if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
-  else process.exit(1);
-}
-process.on('uncaughtException', fail);
-process.on('unhandledRejection', fail);
-process.on('disconnect', () => process.exit(0));
+const fail = guardChildProcess('fan-out server');
 
 let errors = 0;
 let firstError = null;

@@ -6,17 +6,11 @@
 
 import { performance } from 'node:perf_hooks';
 import { loadImplementation } from './lib/impls.js';
+import { guardChildProcess } from './lib/child.js';
 
 const cfg = JSON.parse(process.argv[2]);
 
-function fail(err) {
-  const message = err instanceof Error ? err.stack || err.message : String(err);
-  if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
-  else process.exit(1);
-}
-process.on('uncaughtException', fail);
-process.on('unhandledRejection', fail);
-process.on('disconnect', () => process.exit(0));
+const fail = guardChildProcess('server');
 
 let messages = 0;
 let payloadBytes = 0;

@@ -125,3 +125,21 @@ export class Child {
     }
   }
 }
+
+/**
+ * In a child process: report any uncaught error to the parent over IPC and
+ * exit, exit when the parent goes away, and (with `watchdogMs`) fail on our
+ * own if the parent's timeouts somehow never fire. Returns the `fail` function.
+ */
+export function guardChildProcess(label, watchdogMs) {
+  function fail(err) {
+    const message = err instanceof Error ? err.stack || err.message : String(err);
+    if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
+    else process.exit(1);
+  }
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
+  process.on('disconnect', () => process.exit(0));
+  if (watchdogMs !== undefined) setTimeout(() => fail(new Error(`${label} watchdog expired`)), watchdogMs).unref();
+  return fail;
+}
