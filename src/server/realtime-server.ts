@@ -444,16 +444,19 @@ export class RealtimeServer {
     this.closing = (async () => {
       const { timeoutMs, reconnectJitterMs } = this.config.shutdown;
       this.logger.info({ connections: this.connectionCount }, 'shutting down');
-      const serverClosed = this.ownsServer
-        ? new Promise<void>((resolve) => this.httpServer.close(() => resolve()))
-        : Promise.resolve();
+      // While clients drain, the listener stays open: upgrades get 503 and
+      // /readyz answers 503, so a load balancer sees the node leaving rather
+      // than a refused connection.
       this.hub.shutdown(reconnectJitterMs);
       const deadline = Date.now() + timeoutMs;
       while (this.sockets.size > 0 && Date.now() < deadline) await sleep(20);
       for (const ws of this.sockets) ws.terminate();
       while (this.sockets.size > 0) await sleep(5);
-      if (this.ownsServer) (this.httpServer as http.Server).closeAllConnections?.();
-      await serverClosed;
+      if (this.ownsServer) {
+        const serverClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+        (this.httpServer as http.Server).closeAllConnections?.();
+        await serverClosed;
+      }
       this.httpServer.removeListener('upgrade', this.onUpgrade);
       this.hub.dispose();
       // A broker or presence store passed in belongs to the caller (and may serve other servers).

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import { api, API_KEY, connect, connectAs, httpRequest, sleep, startServer, until, within } from './helpers.js';
+import { api, API_KEY, connect, connectAs, httpRequest, sleep, startServer, until, upgrade, within } from './helpers.js';
 
 const namespaces = [
   { prefix: 'chat', history: { size: 100, ttlMs: 0 }, presence: 'full' },
@@ -209,6 +209,11 @@ describe('health, readiness and metrics', () => {
     sock.write('\r\n');
     await until(() => got.includes('shutting down'), 2000, 'the /readyz answer during shutdown');
     assert.match(got, /HTTP\/1\.1 503/);
+    // A new connection during the drain is still answered (503), not refused: a
+    // load balancer sees the node leaving.
+    assert.equal((await httpRequest(s.base, '/readyz')).status, 503);
+    const refused = await upgrade(s.base, '/rt');
+    assert.equal(refused.status, 503);
     c.ws.resume();
     await within(closed, 3000, 'close()');
   });
