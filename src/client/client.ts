@@ -367,8 +367,10 @@ export class Client extends Emitter<ClientEvents> {
   #reconnectHintMs: number | null = null;
   #lastReceivedAt = 0;
   #lastPingAt = 0;
-  /** The server's ping interval as observed, in ms (0: not known yet). */
+  /** The server's ping interval as observed on this connection, in ms (0: not known yet). */
   #pingIntervalMs = 0;
+  /** The `#lastReceivedAt` for which the client sent its own ping (one per silence). */
+  #selfPingFor = -1;
   #unsubscribeNetwork: (() => void) | null = null;
 
   /**
@@ -479,15 +481,12 @@ export class Client extends Emitter<ClientEvents> {
   connect(): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
     if (this.#connectPromise) return this.#connectPromise;
+    // Already trying (after a drop): wait for the attempt under way or scheduled.
+    if (this.#state === 'connecting' || this.#state === 'reconnecting') return this.#newConnectPromise();
     if (this.#transports.length === 0) {
       return Promise.reject(new ClientError('RT_CLIENT_NO_TRANSPORT', 'no transport can run here: pass a WebSocket (or EventSource and fetch) implementation'));
     }
-    this.#connectPromise = new Promise<void>((resolve, reject) => {
-      this.#connectResolve = resolve;
-      this.#connectReject = reject;
-    });
-    // The caller may not await it; a rejection nobody handles must not crash the app.
-    this.#connectPromise.catch(() => {});
+    const promise = this.#newConnectPromise();
     this.#backoff.reset();
     this.#failuresBeforeOpen = 0;
     if (this.#network && !this.#unsubscribeNetwork) {
@@ -495,7 +494,18 @@ export class Client extends Emitter<ClientEvents> {
     }
     this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
     this.#startAttempt();
-    return this.#connectPromise;
+    return promise;
+  }
+
+  #newConnectPromise(): Promise<void> {
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#connectResolve = resolve;
+      this.#connectReject = reject;
+    });
+    // The caller may not await it; a rejection nobody handles must not crash the app.
+    promise.catch(() => {});
+    this.#connectPromise = promise;
+    return promise;
   }
 
   /**
@@ -513,12 +523,12 @@ export class Client extends Emitter<ClientEvents> {
     const transport = this.#transport;
     this.#transport = null;
     transport?.close(1000, 'client closed');
+    const err = new ClientError('RT_CLIENT_CLOSED', 'the client was closed');
+    this.#rejectAll(err);
     this.#afterTransportGone();
     this.#unsubscribeNetwork?.();
     this.#unsubscribeNetwork = null;
     this.#setState('closed');
-    const err = new ClientError('RT_CLIENT_CLOSED', 'the client was closed');
-    this.#rejectAll(err);
     this.#settleConnect(err);
     if (wasConnected) this.emit('disconnected', { code: 1000, reason: 'closed by the client', meaning: closeMeaning(1000), willReconnect: false });
   }
@@ -627,6 +637,8 @@ export class Client extends Emitter<ClientEvents> {
     this.#setState('connected');
     this.#lastReceivedAt = Date.now();
     this.#lastPingAt = 0;
+    this.#pingIntervalMs = 0;
+    this.#selfPingFor = -1;
     this.#armDeadLink();
     const { resetAfterMs } = this.#backoff.options;
     this.#stableTimer = setTimeout(() => {
@@ -670,8 +682,9 @@ export class Client extends Emitter<ClientEvents> {
         this.#switchTransport((this.#transportIndex + 1) % this.#transports.length, `${this.#failuresBeforeOpen} attempts failed before opening`);
       }
     } else if (wasConnected && this.#transportIndex !== 0 && Date.now() - this.#preferredFailedAt >= this.#options.upgradeIntervalMs) {
-      // A fallback connection dropped: try the preferred transport first again.
+      // A fallback connection dropped: try the preferred transport first again, on probation (one failure moves on).
       this.#switchTransport(0, 'reconnect: trying the preferred transport again');
+      this.#failuresBeforeOpen = this.#options.fallbackAfter - 1;
     }
     let willReconnect = shouldReconnect(code) && !(code === 4002 && !this.#getToken);
     let why = reason;
@@ -866,25 +879,48 @@ export class Client extends Emitter<ClientEvents> {
 
   // ---- dead-link detection ---------------------------------------------------------------
 
-  /** How long silence may last before the link counts as dead, in ms. */
+  /**
+   * How long silence may last before the link counts as dead, in ms: the
+   * server's ping interval (learned from two pings on this connection) plus
+   * `pingGraceMs`, else `pingTimeoutMs`.
+   */
   get deadLinkTimeoutMs(): number {
     return this.#pingIntervalMs > 0 ? this.#pingIntervalMs + this.#options.pingGraceMs : this.#options.pingTimeoutMs;
   }
 
-  #armDeadLink(): void {
-    if (this.#deadLinkTimer) clearTimeout(this.#deadLinkTimer);
-    const left = this.#lastReceivedAt + this.deadLinkTimeoutMs - Date.now();
-    this.#deadLinkTimer = setTimeout(this.#checkDeadLink, Math.max(0, left));
+  /**
+   * Before the server's pings are known (a server with heartbeats off, or
+   * the first interval), the client asks itself: a `ping` after half the
+   * limit of silence, which the server answers with `pong`.
+   */
+  #selfPingDue(): number | null {
+    if (this.#pingIntervalMs > 0 || this.#selfPingFor === this.#lastReceivedAt) return null;
+    return this.#lastReceivedAt + Math.floor(this.#options.pingTimeoutMs / 2);
   }
 
-  // One timer per connection, re-armed only when it fires: a message costs a Date.now(), not a timer.
+  #armDeadLink(): void {
+    if (this.#deadLinkTimer) clearTimeout(this.#deadLinkTimer);
+    const now = Date.now();
+    const deadline = this.#lastReceivedAt + this.deadLinkTimeoutMs;
+    const ping = this.#selfPingDue();
+    const at = ping !== null && ping < deadline ? ping : deadline;
+    this.#deadLinkTimer = setTimeout(this.#checkDeadLink, Math.max(0, at - now));
+  }
+
+  // One timer per connection, re-armed when it fires: a message costs a Date.now(), not a timer.
   readonly #checkDeadLink = (): void => {
     this.#deadLinkTimer = null;
     if (this.#state !== 'connected' || !this.#transport) return;
-    const silent = Date.now() - this.#lastReceivedAt;
+    const now = Date.now();
+    const silent = now - this.#lastReceivedAt;
     if (silent >= this.deadLinkTimeoutMs) {
       this.#dropTransport(1006, `dead link: nothing from the server for ${silent} ms`);
       return;
+    }
+    const ping = this.#selfPingDue();
+    if (ping !== null && now >= ping) {
+      this.#selfPingFor = this.#lastReceivedAt;
+      this.#send({ op: 'ping' });
     }
     this.#armDeadLink();
   };
@@ -961,7 +997,11 @@ export class Client extends Emitter<ClientEvents> {
         return;
       case 'ping': {
         const now = Date.now();
-        if (this.#lastPingAt > 0 && now > this.#lastPingAt) this.#pingIntervalMs = now - this.#lastPingAt;
+        if (this.#lastPingAt > 0 && now > this.#lastPingAt && now - this.#lastPingAt !== this.#pingIntervalMs) {
+          // The server's interval, learned: the dead-link limit follows it (re-armed, as it may be sooner now).
+          this.#pingIntervalMs = now - this.#lastPingAt;
+          this.#armDeadLink();
+        }
         this.#lastPingAt = now;
         this.#send({ op: 'pong' });
         return;
@@ -1176,10 +1216,14 @@ export class Client extends Emitter<ClientEvents> {
   #onPublishReply(entry: PendingPublish, reply: OkReply, error: ClientError | null): void {
     if (!this.#outbox.includes(entry)) return; // settled by an earlier reply (a retry's or the first's)
     if (error) {
-      if (RETRYABLE.has(error.serverCode ?? 0)) {
+      if (RETRYABLE.has(error.serverCode ?? 0) && entry.retries < this.#options.publishRetries) {
+        // Rate limited or unavailable: retry (same key) after a pause that grows like the reconnect backoff.
         if (entry.timer) clearTimeout(entry.timer);
-        entry.timer = null;
-        this.#retryPublish(entry, error);
+        entry.sent = false;
+        entry.timer = setTimeout(() => {
+          entry.timer = null;
+          this.#retryPublish(entry, error);
+        }, this.#backoff.baseDelay(entry.retries + 1));
         return;
       }
       this.#settlePublish(entry);

@@ -1,0 +1,126 @@
+/**
+ * Helpers of the client SDK's integration tests: a realtime server on
+ * 127.0.0.1 (port 0, or a given port to restart on), HS256 tokens, and a
+ * `Client` over our own `WebSocket` (Node 20 has no global one) that is
+ * closed after the test.
+ *
+ * Importing ../helpers.ts adds its `after` hook, which fails the file when
+ * sockets, servers or timers are left open: the SDK must leave nothing
+ * behind after `close()`.
+ */
+import type { TestContext } from 'node:test';
+import { SignJWT } from 'jose';
+import { Client, type ClientOptions, type Emitter } from '../../../src/client/index.js';
+import { WebSocket } from '../../../src/index.js';
+import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
+import type { Logger } from '../../../src/realtime/transport.js';
+import { within } from '../helpers.js';
+
+export { sleep, until, WAIT, within } from '../helpers.js';
+
+export const SECRET = 'switchboard-client-test-secret-0123456789';
+
+/** An HS256 JWT for `sub`, valid `ttl` seconds (default 3600). */
+export function signToken(sub: string, options: { ttl?: number; secret?: string; info?: unknown } = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT(options.info === undefined ? {} : { info: options.info })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + (options.ttl ?? 3600))
+    .sign(new TextEncoder().encode(options.secret ?? SECRET));
+}
+
+const silent: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silent;
+  },
+};
+
+/** Namespaces of the test servers: `chat/*` keeps history and has full presence; `arena/*` counts. */
+export const NAMESPACES = [
+  { prefix: 'chat', history: { size: 1000, ttlMs: 0 }, presence: 'full' as const },
+  { prefix: 'arena', presence: 'counts' as const },
+];
+
+export interface ServerHandle {
+  server: RealtimeServer;
+  /** The port (known once listening, or the one asked for). */
+  port: number;
+  url: string;
+  /** Start listening (`startServer` did already). */
+  listen(): Promise<void>;
+  /** Close the server (idempotent; also done after the test). */
+  close(): Promise<void>;
+}
+
+export type ServerOptions = Omit<RealtimeServerOptions, 'config'> & { port?: number; config?: Record<string, any> };
+
+/** A realtime server on 127.0.0.1, created but not listening yet (the hub works: `server.publish()`); closed after the test. */
+export function createServer(t: TestContext, options: ServerOptions = {}): ServerHandle {
+  const { port = 0, config = {}, ...rest } = options;
+  const server = createRealtimeServer({
+    logger: silent,
+    ...rest,
+    config: {
+      host: '127.0.0.1',
+      port,
+      heartbeat: { intervalMs: 0, timeoutMs: 1000 },
+      shutdown: { timeoutMs: 2000, reconnectJitterMs: 100 },
+      namespaces: NAMESPACES,
+      log: { level: 'silent' },
+      ...config,
+      auth: { hmacSecret: SECRET, ...config.auth },
+    },
+  });
+  let closing: Promise<void> | null = null;
+  const handle: ServerHandle = {
+    server,
+    port,
+    url: `ws://127.0.0.1:${port}/rt`,
+    async listen() {
+      const address = await server.listen();
+      handle.port = address.port;
+      handle.url = `ws://127.0.0.1:${address.port}/rt`;
+    },
+    close: () => (closing ??= within(server.close(), 5000, 'RealtimeServer#close')),
+  };
+  t.after(() => handle.close());
+  return handle;
+}
+
+/** A realtime server on 127.0.0.1 (`port` 0: any free one), listening; closed after the test. */
+export async function startServer(t: TestContext, options: ServerOptions = {}): Promise<ServerHandle> {
+  const handle = createServer(t, options);
+  await handle.listen();
+  return handle;
+}
+
+/** A client over our `WebSocket`, closed after the test. Fast reconnects unless told otherwise. */
+export function createClient(t: TestContext, url: string | string[], options: ClientOptions = {}): Client {
+  const client = new Client(url, {
+    WebSocket: WebSocket as unknown as NonNullable<ClientOptions['WebSocket']>,
+    transports: ['websocket'],
+    network: null,
+    ...options,
+    reconnect: { minDelayMs: 20, maxDelayMs: 200, ...options.reconnect },
+  });
+  t.after(() => client.close());
+  return client;
+}
+
+/** Resolve with the next `event` of a client or subscription (bounded wait). */
+export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E>, event: K, ms = 3000): Promise<E[K]> {
+  let off: (() => void) | null = null;
+  return within(
+    new Promise<E[K]>((resolve) => {
+      off = target.once(event, resolve);
+    }),
+    ms,
+    `event '${String(event)}'`,
+  ).finally(() => off?.());
+}
