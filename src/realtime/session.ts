@@ -201,7 +201,8 @@ export class Session {
       return;
     }
     const message = checked.message;
-    if (message.op !== 'pong') this.lastActivity = this.hub.now();
+    // Keep-alive traffic (either side's pings) is not activity for the idle timeout.
+    if (message.op !== 'pong' && message.op !== 'ping') this.lastActivity = this.hub.now();
     try {
       this.dispatch(message);
     } catch (err) {

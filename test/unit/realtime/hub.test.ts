@@ -93,7 +93,16 @@ interface Setup {
   close(): Promise<void>;
 }
 
-function setup(options: { limits?: Partial<HubLimits>; auth?: Partial<HubAuth>; now?: () => number; broker?: MemoryBroker } = {}): Setup {
+function setup(
+  options: {
+    limits?: Partial<HubLimits>;
+    auth?: Partial<HubAuth>;
+    now?: () => number;
+    broker?: MemoryBroker;
+    ping?: { intervalMs: number; timeoutMs: number };
+    idleTimeoutMs?: number;
+  } = {},
+): Setup {
   const broker = options.broker ?? new MemoryBroker({ sweepIntervalMs: 0 });
   const presence = new MemoryPresenceStore();
   const dropped: string[] = [];
@@ -134,8 +143,8 @@ function setup(options: { limits?: Partial<HubLimits>; auth?: Partial<HubAuth>; 
     auth,
     limits,
     namespaceOf: (channel) => NS[channel.split('/')[0]!] ?? NS.live!,
-    ping: { intervalMs: 0, timeoutMs: 1000 },
-    idleTimeoutMs: 0,
+    ping: options.ping ?? { intervalMs: 0, timeoutMs: 1000 },
+    idleTimeoutMs: options.idleTimeoutMs ?? 0,
     observer,
     now: options.now,
   });
@@ -538,5 +547,28 @@ describe('cleanup', () => {
     assert.equal(stats.patterns, 0);
     await sleep(50); // presence batch timers fire and find nobody
     assert.equal((s.hub as unknown as { presenceBatches: Map<string, unknown> }).presenceBatches.size, 0);
+  });
+});
+
+describe('idle timeout', () => {
+  test('keep-alive traffic (pings and pongs from the client) does not keep an idle connection open; requests do', async () => {
+    const h = setup({ ping: { intervalMs: 20, timeoutMs: 10_000 }, idleTimeoutMs: 150 });
+    try {
+      const idle = h.connect('alice');
+      const busy = h.connect('bob');
+      const deadline = Date.now() + 3000;
+      let n = 0;
+      while (closeCodeOf(idle.transport) === undefined && Date.now() < deadline) {
+        idle.session.receive(jsonCodec.encode({ op: 'ping' }));
+        idle.session.receive(jsonCodec.encode({ op: 'pong' }));
+        busy.session.receive(jsonCodec.encode({ op: 'history', id: `h${n++}`, channel: 'live/x' }));
+        busy.session.receive(jsonCodec.encode({ op: 'pong' }));
+        await sleep(10);
+      }
+      assert.equal(closeCodeOf(idle.transport), 4005, 'closed as idle');
+      assert.equal(closeCodeOf(busy.transport), undefined, 'the connection that sends requests stays');
+    } finally {
+      await h.close();
+    }
   });
 });
