@@ -83,6 +83,39 @@ export interface LimitsConfig {
   slowConsumer: 'disconnect' | 'drop-volatile';
 }
 
+/**
+ * The fallback transports (docs/protocol.md, "Fallback transports"): SSE and
+ * HTTP long-polling sessions under `<path>/session`, for networks where
+ * WebSocket does not get through. Same auth, limits and channels as
+ * WebSocket; sessions count toward `limits.maxConnections`.
+ */
+export interface FallbacksConfig {
+  /** Serve SSE and long-polling sessions. Default true. */
+  enabled: boolean;
+  /**
+   * How long a session outlives its last stream or poll, in ms: an SSE client
+   * may reconnect (with `Last-Event-ID`) and a polling client may poll again
+   * within it. After it the session closes with 1006 semantics (presence
+   * leave, subscriptions dropped). Default 30000.
+   */
+  graceMs: number;
+  /** How long a poll waits for a message before it is answered empty, in ms. Default 25000; at most 120000. */
+  pollTimeoutMs: number;
+  /** Interval of the SSE keep-alive comment (`: keep-alive`) that keeps proxies from closing an idle stream, in ms. Default 15000. */
+  sseKeepAliveMs: number;
+  /** Reconnect delay for EventSource, sent as the stream's `retry:` field and in the open answer (`retryMs`), in ms. Default 2000. */
+  sseRetryMs: number;
+  /**
+   * Messages kept per session: the ones not yet delivered, and (SSE) the ones
+   * delivered but not yet confirmed by a reconnect's `Last-Event-ID`, for
+   * resume. When undelivered ones alone would pass the bound, the session is a
+   * slow consumer (close 4003). Default 1000.
+   */
+  bufferMessages: number;
+  /** The same bound in bytes (UTF-8 JSON); one message always fits in an empty buffer. Default 1 MiB (1048576). */
+  bufferBytes: number;
+}
+
 /** Where publications, history and presence live. Only `memory` is implemented yet. */
 export type BrokerConfig =
   | { type: 'memory' }
@@ -150,6 +183,8 @@ export interface RealtimeConfig {
   log: { level: LogLevel };
   /** Prometheus metrics at `/metrics`. Default enabled. */
   metrics: { enabled: boolean };
+  /** SSE and long-polling sessions (see FallbacksConfig for every field and default). */
+  fallbacks: FallbacksConfig;
 }
 
 /** Every key optional, recursively; arrays hold partial elements. */
@@ -207,6 +242,15 @@ export function defaultConfig(): RealtimeConfig {
     broker: { type: 'memory' },
     log: { level: 'info' },
     metrics: { enabled: true },
+    fallbacks: {
+      enabled: true,
+      graceMs: 30000,
+      pollTimeoutMs: 25000,
+      sseKeepAliveMs: 15000,
+      sseRetryMs: 2000,
+      bufferMessages: 1000,
+      bufferBytes: 1 * MiB,
+    },
   };
 }
 
@@ -277,6 +321,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_NATS_SERVERS', key: 'broker.servers', kind: 'list' },
   { name: 'SWITCHBOARD_LOG_LEVEL', key: 'log.level', kind: 'string' },
   { name: 'SWITCHBOARD_METRICS', key: 'metrics.enabled', kind: 'bool' },
+  { name: 'SWITCHBOARD_FALLBACKS', key: 'fallbacks.enabled', kind: 'bool' },
 ];
 
 function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string, unknown> {
@@ -489,7 +534,7 @@ export function validateConfig(input: unknown): RealtimeConfig {
 
 const TOP_KEYS = [
   'host', 'port', 'tls', 'path', 'allowedOrigins', 'auth', 'apiKey', 'namespaces', 'limits',
-  'heartbeat', 'idleTimeoutMs', 'shutdown', 'broker', 'log', 'metrics',
+  'heartbeat', 'idleTimeoutMs', 'shutdown', 'broker', 'log', 'metrics', 'fallbacks',
 ] as const;
 const AUTH_KEYS = [
   'anonymous', 'hmacSecret', 'publicKey', 'jwksFile', 'issuer', 'audience', 'authTimeoutMs',
@@ -502,6 +547,11 @@ const LIMIT_KEYS = [
   'maxConnections', 'maxConnectionsPerIp', 'connectionRatePerIp', 'messageRate', 'byteRate', 'maxMessageSize',
   'maxSubscriptions', 'sendHighWaterMark', 'slowConsumer',
 ] as const;
+const FALLBACK_KEYS = [
+  'enabled', 'graceMs', 'pollTimeoutMs', 'sseKeepAliveMs', 'sseRetryMs', 'bufferMessages', 'bufferBytes',
+] as const;
+/** Upper bound of `fallbacks.pollTimeoutMs`: proxies commonly cut idle requests after 60-120 s. */
+const MAX_POLL_TIMEOUT_MS = 120_000;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** RFC 6265 §4.1.1 cookie-name: an RFC 7230 token. */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -547,6 +597,16 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
   checkBroker(c, v['broker']);
   if (c.keys('log', v['log'], ['level'])) c.oneOf('log.level', (v['log'] as Record<string, unknown>)['level'], LOG_LEVELS);
   if (c.keys('metrics', v['metrics'], ['enabled'])) c.bool('metrics.enabled', (v['metrics'] as Record<string, unknown>)['enabled']);
+  if (c.keys('fallbacks', v['fallbacks'], FALLBACK_KEYS)) {
+    const f = v['fallbacks'] as Record<string, unknown>;
+    c.bool('fallbacks.enabled', f['enabled']);
+    c.int('fallbacks.graceMs', f['graceMs'], 1);
+    c.int('fallbacks.pollTimeoutMs', f['pollTimeoutMs'], 1, MAX_POLL_TIMEOUT_MS);
+    c.int('fallbacks.sseKeepAliveMs', f['sseKeepAliveMs'], 1);
+    c.int('fallbacks.sseRetryMs', f['sseRetryMs'], 0);
+    c.int('fallbacks.bufferMessages', f['bufferMessages'], 1);
+    c.int('fallbacks.bufferBytes', f['bufferBytes'], 1);
+  }
 }
 
 function checkOrigin(c: Checker, path: string, o: unknown): void {
