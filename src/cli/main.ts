@@ -1,6 +1,7 @@
 /**
- * `switchboard <command>`: echo (a plain echo server), connect (a wscat-like
- * client), serve (the demo server; the realtime server lands here next).
+ * `switchboard <command>`: serve (the realtime server with the chat demo and
+ * the dashboard pages), echo (a plain echo server), connect (a wscat-like
+ * client).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -10,16 +11,18 @@ import { parseArgs } from 'node:util';
 import { closeCodeMeaning } from '../protocol/close-code.js';
 import { WebSocket } from '../transport/websocket.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
-import { demoPage } from './demo-page.js';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, loadConfig, type DeepPartial, type RealtimeConfig } from '../server/config.js';
+import { ConfigError, loadConfig, resolveNamespace, type DeepPartial, type NamespaceConfig, type RealtimeConfig } from '../server/config.js';
+import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.js';
 import { createRealtimeServer } from '../server/realtime-server.js';
+import { createStaticPages } from '../server/static-pages.js';
 
 const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
   serve    [--config file.yaml] [--port 8080] [--host 127.0.0.1]
                                                   the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)
+                                                  and its pages: chat demo at /, live dashboard at /dashboard
   echo     --port N [--host H] [--deflate] [--tls-cert F --tls-key F] [--max-payload BYTES]
                                                   plain WebSocket echo server (any path)
   connect  URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]
@@ -127,6 +130,18 @@ async function echo(args: string[]): Promise<number> {
   return closeOnSignal(wss, () => server.close());
 }
 
+/**
+ * The namespaces of development mode, for the demo pages, when the
+ * configuration names none: `chat/<room>` keeps the last 50 messages (an
+ * hour) and full presence; `sys/...` is read-only for clients (the
+ * dashboard feed publishes there) and keeps two minutes of snapshots, so a
+ * dashboard opened now draws its charts from the history at once.
+ */
+export const DEV_NAMESPACES: readonly DeepPartial<NamespaceConfig>[] = Object.freeze([
+  { prefix: 'chat', history: { size: 50, ttlMs: 3_600_000 }, presence: 'full', presenceBatchMs: 50 },
+  { prefix: 'sys', history: { size: 120, ttlMs: 130_000 }, presence: 'off', clientPublish: false },
+]);
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -152,20 +167,39 @@ async function serve(args: string[]): Promise<number> {
     devTokens = true;
     config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
   }
-  const server = createRealtimeServer({ config, devTokens });
+  // Development mode without namespaces of its own (only the default one): those of the demo pages.
+  const devNamespaces = devTokens && config.namespaces.every((ns) => ns.prefix === '');
+  const server = createRealtimeServer({
+    config: devNamespaces ? { ...config, namespaces: [...config.namespaces, ...DEV_NAMESPACES] } : config,
+    devTokens,
+  });
   if (devTokens) {
     server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
   }
-  // Before the server's own handler, which answers 404 for paths it does not serve.
-  server.httpServer.prependListener('request', (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/' || path === '/index.html') res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(demoPage);
+  // The pages first; what they do not serve goes on to the server's own handler (its routes, else 404).
+  // They answer asynchronously, so the server's handler must not run at all for their paths.
+  const pages = createStaticPages({ realtimePath: server.config.path });
+  const httpServer = server.httpServer;
+  const next = httpServer.listeners('request') as Array<(req: http.IncomingMessage, res: http.ServerResponse) => void>;
+  httpServer.removeAllListeners('request');
+  httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!pages(req, res)) for (const listener of next) listener.call(httpServer, req, res);
   });
   const address = await server.listen();
-  process.stderr.write(`switchboard: http://${config.host}:${address.port}/  (WebSocket ${config.path}, metrics /metrics)\n`);
+  // The dashboard's numbers, only where clients cannot forge them (a namespace without client publications).
+  const feed = resolveNamespace(server.config, DASHBOARD_CHANNEL).clientPublish
+    ? null
+    : startDashboardFeed(server, { onError: (err) => server.logger.warn({ err: String(err) }, 'dashboard snapshot failed') });
+  if (!feed) {
+    server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
+  }
+  process.stderr.write(
+    `switchboard: http://${config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+  );
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       server.logger.info({ signal }, 'signal received');
+      feed?.stop();
       server.close().then(() => resolve(0), () => resolve(1));
     };
     process.once('SIGINT', stop);

@@ -106,13 +106,15 @@ export interface FallbacksConfig {
   /** Reconnect delay for EventSource, sent as the stream's `retry:` field and in the open answer (`retryMs`), in ms. Default 2000. */
   sseRetryMs: number;
   /**
-   * Messages kept per session: the ones not yet delivered, and (SSE) the ones
-   * delivered but not yet confirmed by a reconnect's `Last-Event-ID`, for
-   * resume. When undelivered ones alone would pass the bound, the session is a
-   * slow consumer (close 4003). Default 1000.
+   * Messages kept per session: the ones not yet delivered, and the ones
+   * delivered but not yet acknowledged (by a reconnect's `Last-Event-ID` or
+   * the next poll's `ack`), kept for resume and dropped oldest first when
+   * room is needed. When the undelivered ones left by earlier event-loop
+   * turns fill the bound alone, the session is a slow consumer (close 4003);
+   * a burst queued within one turn is taken whole. Default 1000.
    */
   bufferMessages: number;
-  /** The same bound in bytes (UTF-8 JSON); one message always fits in an empty buffer. Default 1 MiB (1048576). */
+  /** The same bound in bytes of UTF-8 JSON. Default 1 MiB (1048576). */
   bufferBytes: number;
 }
 

@@ -22,6 +22,7 @@ import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Logger } from '../realtime/transport.js';
 import { codecFor } from '../realtime/wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../realtime/wire/messages.js';
+import { FallbackRouter } from '../fallbacks/router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
@@ -72,6 +73,8 @@ export class RealtimeServer {
   private readonly connectionsPerIp = new Map<string, number>();
   private connectionCount = 0;
   private readonly sockets = new Set<WebSocket>();
+  /** SSE and long-polling sessions under `<path>/session` (null when `fallbacks.enabled` is false). */
+  private readonly fallbacks: FallbackRouter | null;
   private closing: Promise<void> | null = null;
   private readonly devSecret: Uint8Array | null;
   private readonly apiKey: Buffer | null;
@@ -116,6 +119,34 @@ export class RealtimeServer {
         return chosen && offered.has(chosen) ? chosen : false;
       },
     });
+
+    const fb = this.config.fallbacks;
+    this.fallbacks = fb.enabled
+      ? new FallbackRouter(
+          {
+            hub: this.hub,
+            logger: this.logger,
+            admit: (req, beforeCredentials) => this.admit(req, beforeCredentials),
+            openConnection: (ip) => {
+              this.checkAdmission(ip);
+              return this.countConnection(ip);
+            },
+            originAllowed: (req) => this.originAllowed(req),
+            refused: (status) => this.metrics.handshakeRejections.inc({ status: String(status) }),
+          },
+          {
+            basePath: `${this.config.path === '/' ? '' : this.config.path}/session`,
+            graceMs: fb.graceMs,
+            pollTimeoutMs: fb.pollTimeoutMs,
+            sseKeepAliveMs: fb.sseKeepAliveMs,
+            sseRetryMs: fb.sseRetryMs,
+            bufferMessages: fb.bufferMessages,
+            bufferBytes: fb.bufferBytes,
+            maxMessageSize: limits.maxMessageSize,
+            allowedOrigins: this.config.allowedOrigins,
+          },
+        )
+      : null;
 
     if (options.server) {
       this.httpServer = options.server;
@@ -178,31 +209,50 @@ export class RealtimeServer {
   };
 
   private async acceptUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const ip = remoteAddress(req);
-    const retry = { 'Retry-After': '5' };
-    if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, retry);
-    const origin = headerValue(req.headers.origin);
-    if (!isOriginAllowed(this.config.allowedOrigins, origin, headerValue(req.headers.host))) {
-      this.logger.warn({ origin, ip }, 'origin refused');
-      throw new HandshakeError('RT_ERR_ORIGIN', 'origin not allowed', 403);
-    }
-    this.checkConnectionLimits(ip);
-    if (!this.connectionRate.take(ip)) {
-      throw new HandshakeError('RT_ERR_CONNECTION_RATE', 'connecting too fast', 429, { 'Retry-After': '1' });
-    }
     // Subprotocol: the best version both sides know; an offer of only unknown versions is refused.
     const offered = String(req.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((p) => p.trim())
       .filter(Boolean);
     let protocol: string = DEFAULT_SUBPROTOCOL;
-    if (offered.length > 0) {
+    const { ip, identity } = await this.admit(req, () => {
+      if (offered.length === 0) return;
       const best = SUBPROTOCOLS.find((p) => offered.includes(p));
       if (!best) {
         throw new HandshakeError('RT_ERR_UNSUPPORTED_PROTOCOL', `unsupported subprotocol; this server speaks ${SUBPROTOCOLS.join(', ')}`, 400);
       }
       protocol = best;
+    });
+    if (socket.destroyed) return;
+    // Again: other handshakes may have completed while the token was verified. From here to
+    // onConnection (which counts the connection) all is synchronous.
+    this.checkAdmission(ip);
+    (req as RequestWithProtocol).switchboardProtocol = offered.length > 0 ? protocol : undefined;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip, identity, protocol));
+  }
+
+  /**
+   * The admission of a new realtime connection, whatever carries it (a
+   * WebSocket upgrade, an SSE or long-polling session): shutdown (503),
+   * origin (403), connection limits (503/429) and rate (429), then
+   * `beforeCredentials` (the carrier's own checks: subprotocol, body), then
+   * the handshake credential — `Authorization: Bearer`, `?ticket=` or the
+   * auth cookie (401 when invalid); none leaves the identity null (the client
+   * sends `auth` first). Throws `HandshakeError`s. The caller re-checks with
+   * `checkAdmission(ip)` synchronously before it counts the connection.
+   */
+  private async admit(req: http.IncomingMessage, beforeCredentials?: () => void | Promise<void>): Promise<{ ip: string; identity: Identity | null }> {
+    const ip = remoteAddress(req);
+    if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, { 'Retry-After': '5' });
+    if (!this.originAllowed(req)) {
+      this.logger.warn({ origin: headerValue(req.headers.origin), ip }, 'origin refused');
+      throw new HandshakeError('RT_ERR_ORIGIN', 'origin not allowed', 403);
     }
+    this.checkConnectionLimits(ip);
+    if (!this.connectionRate.take(ip)) {
+      throw new HandshakeError('RT_ERR_CONNECTION_RATE', 'connecting too fast', 429, { 'Retry-After': '1' });
+    }
+    await beforeCredentials?.();
     // Handshake authentication: header, cookie or one-time ticket. Without one the client sends `auth` first.
     let identity: Identity | null = null;
     const credential = tokenFromRequest(req, this.config.auth.cookieName);
@@ -216,13 +266,30 @@ export class RealtimeServer {
         throw new HandshakeError('RT_ERR_TOKEN_INVALID', (err as Error).message, 401);
       }
     }
-    if (socket.destroyed) return;
-    if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, retry);
-    // Again: other handshakes may have completed while the token was verified. From here to
-    // onConnection (which counts the connection) all is synchronous.
+    return { ip, identity };
+  }
+
+  /** The Origin check against cross-site hijacking (`allowedOrigins`; the server's own origin and non-browsers pass). */
+  private originAllowed(req: http.IncomingMessage): boolean {
+    return isOriginAllowed(this.config.allowedOrigins, headerValue(req.headers.origin), headerValue(req.headers.host));
+  }
+
+  /** Shutdown and connection limits, again, right before a connection is counted. */
+  private checkAdmission(ip: string): void {
+    if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, { 'Retry-After': '5' });
     this.checkConnectionLimits(ip);
-    (req as RequestWithProtocol).switchboardProtocol = offered.length > 0 ? protocol : undefined;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip, identity, protocol));
+  }
+
+  /** Count a connection toward `maxConnections` and `maxConnectionsPerIp`; returns its release (call once). */
+  private countConnection(ip: string): () => void {
+    this.connectionCount++;
+    this.connectionsPerIp.set(ip, (this.connectionsPerIp.get(ip) ?? 0) + 1);
+    return () => {
+      this.connectionCount--;
+      const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
+      if (n > 0) this.connectionsPerIp.set(ip, n);
+      else this.connectionsPerIp.delete(ip);
+    };
   }
 
   /** `maxConnections` and `maxConnectionsPerIp`: 503 / 429 with Retry-After. */
@@ -244,8 +311,7 @@ export class RealtimeServer {
 
   private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string): void {
     const codec = codecFor(protocol)!;
-    this.connectionCount++;
-    this.connectionsPerIp.set(ip, (this.connectionsPerIp.get(ip) ?? 0) + 1);
+    const release = this.countConnection(ip);
     this.sockets.add(ws);
     const session = this.hub.connect(new WebSocketTransport(ws, codec, 1024), identity, ip);
     const log = this.logger.child({ conn: session.id });
@@ -256,11 +322,8 @@ export class RealtimeServer {
       log.info({ code: err.code, closeCode: err.closeCode, reason: err.message }, 'connection failed');
     });
     ws.on('close', (code: number) => {
-      this.connectionCount--;
+      release();
       this.sockets.delete(ws);
-      const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
-      if (n > 0) this.connectionsPerIp.set(ip, n);
-      else this.connectionsPerIp.delete(ip);
       session.closedByTransport(code);
     });
   }
@@ -268,9 +331,11 @@ export class RealtimeServer {
   // ---- HTTP routes -----------------------------------------------------------------
 
   /**
-   * Serve the server's HTTP routes: `/healthz`, `/readyz`, `/metrics`, `/api/*`
-   * and (development mode) `/dev/token`. Returns false for other paths, so an
-   * app can mount it in front of its own routes.
+   * Serve the server's HTTP routes: `/healthz`, `/readyz`, `/metrics`, `/api/*`,
+   * the fallback transports under `<path>/session` (SSE and long-polling,
+   * unless `fallbacks.enabled` is false) and (development mode) `/dev/token`.
+   * Returns false for other paths, so an app can mount it in front of its
+   * own routes.
    */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -302,6 +367,7 @@ export class RealtimeServer {
       });
       return true;
     }
+    if (this.fallbacks?.handle(req, res, url)) return true;
     return false;
   }
 
@@ -434,10 +500,12 @@ export class RealtimeServer {
   // ---- shutdown ----------------------------------------------------------------------
 
   /**
-   * Graceful shutdown: `/readyz` turns 503 and new upgrades get 503; every
-   * client gets `closing` (with a jittered reconnect hint) and 1001; pending
-   * writes drain; whatever is still open after `shutdown.timeoutMs` is
-   * terminated. Resolves when everything is closed.
+   * Graceful shutdown: `/readyz` turns 503 and new upgrades and fallback
+   * sessions get 503; every client gets `closing` (with a jittered reconnect
+   * hint) and 1001 (SSE and long-polling sessions as their final messages:
+   * open streams and polls get them at once); pending writes drain; whatever
+   * is still open after `shutdown.timeoutMs` is terminated. Resolves when
+   * everything is closed.
    */
   close(): Promise<void> {
     if (this.closing) return this.closing;
@@ -449,9 +517,11 @@ export class RealtimeServer {
       // than a refused connection.
       this.hub.shutdown(reconnectJitterMs);
       const deadline = Date.now() + timeoutMs;
-      while (this.sockets.size > 0 && Date.now() < deadline) await sleep(20);
+      const open = () => this.sockets.size + (this.fallbacks?.size ?? 0);
+      while (open() > 0 && Date.now() < deadline) await sleep(20);
       for (const ws of this.sockets) ws.terminate();
-      while (this.sockets.size > 0) await sleep(5);
+      this.fallbacks?.terminateAll();
+      while (open() > 0) await sleep(5);
       if (this.ownsServer) {
         const serverClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
         (this.httpServer as http.Server).closeAllConnections?.();

@@ -1,0 +1,95 @@
+/**
+ * The few HTTP helpers the fallback routes need: JSON answers, a bounded JSON
+ * body reader and an error that carries its status. (`server/http-util.ts`
+ * has siblings of these; `fallbacks/` sits above `server/` in the layers and
+ * does not import it.)
+ */
+import type http from 'node:http';
+
+/** A refusal with an HTTP status; answered as `{"error": message}`. */
+export class FallbackHttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** A JSON answer, never cached. */
+export function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  writeJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** A JSON answer whose text is already encoded (poll answers are built from pre-encoded messages). */
+export function writeJsonText(res: http.ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** An empty answer (204). */
+export function sendNoContent(res: http.ServerResponse, headers: Record<string, string> = {}): void {
+  res.writeHead(204, { 'Cache-Control': 'no-store', ...headers });
+  res.end();
+}
+
+/**
+ * Read a JSON body of at most `limit` bytes: 415 when it is not declared as
+ * `application/json`, 413 over the limit (declared or counted), 400 when it
+ * does not parse. A body a framework parsed already (Express's
+ * `express.json()`: `req.body` on a spent stream) is taken as is.
+ */
+export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      req.resume();
+      reject(new FallbackHttpError(415, 'expected Content-Type: application/json'));
+      return;
+    }
+    const parsed = (req as { body?: unknown }).body;
+    if (parsed !== undefined && req.readableEnded) {
+      resolve(parsed);
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      req.resume();
+      reject(new FallbackHttpError(413, `body over ${limit} bytes`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        chunks.length = 0;
+        reject(new FallbackHttpError(413, `body over ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (failed) return;
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
+      } catch {
+        reject(new FallbackHttpError(400, 'body is not valid JSON'));
+      }
+    });
+    req.on('error', (err) => {
+      if (failed) return;
+      failed = true;
+      reject(err);
+    });
+  });
+}

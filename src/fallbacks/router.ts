@@ -1,0 +1,298 @@
+/**
+ * The HTTP routes of the fallback transports, under `<path>/session`
+ * (docs/protocol.md, "Fallback transports: SSE and long-polling"):
+ *
+ * | route | does |
+ * |---|---|
+ * | `POST <path>/session` | open a session (`{"transport": "sse"\|"poll"}`) → 201 |
+ * | `POST <path>/session/<id>` | client messages, a JSON array of 1-100 → 204 |
+ * | `GET <path>/session/<id>/events` | the SSE stream (`Last-Event-ID` / `?lastEventId=`) |
+ * | `GET <path>/session/<id>/poll?ack=<seq>` | one long poll |
+ * | `DELETE <path>/session/<id>` | close the session (1000) → 204 |
+ * | `OPTIONS` on any of them | CORS preflight for allowed origins |
+ *
+ * Opening a session goes through the same admission as a WebSocket upgrade
+ * (origin, shutdown, connection limits and rate, credentials), supplied by the
+ * server as a {@link FallbackHost}; every other request checks the origin
+ * again. An unknown or ended session is `404 {"error": "no such session"}`.
+ *
+ * Each session is one `hub.connect(transport, identity, ip)`: incoming
+ * messages go through `Session.receive` one by one, so size, rate and
+ * validation rules are those of WebSocket.
+ */
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import { HandshakeError } from '../protocol/errors.js';
+import type { Hub, Identity } from '../realtime/hub.js';
+import type { Logger } from '../realtime/transport.js';
+import { HttpSessionTransport, type HttpTransportKind } from './http-session.js';
+import { FallbackHttpError, readJsonBody, sendJson, sendNoContent } from './http.js';
+import { PendingPoll } from './long-polling.js';
+import { SseStream } from './sse.js';
+
+/** What the server lends the fallback routes: the hub and the admission checks shared with WebSocket upgrades. */
+export interface FallbackHost {
+  readonly hub: Hub;
+  readonly logger: Logger;
+  /**
+   * Admit a new realtime connection: shutdown, origin, connection limits and
+   * rate, then (after `beforeCredentials`, which may read the body)
+   * credentials — `Authorization: Bearer`, `?ticket=`, the auth cookie.
+   * Rejects with a `HandshakeError` (status, headers, message).
+   */
+  admit(req: http.IncomingMessage, beforeCredentials?: () => void | Promise<void>): Promise<{ ip: string; identity: Identity | null }>;
+  /**
+   * Re-check (shutdown, limits) and count a new connection, synchronously;
+   * returns the function that uncounts it. Throws a `HandshakeError`.
+   */
+  openConnection(ip: string): () => void;
+  /** The Origin check alone, for requests on an existing session. */
+  originAllowed(req: http.IncomingMessage): boolean;
+  /** A refused open (for metrics). */
+  refused?(status: number): void;
+}
+
+export interface FallbackRouterOptions {
+  /** `<path>/session`, e.g. `/rt/session`. */
+  basePath: string;
+  graceMs: number;
+  pollTimeoutMs: number;
+  sseKeepAliveMs: number;
+  sseRetryMs: number;
+  bufferMessages: number;
+  bufferBytes: number;
+  /** `limits.maxMessageSize`: bounds the body of a message batch. */
+  maxMessageSize: number;
+  /** `allowedOrigins`: with `'*'`, CORS answers do not allow credentials. */
+  allowedOrigins: readonly string[];
+}
+
+/** Messages per `POST <path>/session/<id>`. */
+export const MAX_BATCH = 100;
+/** Body limit of `POST <path>/session`, in bytes. */
+const OPEN_BODY_LIMIT = 1024;
+/** 128 random bits in base64url. */
+const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
+const SEQ = /^[0-9]{1,15}$/;
+
+export class FallbackRouter {
+  private readonly host: FallbackHost;
+  private readonly options: FallbackRouterOptions;
+  private readonly sessions = new Map<string, HttpSessionTransport>();
+  /** Largest body of a message batch: 100 messages of `maxMessageSize`, commas and brackets. */
+  private readonly batchLimit: number;
+
+  constructor(host: FallbackHost, options: FallbackRouterOptions) {
+    this.host = host;
+    this.options = options;
+    this.batchLimit = MAX_BATCH * (options.maxMessageSize + 1) + 2;
+  }
+
+  /** Open sessions (closing ones included): counted in the shutdown wait. */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Serve `req` when its path is under `basePath`; false otherwise. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean {
+    const base = this.options.basePath;
+    const path = url.pathname;
+    if (path !== base && !path.startsWith(`${base}/`)) return false;
+    this.route(req, res, url, path.slice(base.length)).catch((err: unknown) => this.fail(req, res, err));
+    return true;
+  }
+
+  /** End every session at once (the end of a graceful shutdown). */
+  terminateAll(): void {
+    for (const transport of this.sessions.values()) transport.terminate();
+  }
+
+  // ---- routes ------------------------------------------------------------------------
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, rest: string): Promise<void> {
+    const method = req.method ?? 'GET';
+    // An aborted request is the client's problem; its response's 'close' tells the receivers.
+    req.on('error', () => {});
+    if (rest === '' && method === 'POST') {
+      // The admission checks the origin, with the limits and the credentials.
+      await this.open(req, res);
+      return;
+    }
+    if (!this.host.originAllowed(req)) {
+      this.host.logger.warn({ origin: req.headers.origin, ip: req.socket.remoteAddress }, 'origin refused');
+      req.resume();
+      throw new FallbackHttpError(403, 'origin not allowed');
+    }
+    if (method === 'OPTIONS') {
+      req.resume();
+      this.preflight(req, res);
+      return;
+    }
+    if (rest === '' || rest === '/') {
+      req.resume();
+      throw new FallbackHttpError(405, 'use POST', { Allow: 'POST, OPTIONS' });
+    }
+    const m = /^\/([^/]+)(\/events|\/poll)?$/.exec(rest);
+    if (!m) {
+      req.resume();
+      throw new FallbackHttpError(404, 'no such route');
+    }
+    const route = m[2];
+    if (route === undefined && method === 'POST') {
+      const transport = this.lookup(m[1]!);
+      const messages = checkBatch(await readJsonBody(req, this.batchLimit));
+      if (transport.ended) throw new FallbackHttpError(404, 'no such session');
+      this.receive(transport, messages);
+      sendNoContent(res, this.cors(req));
+      return;
+    }
+    req.resume();
+    if (route === undefined) {
+      if (method !== 'DELETE') throw new FallbackHttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
+      this.lookup(m[1]!).endByClient();
+      sendNoContent(res, this.cors(req));
+      return;
+    }
+    expectMethod(method, 'GET');
+    const transport = this.lookup(m[1]!);
+    if (route === '/events') this.events(req, res, url, transport);
+    else this.poll(req, res, url, transport);
+  }
+
+  /** `POST <path>/session`: admission (as for a WebSocket), then a new session on the hub. */
+  private async open(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let kind: HttpTransportKind = 'poll';
+    let gone = false;
+    res.once('close', () => {
+      gone = true;
+    });
+    const { ip, identity } = await this.host.admit(req, async () => {
+      kind = parseOpen(await readJsonBody(req, OPEN_BODY_LIMIT));
+    });
+    // The client went away while its credentials were checked: no session for nobody.
+    if (gone) return;
+    // Synchronous from the re-check to the hub: nothing else can be admitted in between.
+    const release = this.host.openConnection(ip);
+    const id = randomBytes(16).toString('base64url');
+    const { graceMs, bufferMessages, bufferBytes } = this.options;
+    const transport = new HttpSessionTransport(kind, id, { graceMs, bufferMessages, bufferBytes, observer: this.host.hub.observer }, () => {
+      this.sessions.delete(id);
+      release();
+    });
+    this.sessions.set(id, transport);
+    const session = this.host.hub.connect(transport, identity, ip);
+    transport.attachSession(session);
+    this.host.logger.debug({ conn: session.id, transport: kind, session: `${id.slice(0, 6)}…` }, 'fallback session opened');
+    sendJson(res, 201, { session: id, transport: kind, pollTimeoutMs: this.options.pollTimeoutMs, retryMs: this.options.sseRetryMs }, this.cors(req));
+  }
+
+  /** Client messages, one by one through `Session.receive` (the WebSocket path: size, rate, validation). */
+  private receive(transport: HttpSessionTransport, messages: object[]): void {
+    const session = transport.session;
+    if (!session) return;
+    for (const message of messages) {
+      // A message may close the session (rate limit, size): the rest are dropped, as after a WebSocket close.
+      if (transport.ended || transport.closing) return;
+      session.receive(JSON.stringify(message));
+    }
+  }
+
+  private events(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
+    if (transport.kind !== 'sse') throw new FallbackHttpError(409, 'this is a long-polling session: use /poll');
+    const header = req.headers['last-event-id'];
+    const raw = (Array.isArray(header) ? header[0] : header)?.trim() || url.searchParams.get('lastEventId') || '0';
+    const last = parseSeq(raw, 'Last-Event-ID');
+    if (transport.checkAck(last) === 'ahead') throw new FallbackHttpError(400, `Last-Event-ID ${last} was never sent`);
+    const stream = new SseStream(transport, res, { keepAliveMs: this.options.sseKeepAliveMs, retryMs: this.options.sseRetryMs, headers: this.cors(req) });
+    transport.attach(stream, last);
+  }
+
+  private poll(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
+    if (transport.kind !== 'poll') throw new FallbackHttpError(409, 'this is an SSE session: use /events');
+    const ack = parseSeq(url.searchParams.get('ack') ?? '0', 'ack');
+    if (transport.checkAck(ack) === 'ahead') throw new FallbackHttpError(400, `ack ${ack} is beyond the last message sent`);
+    const poll = new PendingPoll(transport, res, { timeoutMs: this.options.pollTimeoutMs, headers: this.cors(req) });
+    transport.attach(poll, ack);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------
+
+  private lookup(id: string): HttpSessionTransport {
+    const transport = SESSION_ID.test(id) ? this.sessions.get(id) : undefined;
+    if (!transport || transport.ended) throw new FallbackHttpError(404, 'no such session');
+    return transport;
+  }
+
+  /**
+   * CORS for a page of another allowed origin (the Origin check passed):
+   * its own origin echoed, with credentials unless every origin is allowed
+   * (`'*'` is for deployments without ambient credentials).
+   */
+  private cors(req: http.IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin;
+    if (!origin) return {};
+    const headers: Record<string, string> = { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
+    if (!this.options.allowedOrigins.includes('*')) headers['Access-Control-Allow-Credentials'] = 'true';
+    return headers;
+  }
+
+  private preflight(req: http.IncomingMessage, res: http.ServerResponse): void {
+    res.writeHead(204, {
+      ...this.cors(req),
+      'Access-Control-Allow-Methods': 'GET, POST, DELETE',
+      'Access-Control-Allow-Headers': 'Content-Type, Authorization, Last-Event-ID',
+      'Access-Control-Max-Age': '600',
+      'Cache-Control': 'no-store',
+    });
+    res.end();
+  }
+
+  private fail(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+    let status: number;
+    let message: string;
+    let headers: Record<string, string>;
+    if (err instanceof FallbackHttpError) {
+      ({ status, message, headers } = err);
+    } else if (err instanceof HandshakeError) {
+      ({ statusCode: status, message, headers } = err);
+      this.host.refused?.(status);
+    } else {
+      this.host.logger.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'fallback request failed');
+      status = 500;
+      message = 'internal error';
+      headers = {};
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendJson(res, status, { error: message }, { ...this.cors(req), ...headers });
+  }
+}
+
+function expectMethod(method: string, expected: string): void {
+  if (method !== expected) throw new FallbackHttpError(405, `use ${expected}`, { Allow: `${expected}, OPTIONS` });
+}
+
+function parseOpen(body: unknown): HttpTransportKind {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new FallbackHttpError(400, 'body must be {"transport": "sse" | "poll"}');
+  const transport = (body as { transport?: unknown }).transport;
+  if (transport !== 'sse' && transport !== 'poll') throw new FallbackHttpError(400, 'transport must be "sse" or "poll"');
+  for (const key of Object.keys(body)) if (key !== 'transport') throw new FallbackHttpError(400, `unknown field ${JSON.stringify(key)}`);
+  return transport;
+}
+
+function checkBatch(body: unknown): object[] {
+  if (!Array.isArray(body)) throw new FallbackHttpError(400, 'body must be a JSON array of messages');
+  if (body.length === 0 || body.length > MAX_BATCH) throw new FallbackHttpError(400, `a batch holds 1-${MAX_BATCH} messages, got ${body.length}`);
+  for (let i = 0; i < body.length; i++) {
+    const m: unknown = body[i];
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new FallbackHttpError(400, `message ${i} is not a JSON object`);
+  }
+  return body as object[];
+}
+
+function parseSeq(raw: string, what: string): number {
+  if (!SEQ.test(raw)) throw new FallbackHttpError(400, `${what} must be a sequence number (an integer >= 0)`);
+  return Number(raw);
+}

@@ -1,0 +1,236 @@
+/**
+ * Browser end-to-end tests: Debian's Chromium (/usr/bin/chromium) driven by
+ * playwright-core, against `switchboard serve` started as a child process
+ * (from source, through tsx) in development mode. The pages load the SDK
+ * bundle from dist/client.js: run `npm run build` first.
+ *
+ * A missing Chromium or bundle fails the tests with a message saying how to
+ * get it; nothing is skipped.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
+export const CHROMIUM = '/usr/bin/chromium';
+export const OUTPUT = join(ROOT, 'test-output');
+/** Start of a child through tsx (it compiles on start). */
+const START_MS = 20_000;
+/** Every wait in a page. */
+export const WAIT_MS = 10_000;
+
+/** The flags this machine needs (see the machine notes): no sandbox as root, no background traffic to Google. */
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Fails (never skips) when something the browser tests need is missing. */
+export function requirePrerequisites(): void {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium is missing at ${CHROMIUM}: the browser tests need it. Install it with ` +
+        '`apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium` (.ci/run does this).',
+    );
+  }
+  if (!existsSync(join(ROOT, 'dist', 'client.js'))) {
+    throw new Error('dist/client.js is missing: the pages load the SDK bundle from it. Run `npm run build` first.');
+  }
+}
+
+export interface TestBrowser {
+  browser: Browser;
+  /** A new page in its own context (its own storage, like another browser), with page errors collected. */
+  page(options?: { blockWebSocket?: boolean }): Promise<Page>;
+  /** Uncaught errors of every page so far. */
+  errors: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Launch Chromium with a fresh profile: playwright gives every `launch()` a
+ * new empty user-data-dir of its own in the temp dir (it refuses a
+ * `--user-data-dir` flag), and removes it on close.
+ */
+export async function launchBrowser(): Promise<TestBrowser> {
+  requirePrerequisites();
+  // Chromium's own temp files (crash dumps, shared memory) go to a folder of this run.
+  const tmp = mkdtempSync(join(tmpdir(), 'switchboard-e2e-'));
+  const browser = await within(
+    chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, env: { ...process.env, TMPDIR: tmp } }),
+    START_MS,
+    'Chromium to start',
+  );
+  const contexts: BrowserContext[] = [];
+  const errors: string[] = [];
+  return {
+    browser,
+    errors,
+    async page(options = {}) {
+      const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+      contexts.push(context);
+      if (options.blockWebSocket) await context.addInitScript({ content: blockWebSocket });
+      const page = await context.newPage();
+      page.setDefaultTimeout(WAIT_MS);
+      page.on('pageerror', (err) => errors.push(`${page.url()}: ${err.message}`));
+      return page;
+    },
+    async close() {
+      for (const c of contexts) await c.close().catch(() => {});
+      await browser.close().catch(() => {});
+      rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Runs in the page before its scripts: every WebSocket goes to a port where
+ * nothing listens, so it fails before opening (error, then close 1006), as
+ * behind a proxy that drops upgrades. `window.blockedWebSockets` counts them.
+ * (A string: a function would be serialized with whatever tsx added to it.)
+ */
+const blockWebSocket = `(() => {
+  const Real = window.WebSocket;
+  window.blockedWebSockets = 0;
+  function BlockedWebSocket(url, protocols) {
+    window.blockedWebSockets++;
+    return new Real('ws://127.0.0.1:9/blocked', protocols);
+  }
+  Object.assign(BlockedWebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.WebSocket = BlockedWebSocket;
+})();`;
+
+export interface Serve {
+  child: ChildProcess;
+  port: number;
+  base: string;
+  /** JSON log lines (pino, on stdout). */
+  logs: Array<Record<string, unknown>>;
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM (graceful shutdown), wait for the exit (at most `ms`), then SIGKILL. */
+  stop(ms?: number): Promise<void>;
+}
+
+/** Processes started by {@link startServe} and not yet stopped: {@link killAll} ends them by PID. */
+const running = new Set<ChildProcess>();
+
+/** `switchboard serve --port <port>` in development mode (no auth key, loopback), from source. */
+export async function startServe(port = 0): Promise<Serve> {
+  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(['serve', '--port', String(port)])}); })`;
+  // No configuration from the environment of the test run: development mode.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const logs: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+  const listening = new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        entry = { text: line };
+      }
+      logs.push(entry);
+      if (entry.msg === 'listening' && typeof entry.port === 'number') resolve(entry.port);
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+    void exited.then((e) => reject(new Error(`switchboard serve exited (${e.code ?? e.signal}) before listening; stderr: ${stderr.join(' | ')}`)));
+  });
+  let actual: number;
+  try {
+    actual = await within(listening, START_MS, `switchboard serve to listen (stderr: ${stderr.join(' | ')})`);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    child,
+    port: actual,
+    base: `http://127.0.0.1:${actual}`,
+    logs,
+    stderr,
+    exited,
+    async stop(ms = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      try {
+        await within(exited, ms, 'switchboard serve to exit after SIGTERM');
+      } catch {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** SIGKILL every server still running (for `after` hooks, when a test failed before stopping it). */
+export function killAll(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
+/** A screenshot in test-output/ (git-ignored). */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  mkdirSync(OUTPUT, { recursive: true });
+  const path = join(OUTPUT, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+/** Open the chat page and wait until it is connected and in the room (presence shows this user). */
+export async function openChat(page: Page, base: string, room: string, user: string): Promise<void> {
+  await page.goto(`${base}/?room=${encodeURIComponent(room)}&user=${encodeURIComponent(user)}`);
+  await page.waitForSelector('#state[data-state="connected"]');
+  await page.waitForSelector(`#presence li[data-user="${user}"]`);
+}
+
+/** Type a message and send it with Enter. */
+export async function say(page: Page, text: string): Promise<void> {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+/** Wait until a chat message with this text is on the page. */
+export async function waitForMessage(page: Page, text: string, ms = WAIT_MS): Promise<void> {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('#messages li.msg .text')].some((el) => el.textContent === t),
+    text,
+    { timeout: ms },
+  );
+}
+
+/** The users in the presence list. */
+export function presence(page: Page): Promise<string[]> {
+  return page.$$eval('#presence li', (items) => items.map((li) => (li as HTMLElement).dataset.user ?? ''));
+}
+
+/** The transport badge's text. */
+export function transport(page: Page): Promise<string> {
+  return page.$eval('#transport', (el) => el.textContent ?? '');
+}

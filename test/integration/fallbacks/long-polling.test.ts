@@ -1,0 +1,192 @@
+/**
+ * Long-polling: a poll waits and returns on a publish, times out empty, a
+ * second poll ends the first, `ack` drops what arrived and re-sends what did
+ * not, and a session nobody polls closes after the grace period (1006).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connectAs, HttpClient, openSession, poll, post, request, signToken, sleep, startServer, until, WAIT } from './helpers.js';
+
+const auth = async (user: string) => ({ headers: { Authorization: `Bearer ${await signToken(user)}` } });
+
+/** A session subscribed to `feed`, its `ok` taken with the first poll; returns the id and the ack to poll with. */
+async function subscribed(t: Parameters<typeof openSession>[0], base: string, user = 'pia'): Promise<{ id: string; ack: number }> {
+  const id = await openSession(t, base, 'poll', await auth(user));
+  assert.equal((await post(base, id, [{ op: 'sub', id: 1, channel: 'feed' }])).status, 204);
+  const first = (await poll(base, id, 0)).json();
+  assert.equal(first.messages.length, 1);
+  assert.equal(first.messages[0].msg.op, 'ok');
+  return { id, ack: first.messages[0].id };
+}
+
+test('a poll with nothing to take waits, and returns as soon as a message is published', async (t) => {
+  const { base, server } = await startServer(t, { config: { fallbacks: { pollTimeoutMs: 5000 } } });
+  const { id, ack } = await subscribed(t, base);
+  const started = Date.now();
+  setTimeout(() => void server.publish('feed', { n: 1 }), 200);
+  const res = await poll(base, id, ack);
+  const waited = Date.now() - started;
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('cache-control'), 'no-store');
+  assert.ok(waited >= 150 && waited < 2000, `answered after ${waited} ms`);
+  const body = res.json();
+  assert.equal(body.messages.length, 1);
+  assert.deepEqual(body.messages[0].id, ack + 1);
+  assert.equal(body.messages[0].msg.op, 'msg');
+  assert.deepEqual(body.messages[0].msg.data, { n: 1 });
+});
+
+test('a poll answers at once when messages are waiting, with all of them in order', async (t) => {
+  const { base, server } = await startServer(t);
+  const { id, ack } = await subscribed(t, base);
+  for (let i = 1; i <= 5; i++) await server.publish('feed', i);
+  const started = Date.now();
+  const body = (await poll(base, id, ack)).json();
+  assert.ok(Date.now() - started < 1000);
+  assert.deepEqual(
+    body.messages.map((m: { id: number; msg: { data: number } }) => [m.id, m.msg.data]),
+    [1, 2, 3, 4, 5].map((n) => [ack + n, n]),
+  );
+});
+
+test('a poll with nothing to take is answered empty after pollTimeoutMs', async (t) => {
+  const { base } = await startServer(t, { config: { fallbacks: { pollTimeoutMs: 200 } } });
+  const { id, ack } = await subscribed(t, base);
+  const started = Date.now();
+  const res = await poll(base, id, ack);
+  const waited = Date.now() - started;
+  assert.deepEqual(res.json(), { messages: [] });
+  assert.ok(waited >= 180 && waited < 1500, `answered after ${waited} ms`);
+});
+
+test('a second concurrent poll ends the first with an empty answer and takes the next message', async (t) => {
+  const { base, server } = await startServer(t, { config: { fallbacks: { pollTimeoutMs: 5000 } } });
+  const { id, ack } = await subscribed(t, base);
+  const first = poll(base, id, ack);
+  await sleep(100);
+  const started = Date.now();
+  const second = poll(base, id, ack);
+  assert.deepEqual((await first).json(), { messages: [] });
+  assert.ok(Date.now() - started < 1000);
+  await server.publish('feed', 'next');
+  const body = (await second).json();
+  assert.equal(body.messages.length, 1);
+  assert.equal(body.messages[0].msg.data, 'next');
+});
+
+test('ack drops what arrived; an answer that got lost is sent again to the poll that still acks the old id', async (t) => {
+  const { base, server } = await startServer(t, { config: { fallbacks: { pollTimeoutMs: 300 } } });
+  const { id, ack } = await subscribed(t, base);
+  for (let i = 1; i <= 3; i++) await server.publish('feed', i);
+  const got = (await poll(base, id, ack)).json().messages;
+  assert.equal(got.length, 3);
+  // "Lost": poll again with the old ack: the same three come again, same ids.
+  assert.deepEqual((await poll(base, id, ack)).json().messages, got);
+  // Acknowledge two: only the third is left.
+  assert.deepEqual((await poll(base, id, got[1].id)).json().messages, [got[2]]);
+  // Acknowledge all: the poll waits (and times out empty).
+  assert.deepEqual((await poll(base, id, got[2].id)).json().messages, []);
+});
+
+test('ack beyond what was sent, or not a number: 400, and the session goes on', async (t) => {
+  const { base } = await startServer(t);
+  const { id, ack } = await subscribed(t, base);
+  const ahead = await poll(base, id, ack + 10);
+  assert.equal(ahead.status, 400);
+  assert.match(ahead.json().error, /beyond/);
+  for (const bad of ['x', '-1', '1.5', '']) {
+    const res = await poll(base, id, bad as unknown as number);
+    assert.equal(res.status, 400, `ack=${bad}`);
+  }
+  await post(base, id, [{ op: 'ping' }]);
+  assert.deepEqual((await poll(base, id, ack)).json().messages.map((m: { msg: unknown }) => m.msg), [{ op: 'pong' }]);
+});
+
+test('no poll for graceMs: the session closes as 1006 (presence leave, subscriptions dropped), then 404', async (t) => {
+  const { base, url, server } = await startServer(t, {
+    config: { fallbacks: { graceMs: 300, pollTimeoutMs: 1000 }, namespaces: [{ prefix: 'room', presence: 'full' }] },
+  });
+  const watcher = await connectAs(t, url, 'watcher');
+  await watcher.ok('sub', { channel: 'room/1', presence: true });
+  const client = await HttpClient.open(t, base, 'poll', await auth('polly'));
+  await client.ok('sub', { channel: 'room/1', presence: true });
+  const isPolly = (m: Record<string, any>) => m.clients.some((c: { user: string }) => c.user === 'polly');
+  await watcher.next((m) => m.op === 'join' && isPolly(m), WAIT, 'polly joining');
+  const codes: number[] = [];
+  const original = server.hub.observer.connectionClosed.bind(server.hub.observer);
+  server.hub.observer.connectionClosed = (kind: string, code: number) => {
+    codes.push(code);
+    original(kind, code);
+  };
+  // A poll that waits longer than graceMs keeps the session: it has a receiver all along.
+  await sleep(600);
+  assert.equal(server.hub.sessions.size, 2);
+
+  const stopped = Date.now();
+  await client.stop();
+  await watcher.next((m) => m.op === 'leave' && isPolly(m), WAIT, 'polly leaving');
+  assert.ok(Date.now() - stopped >= 250);
+  assert.deepEqual(codes, [1006]);
+  assert.deepEqual(server.hub.channelStats(), [{ channel: 'room/1', subscribers: 1 }]);
+  assert.equal((await poll(base, client.id, client.ack)).status, 404);
+});
+
+test('a burst larger than the buffer, queued in one turn, is taken whole by the waiting poll', async (t) => {
+  const { base, server } = await startServer(t, { config: { fallbacks: { bufferMessages: 10, pollTimeoutMs: 2000 } } });
+  const { id, ack } = await subscribed(t, base);
+  const waiting = poll(base, id, ack);
+  await sleep(50);
+  // One turn: 50 publications (the memory broker fans out synchronously).
+  for (let i = 1; i <= 50; i++) void server.publish('feed', i);
+  const body = (await waiting).json();
+  assert.equal(body.messages.length, 50);
+  assert.deepEqual(
+    body.messages.map((m: { msg: { data: number } }) => m.msg.data),
+    Array.from({ length: 50 }, (_, i) => i + 1),
+  );
+  assert.equal(server.hub.sessions.size, 1);
+});
+
+test('a poll client and a WebSocket client see the same stream of a busy channel', async (t) => {
+  const { base, url, server } = await startServer(t);
+  const ws = await connectAs(t, url, 'w');
+  await ws.ok('sub', { channel: 'feed' });
+  const lp = await HttpClient.open(t, base, 'poll', await auth('p'));
+  await lp.ok('sub', { channel: 'feed' });
+  for (let i = 1; i <= 200; i++) {
+    await server.publish('feed', i);
+    if (i % 20 === 0) await sleep(5);
+  }
+  const viaWs = (await ws.take('msg', 200)).map((m) => m.data);
+  await until(() => lp.received.filter((r) => r.msg.op === 'msg').length === 200, WAIT, '200 messages by polling');
+  assert.deepEqual(
+    lp.received.filter((r) => r.msg.op === 'msg').map((r) => r.msg.data),
+    viaWs,
+  );
+});
+
+test('the app-level heartbeat: pings arrive in polls; a client that answers stays, one that does not is dropped', async (t) => {
+  const { base, server } = await startServer(t, { config: { heartbeat: { intervalMs: 100, timeoutMs: 150 }, fallbacks: { pollTimeoutMs: 2000 } } });
+  const answering = await HttpClient.open(t, base, 'poll', await auth('alive'));
+  const silent = await HttpClient.open(t, base, 'poll', await auth('silent'));
+  for (let i = 0; i < 4; i++) {
+    await answering.nextOp('ping');
+    await answering.send({ op: 'pong' });
+  }
+  await silent.nextOp('ping');
+  await until(() => silent.gone, WAIT, 'the silent session to be dropped (404)');
+  assert.equal(server.hub.sessions.size, 1);
+  assert.equal([...server.hub.sessions.values()][0]!.identity?.user, 'alive');
+});
+
+test('DELETE while a poll waits answers the poll (empty) and ends the session', async (t) => {
+  const { base, server } = await startServer(t, { config: { fallbacks: { pollTimeoutMs: 5000 } } });
+  const { id, ack } = await subscribed(t, base);
+  const waiting = poll(base, id, ack);
+  await sleep(50);
+  const started = Date.now();
+  assert.equal((await request(`${base}/rt/session/${id}`, { method: 'DELETE' })).status, 204);
+  assert.deepEqual((await waiting).json(), { messages: [] });
+  assert.ok(Date.now() - started < 1000);
+  await until(() => server.hub.sessions.size === 0, WAIT, 'the session to end');
+});
