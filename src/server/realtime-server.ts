@@ -153,7 +153,7 @@ export class RealtimeServer {
       this.ownsServer = false;
     } else {
       const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        // A 'request' listener prepended by the app (the CLI's demo page) may have answered already.
+        // Another 'request' listener of the app may have answered already.
         if (!this.handleRequest(req, res) && !res.headersSent) sendText(res, 404, 'not found\n');
       };
       const timeouts = { headersTimeout: 10_000, requestTimeout: 30_000 };
