@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Build the browser bundle of the client SDK: src/client/index.ts → one ESM
- * file, minified, target es2020, platform browser (msgpackr resolves to its
+ * file, minified, target es2020, platform browser (@msgpack/msgpack resolves to its
  * browser build). `npm run build` runs it after tsc.
  *
  *   node scripts/build-client.mjs [--outfile dist/client.js] [--no-minify]

@@ -2,7 +2,7 @@
  * Wire codecs: how a message object becomes a frame's payload and back.
  * JSON travels in text frames, MessagePack in binary frames. Browser-safe.
  */
-import { Packr } from 'msgpackr';
+import { decode as decodeMsgpack, encode as encodeMsgpack } from '@msgpack/msgpack';
 import type { Subprotocol } from './messages.js';
 
 export interface WireCodec {
@@ -27,18 +27,19 @@ export const jsonCodec: WireCodec = {
   },
 };
 
-// Records off: plain maps on the wire, so any MessagePack library can read them.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+// Plain maps on the wire (any MessagePack library reads them); undefined
+// fields are left out, as JSON.stringify does.
+const ENCODE_OPTIONS = { ignoreUndefined: true } as const;
 
 export const msgpackCodec: WireCodec = {
   subprotocol: 'switchboard.v1.msgpack',
   binary: true,
   encode(message) {
-    return packr.pack(message);
+    return encodeMsgpack(message, ENCODE_OPTIONS);
   },
   decode(payload) {
     if (typeof payload === 'string') throw new TypeError('MessagePack messages travel in binary frames');
-    return packr.unpack(payload);
+    return decodeMsgpack(payload);
   },
 };
 

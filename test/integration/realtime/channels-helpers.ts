@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { SignJWT } from 'jose';
-import { pack, unpack } from 'msgpackr';
+import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { WebSocket } from '../../../src/index.js';
 import type { DeepPartial, NamespaceConfig, RealtimeConfig } from '../../../src/server/config.js';

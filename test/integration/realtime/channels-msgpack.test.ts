@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { unpack } from 'msgpackr';
+import { decode as unpack } from '@msgpack/msgpack';
 import { offsets, range, sleep, startRealtime, type Namespace } from './channels-helpers.js';
 
 const NAMESPACES: Namespace[] = [

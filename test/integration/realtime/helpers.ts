@@ -11,7 +11,7 @@
 import http from 'node:http';
 import type { TestContext } from 'node:test';
 import { SignJWT } from 'jose';
-import { pack, unpack } from 'msgpackr';
+import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import { WebSocket, type ClientOptions } from '../../../src/index.js';
 import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import type { Logger } from '../../../src/realtime/transport.js';

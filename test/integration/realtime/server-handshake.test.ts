@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { pack, unpack } from 'msgpackr';
+import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import WsWebSocket from 'ws';
 import { connect, connectAs, signToken, startServer, upgrade, within, WAIT } from './helpers.js';
 
@@ -64,7 +64,7 @@ describe('subprotocols', () => {
     const { url } = await startServer(t);
     const c = await connect(t, url, { protocols: ['switchboard.v1.msgpack'] });
     assert.equal(c.ws.protocol, 'switchboard.v1.msgpack');
-    // Raw frames, encoded and decoded here with msgpackr.
+    // Raw frames, encoded and decoded here with @msgpack/msgpack.
     const frames: Array<[Buffer, boolean]> = [];
     c.ws.on('message', (data: Buffer, isBinary: boolean) => frames.push([data, isBinary]));
     c.ws.send(pack({ op: 'auth', id: 1, token: await signToken('alice') }), { binary: true });

@@ -93,7 +93,7 @@ describe('src/client is browser-safe', () => {
           const where = relative(root, target);
           if (/^src\/(transport|server|brokers)\//.test(where)) problems.push(`${rel} imports ${where}`);
           visit(target);
-        } else if (spec !== 'msgpackr') problems.push(`${rel} imports the package ${spec}`);
+        } else if (spec !== '@msgpack/msgpack') problems.push(`${rel} imports the package ${spec}`);
       }
     };
     visit(join(root, 'src/client/index.ts'));
