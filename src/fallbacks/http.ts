@@ -1,13 +1,13 @@
 /**
- * The few HTTP helpers the fallback routes need: JSON answers, a bounded JSON
- * body reader and an error that carries its status. (`server/http-util.ts`
- * has siblings of these; `fallbacks/` sits above `server/` in the layers and
- * does not import it.)
+ * HTTP helpers for the fallback routes and the server's own routes: JSON
+ * answers, a bounded JSON body reader and an error that carries its status.
+ * They live here because `fallbacks/` sits above `server/` in the layers;
+ * `server/http-util.ts` re-exports them.
  */
 import type http from 'node:http';
 
 /** A refusal with an HTTP status; answered as `{"error": message}`. */
-export class FallbackHttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -50,7 +50,7 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
     const type = req.headers['content-type'] ?? '';
     if (!/^application\/json\s*(;|$)/i.test(type)) {
       req.resume();
-      reject(new FallbackHttpError(415, 'expected Content-Type: application/json'));
+      reject(new HttpError(415, 'expected Content-Type: application/json'));
       return;
     }
     const parsed = (req as { body?: unknown }).body;
@@ -61,7 +61,7 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       req.resume();
-      reject(new FallbackHttpError(413, `body over ${limit} bytes`));
+      reject(new HttpError(413, `body over ${limit} bytes`));
       return;
     }
     const chunks: Buffer[] = [];
@@ -73,7 +73,7 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
       if (size > limit) {
         failed = true;
         chunks.length = 0;
-        reject(new FallbackHttpError(413, `body over ${limit} bytes`));
+        reject(new HttpError(413, `body over ${limit} bytes`));
         return;
       }
       chunks.push(chunk);
@@ -83,7 +83,7 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
       try {
         resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
       } catch {
-        reject(new FallbackHttpError(400, 'body is not valid JSON'));
+        reject(new HttpError(400, 'body is not valid JSON'));
       }
     });
     req.on('error', (err) => {

@@ -26,7 +26,7 @@ import { HandshakeError } from '../protocol/errors.js';
 import type { Hub, Identity } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { HttpSessionTransport, type HttpTransportKind } from './http-session.js';
-import { FallbackHttpError, readJsonBody, sendJson, sendNoContent } from './http.js';
+import { HttpError, readJsonBody, sendJson, sendNoContent } from './http.js';
 import { PendingPoll } from './long-polling.js';
 import { SseStream } from './sse.js';
 
@@ -121,7 +121,7 @@ export class FallbackRouter {
     if (!this.host.originAllowed(req)) {
       this.host.logger.warn({ origin: req.headers.origin, ip: req.socket.remoteAddress }, 'origin refused');
       req.resume();
-      throw new FallbackHttpError(403, 'origin not allowed');
+      throw new HttpError(403, 'origin not allowed');
     }
     if (method === 'OPTIONS') {
       req.resume();
@@ -130,25 +130,25 @@ export class FallbackRouter {
     }
     if (rest === '' || rest === '/') {
       req.resume();
-      throw new FallbackHttpError(405, 'use POST', { Allow: 'POST, OPTIONS' });
+      throw new HttpError(405, 'use POST', { Allow: 'POST, OPTIONS' });
     }
     const m = /^\/([^/]+)(\/events|\/poll)?$/.exec(rest);
     if (!m) {
       req.resume();
-      throw new FallbackHttpError(404, 'no such route');
+      throw new HttpError(404, 'no such route');
     }
     const route = m[2];
     if (route === undefined && method === 'POST') {
       const transport = this.lookup(m[1]!);
       const messages = checkBatch(await readJsonBody(req, this.batchLimit));
-      if (transport.ended) throw new FallbackHttpError(404, 'no such session');
+      if (transport.ended) throw new HttpError(404, 'no such session');
       this.receive(transport, messages);
       sendNoContent(res, this.cors(req));
       return;
     }
     req.resume();
     if (route === undefined) {
-      if (method !== 'DELETE') throw new FallbackHttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
+      if (method !== 'DELETE') throw new HttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
       this.lookup(m[1]!).endByClient();
       sendNoContent(res, this.cors(req));
       return;
@@ -198,19 +198,19 @@ export class FallbackRouter {
   }
 
   private events(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
-    if (transport.kind !== 'sse') throw new FallbackHttpError(409, 'this is a long-polling session: use /poll');
+    if (transport.kind !== 'sse') throw new HttpError(409, 'this is a long-polling session: use /poll');
     const header = req.headers['last-event-id'];
     const raw = (Array.isArray(header) ? header[0] : header)?.trim() || url.searchParams.get('lastEventId') || '0';
     const last = parseSeq(raw, 'Last-Event-ID');
-    if (transport.checkAck(last) === 'ahead') throw new FallbackHttpError(400, `Last-Event-ID ${last} was never sent`);
+    if (transport.checkAck(last) === 'ahead') throw new HttpError(400, `Last-Event-ID ${last} was never sent`);
     const stream = new SseStream(transport, res, { keepAliveMs: this.options.sseKeepAliveMs, retryMs: this.options.sseRetryMs, headers: this.cors(req) });
     transport.attach(stream, last);
   }
 
   private poll(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
-    if (transport.kind !== 'poll') throw new FallbackHttpError(409, 'this is an SSE session: use /events');
+    if (transport.kind !== 'poll') throw new HttpError(409, 'this is an SSE session: use /events');
     const ack = parseSeq(url.searchParams.get('ack') ?? '0', 'ack');
-    if (transport.checkAck(ack) === 'ahead') throw new FallbackHttpError(400, `ack ${ack} is beyond the last message sent`);
+    if (transport.checkAck(ack) === 'ahead') throw new HttpError(400, `ack ${ack} is beyond the last message sent`);
     const poll = new PendingPoll(transport, res, { timeoutMs: this.options.pollTimeoutMs, headers: this.cors(req) });
     transport.attach(poll, ack);
   }
@@ -219,7 +219,7 @@ export class FallbackRouter {
 
   private lookup(id: string): HttpSessionTransport {
     const transport = SESSION_ID.test(id) ? this.sessions.get(id) : undefined;
-    if (!transport || transport.ended) throw new FallbackHttpError(404, 'no such session');
+    if (!transport || transport.ended) throw new HttpError(404, 'no such session');
     return transport;
   }
 
@@ -251,7 +251,7 @@ export class FallbackRouter {
     let status: number;
     let message: string;
     let headers: Record<string, string>;
-    if (err instanceof FallbackHttpError) {
+    if (err instanceof HttpError) {
       ({ status, message, headers } = err);
     } else if (err instanceof HandshakeError) {
       ({ statusCode: status, message, headers } = err);
@@ -271,28 +271,28 @@ export class FallbackRouter {
 }
 
 function expectMethod(method: string, expected: string): void {
-  if (method !== expected) throw new FallbackHttpError(405, `use ${expected}`, { Allow: `${expected}, OPTIONS` });
+  if (method !== expected) throw new HttpError(405, `use ${expected}`, { Allow: `${expected}, OPTIONS` });
 }
 
 function parseOpen(body: unknown): HttpTransportKind {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new FallbackHttpError(400, 'body must be {"transport": "sse" | "poll"}');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be {"transport": "sse" | "poll"}');
   const transport = (body as { transport?: unknown }).transport;
-  if (transport !== 'sse' && transport !== 'poll') throw new FallbackHttpError(400, 'transport must be "sse" or "poll"');
-  for (const key of Object.keys(body)) if (key !== 'transport') throw new FallbackHttpError(400, `unknown field ${JSON.stringify(key)}`);
+  if (transport !== 'sse' && transport !== 'poll') throw new HttpError(400, 'transport must be "sse" or "poll"');
+  for (const key of Object.keys(body)) if (key !== 'transport') throw new HttpError(400, `unknown field ${JSON.stringify(key)}`);
   return transport;
 }
 
 function checkBatch(body: unknown): object[] {
-  if (!Array.isArray(body)) throw new FallbackHttpError(400, 'body must be a JSON array of messages');
-  if (body.length === 0 || body.length > MAX_BATCH) throw new FallbackHttpError(400, `a batch holds 1-${MAX_BATCH} messages, got ${body.length}`);
+  if (!Array.isArray(body)) throw new HttpError(400, 'body must be a JSON array of messages');
+  if (body.length === 0 || body.length > MAX_BATCH) throw new HttpError(400, `a batch holds 1-${MAX_BATCH} messages, got ${body.length}`);
   for (let i = 0; i < body.length; i++) {
     const m: unknown = body[i];
-    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new FallbackHttpError(400, `message ${i} is not a JSON object`);
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new HttpError(400, `message ${i} is not a JSON object`);
   }
   return body as object[];
 }
 
 function parseSeq(raw: string, what: string): number {
-  if (!SEQ.test(raw)) throw new FallbackHttpError(400, `${what} must be a sequence number (an integer >= 0)`);
+  if (!SEQ.test(raw)) throw new HttpError(400, `${what} must be a sequence number (an integer >= 0)`);
   return Number(raw);
 }
