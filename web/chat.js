@@ -1,6 +1,6 @@
 // The chat demo: a room `chat/<room>` with history, live messages and
 // presence, over the client SDK. `?room=lobby&user=alice` joins directly.
-import { devToken, formatTime, loadSdk, NoDevTokenError, noTokenNotice, realtimeUrl, showConnection } from './common.js';
+import { devToken, formatTime, realtimeUrl, showConnection, showNotice, tokenAndSdk } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -24,11 +24,7 @@ else {
   (initialUser ? $('join-room') : $('join-user')).focus();
 }
 
-function fail(text) {
-  const notice = $('notice');
-  notice.textContent = text;
-  notice.hidden = false;
-}
+const fail = showNotice;
 
 async function join(user, room) {
   if (!user || user.length > 32) return fail('Pick a name (1 to 32 characters).');
@@ -39,22 +35,9 @@ async function join(user, room) {
   document.title = `${room} · Switchboard chat`;
   $('switch-room').href = `/?room=${encodeURIComponent(room)}`;
 
-  let token;
-  try {
-    token = await devToken(user);
-  } catch (err) {
-    $('state').dataset.state = 'offline';
-    $('state').textContent = 'no token';
-    if (err instanceof NoDevTokenError) noTokenNotice($('notice'));
-    else fail(`Cannot get a token: ${err.message}`);
-    return;
-  }
-  let sdk;
-  try {
-    sdk = await loadSdk();
-  } catch (err) {
-    return fail(err.message);
-  }
+  const ready = await tokenAndSdk(user);
+  if (!ready) return;
+  const { token, sdk } = ready;
   new Room(sdk, user, room, token);
 }
 

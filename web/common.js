@@ -144,3 +144,34 @@ export function formatTime(ms) {
     ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
     : d.toLocaleString([], { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
 }
+
+/** Show a problem in the page's notice box. */
+export function showNotice(text) {
+  const notice = document.getElementById('notice');
+  notice.textContent = text;
+  notice.hidden = false;
+}
+
+/**
+ * A dev token for `user` and the SDK module, or null after showing why not
+ * (no dev mode: a notice that says what to do; anything else: the error).
+ */
+export async function tokenAndSdk(user) {
+  let token;
+  try {
+    token = await devToken(user);
+  } catch (err) {
+    const state = document.getElementById('state');
+    state.dataset.state = 'offline';
+    state.textContent = 'no token';
+    if (err instanceof NoDevTokenError) noTokenNotice(document.getElementById('notice'));
+    else showNotice(`Cannot get a token: ${err.message}`);
+    return null;
+  }
+  try {
+    return { token, sdk: await loadSdk() };
+  } catch (err) {
+    showNotice(err.message);
+    return null;
+  }
+}

@@ -1,7 +1,7 @@
 // The live dashboard: subscribes to `sys/dashboard`, where the server
 // publishes a snapshot of its metrics every second (src/server/dashboard-feed.ts),
 // and draws the last two minutes as sparklines.
-import { devToken, loadSdk, NoDevTokenError, noTokenNotice, realtimeUrl, showConnection } from './common.js';
+import { devToken, realtimeUrl, showConnection, showNotice, tokenAndSdk } from './common.js';
 import { drawSparkline } from './sparkline.js';
 
 const CHANNEL = 'sys/dashboard';
@@ -108,30 +108,13 @@ function duration(s) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
-function fail(text) {
-  const notice = $('notice');
-  notice.textContent = text;
-  notice.hidden = false;
-}
+const fail = showNotice;
 
 async function start() {
   const user = `dashboard-${Math.random().toString(36).slice(2, 8)}`;
-  let token;
-  try {
-    token = await devToken(user);
-  } catch (err) {
-    $('state').dataset.state = 'offline';
-    $('state').textContent = 'no token';
-    if (err instanceof NoDevTokenError) noTokenNotice($('notice'));
-    else fail(`Cannot get a token: ${err.message}`);
-    return;
-  }
-  let sdk;
-  try {
-    sdk = await loadSdk();
-  } catch (err) {
-    return fail(err.message);
-  }
+  const ready = await tokenAndSdk(user);
+  if (!ready) return;
+  const { token, sdk } = ready;
   const client = new sdk.Client(realtimeUrl(), { token, getToken: () => devToken(user) });
   window.switchboardDashboard = { client, snapshots };
   showConnection(client, $('state'), $('transport'));
