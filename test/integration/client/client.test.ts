@@ -33,13 +33,15 @@ describe('client SDK against the realtime server', () => {
     const states: ClientState[] = [];
     alice.on('state', (st) => states.push(st));
     const connected = nextEvent(alice, 'connected');
+    // Listen before connecting: the subscription may be confirmed in the same turn as the connection.
+    const subscribedEvent = nextEvent(sub, 'subscribed');
     await within(Promise.all([alice.connect(), bob.connect()]), 3000, 'connect');
     const info = await connected;
     assert.equal(info.transport, 'websocket');
     assert.equal(info.user, 'alice');
     assert.equal(typeof info.client, 'string');
     assert.deepEqual(states, ['connecting', 'connected']);
-    const subscribed = await nextEvent(sub, 'subscribed');
+    const subscribed = await subscribedEvent;
     assert.equal(subscribed.recovered, true);
     assert.equal(subscribed.resumed, false);
 
@@ -71,8 +73,9 @@ describe('client SDK against the realtime server', () => {
     const c = createClient(t, s.url, { token: await signToken('alice') });
     const got: Publication[] = [];
     const sub = c.subscribe('arena/+', { onMessage: (p) => got.push(p) });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(c.connect(), 3000, 'connect');
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     await c.publish('arena/1', 'cursor', { volatile: true });
     await c.publish('arena/2', 'x');
     await until(() => got.length === 2, 3000, 'two publications');
@@ -88,8 +91,9 @@ describe('client SDK against the realtime server', () => {
     const c = createClient(t, s.url, { token: await signToken('alice'), protocol: 'msgpack' });
     const got: unknown[] = [];
     const sub = c.subscribe('chat/bin', { onMessage: (p) => got.push(p.data) });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(c.connect(), 3000, 'connect');
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     await c.publish('chat/bin', { n: 1, bytes: new Uint8Array([1, 2, 3]) });
     await until(() => got.length === 1, 3000, 'the publication');
     const data = got[0] as { n: number; bytes: Uint8Array };
@@ -122,8 +126,9 @@ describe('client SDK against the realtime server', () => {
       onJoin: (clients) => joins.push(...clients.map((c) => c.user)),
       onLeave: (clients) => leaves.push(...clients.map((c) => c.user)),
     });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(alice.connect(), 3000, 'alice connect');
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     await until(() => joins.includes('alice'), 3000, 'alice joins herself');
     bob.subscribe('chat/room');
     await within(bob.connect(), 3000, 'bob connect');
@@ -239,8 +244,9 @@ describe('client SDK against the realtime server', () => {
     const got: number[] = [];
     const recovered: Array<{ recovered: boolean; resumed: boolean }> = [];
     const sub = c.subscribe('chat/resume', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => recovered.push(e) });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(c.connect(), 3000, 'connect');
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/resume', i);
     await until(() => got.length === 3, 3000, 'the first three');
 
@@ -277,8 +283,9 @@ describe('client SDK against the realtime server', () => {
     const c = createClient(t, s1.url, { token: await signToken('alice'), queueLimit: 2, reconnect: { minDelayMs: 50, maxDelayMs: 100 } });
     const got: unknown[] = [];
     const sub = c.subscribe('chat/q', { onMessage: (p) => got.push(p.data) });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(c.connect(), 3000, 'connect');
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     await c.publish('chat/q', 'before');
 
     const disconnected = nextEvent(c, 'disconnected');
@@ -305,9 +312,10 @@ describe('client SDK against the realtime server', () => {
     const c = createClient(t, [a.url, b.url], { token: await signToken('alice') });
     const got: number[] = [];
     const sub = c.subscribe('chat/fo', { onMessage: (p) => got.push(p.data as number) });
+    const subscribed = nextEvent(sub, 'subscribed');
     await within(c.connect(), 3000, 'connect');
     assert.equal(c.url, a.url);
-    await nextEvent(sub, 'subscribed');
+    await subscribed;
     await a.server.publish('chat/fo', 1);
     await until(() => got.length === 1, 3000, 'the first');
     const reconnected = nextEvent(c, 'connected', 5000);
