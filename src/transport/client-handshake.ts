@@ -160,6 +160,7 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
           memLevel: deflateOptions.memLevel,
           threshold: deflateOptions.threshold,
           concurrencyLimit: deflateOptions.concurrencyLimit,
+          idleReleaseMs: deflateOptions.idleReleaseMs,
         });
         extensions = String(res.headers['sec-websocket-extensions'] ?? '');
       }

@@ -72,6 +72,9 @@ export const DEFAULT_DEFLATE_MEM_LEVEL = 8;
 /** Default {@link PerMessageDeflateCodec.threshold}, in bytes (same as `ws`). */
 export const DEFAULT_DEFLATE_THRESHOLD = 1024;
 
+/** Idle time after which a compression context is released, in ms. */
+export const DEFAULT_IDLE_RELEASE_MS = 10_000;
+
 /**
  * Name of the `node:diagnostics_channel` on which the codec publishes a
  * {@link DeflateStreamCreated} message each time it allocates a zlib stream.
@@ -123,6 +126,15 @@ export interface PerMessageDeflateCodecOptions {
    * the limit as it is ({@link DEFAULT_ZLIB_CONCURRENCY} unless changed).
    */
   concurrencyLimit?: number;
+  /**
+   * Release this side's compression context after this many ms without a
+   * message; the next message starts a fresh one. RFC 7692 allows an endpoint
+   * to drop its own context at any time (context takeover is a permission,
+   * not a duty), so peers notice nothing but a lower ratio for that message.
+   * Bounds zlib memory to the connections that are actually sending.
+   * Default {@link DEFAULT_IDLE_RELEASE_MS} (10000); 0 keeps the context.
+   */
+  idleReleaseMs?: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -531,16 +543,61 @@ class InflateDirection extends Direction<WebSocketError> {
   }
 }
 
+/**
+ * Compression contexts kept between messages, swept by one unref'd timer:
+ * one that has been idle for its `idleReleaseMs` is released (not in the
+ * middle of a fragmented message).
+ */
+const retainedDeflaters = new Set<DeflateDirection>();
+let idleSweep: NodeJS.Timeout | null = null;
+const IDLE_SWEEP_MS = 1000;
+
+function sweepIdleDeflaters(): void {
+  const now = Date.now();
+  for (const d of retainedDeflaters) d.releaseIfIdle(now);
+  if (retainedDeflaters.size === 0 && idleSweep) {
+    clearInterval(idleSweep);
+    idleSweep = null;
+  }
+}
+
 class DeflateDirection extends Direction<Error> {
   protected readonly direction = 'deflate';
+  private lastUsed = 0;
+  private midMessage = false;
   constructor(
     role: 'server' | 'client',
     windowBits: number,
     noContextTakeover: boolean,
     private readonly level: number,
     private readonly memLevel: number,
+    private readonly idleReleaseMs: number,
   ) {
     super(role, windowBits, noContextTakeover);
+  }
+
+  /** @internal the idle sweep */
+  releaseIfIdle(now: number): void {
+    if (this.stream === null || this.state === CLOSED) {
+      retainedDeflaters.delete(this);
+      return;
+    }
+    if (this.state !== IDLE || this.midMessage || now - this.lastUsed < this.idleReleaseMs) return;
+    this.releaseStream();
+    retainedDeflaters.delete(this);
+  }
+
+  private retain(): void {
+    if (this.idleReleaseMs <= 0 || this.stream === null) return;
+    retainedDeflaters.add(this);
+    if (!idleSweep) {
+      idleSweep = setInterval(sweepIdleDeflaters, Math.min(IDLE_SWEEP_MS, this.idleReleaseMs));
+      idleSweep.unref();
+    }
+  }
+
+  protected override onClose(): void {
+    retainedDeflaters.delete(this);
   }
 
   protected createStream(): ZlibStream {
@@ -602,6 +659,9 @@ class DeflateDirection extends Direction<Error> {
       // must not refer to this one; a fresh stream (created lazily) ensures it.
       if (this.noContextTakeover) this.releaseStream();
     }
+    this.midMessage = !op.fin;
+    this.lastUsed = Date.now();
+    this.retain();
     this.complete(null, data);
   }
 
@@ -677,6 +737,7 @@ export class PerMessageDeflateCodec implements Inflater, Deflater {
       isServer ? params.serverNoContextTakeover : params.clientNoContextTakeover,
       level,
       memLevel,
+      checkInt('idleReleaseMs', options.idleReleaseMs ?? DEFAULT_IDLE_RELEASE_MS, 0, 2 ** 31 - 1),
     );
     this.inflater = new InflateDirection(
       role,

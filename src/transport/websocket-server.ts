@@ -322,6 +322,7 @@ export class WebSocketServer extends EventEmitter {
           memLevel: this.deflateOptions!.memLevel,
           threshold: this.deflateOptions!.threshold,
           concurrencyLimit: this.deflateOptions!.concurrencyLimit,
+          idleReleaseMs: this.deflateOptions!.idleReleaseMs,
         })
       : null;
     const ws = new WebSocket(null);

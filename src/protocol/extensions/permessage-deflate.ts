@@ -81,6 +81,12 @@ export interface PerMessageDeflateOptions {
    */
   concurrencyLimit?: number;
   /**
+   * Release our compression context after this many ms without a message
+   * (allowed by RFC 7692 whatever was negotiated: the next message starts a
+   * fresh context). Not negotiated; read by the transport. Default 10000; 0 keeps it.
+   */
+  idleReleaseMs?: number;
+  /**
    * zlib compression level, 0 (none) to 9 (best), or -1 for zlib's default
    * (6). Not negotiated; read by the transport. Default 3: on realtime-style
    * JSON about 2.3x faster than 6 for about 15% larger output.

@@ -750,3 +750,43 @@ describe('options', () => {
     assert.deepEqual(freshInflate(best), data);
   });
 });
+
+describe('idle compression contexts', () => {
+  it('a context idle for idleReleaseMs is released; the peer (context takeover) still inflates what follows', async () => {
+    await withStreams(async (streams) => {
+      const { server, client } = pair(params(), { idleReleaseMs: 40 });
+      const message = text(4000);
+      const first = await deflate(server, message);
+      const second = await deflate(server, message);
+      assert.ok(second.length < first.length / 4, 'with the context kept, a repeat compresses to almost nothing');
+      assert.deepEqual(await inflate(client, first), message);
+      assert.deepEqual(await inflate(client, second), message);
+      const deflaters = () => streams.filter((s) => s.direction === 'deflate' && s.role === 'server');
+      assert.equal(deflaters().length, 1);
+      const kept = deflaters()[0]!.stream;
+      // The sweep runs every min(1 s, idleReleaseMs); wait until it released the stream.
+      const deadline = Date.now() + 3000;
+      while (!kept.destroyed && Date.now() < deadline) await sleep(20);
+      assert.equal(kept.destroyed, true, 'the idle context was released');
+      const third = await deflate(server, message);
+      assert.equal(deflaters().length, 2, 'a fresh context for the next message');
+      assert.ok(third.length > second.length * 4, 'it starts without history, so it is no longer tiny');
+      assert.deepEqual(await inflate(client, third), message, 'the peer, still using context takeover, decodes it');
+    });
+  });
+
+  it('not in the middle of a fragmented message, and never with idleReleaseMs 0', async () => {
+    await withStreams(async (streams) => {
+      const { server } = pair(params(), { idleReleaseMs: 40 });
+      await deflate(server, text(2000), false); // first fragment: the message is still open
+      const keptOpen = streams.find((s) => s.direction === 'deflate')!.stream;
+      const { server: keeper } = pair(params(), { idleReleaseMs: 0 });
+      await deflate(keeper, text(2000));
+      const keptForever = streams.filter((s) => s.direction === 'deflate')[1]!.stream;
+      await sleep(300);
+      assert.equal(keptOpen.destroyed, false, 'a fragmented message keeps its context');
+      assert.equal(keptForever.destroyed, false, 'idleReleaseMs 0 keeps the context');
+      await deflate(server, text(10), true);
+    });
+  });
+});
