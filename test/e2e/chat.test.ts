@@ -7,40 +7,16 @@
  * (history is in memory, so it is gone: `recovered: false`), and chat again.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import {
-  killAll,
-  launchBrowser,
-  openChat,
-  presence,
-  say,
-  screenshot,
-  startServe,
-  transport,
-  waitForMessage,
-  type Serve,
-  type TestBrowser,
-} from './helpers.js';
+import { test } from 'node:test';
+import { openChat, presence, say, screenshot, startServe, transport, useBrowserAndServe, waitForMessage } from './helpers.js';
 
-let browser: TestBrowser;
-let server: Serve;
-
-before(async () => {
-  browser = await launchBrowser();
-  server = await startServe();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  killAll();
-});
+const env = useBrowserAndServe();
 
 test('two pages in one room: a message typed in one appears in the other; both presence lists show both names; a late joiner gets the history', async () => {
-  const alice = await browser.page();
-  const bob = await browser.page();
-  await openChat(alice, server.base, 'lobby', 'alice');
-  await openChat(bob, server.base, 'lobby', 'bob');
+  const alice = await env.browser.page();
+  const bob = await env.browser.page();
+  await openChat(alice, env.server.base, 'lobby', 'alice');
+  await openChat(bob, env.server.base, 'lobby', 'bob');
   assert.equal(await transport(alice), 'websocket');
 
   await say(alice, 'hello bob');
@@ -57,8 +33,8 @@ test('two pages in one room: a message typed in one appears in the other; both p
   }
 
   // History: the chat namespace keeps the last messages; a page that joins now shows them.
-  const carol = await browser.page();
-  await openChat(carol, server.base, 'lobby', 'carol');
+  const carol = await env.browser.page();
+  await openChat(carol, env.server.base, 'lobby', 'carol');
   await waitForMessage(carol, 'hello bob');
   await waitForMessage(carol, 'hi alice');
   assert.equal(await carol.$$eval('#messages li.msg.history', (items) => items.length), 2);
@@ -67,27 +43,27 @@ test('two pages in one room: a message typed in one appears in the other; both p
 
   await screenshot(alice, 'chat');
   await screenshot(carol, 'chat-history');
-  assert.deepEqual(browser.errors, []);
+  assert.deepEqual(env.browser.errors, []);
 });
 
 test('server restart on the same port: both pages show "reconnecting", reconnect with new dev tokens, report recovered:false (in-memory history is lost), and messages sent after the restart reach both', async () => {
-  const alice = await browser.page();
-  const bob = await browser.page();
-  await openChat(alice, server.base, 'restart', 'alice');
-  await openChat(bob, server.base, 'restart', 'bob');
+  const alice = await env.browser.page();
+  const bob = await env.browser.page();
+  await openChat(alice, env.server.base, 'restart', 'alice');
+  await openChat(bob, env.server.base, 'restart', 'bob');
   await say(alice, 'before the restart');
   await waitForMessage(bob, 'before the restart');
 
-  const port = server.port;
-  await server.stop(); // SIGTERM: graceful shutdown, clients get `closing` and 1001
+  const port = env.server.port;
+  await env.server.stop(); // SIGTERM: graceful shutdown, clients get `closing` and 1001
   for (const page of [alice, bob]) {
     await page.waitForSelector('#state[data-state="reconnecting"]');
     assert.match(await page.$eval('#state', (el) => el.textContent ?? ''), /^reconnecting/);
   }
   await screenshot(alice, 'chat-reconnecting');
 
-  server = await startServe(port);
-  assert.equal(server.port, port);
+  env.server = await startServe(port);
+  assert.equal(env.server.port, port);
   for (const page of [alice, bob]) {
     // The server's reconnect hint is up to 5 s (shutdown.reconnectJitterMs), then backoff.
     await page.waitForSelector('#state[data-state="connected"]', { timeout: 15_000 });
@@ -107,5 +83,5 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   assert.equal(await alice.$$eval('#messages li.msg', (items) => items.length), 3);
 
   await screenshot(alice, 'chat-after-restart');
-  assert.deepEqual(browser.errors, []);
+  assert.deepEqual(env.browser.errors, []);
 });

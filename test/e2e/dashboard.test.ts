@@ -5,32 +5,20 @@
  * subscriber, and draws its sparklines.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { killAll, launchBrowser, openChat, say, screenshot, startServe, waitForMessage, type Serve, type TestBrowser } from './helpers.js';
+import { test } from 'node:test';
+import { openChat, say, screenshot, useBrowserAndServe, waitForMessage } from './helpers.js';
 
-let browser: TestBrowser;
-let server: Serve;
-
-before(async () => {
-  browser = await launchBrowser();
-  server = await startServe();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  killAll();
-});
+const env = useBrowserAndServe();
 
 test('the dashboard shows a non-zero connection count and the chat channel while a chat page is open; clients cannot publish to sys/', async () => {
-  const chat = await browser.page();
-  await openChat(chat, server.base, 'lobby', 'alice');
+  const chat = await env.browser.page();
+  await openChat(chat, env.server.base, 'lobby', 'alice');
   await say(chat, 'hello dashboard');
   await waitForMessage(chat, 'hello dashboard');
 
-  const dashboard = await browser.page();
+  const dashboard = await env.browser.page();
   await dashboard.setViewportSize({ width: 1200, height: 900 });
-  await dashboard.goto(`${server.base}/dashboard`);
+  await dashboard.goto(`${env.server.base}/dashboard`);
   await dashboard.waitForSelector('#state[data-state="connected"]');
   // The chat page and the dashboard itself.
   await dashboard.waitForFunction(() => Number(document.querySelector('#connections .value')?.getAttribute('data-value')) >= 2);
@@ -68,5 +56,5 @@ test('the dashboard shows a non-zero connection count and the chat channel while
   assert.equal(forged, 'RT_CLIENT_SERVER_ERROR 403');
 
   await screenshot(dashboard, 'dashboard');
-  assert.deepEqual(browser.errors, []);
+  assert.deepEqual(env.browser.errors, []);
 });

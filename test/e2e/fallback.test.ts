@@ -5,30 +5,18 @@
  * stream) and the chat works both ways with a page that is on WebSocket.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { killAll, launchBrowser, openChat, presence, say, screenshot, startServe, transport, waitForMessage, type Serve, type TestBrowser } from './helpers.js';
+import { test } from 'node:test';
+import { openChat, presence, say, screenshot, transport, useBrowserAndServe, waitForMessage } from './helpers.js';
 
-let browser: TestBrowser;
-let server: Serve;
-
-before(async () => {
-  browser = await launchBrowser();
-  server = await startServe();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  killAll();
-});
+const env = useBrowserAndServe();
 
 test('with WebSocket blocked in the page, the chat falls back to SSE and works both ways with a WebSocket page', async () => {
-  const alice = await browser.page({ blockWebSocket: true });
-  const bob = await browser.page();
-  await openChat(alice, server.base, 'fallback', 'alice');
+  const alice = await env.browser.page({ blockWebSocket: true });
+  const bob = await env.browser.page();
+  await openChat(alice, env.server.base, 'fallback', 'alice');
   assert.equal(await transport(alice), 'sse');
   assert.ok((await alice.evaluate(() => (window as unknown as { blockedWebSockets: number }).blockedWebSockets)) >= 2, 'WebSocket was not tried first');
-  await openChat(bob, server.base, 'fallback', 'bob');
+  await openChat(bob, env.server.base, 'fallback', 'bob');
   assert.equal(await transport(bob), 'websocket');
 
   await say(alice, 'sent over SSE');
@@ -41,5 +29,5 @@ test('with WebSocket blocked in the page, the chat falls back to SSE and works b
     assert.deepEqual((await presence(page)).sort(), ['alice', 'bob']);
   }
   await screenshot(alice, 'chat-sse');
-  assert.deepEqual(browser.errors, []);
+  assert.deepEqual(env.browser.errors, []);
 });

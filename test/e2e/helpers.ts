@@ -7,6 +7,7 @@
  * A missing Chromium or bundle fails the tests with a message saying how to
  * get it; nothing is skipped.
  */
+import { after, before } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -233,4 +234,23 @@ export function presence(page: Page): Promise<string[]> {
 /** The transport badge's text. */
 export function transport(page: Page): Promise<string> {
   return page.$eval('#transport', (el) => el.textContent ?? '');
+}
+
+/**
+ * One browser and one `switchboard serve` for a test file: started before its
+ * tests, stopped after them (children killed by PID as a last resort). A test
+ * may replace `server` (a restart); the new one is stopped too.
+ */
+export function useBrowserAndServe(): { browser: TestBrowser; server: Serve } {
+  const env = {} as { browser: TestBrowser; server: Serve };
+  before(async () => {
+    env.browser = await launchBrowser();
+    env.server = await startServe();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+    killAll();
+  });
+  return env;
 }
