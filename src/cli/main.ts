@@ -20,9 +20,10 @@ import { createStaticPages } from '../server/static-pages.js';
 const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
-  serve    [--config file.yaml] [--port 8080] [--host 127.0.0.1]
+  serve    [--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F]
                                                   the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)
-                                                  and its pages: chat demo at /, live dashboard at /dashboard
+                                                  and its pages: chat demo at /, live dashboard at /dashboard;
+                                                  --snapshot-file keeps the in-memory history across restarts
   echo     --port N [--host H] [--deflate] [--tls-cert F --tls-key F] [--max-payload BYTES]
                                                   plain WebSocket echo server (any path)
   connect  URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]
@@ -149,11 +150,13 @@ async function serve(args: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       port: { type: 'string' },
       host: { type: 'string' },
+      'snapshot-file': { type: 'string' },
     },
   });
   const overrides: DeepPartial<RealtimeConfig> = {};
   if (values.port !== undefined) overrides.port = parsePort(values.port);
   if (values.host !== undefined) overrides.host = values.host;
+  if (values['snapshot-file'] !== undefined) overrides.broker = { snapshotFile: values['snapshot-file'] };
   let config: RealtimeConfig;
   let devTokens = false;
   try {

@@ -13,7 +13,7 @@
  * lines read `path: message`, e.g.
  * `limits.maxConection: unknown key (did you mean maxConnections?)`.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../realtime/auth.js';
@@ -120,7 +120,19 @@ export interface FallbacksConfig {
 
 /** Where publications, history and presence live. Only `memory` is implemented yet. */
 export type BrokerConfig =
-  | { type: 'memory' }
+  | {
+      type: 'memory';
+      /**
+       * Keep history across restarts in this file (see
+       * brokers/memory/snapshot-file.ts): read at start, written at a
+       * graceful stop (clients then resume with `recovered: true`) and every
+       * `snapshotIntervalMs` while publications come in. Unset: history is
+       * lost with the process.
+       */
+      snapshotFile?: string;
+      /** Save the snapshot this often while the broker changes, in ms; 0: only at a graceful stop. Default 5000. */
+      snapshotIntervalMs: number;
+    }
   | { type: 'redis'; /** `redis://` or `rediss://` URL. */ url: string }
   | { type: 'nats'; /** Server URLs (`nats://host:port`). */ servers: string[] };
 
@@ -201,6 +213,8 @@ export type DeepPartial<T> = T extends readonly (infer U)[]
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+const DEFAULT_SNAPSHOT_INTERVAL_MS = 5000;
+
 /** The default namespace's rules; also the base of every configured namespace. */
 export const DEFAULT_NAMESPACE: Readonly<NamespaceConfig> = Object.freeze({
   prefix: '',
@@ -241,7 +255,7 @@ export function defaultConfig(): RealtimeConfig {
     heartbeat: { intervalMs: 25000, timeoutMs: 10000 },
     idleTimeoutMs: 0,
     shutdown: { timeoutMs: 10000, reconnectJitterMs: 5000 },
-    broker: { type: 'memory' },
+    broker: { type: 'memory', snapshotIntervalMs: DEFAULT_SNAPSHOT_INTERVAL_MS },
     log: { level: 'info' },
     metrics: { enabled: true },
     fallbacks: {
@@ -321,6 +335,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_BROKER', key: 'broker.type', kind: 'string' },
   { name: 'SWITCHBOARD_REDIS_URL', key: 'broker.url', kind: 'string' },
   { name: 'SWITCHBOARD_NATS_SERVERS', key: 'broker.servers', kind: 'list' },
+  { name: 'SWITCHBOARD_SNAPSHOT_FILE', key: 'broker.snapshotFile', kind: 'string' },
   { name: 'SWITCHBOARD_LOG_LEVEL', key: 'log.level', kind: 'string' },
   { name: 'SWITCHBOARD_METRICS', key: 'metrics.enabled', kind: 'bool' },
   { name: 'SWITCHBOARD_FALLBACKS', key: 'fallbacks.enabled', kind: 'bool' },
@@ -365,7 +380,10 @@ function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string,
     setPath(out, key.split('.'), value);
   }
   const broker = out['broker'] as Record<string, unknown> | undefined;
-  if (broker && broker['type'] === undefined) broker['type'] = broker['url'] !== undefined ? 'redis' : 'nats';
+  if (broker && broker['type'] === undefined) {
+    if (broker['url'] !== undefined) broker['type'] = 'redis';
+    else if (broker['servers'] !== undefined) broker['type'] = 'nats';
+  }
   return out;
 }
 
@@ -454,6 +472,7 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
   rebase(data['tls'], 'key');
   rebase(data['auth'], 'publicKey', true);
   rebase(data['auth'], 'jwksFile');
+  rebase(data['broker'], 'snapshotFile');
   return data;
 }
 
@@ -510,6 +529,12 @@ export function validateConfig(input: unknown): RealtimeConfig {
   const { namespaces: defaultNamespaces, ...rest } = defaults;
   void defaultNamespaces;
   const value = withDefaults(rest, input ?? {}) as Record<string, unknown>;
+  // The broker's defaults depend on its type: only the memory broker has a snapshot interval.
+  const broker = value['broker'];
+  const givenBroker = (input as Record<string, unknown> | undefined)?.['broker'];
+  if (isPlainObject(broker) && broker['type'] !== 'memory' && !(isPlainObject(givenBroker) && 'snapshotIntervalMs' in givenBroker)) {
+    delete broker['snapshotIntervalMs'];
+  }
   // namespaces: each entry over the namespace defaults; the default namespace added when missing
   const rawNamespaces = (input as Record<string, unknown> | undefined)?.['namespaces'];
   let namespaces: unknown = rawNamespaces === undefined || rawNamespaces === null ? [] : rawNamespaces;
@@ -743,14 +768,19 @@ function checkBroker(c: Checker, b: unknown): void {
   }
   if (!c.oneOf('broker.type', b['type'], ['memory', 'redis', 'nats'])) return;
   const type = b['type'] as BrokerConfig['type'];
-  const allowed = type === 'memory' ? ['type'] : type === 'redis' ? ['type', 'url'] : ['type', 'servers'];
+  const allowed = type === 'memory' ? ['type', 'snapshotFile', 'snapshotIntervalMs'] : type === 'redis' ? ['type', 'url'] : ['type', 'servers'];
   for (const key of Object.keys(b)) {
     if (!allowed.includes(key)) {
-      const other = key === 'url' || key === 'servers';
+      const other = ['url', 'servers', 'snapshotFile', 'snapshotIntervalMs'].includes(key);
       c.add(`broker.${key}`, other ? `unknown key for broker type "${type}"` : unknownKey(key, allowed));
     }
   }
-  if (type === 'redis') {
+  if (type === 'memory') {
+    c.int('broker.snapshotIntervalMs', b['snapshotIntervalMs'], 0);
+    if (b['snapshotFile'] !== undefined && c.string('broker.snapshotFile', b['snapshotFile'], { nonEmpty: true })) {
+      c.writableFile('broker.snapshotFile', b['snapshotFile'] as string);
+    }
+  } else if (type === 'redis') {
     if (b['url'] === undefined) c.add('broker.url', 'required');
     else if (c.string('broker.url', b['url']) && !/^rediss?:\/\/./.test(b['url'] as string)) {
       c.add('broker.url', 'expected a redis:// or rediss:// URL');
@@ -890,6 +920,22 @@ class Checker {
     if (Array.isArray(value)) return true;
     this.add(path, `expected an array, got ${describe(value)}`);
     return false;
+  }
+
+  /** `file` can be created or replaced by rename: its directory exists and is writable, and it is not a directory. */
+  writableFile(path: string, file: string): void {
+    const dir = dirname(resolvePath(file));
+    try {
+      accessSync(dir, fsConstants.W_OK | fsConstants.X_OK);
+    } catch (err) {
+      this.add(path, `cannot write in directory ${JSON.stringify(dir)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      return;
+    }
+    try {
+      if (statSync(file).isDirectory()) this.add(path, `${JSON.stringify(file)} is a directory`);
+    } catch {
+      // Not there yet: created at the first save.
+    }
   }
 
   readable(path: string, file: string): void {

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import type { Broker, PresenceStore } from '../brokers/broker.js';
 import { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
+import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse } from '../protocol/handshake.js';
 import { createAuthenticator, isOriginAllowed, TicketStore, tokenFromRequest, type Identity } from '../realtime/auth.js';
@@ -25,7 +26,7 @@ import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../realtime/wire/messages.js'
 import { FallbackRouter } from '../fallbacks/router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
-import { resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
+import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
 import { HttpError, readJson, remoteAddress, sendJson, sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
 import { WebSocketTransport } from './websocket-transport.js';
@@ -76,6 +77,9 @@ export class RealtimeServer {
   /** SSE and long-polling sessions under `<path>/session` (null when `fallbacks.enabled` is false). */
   private readonly fallbacks: FallbackRouter | null;
   private closing: Promise<void> | null = null;
+  /** The memory broker's history file (`broker.snapshotFile`), when configured. */
+  private readonly snapshotFile: SnapshotFile | null;
+  private starting: Promise<void> | null = null;
   private readonly devSecret: Uint8Array | null;
   private readonly apiKey: Buffer | null;
 
@@ -88,7 +92,20 @@ export class RealtimeServer {
       options.logger ??
       (pino({ level: this.config.log.level, base: { service: 'switchboard' }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger);
     this.metrics = new Metrics();
-    this.broker = options.broker ?? new MemoryBroker();
+    const brokerConfig = this.config.broker;
+    if (options.broker === undefined && brokerConfig.type !== 'memory') {
+      throw new ConfigError([{ path: 'broker.type', message: `"${brokerConfig.type}" is not available in this version (only "memory")` }]);
+    }
+    const memoryBroker = options.broker === undefined ? new MemoryBroker() : null;
+    this.broker = options.broker ?? memoryBroker!;
+    this.snapshotFile =
+      memoryBroker !== null && brokerConfig.type === 'memory' && brokerConfig.snapshotFile !== undefined
+        ? new SnapshotFile(memoryBroker, {
+            path: brokerConfig.snapshotFile,
+            intervalMs: brokerConfig.snapshotIntervalMs,
+            onError: (err) => this.logger.error({ err: err.message, file: brokerConfig.snapshotFile }, 'history snapshot not saved'),
+          })
+        : null;
     this.presence = options.presence ?? new MemoryPresenceStore();
     this.ownsBroker = options.broker === undefined;
     this.ownsPresence = options.presence === undefined;
@@ -166,7 +183,29 @@ export class RealtimeServer {
   }
 
   /** Start listening on `config.host:config.port` (standalone mode). */
-  listen(): Promise<AddressInfo> {
+  /**
+   * What must happen before the first client: restore the history file
+   * (`broker.snapshotFile`). `listen()` calls it; in attach mode, await it
+   * before the HTTP server accepts connections. Idempotent.
+   */
+  start(): Promise<void> {
+    this.starting ??= (async () => {
+      if (this.snapshotFile === null) return;
+      const load = await this.snapshotFile.open();
+      const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
+      if (!load.found) this.logger.info({ file }, 'history snapshot: none yet, starting empty');
+      else {
+        this.logger.info(
+          { file, final: load.final, channels: load.channels, publications: load.publications },
+          load.final ? 'history restored: clients resume where they were' : 'history restored from a periodic snapshot (the last stop was not graceful): resuming clients are told recovered:false',
+        );
+      }
+    })();
+    return this.starting;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await this.start();
     return new Promise((resolve, reject) => {
       const server = this.httpServer;
       const onError = (err: Error) => reject(err);
@@ -529,6 +568,14 @@ export class RealtimeServer {
       }
       this.httpServer.removeListener('upgrade', this.onUpgrade);
       this.hub.dispose();
+      // Nothing publishes any more: the history file can say so (the next start keeps the epochs).
+      if (this.snapshotFile !== null) {
+        await this.starting?.catch(() => {});
+        await this.snapshotFile.close().then(
+          () => this.logger.info({}, 'history saved'),
+          (err: Error) => this.logger.error({ err: err.message }, 'history snapshot not saved at shutdown'),
+        );
+      }
       // A broker or presence store passed in belongs to the caller (and may serve other servers).
       if (this.ownsBroker) await this.broker.close();
       if (this.ownsPresence) await this.presence.close();

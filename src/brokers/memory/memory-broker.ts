@@ -1,7 +1,8 @@
 /**
  * `MemoryBroker` and `MemoryPresenceStore`: the Broker and PresenceStore
  * contracts (../broker.ts) inside one process. The default broker: nothing
- * to run, nothing survives a restart (a restart is a new epoch everywhere).
+ * to run, and nothing survives a restart (a restart is a new epoch
+ * everywhere) unless its state is saved and restored: see *Snapshots*.
  *
  * Runtime-agnostic: no `node:` imports; randomness from
  * `globalThis.crypto.getRandomValues`, one `setInterval` (unref'd where the
@@ -73,6 +74,20 @@
  * subscribed to it, once per node. Closing a node unsubscribes it; the
  * backend goes with the last node. One instance has one handler: two
  * realtime servers need two nodes, not one shared instance.
+ *
+ * ## Snapshots
+ *
+ * `snapshot({ final })` returns the backend's streams (epochs, offsets,
+ * retained publications, idempotency keys) as plain data; `restore()` loads
+ * one into a broker that has published nothing yet. A *final* snapshot is
+ * one taken when nothing can publish any more (a graceful stop): restoring
+ * it keeps the epochs, so clients resume across the restart with
+ * `recovered: true`. Any other snapshot may be older than the last
+ * publications: reusing its epochs would hand out offsets that clients have
+ * already seen for other messages, so restoring it keeps the publications
+ * (history for new subscribers) under new epochs (resuming clients get
+ * `recovered: false` and refetch). Saving snapshots to a file is the
+ * caller's business (see snapshot-file.ts): this module does no I/O.
  */
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../realtime/channel.js';
 import type {
@@ -118,6 +133,38 @@ export interface MemoryBrokerOptions {
    * rethrow in a later microtask (an uncaught exception).
    */
   onError?: (err: unknown) => void;
+}
+
+/** One channel's stream in a {@link MemoryBrokerSnapshot}. */
+export interface StreamSnapshot {
+  channel: string;
+  epoch: string;
+  /** Offset of the channel's last publication. */
+  offset: number;
+  /** History settings of the last publication. */
+  size: number;
+  ttlMs: number;
+  lastPublishAt: number;
+  /** Retained publications, oldest first, consecutive offsets ending at `offset`. */
+  publications: Publication[];
+  /** Idempotency keys: `[key, offset, expiresAt]`. */
+  keys: Array<[string, number, number]>;
+}
+
+/** A broker backend's state as plain data (no classes; `data` of publications as published). */
+export interface MemoryBrokerSnapshot {
+  format: 'switchboard-memory-broker';
+  version: 1;
+  /** Taken when nothing could publish any more: restoring keeps the epochs. */
+  final: boolean;
+  /** When it was taken, ms since the Unix epoch. */
+  takenAt: number;
+  /** The broker id (prefix of its epochs). */
+  id: string;
+  /** Epoch generations that are not 0: `[bucket, generation]`. */
+  generations: Array<[number, number]>;
+  /** In order of last publication, least recent first. */
+  streams: StreamSnapshot[];
 }
 
 /** Counts for tests and metrics. `publications` and `idempotencyKeys` cost O(channels). */
@@ -242,7 +289,7 @@ let joining: MemoryBroker | undefined;
 /** A single-process Broker. See the module comment for the rules on state, epochs and delivery. */
 export class MemoryBroker implements Broker {
   /** Random per backend (shared by peers); prefix of every epoch this broker assigns. */
-  readonly id: string;
+  #id: string;
 
   readonly #now: () => number;
   readonly #maxChannels: number;
@@ -264,6 +311,8 @@ export class MemoryBroker implements Broker {
   readonly #patterns = new PatternIndex<string>();
 
   #handler: BrokerHandler | undefined = undefined;
+  /** Bumped by every change a snapshot would show (shared by peers through the backend). */
+  readonly #revision: { value: number };
   readonly #queue: Array<Publication | PresenceEvent> = [];
   #draining = false;
   #closed = false;
@@ -271,7 +320,8 @@ export class MemoryBroker implements Broker {
   constructor(options: MemoryBrokerOptions = {}) {
     this.#options = options;
     const backend = joining;
-    this.id = backend === undefined ? randomId(8) : backend.id;
+    this.#id = backend === undefined ? randomId(8) : backend.#id;
+    this.#revision = backend === undefined ? { value: 0 } : backend.#revision;
     this.#streams = backend === undefined ? new Map() : backend.#streams;
     this.#generations = backend === undefined ? new Uint32Array(EPOCH_BUCKETS) : backend.#generations;
     this.#nodes = backend === undefined ? new Set() : backend.#nodes;
@@ -287,6 +337,20 @@ export class MemoryBroker implements Broker {
       (timer as { unref?: () => void }).unref?.();
       this.#timer = timer;
     }
+  }
+
+  /** Random per backend (shared by peers); prefix of every epoch this broker assigns. A final snapshot's restore sets it. */
+  get id(): string {
+    return this.#id;
+  }
+
+  /**
+   * A number that changes whenever the state a snapshot would show changes
+   * (a stored publication, a key, a dropped stream): a caller saving
+   * snapshots now and then skips the save when it did not move.
+   */
+  get revision(): number {
+    return this.#revision.value;
   }
 
   /**
@@ -357,6 +421,7 @@ export class MemoryBroker implements Broker {
       from === undefined ? { channel, offset, epoch, data, time: now } : { channel, offset, epoch, data, from, time: now };
 
     if (stream !== undefined) {
+      this.#revision.value++;
       stream.lastPublishAt = now;
       if (keep) {
         stream.size = history.size;
@@ -462,6 +527,75 @@ export class MemoryBroker implements Broker {
     }
   }
 
+  /**
+   * The backend's state as plain data, expired entries left out. `final`:
+   * nothing will publish on this backend any more (say so only then: a
+   * final snapshot's epochs are reused by `restore`). The publications are
+   * the stored objects, not copies: serialize before publishing again.
+   */
+  snapshot(options: { final?: boolean } = {}): MemoryBrokerSnapshot {
+    this.sweep();
+    const now = this.#now();
+    const generations: Array<[number, number]> = [];
+    this.#generations.forEach((g, bucket) => {
+      if (g !== 0) generations.push([bucket, g]);
+    });
+    const streams: StreamSnapshot[] = [];
+    for (const [channel, stream] of this.#streams) {
+      const keys: Array<[string, number, number]> = [];
+      if (stream.keys !== undefined) for (const [key, e] of stream.keys) if (e.expiresAt > now) keys.push([key, e.offset, e.expiresAt]);
+      streams.push({
+        channel,
+        epoch: stream.epoch,
+        offset: stream.offset,
+        size: stream.size,
+        ttlMs: stream.ttlMs,
+        lastPublishAt: stream.lastPublishAt,
+        publications: stream.pubs.slice(stream.head) as Publication[],
+        keys,
+      });
+    }
+    return { format: 'switchboard-memory-broker', version: 1, final: options.final === true, takenAt: now, id: this.#id, generations, streams };
+  }
+
+  /**
+   * Load a snapshot (see the module comment: a final one keeps its epochs,
+   * any other gets new ones). Only into a backend without streams, before
+   * anything is published; checks the snapshot's shape first and throws a
+   * TypeError naming the first bad field, leaving the broker untouched.
+   */
+  restore(snapshot: unknown): void {
+    this.#checkOpen();
+    const snap = checkSnapshot(snapshot);
+    if (this.#streams.size > 0) throw new Error('restore: the broker already has channel streams');
+    const now = this.#now();
+    if (snap.final) {
+      this.#id = snap.id;
+      for (const node of this.#nodes) node.#id = snap.id;
+      for (const [bucket, g] of snap.generations) this.#generations[bucket] = g;
+    }
+    for (const s of snap.streams) {
+      // Not final: the snapshot may be behind what clients saw; a new epoch makes them refetch.
+      const epoch = snap.final ? s.epoch : this.#quietEpoch(s.channel);
+      const stream = new Stream(epoch);
+      stream.offset = s.offset;
+      stream.size = s.size;
+      stream.ttlMs = s.ttlMs;
+      stream.lastPublishAt = s.lastPublishAt;
+      stream.pubs = snap.final ? s.publications.slice() : s.publications.map((p) => ({ ...p, epoch }));
+      for (const [key, offset, expiresAt] of s.keys) if (expiresAt > now) this.#remember(stream, key, offset, expiresAt);
+      stream.evict(now);
+      if (this.#isIdle(s.channel, stream, now)) continue;
+      this.#streams.set(s.channel, stream);
+    }
+    // Beyond maxChannels (a smaller bound than the snapshot's): the least recently published go.
+    while (this.#streams.size > this.#maxChannels) {
+      const [oldest, victim] = this.#streams.entries().next().value as [string, Stream];
+      this.#drop(oldest, victim);
+    }
+    this.#revision.value++;
+  }
+
   stats(): MemoryBrokerStats {
     let publications = 0;
     let idempotencyKeys = 0;
@@ -531,6 +665,7 @@ export class MemoryBroker implements Broker {
   }
 
   #drop(channel: string, stream: Stream): void {
+    this.#revision.value++;
     this.#streams.delete(channel);
     // Offsets of this epoch were handed out: the channel's next stream needs another epoch.
     if (stream.offset > 0) {
@@ -580,6 +715,67 @@ export class MemoryBroker implements Broker {
     queue.length = 0;
     this.#draining = false;
   };
+}
+
+/** `value` as a snapshot, or a TypeError naming the first field that is not what `snapshot()` writes. */
+function checkSnapshot(value: unknown): MemoryBrokerSnapshot {
+  const fail = (path: string, expected: string): never => {
+    throw new TypeError(`not a memory broker snapshot: ${path} must be ${expected}`);
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  if (!isObject(value)) return fail('the snapshot', 'an object');
+  if (value['format'] !== 'switchboard-memory-broker') fail('format', '"switchboard-memory-broker"');
+  if (value['version'] !== 1) fail('version', '1 (the only version this broker reads)');
+  if (typeof value['final'] !== 'boolean') fail('final', 'a boolean');
+  if (typeof value['id'] !== 'string' || !/^[0-9a-z]{1,32}$/.test(value['id'])) fail('id', 'base36 characters');
+  if (!isTime(value['takenAt'])) fail('takenAt', 'a time in ms');
+  const generations = value['generations'];
+  if (!Array.isArray(generations)) return fail('generations', 'an array');
+  generations.forEach((g: unknown, i) => {
+    if (!Array.isArray(g) || g.length !== 2 || !isCount(g[0]) || g[0] >= EPOCH_BUCKETS || !isCount(g[1]) || g[1] > 0xffffffff) {
+      fail(`generations[${i}]`, `[bucket < ${EPOCH_BUCKETS}, generation]`);
+    }
+  });
+  const streams = value['streams'];
+  if (!Array.isArray(streams)) return fail('streams', 'an array');
+  const seen = new Set<string>();
+  streams.forEach((s: unknown, i) => {
+    const at = `streams[${i}]`;
+    if (!isObject(s)) return fail(at, 'an object');
+    const channel = s['channel'];
+    if (typeof channel !== 'string' || !isValidChannel(channel)) fail(`${at}.channel`, 'a valid channel name');
+    if (seen.has(channel as string)) fail(`${at}.channel`, 'unique');
+    seen.add(channel as string);
+    if (typeof s['epoch'] !== 'string' || s['epoch'] === '') fail(`${at}.epoch`, 'a non-empty string');
+    for (const k of ['offset', 'size', 'ttlMs']) if (!isCount(s[k])) fail(`${at}.${k}`, 'an integer >= 0');
+    if (!isTime(s['lastPublishAt'])) fail(`${at}.lastPublishAt`, 'a time in ms');
+    const pubs = s['publications'];
+    if (!Array.isArray(pubs)) return fail(`${at}.publications`, 'an array');
+    const offset = s['offset'] as number;
+    pubs.forEach((p: unknown, j) => {
+      const pat = `${at}.publications[${j}]`;
+      if (!isObject(p)) return fail(pat, 'an object');
+      if (p['channel'] !== channel) fail(`${pat}.channel`, `${JSON.stringify(channel)}`);
+      if (p['offset'] !== offset - pubs.length + 1 + j) fail(`${pat}.offset`, `${offset - pubs.length + 1 + j} (consecutive, ending at the stream's offset)`);
+      if (p['epoch'] !== s['epoch']) fail(`${pat}.epoch`, "the stream's epoch");
+      if (!isTime(p['time'])) fail(`${pat}.time`, 'a time in ms');
+      if (!('data' in p)) fail(`${pat}.data`, 'present');
+      const from = p['from'];
+      if (from !== undefined && !(isObject(from) && typeof from['client'] === 'string' && typeof from['user'] === 'string')) {
+        fail(`${pat}.from`, '{ client, user }');
+      }
+    });
+    const keys = s['keys'];
+    if (!Array.isArray(keys)) return fail(`${at}.keys`, 'an array');
+    keys.forEach((k: unknown, j) => {
+      if (!Array.isArray(k) || k.length !== 3 || typeof k[0] !== 'string' || !isCount(k[1]) || k[1] > offset || !isTime(k[2])) {
+        fail(`${at}.keys[${j}]`, '[key, offset <= the stream offset, expiresAt]');
+      }
+    });
+  });
+  return value as unknown as MemoryBrokerSnapshot;
 }
 
 function rethrowLater(err: unknown): void {

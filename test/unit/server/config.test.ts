@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair } from 'jose';
 import {
   ConfigError,
@@ -74,7 +74,7 @@ describe('defaults', () => {
     assert.deepEqual(c.heartbeat, { intervalMs: 25000, timeoutMs: 10000 });
     assert.equal(c.idleTimeoutMs, 0);
     assert.deepEqual(c.shutdown, { timeoutMs: 10000, reconnectJitterMs: 5000 });
-    assert.deepEqual(c.broker, { type: 'memory' });
+    assert.deepEqual(c.broker, { type: 'memory', snapshotIntervalMs: 5000 });
     assert.deepEqual(c.log, { level: 'info' });
     assert.deepEqual(c.metrics, { enabled: true });
     assert.equal(c.tls, undefined);
@@ -236,7 +236,12 @@ describe('environment', () => {
     const env = (e: NodeJS.ProcessEnv) => loadConfig({ env: { SWITCHBOARD_ANONYMOUS: 'true', ...e } }).broker;
     assert.deepEqual(env({ SWITCHBOARD_REDIS_URL: 'redis://127.0.0.1:6379' }), { type: 'redis', url: 'redis://127.0.0.1:6379' });
     assert.deepEqual(env({ SWITCHBOARD_NATS_SERVERS: 'nats://a:4222, nats://b:4222' }), { type: 'nats', servers: ['nats://a:4222', 'nats://b:4222'] });
-    assert.deepEqual(env({ SWITCHBOARD_BROKER: 'memory' }), { type: 'memory' });
+    assert.deepEqual(env({ SWITCHBOARD_BROKER: 'memory' }), { type: 'memory', snapshotIntervalMs: 5000 });
+    const dir = dirname(file('env-snapshot.keep', ''));
+    assert.deepEqual(env({ SWITCHBOARD_SNAPSHOT_FILE: `${dir}/h.sb` }), { type: 'memory', snapshotIntervalMs: 5000, snapshotFile: `${dir}/h.sb` });
+    assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_SNAPSHOT_FILE: `${dir}/h.sb`, SWITCHBOARD_REDIS_URL: 'redis://x' })), [
+      'broker.snapshotFile: unknown key for broker type "redis"',
+    ]);
     assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_BROKER: 'redis' })), ['broker.url: required']);
     assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_BROKER: 'kafka' })), ['broker.type: expected one of "memory", "redis", "nats", got string "kafka"']);
   });
@@ -299,7 +304,7 @@ describe('precedence', () => {
 
   it('replaces the broker when the type changes', () => {
     const f = file('b.json', JSON.stringify({ auth: { anonymous: true }, broker: { type: 'redis', url: 'redis://x' } }));
-    assert.deepEqual(loadConfig({ file: f, env: {}, overrides: { broker: { type: 'memory' } } }).broker, { type: 'memory' });
+    assert.deepEqual(loadConfig({ file: f, env: {}, overrides: { broker: { type: 'memory' } } }).broker, { type: 'memory', snapshotIntervalMs: 5000 });
     assert.deepEqual(loadConfig({ file: f, env: { SWITCHBOARD_REDIS_URL: 'redis://y' } }).broker, { type: 'redis', url: 'redis://y' });
   });
 });
@@ -419,6 +424,17 @@ describe('validation messages', () => {
     assert.deepEqual(failing({ broker: { type: 'nats' } }), ['broker.servers: required']);
     assert.deepEqual(failing({ broker: { url: 'redis://x' } as { type: 'redis'; url: string } }), ['broker.url: unknown key for broker type "memory"']);
     assert.deepEqual(failing({ broker: { type: 'memory', tpye: 'x' } as { type: 'memory' } }), ['broker.tpye: unknown key (did you mean type?)']);
+    assert.deepEqual(failing({ broker: { type: 'redis', url: 'redis://x', snapshotIntervalMs: 5 } }), ['broker.snapshotIntervalMs: unknown key for broker type "redis"']);
+    assert.deepEqual(failing({ broker: { snapshotIntervalMs: -1 } }), ['broker.snapshotIntervalMs: must be at least 0, got -1']);
+    assert.deepEqual(failing({ broker: { snapshotFile: '/nonexistent-dir/h.sb' } }), ['broker.snapshotFile: cannot write in directory "/nonexistent-dir" (ENOENT)']);
+    assert.deepEqual(failing({ broker: { snapshotFile: tmpdir() } }), [`broker.snapshotFile: ${JSON.stringify(tmpdir())} is a directory`]);
+    assert.equal(load({ broker: { snapshotFile: join(tmpdir(), 'h.sb'), snapshotIntervalMs: 0 } }).broker.type, 'memory');
+  });
+
+  it('a relative broker.snapshotFile in a config file is relative to that file', () => {
+    const f = file('snapshot-config.json', JSON.stringify({ auth: { anonymous: true }, broker: { snapshotFile: 'history.sb' } }));
+    const c = loadConfig({ file: f, env: {} });
+    assert.deepEqual(c.broker, { type: 'memory', snapshotIntervalMs: 5000, snapshotFile: join(dirname(f), 'history.sb') });
   });
 
   it('collects every problem into one error', () => {

@@ -1,0 +1,157 @@
+/**
+ * Keeping a MemoryBroker's history across restarts of one process: its
+ * snapshot (see memory-broker.ts) in a file, MessagePack-encoded (binary
+ * publication data survives as bytes).
+ *
+ * The lifecycle that makes a restart lossless:
+ * 1. `open()`: read the file (a missing file is an empty start), restore it,
+ *    and at once write it back as *not final*. A crash from now on leaves a
+ *    non-final file, whose epochs the next start replaces: a snapshot older
+ *    than the last publications never reuses their offsets.
+ * 2. Every `intervalMs`, when the broker changed, a non-final snapshot: after
+ *    a crash the history of up to `intervalMs` is lost, and resuming clients
+ *    are told (`recovered: false`).
+ * 3. `close()`, once nothing publishes any more (after the server drained its
+ *    clients): a final snapshot. The next start keeps its epochs, so clients
+ *    resume with `recovered: true` and miss nothing.
+ *
+ * Writes go to `<path>.tmp`, are flushed to disk, then renamed over `path`:
+ * the file is always a whole snapshot, old or new.
+ */
+import { open as openFile, readFile, rename, unlink } from 'node:fs/promises';
+import { decode, encode } from '@msgpack/msgpack';
+import type { MemoryBroker, MemoryBrokerSnapshot } from './memory-broker.js';
+
+export interface SnapshotFileOptions {
+  /** The file. Its directory must exist. */
+  path: string;
+  /** Save a non-final snapshot this often when the broker changed, in ms. 0: only at `close()`. */
+  intervalMs: number;
+  /** Told about failed periodic saves (the next interval tries again). */
+  onError?: (err: Error) => void;
+}
+
+/** What `open()` found. */
+export interface SnapshotLoad {
+  /** False when there was no file. */
+  found: boolean;
+  /** The file's snapshot was final: epochs kept, clients resume with `recovered: true`. */
+  final: boolean;
+  channels: number;
+  publications: number;
+}
+
+/** The snapshot in `path`, or undefined when there is no such file. Throws on anything unreadable, naming the file. */
+export async function readSnapshotFile(path: string): Promise<unknown> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return decode(bytes);
+  } catch (err) {
+    throw new Error(`${path}: not a snapshot file (${(err as Error).message})`);
+  }
+}
+
+/** Write `snapshot` to `path` atomically (temporary file, fsync, rename). */
+export async function writeSnapshotFile(path: string, snapshot: MemoryBrokerSnapshot): Promise<void> {
+  const bytes = encode(snapshot);
+  const tmp = `${path}.tmp`;
+  const file = await openFile(tmp, 'w', 0o600);
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** A broker's snapshot file: restored by `open()`, saved periodically and by `close()`. */
+export class SnapshotFile {
+  readonly #broker: MemoryBroker;
+  readonly #options: SnapshotFileOptions;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** The broker revision last saved. */
+  #saved = -1;
+  /** The save in progress: saves never overlap, and `close()` waits for it. */
+  #writing: Promise<void> | undefined;
+  #closed = false;
+  /** Restored (or found no file): only then may a save replace the file. */
+  #opened = false;
+
+  constructor(broker: MemoryBroker, options: SnapshotFileOptions) {
+    this.#broker = broker;
+    this.#options = options;
+  }
+
+  /** Restore the file into the broker (before anything is published) and start the periodic saves. */
+  async open(): Promise<SnapshotLoad> {
+    const { path } = this.#options;
+    const snapshot = await readSnapshotFile(path);
+    const load: SnapshotLoad = { found: snapshot !== undefined, final: false, channels: 0, publications: 0 };
+    if (snapshot !== undefined) {
+      try {
+        this.#broker.restore(snapshot);
+      } catch (err) {
+        throw new Error(`${path}: ${(err as Error).message}; move the file away to start with empty history`);
+      }
+      const s = snapshot as MemoryBrokerSnapshot;
+      load.final = s.final;
+      load.channels = s.streams.length;
+      for (const stream of s.streams) load.publications += stream.publications.length;
+    }
+    this.#opened = true;
+    // From now on the file must not claim to be final (see the module comment).
+    await this.#save(false);
+    if (this.#options.intervalMs > 0) {
+      this.#timer = setInterval(() => {
+        if (this.#writing !== undefined || this.#broker.revision === this.#saved) return;
+        this.#save(false).catch((err: Error) => this.#options.onError?.(err));
+      }, this.#options.intervalMs);
+      this.#timer.unref();
+    }
+    return load;
+  }
+
+  /**
+   * Stop the periodic saves and save a final snapshot. Call it when nothing
+   * publishes on the broker any more. Without a successful `open()` it saves
+   * nothing: the file holds history this broker never loaded.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#opened) return;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#writing;
+    await this.#save(true);
+  }
+
+  #save(final: boolean): Promise<void> {
+    const revision = this.#broker.revision;
+    // writeSnapshotFile encodes before its first await: what is published meanwhile is not in this save.
+    const writing = writeSnapshotFile(this.#options.path, this.#broker.snapshot({ final })).then(() => {
+      this.#saved = revision;
+    });
+    const settled: Promise<void> = writing.then(
+      () => this.#settle(settled),
+      () => this.#settle(settled),
+    );
+    this.#writing = settled;
+    return writing;
+  }
+
+  #settle(done: Promise<void>): void {
+    if (this.#writing === done) this.#writing = undefined;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * History across a restart of one server with the in-memory broker and
+ * `broker.snapshotFile`: no shared broker, a new process-worth of state (a
+ * new MemoryBroker), only the file in between. The client SDK is the peer.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import type { SubscribedEvent } from '../../../src/client/index.js';
+import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from '../client/helpers.js';
+
+function snapshotDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-restart-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('in-memory history kept in broker.snapshotFile across a restart', () => {
+  test('graceful restart: the client resumes with recovered:true and gets what was published while it was away, once each, in order', async (t) => {
+    const config = { broker: { snapshotFile: join(snapshotDir(t), 'history.sb'), snapshotIntervalMs: 0 } };
+    const s1 = await startServer(t, { config });
+    const c = createClient(t, s1.url, { token: await signToken('alice') });
+    const got: number[] = [];
+    const events: SubscribedEvent[] = [];
+    const sub = c.subscribe('chat/restart', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => events.push(e) });
+    const subscribed = nextEvent(sub, 'subscribed');
+    await within(c.connect(), 3000, 'connect');
+    await subscribed;
+    for (let i = 1; i <= 3; i++) await s1.server.publish('chat/restart', i);
+    const keyed = await s1.server.publish('chat/restart', 4, { key: 'publish-4' });
+    await until(() => got.length === 4, 3000, 'the first four');
+
+    const disconnected = nextEvent(c, 'disconnected');
+    await s1.close(); // graceful: the final snapshot is written after the clients are gone
+    assert.equal((await disconnected).code, 1001);
+
+    // A new server, new broker, same file and port; publications before the client is back.
+    const s2 = createServer(t, { port: s1.port, config });
+    await s2.server.start();
+    const retried = await s2.server.publish('chat/restart', 4, { key: 'publish-4' });
+    assert.deepEqual([retried.offset, retried.epoch], [keyed.offset, keyed.epoch], 'the idempotency key survived: a retry publishes nothing');
+    for (let i = 5; i <= 6; i++) await s2.server.publish('chat/restart', i);
+    const reconnected = nextEvent(c, 'connected', 5000);
+    await s2.listen();
+    await reconnected;
+    await until(() => got.length >= 6, 3000, 'the two missed ones');
+    await s2.server.publish('chat/restart', 7);
+    await until(() => got.length >= 7, 3000, 'a live one after the resume');
+    await sleep(50);
+    assert.deepEqual(got, [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(
+      events.map((e) => [e.resumed, e.recovered]),
+      [
+        [false, true],
+        [true, true],
+      ],
+    );
+    assert.equal(sub.position?.offset, 7);
+    assert.equal(sub.position?.epoch, keyed.epoch, 'the same epoch across the restart');
+  });
+
+  test('after a crash (the file is a periodic snapshot): resuming clients are told recovered:false; the history is there for everyone', async (t) => {
+    const path = join(snapshotDir(t), 'history.sb');
+    const config = { broker: { snapshotFile: path, snapshotIntervalMs: 20 } };
+    const s1 = await startServer(t, { config });
+    for (let i = 1; i <= 3; i++) await s1.server.publish('chat/crash', i);
+    const c = createClient(t, s1.url, { token: await signToken('bob') });
+    const got: number[] = [];
+    const events: SubscribedEvent[] = [];
+    const sub = c.subscribe('chat/crash', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => events.push(e) });
+    const subscribed = nextEvent(sub, 'subscribed');
+    await within(c.connect(), 3000, 'connect');
+    await subscribed;
+    const position = sub.position!;
+    assert.equal(position.offset, 3);
+
+    // What a crash leaves: the last periodic save. (The process goes on to stop gracefully; its final file is replaced by the crash's.)
+    await sleep(200);
+    const crashed = `${path}.crashed`;
+    copyFileSync(path, crashed);
+    const disconnected = nextEvent(c, 'disconnected');
+    await s1.close();
+    await disconnected;
+    copyFileSync(crashed, path);
+
+    const s2 = createServer(t, { port: s1.port, config });
+    const reconnected = nextEvent(c, 'connected', 5000);
+    const notRecovered = nextEvent(sub, 'subscribed', 5000);
+    await s2.listen();
+    await reconnected;
+    const e = await notRecovered;
+    assert.deepEqual([e.resumed, e.recovered], [true, false]);
+    assert.notEqual(sub.position?.epoch, position.epoch, 'a new epoch: offsets of the old one may have been handed out after the save');
+    const history = await c.history('chat/crash');
+    assert.deepEqual(
+      history.publications.map((p) => p.data),
+      [1, 2, 3],
+    );
+  });
+});
