@@ -4,15 +4,13 @@
  * §9.2.6 "Interpreting an event stream": lines split on CR, LF or CRLF;
  * `field: value` with one leading space removed; `:` starts a comment; a
  * blank line dispatches), and a test client for SSE and long-polling
- * sessions with the same `request`/`next` interface as the WebSocket
- * `RtClient`. Every wait is bounded; every stream, poll loop and session is
- * stopped after the test.
+ * sessions: a `QueueClient` like the WebSocket `RtClient`, with the same
+ * `request`/`next` interface. Every wait is bounded; every stream, poll loop
+ * and session is stopped after the test.
  */
 import type { TestContext } from 'node:test';
-import { WAIT, within } from '../helpers.js';
-import { startServer as startRealtimeServer, type Message, type TestServer } from '../realtime/helpers.js';
+import { QueueClient, startServer as startRealtimeServer, WAIT, Wakeup, within, type Message, type TestServer } from '../realtime/helpers.js';
 
-export { sleep, until, WAIT, within } from '../helpers.js';
 export * from '../realtime/helpers.js';
 
 /** Cleanups that must run before the server closes (t.after hooks run in the order registered). */
@@ -121,7 +119,7 @@ export class SseReader {
   private ended = false;
   private readonly controller: AbortController;
   private inbox: SseEvent[] = [];
-  private waiters: Array<() => void> = [];
+  private readonly wakeup = new Wakeup();
   private buffer = '';
   private data: string[] = [];
   private eventType = '';
@@ -133,7 +131,7 @@ export class SseReader {
     this.controller = controller;
     this.end = this.pump(res).finally(() => {
       this.ended = true;
-      this.wake();
+      this.wakeup.wake();
     });
   }
 
@@ -205,7 +203,7 @@ export class SseReader {
         const event = { id: this.lastEventId, data: this.data.join('\n'), event: this.eventType || 'message' };
         this.events.push(event);
         this.inbox.push(event);
-        this.wake();
+        this.wakeup.wake();
       }
       this.data = [];
       this.eventType = '';
@@ -214,7 +212,7 @@ export class SseReader {
     }
     if (line.startsWith(':')) {
       this.comments.push(line.slice(1).trim());
-      this.wake();
+      this.wakeup.wake();
       return;
     }
     const colon = line.indexOf(':');
@@ -227,25 +225,11 @@ export class SseReader {
     else if (field === 'retry' && /^\d+$/.test(value)) this.retries.push(Number(value));
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
   /** Wait until `predicate()` holds (re-checked on each event, comment and the end). */
   async waitFor(predicate: () => boolean, ms = WAIT, what = 'a condition'): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!predicate()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}; raw stream: ${JSON.stringify(this.raw.slice(-400))}`);
-      if (this.ended) throw new Error(`stream ended while waiting for ${what}; raw stream: ${JSON.stringify(this.raw.slice(-400))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    const tail = (): string => `; raw stream: ${JSON.stringify(this.raw.slice(-400))}`;
+    const ended = (): Error | null => (this.ended ? new Error(`stream ended while waiting for ${what}${tail()}`) : null);
+    await this.wakeup.until(() => (predicate() ? true : undefined), ms, what, ended, tail);
   }
 
   /** Take the next queued event. */
@@ -264,21 +248,15 @@ export class SseReader {
  * or a poll loop, and queued like `RtClient`'s. A `close` message resolves
  * `closed`.
  */
-export class HttpClient {
+export class HttpClient extends QueueClient {
   readonly kind: Kind;
   readonly base: string;
   readonly id: string;
   /** Everything received, in order, with its sequence number. */
   readonly received: Array<{ seq: number; msg: Message }> = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
   stream: SseReader | null = null;
   /** The last sequence number received (the next poll's ack). */
   ack = 0;
-  private resolveClosed!: (v: { code: number; reason: string }) => void;
-  private closeInfo: { code: number; reason: string } | null = null;
-  private inbox: Message[] = [];
-  private waiters: Array<() => void> = [];
-  private nextId = 1;
   private polling = false;
   private pollController: AbortController | null = null;
   private pollLoop: Promise<void> | null = null;
@@ -288,12 +266,10 @@ export class HttpClient {
   failure: Error | null = null;
 
   constructor(kind: Kind, base: string, id: string) {
+    super('the session to close');
     this.kind = kind;
     this.base = base;
     this.id = id;
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
   }
 
   /** Open a session and start receiving (SSE stream or poll loop). Stopped after the test. */
@@ -317,7 +293,7 @@ export class HttpClient {
       this.polling = true;
       this.pollLoop = this.loop().catch((err: unknown) => {
         this.failure = err as Error;
-        this.wake();
+        this.wakeup.wake();
       });
     }
   }
@@ -345,12 +321,12 @@ export class HttpClient {
       } catch {
         return;
       }
-      this.take(Number(event.id), JSON.parse(event.data) as Message);
+      this.receive(Number(event.id), JSON.parse(event.data) as Message);
     }
   }
 
   private async loop(): Promise<void> {
-    while (this.polling && !this.closeInfo) {
+    while (this.polling && !this.isClosed) {
       const controller = new AbortController();
       this.pollController = controller;
       let res: Response;
@@ -360,7 +336,7 @@ export class HttpClient {
         if (res.status === 404) {
           await res.text();
           this.gone = true;
-          this.wake();
+          this.wakeup.wake();
           return;
         }
         if (res.status !== 200) throw new Error(`poll: HTTP ${res.status} ${await res.text()}`);
@@ -369,25 +345,20 @@ export class HttpClient {
         if (!this.polling) return;
         throw err;
       }
-      for (const { id, msg } of body.messages) if (id > this.ack) this.take(id, msg);
+      for (const { id, msg } of body.messages) if (id > this.ack) this.receive(id, msg);
     }
   }
 
-  private take(seq: number, msg: Message): void {
+  private receive(seq: number, msg: Message): void {
     if (seq <= this.ack && this.kind === 'poll') return;
     this.ack = Math.max(this.ack, seq);
     this.received.push({ seq, msg });
-    if (msg.op === 'close') {
-      this.closeInfo = { code: msg.code, reason: msg.reason };
-      this.resolveClosed(this.closeInfo);
-    } else {
-      this.inbox.push(msg);
-    }
-    this.wake();
+    if (msg.op === 'close') this.finish({ code: msg.code, reason: msg.reason });
+    else this.deliver(msg);
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
+  protected override interrupted(what: string): Error | null {
+    return super.interrupted(what) ?? (this.gone ? new Error(`session gone (404) while waiting for ${what}`) : this.failure);
   }
 
   /** POST messages (a batch); the answer's status must be 204. */
@@ -396,51 +367,8 @@ export class HttpClient {
     if (res.status !== 204) throw new Error(`POST messages: HTTP ${res.status} ${res.text}`);
   }
 
-  /** Take the first queued message matching `match`, waiting up to `ms`. */
-  async next(match: (m: Message) => boolean = () => true, ms = WAIT, what = 'a matching message'): Promise<Message> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = this.inbox.findIndex(match);
-      if (i !== -1) return this.inbox.splice(i, 1)[0]!;
-      if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) while waiting for ${what}; got ${JSON.stringify(this.inbox).slice(0, 300)}`);
-      if (this.gone) throw new Error(`session gone (404) while waiting for ${what}`);
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}; got ${JSON.stringify(this.inbox).slice(0, 300)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  nextOp(op: string, ms = WAIT): Promise<Message> {
-    return this.next((m) => m.op === op, ms, `op ${op}`);
-  }
-
-  /** Messages queued and not taken yet. */
-  pending(): Message[] {
-    return [...this.inbox];
-  }
-
-  /** Send a request with a fresh id and take its reply. */
-  async request(op: string, fields: object = {}, ms = WAIT): Promise<Message> {
-    const id = this.nextId++;
-    await this.send({ op, id, ...fields });
-    return this.next((m) => (m.op === 'ok' || m.op === 'error') && m.id === id, ms, `the reply to ${op} #${id}`);
-  }
-
-  async ok(op: string, fields: object = {}, ms = WAIT): Promise<Message> {
-    const reply = await this.request(op, fields, ms);
-    if (reply.op !== 'ok') throw new Error(`${op} failed: ${JSON.stringify(reply)}`);
-    return reply;
-  }
-
-  closeOf(ms = WAIT): Promise<{ code: number; reason: string }> {
-    return within(this.closed, ms, 'the session to close');
+  protected transmit(message: object): Promise<void> {
+    return this.send(message);
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { offsets, range, sleep, SlowHistoryBroker, startRealtime, until, WAIT, type Namespace, type RtClient } from './channels-helpers.js';
+import { offsets, range, sleep, SlowHistoryBroker, startRealtime, until, WAIT, type Namespace, type RtClient } from './helpers.js';
 
 const NAMESPACES: Namespace[] = [
   { prefix: 'chat', history: { size: 1000, ttlMs: 0 } },

@@ -6,7 +6,7 @@
  * one JSON line on stdout with what the server, broker and presence store
  * still hold and the heap before and after. The parent asserts on it.
  */
-import { createRealtime, until, WAIT } from './channels-helpers.js';
+import { createRealtime, until, WAIT } from './helpers-core.js';
 
 const CYCLES = Number(process.env.LEAK_CYCLES ?? 500);
 const WARMUP = 50;
@@ -33,7 +33,7 @@ const rt = await createRealtime([
 const hub = rt.server.hub;
 
 async function cycle(i: number): Promise<void> {
-  const c = await rt.connect(`user${i % 7}`, { claims: { info: { i } } });
+  const c = await rt.connect(`user${i % 7}`, { token: { info: { i } } });
   await c.ok('sub', { channel: `pres/${i}`, presence: true });
   await c.ok('sub', { channel: `leak/${i}` });
   await c.ok('sub', { channel: `leak/${i}/+` });

@@ -5,18 +5,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decode as unpack } from '@msgpack/msgpack';
-import { offsets, range, sleep, startRealtime, type Namespace } from './channels-helpers.js';
+import { offsets, range, sleep, startRealtime, type Namespace } from './helpers.js';
 
 const NAMESPACES: Namespace[] = [
   { prefix: 'chat', history: { size: 100, ttlMs: 0 }, presence: 'full', presenceBatchMs: 10 },
   { prefix: 'live' },
 ];
-const MSGPACK = { protocol: 'switchboard.v1.msgpack' as const };
+const MSGPACK = { protocols: ['switchboard.v1.msgpack'] };
 
 describe('MessagePack', () => {
   test('auth, sub, pub, acks and pushes travel as binary MessagePack maps', async (t) => {
     const rt = await startRealtime(t, NAMESPACES);
-    const p = await rt.connect('p', { ...MSGPACK, claims: { info: { n: 1 } } });
+    const p = await rt.connect('p', { ...MSGPACK, token: { info: { n: 1 } } });
     const s = await rt.connect('s', MSGPACK);
     assert.equal(p.ws.protocol, 'switchboard.v1.msgpack');
     assert.ok(p.clientId.length > 0, 'the auth reply decoded');

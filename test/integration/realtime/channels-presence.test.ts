@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { sleep, startRealtime, until, WAIT, type Namespace, type RtClient } from './channels-helpers.js';
+import { sleep, startRealtime, until, WAIT, type Namespace, type RtClient } from './helpers.js';
 
 const BATCH_MS = 100;
 const NAMESPACES: Namespace[] = [
@@ -19,7 +19,7 @@ const ids = (clients: Array<{ client: string }>) => clients.map((c) => c.client)
 describe('presence: full', () => {
   test('the presence op lists every subscribed client with user and info (from the token)', async (t) => {
     const rt = await startRealtime(t, NAMESPACES);
-    const ann = await rt.connect('ann', { claims: { info: { name: 'Ann', color: 'red' } } });
+    const ann = await rt.connect('ann', { token: { info: { name: 'Ann', color: 'red' } } });
     const bob = await rt.connect('bob');
     const bob2 = await rt.connect('bob'); // a second connection of the same user
     const outsider = await rt.connect('eve');
@@ -58,7 +58,7 @@ describe('presence: full', () => {
     const before = watcher.pushes('join').length;
     assert.equal(before, 1);
 
-    const joiners = await Promise.all(['a', 'b', 'c'].map((u, i) => rt.connect(u, i === 0 ? { claims: { info: 'hi' } } : {})));
+    const joiners = await Promise.all(['a', 'b', 'c'].map((u, i) => rt.connect(u, i === 0 ? { token: { info: 'hi' } } : {})));
     const t0 = Date.now();
     await Promise.all(joiners.map((c) => c.ok('sub', { channel: 'room/lobby' })));
     assert.ok(Date.now() - t0 < BATCH_MS, 'the three subscribes fit in one window (test precondition)');

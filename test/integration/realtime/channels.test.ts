@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { WebSocket as SbWebSocket, type SendCallback } from '../../../src/index.js';
-import { offsets, range, sleep, startRealtime, WAIT, type Namespace } from './channels-helpers.js';
+import { offsets, range, sleep, startRealtime, WAIT, type Namespace } from './helpers.js';
 
 const NAMESPACES: Namespace[] = [
   { prefix: 'chat', history: { size: 100, ttlMs: 0 } },
@@ -101,7 +101,7 @@ describe('channels: subscribe, publish, unsubscribe', () => {
     const rt = await startRealtime(t, NAMESPACES);
     const a = await rt.connect('a');
     const b = await rt.connect('b');
-    const publisher = await rt.connect('p', { claims: { info: { name: 'Pat', tags: ['x'] } } });
+    const publisher = await rt.connect('p', { token: { info: { name: 'Pat', tags: ['x'] } } });
     await a.ok('sub', { channel: 'live/x' });
     await b.ok('sub', { channel: 'live/x' });
 
@@ -133,8 +133,8 @@ describe('channels: subscribe, publish, unsubscribe', () => {
   test('clients offering permessage-deflate get large and small publications intact and in order', async (t) => {
     const rt = await startRealtime(t, NAMESPACES);
     const p = await rt.connect('p');
-    const zipped = await rt.connect('z', { deflate: true });
-    const zipped2 = await rt.connect('z2', { deflate: true });
+    const zipped = await rt.connect('z', { perMessageDeflate: true });
+    const zipped2 = await rt.connect('z2', { perMessageDeflate: true });
     const plain = await rt.connect('plain');
     for (const c of [zipped, zipped2, plain]) await c.ok('sub', { channel: 'chat/z' });
     const big = 'abc'.repeat(2000);

@@ -57,7 +57,7 @@ describe('subprotocols', () => {
     await c.ok('sub', { channel: 'chat/a' });
     await c.ok('pub', { channel: 'chat/a', data: { n: 1 } });
     assert.deepEqual((await c.nextOp('msg')).data, { n: 1 });
-    assert.ok(c.binary.every((b) => b === false), 'a binary frame on the JSON protocol');
+    assert.ok(c.frameBinary.every((b) => b === false), 'a binary frame on the JSON protocol');
   });
 
   test('switchboard.v1.msgpack: binary frames with one MessagePack map each', async (t) => {
@@ -108,7 +108,7 @@ describe('subprotocols', () => {
     c.send({ op: 'auth', id: 1, token: await signToken('alice') });
     const reply = await c.next((m) => m.id === 1);
     assert.equal(reply.op, 'ok');
-    assert.equal(c.binary[0], false);
+    assert.equal(c.frameBinary[0], false);
     const res = await upgrade(base, '/rt');
     assert.equal(res.status, 101);
     assert.equal(res.headers['sec-websocket-protocol'], undefined);

@@ -424,7 +424,7 @@ describe('validation messages', () => {
     assert.deepEqual(failing({ broker: { type: 'nats' } }), ['broker.servers: required']);
     assert.deepEqual(failing({ broker: { url: 'redis://x' } as { type: 'redis'; url: string } }), ['broker.url: unknown key for broker type "memory"']);
     assert.deepEqual(failing({ broker: { type: 'memory', tpye: 'x' } as { type: 'memory' } }), ['broker.tpye: unknown key (did you mean type?)']);
-    assert.deepEqual(failing({ broker: { type: 'redis', url: 'redis://x', snapshotIntervalMs: 5 } }), ['broker.snapshotIntervalMs: unknown key for broker type "redis"']);
+    assert.deepEqual(failing({ broker: { type: 'redis', url: 'redis://x', snapshotIntervalMs: 5 } as { type: 'redis'; url: string } }), ['broker.snapshotIntervalMs: unknown key for broker type "redis"']);
     assert.deepEqual(failing({ broker: { snapshotIntervalMs: -1 } }), ['broker.snapshotIntervalMs: must be at least 0, got -1']);
     assert.deepEqual(failing({ broker: { snapshotFile: '/nonexistent-dir/h.sb' } }), ['broker.snapshotFile: cannot write in directory "/nonexistent-dir" (ENOENT)']);
     assert.deepEqual(failing({ broker: { snapshotFile: tmpdir() } }), [`broker.snapshotFile: ${JSON.stringify(tmpdir())} is a directory`]);
