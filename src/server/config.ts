@@ -18,6 +18,7 @@ import { dirname, extname, isAbsolute, resolve as resolvePath } from 'node:path'
 import { parse as parseYaml } from 'yaml';
 import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../realtime/auth.js';
 import { isValidChannel } from '../realtime/channel.js';
+import { parseProxyEntry } from './client-address.js';
 
 export type { AuthConfig };
 
@@ -118,6 +119,26 @@ export interface FallbacksConfig {
   bufferBytes: number;
 }
 
+/** permessage-deflate on `/rt`; every field is one of the WebSocketServer's `perMessageDeflate` options. */
+export interface CompressionConfig {
+  /** Accept permessage-deflate when the client offers it. Default false. */
+  enabled: boolean;
+  /** Messages smaller than this many bytes (encoded) go uncompressed; they are framed once for every subscriber. Default 1024. */
+  threshold: number;
+  /** zlib level, 0-9 (-1: zlib's default, 6). Default 3. */
+  level: number;
+  /** Never keep our compression context between messages (less memory, lower ratio on similar messages). Default false. */
+  serverNoContextTakeover: boolean;
+  /** Ask clients not to keep theirs, so the server need not keep an inflate context (~40 KB) per connection. Default true. */
+  clientNoContextTakeover: boolean;
+  /** Largest LZ77 window we compress with, 8-15. Default 15. */
+  serverMaxWindowBits: number;
+  /** Release a connection's compression context after this many ms without a message (0: keep it). Default 10000. */
+  idleReleaseMs: number;
+  /** zlib operations running at once across all connections. Default 10. */
+  concurrencyLimit: number;
+}
+
 /** Where publications, history and presence live. Only `memory` is implemented yet. */
 export type BrokerConfig =
   | {
@@ -164,6 +185,20 @@ export interface RealtimeConfig {
    * CSWSH). Use `'*'` only when no ambient credential (cookie) is accepted.
    */
   allowedOrigins: string[];
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed: IP addresses or
+   * CIDR ranges (`10.0.0.0/8`, `::1`). A connection from one of them is
+   * counted (per-IP limits) and logged under the rightmost forwarded
+   * address that is not itself a trusted proxy. Default `[]`: the socket's
+   * peer is the client, whatever the headers say.
+   */
+  trustedProxies: string[];
+  /**
+   * permessage-deflate (RFC 7692) on the WebSocket endpoint. Off by default:
+   * it costs CPU per message and zlib memory per connection (see
+   * docs/configuration.md#compression).
+   */
+  compression: CompressionConfig;
   /** How connections authenticate (see AuthConfig for every field and default). */
   auth: AuthConfig;
   /** Key for the HTTP API (`/api`, as `Authorization: Bearer <key>`), at least 16 characters. Default: none, and `/api` is disabled. */
@@ -233,6 +268,17 @@ export function defaultConfig(): RealtimeConfig {
     port: 8080,
     path: '/rt',
     allowedOrigins: [],
+    trustedProxies: [],
+    compression: {
+      enabled: false,
+      threshold: 1024,
+      level: 3,
+      serverNoContextTakeover: false,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 15,
+      idleReleaseMs: 10000,
+      concurrencyLimit: 10,
+    },
     auth: {
       anonymous: false,
       authTimeoutMs: 5000,
@@ -321,6 +367,8 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_TLS_CERT', key: 'tls.cert', kind: 'string' },
   { name: 'SWITCHBOARD_TLS_KEY', key: 'tls.key', kind: 'string' },
   { name: 'SWITCHBOARD_ALLOWED_ORIGINS', key: 'allowedOrigins', kind: 'list' },
+  { name: 'SWITCHBOARD_TRUSTED_PROXIES', key: 'trustedProxies', kind: 'list' },
+  { name: 'SWITCHBOARD_COMPRESSION', key: 'compression.enabled', kind: 'bool' },
   { name: 'SWITCHBOARD_ANONYMOUS', key: 'auth.anonymous', kind: 'bool' },
   { name: 'SWITCHBOARD_JWT_SECRET', key: 'auth.hmacSecret', kind: 'string' },
   { name: 'SWITCHBOARD_JWT_PUBLIC_KEY', key: 'auth.publicKey', kind: 'pem' },
@@ -560,8 +608,12 @@ export function validateConfig(input: unknown): RealtimeConfig {
 }
 
 const TOP_KEYS = [
-  'host', 'port', 'tls', 'path', 'allowedOrigins', 'auth', 'apiKey', 'namespaces', 'limits',
+  'host', 'port', 'tls', 'path', 'allowedOrigins', 'trustedProxies', 'compression', 'auth', 'apiKey', 'namespaces', 'limits',
   'heartbeat', 'idleTimeoutMs', 'shutdown', 'broker', 'log', 'metrics', 'fallbacks',
+] as const;
+const COMPRESSION_KEYS = [
+  'enabled', 'threshold', 'level', 'serverNoContextTakeover', 'clientNoContextTakeover', 'serverMaxWindowBits',
+  'idleReleaseMs', 'concurrencyLimit',
 ] as const;
 const AUTH_KEYS = [
   'anonymous', 'hmacSecret', 'publicKey', 'jwksFile', 'issuer', 'audience', 'authTimeoutMs',
@@ -603,6 +655,24 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
   }
   if (c.array('allowedOrigins', v['allowedOrigins'])) {
     (v['allowedOrigins'] as unknown[]).forEach((o, i) => checkOrigin(c, `allowedOrigins[${i}]`, o));
+  }
+  if (c.array('trustedProxies', v['trustedProxies'])) {
+    (v['trustedProxies'] as unknown[]).forEach((p, i) => {
+      if (c.string(`trustedProxies[${i}]`, p, { nonEmpty: true }) && parseProxyEntry(p as string) === null) {
+        c.add(`trustedProxies[${i}]`, `expected an IP address or a CIDR range (like "10.0.0.0/8"), got ${JSON.stringify(p)}`);
+      }
+    });
+  }
+  if (c.keys('compression', v['compression'], COMPRESSION_KEYS)) {
+    const z = v['compression'] as Record<string, unknown>;
+    c.bool('compression.enabled', z['enabled']);
+    c.int('compression.threshold', z['threshold'], 0);
+    c.int('compression.level', z['level'], -1, 9);
+    c.bool('compression.serverNoContextTakeover', z['serverNoContextTakeover']);
+    c.bool('compression.clientNoContextTakeover', z['clientNoContextTakeover']);
+    c.int('compression.serverMaxWindowBits', z['serverMaxWindowBits'], 8, 15);
+    c.int('compression.idleReleaseMs', z['idleReleaseMs'], 0);
+    c.int('compression.concurrencyLimit', z['concurrencyLimit'], 1);
   }
   checkAuth(c, v['auth']);
   if (v['apiKey'] !== undefined && c.string('apiKey', v['apiKey'], { secret: true })) {

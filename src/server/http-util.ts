@@ -7,8 +7,3 @@ export function sendText(res: http.ServerResponse, status: number, text: string,
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
-
-/** The client address: the socket's (proxies are not trusted unless configured). */
-export function remoteAddress(req: http.IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
-}

@@ -27,7 +27,8 @@ import { FallbackRouter } from '../fallbacks/router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
-import { HttpError, readJson, remoteAddress, sendJson, sendText } from './http-util.js';
+import { clientAddress, trustedProxyList } from './client-address.js';
+import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
 import { WebSocketTransport } from './websocket-transport.js';
 
@@ -82,6 +83,8 @@ export class RealtimeServer {
   private starting: Promise<void> | null = null;
   private readonly devSecret: Uint8Array | null;
   private readonly apiKey: Buffer | null;
+  /** `trustedProxies` as a matcher (null: none, the socket's peer is the client). */
+  private readonly trustedProxies;
 
   constructor(options: RealtimeServerOptions = {}) {
     this.config = validateConfig(options.config ?? {});
@@ -111,6 +114,7 @@ export class RealtimeServer {
     this.ownsPresence = options.presence === undefined;
     this.authenticator = createAuthenticator(this.config.auth);
     this.tickets = new TicketStore({ ttlMs: this.config.auth.ticketTtlMs });
+    this.trustedProxies = trustedProxyList(this.config.trustedProxies);
     const limits = this.config.limits;
     this.connectionRate = new KeyedRateLimiter(limits.connectionRatePerIp.perSecond, limits.connectionRatePerIp.burst);
     this.hub = new Hub({
@@ -124,8 +128,20 @@ export class RealtimeServer {
       logger: this.logger,
       observer: this.metrics,
     });
+    const z = this.config.compression;
     this.wss = new WebSocketServer({
       noServer: true,
+      perMessageDeflate: z.enabled
+        ? {
+            threshold: z.threshold,
+            level: z.level,
+            serverNoContextTakeover: z.serverNoContextTakeover,
+            clientNoContextTakeover: z.clientNoContextTakeover,
+            serverMaxWindowBits: z.serverMaxWindowBits,
+            idleReleaseMs: z.idleReleaseMs,
+            concurrencyLimit: z.concurrencyLimit,
+          }
+        : false,
       maxPayload: limits.maxMessageSize,
       clientTracking: false,
       heartbeat: this.config.heartbeat.intervalMs > 0 ? { interval: this.config.heartbeat.intervalMs, timeout: this.config.heartbeat.timeoutMs } : undefined,
@@ -281,7 +297,7 @@ export class RealtimeServer {
    * `checkAdmission(ip)` synchronously before it counts the connection.
    */
   private async admit(req: http.IncomingMessage, beforeCredentials?: () => void | Promise<void>): Promise<{ ip: string; identity: Identity | null }> {
-    const ip = remoteAddress(req);
+    const ip = this.clientIp(req);
     if (this.closing) throw new HandshakeError('RT_ERR_SHUTTING_DOWN', 'server shutting down', 503, { 'Retry-After': '5' });
     if (!this.originAllowed(req)) {
       this.logger.warn({ origin: headerValue(req.headers.origin), ip }, 'origin refused');
@@ -306,6 +322,11 @@ export class RealtimeServer {
       }
     }
     return { ip, identity };
+  }
+
+  /** The client's address: the socket's peer, or what a trusted proxy forwarded (see client-address.ts). */
+  private clientIp(req: http.IncomingMessage): string {
+    return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies);
   }
 
   /** The Origin check against cross-site hijacking (`allowedOrigins`; the server's own origin and non-browsers pass). */
@@ -352,7 +373,7 @@ export class RealtimeServer {
     const codec = codecFor(protocol)!;
     const release = this.countConnection(ip);
     this.sockets.add(ws);
-    const session = this.hub.connect(new WebSocketTransport(ws, codec, 1024), identity, ip);
+    const session = this.hub.connect(new WebSocketTransport(ws, codec, this.config.compression.threshold), identity, ip);
     const log = this.logger.child({ conn: session.id });
     ws.on('message', (data, isBinary) => {
       session.receive(isBinary ? (data as Buffer) : (data as Buffer).toString());

@@ -128,11 +128,12 @@ export function api(base: string, path: string, body?: unknown, method?: string)
  * A WebSocket upgrade request by plain `node:http`: the status, headers and
  * body of a refusal, or status 101 (the socket is then destroyed at once).
  */
-export function upgrade(base: string, path: string, headers: Record<string, string> = {}): Promise<HttpResult> {
+export function upgrade(base: string, path: string, headers: Record<string, string> = {}, options: { localAddress?: string } = {}): Promise<HttpResult> {
   return within(
     new Promise<HttpResult>((resolve, reject) => {
       const req = http.request(new URL(path, base), {
         agent: false,
+        localAddress: options.localAddress,
         headers: {
           Connection: 'Upgrade',
           Upgrade: 'websocket',

@@ -158,6 +158,25 @@ describe('connection limits, before the upgrade', () => {
     await a.ok('sub', { channel: 'x/y' });
   });
 
+  test('trustedProxies: behind a trusted proxy, per-IP limits count the forwarded client address; an untrusted peer\'s X-Forwarded-For is ignored', async (t) => {
+    const s = await startServer(t, { config: { limits: { maxConnectionsPerIp: 1 }, trustedProxies: ['127.0.0.1'] } });
+    const via = (client: string) => ({ headers: { 'X-Forwarded-For': `198.51.100.1, ${client}` } });
+    const a = await connectAs(t, s.url, 'a', {}, via('203.0.113.1'));
+    await connectAs(t, s.url, 'b', {}, via('203.0.113.2'));
+    // The same client again (whatever it wrote on the left): its one connection is taken.
+    const again = await upgrade(s.base, '/rt', { 'X-Forwarded-For': '198.51.100.9, 203.0.113.1' });
+    assert.equal(again.status, 429);
+    // The proxy's own connections (no header) count under its address.
+    await connectAs(t, s.url, 'proxy-itself');
+    await a.ok('sub', { channel: 'x/y' });
+
+    // 127.0.0.2 is not trusted: its header is ignored, it counts as itself.
+    const untrusted = { localAddress: '127.0.0.2' };
+    await connectAs(t, s.url, 'c', {}, { ...untrusted, headers: { 'X-Forwarded-For': '203.0.113.3' } });
+    const spoofed = await upgrade(s.base, '/rt', { 'X-Forwarded-For': '203.0.113.4' }, untrusted);
+    assert.equal(spoofed.status, 429, 'a second connection from 127.0.0.2 must be refused whatever its X-Forwarded-For');
+  });
+
   test('connectionRatePerIp holds across the limiter sweep: a busy address gets no fresh burst', async (t) => {
     // 4 per second, bursts of 4: the limiter forgets idle addresses every second.
     const s = await startServer(t, { config: { limits: { connectionRatePerIp: { perSecond: 4, burst: 4 } } } });

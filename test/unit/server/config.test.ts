@@ -431,6 +431,32 @@ describe('validation messages', () => {
     assert.equal(load({ broker: { snapshotFile: join(tmpdir(), 'h.sb'), snapshotIntervalMs: 0 } }).broker.type, 'memory');
   });
 
+  it('trustedProxies and compression', () => {
+    assert.deepEqual(load({ trustedProxies: ['10.0.0.0/8', '::1'] }).trustedProxies, ['10.0.0.0/8', '::1']);
+    assert.deepEqual(failing({ trustedProxies: ['nginx', '10.0.0.0/33'] }), [
+      'trustedProxies[0]: expected an IP address or a CIDR range (like "10.0.0.0/8"), got "nginx"',
+      'trustedProxies[1]: expected an IP address or a CIDR range (like "10.0.0.0/8"), got "10.0.0.0/33"',
+    ]);
+    assert.deepEqual(load({ compression: { enabled: true } }).compression, {
+      enabled: true,
+      threshold: 1024,
+      level: 3,
+      serverNoContextTakeover: false,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 15,
+      idleReleaseMs: 10000,
+      concurrencyLimit: 10,
+    });
+    assert.deepEqual(failing({ compression: { treshold: 1 } as object }), ['compression.treshold: unknown key (did you mean threshold?)']);
+    assert.deepEqual(failing({ compression: { level: 10, serverMaxWindowBits: 7 } }), [
+      'compression.level: must be between -1 and 9, got 10',
+      'compression.serverMaxWindowBits: must be between 8 and 15, got 7',
+    ]);
+    const env = loadConfig({ env: { SWITCHBOARD_ANONYMOUS: 'true', SWITCHBOARD_COMPRESSION: 'on', SWITCHBOARD_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8' } });
+    assert.equal(env.compression.enabled, true);
+    assert.deepEqual(env.trustedProxies, ['127.0.0.1', '10.0.0.0/8']);
+  });
+
   it('a relative broker.snapshotFile in a config file is relative to that file', () => {
     const f = file('snapshot-config.json', JSON.stringify({ auth: { anonymous: true }, broker: { snapshotFile: 'history.sb' } }));
     const c = loadConfig({ file: f, env: {} });
