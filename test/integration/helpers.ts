@@ -13,6 +13,9 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { after, type TestContext } from 'node:test';
 import { WebSocket, WebSocketServer, type ClientOptions, type ServerOptions } from '../../src/index.js';
+import { sleep, until, within } from '../support/wait.js';
+
+export { sleep, until, within };
 
 /** Default bound on every wait, in ms. Generous: loopback events take milliseconds. */
 export const WAIT = 3000;
@@ -21,15 +24,6 @@ const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 export function acceptKey(key: string): string {
   return createHash('sha1').update(key + GUID).digest('base64');
-}
-
-/** Reject with a clear message when `promise` does not settle within `ms`. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -68,20 +62,6 @@ export function collectMessages(ws: WebSocket, n: number, ms = WAIT): Promise<Ar
     }, ms);
     ws.on('message', listener);
   });
-}
-
-/** Resolve after `ms` (for "nothing happens during this time" checks only). */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Poll `predicate` every 10 ms; reject after `ms`. */
-export async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 // ---------------------------------------------------------------------------

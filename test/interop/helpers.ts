@@ -18,14 +18,8 @@ import { fileURLToPath } from 'node:url';
 /** Default bound on every wait, in ms. Loopback events take milliseconds; this is for slow CI machines. */
 export const WAIT = 5000;
 
-/** Reject with a clear message when `promise` does not settle within `ms`. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+export { within } from '../support/wait.js';
+import { within } from '../support/wait.js';
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
