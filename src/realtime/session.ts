@@ -20,7 +20,11 @@ import {
 } from './wire/messages.js';
 import { messagePush } from './hub.js';
 
-/** Live publications buffered for a subscription while its history is being read. */
+/**
+ * Live publications buffered for a subscription while its history is being
+ * read, and the most a resume replays: a client further behind is told
+ * `recovered: false` and reloads, rather than getting a partial replay.
+ */
 const MAX_RECOVERY_BUFFER = 10_000;
 /** Consecutive rate-limited messages after which the connection is closed (4004). */
 const MAX_RATE_LIMITED = 20;
@@ -380,7 +384,9 @@ export class Session {
       if (this.closed) return;
       // An `unsub` came while the history was read: this request still gets its one reply.
       if (this.subscriptions.get(channel) !== sub) throw new RequestError(ErrorCode.NotFound, `unsubscribed from ${channel} before the subscription completed`);
-      const recovered = since ? history.recovered : undefined;
+      let recovered = since ? history.recovered : undefined;
+      // The replay must reach the position: more missed than one replay carries is not recovered.
+      if (since && recovered && (history.publications.at(-1)?.offset ?? since.offset) < history.position.offset) recovered = false;
       this.reply(id, recovered === undefined ? { channel, position: history.position } : { channel, position: history.position, recovered });
       sub.epoch = history.position.epoch;
       sub.lastOffset = since && recovered ? since.offset : history.position.offset;

@@ -12,6 +12,7 @@ const NAMESPACES: Namespace[] = [
   { prefix: 'small', history: { size: 5, ttlMs: 0 } },
   { prefix: 'ttl', history: { size: 100, ttlMs: 150 } },
   { prefix: 'live' }, // no history
+  { prefix: 'big', history: { size: 20_000, ttlMs: 0 } },
 ];
 
 /** Publish `n` messages one after the other; returns the acks. */
@@ -112,6 +113,27 @@ describe('resume', () => {
     const ahead = await s2.ok('sub', { channel: 'chat/n', since: { offset: 99, epoch } });
     assert.equal(ahead.recovered, false);
     assert.deepEqual(ahead.position, { offset: 4, epoch });
+  });
+
+  test('more missed than one replay carries (10 000): recovered: false and no partial replay, then live ones', async (t) => {
+    const rt = await startRealtime(t, NAMESPACES);
+    const first = await rt.server.publish('big/far', 0);
+    for (let i = 1; i <= 10_005; i++) await rt.server.publish('big/far', i);
+    const s = await rt.connect('s');
+    const ok = await s.ok('sub', { channel: 'big/far', since: { offset: first.offset, epoch: first.epoch } });
+    assert.equal(ok.recovered, false);
+    assert.deepEqual(ok.position, { offset: 10_006, epoch: first.epoch });
+    await rt.server.publish('big/far', 'live');
+    await s.waitMessages('big/far', 1);
+    await sleep(20);
+    assert.deepEqual(offsets(s.messages('big/far')), [10_007]);
+
+    // Exactly 10 000 behind is still replayed in full.
+    const s2 = await rt.connect('s2');
+    const ok2 = await s2.ok('sub', { channel: 'big/far', since: { offset: 10_007 - 10_000, epoch: first.epoch } });
+    assert.equal(ok2.recovered, true);
+    const replayed = await s2.waitMessages('big/far', 10_000, 10_000);
+    assert.deepEqual([replayed[0]!.offset, replayed.at(-1)!.offset], [8, 10_007]);
   });
 
   for (let round = 1; round <= 5; round++) {
