@@ -100,7 +100,13 @@ export class WebSocketServer extends EventEmitter {
     if (modes !== 1) {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
-    this.options = { maxPayload: DEFAULT_MAX_PAYLOAD, clientTracking: true, closeTimeout: DEFAULT_CLOSE_TIMEOUT, ...options };
+    // `?? default`, not spread order: an option passed as `undefined` (`{ maxPayload: cli.maxPayload }`) takes its default.
+    this.options = {
+      ...options,
+      maxPayload: options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      clientTracking: options.clientTracking ?? true,
+      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+    };
     this.clients = new Set();
     this.deflateOptions =
       options.perMessageDeflate === true ? {} : options.perMessageDeflate ? options.perMessageDeflate : null;

@@ -53,6 +53,18 @@ test('negotiated when both sides enable it; not when either does not', async (t)
   assert.equal(ws2.extensions, '');
 });
 
+test('options passed as undefined take their defaults (maxPayload: undefined used to crash the process at the first deflate upgrade)', async (t) => {
+  const h = harness(t);
+  const s = await echoServer(h, { maxPayload: undefined, closeTimeout: undefined, clientTracking: undefined });
+  const ws = await h.open(s.url);
+  assert.match(ws.extensions, /^permessage-deflate\b/);
+  const big = compressible(64 * 1024);
+  const echoed = collectMessages(ws, 1);
+  ws.send(big);
+  assert.deepEqual((await echoed)[0]![0], big);
+  assert.equal(s.wss.clients.size, 1, 'clientTracking defaults to true');
+});
+
 test('large compressible messages round trip (text and binary), and go compressed on the wire', async (t) => {
   const h = harness(t);
   const { wss, url } = await echoServer(h);
