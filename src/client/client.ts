@@ -7,10 +7,10 @@
  * Lifecycle (`state` events):
  *
  * ```
- * disconnected --connect()--> connecting --auth ok--> connected
- *   connected --drop, may reconnect--> reconnecting --auth ok--> connected
+ * disconnected/closed --connect()--> connecting --auth ok--> connected
+ *   connected --drop, may reconnect (or the move back to WebSocket)--> reconnecting --auth ok--> connected
  *   connecting/reconnecting --attempt failed--> (backoff) --> same state, next attempt
- *   any --close that says not to reconnect, or maxAttempts--> disconnected
+ *   any --close that says not to reconnect, maxAttempts, getToken() with no token--> disconnected
  *   any --close()--> closed
  * ```
  *
@@ -75,7 +75,13 @@ export interface ClientOptions {
    * Returns a fresh token. Called for every connection attempt after the
    * first (and for the first when `token` is not given), when the server
    * says the token is expiring (`refresh` push), and `refreshBeforeMs` before
-   * the expiry the server announced.
+   * the expiry the server announced. A rejection (or a synchronous throw) is
+   * an `error` event (`RT_CLIENT_TOKEN`) and another try: the attempt fails
+   * and backs off; a refresh is tried again after a pause. It may take at
+   * most `connectTimeoutMs` at connect, `requestTimeoutMs` at refresh (then
+   * it counts as failed and a late answer is ignored). An empty answer (`''`,
+   * null) means "not authorized": the client gives up (`disconnected`, code
+   * 4500, no reconnect) until `connect()` is called again.
    */
   getToken?: () => Promise<string>;
   /** Transports to use, in order of preference. Default `['websocket', 'sse', 'poll']`; those this environment cannot run are skipped. */
@@ -86,7 +92,7 @@ export interface ClientOptions {
   reconnect?: Partial<ReconnectOptions>;
   /** How long a request (`rpc`, `presence`, `history`, one `publish` attempt) waits for its reply, in ms. Default 10000. */
   requestTimeoutMs?: number;
-  /** How long a connection attempt may take (transport open and `auth` answered), in ms. Default 10000. */
+  /** How long a connection attempt may take (`getToken()`, transport open and `auth` answered), in ms. Default 10000. */
   connectTimeoutMs?: number;
   /** How often a publication is sent again after a timeout (same idempotency key) before `publish()` rejects. Default 3. */
   publishRetries?: number;
@@ -245,7 +251,7 @@ interface PendingRequest {
 type Inflight =
   | { kind: 'auth' }
   | { kind: 'sub'; sub: Subscription; since: StreamPosition | undefined }
-  | { kind: 'unsub'; done(): void }
+  | { kind: 'unsub'; sub: Subscription }
   | { kind: 'refresh' }
   | { kind: 'pub'; entry: PendingPublish }
   | { kind: 'request'; entry: PendingRequest };
@@ -294,8 +300,33 @@ function nonNegative(value: number | undefined, fallback: number, name: string):
   return value;
 }
 
-/** Server error codes worth a retry of a publication (same key): rate limited, temporarily unavailable, timeout. */
+/** After a successful WebSocket probe while an rpc is in flight: probe again this much later, in ms. */
+const PROBE_RETRY_MS = 1000;
+
+/** Server error codes worth a retry (of a publication, same key; of a `sub` or `unsub`): rate limited, temporarily unavailable, timeout. */
 const RETRYABLE = new Set([429, 500, 503, 504]);
+
+/**
+ * The longest delay a timer can wait (2^31 - 1 ms, about 24.8 days): browsers
+ * and Node fire a longer one at once, which would turn a long-lived token's
+ * refresh (or `pingTimeoutMs: Infinity`) into a busy loop.
+ */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/** setTimeout with the delay clamped to [0, MAX_TIMER_MS]. */
+function setTimer(fn: () => void, ms: number): ReturnType<typeof setTimeout> {
+  return setTimeout(fn, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
+}
+
+/** `getToken()` answered with no token (empty, null): the application says the user is not authorized. */
+const NO_TOKEN = 'getToken returned no token (not authorized): not reconnecting';
+const noTokenErrors = new WeakSet<ClientError>();
+
+/** What the server has for a channel on the current connection: a `sub` on its way, confirmed, or an `unsub` on its way. */
+interface ServerSubscription {
+  state: 'subscribing' | 'subscribed' | 'unsubscribing';
+  sub: Subscription;
+}
 
 // ---- the client ----------------------------------------------------------------
 
@@ -335,6 +366,8 @@ export class Client extends Emitter<ClientEvents> {
   /** When the preferred transport last failed to open (ms since the epoch; 0: never). */
   #preferredFailedAt = 0;
   #everConnected = false;
+  /** Connected at least once since the last `connect()` (the state of a new attempt: `reconnecting`, else `connecting`). */
+  #connectedSinceConnect = false;
   #attemptSeq = 0;
   #currentToken: string | undefined;
   #clientId: string | null = null;
@@ -347,7 +380,19 @@ export class Client extends Emitter<ClientEvents> {
 
   #nextId = 1;
   readonly #inflight = new Map<RequestId, Inflight>();
+  /** The subscriptions the application wants, by channel. */
   readonly #subscriptions = new Map<string, Subscription>();
+  /**
+   * What the server has on the current connection, by channel. One `sub` or
+   * `unsub` per channel at a time: the next waits for the reply, so a
+   * resubscription never meets the server's 409 and an `unsub` never races
+   * the `sub` it undoes.
+   */
+  readonly #server = new Map<string, ServerSubscription>();
+  /** `unsubscribe()` promises waiting until the server no longer has that subscription. */
+  readonly #unsubWaiters = new Map<Subscription, Array<() => void>>();
+  /** Channels whose `sub`/`unsub` was refused with a retryable code (429, 503, …): retried after a pause. */
+  readonly #channelHolds = new Map<string, { timer: ReturnType<typeof setTimeout> | null; attempts: number }>();
   /** Publications not yet acknowledged, in order (queued or sent). */
   readonly #outbox: PendingPublish[] = [];
   /** rpc/presence/history waiting for a connection or a reply. */
@@ -363,6 +408,12 @@ export class Client extends Emitter<ClientEvents> {
   #probeTimer: ReturnType<typeof setTimeout> | null = null;
   #probe: ClientTransport | null = null;
   #refreshing = false;
+  /** Identifies the `getToken()` call of the refresh under way (a late answer to an abandoned one is dropped). */
+  #refreshSeq = 0;
+  /** Bounds that call by `requestTimeoutMs`. */
+  #refreshWaitTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Refresh failures in a row (the pause before the next try grows like the reconnect backoff). */
+  #refreshFailures = 0;
   /** The server's `closing` hint: reconnect after this many ms (used once). */
   #reconnectHintMs: number | null = null;
   #lastReceivedAt = 0;
@@ -475,8 +526,12 @@ export class Client extends Emitter<ClientEvents> {
   /**
    * Connect (and keep reconnecting). Resolves once connected; rejects with
    * `RT_CLIENT_CONNECT_FAILED` when the client gives up (a close that says
-   * not to reconnect, `maxAttempts`), `RT_CLIENT_CLOSED` after `close()`,
-   * `RT_CLIENT_NO_TRANSPORT` when no transport can run here.
+   * not to reconnect, `maxAttempts`, `getToken()` with no token),
+   * `RT_CLIENT_CLOSED` after `close()`, `RT_CLIENT_NO_TRANSPORT` when no
+   * transport can run here. After giving up or `close()` it may be called
+   * again (also from a `disconnected` or `state` listener): it starts over
+   * in `connecting`, with the backoff reset, and restores the subscriptions
+   * from their positions.
    */
   connect(): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
@@ -489,11 +544,13 @@ export class Client extends Emitter<ClientEvents> {
     const promise = this.#newConnectPromise();
     this.#backoff.reset();
     this.#failuresBeforeOpen = 0;
+    this.#connectedSinceConnect = false;
     if (this.#network && !this.#unsubscribeNetwork) {
       this.#unsubscribeNetwork = this.#network.subscribe(this.#onOnline, this.#onOffline);
     }
-    this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
-    this.#startAttempt();
+    this.#setState('connecting');
+    // A 'state' listener may have called close().
+    if ((this.#state as ClientState) === 'connecting') this.#startAttempt();
     return promise;
   }
 
@@ -519,17 +576,20 @@ export class Client extends Emitter<ClientEvents> {
     this.#attemptSeq++;
     this.#clearConnectionTimers();
     this.#clearReconnectTimer();
+    this.#waitingForOnline = false;
+    this.#reconnectHintMs = null;
     this.#closeProbe();
     const transport = this.#transport;
     this.#transport = null;
     transport?.close(1000, 'client closed');
     const err = new ClientError('RT_CLIENT_CLOSED', 'the client was closed');
-    this.#rejectAll(err);
     this.#afterTransportGone();
     this.#unsubscribeNetwork?.();
     this.#unsubscribeNetwork = null;
-    this.#setState('closed');
+    // Settle everything before the events: a listener that calls connect() starts afresh.
+    this.#rejectAll(err);
     this.#settleConnect(err);
+    this.#setState('closed');
     if (wasConnected) this.emit('disconnected', { code: 1000, reason: 'closed by the client', meaning: closeMeaning(1000), willReconnect: false });
   }
 
@@ -542,18 +602,55 @@ export class Client extends Emitter<ClientEvents> {
     else resolve?.();
   }
 
-  async #resolveToken(): Promise<string | undefined> {
+  #resolveToken(): Promise<string | undefined> {
     // A given token serves the first attempt; getToken serves every later one (the token may have expired).
     if (this.#getToken && (this.#currentToken !== undefined || this.#token === undefined || this.#everConnected)) {
-      return this.#getToken();
+      return this.#callGetToken();
     }
-    return this.#token;
+    return Promise.resolve(this.#token);
+  }
+
+  /**
+   * Call `getToken()`: a synchronous throw, a rejection or a non-promise
+   * result are all handled. Rejects with `RT_CLIENT_TOKEN`; an empty result
+   * rejects with an error in `noTokenErrors` (the application says: not
+   * authorized).
+   */
+  #callGetToken(): Promise<string> {
+    const getToken = this.#getToken!;
+    return new Promise<unknown>((resolve) => resolve(getToken())).then(
+      (token) => {
+        if (typeof token === 'string' && token.length > 0) return token;
+        const err = new ClientError('RT_CLIENT_TOKEN', NO_TOKEN);
+        noTokenErrors.add(err);
+        throw err;
+      },
+      (err: unknown) => {
+        throw new ClientError('RT_CLIENT_TOKEN', `getToken failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      },
+    );
   }
 
   #startAttempt(): void {
     this.#clearReconnectTimer();
     this.#waitingForOnline = false;
     const seq = ++this.#attemptSeq;
+    // One bound on the whole attempt: getToken(), the transport opening, the auth reply.
+    if (this.#connectTimer) clearTimeout(this.#connectTimer);
+    const timeoutMs = this.#options.connectTimeoutMs;
+    this.#connectTimer = setTimer(() => {
+      this.#connectTimer = null;
+      if (this.#transport) {
+        this.#dropTransport(1006, `not connected within ${timeoutMs} ms`);
+        return;
+      }
+      if (seq !== this.#attemptSeq) return;
+      const abandoned = ++this.#attemptSeq; // a late token is not used
+      const error = new ClientError('RT_CLIENT_TOKEN', `getToken did not answer within ${timeoutMs} ms`);
+      this.emit('error', error);
+      if (abandoned !== this.#attemptSeq) return; // an 'error' listener closed or restarted the client
+      this.#attemptFailed(1006, error.message, false);
+    }, timeoutMs);
     this.#resolveToken().then(
       (token) => {
         if (seq !== this.#attemptSeq) return;
@@ -562,9 +659,11 @@ export class Client extends Emitter<ClientEvents> {
       },
       (err: unknown) => {
         if (seq !== this.#attemptSeq) return;
-        const error = new ClientError('RT_CLIENT_TOKEN', `getToken failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        const error = err as ClientError;
         this.emit('error', error);
-        this.#attemptFailed(1006, error.message, false);
+        if (seq !== this.#attemptSeq) return; // an 'error' listener closed or restarted the client
+        if (noTokenErrors.has(error)) this.#giveUp(4500, error.message);
+        else this.#attemptFailed(1006, error.message, false);
       },
     );
   }
@@ -588,10 +687,6 @@ export class Client extends Emitter<ClientEvents> {
     this.#transport = transport;
     this.#transportOpened = false;
     this.#authError = null;
-    this.#connectTimer = setTimeout(() => {
-      this.#connectTimer = null;
-      this.#dropTransport(1006, `not connected within ${this.#options.connectTimeoutMs} ms`);
-    }, this.#options.connectTimeoutMs);
     transport.open();
   }
 
@@ -634,6 +729,7 @@ export class Client extends Emitter<ClientEvents> {
     this.#user = user;
     this.#failuresBeforeOpen = 0;
     this.#everConnected = true;
+    this.#connectedSinceConnect = true;
     this.#setState('connected');
     this.#lastReceivedAt = Date.now();
     this.#lastPingAt = 0;
@@ -641,16 +737,17 @@ export class Client extends Emitter<ClientEvents> {
     this.#selfPingFor = -1;
     this.#armDeadLink();
     const { resetAfterMs } = this.#backoff.options;
-    this.#stableTimer = setTimeout(() => {
+    this.#stableTimer = setTimer(() => {
       this.#stableTimer = null;
       this.#backoff.reset();
     }, resetAfterMs);
+    this.#refreshFailures = 0;
     if (expiresIn !== null) this.#scheduleRefresh(expiresIn);
-    this.emit('connected', { transport: transport.name, client: clientId, user, url: this.url });
     this.#settleConnect();
-    if (this.#transport !== transport) return; // a listener closed the client
+    this.emit('connected', { transport: transport.name, client: clientId, user, url: this.url });
+    if (this.#transport !== transport || this.#state !== 'connected') return; // a listener closed the client
     // Subscriptions first, then what waited: the order the application made them in.
-    for (const sub of this.#subscriptions.values()) if (sub.active) this.#sendSubscribe(sub);
+    for (const channel of [...this.#subscriptions.keys()]) this.#reconcile(channel);
     for (const entry of this.#outbox) if (!entry.sent) this.#sendPublish(entry);
     for (const request of this.#requests) if (!request.sent) this.#sendRequest(request);
     if (this.#transportIndex !== 0 && this.#transports[0] === 'websocket') this.#scheduleProbe(this.#options.upgradeProbeDelayMs);
@@ -665,7 +762,10 @@ export class Client extends Emitter<ClientEvents> {
     this.#closeProbe();
     this.#afterTransportGone();
     if (this.#authError !== null && reason === '') reason = this.#authError;
-    this.#attemptFailed(code, reason, !opened, transport.name, wasConnected);
+    // Blocked counts like refused: a transport that opened but never carried the auth exchange
+    // (our connect timeout, or the connection lost, 1006; or the server's 4001: our auth never reached it).
+    const blocked = !opened || (!wasConnected && (code === 1006 || code === 4001));
+    this.#attemptFailed(code, reason, blocked, transport.name, wasConnected);
   }
 
   /**
@@ -673,9 +773,13 @@ export class Client extends Emitter<ClientEvents> {
    * (fallback), the URL (failover) and whether and when to try again.
    */
   #attemptFailed(code: number, reason: string, failedBeforeOpen: boolean, transportName?: TransportName, wasConnected = false): void {
+    // An 'error' listener may have closed the client already.
+    if (this.#state === 'closed' || this.#state === 'disconnected') return;
+    this.#clearConnectionTimers();
     this.#lastFailure = { code, reason };
     // Fallback: a transport that fails `fallbackAfter` times in a row before it opens is given up for the next one.
-    if (failedBeforeOpen && transportName !== undefined) {
+    // Attempts that fail while the device is offline say nothing about the transport.
+    if (failedBeforeOpen && transportName !== undefined && this.#network?.isOnline() !== false) {
       if (this.#transportIndex === 0) this.#preferredFailedAt = Date.now();
       this.#failuresBeforeOpen++;
       if (this.#failuresBeforeOpen >= this.#options.fallbackAfter && this.#transports.length > 1) {
@@ -703,15 +807,31 @@ export class Client extends Emitter<ClientEvents> {
     this.#scheduleReconnect();
   }
 
+  /**
+   * Stop for good (until `connect()`): a close that says not to reconnect,
+   * `maxAttempts`, or getToken() with no token. Pending work is rejected and
+   * `connect()` settled before the events, so a listener may call
+   * `connect()` again at once.
+   */
   #giveUp(code: number, reason: string): void {
+    this.#attemptSeq++;
     this.#clearReconnectTimer();
+    this.#clearConnectionTimers();
+    this.#waitingForOnline = false;
+    this.#reconnectHintMs = null;
+    this.#closeProbe();
+    const transport = this.#transport;
+    this.#transport = null;
+    if (transport) {
+      transport.close(1000, reason);
+      this.#afterTransportGone();
+    }
     this.#unsubscribeNetwork?.();
     this.#unsubscribeNetwork = null;
-    this.#setState('disconnected');
-    const err = new ClientError('RT_CLIENT_DISCONNECTED', `disconnected: ${code} ${reason || closeMeaning(code)}`, { closeCode: code });
-    this.#rejectAll(err);
-    this.emit('disconnected', { code, reason, meaning: closeMeaning(code), willReconnect: false });
+    this.#rejectAll(new ClientError('RT_CLIENT_DISCONNECTED', `disconnected: ${code} ${reason || closeMeaning(code)}`, { closeCode: code }));
     this.#settleConnect(new ClientError('RT_CLIENT_CONNECT_FAILED', `connection failed: ${code} ${reason || closeMeaning(code)}`, { closeCode: code }));
+    this.#setState('disconnected');
+    this.emit('disconnected', { code, reason, meaning: closeMeaning(code), willReconnect: false });
   }
 
   #scheduleReconnect(): void {
@@ -720,7 +840,8 @@ export class Client extends Emitter<ClientEvents> {
       delay = this.#reconnectHintMs;
       this.#reconnectHintMs = null;
     }
-    this.#setState(this.#everConnected ? 'reconnecting' : 'connecting');
+    this.#setState(this.#connectedSinceConnect ? 'reconnecting' : 'connecting');
+    if (this.#state !== 'connecting' && this.#state !== 'reconnecting') return; // a 'state' listener closed the client
     if (this.#network && !this.#network.isOnline()) {
       // Offline: no attempt can succeed; the `online` event starts the next one.
       this.#waitingForOnline = true;
@@ -739,7 +860,7 @@ export class Client extends Emitter<ClientEvents> {
       reason: this.#lastFailure.reason,
     });
     if (this.#state !== 'connecting' && this.#state !== 'reconnecting') return;
-    this.#reconnectTimer = setTimeout(() => {
+    this.#reconnectTimer = setTimer(() => {
       this.#reconnectTimer = null;
       this.#startAttempt();
     }, delay);
@@ -764,6 +885,11 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#reconnectTimer) {
       this.#clearReconnectTimer();
       this.#waitingForOnline = true;
+    } else if (this.#transport && this.#state === 'connected') {
+      // The connection may live on half-open until the dead-link timeout (a browser
+      // keeps a WebSocket whose network is gone): drop it now, and let `online`
+      // reconnect and resume at once, as centrifuge-js and engine.io do.
+      this.#dropTransport(1006, 'the network went offline');
     }
   };
 
@@ -777,21 +903,26 @@ export class Client extends Emitter<ClientEvents> {
 
   /** Timers that belong to one connection. */
   #clearConnectionTimers(): void {
-    for (const timer of [this.#connectTimer, this.#stableTimer, this.#deadLinkTimer, this.#refreshTimer, this.#probeTimer]) {
+    for (const timer of [this.#connectTimer, this.#stableTimer, this.#deadLinkTimer, this.#refreshTimer, this.#refreshWaitTimer, this.#probeTimer]) {
       if (timer) clearTimeout(timer);
     }
-    this.#connectTimer = this.#stableTimer = this.#deadLinkTimer = this.#refreshTimer = this.#probeTimer = null;
+    this.#connectTimer = this.#stableTimer = this.#deadLinkTimer = this.#refreshTimer = this.#refreshWaitTimer = this.#probeTimer = null;
   }
 
   /** The connection is gone: settle or park what was in flight on it. */
   #afterTransportGone(): void {
     this.#clientId = null;
     this.#user = null;
-    const inflight = [...this.#inflight.values()];
     this.#inflight.clear();
-    for (const item of inflight) {
-      if (item.kind === 'unsub') item.done();
-    }
+    // A refresh under way belongs to the old connection (the next one asks getToken itself).
+    this.#refreshing = false;
+    this.#refreshSeq++;
+    // The server has nothing of ours any more: unsubscribe() promises resolve, retries start over.
+    this.#server.clear();
+    for (const waiters of this.#unsubWaiters.values()) for (const resolve of waiters) resolve();
+    this.#unsubWaiters.clear();
+    for (const hold of this.#channelHolds.values()) if (hold.timer) clearTimeout(hold.timer);
+    this.#channelHolds.clear();
     for (const sub of this.#subscriptions.values()) sub.markPending();
     // Publications go again after the reconnect, with the same key.
     for (const entry of this.#outbox) {
@@ -828,12 +959,18 @@ export class Client extends Emitter<ClientEvents> {
 
   #scheduleProbe(delay: number): void {
     if (this.#probeTimer) clearTimeout(this.#probeTimer);
-    this.#probeTimer = setTimeout(() => {
+    this.#probeTimer = setTimer(() => {
       this.#probeTimer = null;
       this.#runProbe();
     }, delay);
   }
 
+  /**
+   * Probe WebSocket while on a fallback: open a socket and send `ping`. Only
+   * a `pong` counts (the server answers it before any auth): a proxy that
+   * lets the upgrade through but not the frames fails the probe, as it
+   * would fail the connection.
+   */
   #runProbe(): void {
     if (this.#state !== 'connected' || this.#transportIndex === 0) return;
     let timer: ReturnType<typeof setTimeout> | null = null;
@@ -848,24 +985,36 @@ export class Client extends Emitter<ClientEvents> {
         if (this.#state === 'connected') this.#scheduleProbe(this.#options.upgradeIntervalMs);
         return;
       }
-      // WebSocket gets through now: move over (subscriptions resume from their positions).
       if (this.#state !== 'connected' || !this.#transport) return;
+      // An rpc in flight would be lost by the switch (it is not sent again): try again shortly.
+      for (const request of this.#requests) {
+        if (request.kind === 'rpc' && request.sent) {
+          this.#scheduleProbe(PROBE_RETRY_MS);
+          return;
+        }
+      }
+      // WebSocket gets through now: move over (subscriptions resume from their positions).
       this.#switchTransport(0, 'WebSocket is reachable again');
       const old = this.#transport;
       this.#transport = null;
-      old.close(1000, 'switching to websocket');
+      const reason = 'switching to websocket';
+      old.close(1000, reason);
       this.#clearConnectionTimers();
       this.#afterTransportGone();
+      this.emit('disconnected', { code: 1000, reason, meaning: closeMeaning(1000), willReconnect: true });
+      if (this.#state !== 'connected') return; // a listener closed the client
       this.#setState('reconnecting');
-      this.#startAttempt();
+      if ((this.#state as ClientState) === 'reconnecting') this.#startAttempt();
     };
     probe = FACTORIES.websocket(this.#context(this.url), {
-      onOpen: () => finish(true),
-      onMessage: () => {},
+      onOpen: () => probe.send({ op: 'ping' }),
+      onMessage: (message) => {
+        if (message.op === 'pong') finish(true);
+      },
       onClose: () => finish(false),
     });
     this.#probe = probe;
-    timer = setTimeout(() => finish(false), this.#options.connectTimeoutMs);
+    timer = setTimer(() => finish(false), this.#options.connectTimeoutMs);
     probe.open();
   }
 
@@ -904,7 +1053,7 @@ export class Client extends Emitter<ClientEvents> {
     const deadline = this.#lastReceivedAt + this.deadLinkTimeoutMs;
     const ping = this.#selfPingDue();
     const at = ping !== null && ping < deadline ? ping : deadline;
-    this.#deadLinkTimer = setTimeout(this.#checkDeadLink, Math.max(0, at - now));
+    this.#deadLinkTimer = setTimer(this.#checkDeadLink, at - now);
   }
 
   // One timer per connection, re-armed when it fires: a message costs a Date.now(), not a timer.
@@ -933,23 +1082,50 @@ export class Client extends Emitter<ClientEvents> {
     if (!this.#getToken || !(expiresIn >= 0)) return;
     const before = this.#options.refreshBeforeMs;
     const delay = expiresIn > before ? expiresIn - before : expiresIn / 2;
-    this.#refreshTimer = setTimeout(() => {
-      this.#refreshTimer = null;
-      this.#refresh();
-    }, delay);
+    this.#armRefreshAt(Date.now() + delay);
   }
 
-  /** Get a new token and send `refresh` (on the server's push, or before the expiry). */
+  /** Refresh at `at` (ms since the epoch), also when that is further away than a timer can wait. */
+  #armRefreshAt(at: number): void {
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = setTimer(() => {
+      this.#refreshTimer = null;
+      if (Date.now() < at) this.#armRefreshAt(at);
+      else this.#refresh();
+    }, at - Date.now());
+  }
+
+  /**
+   * Get a new token and send `refresh` (on the server's push, or before the
+   * expiry). getToken() is bounded by `requestTimeoutMs`; a failure (or the
+   * server refusing the token) is an `error` event and another try after a
+   * pause that grows like the reconnect backoff, while the token lasts (at
+   * its expiry the server closes with 4002 and the reconnect asks
+   * getToken() again). No token at all (an empty answer) ends the
+   * connection for good, as at connect.
+   */
   #refresh(): void {
     if (!this.#getToken) {
       this.emit('error', new ClientError('RT_CLIENT_TOKEN', 'the server asked for a new token, but there is no getToken option: the connection closes with 4002 at expiry'));
       return;
     }
-    if (this.#refreshing) return;
+    if (this.#refreshing || this.#state !== 'connected') return;
     this.#refreshing = true;
     const transport = this.#transport;
-    this.#getToken().then(
+    const seq = ++this.#refreshSeq;
+    const timeoutMs = this.#options.requestTimeoutMs;
+    if (this.#refreshWaitTimer) clearTimeout(this.#refreshWaitTimer);
+    this.#refreshWaitTimer = setTimer(() => {
+      this.#refreshWaitTimer = null;
+      if (seq !== this.#refreshSeq) return;
+      this.#refreshSeq++; // a late token is not used
+      this.#refreshFailed(new ClientError('RT_CLIENT_TOKEN', `getToken did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    this.#callGetToken().then(
       (token) => {
+        if (seq !== this.#refreshSeq) return;
+        if (this.#refreshWaitTimer) clearTimeout(this.#refreshWaitTimer);
+        this.#refreshWaitTimer = null;
         this.#refreshing = false;
         this.#currentToken = token;
         if (this.#transport !== transport || this.#state !== 'connected') return; // the next connection authenticates with it
@@ -958,10 +1134,27 @@ export class Client extends Emitter<ClientEvents> {
         this.#send({ op: 'refresh', id, token });
       },
       (err: unknown) => {
-        this.#refreshing = false;
-        this.emit('error', new ClientError('RT_CLIENT_TOKEN', `getToken failed: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
+        if (seq !== this.#refreshSeq) return;
+        if (this.#refreshWaitTimer) clearTimeout(this.#refreshWaitTimer);
+        this.#refreshWaitTimer = null;
+        const error = err as ClientError;
+        if (noTokenErrors.has(error)) {
+          this.#refreshing = false;
+          this.emit('error', error);
+          if (this.#transport === transport && this.#state === 'connected') this.#giveUp(4500, error.message);
+          return;
+        }
+        this.#refreshFailed(error);
       },
     );
+  }
+
+  #refreshFailed(error: ClientError): void {
+    this.#refreshing = false;
+    this.emit('error', error);
+    if (this.#state !== 'connected') return;
+    this.#refreshFailures++;
+    this.#armRefreshAt(Date.now() + this.#backoff.baseDelay(this.#refreshFailures));
   }
 
   // ---- incoming --------------------------------------------------------------------------
@@ -979,9 +1172,12 @@ export class Client extends Emitter<ClientEvents> {
         return;
       case 'msg': {
         const { op: _op, ...pub } = message;
+        // A snapshot: listeners may subscribe or unsubscribe while it is delivered.
+        const subs = [...this.#subscriptions.values()];
         const exact = this.#subscriptions.get(pub.channel);
-        if (exact) exact.deliver(pub);
-        for (const sub of this.#subscriptions.values()) {
+        // A gap: subscribe again from the last position (the server replays what is missing, or says recovered: false).
+        if (exact && exact.deliver(pub) === 'gap') this.#reconcile(exact.channel);
+        for (const sub of subs) {
           if (sub.isPattern && sub.matches(pub.channel)) sub.deliver(pub);
         }
         return;
@@ -1055,28 +1251,59 @@ export class Client extends Emitter<ClientEvents> {
         return;
       case 'sub': {
         const sub = item.sub;
-        if (this.#subscriptions.get(sub.channel) !== sub) {
-          // Unsubscribed while the request was on its way: undo it on the server.
-          if (!error) this.#sendUnsubscribe(sub.channel);
-          return;
-        }
+        const channel = sub.channel;
+        const wanted = this.#subscriptions.get(channel) === sub;
         if (error) {
-          this.#subscriptions.delete(sub.channel);
-          sub.failed(error);
-          this.emit('error', error);
+          this.#server.delete(channel);
+          this.#releaseUnsubscribe(sub);
+          if (wanted && RETRYABLE.has(error.serverCode ?? 0)) {
+            // Rate limited or unavailable: not a refusal. Try again after a pause.
+            this.emit('error', error);
+            this.#holdChannel(channel);
+          } else if (wanted) {
+            this.#subscriptions.delete(channel);
+            this.#dropHold(channel);
+            sub.failed(error);
+            this.emit('error', error);
+          }
+          this.#reconcile(channel);
           return;
         }
-        const event = sub.confirmed(ok as { position?: StreamPosition; recovered?: boolean }, item.since);
-        this.emit('subscribed', event);
-        if (event.resumed) this.emit('recovered', event);
+        this.#server.set(channel, { state: 'subscribed', sub });
+        this.#dropHold(channel);
+        if (wanted) {
+          const event = sub.confirmed(ok as { position?: StreamPosition; recovered?: boolean }, item.since);
+          this.emit('subscribed', event);
+          if (event.resumed) this.emit('recovered', event);
+        }
+        // Unsubscribed while the `sub` was on its way (or by a listener just now): undo it on the server.
+        this.#reconcile(channel);
         return;
       }
-      case 'unsub':
-        item.done();
+      case 'unsub': {
+        const sub = item.sub;
+        const channel = sub.channel;
+        if (error && RETRYABLE.has(error.serverCode ?? 0)) {
+          // The server still has it: try again after a pause.
+          this.#server.set(channel, { state: 'subscribed', sub });
+          this.#holdChannel(channel);
+          return;
+        }
+        // ok, or an error that means it is gone (404: not subscribed).
+        this.#server.delete(channel);
+        this.#dropHold(channel);
+        this.#releaseUnsubscribe(sub);
+        this.#reconcile(channel);
         return;
+      }
       case 'refresh':
-        if (error) this.emit('error', error);
-        else if (typeof ok.expiresIn === 'number') this.#scheduleRefresh(ok.expiresIn);
+        if (error) {
+          // The server kept the old token (invalid or another user's): try again later.
+          this.#refreshFailed(error);
+          return;
+        }
+        this.#refreshFailures = 0;
+        if (typeof ok.expiresIn === 'number') this.#scheduleRefresh(ok.expiresIn);
         return;
       case 'pub':
         this.#onPublishReply(item.entry, ok, error);
@@ -1104,7 +1331,8 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#subscriptions.has(channel)) throw new ClientError('RT_CLIENT_ALREADY_SUBSCRIBED', `already subscribed to ${channel}`);
     const sub = new Subscription(channel, options, (s) => this.#unsubscribe(s));
     this.#subscriptions.set(channel, sub);
-    if (this.#state === 'connected') this.#sendSubscribe(sub);
+    // Sent now, or once what the server is doing for this channel (an `unsub`, a `sub`) is answered.
+    this.#reconcile(channel);
     return sub;
   }
 
@@ -1113,31 +1341,82 @@ export class Client extends Emitter<ClientEvents> {
     return this.#subscriptions.get(channel);
   }
 
+  /**
+   * Bring the server's subscription to `channel` in line with what the
+   * application wants, one request at a time per channel: nothing while a
+   * `sub`/`unsub` is on its way (its reply calls this again) or a retry
+   * pause runs; `sub` when the server has nothing and a subscription is
+   * wanted; `unsub` when the server has a subscription that is no longer
+   * wanted, or one that saw a gap (then `sub` from its position follows).
+   */
+  #reconcile(channel: string): void {
+    if (this.#state !== 'connected') return;
+    if (this.#channelHolds.get(channel)?.timer) return;
+    const server = this.#server.get(channel);
+    const wanted = this.#subscriptions.get(channel);
+    if (server === undefined) {
+      if (wanted && wanted.state === 'pending') this.#sendSubscribe(wanted);
+      return;
+    }
+    if (server.state !== 'subscribed') return;
+    if (server.sub !== wanted || server.sub.needsResync) this.#sendUnsubscribe(server.sub);
+  }
+
   #sendSubscribe(sub: Subscription): void {
     const id = this.#nextId++;
     const since = sub.resumeFrom();
     this.#inflight.set(id, { kind: 'sub', sub, since });
+    this.#server.set(sub.channel, { state: 'subscribing', sub });
     const message: ClientMessage = { op: 'sub', id, channel: sub.channel };
     if (since) message.since = since;
     if (sub.presence) message.presence = true;
     this.#send(message);
   }
 
-  #unsubscribe(sub: Subscription): Promise<void> {
-    if (this.#subscriptions.get(sub.channel) !== sub) return Promise.resolve();
-    this.#subscriptions.delete(sub.channel);
-    if (this.#state !== 'connected') return Promise.resolve();
-    // A `sub` still on its way is undone when its `ok` arrives (see #onReply).
-    for (const item of this.#inflight.values()) if (item.kind === 'sub' && item.sub === sub) return Promise.resolve();
-    return this.#sendUnsubscribe(sub.channel);
+  #sendUnsubscribe(sub: Subscription): void {
+    const id = this.#nextId++;
+    this.#inflight.set(id, { kind: 'unsub', sub });
+    this.#server.set(sub.channel, { state: 'unsubscribing', sub });
+    this.#send({ op: 'unsub', id, channel: sub.channel });
   }
 
-  #sendUnsubscribe(channel: string): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const id = this.#nextId++;
-      this.#inflight.set(id, { kind: 'unsub', done: resolve });
-      this.#send({ op: 'unsub', id, channel });
+  /** `sub.unsubscribe()`: resolves once the server no longer has it (at once when it has nothing of it). */
+  #unsubscribe(sub: Subscription): Promise<void> {
+    if (this.#subscriptions.get(sub.channel) === sub) this.#subscriptions.delete(sub.channel);
+    if (this.#state !== 'connected' || this.#server.get(sub.channel)?.sub !== sub) return Promise.resolve();
+    const done = new Promise<void>((resolve) => {
+      const waiters = this.#unsubWaiters.get(sub);
+      if (waiters) waiters.push(resolve);
+      else this.#unsubWaiters.set(sub, [resolve]);
     });
+    this.#reconcile(sub.channel);
+    return done;
+  }
+
+  #releaseUnsubscribe(sub: Subscription): void {
+    const waiters = this.#unsubWaiters.get(sub);
+    if (!waiters) return;
+    this.#unsubWaiters.delete(sub);
+    for (const resolve of waiters) resolve();
+  }
+
+  /** A retryable refusal on `channel`: its next `sub`/`unsub` waits for a pause that grows with each refusal in a row. */
+  #holdChannel(channel: string): void {
+    const hold = this.#channelHolds.get(channel) ?? { timer: null, attempts: 0 };
+    this.#channelHolds.set(channel, hold);
+    hold.attempts++;
+    if (hold.timer) clearTimeout(hold.timer);
+    hold.timer = setTimer(() => {
+      hold.timer = null;
+      this.#reconcile(channel);
+    }, this.#backoff.baseDelay(hold.attempts));
+  }
+
+  #dropHold(channel: string): void {
+    const hold = this.#channelHolds.get(channel);
+    if (!hold) return;
+    if (hold.timer) clearTimeout(hold.timer);
+    this.#channelHolds.delete(channel);
   }
 
   // ---- publish ---------------------------------------------------------------------------
@@ -1190,7 +1469,7 @@ export class Client extends Emitter<ClientEvents> {
     if (entry.volatile) message.volatile = true;
     this.#send(message);
     if (entry.timer) clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => {
+    entry.timer = setTimer(() => {
       entry.timer = null;
       // The reply to this id may still come (it is kept in #inflight); a retry has a new id and the same key.
       this.#retryPublish(entry, new ClientError('RT_CLIENT_TIMEOUT', `no ack for the publication to ${entry.channel} within ${this.#options.requestTimeoutMs} ms`));
@@ -1220,7 +1499,7 @@ export class Client extends Emitter<ClientEvents> {
         // Rate limited or unavailable: retry (same key) after a pause that grows like the reconnect backoff.
         if (entry.timer) clearTimeout(entry.timer);
         entry.sent = false;
-        entry.timer = setTimeout(() => {
+        entry.timer = setTimer(() => {
           entry.timer = null;
           this.#retryPublish(entry, error);
         }, this.#backoff.baseDelay(entry.retries + 1));
@@ -1283,7 +1562,7 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#state === 'closed') return Promise.reject(new ClientError('RT_CLIENT_CLOSED', 'the client is closed'));
     return new Promise<OkReply>((resolve, reject) => {
       const request: PendingRequest = { kind, op, fields, sent: false, id: null, timer: null, resolve, reject };
-      request.timer = setTimeout(() => {
+      request.timer = setTimer(() => {
         request.timer = null;
         const sent = request.sent;
         this.#settleRequest(request);

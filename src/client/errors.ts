@@ -9,8 +9,8 @@
  * | `RT_CLIENT_TIMEOUT` | no reply within `requestTimeoutMs` (for `publish`: after `publishRetries` retries) |
  * | `RT_CLIENT_SERVER_ERROR` | the server answered `error`; `serverCode` holds its code (403, 404, 429, …) |
  * | `RT_CLIENT_ALREADY_SUBSCRIBED` | `subscribe()` twice to the same channel on one client |
- * | `RT_CLIENT_CONNECT_FAILED` | `connect()` ended without a connection (a close that says not to reconnect, or `maxAttempts`) |
- * | `RT_CLIENT_TOKEN` | `getToken()` failed, or the server asked for a new token and there is no `getToken` |
+ * | `RT_CLIENT_CONNECT_FAILED` | `connect()` ended without a connection (a close that says not to reconnect, `maxAttempts`, or `getToken()` with no token) |
+ * | `RT_CLIENT_TOKEN` | `getToken()` failed, did not answer in time, or answered no token; the server refused a refreshed token; or the server asked for a new token and there is no `getToken` |
  * | `RT_CLIENT_BAD_MESSAGE` | the server sent something that is not a protocol message |
  * | `RT_CLIENT_NO_TRANSPORT` | none of the configured transports can run here (no WebSocket, EventSource or fetch) |
  * | `RT_CLIENT_INVALID_ARGUMENT` | a bad option or argument |

@@ -33,6 +33,8 @@ export {
 export {
   Subscription,
   isNewPublication,
+  MAX_GAPS_IN_A_ROW,
+  type DeliveryResult,
   type PresenceCounts,
   type SubscribeOptions,
   type SubscribedEvent,

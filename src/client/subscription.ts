@@ -5,6 +5,18 @@
  * position, and drops what it delivered already, so the application sees
  * each publication once and in order (docs/protocol.md, "Offsets, epochs
  * and resume").
+ *
+ * A channel subscription takes publications only while it is confirmed on
+ * the current connection: before the server's `ok`, a publication of the
+ * channel can only have come through a pattern subscription of the same
+ * connection (the server sends a channel subscription's own publications
+ * after its `ok`), and taking it would move the position past publications
+ * the resubscription is about to replay. A publication that does not follow
+ * the last one (an offset gap in the same epoch, or another epoch) is not
+ * delivered: the subscription goes back to `pending` and the client
+ * resubscribes from the last position (the broker contract: offsets grow by
+ * exactly one per publication within an epoch; gaps are refilled from
+ * history).
  */
 import { isPattern, matchesPattern } from '../realtime/channel.js';
 import type { ClientInfo, Publication, StreamPosition } from '../realtime/wire/messages.js';
@@ -74,12 +86,29 @@ export interface SubscribeOptions {
 }
 
 /**
- * - `pending`: waiting for the server's confirmation (also while disconnected);
+ * - `pending`: waiting for the server's confirmation (also while disconnected,
+ *   and while it is redone after a gap);
  * - `subscribed`: confirmed on the current connection;
  * - `unsubscribed`: `unsubscribe()` was called;
  * - `failed`: the server refused it (permissions, invalid name, limit).
  */
 export type SubscriptionState = 'pending' | 'subscribed' | 'unsubscribed' | 'failed';
+
+/**
+ * What became of a publication handed to a subscription: `delivered` to the
+ * application; `duplicate` (seen already); `gap` (it does not follow the
+ * last one: the subscription must be resynchronized); `ignored` (the
+ * subscription is not taking publications now).
+ */
+export type DeliveryResult = 'delivered' | 'duplicate' | 'gap' | 'ignored';
+
+/**
+ * Resyncs after gaps with no publication in order between them, after which
+ * a subscription stops checking for gaps until the next connection: a server
+ * that does not keep offsets contiguous would otherwise make it unsubscribe
+ * and subscribe for ever.
+ */
+export const MAX_GAPS_IN_A_ROW = 3;
 
 /** Pattern subscriptions track this many concrete channels for dedupe; past it the map starts over. */
 const MAX_TRACKED_CHANNELS = 10000;
@@ -111,6 +140,12 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   readonly #unsubscribe: (sub: Subscription) => Promise<void>;
   /** Confirmed at least once (a later confirmation is a resubscription). */
   #everSubscribed = false;
+  /** A gap was seen: the client must unsubscribe and subscribe again from the position. */
+  #resync = false;
+  /** Gaps since the last publication delivered in order. */
+  #gapsInARow = 0;
+  /** Cleared after MAX_GAPS_IN_A_ROW gaps in a row, until the next connection. */
+  #checkGaps = true;
 
   /** @internal Created by `Client#subscribe`. */
   constructor(channel: string, options: SubscribeOptions, unsubscribe: (sub: Subscription) => Promise<void>) {
@@ -138,12 +173,21 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     return this.#position ? { ...this.#position } : null;
   }
 
-  /** Stop receiving. Resolves when the server confirmed (at once when not connected). */
+  /**
+   * Stop receiving (at once: nothing more is delivered). Resolves when the
+   * server no longer has the subscription: its `unsub` was answered (also
+   * when it had to wait for the reply to a `sub` still on its way), at once
+   * when not connected, or when the connection drops. The channel may be
+   * subscribed again right away (`client.subscribe()`); the client sends
+   * that `sub` after the `unsub` is answered.
+   */
   unsubscribe(): Promise<void> {
     if (this.#state === 'unsubscribed' || this.#state === 'failed') return Promise.resolve();
     this.#state = 'unsubscribed';
+    // The client first: an 'unsubscribed' listener may subscribe to the channel again.
+    const done = this.#unsubscribe(this);
     this.#emit('unsubscribed', { channel: this.channel });
-    return this.#unsubscribe(this);
+    return done;
   }
 
   /** Whether this subscription receives publications of `channel`. */
@@ -166,6 +210,14 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** @internal The connection dropped: back to pending (resubscribed on reconnect). */
   markPending(): void {
     if (this.#state === 'subscribed') this.#state = 'pending';
+    this.#resync = false;
+    this.#gapsInARow = 0;
+    this.#checkGaps = true;
+  }
+
+  /** @internal Whether a gap was seen and the server's subscription must be redone from the position. */
+  get needsResync(): boolean {
+    return this.#resync;
   }
 
   /**
@@ -187,6 +239,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       if (reply.position) this.#position = { ...reply.position };
     }
     this.#everSubscribed = true;
+    this.#resync = false;
     this.#state = 'subscribed';
     const event: SubscribedEvent = { channel: this.channel, recovered, resumed, position: this.position };
     this.#emit('subscribed', event);
@@ -202,23 +255,46 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.#call(this.#options.onError, error);
   }
 
-  /** @internal A publication for this subscription: delivered unless seen already. Returns whether it was delivered. */
-  deliver(pub: Publication): boolean {
-    if (!this.active) return false;
+  /**
+   * @internal A publication for this subscription. Patterns: delivered unless
+   * seen already (per concrete channel; patterns cannot resume, so a gap is
+   * not theirs to fill). Channels: only while confirmed on this connection;
+   * a repeat is dropped; one that does not follow the last position (an
+   * offset gap, another epoch) is not delivered and puts the subscription
+   * back to `pending` with `needsResync` set, for the client to subscribe
+   * again from the position.
+   */
+  deliver(pub: Publication): DeliveryResult {
     if (this.#positions) {
+      if (!this.active) return 'ignored';
       const last = this.#positions.get(pub.channel);
-      if (!isNewPublication(last, pub)) return false;
+      if (!isNewPublication(last, pub)) return 'duplicate';
       if (!pub.volatile) {
         if (last === undefined && this.#positions.size >= MAX_TRACKED_CHANNELS) this.#positions.clear();
         this.#positions.set(pub.channel, { offset: pub.offset, epoch: pub.epoch });
       }
     } else {
-      if (!isNewPublication(this.#position, pub)) return false;
+      if (this.#state !== 'subscribed') return 'ignored';
+      const last = this.#position;
+      if (!pub.volatile && last) {
+        if (pub.epoch === last.epoch && pub.offset <= last.offset) return 'duplicate';
+        if (pub.epoch === last.epoch && pub.offset === last.offset + 1) this.#gapsInARow = 0;
+        else if (this.#checkGaps) {
+          if (++this.#gapsInARow > MAX_GAPS_IN_A_ROW) {
+            // Resyncing does not help: take the publications as they come (repeats are still dropped).
+            this.#checkGaps = false;
+          } else {
+            this.#state = 'pending';
+            this.#resync = true;
+            return 'gap';
+          }
+        }
+      }
       if (!pub.volatile) this.#position = { offset: pub.offset, epoch: pub.epoch };
     }
     this.#emit('message', pub);
     this.#call(this.#options.onMessage, pub);
-    return true;
+    return 'delivered';
   }
 
   /** @internal Presence events. */

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { ClientError, type ClientState, type DisconnectedEvent, type Publication, type ReconnectingEvent } from '../../../src/client/index.js';
+import { WebSocket } from '../../../src/index.js';
 import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** A shared broker and presence store that outlive the servers of one test (closed after it). */
@@ -354,5 +355,91 @@ describe('client SDK against the realtime server', () => {
     await assert.rejects(c.rpc('x'), (err: ClientError) => err.code === 'RT_CLIENT_CLOSED');
     await sleep(50);
     assert.equal(s.server.hub.sessions.size, 0);
+  });
+});
+
+describe('client SDK edge cases against the realtime server', () => {
+  test('unsubscribe and subscribe again while the first sub is still being set up: subscribed once, no 409', async (t) => {
+    const s = await startServer(t);
+    const c = createClient(t, s.url, { token: await signToken('alice') });
+    const errors: ClientError[] = [];
+    c.on('error', (e) => errors.push(e));
+    await within(c.connect(), 3000, 'connect');
+    const first = c.subscribe('chat/again');
+    const unsubscribed = first.unsubscribe(); // the server is still reading the history for the first sub
+    const got: unknown[] = [];
+    const second = c.subscribe('chat/again', { onMessage: (p) => got.push(p.data) });
+    const subscribed = nextEvent(second, 'subscribed');
+    await within(unsubscribed, 3000, 'the first unsubscribed');
+    await subscribed;
+    assert.equal(second.state, 'subscribed');
+    await until(() => s.server.hub.channelStats().some((x) => x.channel === 'chat/again' && x.subscribers === 1), 3000, 'one subscription on the server');
+    await s.server.publish('chat/again', 'hello');
+    await until(() => got.length === 1, 3000, 'the publication');
+    await sleep(50);
+    assert.deepEqual(got, ['hello']);
+    assert.deepEqual(errors, []);
+  });
+
+  test('a resume further behind than the server replays (more than 10 000 missed): recovered:false, then live ones, nothing partial', async (t) => {
+    const namespaces = [{ prefix: 'big', history: { size: 20000, ttlMs: 0 } }];
+    const s = await startServer(t, { config: { namespaces } });
+    const first = await s.server.publish('big/feed', 0);
+    for (let i = 1; i <= 10005; i++) await s.server.publish('big/feed', i);
+    const c = createClient(t, s.url, { token: await signToken('alice') });
+    const got: number[] = [];
+    const events: Array<[boolean, boolean]> = [];
+    const sub = c.subscribe('big/feed', {
+      since: { offset: first.offset, epoch: first.epoch },
+      onMessage: (p) => got.push(p.offset),
+      onSubscribed: (e) => events.push([e.resumed, e.recovered]),
+    });
+    const subscribed = nextEvent(sub, 'subscribed');
+    await within(c.connect(), 3000, 'connect');
+    await subscribed;
+    assert.deepEqual(events, [[true, false]]);
+    assert.deepEqual(sub.position, { offset: 10006, epoch: first.epoch });
+    await s.server.publish('big/feed', 'live');
+    await until(() => got.length >= 1, 3000, 'the live one');
+    await sleep(50);
+    assert.deepEqual(got, [10007]);
+  });
+
+  test('WebSocket blocked: the client falls back to long-polling, probes WebSocket (ping/pong through the real server) and moves back, resuming', async (t) => {
+    const s = await startServer(t);
+    let blocked = true;
+    // A WebSocket that cannot get through while `blocked` (the connection is refused).
+    class MaybeBlockedWebSocket extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(blocked ? 'ws://127.0.0.1:1/rt' : url, protocols);
+      }
+    }
+    const c = createClient(t, s.url, {
+      token: await signToken('alice'),
+      WebSocket: MaybeBlockedWebSocket as never,
+      transports: ['websocket', 'poll'],
+      upgradeProbeDelayMs: 50,
+      upgradeIntervalMs: 100,
+    });
+    const switches: string[] = [];
+    c.on('transport', (e) => switches.push(`${e.from}>${e.to}`));
+    const got: unknown[] = [];
+    const sub = c.subscribe('chat/fb', { onMessage: (p) => got.push(p.data) });
+    const subscribed = nextEvent(sub, 'subscribed');
+    await within(c.connect(), 3000, 'connect over a fallback');
+    assert.equal(c.transport, 'poll');
+    await subscribed;
+    await s.server.publish('chat/fb', 1);
+    await until(() => got.length === 1, 3000, 'a publication over long-polling');
+    const back = nextEvent(c, 'connected', 3000);
+    blocked = false;
+    const connected = await back;
+    assert.equal(connected.transport, 'websocket');
+    assert.deepEqual(switches, ['websocket>poll', 'poll>websocket']);
+    await s.server.publish('chat/fb', 2);
+    await until(() => got.length === 2, 3000, 'a publication over WebSocket');
+    await sleep(50);
+    assert.deepEqual(got, [1, 2]);
+    await until(() => s.server.hub.sessions.size === 1, 3000, 'the long-polling session ended');
   });
 });

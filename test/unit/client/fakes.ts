@@ -5,12 +5,24 @@
  * `mock.timers` (setTimeout and Date) so backoff, timeouts and dead-link
  * detection run on a fake clock.
  */
+import type { TestContext } from 'node:test';
 import { Client, type ClientOptions, type NetworkMonitor } from '../../../src/client/index.js';
 import type { FetchInit, ResponseLike } from '../../../src/client/transports/transport.js';
 
 export type Msg = Record<string, any>;
 
 /** Let pending promise callbacks run (setImmediate is not mocked). */
+/** Fake setTimeout and Date for the test (from t = 1 000 000 ms); `tick` advances them and lets promises settle. */
+export function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+  return {
+    async tick(ms: number) {
+      t.mock.timers.tick(ms);
+      await flush();
+    },
+  };
+}
+
 export function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -322,6 +334,57 @@ export function fakeFetch(auto?: (call: FetchCall) => { status: number; body?: u
     /** Every message the client POSTed to the session, in order. */
     posted(): Msg[] {
       return calls.filter((c) => c.method === 'POST' && /\/session\/[^/]+$/.test(c.url)).flatMap((c) => c.body as Msg[]);
+    },
+  };
+}
+
+// ---- promises and timers ---------------------------------------------------------
+
+/** Follow a promise's outcome without awaiting it. */
+export function track<T>(p: Promise<T>): { value?: T; error?: Error & { code?: string; closeCode?: number; serverCode?: number }; settled: boolean } {
+  const out: { value?: T; error?: Error & { code?: string }; settled: boolean } = { settled: false };
+  p.then(
+    (v) => Object.assign(out, { value: v, settled: true }),
+    (e) => Object.assign(out, { error: e, settled: true }),
+  );
+  return out;
+}
+
+/**
+ * Count the timers that are set and neither fired nor cleared: wraps the
+ * global setTimeout/clearTimeout (call it after `mock.timers.enable`, and
+ * `restore()` before the test ends, so the mock's own reset finds its
+ * functions in place).
+ */
+export function trackTimers(): { readonly pending: number; restore(): void } {
+  const realSet = globalThis.setTimeout;
+  const realClear = globalThis.clearTimeout;
+  const live = new Set<unknown>();
+  const set = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const id: unknown = realSet(
+      (...a: unknown[]) => {
+        live.delete(id);
+        fn(...a);
+      },
+      ms,
+      ...args,
+    );
+    live.add(id);
+    return id;
+  }) as unknown as typeof setTimeout;
+  const clear = ((id: unknown) => {
+    live.delete(id);
+    realClear(id as Parameters<typeof clearTimeout>[0]);
+  }) as typeof clearTimeout;
+  globalThis.setTimeout = set;
+  globalThis.clearTimeout = clear;
+  return {
+    get pending() {
+      return live.size;
+    },
+    restore() {
+      if (globalThis.setTimeout === set) globalThis.setTimeout = realSet;
+      if (globalThis.clearTimeout === clear) globalThis.clearTimeout = realClear;
     },
   };
 }

@@ -3,19 +3,9 @@
  * (server push, before expiry, on reconnect), on a fake clock.
  */
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import type { DisconnectedEvent } from '../../../src/client/index.js';
-import { accept, acceptAuth, flush, makeClient } from './fakes.js';
-
-function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-  return {
-    async tick(ms: number) {
-      t.mock.timers.tick(ms);
-      await flush();
-    },
-  };
-}
+import { fakeClock, accept, acceptAuth, flush, makeClient } from './fakes.js';
 
 describe('dead-link detection', () => {
   test('nothing received for pingTimeoutMs (no ping seen yet): the client drops the connection and reconnects', async (t) => {

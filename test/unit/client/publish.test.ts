@@ -5,29 +5,9 @@
  * when the connection drops.
  */
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import type { ClientError, PublishResult } from '../../../src/client/index.js';
-import { accept, flush, makeClient, type Msg } from './fakes.js';
-
-function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-  return {
-    async tick(ms: number) {
-      t.mock.timers.tick(ms);
-      await flush();
-    },
-  };
-}
-
-/** Track a promise's outcome without awaiting it. */
-function track<T>(p: Promise<T>): { value?: T; error?: ClientError; settled: boolean } {
-  const out: { value?: T; error?: ClientError; settled: boolean } = { settled: false };
-  p.then(
-    (v) => Object.assign(out, { value: v, settled: true }),
-    (e) => Object.assign(out, { error: e, settled: true }),
-  );
-  return out;
-}
+import { fakeClock, accept, flush, makeClient, type Msg, track } from './fakes.js';
 
 const FAST = { minDelayMs: 100, maxDelayMs: 100, jitter: 0 };
 

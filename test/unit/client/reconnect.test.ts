@@ -5,21 +5,11 @@
  * `closing` hint, the connect timeout, and the events and states on the way.
  */
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { browserNetworkMonitor, type ClientState, type DisconnectedEvent, type ReconnectingEvent } from '../../../src/client/index.js';
-import { accept, acceptAuth, FakeNetwork, flush, makeClient } from './fakes.js';
+import { fakeClock, accept, acceptAuth, FakeNetwork, flush, makeClient } from './fakes.js';
 
 const NO_JITTER = { minDelayMs: 500, maxDelayMs: 30000, factor: 2, jitter: 0 };
-
-function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-  return {
-    async tick(ms: number) {
-      t.mock.timers.tick(ms);
-      await flush();
-    },
-  };
-}
 
 describe('reconnect with backoff', () => {
   test('a drop reconnects after 500, 1000, 2000 ms (no jitter); each attempt is a new socket at the exact time', async (t) => {
@@ -337,16 +327,29 @@ describe('online / offline', () => {
     h.client.close();
   });
 
-  test('online while connected changes nothing', async (t) => {
+  test('offline while connected drops the connection (it may be half-open) and waits; online reconnects at once', async (t) => {
     const clock = fakeClock(t);
     const network = new FakeNetwork();
-    const h = makeClient('ws://rt.test/rt', { network });
+    const h = makeClient('ws://rt.test/rt', { network, reconnect: NO_JITTER });
+    const disconnects: DisconnectedEvent[] = [];
+    h.client.on('disconnected', (e) => disconnects.push(e));
     h.client.connect();
     await accept(h);
+    const first = h.WS.last;
     network.goOffline();
+    await flush();
+    assert.equal(first.readyState, 3, 'the socket was closed');
+    assert.equal(h.client.state, 'reconnecting');
+    assert.deepEqual(
+      disconnects.map((e) => [e.code, e.reason, e.willReconnect]),
+      [[1006, 'the network went offline', true]],
+    );
+    await clock.tick(60000);
+    assert.equal(h.WS.instances.length, 1, 'no attempt while offline');
     network.goOnline();
-    await clock.tick(1000);
-    assert.equal(h.WS.instances.length, 1);
+    await clock.tick(0);
+    assert.equal(h.WS.instances.length, 2, 'an attempt right after online');
+    await accept(h);
     assert.equal(h.client.state, 'connected');
     h.client.close();
   });

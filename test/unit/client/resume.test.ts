@@ -6,19 +6,9 @@
  * events.
  */
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { isNewPublication, type ClientError, type SubscribedEvent } from '../../../src/client/index.js';
-import { accept, acceptSubs, flush, makeClient, type FakeWebSocket } from './fakes.js';
-
-function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-  return {
-    async tick(ms: number) {
-      t.mock.timers.tick(ms);
-      await flush();
-    },
-  };
-}
+import { fakeClock, accept, acceptSubs, flush, makeClient, type FakeWebSocket } from './fakes.js';
 
 const FAST = { minDelayMs: 100, maxDelayMs: 100, jitter: 0 };
 
@@ -199,12 +189,19 @@ describe('resume', () => {
     const b = h.client.subscribe('chat/b');
     const bGot: unknown[] = [];
     b.on('message', (p) => bGot.push(p));
-    await b.unsubscribe(); // the sub is on its way
-    assert.equal(ws1.sentOps('unsub').length, 1);
+    let bDone = false;
+    void b.unsubscribe().then(() => (bDone = true)); // the sub is on its way
+    await flush();
+    assert.equal(ws1.sentOps('unsub').length, 1, 'no unsub before the sub is answered');
+    assert.equal(bDone, false, 'unsubscribe() resolves once the server no longer has it');
     acceptSubs(ws1);
-    assert.equal(ws1.sentOps('unsub').at(-1)!.channel, 'chat/b', 'undone after its ok');
+    const undo = ws1.sentOps('unsub').at(-1)!;
+    assert.equal(undo.channel, 'chat/b', 'undone after its ok');
     msg(ws1, 'chat/b', 1);
     assert.deepEqual(bGot, []);
+    ws1.receive({ op: 'ok', id: undo.id, channel: 'chat/b' });
+    await flush();
+    assert.equal(bDone, true);
 
     // A subscription can be made again after unsubscribing.
     h.client.subscribe('chat/a');

@@ -7,21 +7,11 @@
  * SSE → poll) and the way back to WebSocket.
  */
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { Client, type ClientOptions, type DisconnectedEvent } from '../../../src/client/index.js';
 import { closeCodeForStatus } from '../../../src/client/transports/http-session.js';
 import { httpEndpoint, webSocketUrl } from '../../../src/client/transports/transport.js';
-import { fakeEventSourceClass, fakeFetch, fakeWebSocketClass, flush, type FetchCall, type Msg } from './fakes.js';
-
-function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
-  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-  return {
-    async tick(ms: number) {
-      t.mock.timers.tick(ms);
-      await flush();
-    },
-  };
-}
+import { fakeClock, FakeNetwork, fakeEventSourceClass, fakeFetch, fakeWebSocketClass, flush, type FetchCall, type Msg } from './fakes.js';
 
 /** Answers session creation with 201 and message POSTs with 204 (auto). */
 function autoServer(call: FetchCall): { status: number; body?: unknown } | undefined {
@@ -324,6 +314,33 @@ describe('fallback and the way back to WebSocket', () => {
     return { client, WS, ES, http, switches };
   }
 
+  test('attempts that fail while the device is offline do not count toward falling back', async (t) => {
+    const clock = fakeClock(t);
+    const network = new FakeNetwork();
+    const { client, WS, switches } = fallbackClient({ network });
+    client.connect();
+    await flush();
+    network.online = false; // the attempt was under way when the network went
+    for (let i = 0; i < 3; i++) {
+      WS.last.drop(1006);
+      await flush();
+      network.goOnline(); // retries at once
+      network.online = false;
+      await clock.tick(0);
+      await flush();
+    }
+    assert.equal(WS.instances.length, 4, 'every attempt went over WebSocket');
+    assert.deepEqual(switches, []);
+    // Online, two failures do move on.
+    network.online = true;
+    WS.last.drop(1006);
+    await clock.tick(100);
+    WS.last.drop(1006);
+    await flush();
+    assert.deepEqual(switches, [['websocket', 'sse']]);
+    client.close();
+  });
+
   test('WebSocket failing twice before it opens: the client moves to SSE, then to poll, then back around', async (t) => {
     const clock = fakeClock(t);
     const { client, WS, ES, http, switches } = fallbackClient();
@@ -392,8 +409,12 @@ describe('fallback and the way back to WebSocket', () => {
     assert.equal(WS.instances.length, 3);
     await clock.tick(1);
     assert.equal(WS.instances.length, 4);
-    // This one opens: the probe is closed, the SSE session ends, a real WebSocket connection follows.
+    // This one opens and answers the probe's ping: the probe is closed, the SSE session ends, a real WebSocket connection follows.
     WS.last.open();
+    await flush();
+    assert.deepEqual(WS.last.sent, [{ op: 'ping' }], 'the probe asks for a pong (no auth)');
+    assert.equal(client.transport, 'sse', 'an open socket is not enough: frames must pass');
+    WS.last.receive({ op: 'pong' });
     await flush();
     assert.equal(WS.instances[3]!.closedWith?.code, 1000);
     assert.deepEqual(switches.at(-1), ['sse', 'websocket']);
@@ -455,6 +476,96 @@ describe('fallback and the way back to WebSocket', () => {
     assert.equal(WS.instances.length, 2);
     WS.last.open();
     await again;
+    client.close();
+  });
+
+  test('a WebSocket that opens but never carries the auth exchange (a proxy that passes the upgrade, not the frames) counts as blocked', async (t) => {
+    const clock = fakeClock(t);
+    const { client, WS, ES, switches } = fallbackClient({ transports: ['websocket', 'sse'], token: 'tok', connectTimeoutMs: 3000 });
+    client.connect();
+    for (let i = 0; i < 2; i++) {
+      await flush();
+      WS.last.open(); // the handshake passes; the auth reply never comes
+      await clock.tick(3000);
+      await clock.tick(100);
+    }
+    assert.deepEqual(switches, [['websocket', 'sse']]);
+    assert.equal(ES.instances.length, 1);
+    client.close();
+  });
+
+  test('the probe needs a pong: an open socket that carries nothing is not enough; after connectTimeoutMs the probe is dropped', async (t) => {
+    const clock = fakeClock(t);
+    const { client, WS, ES, switches } = fallbackClient({
+      transports: ['websocket', 'sse'],
+      upgradeProbeDelayMs: 5000,
+      upgradeIntervalMs: 60000,
+      connectTimeoutMs: 3000,
+      pingTimeoutMs: 3600_000,
+    });
+    client.connect();
+    await flush();
+    WS.last.drop(1006);
+    await clock.tick(100);
+    WS.last.drop(1006);
+    await clock.tick(100);
+    ES.last.open();
+    await flush();
+    await clock.tick(5000);
+    const probe = WS.last;
+    probe.open();
+    await flush();
+    assert.deepEqual(probe.sent, [{ op: 'ping' }]);
+    const closedWith = (): { code?: number } | null => probe.closedWith;
+    await clock.tick(2999);
+    assert.equal(closedWith(), null);
+    await clock.tick(1);
+    assert.equal(closedWith()?.code, 1000, 'no pong in time: the probe failed');
+    assert.equal(client.transport, 'sse');
+    assert.deepEqual(switches, [['websocket', 'sse']]);
+    await clock.tick(60000);
+    assert.equal(WS.instances.length, 4, 'probed again upgradeIntervalMs later');
+    client.close();
+  });
+
+  test('the move back to WebSocket: disconnected (1000, willReconnect) then reconnecting; an rpc in flight delays it', async (t) => {
+    const clock = fakeClock(t);
+    const { client, WS, ES, http } = fallbackClient({
+      transports: ['websocket', 'sse'],
+      upgradeProbeDelayMs: 5000,
+      pingTimeoutMs: 3600_000,
+      requestTimeoutMs: 60000,
+    });
+    const events: Array<string> = [];
+    client.on('disconnected', (e) => events.push(`disconnected ${e.code} ${e.willReconnect}`));
+    client.on('state', (s) => events.push(s));
+    client.connect();
+    await flush();
+    WS.last.drop(1006);
+    await clock.tick(100);
+    WS.last.drop(1006);
+    await clock.tick(100);
+    ES.last.open();
+    await flush();
+    const rpc = client.rpc('slow');
+    await flush();
+    const rpcReq = http.posted().find((m) => m.op === 'rpc')!;
+    await clock.tick(5000);
+    WS.last.open();
+    WS.last.receive({ op: 'pong' });
+    await flush();
+    assert.equal(client.transport, 'sse', 'not while an rpc is in flight (it would be lost)');
+    ES.last.receive({ op: 'ok', id: rpcReq.id, data: 42 });
+    assert.equal(await rpc, 42);
+    await clock.tick(1000);
+    WS.last.open();
+    WS.last.receive({ op: 'pong' });
+    await flush();
+    assert.deepEqual(events.slice(-3), ['connected', 'disconnected 1000 true', 'reconnecting']);
+    WS.last.open();
+    await flush();
+    assert.equal(client.transport, 'websocket');
+    assert.equal(client.state, 'connected');
     client.close();
   });
 
