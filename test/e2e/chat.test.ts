@@ -1,12 +1,19 @@
 /**
  * The chat page (web/index.html) in Chromium against `switchboard serve`:
  * two pages talk in one room and see each other in presence; a third sees
- * the history on join; after a server restart on the same port both pages
- * reconnect (with new development tokens: the restarted server has a new
- * ephemeral secret), say that the server could not recover what was missed
- * (history is in memory, so it is gone: `recovered: false`), and chat again.
+ * the history on join. Server restarts on the same port (both pages
+ * reconnect with new development tokens: the restarted server has a new
+ * ephemeral secret):
+ * - with `--snapshot-file`, the history survives: both pages resume with
+ *   `recovered: true` and miss nothing, not even what was sent while the
+ *   server was down or while one page was offline;
+ * - without it (history in memory only), the pages say that the server
+ *   could not recover what was missed (`recovered: false`), and chat again.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { openChat, presence, say, screenshot, startServe, transport, useBrowserAndServe, waitForMessage } from './helpers.js';
 
@@ -46,6 +53,57 @@ test('two pages in one room: a message typed in one appears in the other; both p
   assert.deepEqual(env.browser.errors, []);
 });
 
+test('server restart with --snapshot-file: both pages resume with recovered:true and miss nothing, also what was sent while the server was down or a page was offline', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-e2e-history-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const args = ['--snapshot-file', join(dir, 'history.sb')];
+  await env.server.stop();
+  env.server = await startServe(0, args);
+  const port = env.server.port;
+
+  const alice = await env.browser.page();
+  const bob = await env.browser.page();
+  await openChat(alice, env.server.base, 'persist', 'alice');
+  await openChat(bob, env.server.base, 'persist', 'bob');
+  await say(alice, 'before the restart');
+  await waitForMessage(bob, 'before the restart');
+
+  // Bob's network goes away: the SDK drops the connection at the browser's `offline` event (the
+  // socket could stay half-open for a heartbeat timeout) and waits for the network.
+  await bob.context().setOffline(true);
+  await bob.waitForSelector('#state[data-state="offline"]');
+  // The server stops (SIGTERM: the history file is written after the clients are gone).
+  await env.server.stop();
+  await alice.waitForSelector('#state[data-state="reconnecting"]');
+  // Sent while the server is down: the SDK queues it.
+  await say(alice, 'while the server was down');
+
+  env.server = await startServe(port, args);
+  await alice.waitForSelector('#state[data-state="connected"]', { timeout: 15_000 });
+  await alice.waitForFunction(() => document.body.dataset.recovered === 'true');
+  await waitForMessage(alice, 'while the server was down');
+  await say(alice, 'while bob was offline');
+  await waitForMessage(alice, 'while bob was offline');
+  await screenshot(alice, 'chat-restart-recovered');
+
+  // Bob comes back: the `online` event reconnects at once; the subscription resumes from where it was.
+  assert.equal(await bob.$eval('#state', (el) => (el as HTMLElement).dataset.state), 'offline');
+  await bob.context().setOffline(false);
+  await bob.waitForSelector('#state[data-state="connected"]', { timeout: 15_000 });
+  await bob.waitForFunction(() => document.body.dataset.recovered === 'true');
+  await waitForMessage(bob, 'while the server was down');
+  await waitForMessage(bob, 'while bob was offline');
+  for (const page of [alice, bob]) {
+    const texts = await page.$$eval('#messages li.msg .text', (items) => items.map((el) => el.textContent));
+    assert.deepEqual(texts, ['before the restart', 'while the server was down', 'while bob was offline'], 'each message once, in order');
+    const notices = await page.$$eval('#messages li.sys', (items) => items.map((li) => li.textContent ?? ''));
+    assert.ok(notices.some((n) => /nothing was missed/.test(n)), `no "nothing was missed" notice in ${JSON.stringify(notices)}`);
+    assert.ok(!notices.some((n) => /could not recover/.test(n)), `a recovered:false notice in ${JSON.stringify(notices)}`);
+  }
+  await screenshot(bob, 'chat-restart-offline-page-recovered');
+  assert.deepEqual(env.browser.errors, []);
+});
+
 test('server restart on the same port: both pages show "reconnecting", reconnect with new dev tokens, report recovered:false (in-memory history is lost), and messages sent after the restart reach both', async () => {
   const alice = await env.browser.page();
   const bob = await env.browser.page();
@@ -63,7 +121,7 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   await screenshot(alice, 'chat-reconnecting');
 
   env.server = await startServe(port);
-  assert.equal(env.server.port, port);
+  assert.equal(env.server.port, port, 'the restarted server got the same port');
   for (const page of [alice, bob]) {
     // The server's reconnect hint is up to 5 s (shutdown.reconnectJitterMs), then backoff.
     await page.waitForSelector('#state[data-state="connected"]', { timeout: 15_000 });
@@ -80,7 +138,8 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   await say(alice, 'still here');
   await waitForMessage(bob, 'still here');
   // What was on the page before the restart stays; nothing shows twice.
-  assert.equal(await alice.$$eval('#messages li.msg', (items) => items.length), 3);
+  const texts = await alice.$$eval('#messages li.msg .text', (items) => items.map((el) => el.textContent));
+  assert.deepEqual(texts, ['before the restart', 'after the restart', 'still here']);
 
   await screenshot(alice, 'chat-after-restart');
   assert.deepEqual(env.browser.errors, []);

@@ -58,10 +58,21 @@ export function requirePrerequisites(): void {
   }
 }
 
+/** What {@link TestBrowser.page} can break in the page before its scripts run. */
+export interface PageOptions {
+  /**
+   * Every WebSocket fails before opening (see {@link blockWebSocket}) until
+   * the test calls `window.unblockWebSocket()` in the page.
+   */
+  blockWebSocket?: boolean;
+  /** Every EventSource fails before opening (see {@link blockEventSource}). */
+  blockEventSource?: boolean;
+}
+
 export interface TestBrowser {
   browser: Browser;
   /** A new page in its own context (its own storage, like another browser), with page errors collected. */
-  page(options?: { blockWebSocket?: boolean }): Promise<Page>;
+  page(options?: PageOptions): Promise<Page>;
   /** Uncaught errors of every page so far. */
   errors: string[];
   close(): Promise<void>;
@@ -90,6 +101,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
       const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
       contexts.push(context);
       if (options.blockWebSocket) await context.addInitScript({ content: blockWebSocket });
+      if (options.blockEventSource) await context.addInitScript({ content: blockEventSource });
       const page = await context.newPage();
       page.setDefaultTimeout(WAIT_MS);
       page.on('pageerror', (err) => errors.push(`${page.url()}: ${err.message}`));
@@ -107,24 +119,54 @@ export async function launchBrowser(): Promise<TestBrowser> {
  * Runs in the page before its scripts: every WebSocket goes to a port where
  * nothing listens, so it fails before opening (error, then close 1006), as
  * behind a proxy that drops upgrades. `window.blockedWebSockets` counts them.
+ * The block is read on each construction: `window.unblockWebSocket()` lifts
+ * it (returning `blockedWebSockets` at that moment) and from then on every
+ * WebSocket goes where the page asked, counted in `window.allowedWebSockets`.
  * (A string: a function would be serialized with whatever tsx added to it.)
  */
 const blockWebSocket = `(() => {
   const Real = window.WebSocket;
+  let blocked = true;
   window.blockedWebSockets = 0;
-  function BlockedWebSocket(url, protocols) {
+  window.allowedWebSockets = 0;
+  window.unblockWebSocket = () => {
+    blocked = false;
+    return window.blockedWebSockets;
+  };
+  function MaybeBlockedWebSocket(url, protocols) {
+    if (!blocked) {
+      window.allowedWebSockets++;
+      return new Real(url, protocols);
+    }
     window.blockedWebSockets++;
     return new Real('ws://127.0.0.1:9/blocked', protocols);
   }
-  Object.assign(BlockedWebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-  window.WebSocket = BlockedWebSocket;
+  Object.assign(MaybeBlockedWebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.WebSocket = MaybeBlockedWebSocket;
 })();`;
 
-export interface Serve {
+/**
+ * Runs in the page before its scripts: every EventSource goes to a port
+ * where nothing listens, so its stream errors before it opens, as behind a
+ * proxy that breaks streaming responses (the session POSTs still get
+ * through). `window.blockedEventSources` counts them.
+ */
+const blockEventSource = `(() => {
+  const Real = window.EventSource;
+  window.blockedEventSources = 0;
+  function BlockedEventSource(url, init) {
+    window.blockedEventSources++;
+    return new Real('http://127.0.0.1:9/blocked', init);
+  }
+  Object.assign(BlockedEventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+  window.EventSource = BlockedEventSource;
+})();`;
+
+/** A `switchboard` command running as a child process (from source, through tsx). */
+export interface CliProcess {
   child: ChildProcess;
   port: number;
-  base: string;
-  /** JSON log lines (pino, on stdout). */
+  /** Its JSON log lines, on stdout (lines that are not JSON as `{ text }`). */
   logs: Array<Record<string, unknown>>;
   stderr: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -132,13 +174,26 @@ export interface Serve {
   stop(ms?: number): Promise<void>;
 }
 
-/** Processes started by {@link startServe} and not yet stopped: {@link killAll} ends them by PID. */
+export interface Serve extends CliProcess {
+  base: string;
+}
+
+export interface Echo extends CliProcess {
+  /** ws://127.0.0.1:<port>/, from its 'listening' log line. */
+  url: string;
+}
+
+/** Processes started by {@link startCli} and not yet stopped: {@link killAll} ends them by PID. */
 const running = new Set<ChildProcess>();
 
-/** `switchboard serve --port <port>` in development mode (no auth key, loopback), from source. */
-export async function startServe(port = 0): Promise<Serve> {
-  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(['serve', '--port', String(port)])}); })`;
-  // No configuration from the environment of the test run: development mode.
+/**
+ * `switchboard <argv>` as a child process, resolved once `listening(entry)`
+ * finds the port in one of its log lines. The environment's `SWITCHBOARD_*`
+ * variables are left out (no configuration from the test run).
+ */
+async function startCli(argv: readonly string[], listening: (entry: Record<string, unknown>) => number | undefined): Promise<CliProcess> {
+  const what = `switchboard ${argv[0]}`;
+  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -150,7 +205,7 @@ export async function startServe(port = 0): Promise<Serve> {
       resolve({ code, signal });
     }),
   );
-  const listening = new Promise<number>((resolve, reject) => {
+  const port = new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       let entry: Record<string, unknown>;
       try {
@@ -159,14 +214,15 @@ export async function startServe(port = 0): Promise<Serve> {
         entry = { text: line };
       }
       logs.push(entry);
-      if (entry.msg === 'listening' && typeof entry.port === 'number') resolve(entry.port);
+      const found = listening(entry);
+      if (found !== undefined) resolve(found);
     });
     createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-    void exited.then((e) => reject(new Error(`switchboard serve exited (${e.code ?? e.signal}) before listening; stderr: ${stderr.join(' | ')}`)));
+    void exited.then((e) => reject(new Error(`${what} exited (${e.code ?? e.signal}) before listening; stderr: ${stderr.join(' | ')}`)));
   });
   let actual: number;
   try {
-    actual = await within(listening, START_MS, `switchboard serve to listen (stderr: ${stderr.join(' | ')})`);
+    actual = await within(port, START_MS, `${what} to listen (stderr: ${stderr.join(' | ')})`);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
@@ -174,7 +230,6 @@ export async function startServe(port = 0): Promise<Serve> {
   return {
     child,
     port: actual,
-    base: `http://127.0.0.1:${actual}`,
     logs,
     stderr,
     exited,
@@ -182,13 +237,29 @@ export async function startServe(port = 0): Promise<Serve> {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       try {
-        await within(exited, ms, 'switchboard serve to exit after SIGTERM');
+        await within(exited, ms, `${what} to exit after SIGTERM`);
       } catch {
         child.kill('SIGKILL');
         await exited;
       }
     },
   };
+}
+
+/** `switchboard serve --port <port> [...args]` in development mode (no auth key, loopback), from source. */
+export async function startServe(port = 0, args: readonly string[] = []): Promise<Serve> {
+  const cli = await startCli(['serve', '--port', String(port), ...args], (e) =>
+    e.msg === 'listening' && typeof e.port === 'number' ? e.port : undefined,
+  );
+  return Object.assign(cli, { base: `http://127.0.0.1:${cli.port}` });
+}
+
+/** `switchboard echo --port <port> [...args]` from source. */
+export async function startEcho(port = 0, args: readonly string[] = []): Promise<Echo> {
+  const cli = await startCli(['echo', '--port', String(port), ...args], (e) =>
+    e.event === 'listening' && typeof e.url === 'string' ? Number(new URL(e.url).port) : undefined,
+  );
+  return Object.assign(cli, { url: `ws://127.0.0.1:${cli.port}/` });
 }
 
 /** SIGKILL every server still running (for `after` hooks, when a test failed before stopping it). */
