@@ -6,6 +6,8 @@ const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const HISTORY_LIMIT = 50;
 const MAX_SHOWN = 300;
+/** How long a user may be gone before "left" is shown: a reload or reconnect is a leave and a join. */
+const LEAVE_GRACE_MS = 3000;
 
 const params = new URLSearchParams(location.search);
 const initialUser = (params.get('user') ?? params.get('name') ?? '').trim().slice(0, 32);
@@ -49,6 +51,8 @@ class Room {
     this.seen = new Set();
     /** Connection id → user, from the presence answer and join/leave pushes. */
     this.members = new Map();
+    /** User → timer of a "left" line not shown yet: a reconnect or transport switch is a leave and a join. */
+    this.leaving = new Map();
     this.presenceSeq = 0;
 
     $('room-name').textContent = `#${room}`;
@@ -65,7 +69,9 @@ class Room {
     showConnection(client, $('state'), $('transport'));
     client.on('disconnected', (e) => {
       const why = `${e.reason || e.meaning} (close ${e.code})`;
-      if (e.willReconnect) this.system(`connection lost: ${why}`, 'warn');
+      // A move back to WebSocket (the SDK found it reachable again) is good news, not a loss.
+      if (e.willReconnect && e.code === 1000) this.system(`reconnecting: ${e.reason || e.meaning}`);
+      else if (e.willReconnect) this.system(`connection lost: ${why}`, 'warn');
       else this.system(`offline: ${why}; reload the page to try again`, 'warn');
       this.members.clear();
       this.renderPresence();
@@ -76,7 +82,8 @@ class Room {
       this.updateHint();
     });
     client.on('state', () => this.updateHint());
-    client.on('transport', (e) => this.system(`switching from ${e.from} to ${e.to}: ${e.reason}`, 'warn'));
+    // Falling back is a warning; going back to WebSocket is not.
+    client.on('transport', (e) => this.system(`switching from ${e.from} to ${e.to}: ${e.reason}`, e.to === 'websocket' ? '' : 'warn'));
     client.on('error', (err) => console.warn('switchboard:', err.code, err.message));
 
     client.subscribe(this.channel, {
@@ -141,7 +148,12 @@ class Room {
     for (const c of clients) {
       const known = [...this.members.values()].includes(c.user);
       this.members.set(c.client, c.user);
-      if (announce && !known && c.user !== this.user) this.system(`${c.user} joined`);
+      const back = this.leaving.get(c.user);
+      if (back !== undefined) {
+        // Back within the grace period (a reconnect): neither line.
+        clearTimeout(back);
+        this.leaving.delete(c.user);
+      } else if (announce && !known && c.user !== this.user) this.system(`${c.user} joined`);
     }
     this.renderPresence();
   }
@@ -150,7 +162,14 @@ class Room {
     for (const c of clients) {
       this.members.delete(c.client);
       const still = [...this.members.values()].includes(c.user);
-      if (!still && c.user !== this.user) this.system(`${c.user} left`);
+      if (still || c.user === this.user || this.leaving.has(c.user)) continue;
+      this.leaving.set(
+        c.user,
+        setTimeout(() => {
+          this.leaving.delete(c.user);
+          if (![...this.members.values()].includes(c.user)) this.system(`${c.user} left`);
+        }, LEAVE_GRACE_MS),
+      );
     }
     this.renderPresence();
   }

@@ -53,6 +53,25 @@ test('two pages in one room: a message typed in one appears in the other; both p
   assert.deepEqual(env.browser.errors, []);
 });
 
+test('presence lines: a reload (leave and join within the grace period) shows neither "left" nor "joined"; closing the page shows "left"', async () => {
+  const alice = await env.browser.page();
+  const bob = await env.browser.page();
+  await openChat(alice, env.server.base, 'grace', 'alice');
+  await openChat(bob, env.server.base, 'grace', 'bob');
+  const lines = () => alice.$$eval('#messages li.sys', (items) => items.map((li) => li.textContent ?? '').filter((t) => /^bob (joined|left)$/.test(t)));
+  await alice.waitForFunction(() => [...document.querySelectorAll('#messages li.sys')].some((li) => li.textContent === 'bob joined'));
+  await bob.reload();
+  await bob.waitForSelector('#state[data-state="connected"]');
+  await alice.waitForFunction(() => document.querySelectorAll('#presence li').length === 2);
+  await new Promise((resolve) => setTimeout(resolve, 3500)); // past the grace period
+  assert.deepEqual(await lines(), ['bob joined'], 'a reload is not announced');
+  await bob.close();
+  await alice.waitForFunction(() => [...document.querySelectorAll('#messages li.sys')].some((li) => li.textContent === 'bob left'), undefined, { timeout: 8000 });
+  assert.deepEqual(await lines(), ['bob joined', 'bob left']);
+  assert.deepEqual(await presence(alice), ['alice']);
+  assert.deepEqual(env.browser.errors, []);
+});
+
 test('server restart with --snapshot-file: both pages resume with recovered:true and miss nothing, also what was sent while the server was down or a page was offline', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-e2e-history-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -262,6 +262,9 @@ test('WebSocket blocked, then let through: the page on SSE moves back to WebSock
     assert.equal(lines.filter((l) => l === line).length, 1, `"${line}" in ${JSON.stringify(lines)}`);
   }
   assert.equal(await alice.$eval('#compose-hint', (el) => el.textContent), '');
+  // Going back to WebSocket is not shown as a problem.
+  const warnings = await alice.$$eval('#messages li.sys.warn', (items) => items.map((li) => li.textContent ?? ''));
+  assert.ok(!warnings.some((w) => /to websocket/.test(w)), `the move back to WebSocket shown as a warning: ${JSON.stringify(warnings)}`);
 
   await say(bob, 'after the switch');
   await waitForMessage(alice, 'after the switch');
