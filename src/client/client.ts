@@ -39,6 +39,7 @@ import { Backoff, type ReconnectOptions } from './backoff.js';
 import { closeMeaning, shouldReconnect } from './close-codes.js';
 import { Emitter } from './emitter.js';
 import { ClientError } from './errors.js';
+import { SendPacer, utf8Length, type Rate } from './pacer.js';
 import { PollTransport } from './transports/poll.js';
 import { SseTransport } from './transports/sse.js';
 import {
@@ -358,6 +359,10 @@ export class Client extends Emitter<ClientEvents> {
 
   #state: ClientState = 'disconnected';
   #transport: ClientTransport | null = null;
+  /** The server's rate budget for this connection (see pacer.ts), and the messages waiting for it, in order. */
+  #pacer = new SendPacer();
+  #paced: ClientMessage[] = [];
+  #paceTimer: ReturnType<typeof setTimeout> | null = null;
   #transportOpened = false;
   #transportIndex = 0;
   #urlIndex = 0;
@@ -711,6 +716,8 @@ export class Client extends Emitter<ClientEvents> {
 
   #onTransportOpen(): void {
     this.#transportOpened = true;
+    this.#dropPaced();
+    this.#resetPacer();
     this.#lastReceivedAt = Date.now();
     if (this.#currentToken === undefined) {
       this.#onConnected(null, null, null);
@@ -911,6 +918,7 @@ export class Client extends Emitter<ClientEvents> {
 
   /** The connection is gone: settle or park what was in flight on it. */
   #afterTransportGone(): void {
+    this.#dropPaced();
     this.#clientId = null;
     this.#user = null;
     this.#inflight.clear();
@@ -1160,7 +1168,45 @@ export class Client extends Emitter<ClientEvents> {
   // ---- incoming --------------------------------------------------------------------------
 
   #send(message: ClientMessage): void {
-    this.#transport?.send(message);
+    if (!this.#transport) return;
+    if (this.#paced.length === 0 && this.#pacer.waitMs(messageSize(message)) === 0) {
+      this.#pacer.take(messageSize(message));
+      this.#transport.send(message);
+      return;
+    }
+    // A pong answers the server's liveness check: ahead of what waits.
+    if (message.op === 'pong') this.#paced.unshift(message);
+    else this.#paced.push(message);
+    this.#schedulePaced();
+  }
+
+  #schedulePaced(): void {
+    if (this.#paceTimer || this.#paced.length === 0) return;
+    this.#paceTimer = setTimer(() => {
+      this.#paceTimer = null;
+      this.#sendPaced();
+    }, this.#pacer.waitMs(messageSize(this.#paced[0]!)));
+  }
+
+  #sendPaced(): void {
+    while (this.#transport && this.#paced.length > 0) {
+      const size = messageSize(this.#paced[0]!);
+      if (this.#pacer.waitMs(size) > 0) break;
+      this.#pacer.take(size);
+      this.#transport.send(this.#paced.shift()!);
+    }
+    this.#schedulePaced();
+  }
+
+  /** A new connection: the server's budget starts full; what waited for the old one is gone with it. */
+  #resetPacer(messageRate?: Rate, byteRate?: Rate): void {
+    this.#pacer = new SendPacer(messageRate, byteRate);
+  }
+
+  #dropPaced(): void {
+    this.#paced.length = 0;
+    if (this.#paceTimer) clearTimeout(this.#paceTimer);
+    this.#paceTimer = null;
   }
 
   #onMessage(message: ServerMessage): void {
@@ -1242,6 +1288,12 @@ export class Client extends Emitter<ClientEvents> {
           this.#authError = `authentication failed: ${(reply as ErrorReply).message}`;
           this.emit('error', error);
           return;
+        }
+        // The server's own budget, when it says (the auth message already spent one).
+        const limits = ok.limits as { messageRate?: unknown; byteRate?: unknown } | undefined;
+        if (isRate(limits?.messageRate) && isRate(limits?.byteRate)) {
+          this.#resetPacer(limits.messageRate, limits.byteRate);
+          this.#pacer.take(64);
         }
         this.#onConnected(
           typeof ok.client === 'string' ? ok.client : null,
@@ -1592,4 +1644,15 @@ export class Client extends Emitter<ClientEvents> {
     if (request.id !== null) this.#inflight.delete(request.id);
     request.id = null;
   }
+}
+
+/** What the server counts for a message, in bytes: its JSON in UTF-8 (MessagePack is about as long or shorter). */
+function messageSize(message: ClientMessage): number {
+  // Only publications and rpc calls carry application data; the rest are a few dozen bytes.
+  return message.op === 'pub' || message.op === 'rpc' ? utf8Length(JSON.stringify(message)) : 64;
+}
+
+function isRate(value: unknown): value is Rate {
+  const r = value as Rate | undefined;
+  return typeof r?.perSecond === 'number' && r.perSecond > 0 && typeof r.burst === 'number' && r.burst >= 1;
 }

@@ -302,7 +302,9 @@ export class Session {
     this.authTimer = null;
     this.scheduleExpiry();
     this.log.debug({ user: identity.user }, 'authenticated');
-    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn() });
+    // The rate budget, so a client can pace itself instead of learning it from 429s.
+    const { messageRate, byteRate, maxMessageSize } = this.hub.options.limits;
+    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize } });
   }
 
   private async refresh(id: RequestId, token: string): Promise<void> {

@@ -306,6 +306,45 @@ describe('client SDK against the realtime server', () => {
     assert.deepEqual(got, ['before', 'queued-1', 'queued-2']);
   });
 
+  test('a reconnect with 100 subscriptions and 60 queued publications stays within the server\'s rate limit (it used to be closed with 4004 on every reconnect)', async (t) => {
+    const backend = sharedBackend(t);
+    const s1 = await startServer(t, backend);
+    const c = createClient(t, s1.url, { token: await signToken('alice') });
+    const disconnects: Array<[number, string]> = [];
+    c.on('disconnected', (e) => disconnects.push([e.code, e.reason]));
+    const subs = [];
+    for (let i = 0; i < 100; i++) subs.push(c.subscribe(`chat/many${i}`));
+    const all = Promise.all(subs.map((sub) => nextEvent(sub, 'subscribed', 10_000)));
+    await within(c.connect(), 3000, 'connect');
+    await all; // paced: the first connection needs about 1 s for 101 messages too
+    const disconnected = nextEvent(c, 'disconnected');
+    await s1.close();
+    await disconnected;
+    const pubs = [];
+    for (let i = 0; i < 60; i++) pubs.push(c.publish('chat/many0', i));
+    const s2 = createServer(t, { port: s1.port, ...backend });
+    await s2.listen();
+    await within(Promise.all(pubs), 10_000, 'every queued publication acked');
+    assert.equal(c.state, 'connected');
+    assert.deepEqual(disconnects, [[1001, 'server shutting down']]);
+    const history = await c.history('chat/many0', { limit: 100 });
+    assert.deepEqual(history.publications.map((p) => p.data), Array.from({ length: 60 }, (_, i) => i));
+  });
+
+  test('the client paces itself to the budget the server announces: 30 publications at once against 10/s, burst 10, all acked without a 429', async (t) => {
+    const s = await startServer(t, { config: { limits: { messageRate: { perSecond: 10, burst: 10 } } } });
+    const c = createClient(t, s.url, { token: await signToken('alice') });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(`${e.code} ${e.message}`));
+    await within(c.connect(), 3000, 'connect');
+    const acks = await within(Promise.all(Array.from({ length: 30 }, (_, i) => c.publish('chat/paced', i))), 10_000, '30 acks');
+    assert.deepEqual(acks.map((a) => a.offset), Array.from({ length: 30 }, (_, i) => i + 1), 'in order, once each');
+    assert.deepEqual(errors, []);
+    // The server never had to refuse one (a client that did not pace gets 429s and retries).
+    const metrics = await s.server.metrics.registry.metrics();
+    assert.doesNotMatch(metrics, /switchboard_request_errors_total\{op="rate",code="429"\} [1-9]/);
+  });
+
   test('failover: with two URLs, the client moves to the second server when the first goes away', async (t) => {
     const backend = sharedBackend(t);
     const a = await startServer(t, backend);
