@@ -95,6 +95,13 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** How long a connection attempt may take (`getToken()`, transport open and `auth` answered), in ms. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * SSE and long-polling to a server on another origin: send its cookies
+   * (`EventSource` `withCredentials`, `fetch` `credentials: 'include'`), for
+   * cookie authentication. The server must list the page's origin in
+   * `allowedOrigins` (not `*`). WebSocket always sends them. Default false.
+   */
+  withCredentials?: boolean;
   /** How often a publication is sent again after a timeout (same idempotency key) before `publish()` rejects. Default 3. */
   publishRetries?: number;
   /** Publications kept while disconnected; past it `publish()` rejects with `RT_CLIENT_QUEUE_FULL`. Default 100. */
@@ -352,6 +359,7 @@ export class Client extends Emitter<ClientEvents> {
   readonly #WebSocket: WebSocketConstructor | undefined;
   readonly #EventSource: EventSourceConstructor | undefined;
   readonly #fetch: FetchLike | undefined;
+  readonly #withCredentials: boolean;
   readonly #network: NetworkMonitor | null;
   readonly #backoff: Backoff;
   /** Configured transports that can run here, in order of preference. */
@@ -463,6 +471,7 @@ export class Client extends Emitter<ClientEvents> {
     this.#EventSource = options.EventSource ?? g.EventSource;
     // Unbound `fetch` throws "Illegal invocation" in browsers: call it on globalThis.
     this.#fetch = options.fetch ?? (typeof g.fetch === 'function' ? (u, init) => g.fetch!(u, init) : undefined);
+    this.#withCredentials = options.withCredentials === true;
     this.#network = options.network === undefined ? browserNetworkMonitor() : options.network;
     this.#backoff = new Backoff(options.reconnect ?? {});
     const wanted = options.transports ?? [...TRANSPORT_NAMES];
@@ -703,6 +712,7 @@ export class Client extends Emitter<ClientEvents> {
       WebSocket: this.#WebSocket,
       EventSource: this.#EventSource,
       fetch: this.#fetch,
+      withCredentials: this.#withCredentials,
     };
   }
 

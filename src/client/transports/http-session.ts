@@ -65,7 +65,8 @@ export abstract class HttpSessionTransport implements ClientTransport {
   constructor(context: TransportContext, handler: TransportHandler) {
     this.context = context;
     this.handler = handler;
-    this.fetch = context.fetch;
+    const fetch = context.fetch;
+    this.fetch = fetch && context.withCredentials ? (url, init) => fetch(url, { ...init, credentials: 'include' }) : fetch;
     const { base, query } = httpEndpoint(context.url);
     this.base = base;
     this.query = query;

@@ -25,7 +25,7 @@ export class SseTransport extends HttpSessionTransport {
     }
     let source: EventSourceLike;
     try {
-      source = new Ctor(this.sessionUrl('/events'));
+      source = new Ctor(this.sessionUrl('/events'), this.context.withCredentials ? { withCredentials: true } : undefined);
     } catch (err) {
       this.fail(1006, `cannot open the event stream: ${(err as Error).message}`);
       return;

@@ -91,6 +91,8 @@ export interface TransportContext {
   WebSocket?: WebSocketConstructor;
   EventSource?: EventSourceConstructor;
   fetch?: FetchLike;
+  /** Send cookies cross-origin on the HTTP transports. */
+  withCredentials?: boolean;
 }
 
 export type TransportFactory = (context: TransportContext, handler: TransportHandler) => ClientTransport;

@@ -247,9 +247,12 @@ export function fakeEventSourceClass(): FakeEventSourceClass {
     readonly url: string;
     readyState = 0;
     closed = false;
-    constructor(url: string) {
+    /** The EventSource init the client passed. */
+    readonly init: { withCredentials?: boolean } | undefined;
+    constructor(url: string, init?: { withCredentials?: boolean }) {
       super();
       this.url = url;
+      this.init = init;
       instances.push(this);
     }
     close(): void {
@@ -280,6 +283,7 @@ export interface FetchCall {
   body: unknown;
   headers: Record<string, string>;
   signal?: AbortSignal;
+  credentials?: string;
   /** Answer it. */
   respond(status: number, body?: unknown): void;
   /** Fail it (a network error). */
@@ -301,6 +305,7 @@ export function fakeFetch(auto?: (call: FetchCall) => { status: number; body?: u
         body: init.body === undefined ? undefined : JSON.parse(init.body),
         headers: init.headers ?? {},
         signal: init.signal,
+        credentials: init.credentials,
         settled: false,
         respond(status, body) {
           if (call.settled) return;

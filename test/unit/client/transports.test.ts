@@ -106,6 +106,25 @@ describe('SSE transport', () => {
     assert.equal(del.url, `http://rt.test:8080/rt/session/${session}`);
   });
 
+  test('withCredentials: every request and the event stream send cookies cross-origin; without it, none asks to', async (t) => {
+    const clock = fakeClock(t);
+    for (const withCredentials of [true, false]) {
+      const { client, http, ES } = sseClient({ withCredentials });
+      client.connect();
+      await clock.tick(0);
+      ES.last.open();
+      await clock.tick(0);
+      client.subscribe('chat/a');
+      await clock.tick(0);
+      const credentials = http.calls.map((c) => c.credentials);
+      assert.ok(http.calls.length >= 2, `session and a message POST: ${http.calls.map((c) => `${c.method} ${c.url}`).join(', ')}`);
+      assert.deepEqual(new Set(credentials), new Set([withCredentials ? 'include' : undefined]));
+      assert.deepEqual((ES.last as unknown as { init?: object }).init, withCredentials ? { withCredentials: true } : undefined);
+      client.close();
+      await clock.tick(0);
+    }
+  });
+
   test("a close message ends the session with its code (4503: no reconnect; 4003: reconnect with a new session)", async (t) => {
     const clock = fakeClock(t);
     const { client, http, ES } = sseClient({ token: undefined });
