@@ -17,9 +17,16 @@
  *
  * Writes go to `<path>.tmp`, are flushed to disk, then renamed over `path`:
  * the file is always a whole snapshot, old or new.
+ *
+ * Format: MessagePack documents one after the other: a header (the snapshot
+ * without its streams, plus `streamCount`), then one document per stream.
+ * So a periodic save encodes a megabyte at a time and lets the event loop run
+ * in between (the snapshot itself is taken at once: each stream is
+ * consistent), instead of blocking for the whole history (about 200 ms for
+ * 50 000 messages, 14 MB).
  */
 import { open as openFile, readFile, rename, unlink } from 'node:fs/promises';
-import { decode, encode } from '@msgpack/msgpack';
+import { decodeMulti, encode } from '@msgpack/msgpack';
 import type { MemoryBroker, MemoryBrokerSnapshot } from './memory-broker.js';
 
 export interface SnapshotFileOptions {
@@ -41,6 +48,9 @@ export interface SnapshotLoad {
   publications: number;
 }
 
+/** Bytes encoded between two writes (each write lets the event loop run). */
+const CHUNK_BYTES = 256 * 1024;
+
 /** The snapshot in `path`, or undefined when there is no such file. Throws on anything unreadable, naming the file. */
 export async function readSnapshotFile(path: string): Promise<unknown> {
   let bytes: Buffer;
@@ -51,19 +61,38 @@ export async function readSnapshotFile(path: string): Promise<unknown> {
     throw err;
   }
   try {
-    return decode(bytes);
+    const documents = decodeMulti(bytes);
+    const header = documents.next();
+    if (header.done || typeof header.value !== 'object' || header.value === null) throw new Error('no header');
+    const { streamCount, ...snapshot } = header.value as Record<string, unknown>;
+    const streams: unknown[] = [];
+    for (const stream of documents) streams.push(stream);
+    if (streams.length !== streamCount) throw new Error(`${streams.length} streams of ${String(streamCount)}: the file is cut short`);
+    return { ...snapshot, streams };
   } catch (err) {
     throw new Error(`${path}: not a snapshot file (${(err as Error).message})`);
   }
 }
 
-/** Write `snapshot` to `path` atomically (temporary file, fsync, rename). */
+/** Write `snapshot` to `path` atomically (temporary file, fsync, rename), a chunk at a time. */
 export async function writeSnapshotFile(path: string, snapshot: MemoryBrokerSnapshot): Promise<void> {
-  const bytes = encode(snapshot);
+  const { streams, ...header } = snapshot;
   const tmp = `${path}.tmp`;
   const file = await openFile(tmp, 'w', 0o600);
   try {
-    await file.writeFile(bytes);
+    let chunk: Uint8Array[] = [encode({ ...header, streamCount: streams.length })];
+    let size = chunk[0]!.byteLength;
+    for (const stream of streams) {
+      const bytes = encode(stream);
+      chunk.push(bytes);
+      size += bytes.byteLength;
+      if (size >= CHUNK_BYTES) {
+        await file.write(Buffer.concat(chunk));
+        chunk = [];
+        size = 0;
+      }
+    }
+    if (chunk.length > 0) await file.write(Buffer.concat(chunk));
     await file.sync();
   } finally {
     await file.close();
@@ -139,7 +168,7 @@ export class SnapshotFile {
 
   #save(final: boolean): Promise<void> {
     const revision = this.#broker.revision;
-    // writeSnapshotFile encodes before its first await: what is published meanwhile is not in this save.
+    // The snapshot is taken now (cheap: it holds the retained arrays); what is published while it is written is not in it.
     const writing = writeSnapshotFile(this.#options.path, this.#broker.snapshot({ final })).then(() => {
       this.#saved = revision;
     });

@@ -244,6 +244,26 @@ describe('SnapshotFile', () => {
     }
   });
 
+  it('a snapshot of several megabytes goes through the file in chunks and comes back equal; a file cut short is refused', async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir, 'big.sb');
+      const a = broker();
+      const text = 'a chat message of moderate length, with some words in it '.repeat(4);
+      for (let c = 0; c < 300; c++) for (let i = 0; i < 50; i++) await a.publish(`chat/room${c}`, { text, i }, { history: { size: 50, ttlMs: 0 } });
+      const snap = a.snapshot({ final: true });
+      await writeSnapshotFile(path, snap);
+      const size = readFileSync(path).byteLength;
+      assert.ok(size > 3 * 1024 * 1024, `${size} bytes: more than one chunk`);
+      assert.deepEqual(await readSnapshotFile(path), throughFile(snap));
+
+      writeFileSync(path, readFileSync(path).subarray(0, size - 5000));
+      await assert.rejects(readSnapshotFile(path), (err: Error) => err.message.startsWith(`${path}: not a snapshot file`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an unreadable file stops the start with its path named, and is left as it was', async () => {
     const dir = tempDir();
     try {
