@@ -67,6 +67,8 @@ export class Session {
   private readonly messageBucket: TokenBucket;
   private readonly byteBucket: TokenBucket;
   private rateLimitedInARow = 0;
+  /** The tail of the request queue (see enqueue). */
+  private requests: Promise<void> = Promise.resolve();
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -223,41 +225,61 @@ export class Session {
       case 'pong':
         return;
       case 'auth':
-        this.run(message.op, message.id, () => this.auth(message.id, message.token));
+        this.enqueue(message.op, message.id, () => this.auth(message.id, message.token));
         return;
       case 'refresh':
-        this.run(message.op, message.id, () => this.refresh(message.id, message.token));
+        this.enqueue(message.op, message.id, () => this.refresh(message.id, message.token));
         return;
-    }
-    if (!this.identity && !this.hub.options.auth.anonymous) {
-      this.replyError(message.op, message.id, ErrorCode.Unauthorized, 'send auth first');
-      return;
-    }
-    switch (message.op) {
       case 'sub':
-        this.run(message.op, message.id, () => this.subscribe(message.id, message.channel, message.since, message.presence === true));
+        this.enqueue(message.op, message.id, () => this.subscribe(message.id, message.channel, message.since, message.presence === true));
         return;
       case 'unsub':
-        this.run(message.op, message.id, () => this.unsubscribe(message.id, message.channel));
+        this.enqueue(message.op, message.id, () => this.unsubscribe(message.id, message.channel));
         return;
       case 'pub':
-        this.run(message.op, message.id, () => this.publish(message.id, message.channel, message.data, message.key, message.volatile === true));
+        this.enqueue(message.op, message.id, () => this.publish(message.id, message.channel, message.data, message.key, message.volatile === true));
         return;
       case 'rpc':
-        this.run(message.op, message.id, () => this.rpc(message.id, message.method, message.data));
+        // The application's handler may take its time: later requests do not wait for it.
+        this.enqueue(message.op, message.id, () => this.rpc(message.id, message.method, message.data), false);
         return;
       case 'presence':
-        this.run(message.op, message.id, () => this.presence(message.id, message.channel));
+        this.enqueue(message.op, message.id, () => this.presence(message.id, message.channel));
         return;
       case 'history':
-        this.run(message.op, message.id, () => this.history(message.id, message.channel, message.since, message.limit));
+        this.enqueue(message.op, message.id, () => this.history(message.id, message.channel, message.since, message.limit));
         return;
     }
   }
 
-  /** Run an async request: RequestErrors become `error` replies, anything else a 500/503 and a log line. */
-  private run(op: string, id: RequestId, task: () => Promise<void>): void {
-    task().catch((err: unknown) => {
+  /**
+   * Requests run one after the other, in the order they came: a client may
+   * send `auth`, `sub` and `pub` without waiting for the replies, and its
+   * publication comes after its subscription. An `rpc` starts in its turn
+   * but does not hold up what follows (`waitForIt` false). What is still
+   * queued when the connection closes never runs.
+   */
+  private enqueue(op: string, id: RequestId, task: () => Promise<void>, waitForIt = true): void {
+    this.requests = this.requests.then(() => {
+      if (this.closed) return;
+      if (op !== 'auth' && op !== 'refresh' && !this.identity && !this.hub.options.auth.anonymous) {
+        this.replyError(op, id, ErrorCode.Unauthorized, 'send auth first');
+        return;
+      }
+      const running = this.run(op, id, task);
+      return waitForIt ? running : undefined;
+    });
+  }
+
+  /** Run an async request: RequestErrors become `error` replies, anything else a 500/503 and a log line. Never rejects. */
+  private run(op: string, id: RequestId, task: () => Promise<void>): Promise<void> {
+    let running: Promise<void>;
+    try {
+      running = task();
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    return running.catch((err: unknown) => {
       if (err instanceof RequestError) {
         this.replyError(op, id, err.code, err.message);
         return;
