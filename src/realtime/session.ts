@@ -170,7 +170,8 @@ export class Session {
 
   /** One message from the client. Never throws. */
   receive(payload: string | Uint8Array): void {
-    if (this.closed) return;
+    // Once this side decided to close, what the client still sends is not read.
+    if (this.closed || this.closing) return;
     // Limits are in bytes: a decoded text message counts its UTF-8 length, not its characters.
     const size = typeof payload === 'string' ? utf8Length(payload) : payload.byteLength;
     this.hub.observer.messageIn(size);
@@ -261,7 +262,8 @@ export class Session {
    */
   private enqueue(op: string, id: RequestId, task: () => Promise<void>, waitForIt = true): void {
     this.requests = this.requests.then(() => {
-      if (this.closed) return;
+      // Closing (4004, a shutdown, a failed auth): nothing queued runs, so nothing happens without its reply.
+      if (this.closed || this.closing) return;
       if (op !== 'auth' && op !== 'refresh' && !this.identity && !this.hub.options.auth.anonymous) {
         this.replyError(op, id, ErrorCode.Unauthorized, 'send auth first');
         return;

@@ -90,3 +90,15 @@ test('what is still queued when the connection closes never runs', async (t) => 
   const history = await rt.broker.history('chat/q');
   assert.equal(history.position.offset, 0, 'the queued pub was not published');
 });
+
+test('closed with 4004 for flooding: no publication was stored without its ack', async (t) => {
+  const rt = await startRealtime(t, NAMESPACES, { limits: { messageRate: { perSecond: 50, burst: 100 } } });
+  const c = await rt.connect('flood', { ignoreErrors: true });
+  for (let i = 1; i <= 150; i++) c.send({ op: 'pub', id: 1000 + i, channel: 'chat/flood', data: i });
+  const close = await c.closeOf();
+  assert.equal(close.code, 4004);
+  await sleep(100);
+  const acked = c.received.filter((m) => m.op === 'ok' && typeof m.id === 'number' && m.id > 1000).length;
+  const stored = (await rt.broker.history('chat/flood')).position.offset;
+  assert.equal(stored, acked, `${stored} stored, ${acked} acked`);
+});
