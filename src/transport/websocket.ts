@@ -637,8 +637,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
 
   private readonly onHeartbeat = (): void => {
     if (this._readyState !== OPEN) return;
+    const waiting = this.awaitingPong;
     this.awaitingPong = true;
     this.ping();
+    // Still no pong for an earlier ping (timeout >= interval): its deadline stands; pushing it back
+    // at every tick would never let it expire.
+    if (waiting) return;
     if (!this.pongTimer) {
       this.pongTimer = setTimeout(this.onPongTimeout, this.heartbeatTimeout);
       this.pongTimer.unref?.();

@@ -28,6 +28,17 @@ test('server heartbeat: a raw client that never answers pings is terminated (100
   assert.equal(wss.clients.size, 0);
 });
 
+test('server heartbeat with a timeout longer than the interval: a silent peer is still terminated (each ping must not push the deadline back)', async (t) => {
+  const h = harness(t);
+  const { wss, port } = await h.server({ heartbeat: { interval: 50, timeout: 200 } });
+  const conn = waitEvent<[WebSocket]>(wss, 'connection');
+  await h.rawWebSocket(port);
+  const [server] = await conn;
+  server.on('error', () => {});
+  // The first ping at 50 ms, its deadline 200 ms later; without the fix the deadline moved at every ping, forever.
+  assert.equal((await closeOf(server, 2000))[0], 1006);
+});
+
 test('server heartbeat: no error listener needed, the process does not crash', async (t) => {
   const h = harness(t);
   const { wss, port } = await h.server({ heartbeat: { interval: 50, timeout: 50 } });
