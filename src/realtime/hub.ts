@@ -270,7 +270,8 @@ export class Hub implements BrokerHandler {
     const ns = this.options.namespaceOf(channel);
     return this.options.broker.publish(channel, data, {
       history: ns.history.size > 0 ? ns.history : undefined,
-      idempotencyKey: options.key,
+      // `s:`: the server's own keys (HTTP API, library) never meet a client's (see clientIdempotencyKey).
+      idempotencyKey: options.key === undefined ? undefined : `s:${options.key}`,
     });
   }
 

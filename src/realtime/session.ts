@@ -468,7 +468,7 @@ export class Session {
     const result = await this.hub.options.broker.publish(channel, data, {
       history: ns.history.size > 0 && !volatile ? ns.history : undefined,
       from: this.info,
-      idempotencyKey: key === undefined ? undefined : `${this.identity?.user ?? this.id}:${key}`,
+      idempotencyKey: key === undefined ? undefined : clientIdempotencyKey(this.identity?.user ?? null, this.id, key),
       volatile,
     });
     this.reply(id, { offset: result.offset, epoch: result.epoch, ...(result.duplicate ? { duplicate: true } : {}) });
@@ -558,4 +558,14 @@ function peekId(payload: string | Uint8Array, binary: boolean): RequestId | unde
   const m = /"id"\s*:\s*("(?:[^"\\]{1,64})"|\d{1,15})/.exec(payload.slice(0, 256));
   if (!m) return undefined;
   return m[1]!.startsWith('"') ? m[1]!.slice(1, -1) : Number(m[1]);
+}
+
+/**
+ * The broker key of a client's idempotency key: scoped to its user (or, for
+ * an anonymous connection, to the connection), length-prefixed so no user id
+ * or key, whatever characters it holds, can make another's; `u`/`c` keep it
+ * apart from the server's own keys (`s:`, Hub#publish).
+ */
+export function clientIdempotencyKey(user: string | null, connection: string, key: string): string {
+  return user !== null ? `u${user.length}:${user}:${key}` : `c${connection.length}:${connection}:${key}`;
 }

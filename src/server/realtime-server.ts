@@ -145,7 +145,8 @@ export class RealtimeServer {
       maxPayload: limits.maxMessageSize,
       clientTracking: false,
       heartbeat: this.config.heartbeat.intervalMs > 0 ? { interval: this.config.heartbeat.intervalMs, timeout: this.config.heartbeat.timeoutMs } : undefined,
-      closeTimeout: 5000,
+      // A peer that ignores our close frame is cut off when the shutdown's own bound says so, not earlier.
+      closeTimeout: Math.max(5000, this.config.shutdown.timeoutMs),
       // The realtime server picked the protocol before the upgrade (see onUpgrade).
       handleProtocols: (offered, req) => {
         const chosen = (req as RequestWithProtocol).switchboardProtocol;
@@ -435,6 +436,12 @@ export class RealtimeServer {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     if (path === '/dev/token') {
+      // Development tokens only for a browser on this machine talking to us directly: not through a
+      // proxy (which would hand them to anyone it serves), whatever interface we listen on.
+      const peer = req.socket.remoteAddress ?? '';
+      if (!isLoopbackAddress(peer) || req.headers['x-forwarded-for'] !== undefined || req.headers['forwarded'] !== undefined) {
+        throw new HttpError(403, 'development tokens are only for clients on this machine, not through a proxy');
+      }
       expectMethod(method, 'POST');
       const body = asObject(await readJson(req, API_BODY_LIMIT));
       const user = requireString(body, 'user');
@@ -612,6 +619,10 @@ interface RequestWithProtocol extends http.IncomingMessage {
 
 export function createRealtimeServer(options: RealtimeServerOptions = {}): RealtimeServer {
   return new RealtimeServer(options);
+}
+
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 function sleep(ms: number): Promise<void> {

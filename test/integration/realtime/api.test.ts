@@ -14,6 +14,24 @@ const namespaces = [
 ];
 
 describe('HTTP API', () => {
+  test('idempotency keys are scoped: the API\'s, each user\'s and an anonymous connection\'s never collide, whatever characters they hold', async (t) => {
+    const open = [{ prefix: 'chat', history: { size: 100, ttlMs: 0 }, anonymousPublish: true, anonymousSubscribe: true }];
+    const { url, base } = await startServer(t, { config: { namespaces: open, auth: { anonymous: true } } });
+    const publishers = [await connectAs(t, url, 'a:b'), await connectAs(t, url, 'a'), await connect(t, url)];
+    // User "a:b" with key "c" and user "a" with key "b:c" once made the same broker key, "a:b:c".
+    const keys = ['c', 'b:c', 'c'];
+    const offsets: number[] = [];
+    for (const [i, p] of publishers.entries()) offsets.push((await p.ok('pub', { channel: 'chat/keys', data: i, key: keys[i] })).offset);
+    // The API with the key a client's broker key used to be ("a:b:c").
+    const viaApi = (await api(base, '/api/publish', { channel: 'chat/keys', data: 'api', key: 'a:b:c' })).json();
+    offsets.push(viaApi.offset);
+    assert.equal(viaApi.duplicate, false);
+    assert.deepEqual(offsets, [1, 2, 3, 4], 'four publications, none taken for another\'s duplicate');
+    // Each key is still a duplicate for its own owner.
+    const again = await publishers[0]!.ok('pub', { channel: 'chat/keys', data: 0, key: 'c' });
+    assert.deepEqual([again.offset, again.duplicate], [1, true]);
+  });
+
   test('publish: subscribers receive it; offset and epoch in the answer; a repeated key is a duplicate', async (t) => {
     const { url, base } = await startServer(t, { config: { namespaces } });
     const c = await connectAs(t, url, 'alice');
@@ -237,7 +255,11 @@ describe('health, readiness and metrics', () => {
     assert.match(text, /^# TYPE switchboard_publish_to_delivery_seconds histogram$/m);
     assert.match(text, /^switchboard_publish_to_delivery_seconds_bucket\{le="\+Inf"\} [1-9]\d*$/m);
     assert.match(text, /^switchboard_publish_to_delivery_seconds_count [1-9]\d*$/m);
-    assert.match(text, /^switchboard_process_/m);
+    assert.match(text, /^switchboard_closes_total\{code="4501",meaning="bad request: [^"]*"\} 1$/m, 'a realtime close code labelled with its meaning');
+    // Default process metrics under the one prefix: switchboard_process_cpu_…, switchboard_nodejs_…
+    assert.match(text, /^switchboard_process_cpu_user_seconds_total /m);
+    assert.match(text, /^switchboard_nodejs_eventloop_lag_seconds /m);
+    assert.doesNotMatch(text, /^switchboard_process_(process|nodejs)_/m);
   });
 
   test('/metrics disabled: 404', async (t) => {

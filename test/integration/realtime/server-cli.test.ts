@@ -97,6 +97,9 @@ test('serve without configuration: development mode on loopback, /dev/token, pub
   const { token, expiresIn } = issued.json();
   assert.equal(typeof token, 'string');
   assert.ok(expiresIn > 0);
+  // Through a proxy (even one on this machine) a development token would go to whoever the proxy serves.
+  const proxied = await httpRequest(base, '/dev/token', { body: { user: 'mallory' }, headers: { 'X-Forwarded-For': '203.0.113.9' } });
+  assert.equal(proxied.status, 403, proxied.text);
   const page = await httpRequest(base, '/');
   assert.equal(page.status, 200);
   assert.match(String(page.headers['content-type']), /text\/html/);
@@ -135,4 +138,22 @@ test('serve on 0.0.0.0 without a key refuses to start with a clear error and exi
     undefined,
     'it listened anyway',
   );
+});
+
+test('serve with another config problem on loopback reports only that problem (no auth key needed there); off loopback the missing key too', async (t) => {
+  const local = serve(t, ['--port', '0', '--snapshot-file', '/no/such/dir/x.sb']);
+  assert.equal((await within(local.exited, START, 'the process to exit')).code, 2);
+  assert.deepEqual(local.stderr, [
+    'switchboard serve: invalid configuration:',
+    '  broker.snapshotFile: cannot write in directory "/no/such/dir" (ENOENT)',
+  ]);
+
+  // Off loopback there is no development mode: the key is missing as well.
+  const wide = serve(t, ['--host', '0.0.0.0', '--port', '0', '--snapshot-file', '/no/such/dir/x.sb']);
+  assert.equal((await within(wide.exited, START, 'the process to exit')).code, 2);
+  assert.deepEqual(wide.stderr, [
+    'switchboard serve: invalid configuration:',
+    '  auth: set hmacSecret, publicKey or jwksFile, or allow anonymous connections (anonymous: true)',
+    '  broker.snapshotFile: cannot write in directory "/no/such/dir" (ENOENT)',
+  ]);
 });
