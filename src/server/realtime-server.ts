@@ -524,7 +524,8 @@ export class RealtimeServer {
         const limit = optionalInt(url, 'limit') ?? 100;
         const sinceOffset = optionalInt(url, 'since_offset');
         const sinceEpoch = url.searchParams.get('since_epoch');
-        const since = sinceOffset !== undefined && sinceEpoch ? { offset: sinceOffset, epoch: sinceEpoch } : undefined;
+        if ((sinceOffset === undefined) !== (sinceEpoch === null)) throw new HttpError(400, 'since_offset and since_epoch go together');
+        const since = sinceOffset !== undefined && sinceEpoch !== null ? { offset: sinceOffset, epoch: sinceEpoch } : undefined;
         const result = await this.broker.history(channel, { since, limit: Math.min(limit, 1000) });
         sendJson(res, 200, { channel, ...result });
         return;

@@ -136,6 +136,12 @@ describe('HTTP API', () => {
     );
     assert.equal(since.recovered, true);
     assert.equal((await api(base, '/api/history?channel=chat/h&limit=-1')).status, 400);
+    // Half a position is a mistake, not "no position".
+    for (const half of ['since_offset=3', `since_epoch=${all.position.epoch}`]) {
+      const res = await api(base, `/api/history?channel=chat/h&${half}`);
+      assert.equal(res.status, 400, half);
+      assert.match(res.json().error, /since_offset and since_epoch go together/);
+    }
   });
 
   test('disconnect: every connection of the user closes with 4503; others stay', async (t) => {
