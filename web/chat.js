@@ -8,6 +8,13 @@ const HISTORY_LIMIT = 50;
 const MAX_SHOWN = 300;
 /** How long a user may be gone before "left" is shown: a reload or reconnect is a leave and a join. */
 const LEAVE_GRACE_MS = 3000;
+/**
+ * After this page reconnects, how much longer the others who were in the room
+ * may take to come back before "left" is shown: when the server restarts,
+ * every client comes back after a random delay of up to 5 s (the server's
+ * `shutdown.reconnectJitterMs`) plus its backoff, not all at once.
+ */
+const RECONNECT_SPREAD_MS = 6000;
 
 const params = new URLSearchParams(location.search);
 const initialUser = (params.get('user') ?? params.get('name') ?? '').trim().slice(0, 32);
@@ -53,6 +60,12 @@ class Room {
     this.members = new Map();
     /** User → timer of a "left" line not shown yet: a reconnect or transport switch is a leave and a join. */
     this.leaving = new Map();
+    /**
+     * Users who were in the room when this page's connection dropped, until the
+     * presence after the reconnect is known: those back are not announced as
+     * joining, the others get "left" after a grace period.
+     */
+    this.before = null;
     this.presenceSeq = 0;
 
     $('room-name').textContent = `#${room}`;
@@ -73,6 +86,10 @@ class Room {
       if (e.willReconnect && e.code === 1000) this.system(`reconnecting: ${e.reason || e.meaning}`);
       else if (e.willReconnect) this.system(`connection lost: ${why}`, 'warn');
       else this.system(`offline: ${why}; reload the page to try again`, 'warn');
+      if (e.willReconnect) {
+        this.before ??= new Set();
+        for (const user of this.members.values()) if (user !== this.user) this.before.add(user);
+      }
       this.members.clear();
       this.renderPresence();
     });
@@ -138,6 +155,12 @@ class Room {
       const result = await this.client.presence(this.channel);
       if (seq !== this.presenceSeq || typeof result.clients !== 'object') return;
       this.members = new Map(Object.values(result.clients).map((c) => [c.client, c.user]));
+      if (this.before) {
+        // Back from a reconnect: who was here and is not (yet) is probably reconnecting too.
+        const present = new Set(this.members.values());
+        for (const user of this.before) if (!present.has(user)) this.leaveLater(user, LEAVE_GRACE_MS + RECONNECT_SPREAD_MS);
+        this.before = null;
+      }
       this.renderPresence();
     } catch (err) {
       this.system(`presence unavailable: ${err.message}`, 'warn');
@@ -146,7 +169,8 @@ class Room {
 
   joined(clients, announce) {
     for (const c of clients) {
-      const known = [...this.members.values()].includes(c.user);
+      // Here already (another tab), or here before this page's reconnect: not news.
+      const known = [...this.members.values()].includes(c.user) || (this.before?.has(c.user) ?? false);
       this.members.set(c.client, c.user);
       const back = this.leaving.get(c.user);
       if (back !== undefined) {
@@ -162,16 +186,24 @@ class Room {
     for (const c of clients) {
       this.members.delete(c.client);
       const still = [...this.members.values()].includes(c.user);
-      if (still || c.user === this.user || this.leaving.has(c.user)) continue;
-      this.leaving.set(
-        c.user,
-        setTimeout(() => {
-          this.leaving.delete(c.user);
-          if (![...this.members.values()].includes(c.user)) this.system(`${c.user} left`);
-        }, LEAVE_GRACE_MS),
-      );
+      if (still) continue;
+      this.leaveLater(c.user, LEAVE_GRACE_MS);
     }
     this.renderPresence();
+  }
+
+  /** Show "<user> left" after `graceMs`, unless the user is back by then (see `joined`). */
+  leaveLater(user, graceMs) {
+    if (user === this.user || this.leaving.has(user)) return;
+    this.leaving.set(
+      user,
+      setTimeout(() => {
+        this.leaving.delete(user);
+        // This page is disconnected itself (or not yet sure who is back): decide after its reconnect.
+        if (this.before) this.before.add(user);
+        else if (![...this.members.values()].includes(user)) this.system(`${user} left`);
+      }, graceMs),
+    );
   }
 
   renderPresence() {

@@ -7,29 +7,93 @@ import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { closeCodeMeaning } from '../protocol/close-code.js';
+import { HandshakeError, MAX_REFUSAL_BODY_BYTES } from '../protocol/errors.js';
+import { realtimeCloseCode } from '../realtime/wire/close-codes.js';
 import { WebSocket } from '../transport/websocket.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, loadConfig, resolveNamespace, type DeepPartial, type NamespaceConfig, type RealtimeConfig } from '../server/config.js';
+import {
+  ConfigError,
+  defaultConfig,
+  loadConfig,
+  mergeConfigLayers,
+  MISSING_AUTH_KEY,
+  resolveNamespace,
+  type ConfigIssue,
+  type DeepPartial,
+  type LoadConfigOptions,
+  type NamespaceConfig,
+  type RealtimeConfig,
+} from '../server/config.js';
 import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.js';
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { createStaticPages } from '../server/static-pages.js';
 
+/** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
+const COMMANDS = {
+  serve: {
+    synopsis: '[--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F]',
+    description: [
+      'the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)',
+      'and its pages: chat demo at /, live dashboard at /dashboard;',
+      '--snapshot-file keeps the in-memory history across restarts',
+    ],
+  },
+  echo: {
+    synopsis: '--port N [--host H] [--deflate] [--tls-cert F --tls-key F] [--max-payload BYTES]',
+    description: ['plain WebSocket echo server (any path)'],
+  },
+  connect: {
+    synopsis: 'URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]',
+    description: [
+      'interactive client: lines from stdin are sent as text (also those typed before',
+      'the connection is open); end of input closes with 1000 and exits 0',
+    ],
+  },
+} as const;
+type Command = keyof typeof COMMANDS;
+
+const COLUMN = ' '.repeat(50);
+
 const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
-  serve    [--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F]
-                                                  the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)
-                                                  and its pages: chat demo at /, live dashboard at /dashboard;
-                                                  --snapshot-file keeps the in-memory history across restarts
-  echo     --port N [--host H] [--deflate] [--tls-cert F --tls-key F] [--max-payload BYTES]
-                                                  plain WebSocket echo server (any path)
-  connect  URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]
-                                                  interactive client: lines from stdin are sent as text
-  help                                            this text
+${(Object.keys(COMMANDS) as Command[]).map((name) => `  ${name.padEnd(8)} ${COMMANDS[name].synopsis}\n${COMMANDS[name].description.map((d) => `${COLUMN}${d}\n`).join('')}`).join('')}  help${' '.repeat(COLUMN.length - 6)}this text (and switchboard <command> --help)
 `;
+
+function commandUsage(name: Command): string {
+  const { synopsis, description } = COMMANDS[name];
+  return `Usage: switchboard ${name} ${synopsis}\n\n${description.map((d) => `  ${d}\n`).join('')}`;
+}
+
+/** A mistake in the command line: reported with the command's usage, exit 2. */
+class UsageError extends Error {}
+
+/** Every command takes `--help` / `-h`. */
+const HELP = { help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * `parseArgs` for a command (whose options include {@link HELP}). Returns
+ * null after printing the command's usage for `--help`; an unknown option or
+ * a missing value is a {@link UsageError}.
+ */
+function parseCommandArgs<T extends ParseArgsConfig>(command: Command, config: T): ReturnType<typeof parseArgs<T>> | null {
+  let parsed: ReturnType<typeof parseArgs<T>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (err) {
+    // node:util's own errors (ERR_PARSE_ARGS_*: unknown option, missing value, unexpected argument).
+    if (String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) throw new UsageError((err as Error).message);
+    throw err;
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    process.stdout.write(commandUsage(command));
+    return null;
+  }
+  return parsed;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -53,17 +117,18 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     process.stderr.write(`switchboard ${command}: ${(err as Error).message}\n`);
+    if (err instanceof UsageError && command in COMMANDS) process.stderr.write(`\n${commandUsage(command as Command)}`);
     return 2;
   }
 }
 
 function parsePort(value: string | undefined, fallback?: number): number {
   if (value === undefined) {
-    if (fallback === undefined) throw new Error('--port is required');
+    if (fallback === undefined) throw new UsageError('--port is required');
     return fallback;
   }
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port '${value}'`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`invalid port '${value}'`);
   return port;
 }
 
@@ -90,9 +155,10 @@ function closeOnSignal(wss: WebSocketServer, extra?: () => void): Promise<number
 }
 
 async function echo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const parsed = parseCommandArgs('echo', {
     args,
     options: {
+      ...HELP,
       port: { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       deflate: { type: 'boolean', default: false },
@@ -101,6 +167,8 @@ async function echo(args: string[]): Promise<number> {
       'max-payload': { type: 'string' },
     },
   });
+  if (!parsed) return 0;
+  const { values } = parsed;
   const port = parsePort(values.port);
   const maxPayload = values['max-payload'] === undefined ? undefined : Number(values['max-payload']);
   if (maxPayload !== undefined && !(Number.isInteger(maxPayload) && maxPayload >= 0)) throw new Error('invalid --max-payload');
@@ -122,10 +190,17 @@ async function echo(args: string[]): Promise<number> {
     ws.on('error', (err: Error & { code?: string }) => log('error', { id, code: err.code, message: err.message }));
     ws.on('close', (code: number, reason: Buffer) => log('close', { id, code, meaning: closeCodeMeaning(code), reason: reason.toString() }));
   });
+  // The WebSocketServer passes the HTTP server's errors on as its own: without a listener, a
+  // busy port (EADDRINUSE) would be an unhandled 'error' event with a stack trace instead of
+  // `switchboard echo: listen EADDRINUSE ...` and exit 2.
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, values.host, () => resolve());
+    wss.once('error', reject);
+    server.listen(port, values.host, () => {
+      wss.removeListener('error', reject);
+      resolve();
+    });
   });
+  wss.on('error', (err: Error & { code?: string }) => log('error', { code: err.code, message: err.message }));
   const address = server.address() as { port: number };
   log('listening', { url: `${tls ? 'wss' : 'ws'}://${values.host}:${address.port}/`, deflate: values.deflate });
   return closeOnSignal(wss, () => server.close());
@@ -144,15 +219,18 @@ export const DEV_NAMESPACES: readonly DeepPartial<NamespaceConfig>[] = Object.fr
 ]);
 
 async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const parsed = parseCommandArgs('serve', {
     args,
     options: {
+      ...HELP,
       config: { type: 'string', short: 'c' },
       port: { type: 'string' },
       host: { type: 'string' },
       'snapshot-file': { type: 'string' },
     },
   });
+  if (!parsed) return 0;
+  const { values } = parsed;
   const overrides: DeepPartial<RealtimeConfig> = {};
   if (values.port !== undefined) overrides.port = parsePort(values.port);
   if (values.host !== undefined) overrides.host = values.host;
@@ -164,7 +242,13 @@ async function serve(args: string[]): Promise<number> {
   } catch (err) {
     // No key configured: on loopback, run in development mode with an
     // ephemeral secret and /dev/token, so `npm start` works out of the box.
-    if (!(err instanceof ConfigError) || !err.issues.every((i) => i.path === 'auth')) throw err;
+    if (!(err instanceof ConfigError) || !err.issues.some(isMissingAuthKey)) throw err;
+    if (!err.issues.every(isMissingAuthKey)) {
+      // Other problems as well. Where development mode would apply once they are fixed
+      // (loopback), the missing key is not one of them: report only the others.
+      if (isLoopback(configuredHost({ file: values.config, overrides }))) throw new ConfigError(err.issues.filter((i) => !isMissingAuthKey(i)));
+      throw err;
+    }
     const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
     if (!isLoopback(probe.host)) throw err;
     devTokens = true;
@@ -210,27 +294,42 @@ async function serve(args: string[]): Promise<number> {
   });
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+function isLoopback(host: string | undefined): boolean {
+  return host !== undefined && (host === 'localhost' || host === '::1' || host.startsWith('127.'));
+}
+
+function isMissingAuthKey(issue: ConfigIssue): boolean {
+  return issue.path === 'auth' && issue.message === MISSING_AUTH_KEY;
+}
+
+/** The host the configuration asks for (file, environment, flags, else the default), or undefined when it is not a string. */
+function configuredHost(options: LoadConfigOptions): string | undefined {
+  const host = mergeConfigLayers(options)['host'];
+  if (host === undefined || host === null) return defaultConfig().host;
+  return typeof host === 'string' ? host : undefined;
 }
 
 async function connect(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const parsed = parseCommandArgs('connect', {
     args,
     allowPositionals: true,
     options: {
+      ...HELP,
       protocol: { type: 'string', multiple: true },
       header: { type: 'string', multiple: true },
       'no-deflate': { type: 'boolean', default: false },
       insecure: { type: 'boolean', default: false },
     },
   });
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
   const url = positionals[0];
-  if (!url) throw new Error('a URL is required, e.g. switchboard connect ws://127.0.0.1:8080/ws');
+  if (!url) throw new UsageError('a URL is required, e.g. switchboard connect ws://127.0.0.1:8080/ws');
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' (one URL)`);
   const headers: Record<string, string> = {};
   for (const h of values.header ?? []) {
     const colon = h.indexOf(':');
-    if (colon <= 0) throw new Error(`invalid --header '${h}' (expected "Name: value")`);
+    if (colon <= 0) throw new UsageError(`invalid --header '${h}' (expected "Name: value")`);
     headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
   }
   const ws = new WebSocket(url, values.protocol ?? [], {
@@ -241,19 +340,64 @@ async function connect(args: string[]): Promise<number> {
   });
   return new Promise((resolve) => {
     const rl = createInterface({ input: process.stdin, terminal: false });
+    /** Lines read while the connection is being opened: sent, in order, once it is open. */
+    let queued: string[] | null = [];
+    let inputEnded = false;
+    let closing = false;
+    // End of input: close with 1000 once what was read is sent (send() and close() keep their order).
+    const closeNormally = (): void => {
+      if (closing) return;
+      closing = true;
+      ws.close(1000);
+    };
+    rl.on('line', (line) => {
+      if (queued) queued.push(line);
+      else if (ws.readyState === WebSocket.OPEN && !closing) ws.send(line);
+    });
+    rl.on('close', () => {
+      inputEnded = true;
+      if (ws.readyState === WebSocket.OPEN) closeNormally();
+    });
     ws.on('open', () => {
       process.stderr.write(`connected (protocol: ${ws.protocol || 'none'}, extensions: ${ws.extensions || 'none'})\n`);
-      rl.on('line', (line) => ws.send(line));
-      rl.on('close', () => ws.close(1000));
+      const lines = queued ?? [];
+      queued = null;
+      for (const line of lines) ws.send(line);
+      if (inputEnded) closeNormally();
     });
     ws.on('message', (data, isBinary) => {
       process.stdout.write(isBinary ? `< [binary ${(data as Buffer).length} bytes] ${(data as Buffer).toString('hex').slice(0, 64)}\n` : `< ${String(data)}\n`);
     });
-    ws.on('error', (err: Error) => process.stderr.write(`error: ${err.message}\n`));
+    ws.on('error', (err: Error) => process.stderr.write(`error: ${describeConnectError(err)}\n`));
     ws.on('close', (code: number, reason: Buffer) => {
-      process.stderr.write(`closed: ${code} (${closeCodeMeaning(code)})${reason.length ? ` reason: ${reason}` : ''}\n`);
+      process.stderr.write(`closed: ${code} ${describeCloseCode(code)}${reason.length ? ` reason: ${reason}` : ''}\n`);
+      queued = null;
       rl.close();
+      // Stop reading stdin (a terminal or a pipe that stays open must not keep the process alive).
+      process.stdin.destroy();
       resolve(code === 1000 || code === 1005 ? 0 : 1);
     });
   });
+}
+
+/**
+ * A close code's meaning for `connect`: the realtime layer's codes
+ * (4000-4999, docs/close-codes.md) by its table, whatever the URL (a 4xxx
+ * code from another application is application-defined), else RFC 6455's.
+ */
+function describeCloseCode(code: number): string {
+  const rt = realtimeCloseCode(code);
+  if (rt) return `(${rt.meaning}; ${rt.advice}) (switchboard realtime protocol: ${rt.name})`;
+  return `(${closeCodeMeaning(code)})`;
+}
+
+/** An error of `connect`: a refused handshake with its HTTP status and the start of the body the server sent. */
+function describeConnectError(err: Error): string {
+  if (err instanceof HandshakeError && err.code === 'WS_ERR_UNEXPECTED_STATUS') {
+    const status = `${err.statusCode}${http.STATUS_CODES[err.statusCode] ? ` ${http.STATUS_CODES[err.statusCode]}` : ''}`;
+    const body = (err.body ?? '').trim();
+    const cut = Buffer.byteLength(err.body ?? '') >= MAX_REFUSAL_BODY_BYTES - 3 ? ' (first 1 KiB)' : '';
+    return `the server refused the WebSocket upgrade: HTTP ${status}${body ? `\n  ${body.split(/\r?\n/).join('\n  ')}${cut}` : ' (no body)'}`;
+  }
+  return err.message;
 }

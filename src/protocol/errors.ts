@@ -73,12 +73,21 @@ export class InternalError extends WebSocketError {
 export class HandshakeError extends WebSocketError {
   readonly statusCode: number;
   readonly headers: Record<string, string>;
+  /**
+   * Client side, `WS_ERR_UNEXPECTED_STATUS`: the start of the body the
+   * server answered with (at most {@link MAX_REFUSAL_BODY_BYTES}, decoded as
+   * UTF-8), e.g. why it refused the upgrade. Undefined otherwise.
+   */
+  body: string | undefined;
   constructor(code: string, message: string, statusCode = 400, headers: Record<string, string> = {}) {
     super(code, message, CloseCode.ProtocolError);
     this.statusCode = statusCode;
     this.headers = headers;
   }
 }
+
+/** How much of a refused handshake's response body a client keeps in {@link HandshakeError.body}. */
+export const MAX_REFUSAL_BODY_BYTES = 1024;
 
 export class InvalidHeaderError extends HandshakeError {}
 export class NegotiationError extends HandshakeError {}

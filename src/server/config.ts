@@ -466,6 +466,15 @@ export interface LoadConfigOptions {
  * `auth.jwksFile`) to check them.
  */
 export function loadConfig(options: LoadConfigOptions = {}): RealtimeConfig {
+  return validateConfig(mergeConfigLayers(options));
+}
+
+/**
+ * The file, the environment and `overrides` merged, before defaults and
+ * validation (what {@link loadConfig} validates). Throws a {@link ConfigError}
+ * when a layer cannot be read (the file, an environment variable).
+ */
+export function mergeConfigLayers(options: LoadConfigOptions = {}): Record<string, unknown> {
   const env = options.env ?? process.env;
   const issues: ConfigIssue[] = [];
   const file = options.file ?? (env['SWITCHBOARD_CONFIG']?.trim() || undefined);
@@ -479,7 +488,7 @@ export function loadConfig(options: LoadConfigOptions = {}): RealtimeConfig {
   if (issues.length > 0) throw new ConfigError(issues);
   let merged: unknown = {};
   for (const layer of layers) merged = mergeLayer(merged, layer);
-  return validateConfig(merged);
+  return merged as Record<string, unknown>;
 }
 
 /** Parse a config file; its relative key-file paths become relative to the file. */
@@ -724,6 +733,9 @@ function checkOrigin(c: Checker, path: string, o: unknown): void {
   }
 }
 
+/** The message of the `auth` issue of a configuration that names no key (and does not allow anonymous connections). */
+export const MISSING_AUTH_KEY = 'set hmacSecret, publicKey or jwksFile, or allow anonymous connections (anonymous: true)';
+
 function checkAuth(c: Checker, a: unknown): void {
   if (!c.keys('auth', a, AUTH_KEYS)) return;
   const auth = a as Record<string, unknown>;
@@ -766,7 +778,7 @@ function checkAuth(c: Checker, a: unknown): void {
   }
   c.int('auth.ticketTtlMs', auth['ticketTtlMs'], 1);
   if (keys === 0 && auth['anonymous'] !== true) {
-    c.add('auth', 'set hmacSecret, publicKey or jwksFile, or allow anonymous connections (anonymous: true)');
+    c.add('auth', MISSING_AUTH_KEY);
   }
 }
 

@@ -11,6 +11,7 @@
  * the feed only then (in development mode it configures such a `sys`
  * namespace itself).
  */
+import { closeMeaning } from '../realtime/wire/close-codes.js';
 import type { Metrics } from './metrics.js';
 
 export const DASHBOARD_CHANNEL = 'sys/dashboard';
@@ -156,7 +157,7 @@ export function startDashboardFeed(server: DashboardSource, options: DashboardFe
     };
     // Memory straight from the process (prom-client fills its heap gauges only on a full scrape).
     const memory = process.memoryUsage();
-    const eventLoopLagS = await single('switchboard_process_nodejs_eventloop_lag_seconds');
+    const eventLoopLagS = await single('switchboard_nodejs_eventloop_lag_seconds');
 
     return {
       v: 1,
@@ -172,7 +173,8 @@ export function startDashboardFeed(server: DashboardSource, options: DashboardFe
       channelCount: stats.length,
       closes: closes
         .filter((v) => v.value > 0)
-        .map((v) => ({ code: Number(v.labels.code), meaning: String(v.labels.meaning ?? ''), count: v.value }))
+        // The meaning from the realtime close-code table (4xxx codes by name, not "application-defined").
+        .map((v) => ({ code: Number(v.labels.code), meaning: closeMeaning(Number(v.labels.code)), count: v.value }))
         .sort((a, b) => b.count - a.count || a.code - b.code),
       errors: errors
         .filter((v) => v.value > 0)

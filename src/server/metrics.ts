@@ -3,7 +3,7 @@
  * call only increments a counter or observes a histogram.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { closeCodeMeaning } from '../protocol/close-code.js';
+import { closeMeaning } from '../realtime/wire/close-codes.js';
 import type { HubObserver } from '../realtime/transport.js';
 
 export class Metrics implements HubObserver {
@@ -24,7 +24,7 @@ export class Metrics implements HubObserver {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_process_' });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
     this.connections = new Gauge({ name: 'switchboard_connections', help: 'Open realtime connections', labelNames: ['transport'], registers });
     this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'Realtime connections opened', labelNames: ['transport'], registers });
     this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Connections closed, by close code', labelNames: ['code', 'meaning'], registers });
@@ -51,7 +51,7 @@ export class Metrics implements HubObserver {
   }
   connectionClosed(transport: string, code: number): void {
     this.connections.dec({ transport });
-    this.closes.inc({ code: String(code), meaning: closeCodeMeaning(code) });
+    this.closes.inc({ code: String(code), meaning: closeMeaning(code) });
   }
   messageIn(bytes: number): void {
     this.messagesIn.inc();

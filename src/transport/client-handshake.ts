@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-code.js';
-import { HandshakeError } from '../protocol/errors.js';
+import { HandshakeError, MAX_REFUSAL_BODY_BYTES } from '../protocol/errors.js';
 import { generateKey, validateUpgradeResponse } from '../protocol/handshake.js';
 import {
   acceptDeflateResponse,
@@ -39,6 +39,8 @@ export interface ClientOptions extends Omit<https.RequestOptions, 'headers' | 't
 }
 
 const kNoContent = Buffer.alloc(0);
+/** How long a client waits for the body of a refused handshake (for {@link HandshakeError.body}) once the status is in, in ms. */
+const REFUSAL_BODY_WAIT_MS = 1000;
 
 export function connectClient(ws: WebSocket, address: string | URL, protocols: string[], options: ClientOptions): void {
   let url: URL;
@@ -134,8 +136,27 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
       ws.emitClose(CloseCode.AbnormalClosure, kNoContent);
       return;
     }
-    res.resume();
-    abort(new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${res.statusCode}`, 0));
+    // Keep the start of the body (why the server refused), bounded in size and time.
+    const status = res.statusCode ?? 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const refuse = (): void => {
+      if (done) return;
+      const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status);
+      err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
+      abort(err);
+    };
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
+    res.on('data', (chunk: Buffer) => {
+      if (done) return;
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= MAX_REFUSAL_BODY_BYTES) refuse();
+    });
+    res.on('end', refuse);
+    res.on('error', refuse);
+    res.on('close', refuse);
   });
   request.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (done) {

@@ -130,6 +130,12 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   await openChat(bob, env.server.base, 'restart', 'bob');
   await say(alice, 'before the restart');
   await waitForMessage(bob, 'before the restart');
+  // Presence lines about the other user: alice saw bob join; after the restart neither page may add one.
+  const presenceLines = (page: typeof alice, other: string) =>
+    page.$$eval('#messages li.sys', (items, o) => items.map((li) => li.textContent ?? '').filter((t) => t === `${o} joined` || t === `${o} left`), other);
+  await alice.waitForFunction(() => [...document.querySelectorAll('#messages li.sys')].some((li) => li.textContent === 'bob joined'));
+  assert.deepEqual(await presenceLines(alice, 'bob'), ['bob joined']);
+  assert.deepEqual(await presenceLines(bob, 'alice'), []);
 
   const port = env.server.port;
   await env.server.stop(); // SIGTERM: graceful shutdown, clients get `closing` and 1001
@@ -156,9 +162,19 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   await waitForMessage(bob, 'after the restart');
   await say(alice, 'still here');
   await waitForMessage(bob, 'still here');
+  await waitForMessage(alice, 'still here'); // (its own copy comes back from the server too; not necessarily before bob's)
   // What was on the page before the restart stays; nothing shows twice.
   const texts = await alice.$$eval('#messages li.msg .text', (items) => items.map((el) => el.textContent));
   assert.deepEqual(texts, ['before the restart', 'after the restart', 'still here']);
+  // Both were there before and are back: no "joined" (and, once no "left" is pending, no "left") for the other.
+  for (const page of [alice, bob]) {
+    await page.waitForFunction(() => {
+      const room = (window as unknown as { switchboardChat: { before?: unknown; leaving: Map<string, unknown> } }).switchboardChat;
+      return !room.before && room.leaving.size === 0;
+    });
+  }
+  assert.deepEqual(await presenceLines(alice, 'bob'), ['bob joined'], 'alice\'s page announced bob after the restart');
+  assert.deepEqual(await presenceLines(bob, 'alice'), [], 'bob\'s page announced alice after the restart');
 
   await screenshot(alice, 'chat-after-restart');
   assert.deepEqual(env.browser.errors, []);

@@ -8,7 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { closeOf, harness, waitEvent, within } from './helpers.js';
+import net from 'node:net';
+import { closeOf, harness, listen, until, waitEvent, within } from './helpers.js';
+import { startServer } from './realtime/helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
@@ -186,4 +188,108 @@ test('echo without --port → exit 2 with a message', async (t) => {
   const cli = runCli(t, ['echo']);
   assert.equal((await within(cli.exited, START, 'exit')).code, 2);
   assert.ok(cli.stderr.some((l) => l.includes('--port is required')));
+});
+
+/** An echo server whose handshake waits `delayMs`: input and EOF piped at spawn arrive before the socket opens. */
+async function slowEchoServer(h: ReturnType<typeof harness>, delayMs: number) {
+  const { wss, url } = await h.server({
+    verifyClient: (_info: unknown, cb: (ok: boolean) => void) => void setTimeout(() => cb(true), delayMs),
+  });
+  const received: string[] = [];
+  const closes: number[] = [];
+  wss.on('connection', (ws) => {
+    ws.on('message', (d, isBinary) => {
+      received.push(String(d));
+      ws.send(d, { binary: isBinary });
+    });
+    ws.on('close', (code: number) => closes.push(code));
+  });
+  return { url, received, closes };
+}
+
+test("connect: lines and EOF piped before the socket opens (printf 'hello\\nsecond\\n' | connect) are sent once open, in order; then close 1000 and exit 0", async (t) => {
+  const h = harness(t);
+  const server = await slowEchoServer(h, 500);
+  const cli = runCli(t, ['connect', server.url]);
+  cli.child.stdin!.end('hello\nsecond\n');
+  const exit = await within(cli.exited, START, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
+  assert.deepEqual(exit, { code: 0, signal: null }, cli.stderr.join(' | '));
+  assert.deepEqual(server.received, ['hello', 'second']);
+  assert.deepEqual(cli.stdout, ['< hello', '< second']);
+  assert.deepEqual(cli.stderr, ['connected (protocol: none, extensions: none)', 'closed: 1000 (normal closure)']);
+  await until(() => server.closes.length === 1, 5000, 'the server to see the close');
+  assert.deepEqual(server.closes, [1000]);
+});
+
+test('connect </dev/null: EOF before the socket opens → opens, closes with 1000, exits 0', async (t) => {
+  const h = harness(t);
+  const server = await slowEchoServer(h, 300);
+  const cli = runCli(t, ['connect', server.url]);
+  cli.child.stdin!.end();
+  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 0, signal: null }, cli.stderr.join(' | '));
+  assert.deepEqual(cli.stderr, ['connected (protocol: none, extensions: none)', 'closed: 1000 (normal closure)']);
+  await until(() => server.closes.length === 1, 5000, 'the server to see the close');
+  assert.deepEqual(server.closes, [1000]);
+  assert.deepEqual(server.received, []);
+});
+
+test('connect: a connection that fails exits 1 with the reason, even with stdin still open', async (t) => {
+  const probe = net.createServer();
+  const port = await listen(probe);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  const cli = runCli(t, ['connect', `ws://127.0.0.1:${port}/`]);
+  cli.child.stdin!.write('typed early\n'); // and stdin stays open
+  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 1, signal: null });
+  assert.deepEqual(cli.stderr, [`error: connect ECONNREFUSED 127.0.0.1:${port}`, 'closed: 1006 (abnormal closure: the connection dropped without a close frame)']);
+});
+
+test('connect to the realtime server: a 4xxx close is named from the realtime table; a refused upgrade shows the HTTP status and the body', async (t) => {
+  const rt = await startServer(t);
+  // 4501: not JSON. stdin stays open: the server's close ends the CLI (exit 1, not a normal closure).
+  const bad = runCli(t, ['connect', rt.url, '--protocol', 'switchboard.v1.json']);
+  await until(() => bad.stderr.some((l) => l.startsWith('connected')), START, 'connected');
+  bad.child.stdin!.write('not json\n');
+  assert.deepEqual(await within(bad.exited, 10_000, 'the CLI to exit'), { code: 1, signal: null });
+  assert.equal(bad.stderr.length, 2, bad.stderr.join(' | '));
+  assert.match(bad.stderr[0]!, /^connected \(protocol: switchboard\.v1\.json, /);
+  assert.equal(
+    bad.stderr[1],
+    'closed: 4501 (bad request: a message that is not JSON / MessagePack; do not reconnect) (switchboard realtime protocol: BadRequest) reason: malformed JSON',
+  );
+
+  // A subprotocol the server does not speak: HTTP 400 before the upgrade, with its explanation.
+  const refused = runCli(t, ['connect', rt.url, '--protocol', 'chat.v9']);
+  refused.child.stdin!.end();
+  assert.deepEqual(await within(refused.exited, START, 'the CLI to exit'), { code: 1, signal: null });
+  assert.deepEqual(refused.stderr, [
+    'error: the server refused the WebSocket upgrade: HTTP 400 Bad Request',
+    '  unsupported subprotocol; this server speaks switchboard.v1.json, switchboard.v1.msgpack',
+    'closed: 1006 (abnormal closure: the connection dropped without a close frame)',
+  ]);
+});
+
+test('echo on a busy port: one line with the error, no stack trace, exit 2 (as serve)', async (t) => {
+  const busy = net.createServer();
+  const port = await listen(busy);
+  t.after(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+  const cli = runCli(t, ['echo', '--port', String(port), '--host', '127.0.0.1']);
+  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 2, signal: null });
+  assert.deepEqual(cli.stderr, [`switchboard echo: listen EADDRINUSE: address already in use 127.0.0.1:${port}`]);
+  assert.deepEqual(cli.stdout, []);
+});
+
+test('<command> --help prints that command\'s usage and exits 0; an unknown option prints the error, then the usage, exit 2', async (t) => {
+  for (const command of ['serve', 'echo', 'connect']) {
+    for (const flag of ['--help', '-h']) {
+      const cli = runCli(t, [command, flag]);
+      assert.deepEqual(await within(cli.exited, START, `${command} ${flag} to exit`), { code: 0, signal: null }, cli.stderr.join(' | '));
+      assert.match(cli.stdout[0] ?? '', new RegExp(`^Usage: switchboard ${command} `), `${command} ${flag}`);
+      assert.deepEqual(cli.stderr, []);
+    }
+    const bad = runCli(t, [command, '--bogus']);
+    assert.equal((await within(bad.exited, START, `${command} --bogus to exit`)).code, 2);
+    assert.match(bad.stderr[0] ?? '', new RegExp(`^switchboard ${command}: Unknown option '--bogus'`));
+    assert.equal(bad.stderr[1], '');
+    assert.match(bad.stderr[2] ?? '', new RegExp(`^Usage: switchboard ${command} `));
+  }
 });

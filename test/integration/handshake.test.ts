@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { WebSocket, WebSocketServer } from '../../src/index.js';
+import { HandshakeError, WebSocket, WebSocketServer } from '../../src/index.js';
 import {
   acceptKey,
   harness,
@@ -395,7 +395,38 @@ test("without an 'unexpected-response' listener a 403 is an error", async (t) =>
   const { err, code } = await clientFailure(h.client(url));
   assert.equal(err.code, 'WS_ERR_UNEXPECTED_STATUS');
   assert.match(err.message, /401/);
+  assert.equal((err as HandshakeError).statusCode, 401);
   assert.equal(code, 1006);
+});
+
+test('a refused handshake: the error carries the status and the start of the body (at most 1 KiB, waiting at most ~1 s for it)', async (t) => {
+  const h = harness(t);
+  const refusal = (status: string, body: string, length = Buffer.byteLength(body)) => () =>
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${length}\r\n\r\n${body}`;
+
+  const small = await fakeServer(h, refusal('400 Bad Request', 'unsupported subprotocol; this server speaks x\n'));
+  const a = await clientFailure(h.client(`ws://127.0.0.1:${small}`));
+  assert.equal(a.err.code, 'WS_ERR_UNEXPECTED_STATUS');
+  assert.equal((a.err as HandshakeError).statusCode, 400);
+  assert.equal((a.err as HandshakeError).body, 'unsupported subprotocol; this server speaks x\n');
+  assert.equal(a.code, 1006);
+
+  // A big body: the first 1 KiB, without waiting for the rest (the server keeps the socket open).
+  const big = await fakeServer(h, refusal('503 Service Unavailable', 'é'.repeat(1500), 100_000));
+  let started = Date.now();
+  const b = await clientFailure(h.client(`ws://127.0.0.1:${big}`));
+  assert.equal((b.err as HandshakeError).statusCode, 503);
+  assert.ok(Buffer.byteLength((b.err as HandshakeError).body!) <= 1024 + 2, 'bounded');
+  assert.match((b.err as HandshakeError).body!, /^(é){400,}/);
+  assert.ok(Date.now() - started < 900, 'did not wait for the whole body');
+
+  // A body that never ends: what came within about a second.
+  const stalled = await fakeServer(h, refusal('429 Too Many Requests', 'slow down', 500));
+  started = Date.now();
+  const c = await clientFailure(h.client(`ws://127.0.0.1:${stalled}`));
+  assert.equal((c.err as HandshakeError).statusCode, 429);
+  assert.equal((c.err as HandshakeError).body, 'slow down');
+  assert.ok(Date.now() - started < 2500, `${Date.now() - started} ms`);
 });
 
 test('client handshakeTimeout against a server that never answers', async (t) => {

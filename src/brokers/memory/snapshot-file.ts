@@ -51,27 +51,44 @@ export interface SnapshotLoad {
 /** Bytes encoded between two writes (each write lets the event loop run). */
 const CHUNK_BYTES = 256 * 1024;
 
-/** The snapshot in `path`, or undefined when there is no such file. Throws on anything unreadable, naming the file. */
+/** How every refusal to read a snapshot file ends (docs/configuration.md promises it). */
+export const SNAPSHOT_FILE_HINT = 'move the file away to start with empty history';
+
+/**
+ * The snapshot in `path`, or undefined when there is no such file. Throws on
+ * anything unreadable, naming the file and ending with {@link SNAPSHOT_FILE_HINT}.
+ * An empty file is refused too: `writeSnapshotFile` never leaves one, so it
+ * is a write cut short (or a `touch`), not an empty history.
+ */
 export async function readSnapshotFile(path: string): Promise<unknown> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    throw new Error(`${path}: cannot read the snapshot file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); ${SNAPSHOT_FILE_HINT}`);
   }
+  const refuse = (why: string): Error => new Error(`${path}: not a snapshot file (${why}); ${SNAPSHOT_FILE_HINT}`);
+  if (bytes.byteLength === 0) throw refuse('the file is empty: a write cut short?');
+  let header: Record<string, unknown> | undefined;
+  const streams: unknown[] = [];
   try {
     const documents = decodeMulti(bytes);
-    const header = documents.next();
-    if (header.done || typeof header.value !== 'object' || header.value === null) throw new Error('no header');
-    const { streamCount, ...snapshot } = header.value as Record<string, unknown>;
-    const streams: unknown[] = [];
+    const first = documents.next();
+    if (first.done || typeof first.value !== 'object' || first.value === null || Array.isArray(first.value)) {
+      throw refuse('it does not start with a snapshot header');
+    }
+    header = first.value as Record<string, unknown>;
     for (const stream of documents) streams.push(stream);
-    if (streams.length !== streamCount) throw new Error(`${streams.length} streams of ${String(streamCount)}: the file is cut short`);
-    return { ...snapshot, streams };
   } catch (err) {
-    throw new Error(`${path}: not a snapshot file (${(err as Error).message})`);
+    if ((err as Error).message.endsWith(SNAPSHOT_FILE_HINT)) throw err;
+    // The decoder's own words ("Offset is outside the bounds of the DataView", "Unrecognized type byte") say little.
+    const where = err instanceof RangeError ? 'the data ends in the middle of a value: the file is cut short' : `corrupt MessagePack: ${(err as Error).message}`;
+    throw refuse(`${header === undefined ? 'in the header' : `after ${streams.length} stream${streams.length === 1 ? '' : 's'}`}, ${where}`);
   }
+  const { streamCount, ...snapshot } = header;
+  if (streams.length !== streamCount) throw refuse(`${streams.length} streams of ${String(streamCount)}: the file is cut short`);
+  return { ...snapshot, streams };
 }
 
 /** Write `snapshot` to `path` atomically (temporary file, fsync, rename), a chunk at a time. */
@@ -132,7 +149,7 @@ export class SnapshotFile {
       try {
         this.#broker.restore(snapshot);
       } catch (err) {
-        throw new Error(`${path}: ${(err as Error).message}; move the file away to start with empty history`);
+        throw new Error(`${path}: ${(err as Error).message}; ${SNAPSHOT_FILE_HINT}`);
       }
       const s = snapshot as MemoryBrokerSnapshot;
       load.final = s.final;

@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from '@msgpack/msgpack';
@@ -259,6 +259,50 @@ describe('SnapshotFile', () => {
 
       writeFileSync(path, readFileSync(path).subarray(0, size - 5000));
       await assert.rejects(readSnapshotFile(path), (err: Error) => err.message.startsWith(`${path}: not a snapshot file`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('every refusal names the file, says why in words (not the decoder\'s), and ends with the hint; an empty file is refused, not taken for empty history', async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir, 'history.sb');
+      const a = broker();
+      for (let i = 0; i < 3; i++) await a.publish(`chat/r${i}`, { text: 'x'.repeat(200), i }, { history: H });
+      await writeSnapshotFile(path, a.snapshot({ final: true }));
+      const whole = readFileSync(path);
+      const { streams, ...rest } = a.snapshot({ final: true });
+      const header = encode({ ...rest, streamCount: streams.length }).byteLength;
+      assert.ok(encode(streams[0]).byteLength > 100);
+      const cases: Array<[string, Uint8Array, RegExp]> = [
+        ['empty (touch)', new Uint8Array(0), /the file is empty/],
+        ['cut inside the header', whole.subarray(0, 5), /in the header, the data ends in the middle of a value: the file is cut short/],
+        ['cut inside a stream', whole.subarray(0, header + 40), /the data ends in the middle of a value: the file is cut short/],
+        ['a byte MessagePack never uses', Buffer.from([0xc1, 0xc1, 0xc1]), /corrupt MessagePack/],
+        ['a number, not a header', Buffer.from([0x2a]), /does not start with a snapshot header/],
+      ];
+      for (const [what, bytes, why] of cases) {
+        writeFileSync(path, bytes);
+        const check = (err: Error) => {
+          assert.ok(err.message.startsWith(`${path}: not a snapshot file (`), `${what}: ${err.message}`);
+          assert.match(err.message, why, what);
+          assert.ok(err.message.endsWith('; move the file away to start with empty history'), `${what}: ${err.message}`);
+          assert.doesNotMatch(err.message, /Offset is outside|DataView/, what);
+          return true;
+        };
+        await assert.rejects(readSnapshotFile(path), check);
+        const f = new SnapshotFile(broker(), { path, intervalMs: 0 });
+        await assert.rejects(f.open(), check);
+        await f.close();
+        assert.deepEqual(readFileSync(path), Buffer.from(bytes), `${what}: left as it was`);
+      }
+      // Not readable at all (a directory where the file should be): the same hint.
+      const asDir = join(dir, 'a-directory.sb');
+      mkdirSync(asDir);
+      await assert.rejects(readSnapshotFile(asDir), (err: Error) =>
+        err.message.startsWith(`${asDir}: cannot read the snapshot file (EISDIR)`) && err.message.endsWith('; move the file away to start with empty history'),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

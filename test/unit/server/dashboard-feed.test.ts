@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DASHBOARD_CHANNEL, MAX_CHANNELS, startDashboardFeed, type DashboardSnapshot } from '../../../src/server/dashboard-feed.js';
 import { Metrics } from '../../../src/server/metrics.js';
+import { closeMeaning } from '../../../src/client/index.js';
 
 function source(channels: { channel: string; subscribers: number }[] = []) {
   const metrics = new Metrics({ defaultMetrics: false });
@@ -58,6 +59,45 @@ describe('dashboard feed', () => {
       assert.deepEqual(snap.rejections, [{ status: 403, count: 1 }]);
       assert.ok(snap.process.rssBytes > 0);
       assert.equal(snap.process.eventLoopLagS, null, 'no default metrics here');
+    } finally {
+      feed.stop();
+    }
+  });
+
+  it('labels the realtime close codes (4xxx) with their meaning from the realtime table, as the SDK does, not "application-defined code"', async () => {
+    const s = source();
+    s.metrics.connectionOpened('websocket');
+    s.metrics.connectionClosed('websocket', 4501);
+    s.metrics.connectionOpened('websocket');
+    s.metrics.connectionClosed('websocket', 4001);
+    s.metrics.connectionOpened('websocket');
+    s.metrics.connectionClosed('websocket', 4321); // not in the table: still application-defined
+    const feed = startDashboardFeed(s, { intervalMs: 60_000 });
+    try {
+      const snap = await feed.snapshot();
+      const meaning = (code: number) => snap.closes.find((c) => c.code === code)?.meaning;
+      assert.equal(meaning(4501), 'bad request: a message that is not JSON / MessagePack (do not reconnect)');
+      assert.equal(meaning(4001), 'no auth message in time (reconnect)');
+      assert.equal(meaning(4321), 'application-defined code (reconnect)');
+      for (const code of [4501, 4001]) assert.equal(meaning(code), closeMeaning(code), 'the same text as the SDK');
+      // Prometheus carries the same label.
+      const text = await s.metrics.registry.metrics();
+      assert.match(text, /^switchboard_closes_total\{code="4501",meaning="bad request: a message that is not JSON \/ MessagePack \(do not reconnect\)"\} 1$/m);
+    } finally {
+      feed.stop();
+    }
+  });
+
+  it('with the default process metrics: named switchboard_process_* and switchboard_nodejs_* (one prefix), event-loop lag in the snapshot', async () => {
+    const metrics = new Metrics();
+    const feed = startDashboardFeed({ ...source(), metrics }, { intervalMs: 60_000 });
+    try {
+      const snap = await feed.snapshot();
+      assert.equal(typeof snap.process.eventLoopLagS, 'number', 'event-loop lag from switchboard_nodejs_eventloop_lag_seconds');
+      const text = await metrics.registry.metrics();
+      assert.match(text, /^switchboard_process_cpu_user_seconds_total /m);
+      assert.match(text, /^switchboard_nodejs_eventloop_lag_seconds /m);
+      assert.doesNotMatch(text, /switchboard_process_process_|switchboard_process_nodejs_/);
     } finally {
       feed.stop();
     }
