@@ -694,7 +694,11 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
     c.int('heartbeat.intervalMs', h['intervalMs'], 0);
     c.int('heartbeat.timeoutMs', h['timeoutMs'], 1);
   }
-  c.int('idleTimeoutMs', v['idleTimeoutMs'], 0);
+  if (c.int('idleTimeoutMs', v['idleTimeoutMs'], 0) && (v['idleTimeoutMs'] as number) > 0) {
+    // Idle connections are found on heartbeat ticks: without them the timeout would never fire.
+    const interval = (v['heartbeat'] as Record<string, unknown> | undefined)?.['intervalMs'];
+    if (interval === 0) c.add('idleTimeoutMs', 'needs heartbeat.intervalMs > 0 (idle connections are checked at each heartbeat)');
+  }
   if (c.keys('shutdown', v['shutdown'], ['timeoutMs', 'reconnectJitterMs'])) {
     const s = v['shutdown'] as Record<string, unknown>;
     c.int('shutdown.timeoutMs', s['timeoutMs'], 0);

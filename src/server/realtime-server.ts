@@ -366,8 +366,18 @@ export class RealtimeServer {
 
   private refuse(socket: Duplex, err: HandshakeError): void {
     this.metrics.handshakeRejections.inc({ status: String(err.statusCode) });
-    if (socket.writable) socket.end(buildErrorResponse(err));
-    socket.destroy();
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // Let the answer leave before the socket goes (destroying at once may cut it off); a peer that
+    // does not read it does not keep the socket for more than a second.
+    const timer = setTimeout(() => socket.destroy(), 1000);
+    timer.unref();
+    socket.end(buildErrorResponse(err), () => {
+      clearTimeout(timer);
+      socket.destroy();
+    });
   }
 
   private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string): void {
@@ -413,7 +423,10 @@ export class RealtimeServer {
     if (path === '/metrics' && this.config.metrics.enabled) {
       this.metrics.registry.metrics().then(
         (text) => sendText(res, 200, text, this.metrics.registry.contentType),
-        (err) => sendText(res, 500, String(err)),
+        (err) => {
+          this.logger.error({ err: String(err) }, 'metrics collection failed');
+          sendText(res, 500, 'metrics unavailable\n');
+        },
       );
       return true;
     }
@@ -499,7 +512,11 @@ export class RealtimeServer {
           (body.channels as string[]).map((channel) =>
             this.hub.publish(channel, body.data).then(
               (r) => ({ channel, offset: r.offset, epoch: r.epoch }),
-              (err: unknown) => ({ channel, error: String(err) }),
+              (err: unknown) => {
+                // The broker's own words stay in the log; the caller learns which channels failed.
+                this.logger.error({ err: String(err), channel }, 'broadcast publish failed');
+                return { channel, error: 'temporarily unavailable' };
+              },
             ),
           ),
         );

@@ -457,6 +457,14 @@ describe('validation messages', () => {
     assert.deepEqual(env.trustedProxies, ['127.0.0.1', '10.0.0.0/8']);
   });
 
+  it('idleTimeoutMs needs the heartbeat (idle connections are found on its ticks)', () => {
+    assert.deepEqual(failing({ idleTimeoutMs: 60000, heartbeat: { intervalMs: 0 } }), [
+      'idleTimeoutMs: needs heartbeat.intervalMs > 0 (idle connections are checked at each heartbeat)',
+    ]);
+    assert.equal(load({ idleTimeoutMs: 60000 }).idleTimeoutMs, 60000);
+    assert.equal(load({ idleTimeoutMs: 0, heartbeat: { intervalMs: 0 } }).heartbeat.intervalMs, 0);
+  });
+
   it('a relative broker.snapshotFile in a config file is relative to that file', () => {
     const f = file('snapshot-config.json', JSON.stringify({ auth: { anonymous: true }, broker: { snapshotFile: 'history.sb' } }));
     const c = loadConfig({ file: f, env: {} });
