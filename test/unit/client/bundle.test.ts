@@ -9,6 +9,7 @@
  * `EventSource` and `fetch` types fit the SDK's options.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,12 @@ describe('browser bundle', () => {
 
   after(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the package exports it as switchboard/client.js (dist/client.js, as built by npm run build)', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
+    assert.equal(pkg.exports['./client.js'], './dist/client.js');
+    assert.equal((pkg.exports['./client'] as Record<string, string>).browser, './dist/client.js');
   });
 
   test('one self-contained ESM file: exports, no imports, no require, no node: modules', () => {
