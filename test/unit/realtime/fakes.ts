@@ -6,7 +6,7 @@
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { Hub, type HubAuth, type HubLimits, type Identity, type NamespaceRules } from '../../../src/realtime/hub.js';
 import type { Session } from '../../../src/realtime/session.js';
-import { SharedMessage, type HubObserver, type RealtimeTransport } from '../../../src/realtime/transport.js';
+import { nullObserver, SharedMessage, type HubObserver, type RealtimeTransport } from '../../../src/realtime/transport.js';
 import { jsonCodec, type WireCodec } from '../../../src/realtime/wire/codec.js';
 
 /** A codec that counts how often it encoded each op. */
@@ -101,16 +101,7 @@ export function setup(
   const broker = options.broker ?? new MemoryBroker({ sweepIntervalMs: 0 });
   const presence = new MemoryPresenceStore();
   const dropped: string[] = [];
-  const observer: HubObserver = {
-    connectionOpened() {},
-    connectionClosed() {},
-    messageIn() {},
-    messagesOut() {},
-    publicationDelivered() {},
-    subscriptionsChanged() {},
-    requestFailed() {},
-    dropped: (reason) => dropped.push(reason),
-  };
+  const observer: HubObserver = { ...nullObserver, dropped: (reason) => dropped.push(reason) };
   const auth: HubAuth = {
     async verify(token) {
       const identity = TOKENS[token];
