@@ -234,6 +234,8 @@ interface PendingPublish {
   retries: number;
   /** Sent on the current connection and not answered. */
   sent: boolean;
+  /** When it was first sent (0: not yet): the server's duplicate check lasts from then. */
+  firstSentAt: number;
   /** Request ids of its sends on the current connection (a late reply to any of them settles it). */
   ids: RequestId[];
   timer: ReturnType<typeof setTimeout> | null;
@@ -408,6 +410,8 @@ export class Client extends Emitter<ClientEvents> {
   readonly #channelHolds = new Map<string, { timer: ReturnType<typeof setTimeout> | null; attempts: number }>();
   /** Publications not yet acknowledged, in order (queued or sent). */
   readonly #outbox: PendingPublish[] = [];
+  /** How long the server remembers publish keys (its `auth` reply says; 5 minutes otherwise). */
+  #idempotencyTtlMs = DEFAULT_IDEMPOTENCY_TTL_MS;
   /** rpc/presence/history waiting for a connection or a reply. */
   readonly #requests = new Set<PendingRequest>();
 
@@ -765,7 +769,7 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#transport !== transport || this.#state !== 'connected') return; // a listener closed the client
     // Subscriptions first, then what waited: the order the application made them in.
     for (const channel of [...this.#subscriptions.keys()]) this.#reconcile(channel);
-    for (const entry of this.#outbox) if (!entry.sent) this.#sendPublish(entry);
+    for (const entry of [...this.#outbox]) if (!entry.sent && this.#outbox.includes(entry)) this.#sendPublish(entry);
     for (const request of this.#requests) if (!request.sent) this.#sendRequest(request);
     if (this.#transportIndex !== 0 && this.#transports[0] === 'websocket') this.#scheduleProbe(this.#options.upgradeProbeDelayMs);
   }
@@ -1300,7 +1304,8 @@ export class Client extends Emitter<ClientEvents> {
           return;
         }
         // The server's own budget, when it says (the auth message already spent one).
-        const limits = ok.limits as { messageRate?: unknown; byteRate?: unknown } | undefined;
+        const limits = ok.limits as { messageRate?: unknown; byteRate?: unknown; idempotencyTtlMs?: unknown } | undefined;
+        if (typeof limits?.idempotencyTtlMs === 'number' && limits.idempotencyTtlMs > 0) this.#idempotencyTtlMs = limits.idempotencyTtlMs;
         if (isRate(limits?.messageRate) && isRate(limits?.byteRate)) {
           this.#resetPacer(limits.messageRate, limits.byteRate);
           this.#pacer.take(64);
@@ -1512,6 +1517,7 @@ export class Client extends Emitter<ClientEvents> {
         key: randomKey(),
         retries: 0,
         sent: false,
+        firstSentAt: 0,
         ids: [],
         timer: null,
         resolve,
@@ -1523,6 +1529,20 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   #sendPublish(entry: PendingPublish): void {
+    const now = Date.now();
+    if (entry.firstSentAt === 0) entry.firstSentAt = now;
+    else if (now - entry.firstSentAt > this.#idempotencyTtlMs - IDEMPOTENCY_MARGIN_MS) {
+      // The server may have stored the first send and forgotten its key by now: sending again could
+      // publish it twice. The application decides (it may look at the channel's history).
+      this.#settlePublish(entry);
+      entry.reject(
+        new ClientError(
+          'RT_CLIENT_PUBLISH_UNCERTAIN',
+          `the publication to ${entry.channel} was sent ${Math.round((now - entry.firstSentAt) / 1000)} s ago without an ack, longer than the server remembers publish keys (${Math.round(this.#idempotencyTtlMs / 1000)} s): not sent again; it may or may not have been published`,
+        ),
+      );
+      return;
+    }
     const id = this.#nextId++;
     this.#inflight.set(id, { kind: 'pub', entry });
     entry.ids.push(id);
@@ -1655,6 +1675,11 @@ export class Client extends Emitter<ClientEvents> {
     request.id = null;
   }
 }
+
+/** The server's default for how long it remembers publish keys. */
+const DEFAULT_IDEMPOTENCY_TTL_MS = 5 * 60_000;
+/** Resend only while the key is surely still remembered: allow for clock drift and the time in flight. */
+const IDEMPOTENCY_MARGIN_MS = 10_000;
 
 /** What the server counts for a message, in bytes: its JSON in UTF-8 (MessagePack is about as long or shorter). */
 function messageSize(message: ClientMessage): number {

@@ -7,6 +7,7 @@
  * | `RT_CLIENT_DISCONNECTED` | an `rpc` in flight when the connection dropped; a request that waited `requestTimeoutMs` for a connection; the client gave up reconnecting |
  * | `RT_CLIENT_CLOSED` | `close()` was called while the request or publication was pending |
  * | `RT_CLIENT_TIMEOUT` | no reply within `requestTimeoutMs` (for `publish`: after `publishRetries` retries) |
+ * | `RT_CLIENT_PUBLISH_UNCERTAIN` | a publication sent but never acked would be resent after the server forgot its key (`idempotencyTtlMs`, 5 min): not resent, it may or may not have been published |
  * | `RT_CLIENT_SERVER_ERROR` | the server answered `error`; `serverCode` holds its code (403, 404, 429, …) |
  * | `RT_CLIENT_ALREADY_SUBSCRIBED` | `subscribe()` twice to the same channel on one client |
  * | `RT_CLIENT_CONNECT_FAILED` | `connect()` ended without a connection (a close that says not to reconnect, `maxAttempts`, or `getToken()` with no token) |
@@ -20,6 +21,7 @@ export type ClientErrorCode =
   | 'RT_CLIENT_DISCONNECTED'
   | 'RT_CLIENT_CLOSED'
   | 'RT_CLIENT_TIMEOUT'
+  | 'RT_CLIENT_PUBLISH_UNCERTAIN'
   | 'RT_CLIENT_SERVER_ERROR'
   | 'RT_CLIENT_ALREADY_SUBSCRIBED'
   | 'RT_CLIENT_CONNECT_FAILED'

@@ -26,6 +26,8 @@ import { messagePush } from './hub.js';
  * `recovered: false` and reloads, rather than getting a partial replay.
  */
 const MAX_RECOVERY_BUFFER = 10_000;
+/** How long a client's publish key is remembered (announced in the `auth` reply: a client does not resend after it). */
+const IDEMPOTENCY_TTL_MS = 5 * 60_000;
 /** Consecutive rate-limited messages after which the connection is closed (4004). */
 const MAX_RATE_LIMITED = 20;
 
@@ -328,7 +330,7 @@ export class Session {
     this.log.debug({ user: identity.user }, 'authenticated');
     // The rate budget, so a client can pace itself instead of learning it from 429s.
     const { messageRate, byteRate, maxMessageSize } = this.hub.options.limits;
-    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize } });
+    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS } });
   }
 
   private async refresh(id: RequestId, token: string): Promise<void> {
@@ -469,6 +471,7 @@ export class Session {
       history: ns.history.size > 0 && !volatile ? ns.history : undefined,
       from: this.info,
       idempotencyKey: key === undefined ? undefined : clientIdempotencyKey(this.identity?.user ?? null, this.id, key),
+      idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
       volatile,
     });
     this.reply(id, { offset: result.offset, epoch: result.epoch, ...(result.duplicate ? { duplicate: true } : {}) });

@@ -59,6 +59,46 @@ describe('publish', () => {
     h.client.close();
   });
 
+  test('sent, not acked, and the connection gone for longer than the server remembers keys: not resent (RT_CLIENT_PUBLISH_UNCERTAIN); one never sent still goes', async (t) => {
+    const clock = fakeClock(t);
+    const h = makeClient('ws://rt.test/rt', { token: 'tok', requestTimeoutMs: 1000, reconnect: { minDelayMs: 100, maxDelayMs: 100, jitter: 0 } });
+    h.client.connect();
+    const ws = await accept(h, { limits: { messageRate: { perSecond: 1000, burst: 1000 }, byteRate: { perSecond: 1e6, burst: 1e6 }, maxMessageSize: 65536, idempotencyTtlMs: 60_000 } });
+    const sent = track(h.client.publish('chat/a', 'sent once'));
+    await flush();
+    assert.equal(ws.sentOps('pub').length, 1);
+    ws.drop(1006);
+    await flush();
+    const queued = track(h.client.publish('chat/a', 'never sent'));
+    // A long outage: every attempt fails for a minute.
+    for (let i = 0; i < 600; i++) {
+      await clock.tick(100);
+      if (h.WS.last !== ws && h.WS.last.readyState === 0) h.WS.last.drop(1006);
+    }
+    await clock.tick(100);
+    const back = await accept(h);
+    assert.equal(sent.error?.code, 'RT_CLIENT_PUBLISH_UNCERTAIN', JSON.stringify(sent));
+    assert.match(sent.error!.message, /may or may not have been published/);
+    assert.deepEqual(back.sentOps('pub').map((m) => m.data), ['never sent']);
+    assert.equal(queued.settled, false);
+    h.client.close();
+  });
+
+  test('sent and not acked, back within the window: resent with the same key', async (t) => {
+    const clock = fakeClock(t);
+    const h = makeClient('ws://rt.test/rt', { token: 'tok', requestTimeoutMs: 1000, reconnect: { minDelayMs: 100, maxDelayMs: 100, jitter: 0 } });
+    h.client.connect();
+    const ws = await accept(h);
+    void track(h.client.publish('chat/a', 'again'));
+    await flush();
+    const key = ws.sentOps('pub')[0]!.key;
+    ws.drop(1006);
+    await clock.tick(100);
+    const back = await accept(h);
+    assert.deepEqual(back.sentOps('pub').map((m) => m.key), [key]);
+    h.client.close();
+  });
+
   test('a late ack of the first send settles it; the retry\'s duplicate ack is ignored', async (t) => {
     const clock = fakeClock(t);
     const h = makeClient('ws://rt.test/rt', { requestTimeoutMs: 1000 });
