@@ -29,6 +29,7 @@ import {
 } from '../server/config.js';
 import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.js';
 import { createRealtimeServer } from '../server/realtime-server.js';
+import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
 
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
@@ -292,10 +293,6 @@ async function serve(args: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-}
-
-function isLoopback(host: string | undefined): boolean {
-  return host !== undefined && (host === 'localhost' || host === '::1' || host.startsWith('127.'));
 }
 
 function isMissingAuthKey(issue: ConfigIssue): boolean {

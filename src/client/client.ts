@@ -35,6 +35,7 @@ import type {
   ServerMessage,
   StreamPosition,
 } from '../realtime/wire/messages.js';
+import { IDEMPOTENCY_TTL_MS } from '../realtime/wire/messages.js';
 import { Backoff, type ReconnectOptions } from './backoff.js';
 import { closeMeaning, shouldReconnect } from './close-codes.js';
 import { Emitter } from './emitter.js';
@@ -371,7 +372,7 @@ export class Client extends Emitter<ClientEvents> {
   #transport: ClientTransport | null = null;
   /** The server's rate budget for this connection (see pacer.ts), and the messages waiting for it, in order. */
   #pacer = new SendPacer();
-  #paced: ClientMessage[] = [];
+  #paced: Array<{ message: ClientMessage; size: number }> = [];
   #paceTimer: ReturnType<typeof setTimeout> | null = null;
   #transportOpened = false;
   #transportIndex = 0;
@@ -411,7 +412,7 @@ export class Client extends Emitter<ClientEvents> {
   /** Publications not yet acknowledged, in order (queued or sent). */
   readonly #outbox: PendingPublish[] = [];
   /** How long the server remembers publish keys (its `auth` reply says; 5 minutes otherwise). */
-  #idempotencyTtlMs = DEFAULT_IDEMPOTENCY_TTL_MS;
+  #idempotencyTtlMs = IDEMPOTENCY_TTL_MS;
   /** rpc/presence/history waiting for a connection or a reply. */
   readonly #requests = new Set<PendingRequest>();
 
@@ -1183,14 +1184,15 @@ export class Client extends Emitter<ClientEvents> {
 
   #send(message: ClientMessage): void {
     if (!this.#transport) return;
-    if (this.#paced.length === 0 && this.#pacer.waitMs(messageSize(message)) === 0) {
-      this.#pacer.take(messageSize(message));
+    const size = messageSize(message);
+    if (this.#paced.length === 0 && this.#pacer.waitMs(size) === 0) {
+      this.#pacer.take(size);
       this.#transport.send(message);
       return;
     }
     // A pong answers the server's liveness check: ahead of what waits.
-    if (message.op === 'pong') this.#paced.unshift(message);
-    else this.#paced.push(message);
+    if (message.op === 'pong') this.#paced.unshift({ message, size });
+    else this.#paced.push({ message, size });
     this.#schedulePaced();
   }
 
@@ -1199,15 +1201,16 @@ export class Client extends Emitter<ClientEvents> {
     this.#paceTimer = setTimer(() => {
       this.#paceTimer = null;
       this.#sendPaced();
-    }, this.#pacer.waitMs(messageSize(this.#paced[0]!)));
+    }, this.#pacer.waitMs(this.#paced[0]!.size));
   }
 
   #sendPaced(): void {
     while (this.#transport && this.#paced.length > 0) {
-      const size = messageSize(this.#paced[0]!);
+      const { message, size } = this.#paced[0]!;
       if (this.#pacer.waitMs(size) > 0) break;
       this.#pacer.take(size);
-      this.#transport.send(this.#paced.shift()!);
+      this.#paced.shift();
+      this.#transport.send(message);
     }
     this.#schedulePaced();
   }
@@ -1676,8 +1679,6 @@ export class Client extends Emitter<ClientEvents> {
   }
 }
 
-/** The server's default for how long it remembers publish keys. */
-const DEFAULT_IDEMPOTENCY_TTL_MS = 5 * 60_000;
 /** Resend only while the key is surely still remembered: allow for clock drift and the time in flight. */
 const IDEMPOTENCY_MARGIN_MS = 10_000;
 

@@ -10,15 +10,13 @@
  * else the server's defaults; with a small margin for timing jitter.
  */
 
+import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../realtime/wire/messages.js';
+
 /** A rate and a burst, as the server configures `limits.messageRate` and `limits.byteRate`. */
 export interface Rate {
   perSecond: number;
   burst: number;
 }
-
-/** The server's defaults (docs/configuration.md), for servers that do not announce theirs. */
-export const DEFAULT_MESSAGE_RATE: Rate = { perSecond: 50, burst: 100 };
-export const DEFAULT_BYTE_RATE: Rate = { perSecond: 1024 * 1024, burst: 2 * 1024 * 1024 };
 
 class Bucket {
   #tokens: number;

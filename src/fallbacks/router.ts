@@ -52,15 +52,37 @@ export interface FallbackHost {
   refused?(status: number): void;
 }
 
-export interface FallbackRouterOptions {
+/** The sessions' timings and bounds (the `fallbacks` configuration, defaults in server/config.ts). */
+export interface FallbackSessionOptions {
+  /**
+   * How long a session outlives its last stream or poll, in ms: an SSE client
+   * may reconnect (with `Last-Event-ID`) and a polling client may poll again
+   * within it. After it the session closes with 1006 semantics (presence
+   * leave, subscriptions dropped). Default 30000.
+   */
+  graceMs: number;
+  /** How long a poll waits for a message before it is answered empty, in ms. Default 25000; at most 120000. */
+  pollTimeoutMs: number;
+  /** Interval of the SSE keep-alive comment (`: keep-alive`) that keeps proxies from closing an idle stream, in ms. Default 15000. */
+  sseKeepAliveMs: number;
+  /** Reconnect delay for EventSource, sent as the stream's `retry:` field and in the open answer (`retryMs`), in ms. Default 2000. */
+  sseRetryMs: number;
+  /**
+   * Messages kept per session: the ones not yet delivered, and the ones
+   * delivered but not yet acknowledged (by a reconnect's `Last-Event-ID` or
+   * the next poll's `ack`), kept for resume and dropped oldest first when
+   * room is needed. When the undelivered ones left by earlier event-loop
+   * turns fill the bound alone, the session is a slow consumer (close 4003);
+   * a burst queued within one turn is taken whole. Default 1000.
+   */
+  bufferMessages: number;
+  /** The same bound in bytes of UTF-8 JSON. Default 1 MiB (1048576). */
+  bufferBytes: number;
+}
+
+export interface FallbackRouterOptions extends FallbackSessionOptions {
   /** `<path>/session`, e.g. `/rt/session`. */
   basePath: string;
-  graceMs: number;
-  pollTimeoutMs: number;
-  sseKeepAliveMs: number;
-  sseRetryMs: number;
-  bufferMessages: number;
-  bufferBytes: number;
   /** `limits.maxMessageSize`: bounds the body of a message batch. */
   maxMessageSize: number;
   /** `allowedOrigins`: with `'*'`, CORS answers do not allow credentials. */

@@ -11,6 +11,7 @@ import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
 import { validateClientMessage } from './wire/validate.js';
 import {
   ErrorCode,
+  IDEMPOTENCY_TTL_MS,
   RealtimeCloseCode,
   type ClientInfo,
   type ClientMessage,
@@ -26,8 +27,6 @@ import { messagePush } from './hub.js';
  * `recovered: false` and reloads, rather than getting a partial replay.
  */
 const MAX_RECOVERY_BUFFER = 10_000;
-/** How long a client's publish key is remembered (announced in the `auth` reply: a client does not resend after it). */
-const IDEMPOTENCY_TTL_MS = 5 * 60_000;
 /** Consecutive rate-limited messages after which the connection is closed (4004). */
 const MAX_RATE_LIMITED = 20;
 

@@ -40,6 +40,17 @@ export function parseProxyEntry(entry: string): { address: string; prefix?: numb
   return { address, prefix, family };
 }
 
+/**
+ * Whether a host name or address is this machine: `localhost`, `::1`,
+ * `127.x.y.z`, also IPv4-mapped (`::ffff:127.0.0.1`). Used for the listen
+ * host (development mode) and for a request's peer (`/dev/token`).
+ */
+export function isLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const address = unmapped(host);
+  return address === 'localhost' || address === '::1' || address.startsWith('127.');
+}
+
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) as `10.0.0.1`; anything else as is. */
 function unmapped(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;

@@ -18,6 +18,8 @@ import { dirname, extname, isAbsolute, resolve as resolvePath } from 'node:path'
 import { parse as parseYaml } from 'yaml';
 import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../realtime/auth.js';
 import { isValidChannel } from '../realtime/channel.js';
+import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../realtime/wire/messages.js';
+import type { FallbackSessionOptions } from '../fallbacks/router.js';
 import { parseProxyEntry } from './client-address.js';
 
 export type { AuthConfig };
@@ -90,33 +92,9 @@ export interface LimitsConfig {
  * WebSocket does not get through. Same auth, limits and channels as
  * WebSocket; sessions count toward `limits.maxConnections`.
  */
-export interface FallbacksConfig {
+export interface FallbacksConfig extends FallbackSessionOptions {
   /** Serve SSE and long-polling sessions. Default true. */
   enabled: boolean;
-  /**
-   * How long a session outlives its last stream or poll, in ms: an SSE client
-   * may reconnect (with `Last-Event-ID`) and a polling client may poll again
-   * within it. After it the session closes with 1006 semantics (presence
-   * leave, subscriptions dropped). Default 30000.
-   */
-  graceMs: number;
-  /** How long a poll waits for a message before it is answered empty, in ms. Default 25000; at most 120000. */
-  pollTimeoutMs: number;
-  /** Interval of the SSE keep-alive comment (`: keep-alive`) that keeps proxies from closing an idle stream, in ms. Default 15000. */
-  sseKeepAliveMs: number;
-  /** Reconnect delay for EventSource, sent as the stream's `retry:` field and in the open answer (`retryMs`), in ms. Default 2000. */
-  sseRetryMs: number;
-  /**
-   * Messages kept per session: the ones not yet delivered, and the ones
-   * delivered but not yet acknowledged (by a reconnect's `Last-Event-ID` or
-   * the next poll's `ack`), kept for resume and dropped oldest first when
-   * room is needed. When the undelivered ones left by earlier event-loop
-   * turns fill the bound alone, the session is a slow consumer (close 4003);
-   * a burst queued within one turn is taken whole. Default 1000.
-   */
-  bufferMessages: number;
-  /** The same bound in bytes of UTF-8 JSON. Default 1 MiB (1048576). */
-  bufferBytes: number;
 }
 
 /** permessage-deflate on `/rt`; every field is one of the WebSocketServer's `perMessageDeflate` options. */
@@ -291,8 +269,8 @@ export function defaultConfig(): RealtimeConfig {
       maxConnections: 10000,
       maxConnectionsPerIp: 100,
       connectionRatePerIp: { perSecond: 10, burst: 20 },
-      messageRate: { perSecond: 50, burst: 100 },
-      byteRate: { perSecond: 1 * MiB, burst: 2 * MiB },
+      messageRate: { ...DEFAULT_MESSAGE_RATE },
+      byteRate: { ...DEFAULT_BYTE_RATE },
       maxMessageSize: 64 * KiB,
       maxSubscriptions: 100,
       sendHighWaterMark: 1 * MiB,

@@ -27,7 +27,7 @@ import { FallbackRouter } from '../fallbacks/router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
-import { clientAddress, trustedProxyList } from './client-address.js';
+import { clientAddress, isLoopback, trustedProxyList } from './client-address.js';
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
 import { WebSocketTransport } from './websocket-transport.js';
@@ -451,8 +451,7 @@ export class RealtimeServer {
     if (path === '/dev/token') {
       // Development tokens only for a browser on this machine talking to us directly: not through a
       // proxy (which would hand them to anyone it serves), whatever interface we listen on.
-      const peer = req.socket.remoteAddress ?? '';
-      if (!isLoopbackAddress(peer) || req.headers['x-forwarded-for'] !== undefined || req.headers['forwarded'] !== undefined) {
+      if (!isLoopback(req.socket.remoteAddress) || req.headers['x-forwarded-for'] !== undefined || req.headers['forwarded'] !== undefined) {
         throw new HttpError(403, 'development tokens are only for clients on this machine, not through a proxy');
       }
       expectMethod(method, 'POST');
@@ -637,10 +636,6 @@ interface RequestWithProtocol extends http.IncomingMessage {
 
 export function createRealtimeServer(options: RealtimeServerOptions = {}): RealtimeServer {
   return new RealtimeServer(options);
-}
-
-function isLoopbackAddress(address: string): boolean {
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 function sleep(ms: number): Promise<void> {

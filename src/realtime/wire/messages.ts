@@ -161,6 +161,16 @@ export const RealtimeCloseCode = {
 } as const;
 export type RealtimeCloseCode = (typeof RealtimeCloseCode)[keyof typeof RealtimeCloseCode];
 
+/**
+ * The server's defaults for what its `auth` reply announces in `limits`: the
+ * rate budget of a connection (`limits.messageRate`, `limits.byteRate` in the
+ * configuration) and how long a publish key is remembered. A client that got
+ * no `auth` reply (anonymous) paces itself to these.
+ */
+export const DEFAULT_MESSAGE_RATE: Readonly<{ perSecond: number; burst: number }> = Object.freeze({ perSecond: 50, burst: 100 });
+export const DEFAULT_BYTE_RATE: Readonly<{ perSecond: number; burst: number }> = Object.freeze({ perSecond: 1024 * 1024, burst: 2 * 1024 * 1024 });
+export const IDEMPOTENCY_TTL_MS = 5 * 60_000;
+
 /** Whether a client should reconnect after a close with this code. */
 export function shouldReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return false;

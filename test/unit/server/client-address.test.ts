@@ -1,7 +1,7 @@
 /** Which address a connection is counted under, behind (trusted or not) proxies. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientAddress, parseProxyEntry, trustedProxyList } from '../../../src/server/client-address.js';
+import { clientAddress, isLoopback, parseProxyEntry, trustedProxyList } from '../../../src/server/client-address.js';
 
 describe('clientAddress', () => {
   const trusted = trustedProxyList(['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8']);
@@ -44,5 +44,12 @@ describe('trustedProxies entries', () => {
     }
     assert.equal(trustedProxyList([]), null);
     assert.throws(() => trustedProxyList(['nginx']), /not an IP address or CIDR range: "nginx"/);
+  });
+});
+
+describe('isLoopback', () => {
+  it('this machine by name or address, IPv4-mapped too; nothing else', () => {
+    for (const yes of ['localhost', '::1', '127.0.0.1', '127.1.2.3', '::ffff:127.0.0.1']) assert.equal(isLoopback(yes), true, yes);
+    for (const no of [undefined, '', '0.0.0.0', '::', '10.0.0.1', '::ffff:10.0.0.1', 'example.com', '128.0.0.1']) assert.equal(isLoopback(no), false, String(no));
   });
 });
