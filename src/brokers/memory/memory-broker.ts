@@ -90,6 +90,7 @@
  * caller's business (see snapshot-file.ts): this module does no I/O.
  */
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../realtime/channel.js';
+import { IDEMPOTENCY_TTL_MS } from '../../realtime/wire/messages.js';
 import type {
   Broker,
   BrokerHandler,
@@ -102,8 +103,8 @@ import type {
   PublishResult,
 } from '../broker.js';
 
-/** Default `idempotencyTtlMs` of a publish: 5 minutes. */
-export const DEFAULT_IDEMPOTENCY_TTL_MS = 5 * 60_000;
+/** Default `idempotencyTtlMs` of a publish: 5 minutes, the window the realtime protocol announces. */
+export const DEFAULT_IDEMPOTENCY_TTL_MS = IDEMPOTENCY_TTL_MS;
 
 export interface MemoryBrokerOptions {
   /** The clock, in ms since the Unix epoch: publication times and every TTL. Default `Date.now`. */
@@ -289,7 +290,6 @@ let joining: MemoryBroker | undefined;
 /** A single-process Broker. See the module comment for the rules on state, epochs and delivery. */
 export class MemoryBroker implements Broker {
   /** Random per backend (shared by peers); prefix of every epoch this broker assigns. */
-  #id: string;
 
   readonly #now: () => number;
   readonly #maxChannels: number;
@@ -311,8 +311,12 @@ export class MemoryBroker implements Broker {
   readonly #patterns = new PatternIndex<string>();
 
   #handler: BrokerHandler | undefined = undefined;
-  /** Bumped by every change a snapshot would show (shared by peers through the backend). */
-  readonly #revision: { value: number };
+  /**
+   * The backend's id (prefix of its epochs; a final snapshot's restore sets
+   * it) and revision (bumped by every change a snapshot would show), one
+   * object for all its nodes.
+   */
+  readonly #shared: { id: string; revision: number };
   readonly #queue: Array<Publication | PresenceEvent> = [];
   #draining = false;
   #closed = false;
@@ -320,8 +324,7 @@ export class MemoryBroker implements Broker {
   constructor(options: MemoryBrokerOptions = {}) {
     this.#options = options;
     const backend = joining;
-    this.#id = backend === undefined ? randomId(8) : backend.#id;
-    this.#revision = backend === undefined ? { value: 0 } : backend.#revision;
+    this.#shared = backend === undefined ? { id: randomId(8), revision: 0 } : backend.#shared;
     this.#streams = backend === undefined ? new Map() : backend.#streams;
     this.#generations = backend === undefined ? new Uint32Array(EPOCH_BUCKETS) : backend.#generations;
     this.#nodes = backend === undefined ? new Set() : backend.#nodes;
@@ -341,7 +344,7 @@ export class MemoryBroker implements Broker {
 
   /** Random per backend (shared by peers); prefix of every epoch this broker assigns. A final snapshot's restore sets it. */
   get id(): string {
-    return this.#id;
+    return this.#shared.id;
   }
 
   /**
@@ -350,7 +353,7 @@ export class MemoryBroker implements Broker {
    * snapshots now and then skips the save when it did not move.
    */
   get revision(): number {
-    return this.#revision.value;
+    return this.#shared.revision;
   }
 
   /**
@@ -421,7 +424,7 @@ export class MemoryBroker implements Broker {
       from === undefined ? { channel, offset, epoch, data, time: now } : { channel, offset, epoch, data, from, time: now };
 
     if (stream !== undefined) {
-      this.#revision.value++;
+      this.#shared.revision++;
       stream.lastPublishAt = now;
       if (keep) {
         stream.size = history.size;
@@ -555,7 +558,7 @@ export class MemoryBroker implements Broker {
         keys,
       });
     }
-    return { format: 'switchboard-memory-broker', version: 1, final: options.final === true, takenAt: now, id: this.#id, generations, streams };
+    return { format: 'switchboard-memory-broker', version: 1, final: options.final === true, takenAt: now, id: this.#shared.id, generations, streams };
   }
 
   /**
@@ -570,8 +573,7 @@ export class MemoryBroker implements Broker {
     if (this.#streams.size > 0) throw new Error('restore: the broker already has channel streams');
     const now = this.#now();
     if (snap.final) {
-      this.#id = snap.id;
-      for (const node of this.#nodes) node.#id = snap.id;
+      this.#shared.id = snap.id;
       for (const [bucket, g] of snap.generations) this.#generations[bucket] = g;
     }
     for (const s of snap.streams) {
@@ -593,7 +595,7 @@ export class MemoryBroker implements Broker {
       const [oldest, victim] = this.#streams.entries().next().value as [string, Stream];
       this.#drop(oldest, victim);
     }
-    this.#revision.value++;
+    this.#shared.revision++;
   }
 
   stats(): MemoryBrokerStats {
@@ -665,7 +667,7 @@ export class MemoryBroker implements Broker {
   }
 
   #drop(channel: string, stream: Stream): void {
-    this.#revision.value++;
+    this.#shared.revision++;
     this.#streams.delete(channel);
     // Offsets of this epoch were handed out: the channel's next stream needs another epoch.
     if (stream.offset > 0) {

@@ -129,8 +129,10 @@ export class SnapshotFile {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** The broker revision last saved. */
   #saved = -1;
-  /** The save in progress: saves never overlap, and `close()` waits for it. */
-  #writing: Promise<void> | undefined;
+  /** A save is running: periodic saves never overlap it. */
+  #busy = false;
+  /** The last save, settled either way: `close()` waits for it. */
+  #writing: Promise<void> = Promise.resolve();
   #closed = false;
   /** Restored (or found no file): only then may a save replace the file. */
   #opened = false;
@@ -161,7 +163,7 @@ export class SnapshotFile {
     await this.#save(false);
     if (this.#options.intervalMs > 0) {
       this.#timer = setInterval(() => {
-        if (this.#writing !== undefined || this.#broker.revision === this.#saved) return;
+        if (this.#busy || this.#broker.revision === this.#saved) return;
         this.#save(false).catch((err: Error) => this.#options.onError?.(err));
       }, this.#options.intervalMs);
       this.#timer.unref();
@@ -185,19 +187,16 @@ export class SnapshotFile {
 
   #save(final: boolean): Promise<void> {
     const revision = this.#broker.revision;
+    this.#busy = true;
     // The snapshot is taken now (cheap: it holds the retained arrays); what is published while it is written is not in it.
-    const writing = writeSnapshotFile(this.#options.path, this.#broker.snapshot({ final })).then(() => {
-      this.#saved = revision;
-    });
-    const settled: Promise<void> = writing.then(
-      () => this.#settle(settled),
-      () => this.#settle(settled),
-    );
-    this.#writing = settled;
+    const writing = writeSnapshotFile(this.#options.path, this.#broker.snapshot({ final }))
+      .then(() => {
+        this.#saved = revision;
+      })
+      .finally(() => {
+        this.#busy = false;
+      });
+    this.#writing = writing.catch(() => {});
     return writing;
-  }
-
-  #settle(done: Promise<void>): void {
-    if (this.#writing === done) this.#writing = undefined;
   }
 }
