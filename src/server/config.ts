@@ -534,12 +534,14 @@ function mergeLayer(base: unknown, over: unknown, path = ''): unknown {
 }
 
 /** Fill in defaults: `null`/`undefined` take the default; keys the defaults lack stay (for the unknown-key check). */
-function withDefaults(def: unknown, value: unknown): unknown {
+function withDefaults(def: unknown, value: unknown, path = ''): unknown {
   if (value === undefined || value === null) return def === undefined ? undefined : structuredClone(def);
   if (!isPlainObject(def) || !isPlainObject(value)) return value;
+  // As in mergeLayer: the defaults of one broker type are not another's (a redis broker has no snapshot interval).
+  if (path === 'broker' && value['type'] !== undefined && value['type'] !== def['type']) return value;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(def)) {
-    const v = withDefaults(def[key], value[key]);
+    const v = withDefaults(def[key], value[key], path === '' ? key : `${path}.${key}`);
     if (v !== undefined) put(out, key, v);
   }
   for (const key of Object.keys(value)) {
@@ -564,12 +566,6 @@ export function validateConfig(input: unknown): RealtimeConfig {
   const { namespaces: defaultNamespaces, ...rest } = defaults;
   void defaultNamespaces;
   const value = withDefaults(rest, input ?? {}) as Record<string, unknown>;
-  // The broker's defaults depend on its type: only the memory broker has a snapshot interval.
-  const broker = value['broker'];
-  const givenBroker = (input as Record<string, unknown> | undefined)?.['broker'];
-  if (isPlainObject(broker) && broker['type'] !== 'memory' && !(isPlainObject(givenBroker) && 'snapshotIntervalMs' in givenBroker)) {
-    delete broker['snapshotIntervalMs'];
-  }
   // namespaces: each entry over the namespace defaults; the default namespace added when missing
   const rawNamespaces = (input as Record<string, unknown> | undefined)?.['namespaces'];
   let namespaces: unknown = rawNamespaces === undefined || rawNamespaces === null ? [] : rawNamespaces;
