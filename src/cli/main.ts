@@ -288,7 +288,13 @@ async function serve(args: string[]): Promise<number> {
     const stop = (signal: string) => {
       server.logger.info({ signal }, 'signal received');
       feed?.stop();
-      server.close().then(() => resolve(0), () => resolve(1));
+      server.close().then(
+        () => resolve(0),
+        (err: Error) => {
+          process.stderr.write(`switchboard: ${err.message}\n`);
+          resolve(1);
+        },
+      );
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

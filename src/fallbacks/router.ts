@@ -215,7 +215,15 @@ export class FallbackRouter {
     for (const message of messages) {
       // A message may close the session (rate limit, size): the rest are dropped, as after a WebSocket close.
       if (transport.ended || transport.closing) return;
-      session.receive(JSON.stringify(message));
+      let text: string;
+      try {
+        text = JSON.stringify(message);
+      } catch {
+        // Parsed from the body, but too deep to write back as one message's text (the stack ends first).
+        session.refuseUnreadable(message, 'message nested too deep');
+        continue;
+      }
+      session.receive(text);
     }
   }
 

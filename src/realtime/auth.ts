@@ -33,6 +33,7 @@ import {
 } from 'jose';
 import { isPattern, isValidChannel, isValidPattern, matchesPattern } from './channel.js';
 import { RealtimeCloseCode } from './wire/messages.js';
+import { dataProblem, DEFAULT_MAX_DATA_DEPTH, type DataLimits } from './wire/data.js';
 
 // ---- configuration -----------------------------------------------------------
 
@@ -188,6 +189,8 @@ export interface AuthenticatorOptions {
 export const CLOCK_TOLERANCE_S = 5;
 /** Longer tokens are rejected before parsing, in characters. */
 export const MAX_TOKEN_LENGTH = 8192;
+/** A token's `info` claim: application data, within a token's length. */
+const INFO_LIMITS: DataLimits = { maxDepth: DEFAULT_MAX_DATA_DEPTH, maxNodes: MAX_TOKEN_LENGTH };
 
 const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'];
 /** Algorithms accepted with a JWKS (public keys only: never `none`, never HS*). */
@@ -407,7 +410,12 @@ function identityFromClaims(payload: JWTPayload): Identity {
     expiresAt: payload.exp * 1000,
     permissions: parsePermissions(payload['channels']),
   };
-  if (payload['info'] !== undefined) identity.info = payload['info'];
+  if (payload['info'] !== undefined) {
+    // Shown to others in every publication and presence event: it must encode for every subscriber.
+    const problem = dataProblem(payload['info'], INFO_LIMITS, 'the info claim');
+    if (problem !== null) throw new AuthError(AuthErrorCode.TokenClaims, problem);
+    identity.info = payload['info'];
+  }
   return identity;
 }
 

@@ -11,6 +11,7 @@ import { isPattern, PatternIndex } from './channel.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { Session, type Subscription } from './session.js';
 import { SharedMessage, nullObserver, silentLogger, type HubObserver, type Logger, type RealtimeTransport } from './transport.js';
+import { dataProblem, InvalidDataError, type DataLimits } from './wire/data.js';
 import type { ClientInfo, Publication } from './wire/messages.js';
 
 export interface NamespaceRules {
@@ -54,6 +55,8 @@ export interface HubLimits {
   byteRate: { perSecond: number; burst: number };
   /** Max size of one incoming message in bytes. */
   maxMessageSize: number;
+  /** Arrays and objects nested at most this deep in application data (see wire/data.ts). */
+  maxDataDepth: number;
   maxSubscriptions: number;
   /** Send buffer size in bytes above which a connection is a slow consumer. */
   sendHighWaterMark: number;
@@ -85,6 +88,8 @@ interface PresenceBatch {
 }
 
 let nextHubId = 0;
+/** Values in data published by the server (1 MiB, the HTTP API's body limit): a bound on the walk, not on what apps send. */
+const SERVER_DATA_NODES = 1024 * 1024;
 
 export class Hub implements BrokerHandler {
   readonly options: HubOptions;
@@ -187,7 +192,11 @@ export class Hub implements BrokerHandler {
 
   // ---- BrokerHandler ---------------------------------------------------------
 
-  /** @internal Fan-out: encode once, deliver to every local subscriber. */
+  /**
+   * @internal Fan-out: encode once, deliver to every local subscriber. Never
+   * throws: a failure while delivering to one subscriber is that
+   * subscriber's alone (see deliverTo), the others still get the publication.
+   */
   onPublication(pub: Publication): void {
     const exact = this.channels.get(pub.channel);
     const byPattern = this.patterns.size > 0 ? this.patterns.match(pub.channel) : null;
@@ -195,9 +204,47 @@ export class Hub implements BrokerHandler {
     const seq = ++this.fanoutSeq;
     const shared = new SharedMessage(messagePush(pub));
     let delivered = 0;
-    if (exact) for (const sub of exact) if (sub.session.deliver(sub, pub, shared, seq)) delivered++;
-    if (byPattern) for (const sub of byPattern) if (sub.session.deliver(sub, pub, shared, seq)) delivered++;
+    if (exact) for (const sub of exact) if (this.deliverTo(sub, pub, shared, seq)) delivered++;
+    if (byPattern) for (const sub of byPattern) if (this.deliverTo(sub, pub, shared, seq)) delivered++;
     this.observer.publicationDelivered(this.now() - pub.time, delivered);
+  }
+
+  /**
+   * One subscriber's delivery. What fails here (an encoding, a transport)
+   * must not stop the loop over the others: it is logged and counted, and
+   * the subscriber, which has now missed a publication, is closed with 1011
+   * so that it reconnects and resumes from history.
+   */
+  private deliverTo(sub: Subscription, pub: Publication, shared: SharedMessage, seq: number): boolean {
+    try {
+      return sub.session.deliver(sub, pub, shared, seq);
+    } catch (err) {
+      this.failedFor(sub.session, err, 'delivery failed', { channel: pub.channel, offset: pub.offset });
+      return false;
+    }
+  }
+
+  /** The end of a per-connection failure inside a loop over many connections: logged, counted, that connection closed. */
+  private failedFor(session: Session, err: unknown, what: string, fields: object = {}): void {
+    this.observer.dropped('delivery-failed');
+    this.logger.error({ conn: session.id, ...fields, err: err instanceof Error ? err.message : String(err) }, what);
+    try {
+      session.close(1011, 'internal error');
+    } catch {
+      // Closing failed as well: the transport is broken; terminate() is the last resort and never throws.
+      session.terminate();
+    }
+  }
+
+  /** Run `fn` for each session; one that throws is that session's failure, never the loop's. */
+  private forEachSession(sessions: Iterable<Session>, what: string, fn: (session: Session) => void): void {
+    for (const session of sessions) {
+      try {
+        fn(session);
+      } catch (err) {
+        this.failedFor(session, err, what);
+      }
+    }
   }
 
   /** @internal */
@@ -260,13 +307,31 @@ export class Hub implements BrokerHandler {
   private sendToPresenceSubscribers(channel: string, shared: SharedMessage): void {
     const set = this.channels.get(channel);
     if (!set) return;
-    for (const sub of set) if (sub.presence && sub.live) sub.session.sendShared(shared);
+    const sessions: Session[] = [];
+    for (const sub of set) if (sub.presence && sub.live) sessions.push(sub.session);
+    this.forEachSession(sessions, 'presence delivery failed', (session) => session.sendShared(shared));
   }
 
   // ---- server-side operations ------------------------------------------------
 
-  /** Publish from the server (HTTP API, application code). */
+  /**
+   * The bounds of application data (wire/data.ts). From a client: at most one
+   * value per byte of its largest message. From the server (HTTP API,
+   * library): the API's body limit, or that if larger.
+   */
+  dataLimits(from: 'client' | 'server'): DataLimits {
+    const { maxDataDepth, maxMessageSize } = this.options.limits;
+    return { maxDepth: maxDataDepth, maxNodes: from === 'client' ? maxMessageSize : Math.max(maxMessageSize, SERVER_DATA_NODES) };
+  }
+
+  /**
+   * Publish from the server (HTTP API, application code). Data that cannot
+   * travel to every subscriber is refused with an InvalidDataError before
+   * anything is stored.
+   */
   publish(channel: string, data: unknown, options: { key?: string } = {}) {
+    const problem = dataProblem(data, this.dataLimits('server'));
+    if (problem !== null) return Promise.reject(new InvalidDataError(problem));
     const ns = this.options.namespaceOf(channel);
     return this.options.broker.publish(channel, data, {
       history: ns.history.size > 0 ? ns.history : undefined,
@@ -277,14 +342,9 @@ export class Hub implements BrokerHandler {
 
   /** Close every connection of a user (4503 by default). Returns how many. */
   disconnectUser(user: string, code = 4503, reason = 'disconnected by the server'): number {
-    let n = 0;
-    for (const session of this.sessions.values()) {
-      if (session.identity?.user === user) {
-        session.close(code, reason);
-        n++;
-      }
-    }
-    return n;
+    const matching = [...this.sessions.values()].filter((session) => session.identity?.user === user);
+    this.forEachSession(matching, 'disconnect failed', (session) => session.close(code, reason));
+    return matching.length;
   }
 
   /** Channels with local subscribers and their counts. */
@@ -308,21 +368,21 @@ export class Hub implements BrokerHandler {
     const now = this.now();
     const { timeoutMs } = this.options.ping;
     const idle = this.options.idleTimeoutMs;
-    for (const session of this.sessions.values()) {
+    this.forEachSession(this.sessions.values(), 'heartbeat failed', (session) => {
       if (session.pingSentAt > 0 && now - session.pingSentAt > timeoutMs) {
         this.logger.info({ conn: session.id }, 'no pong: connection dropped');
         session.terminate();
-        continue;
+        return;
       }
       if (idle > 0 && now - session.lastActivity > idle) {
         session.close(4005, 'idle timeout');
-        continue;
+        return;
       }
       if (session.pingSentAt === 0) {
         session.pingSentAt = now;
         session.sendShared(this.sharedPing);
       }
-    }
+    });
   }
 
   /**
@@ -334,11 +394,11 @@ export class Hub implements BrokerHandler {
     this.closing = true;
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
-    for (const session of this.sessions.values()) {
+    this.forEachSession([...this.sessions.values()], 'shutdown notice failed', (session) => {
       const reconnectAfter = Math.floor(Math.random() * reconnectJitterMs);
       session.send({ op: 'closing', reason: 'server shutting down', reconnectAfter });
       session.close(1001, 'server shutting down');
-    }
+    });
     for (const batch of this.presenceBatches.values()) if (batch.timer) clearTimeout(batch.timer);
     this.presenceBatches.clear();
   }

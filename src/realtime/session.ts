@@ -8,7 +8,8 @@ import type { Hub, Identity, Action } from './hub.js';
 import { isPattern, isValidChannel, isValidPattern } from './channel.js';
 import { TokenBucket } from './rate-limit.js';
 import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
-import { validateClientMessage } from './wire/validate.js';
+import { isRequestId, validateClientMessage } from './wire/validate.js';
+import { dataProblem } from './wire/data.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
@@ -219,6 +220,18 @@ export class Session {
     }
   }
 
+  /**
+   * A message a carrier decoded but cannot hand over as text (a long-polling
+   * batch entry too deep to re-encode): answered like an invalid message.
+   */
+  refuseUnreadable(raw: unknown, reason: string): void {
+    if (this.closed || this.closing) return;
+    const id = typeof raw === 'object' && raw !== null ? (raw as { id?: unknown }).id : undefined;
+    const requestId = isRequestId(id) ? id : undefined;
+    this.log.info({ reason }, 'invalid message');
+    this.replyError('invalid', requestId, ErrorCode.BadRequest, reason);
+  }
+
   private dispatch(message: ClientMessage): void {
     switch (message.op) {
       case 'ping':
@@ -282,14 +295,21 @@ export class Session {
     } catch (err) {
       running = Promise.reject(err);
     }
-    return running.catch((err: unknown) => {
-      if (err instanceof RequestError) {
-        this.replyError(op, id, err.code, err.message);
-        return;
-      }
-      this.log.error({ op, err: err instanceof Error ? err.message : String(err) }, 'request failed');
-      this.replyError(op, id, ErrorCode.Unavailable, 'temporarily unavailable');
-    });
+    return running
+      .catch((err: unknown) => {
+        if (err instanceof RequestError) {
+          this.replyError(op, id, err.code, err.message);
+          return;
+        }
+        this.log.error({ op, err: err instanceof Error ? err.message : String(err) }, 'request failed');
+        this.replyError(op, id, ErrorCode.Unavailable, 'temporarily unavailable');
+      })
+      .catch((err: unknown) => {
+        // Even the error reply could not be sent (a broken transport): a rejection here would end the
+        // process (unhandled), so this connection ends instead.
+        this.log.error({ op, err: err instanceof Error ? err.message : String(err) }, 'reply failed: connection closed');
+        this.close(1011, 'internal error');
+      });
   }
 
   // ---- operations ----------------------------------------------------------------
@@ -466,6 +486,7 @@ export class Session {
   private async publish(id: RequestId, channel: string, data: unknown, key: string | undefined, volatile: boolean): Promise<void> {
     const ns = this.authorize('publish', channel);
     if (!ns.clientPublish) throw new RequestError(ErrorCode.Forbidden, `clients may not publish to ${channel}`);
+    this.checkData(data, 'pub.data');
     const result = await this.hub.options.broker.publish(channel, data, {
       history: ns.history.size > 0 && !volatile ? ns.history : undefined,
       from: this.info,
@@ -479,6 +500,7 @@ export class Session {
   private async rpc(id: RequestId, method: string, data: unknown): Promise<void> {
     const handler = this.hub.rpcHandlers.get(method);
     if (!handler) throw new RequestError(ErrorCode.NotFound, `no rpc method ${method}`);
+    if (data !== undefined) this.checkData(data, 'rpc.data');
     let result: unknown;
     try {
       result = await handler(data, { client: this.id, user: this.identity?.user ?? '', identity: this.identity });
@@ -487,7 +509,22 @@ export class Session {
       this.log.error({ method, err: err instanceof Error ? err.message : String(err) }, 'rpc handler failed');
       throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
     }
+    // The application's result is encoded for this client only, but a cycle or a deep object would still throw in the middle of a send.
+    const problem = result === undefined ? null : dataProblem(result, this.hub.dataLimits('server'), 'the result');
+    if (problem !== null) {
+      this.log.error({ method, problem }, 'rpc handler returned data that cannot be sent');
+      throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
+    }
     this.reply(id, { data: result === undefined ? null : result });
+  }
+
+  /** Application data from this client (wire/data.ts): refused with 400 and the reason, before anything acts on it. */
+  private checkData(data: unknown, what: string): void {
+    const problem = dataProblem(data, this.hub.dataLimits('client'), what);
+    if (problem !== null) {
+      this.log.info({ problem }, 'data refused');
+      throw new RequestError(ErrorCode.BadRequest, problem);
+    }
   }
 
   private async presence(id: RequestId, channel: string): Promise<void> {

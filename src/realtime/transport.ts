@@ -19,9 +19,24 @@ export class SharedMessage {
   constructor(message: object) {
     this.message = message;
   }
+  /** Why an encoding failed, kept so that N subscribers do not make N failing attempts (see Hub#deliverTo). */
+  private jsonFailure: unknown;
+  private msgpackFailure: unknown;
   encoded(codec: WireCodec): string | Uint8Array {
-    if (codec.binary) return (this.msgpack ??= codec.encode(this.message));
-    return (this.json ??= codec.encode(this.message));
+    const cached = codec.binary ? this.msgpack : this.json;
+    if (cached !== undefined) return cached;
+    const failure = codec.binary ? this.msgpackFailure : this.jsonFailure;
+    if (failure !== undefined) throw failure;
+    try {
+      const payload = codec.encode(this.message);
+      if (codec.binary) this.msgpack = payload;
+      else this.json = payload;
+      return payload;
+    } catch (err) {
+      if (codec.binary) this.msgpackFailure = err;
+      else this.jsonFailure = err;
+      throw err;
+    }
   }
 }
 

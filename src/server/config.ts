@@ -19,6 +19,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../realtime/auth.js';
 import { isValidChannel } from '../realtime/channel.js';
 import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../realtime/wire/messages.js';
+import { DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../realtime/wire/data.js';
 import type { FallbackSessionOptions } from '../fallbacks/router.js';
 import { parseProxyEntry } from './client-address.js';
 
@@ -74,6 +75,8 @@ export interface LimitsConfig {
   byteRate: RateConfig;
   /** Largest incoming message, in bytes. Default 64 KiB (65536). Larger: close 1009. */
   maxMessageSize: number;
+  /** Arrays and objects nested at most this deep in publication and rpc data and in a client's info. Default 32, at most 64. Deeper: error 400. */
+  maxDataDepth: number;
   /** Subscriptions per connection. Default 100. */
   maxSubscriptions: number;
   /** Bytes queued for a connection above which it is a slow consumer. Default 1 MiB. */
@@ -272,6 +275,7 @@ export function defaultConfig(): RealtimeConfig {
       messageRate: { ...DEFAULT_MESSAGE_RATE },
       byteRate: { ...DEFAULT_BYTE_RATE },
       maxMessageSize: 64 * KiB,
+      maxDataDepth: DEFAULT_MAX_DATA_DEPTH,
       maxSubscriptions: 100,
       sendHighWaterMark: 1 * MiB,
       slowConsumer: 'disconnect',
@@ -607,7 +611,7 @@ const NAMESPACE_KEYS = [
 ] as const;
 const LIMIT_KEYS = [
   'maxConnections', 'maxConnectionsPerIp', 'connectionRatePerIp', 'messageRate', 'byteRate', 'maxMessageSize',
-  'maxSubscriptions', 'sendHighWaterMark', 'slowConsumer',
+  'maxDataDepth', 'maxSubscriptions', 'sendHighWaterMark', 'slowConsumer',
 ] as const;
 const FALLBACK_KEYS = [
   'enabled', 'graceMs', 'pollTimeoutMs', 'sseKeepAliveMs', 'sseRetryMs', 'bufferMessages', 'bufferBytes',
@@ -812,6 +816,7 @@ function checkLimits(c: Checker, l: unknown): void {
     c.number(`${at}.burst`, r['burst'], 1);
   }
   const sizeOk = c.int('limits.maxMessageSize', limits['maxMessageSize'], 1);
+  c.int('limits.maxDataDepth', limits['maxDataDepth'], 1, MAX_DATA_DEPTH_LIMIT);
   c.int('limits.maxSubscriptions', limits['maxSubscriptions'], 1);
   c.int('limits.sendHighWaterMark', limits['sendHighWaterMark'], 1);
   c.oneOf('limits.slowConsumer', limits['slowConsumer'], ['disconnect', 'drop-volatile']);

@@ -29,6 +29,7 @@ import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
 import { clientAddress, isLoopback, trustedProxyList } from './client-address.js';
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
+import { dataProblem, InvalidDataError } from '../realtime/wire/data.js';
 import { Metrics } from './metrics.js';
 import { WebSocketTransport } from './websocket-transport.js';
 
@@ -99,7 +100,11 @@ export class RealtimeServer {
     if (options.broker === undefined && brokerConfig.type !== 'memory') {
       throw new ConfigError([{ path: 'broker.type', message: `"${brokerConfig.type}" is not available in this version (only "memory")` }]);
     }
-    const memoryBroker = options.broker === undefined ? new MemoryBroker() : null;
+    // A handler that throws is a bug of ours (the hub never throws from fan-out): logged, and delivery goes on.
+    const memoryBroker =
+      options.broker === undefined
+        ? new MemoryBroker({ onError: (err) => this.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'broker delivery failed') })
+        : null;
     this.broker = options.broker ?? memoryBroker!;
     this.snapshotFile =
       memoryBroker !== null && brokerConfig.type === 'memory' && brokerConfig.snapshotFile !== undefined
@@ -436,6 +441,11 @@ export class RealtimeServer {
           sendJson(res, err.status, { error: err.message }, err.headers);
           return;
         }
+        if (err instanceof InvalidDataError) {
+          this.logger.info({ path, problem: err.message }, 'api request refused: data');
+          sendJson(res, err.status, { error: err.message });
+          return;
+        }
         this.logger.error({ err: String(err), path }, 'api request failed');
         sendJson(res, 503, { error: 'temporarily unavailable' });
       });
@@ -443,6 +453,12 @@ export class RealtimeServer {
     }
     if (this.fallbacks?.handle(req, res, url)) return true;
     return false;
+  }
+
+  /** Application data in an API request body (wire/data.ts), else 400 with the reason. */
+  private requireData(value: unknown, what: string): void {
+    const problem = dataProblem(value, this.hub.dataLimits('server'), what);
+    if (problem !== null) throw new InvalidDataError(problem);
   }
 
   private async handleApi(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
@@ -474,6 +490,7 @@ export class RealtimeServer {
       let identity: Identity;
       if (bearer !== null && this.isApiKey(bearer)) {
         const body = asObject(await readJson(req, API_BODY_LIMIT));
+        if (body.info !== undefined) this.requireData(body.info, 'info');
         identity = { user: requireString(body, 'user'), info: body.info, expiresAt: Date.now() + 3600_000, permissions: null };
       } else if (bearer !== null) {
         try {
@@ -507,6 +524,8 @@ export class RealtimeServer {
         }
         for (const c of body.channels) if (typeof c !== 'string' || !isValidChannel(c)) throw new HttpError(400, `invalid channel ${JSON.stringify(c)}`);
         if (!('data' in body)) throw new HttpError(400, 'data is required');
+        // Refused once for the whole request, not once per channel.
+        this.requireData(body.data, 'data');
         const results = await Promise.all(
           (body.channels as string[]).map((channel) =>
             this.hub.publish(channel, body.data).then(
@@ -614,16 +633,26 @@ export class RealtimeServer {
       this.httpServer.removeListener('upgrade', this.onUpgrade);
       this.hub.dispose();
       // Nothing publishes any more: the history file can say so (the next start keeps the epochs).
+      // A failed final save is the stop's failure: the next start would resume from an older file and
+      // tell clients `recovered: false` although this stop was graceful.
+      let saveFailure: Error | null = null;
       if (this.snapshotFile !== null) {
         await this.starting?.catch(() => {});
         await this.snapshotFile.close().then(
           () => this.logger.info({}, 'history saved'),
-          (err: Error) => this.logger.error({ err: err.message }, 'history snapshot not saved at shutdown'),
+          (err: Error) => {
+            saveFailure = err;
+            this.logger.error({ err: err.message }, 'history snapshot not saved at shutdown');
+          },
         );
       }
       // A broker or presence store passed in belongs to the caller (and may serve other servers).
       if (this.ownsBroker) await this.broker.close();
       if (this.ownsPresence) await this.presence.close();
+      if (saveFailure !== null) {
+        this.logger.info({}, 'stopped, history not saved');
+        throw new Error(`history not saved at shutdown: ${(saveFailure as Error).message}`);
+      }
       this.logger.info({}, 'stopped');
     })();
     return this.closing;

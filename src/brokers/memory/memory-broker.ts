@@ -61,9 +61,9 @@
  * decided when the publication is queued: one already queued when
  * `unsubscribe` is called is still delivered. A node gets a publication once,
  * however many of its subscriptions (a name, patterns) match. A handler that
- * throws does not stop the queue; the error is rethrown in a later
- * microtask (an uncaught exception, as for an EventEmitter listener), or
- * goes to `onError`.
+ * throws does not stop the queue; the error goes to `onError` (by default
+ * `console.error`): never into the event loop, where one bad delivery would
+ * end the process.
  *
  * ## Nodes
  *
@@ -131,7 +131,7 @@ export interface MemoryBrokerOptions {
   historyMetaTtlMs?: number;
   /**
    * Called with what a handler threw; delivery goes on either way. Default:
-   * rethrow in a later microtask (an uncaught exception).
+   * `console.error` (never rethrown: an uncaught exception ends the process).
    */
   onError?: (err: unknown) => void;
 }
@@ -333,7 +333,7 @@ export class MemoryBroker implements Broker {
     this.#maxChannels = Math.max(1, options.maxChannels ?? 100_000);
     this.#maxKeys = Math.max(1, options.maxIdempotencyKeys ?? 1000);
     this.#metaTtlMs = Math.max(0, options.historyMetaTtlMs ?? 24 * 3600_000);
-    this.#onError = options.onError ?? rethrowLater;
+    this.#onError = options.onError ?? reportError;
     const interval = options.sweepIntervalMs ?? 1000;
     if (interval > 0) {
       const timer = setInterval(() => this.sweep(), interval);
@@ -710,7 +710,7 @@ export class MemoryBroker implements Broker {
         try {
           this.#onError(err);
         } catch (again) {
-          rethrowLater(again);
+          reportError(again);
         }
       }
     }
@@ -780,10 +780,8 @@ function checkSnapshot(value: unknown): MemoryBrokerSnapshot {
   return value as unknown as MemoryBrokerSnapshot;
 }
 
-function rethrowLater(err: unknown): void {
-  queueMicrotask(() => {
-    throw err;
-  });
+function reportError(err: unknown): void {
+  console.error('switchboard memory broker: a delivery handler threw (delivery goes on):', err);
 }
 
 interface ChannelPresence {

@@ -15,7 +15,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
-function isRequestId(v: unknown): v is RequestId {
+export function isRequestId(v: unknown): v is RequestId {
   return (
     (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) ||
     (typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_LENGTH)

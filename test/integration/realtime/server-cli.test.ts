@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -156,4 +159,18 @@ test('serve with another config problem on loopback reports only that problem (n
     '  auth: set hmacSecret, publicKey or jwksFile, or allow anonymous connections (anonymous: true)',
     '  broker.snapshotFile: cannot write in directory "/no/such/dir" (ENOENT)',
   ]);
+});
+
+test('serve: a final history save that fails at SIGTERM exits 1 with the reason (not 0 as if the history were kept)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-cli-save-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const s = serve(t, ['--port', '0', '--snapshot-file', join(dir, 'history.sb')]);
+  await s.log((l) => l.msg === 'listening', "the 'listening' log line");
+  // The directory disappears under the running server: the final save cannot be written.
+  rmSync(dir, { recursive: true, force: true });
+  s.child.kill('SIGTERM');
+  const exit = await within(s.exited, 10_000, 'the process to exit');
+  assert.deepEqual(exit, { code: 1, signal: null });
+  assert.match(s.stderr.join('\n'), /switchboard: history not saved at shutdown: ENOENT/);
+  assert.ok(s.logs.some((l) => l.msg === 'history snapshot not saved at shutdown'), 'the log says so too');
 });

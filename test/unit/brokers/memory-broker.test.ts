@@ -130,6 +130,31 @@ describe('MemoryBroker: delivery', () => {
     await broker.close();
   });
 
+  it('without onError, what a handler throws is reported with console.error, never rethrown into the event loop', async (t) => {
+    const reported: unknown[][] = [];
+    t.mock.method(console, 'error', (...args: unknown[]) => reported.push(args));
+    let uncaught = 0;
+    const onUncaught = (): void => {
+      uncaught++;
+    };
+    process.on('uncaughtException', onUncaught);
+    t.after(() => process.removeListener('uncaughtException', onUncaught));
+    const { broker, rec } = setup();
+    await broker.subscribe('a');
+    rec.onPub = (pub) => {
+      if (pub.data === 1) throw new Error('boom');
+    };
+    void broker.publish('a', 1);
+    void broker.publish('a', 2);
+    await settle();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(rec.log, ['pub a 1', 'pub a 2']);
+    assert.equal(reported.length, 1);
+    assert.equal((reported[0]![1] as Error).message, 'boom');
+    assert.equal(uncaught, 0);
+    await broker.close();
+  });
+
   it('a throwing handler does not stop delivery; the error goes to onError', async () => {
     const errors: unknown[] = [];
     const { broker, rec } = setup({ onError: (err) => errors.push(err) });

@@ -118,6 +118,7 @@ export function setup(
     messageRate: { perSecond: 1000, burst: 1000 },
     byteRate: { perSecond: 1 << 20, burst: 1 << 20 },
     maxMessageSize: 65536,
+    maxDataDepth: 32,
     maxSubscriptions: 100,
     sendHighWaterMark: 1 << 20,
     slowConsumer: 'disconnect',

@@ -67,6 +67,7 @@ describe('defaults', () => {
       messageRate: { perSecond: 50, burst: 100 },
       byteRate: { perSecond: 1048576, burst: 2097152 },
       maxMessageSize: 65536,
+      maxDataDepth: 32,
       maxSubscriptions: 100,
       sendHighWaterMark: 1048576,
       slowConsumer: 'disconnect',
