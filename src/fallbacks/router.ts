@@ -246,13 +246,14 @@ export class FallbackRouter {
   }
 
   /**
-   * CORS for a page of another allowed origin (the Origin check passed):
-   * its own origin echoed, with credentials unless every origin is allowed
-   * (`'*'` is for deployments without ambient credentials).
+   * CORS for a page of another allowed origin: its own origin echoed, with
+   * credentials unless every origin is allowed (`'*'` is for deployments
+   * without ambient credentials). None for a refused origin, whatever the
+   * answer (its 403 included): that page must not read it.
    */
   private cors(req: http.IncomingMessage): Record<string, string> {
     const origin = req.headers.origin;
-    if (!origin) return {};
+    if (!origin || !this.host.originAllowed(req)) return {};
     const headers: Record<string, string> = { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
     if (!this.options.allowedOrigins.includes('*')) headers['Access-Control-Allow-Credentials'] = 'true';
     return headers;
