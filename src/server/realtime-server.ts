@@ -166,6 +166,9 @@ export class RealtimeServer {
               return this.countConnection(ip);
             },
             originAllowed: (req) => this.originAllowed(req),
+            // Headers only: a ticket in the URL opens a session, it is not redeemed by later requests.
+            requestCredential: (req) => tokenFromRequest({ headers: req.headers }, this.config.auth.cookieName)?.value ?? null,
+            credentialUser: (credential) => this.authenticator.verify(credential).then((identity) => identity.user, () => null),
             refused: (status) => this.metrics.handshakeRejections.inc({ status: String(status) }),
           },
           {
