@@ -14,7 +14,9 @@
  * Opening a session goes through the same admission as a WebSocket upgrade
  * (origin, shutdown, connection limits and rate, credentials), supplied by the
  * server as a {@link FallbackHost}; every other request checks the origin
- * again. An unknown or ended session is `404 {"error": "no such session"}`.
+ * again, and a credential it carries must be the session's user's (403
+ * otherwise, see `owned`). An unknown or ended session is
+ * `404 {"error": "no such session"}`.
  *
  * Each session is one `hub.connect(transport, identity, ip)`: incoming
  * messages go through `Session.receive` one by one, so size, rate and
@@ -48,6 +50,14 @@ export interface FallbackHost {
   openConnection(ip: string): () => void;
   /** The Origin check alone, for requests on an existing session. */
   originAllowed(req: http.IncomingMessage): boolean;
+  /**
+   * The credential a request on an existing session carries, unverified:
+   * `Authorization: Bearer` or the auth cookie (a `?ticket=` is for opening
+   * only and is not redeemed here); null when it has none.
+   */
+  requestCredential(req: http.IncomingMessage): string | null;
+  /** The user a credential proves, or null when it does not verify (expired, bad signature, …). */
+  credentialUser(credential: string): Promise<string | null>;
   /** A refused open (for metrics). */
   refused?(status: number): void;
 }
@@ -101,6 +111,8 @@ export class FallbackRouter {
   private readonly host: FallbackHost;
   private readonly options: FallbackRouterOptions;
   private readonly sessions = new Map<string, HttpSessionTransport>();
+  /** Per session, the last credential that verified as its user's: the same one again is not verified again. */
+  private readonly ownerCredential = new WeakMap<HttpSessionTransport, string>();
   /** Largest body of a message batch: 100 messages of `maxMessageSize`, commas and brackets. */
   private readonly batchLimit: number;
 
@@ -161,7 +173,7 @@ export class FallbackRouter {
     }
     const route = m[2];
     if (route === undefined && method === 'POST') {
-      const transport = this.lookup(m[1]!);
+      const transport = await this.owned(req, m[1]!);
       const messages = checkBatch(await readJsonBody(req, this.batchLimit));
       if (transport.ended) throw new HttpError(404, 'no such session');
       this.receive(transport, messages);
@@ -171,12 +183,12 @@ export class FallbackRouter {
     req.resume();
     if (route === undefined) {
       if (method !== 'DELETE') throw new HttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
-      this.lookup(m[1]!).endByClient();
+      (await this.owned(req, m[1]!)).endByClient();
       sendNoContent(res, this.cors(req));
       return;
     }
     expectMethod(method, 'GET');
-    const transport = this.lookup(m[1]!);
+    const transport = await this.owned(req, m[1]!);
     if (route === '/events') this.events(req, res, url, transport);
     else this.poll(req, res, url, transport);
   }
@@ -247,6 +259,30 @@ export class FallbackRouter {
 
   // ---- helpers -----------------------------------------------------------------------
 
+  /**
+   * The session a request is for, bound to the user it speaks for (from the
+   * open request's credential or its `auth` message): a request carrying a
+   * credential that verifies as anyone else — or as anyone, while the session
+   * has no user (anonymous, or before its `auth`) — is refused with 403 and
+   * changes nothing. A request without a credential, or with one that does
+   * not verify (an expired cookie, say), is not checked: for it the id alone
+   * is the capability, as before. 404 when there is no such session (any more).
+   */
+  private async owned(req: http.IncomingMessage, id: string): Promise<HttpSessionTransport> {
+    const transport = this.lookup(id);
+    const credential = this.host.requestCredential(req);
+    if (credential === null || this.ownerCredential.get(transport) === credential) return transport;
+    const user = await this.host.credentialUser(credential);
+    if (user === null) return this.lookup(id);
+    const owner = transport.session?.identity?.user ?? null;
+    if (user !== owner) {
+      this.host.logger.warn({ conn: transport.session?.id, user, owner }, "fallback session used with another user's credential");
+      throw new HttpError(403, "credential does not match the session's user");
+    }
+    this.ownerCredential.set(transport, credential);
+    return this.lookup(id);
+  }
+
   private lookup(id: string): HttpSessionTransport {
     const transport = SESSION_ID.test(id) ? this.sessions.get(id) : undefined;
     if (!transport || transport.ended) throw new HttpError(404, 'no such session');
@@ -254,13 +290,14 @@ export class FallbackRouter {
   }
 
   /**
-   * CORS for a page of another allowed origin (the Origin check passed):
-   * its own origin echoed, with credentials unless every origin is allowed
-   * (`'*'` is for deployments without ambient credentials).
+   * CORS for a page of another allowed origin: its own origin echoed, with
+   * credentials unless every origin is allowed (`'*'` is for deployments
+   * without ambient credentials). None for a refused origin, whatever the
+   * answer (its 403 included): that page must not read it.
    */
   private cors(req: http.IncomingMessage): Record<string, string> {
     const origin = req.headers.origin;
-    if (!origin) return {};
+    if (!origin || !this.host.originAllowed(req)) return {};
     const headers: Record<string, string> = { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
     if (!this.options.allowedOrigins.includes('*')) headers['Access-Control-Allow-Credentials'] = 'true';
     return headers;

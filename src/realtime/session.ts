@@ -13,6 +13,7 @@ import { dataProblem } from './wire/data.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
+  MAX_TOKEN_LENGTH,
   RealtimeCloseCode,
   type ClientInfo,
   type ClientMessage,
@@ -316,6 +317,7 @@ export class Session {
 
   private async verify(token: string | undefined): Promise<Identity> {
     if (!token) throw new RequestError(ErrorCode.Unauthorized, 'token required');
+    if (token.length > MAX_TOKEN_LENGTH) throw new RequestError(ErrorCode.Unauthorized, 'token too long');
     try {
       return await this.hub.options.auth.verify(token);
     } catch (err) {

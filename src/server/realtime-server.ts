@@ -171,6 +171,9 @@ export class RealtimeServer {
               return this.countConnection(ip);
             },
             originAllowed: (req) => this.originAllowed(req),
+            // Headers only: a ticket in the URL opens a session, it is not redeemed by later requests.
+            requestCredential: (req) => tokenFromRequest({ headers: req.headers }, this.config.auth.cookieName)?.value ?? null,
+            credentialUser: (credential) => this.authenticator.verify(credential).then((identity) => identity.user, () => null),
             refused: (status) => this.metrics.handshakeRejections.inc({ status: String(status) }),
           },
           {
@@ -195,7 +198,14 @@ export class RealtimeServer {
         // Another 'request' listener of the app may have answered already.
         if (!this.handleRequest(req, res) && !res.headersSent) sendText(res, 404, 'not found\n');
       };
-      const timeouts = { headersTimeout: 10_000, requestTimeout: 30_000 };
+      // Node checks these timeouts only every connectionsCheckingInterval (default 30 s): without it a
+      // half-open handshake would live up to 40 s instead of 10. As the library's WebSocketServer does.
+      const headersTimeout = 10_000;
+      const timeouts = {
+        headersTimeout,
+        requestTimeout: 30_000,
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
+      };
       this.httpServer = this.config.tls
         ? https.createServer({ ...timeouts, cert: readFileSync(this.config.tls.cert), key: readFileSync(this.config.tls.key), minVersion: 'TLSv1.2' }, handler)
         : http.createServer(timeouts, handler);

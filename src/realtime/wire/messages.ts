@@ -171,6 +171,13 @@ export const DEFAULT_MESSAGE_RATE: Readonly<{ perSecond: number; burst: number }
 export const DEFAULT_BYTE_RATE: Readonly<{ perSecond: number; burst: number }> = Object.freeze({ perSecond: 1024 * 1024, burst: 2 * 1024 * 1024 });
 export const IDEMPOTENCY_TTL_MS = 5 * 60_000;
 
+/**
+ * The longest token an `auth` or `refresh` message may carry, in characters.
+ * A longer one (like an empty one) is an invalid token, answered as such —
+ * 401, and for `auth` close 4500 —, not a malformed message.
+ */
+export const MAX_TOKEN_LENGTH = 8192;
+
 /** Whether a client should reconnect after a close with this code. */
 export function shouldReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return false;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { api, connect, connectAs, HttpClient, openRaw, request, signToken, startServer, type Kind } from './helpers.js';
+import { api, connect, connectAs, HttpClient, openRaw, post, request, signToken, startServer, WAIT, type Kind } from './helpers.js';
 
 const KINDS: Kind[] = ['sse', 'poll'];
 
@@ -15,7 +15,68 @@ async function userOf(client: HttpClient, watcher: { nextOp(op: string): Promise
   return (await watcher.nextOp('msg')).from.user;
 }
 
+/** The status and error of a request on a session (an event stream that opens is not read: it would not end). */
+async function answer(url: string, init: RequestInit = {}): Promise<{ status: number; error?: string }> {
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(WAIT) });
+  if (/^text\/event-stream/.test(res.headers.get('content-type') ?? '')) {
+    await res.body?.cancel();
+    return { status: res.status };
+  }
+  const text = await res.text();
+  return { status: res.status, ...(text.startsWith('{') ? { error: JSON.parse(text).error } : {}) };
+}
+
+const MISMATCH = { status: 403, error: "credential does not match the session's user" };
+
 for (const kind of KINDS) {
+  test(`${kind}: a session is bound to its user: another user's Bearer token or cookie on any of its routes gets 403 and changes nothing`, async (t) => {
+    const { base, url } = await startServer(t);
+    const watcher = await connectAs(t, url, 'watcher');
+    await watcher.ok('sub', { channel: 'who' });
+    const alice = await HttpClient.open(t, base, kind, { headers: { Authorization: `Bearer ${await signToken('alice')}` } });
+    const session = `${base}/rt/session/${alice.id}`;
+    const bearer = { Authorization: `Bearer ${await signToken('mallory')}` };
+    const cookie = { Cookie: `sb_token=${await signToken('mallory')}` };
+    const forged = (id: string) => JSON.stringify([{ op: 'pub', id, channel: 'who', data: 'forged' }]);
+    const receive = kind === 'sse' ? `${session}/events` : `${session}/poll?ack=${alice.ack}`;
+    const answers = {
+      'POST, Bearer': await answer(session, { method: 'POST', headers: { ...bearer, 'Content-Type': 'application/json' }, body: forged('b') }),
+      'POST, cookie': await answer(session, { method: 'POST', headers: { ...cookie, 'Content-Type': 'application/json' }, body: forged('c') }),
+      'receive, Bearer': await answer(receive, { headers: { ...bearer, Accept: 'text/event-stream' } }),
+      'receive, cookie': await answer(receive, { headers: { ...cookie, Accept: 'text/event-stream' } }),
+      'DELETE, Bearer': await answer(session, { method: 'DELETE', headers: bearer }),
+      'DELETE, cookie': await answer(session, { method: 'DELETE', headers: cookie }),
+    };
+    for (const [what, got] of Object.entries(answers)) assert.deepEqual(got, MISMATCH, what);
+
+    // Nothing was done: the session is alive and still alice's, with her credential or without any.
+    assert.equal((await post(base, alice.id, [{ op: 'ping' }], { Authorization: `Bearer ${await signToken('alice', { ttl: 60 })}` })).status, 204);
+    await alice.ok('pub', { channel: 'who', data: 'mine' });
+    const msg = await watcher.nextOp('msg');
+    assert.deepEqual([msg.data, msg.from.user], ['mine', 'alice']);
+    assert.deepEqual(watcher.pending(), [], 'a forged publication went out');
+    assert.equal(alice.isClosed, false);
+  });
+
+  test(`${kind}: a session opened without credentials is its auth message's user's; a credential that does not verify, or none, is not checked`, async (t) => {
+    const { base } = await startServer(t);
+    const client = await HttpClient.open(t, base, kind);
+    const session = `${base}/rt/session/${client.id}`;
+    const aliceBearer = { Authorization: `Bearer ${await signToken('alice')}` };
+    // Before its auth the session speaks for nobody: a valid credential of anyone is not its user's.
+    assert.deepEqual(await answer(session, { method: 'POST', headers: { ...aliceBearer, 'Content-Type': 'application/json' }, body: '[{"op":"ping"}]' }), MISMATCH);
+    await client.ok('auth', { token: await signToken('alice') });
+    assert.equal((await post(base, client.id, [{ op: 'ping' }], aliceBearer)).status, 204);
+    assert.deepEqual(await answer(session, { method: 'DELETE', headers: { Cookie: `sb_token=${await signToken('bob')}` } }), MISMATCH);
+    // Credentials that prove nothing: an expired token (a cookie the page did not renew), garbage.
+    const unproven: Array<Record<string, string>> = [{ Authorization: `Bearer ${await signToken('bob', { ttl: -60 })}` }, { Cookie: 'sb_token=garbage' }, { Authorization: 'Bearer x.y.z' }];
+    for (const headers of unproven) {
+      assert.equal((await post(base, client.id, [{ op: 'ping' }], headers)).status, 204, JSON.stringify(headers));
+    }
+    await client.ok('sub', { channel: 'x' });
+    assert.equal(client.isClosed, false);
+  });
+
   test(`${kind}: credentials at open — Bearer header, one-time ticket, cookie — set the identity; bad ones get 401`, async (t) => {
     const { base, url } = await startServer(t);
     const watcher = await connectAs(t, url, 'watcher');

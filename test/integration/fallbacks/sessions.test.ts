@@ -210,6 +210,33 @@ test('Origin: a foreign origin gets 403 on open and on every request of a sessio
   await request(`${base}/rt/session/${opened.json().session}`, { method: 'DELETE' });
 });
 
+test('a refused Origin gets no CORS headers on any fallback route, preflights included: the page cannot read the 403', async (t) => {
+  const { base } = await startServer(t, { config: { allowedOrigins: ['https://app.example.com'] } });
+  const evil = { Origin: 'https://evil.example' };
+  const id = await openSession(t, base, 'poll', { headers: await bearer('a') });
+  const session = `${base}/rt/session/${id}`;
+  const preflight = { ...evil, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' };
+  const answers = {
+    open: await openRaw(base, 'poll', { headers: { ...evil, ...(await bearer('a')) } }),
+    'open preflight': await request(`${base}/rt/session`, { method: 'OPTIONS', headers: preflight }),
+    messages: await post(base, id, [{ op: 'ping' }], evil),
+    'session preflight': await request(session, { method: 'OPTIONS', headers: preflight }),
+    events: await request(`${session}/events`, { headers: { ...evil, Accept: 'text/event-stream' } }),
+    poll: await request(`${session}/poll?ack=0`, { headers: evil }),
+    delete: await request(session, { method: 'DELETE', headers: evil }),
+    'unknown session': await request(`${base}/rt/session/${'x'.repeat(22)}/poll`, { headers: evil }),
+    'unknown route': await request(`${base}/rt/session/${id}/nope`, { headers: evil }),
+  };
+  for (const [route, res] of Object.entries(answers)) {
+    assert.equal(res.status, 403, `${route}: ${res.status} ${res.text}`);
+    assert.deepEqual(res.json(), { error: 'origin not allowed' }, route);
+    const cors = [...res.headers.keys()].filter((h) => h.startsWith('access-control-'));
+    assert.deepEqual(cors, [], `${route} answers a refused origin with ${cors.join(', ')}`);
+  }
+  // The session is untouched: its owner still uses it.
+  assert.equal((await post(base, id, [{ op: 'ping' }])).status, 204);
+});
+
 test('POST /api/disconnect kicks the user\'s fallback sessions with the final close 4503, as it closes their WebSockets', async (t) => {
   const { base, url, server } = await startServer(t);
   const ws = await connectAs(t, url, 'kim');

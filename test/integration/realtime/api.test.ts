@@ -4,9 +4,13 @@
  * refuses bad requests), `/healthz`, `/readyz` and `/metrics`.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import { api, API_KEY, connect, connectAs, httpRequest, sleep, startServer, until, upgrade, within } from './helpers.js';
+import { createRealtimeServer } from '../../../src/server/realtime-server.js';
+import { api, API_KEY, captureLogger, connect, connectAs, httpRequest, sleep, startServer, testConfig, until, upgrade, within } from './helpers.js';
 
 const namespaces = [
   { prefix: 'chat', history: { size: 100, ttlMs: 0 }, presence: 'full' },
@@ -271,5 +275,54 @@ describe('health, readiness and metrics', () => {
   test('/metrics disabled: 404', async (t) => {
     const { base } = await startServer(t, { config: { metrics: { enabled: false } } });
     assert.equal((await httpRequest(base, '/metrics')).status, 404);
+  });
+});
+
+describe('development tokens', () => {
+  test('POST /dev/token answers only direct loopback peers (403 for other addresses and proxied requests), as docs/http-api.md says', async (t) => {
+    // Attach mode, so the test can give a request another peer address (not every machine has a
+    // non-loopback interface to connect from): X-Test-Peer replaces the socket's remote address.
+    const app = http.createServer((req, res) => {
+      const peer = req.headers['x-test-peer'];
+      if (typeof peer === 'string') Object.defineProperty(req.socket, 'remoteAddress', { value: peer });
+      if (!rt.handleRequest(req, res)) res.writeHead(404).end();
+    });
+    const rt = createRealtimeServer({ server: app, devTokens: true, config: testConfig(), logger: captureLogger() });
+    t.after(() => within(rt.close(), 5000, 'RealtimeServer#close'));
+    t.after(
+      () =>
+        new Promise<void>((resolve) => {
+          app.closeAllConnections();
+          app.close(() => resolve());
+        }),
+    );
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const ask = (headers: Record<string, string> = {}) => httpRequest(base, '/dev/token', { body: { user: 'alice' }, headers });
+
+    for (const peer of [undefined, '::1', '::ffff:127.0.0.1', '127.0.0.2']) {
+      const res = await ask(peer === undefined ? {} : { 'X-Test-Peer': peer });
+      assert.equal(res.status, 200, `peer ${peer ?? '127.0.0.1'}: ${res.text}`);
+      assert.equal(typeof res.json().token, 'string');
+    }
+    const refused = {
+      'peer 203.0.113.9': await ask({ 'X-Test-Peer': '203.0.113.9' }),
+      'peer 10.0.0.5': await ask({ 'X-Test-Peer': '10.0.0.5' }),
+      'peer ::ffff:192.0.2.1': await ask({ 'X-Test-Peer': '::ffff:192.0.2.1' }),
+      'X-Forwarded-For': await ask({ 'X-Forwarded-For': '127.0.0.1' }),
+      Forwarded: await ask({ Forwarded: 'for=127.0.0.1' }),
+    };
+    for (const [what, res] of Object.entries(refused)) {
+      assert.equal(res.status, 403, `${what}: ${res.status} ${res.text}`);
+      assert.match(res.json().error, /only for clients on this machine/, what);
+    }
+
+    // The reference says what the code does (it once said the route did not check the caller's address).
+    const doc = readFileSync(new URL('../../../docs/http-api.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## `POST /dev/token`'), doc.indexOf('## During shutdown'));
+    assert.doesNotMatch(section, /not\s+check\s+the\s+caller/, 'docs/http-api.md says /dev/token does not check the caller');
+    assert.match(section, /`403/, 'docs/http-api.md does not document the 403 of /dev/token');
+    assert.match(section, /loopback/);
+    assert.match(section, /X-Forwarded-For/);
   });
 });

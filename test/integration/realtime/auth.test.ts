@@ -89,6 +89,17 @@ describe('first-message auth', () => {
     assert.equal((await c.closeOf()).code, 4500);
   });
 
+  test('an over-long (9 KB) or empty token: a 401 reply and close 4500 at once, like any invalid token', async (t) => {
+    // An auth timeout far beyond the wait: the close must come from the token, not from the timer.
+    const { url } = await startServer(t, { config: { auth: { authTimeoutMs: 60_000 } } });
+    for (const token of [`${await signToken('alice')}.${'A'.repeat(9000)}`, 'x'.repeat(9 * 1024), '']) {
+      const c = await connect(t, url);
+      const reply = await c.request('auth', { token });
+      assert.deepEqual([reply.op, reply.code], ['error', 401], `a token of ${token.length} characters: ${JSON.stringify(reply)}`);
+      assert.equal((await c.closeOf()).code, 4500, `a token of ${token.length} characters`);
+    }
+  });
+
   test('an expired token: error reply, then close 4002', async (t) => {
     const { url } = await startServer(t);
     const c = await connect(t, url);
@@ -218,6 +229,18 @@ describe('token refresh', () => {
     const bad = await c.request('refresh', { token: 'garbage' });
     assert.equal(bad.op, 'error');
     assert.equal(bad.code, 401);
+    assert.equal(await userOf(c), 'alice');
+  });
+
+  test('a refresh with an over-long (9 KB) or empty token is a 401 like any invalid token; the connection stays', async (t) => {
+    const { url, server } = await startServer(t);
+    whoami(server);
+    const c = await connectAs(t, url, 'alice');
+    for (const token of [`${await signToken('alice')}.${'A'.repeat(9000)}`, '']) {
+      const reply = await c.request('refresh', { token });
+      assert.deepEqual([reply.op, reply.code], ['error', 401], `a token of ${token.length} characters: ${JSON.stringify(reply)}`);
+    }
+    assert.equal(c.isClosed, false);
     assert.equal(await userOf(c), 'alice');
   });
 });

@@ -5,6 +5,7 @@
  * none, unknown versions), and a plain `ws` client speaking the protocol.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, test } from 'node:test';
 import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import WsWebSocket from 'ws';
@@ -46,6 +47,23 @@ describe('origin check', () => {
     assert.equal(server.hub.sessions.size, 1);
     await server.publish('chat/a', 'still here');
     assert.equal((await alice.nextOp('msg')).data, 'still here');
+  });
+});
+
+describe('half-open handshakes', () => {
+  test('a request head that never completes is cut off at headersTimeout, checked every second (not every 30 s)', async (t) => {
+    const { server, port } = await startServer(t);
+    // Node reads headersTimeout at each check, so a short one here shows how often it checks.
+    (server.httpServer as { headersTimeout: number }).headersTimeout = 300;
+    const socket = net.connect(port, '127.0.0.1');
+    t.after(() => socket.destroy());
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /rt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
+    // With Node's default connectionsCheckingInterval (30 s) the socket would still be open long after this.
+    await within(closed, 5000, 'the server to close the half-open handshake');
+    assert.match(answer, /^HTTP\/1\.1 408 /, 'closed by the headers timeout');
   });
 });
 
