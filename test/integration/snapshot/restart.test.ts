@@ -7,19 +7,26 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { after, describe, test } from 'node:test';
 import type { SubscribedEvent } from '../../../src/client/index.js';
 import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from '../client/helpers.js';
 
-function snapshotDir(t: TestContext): string {
+const dirs: string[] = [];
+// Once every test's servers have closed: a server closing saves its final snapshot in its directory,
+// and a failed final save is the close's failure (a test's own after-hooks run in the order they were added).
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function snapshotDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-restart-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  dirs.push(dir);
   return dir;
 }
 
 describe('in-memory history kept in broker.snapshotFile across a restart', () => {
   test('graceful restart: the client resumes with recovered:true and gets what was published while it was away, once each, in order', async (t) => {
-    const config = { broker: { snapshotFile: join(snapshotDir(t), 'history.sb'), snapshotIntervalMs: 0 } };
+    const config = { broker: { snapshotFile: join(snapshotDir(), 'history.sb'), snapshotIntervalMs: 0 } };
     const s1 = await startServer(t, { config });
     const c = createClient(t, s1.url, { token: await signToken('alice') });
     const got: number[] = [];
@@ -62,7 +69,7 @@ describe('in-memory history kept in broker.snapshotFile across a restart', () =>
   });
 
   test('after a crash (the file is a periodic snapshot): resuming clients are told recovered:false; the history is there for everyone', async (t) => {
-    const path = join(snapshotDir(t), 'history.sb');
+    const path = join(snapshotDir(), 'history.sb');
     const config = { broker: { snapshotFile: path, snapshotIntervalMs: 20 } };
     const s1 = await startServer(t, { config });
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/crash', i);
