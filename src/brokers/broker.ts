@@ -7,7 +7,7 @@
  * layer turns a rejection into an `error` reply (503) for the request that
  * caused it and never crashes on it.
  */
-import type { ClientInfo, Publication, StreamPosition } from '../realtime/wire/messages.js';
+import type { ClientInfo, Publication, StreamPosition } from '../wire/messages.js';
 
 export type { ClientInfo, Publication, StreamPosition };
 
@@ -82,7 +82,7 @@ export interface Broker {
   /**
    * Start delivering this channel's publications and presence events to this
    * node. `channel` may be a pattern (`+` one segment, `#` the rest, MQTT
-   * style; see realtime/channel.ts): then every matching channel is
+   * style; see wire/channel.ts): then every matching channel is
    * delivered. Idempotent.
    */
   subscribe(channel: string): Promise<void>;

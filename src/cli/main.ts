@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { closeCodeMeaning } from '../protocol/close-code.js';
 import { HandshakeError, MAX_REFUSAL_BODY_BYTES } from '../protocol/errors.js';
-import { realtimeCloseCode } from '../realtime/wire/close-codes.js';
+import { realtimeCloseCode } from '../wire/close-codes.js';
 import { WebSocket } from '../transport/websocket.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import { randomBytes } from 'node:crypto';

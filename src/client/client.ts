@@ -34,8 +34,8 @@ import type {
   RequestId,
   ServerMessage,
   StreamPosition,
-} from '../realtime/wire/messages.js';
-import { IDEMPOTENCY_TTL_MS } from '../realtime/wire/messages.js';
+} from '../wire/messages.js';
+import { IDEMPOTENCY_TTL_MS } from '../wire/messages.js';
 import { Backoff, type ReconnectOptions } from './backoff.js';
 import { closeMeaning, shouldReconnect } from './close-codes.js';
 import { Emitter } from './emitter.js';

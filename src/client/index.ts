@@ -56,4 +56,4 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './transports/transport.js';
-export type { ClientInfo, Publication, StreamPosition } from '../realtime/wire/messages.js';
+export type { ClientInfo, Publication, StreamPosition } from '../wire/messages.js';

@@ -10,7 +10,7 @@
  * else the server's defaults; with a small margin for timing jitter.
  */
 
-import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../realtime/wire/messages.js';
+import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../wire/messages.js';
 
 /** A rate and a burst, as the server configures `limits.messageRate` and `limits.byteRate`. */
 export interface Rate {

@@ -18,8 +18,8 @@
  * exactly one per publication within an epoch; gaps are refilled from
  * history).
  */
-import { isPattern, matchesPattern } from '../realtime/channel.js';
-import type { ClientInfo, Publication, StreamPosition } from '../realtime/wire/messages.js';
+import { isPattern, matchesPattern } from '../wire/channel.js';
+import type { ClientInfo, Publication, StreamPosition } from '../wire/messages.js';
 import { Emitter, reportListenerError } from './emitter.js';
 import type { ClientError } from './errors.js';
 

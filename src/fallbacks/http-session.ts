@@ -45,8 +45,8 @@ import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 import type { Session } from '../realtime/session.js';
 import type { HubObserver, RealtimeTransport, SharedMessage } from '../realtime/transport.js';
-import { jsonCodec, type WireCodec } from '../realtime/wire/codec.js';
-import { RealtimeCloseCode } from '../realtime/wire/messages.js';
+import { jsonCodec, type WireCodec } from '../wire/codec.js';
+import { RealtimeCloseCode } from '../wire/messages.js';
 
 /** The fallback transports, as `RealtimeTransport.kind` (and metrics label). */
 export type HttpTransportKind = 'sse' | 'poll';

@@ -31,9 +31,9 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
-import { isPattern, isValidChannel, isValidPattern, matchesPattern } from './channel.js';
-import { RealtimeCloseCode } from './wire/messages.js';
-import { dataProblem, DEFAULT_MAX_DATA_DEPTH, type DataLimits } from './wire/data.js';
+import { isPattern, isValidChannel, isValidPattern, matchesPattern } from '../wire/channel.js';
+import { RealtimeCloseCode } from '../wire/messages.js';
+import { dataProblem, DEFAULT_MAX_DATA_DEPTH, type DataLimits } from '../wire/data.js';
 
 // ---- configuration -----------------------------------------------------------
 

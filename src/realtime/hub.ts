@@ -7,12 +7,12 @@
  * and the same bytes go to every local subscriber.
  */
 import type { Broker, BrokerHandler, PresenceStore } from '../brokers/broker.js';
-import { isPattern, PatternIndex } from './channel.js';
+import { isPattern, PatternIndex } from '../wire/channel.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { Session, type Subscription } from './session.js';
 import { SharedMessage, nullObserver, silentLogger, type HubObserver, type Logger, type RealtimeTransport } from './transport.js';
-import { dataProblem, InvalidDataError, type DataLimits } from './wire/data.js';
-import type { ClientInfo, Publication } from './wire/messages.js';
+import { dataProblem, InvalidDataError, type DataLimits } from '../wire/data.js';
+import type { ClientInfo, Publication } from '../wire/messages.js';
 
 export interface NamespaceRules {
   /** History kept per channel (size 0: none). */

@@ -5,11 +5,11 @@
  * of `receive`.
  */
 import type { Hub, Identity, Action } from './hub.js';
-import { isPattern, isValidChannel, isValidPattern } from './channel.js';
+import { isPattern, isValidChannel, isValidPattern } from '../wire/channel.js';
 import { TokenBucket } from './rate-limit.js';
 import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
-import { isRequestId, validateClientMessage } from './wire/validate.js';
-import { dataProblem } from './wire/data.js';
+import { isRequestId, validateClientMessage } from '../wire/validate.js';
+import { dataProblem } from '../wire/data.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
@@ -20,7 +20,7 @@ import {
   type Publication,
   type RequestId,
   type StreamPosition,
-} from './wire/messages.js';
+} from '../wire/messages.js';
 import { messagePush } from './hub.js';
 
 /**

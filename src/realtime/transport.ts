@@ -3,7 +3,7 @@
  * (WebSocket, SSE, long-polling). Implemented by adapters in server/ and
  * fallbacks/; the realtime layer never sees a socket.
  */
-import type { WireCodec } from './wire/codec.js';
+import type { WireCodec } from '../wire/codec.js';
 
 /**
  * A message encoded once and written to many connections. Transports may

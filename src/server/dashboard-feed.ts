@@ -11,7 +11,7 @@
  * the feed only then (in development mode it configures such a `sys`
  * namespace itself).
  */
-import { closeMeaning } from '../realtime/wire/close-codes.js';
+import { closeMeaning } from '../wire/close-codes.js';
 import type { Metrics } from './metrics.js';
 
 export const DASHBOARD_CHANNEL = 'sys/dashboard';

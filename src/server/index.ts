@@ -5,4 +5,4 @@ export { Metrics } from './metrics.js';
 export { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
 export type { Broker, PresenceStore, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
 export type { RpcHandler, Identity as HubIdentity } from '../realtime/hub.js';
-export * from '../realtime/wire/messages.js';
+export * from '../wire/messages.js';

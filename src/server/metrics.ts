@@ -3,7 +3,7 @@
  * call only increments a counter or observes a histogram.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { closeMeaning } from '../realtime/wire/close-codes.js';
+import { closeMeaning } from '../wire/close-codes.js';
 import type { HubObserver } from '../realtime/transport.js';
 
 export class Metrics implements HubObserver {

@@ -5,7 +5,7 @@
 import { encodeServerFrame } from '../protocol/frame-writer.js';
 import { Opcode } from '../protocol/opcode.js';
 import type { RealtimeTransport, SharedMessage } from '../realtime/transport.js';
-import type { WireCodec } from '../realtime/wire/codec.js';
+import type { WireCodec } from '../wire/codec.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';

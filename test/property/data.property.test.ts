@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { messagePush } from '../../src/realtime/hub.js';
-import { jsonCodec, msgpackCodec } from '../../src/realtime/wire/codec.js';
-import { dataProblem, DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../../src/realtime/wire/data.js';
+import { jsonCodec, msgpackCodec } from '../../src/wire/codec.js';
+import { dataProblem, DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../../src/wire/data.js';
 
 const LIMITS = { maxDepth: MAX_DATA_DEPTH_LIMIT, maxNodes: 1 << 20 };
 

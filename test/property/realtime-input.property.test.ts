@@ -19,8 +19,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { RealtimeCloseCode } from '../../src/realtime/wire/messages.js';
-import { jsonCodec, msgpackCodec, type WireCodec } from '../../src/realtime/wire/codec.js';
+import { RealtimeCloseCode } from '../../src/wire/messages.js';
+import { jsonCodec, msgpackCodec, type WireCodec } from '../../src/wire/codec.js';
 import { settle, setup } from '../unit/realtime/fakes.js';
 
 const SERVER_OPS = new Set(['ok', 'error', 'msg', 'join', 'leave', 'presence', 'ping', 'pong', 'refresh', 'closing']);

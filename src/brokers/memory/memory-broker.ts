@@ -89,8 +89,8 @@
  * `recovered: false` and refetch). Saving snapshots to a file is the
  * caller's business (see snapshot-file.ts): this module does no I/O.
  */
-import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../realtime/channel.js';
-import { IDEMPOTENCY_TTL_MS } from '../../realtime/wire/messages.js';
+import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
+import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
 import type {
   Broker,
   BrokerHandler,

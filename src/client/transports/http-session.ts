@@ -5,7 +5,7 @@
  * request at a time, so they arrive in order), the end with `DELETE`, and
  * the mapping of HTTP failures to close codes. JSON only.
  */
-import type { ClientMessage, ServerMessage } from '../../realtime/wire/messages.js';
+import type { ClientMessage, ServerMessage } from '../../wire/messages.js';
 import {
   httpEndpoint,
   isServerMessage,

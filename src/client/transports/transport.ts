@@ -14,7 +14,7 @@
  * - `send()` is only called between `onOpen` and the close; messages arrive
  *   at the server in the order they were sent.
  */
-import type { ClientMessage, ServerMessage } from '../../realtime/wire/messages.js';
+import type { ClientMessage, ServerMessage } from '../../wire/messages.js';
 
 /** The carriers, by name: WebSocket, Server-Sent Events (+ POST), HTTP long-polling (+ POST). */
 export type TransportName = 'websocket' | 'sse' | 'poll';

@@ -3,8 +3,8 @@
  * `switchboard.v1.json` (text frames) or `switchboard.v1.msgpack` (binary
  * frames), one protocol message per WebSocket message (docs/protocol.md).
  */
-import { codecFor, jsonCodec, msgpackCodec, type WireCodec } from '../../realtime/wire/codec.js';
-import type { ClientMessage } from '../../realtime/wire/messages.js';
+import { codecFor, jsonCodec, msgpackCodec, type WireCodec } from '../../wire/codec.js';
+import type { ClientMessage } from '../../wire/messages.js';
 import {
   isServerMessage,
   later,

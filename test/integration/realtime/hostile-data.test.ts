@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as pack } from '@msgpack/msgpack';
-import { InvalidDataError } from '../../../src/realtime/wire/data.js';
+import { InvalidDataError } from '../../../src/wire/data.js';
 import { openSession, poll, post, signToken } from '../fallbacks/helpers.js';
 import { api, API_KEY, connect, connectAs, httpRequest, launchServer, startServer, type HttpResult, type RtClient } from './helpers.js';
 

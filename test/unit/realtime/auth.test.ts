@@ -21,10 +21,10 @@ import {
   type Identity,
   type NamespacePolicy,
 } from '../../../src/realtime/auth.js';
-import { isValidChannel, isValidPattern, matchesPattern } from '../../../src/realtime/channel.js';
+import { isValidChannel, isValidPattern, matchesPattern } from '../../../src/wire/channel.js';
 import type { HubAuth, NamespaceRules } from '../../../src/realtime/hub.js';
 import type { NamespaceConfig } from '../../../src/server/config.js';
-import { RealtimeCloseCode } from '../../../src/realtime/wire/messages.js';
+import { RealtimeCloseCode } from '../../../src/wire/messages.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
 const NOW = 1_700_000_000_000; // fixed clock, ms

@@ -7,7 +7,7 @@ import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/m
 import { Hub, type HubAuth, type HubLimits, type Identity, type NamespaceRules } from '../../../src/realtime/hub.js';
 import type { Session } from '../../../src/realtime/session.js';
 import { nullObserver, SharedMessage, type HubObserver, type RealtimeTransport } from '../../../src/realtime/transport.js';
-import { jsonCodec, type WireCodec } from '../../../src/realtime/wire/codec.js';
+import { jsonCodec, type WireCodec } from '../../../src/wire/codec.js';
 
 /** A codec that counts how often it encoded each op. */
 export function countingCodec(base: WireCodec): WireCodec & { encodes: Map<string, number> } {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
 import type { HubLimits } from '../../../src/realtime/hub.js';
-import { jsonCodec, msgpackCodec } from '../../../src/realtime/wire/codec.js';
+import { jsonCodec, msgpackCodec } from '../../../src/wire/codec.js';
 import { closeCodeOf, countingCodec, FakeTransport, settle, setup, sleep, type Setup } from './fakes.js';
 
 // ---- tests -------------------------------------------------------------------

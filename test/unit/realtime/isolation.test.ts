@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SharedMessage } from '../../../src/realtime/transport.js';
-import { jsonCodec, msgpackCodec, type WireCodec } from '../../../src/realtime/wire/codec.js';
+import { jsonCodec, msgpackCodec, type WireCodec } from '../../../src/wire/codec.js';
 import { closeCodeOf, FakeTransport, settle, setup } from './fakes.js';
 
 /** A transport whose writes throw, as a broken socket or a buggy carrier would. */

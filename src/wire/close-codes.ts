@@ -4,7 +4,7 @@
  * (metrics, the dashboard), the SDK (`disconnected` events) and the CLI
  * (`switchboard connect`). Browser-safe: no Node.js imports.
  */
-import { closeCodeMeaning } from '../../protocol/close-code.js';
+import { closeCodeMeaning } from '../protocol/close-code.js';
 import { RealtimeCloseCode } from './messages.js';
 
 export interface RealtimeCloseCodeInfo {

@@ -1,5 +1,5 @@
 /**
- * Channel names and patterns (src/realtime/channel.ts): table-driven cases,
+ * Channel names and patterns (src/wire/channel.ts): table-driven cases,
  * and fast-check properties: validation agrees with a reference built on
  * TextEncoder and regular expressions; matchesPattern agrees with a regex
  * translation of the pattern; PatternIndex.match agrees with filtering every
@@ -15,7 +15,7 @@ import {
   matchesPattern,
   MAX_CHANNEL_BYTES,
   PatternIndex,
-} from '../../../src/realtime/channel.js';
+} from '../../../src/wire/channel.js';
 
 const long = (unit: string, n: number): string => unit.repeat(n);
 

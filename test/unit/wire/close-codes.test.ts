@@ -1,5 +1,5 @@
 /**
- * The realtime close-code table (src/realtime/wire/close-codes.ts): one
+ * The realtime close-code table (src/wire/close-codes.ts): one
  * entry per `RealtimeCloseCode`, the same names and reconnect rule as
  * docs/close-codes.md, and the one table behind the SDK's `closeMeaning`.
  */
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { closeMeaning as sdkCloseMeaning } from '../../../src/client/index.js';
-import { closeMeaning, REALTIME_CLOSE_CODES, realtimeCloseCode } from '../../../src/realtime/wire/close-codes.js';
-import { RealtimeCloseCode, shouldReconnect } from '../../../src/realtime/wire/messages.js';
+import { closeMeaning, REALTIME_CLOSE_CODES, realtimeCloseCode } from '../../../src/wire/close-codes.js';
+import { RealtimeCloseCode, shouldReconnect } from '../../../src/wire/messages.js';
 
 describe('realtime close codes', () => {
   it('every RealtimeCloseCode has its name, a meaning and advice that agrees with shouldReconnect()', () => {
