@@ -1,8 +1,9 @@
 /**
- * `MemoryBroker` and `MemoryPresenceStore`: the Broker and PresenceStore
- * contracts (../broker.ts) inside one process. The default broker: nothing
- * to run, and nothing survives a restart (a restart is a new epoch
- * everywhere) unless its state is saved and restored: see *Snapshots*.
+ * `MemoryBroker`: the Broker contract (../broker.ts) inside one process
+ * (`MemoryPresenceStore`, beside it in presence.ts, is exported from here
+ * too). The default broker: nothing to run, and nothing survives a restart
+ * (a restart is a new epoch everywhere) unless its state is saved and
+ * restored: see *Snapshots*.
  *
  * Runtime-agnostic: no `node:` imports; randomness from
  * `globalThis.crypto.getRandomValues`, one `setInterval` (unref'd where the
@@ -97,11 +98,13 @@ import type {
   ClientInfo,
   HistoryFilter,
   HistoryResult,
-  PresenceStore,
   Publication,
   PublishOptions,
   PublishResult,
 } from '../broker.js';
+import { brokerError, invalidChannel } from './errors.js';
+
+export { MemoryPresenceStore } from './presence.js';
 
 /** Default `idempotencyTtlMs` of a publish: 5 minutes, the window the realtime protocol announces. */
 export const DEFAULT_IDEMPOTENCY_TTL_MS = IDEMPOTENCY_TTL_MS;
@@ -202,14 +205,6 @@ function hash(s: string): number {
     h = Math.imul(h, 0x01000193);
   }
   return h >>> 0;
-}
-
-function brokerError(code: string, message: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
-}
-
-function invalidChannel(channel: string): Error & { code: string } {
-  return brokerError('RT_ERR_INVALID_CHANNEL', `Invalid channel: ${JSON.stringify(channel)}`);
 }
 
 interface IdempotencyEntry {
@@ -782,82 +777,4 @@ function checkSnapshot(value: unknown): MemoryBrokerSnapshot {
 
 function reportError(err: unknown): void {
   console.error('switchboard memory broker: a delivery handler threw (delivery goes on):', err);
-}
-
-interface ChannelPresence {
-  clients: Map<string, ClientInfo>;
-  /** Clients per non-empty user id. */
-  users: Map<string, number>;
-}
-
-/**
- * A single-process PresenceStore. Entries live until removed: in one
- * process a node cannot vanish without its store, so there is no TTL. A
- * channel's state goes with its last client. `stats().users` counts distinct
- * non-empty user ids (anonymous clients count in `clients` only).
- */
-export class MemoryPresenceStore implements PresenceStore {
-  readonly #channels = new Map<string, ChannelPresence>();
-  #closed = false;
-
-  /** Add or replace (same client id) an entry. */
-  async add(channel: string, info: ClientInfo): Promise<void> {
-    this.#checkOpen();
-    if (!isValidChannel(channel)) throw invalidChannel(channel);
-    let presence = this.#channels.get(channel);
-    if (presence === undefined) {
-      presence = { clients: new Map(), users: new Map() };
-      this.#channels.set(channel, presence);
-    }
-    const previous = presence.clients.get(info.client);
-    if (previous !== undefined) uncountUser(presence, previous.user);
-    presence.clients.set(info.client, info);
-    if (info.user !== '') presence.users.set(info.user, (presence.users.get(info.user) ?? 0) + 1);
-  }
-
-  async remove(channel: string, clientId: string): Promise<void> {
-    this.#checkOpen();
-    const presence = this.#channels.get(channel);
-    if (presence === undefined) return;
-    const previous = presence.clients.get(clientId);
-    if (previous === undefined) return;
-    presence.clients.delete(clientId);
-    uncountUser(presence, previous.user);
-    if (presence.clients.size === 0) this.#channels.delete(channel);
-  }
-
-  async get(channel: string): Promise<Record<string, ClientInfo>> {
-    this.#checkOpen();
-    const out: Record<string, ClientInfo> = {};
-    const presence = this.#channels.get(channel);
-    if (presence !== undefined) for (const [id, info] of presence.clients) out[id] = info;
-    return out;
-  }
-
-  async stats(channel: string): Promise<{ clients: number; users: number }> {
-    this.#checkOpen();
-    const presence = this.#channels.get(channel);
-    return { clients: presence?.clients.size ?? 0, users: presence?.users.size ?? 0 };
-  }
-
-  /** Channels with at least one entry (for tests and metrics). */
-  get channelCount(): number {
-    return this.#channels.size;
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true;
-    this.#channels.clear();
-  }
-
-  #checkOpen(): void {
-    if (this.#closed) throw brokerError('RT_ERR_BROKER_CLOSED', 'The presence store is closed');
-  }
-}
-
-function uncountUser(presence: ChannelPresence, user: string): void {
-  if (user === '') return;
-  const n = presence.users.get(user) ?? 0;
-  if (n <= 1) presence.users.delete(user);
-  else presence.users.set(user, n - 1);
 }
