@@ -27,7 +27,8 @@
  */
 import { open as openFile, readFile, rename, unlink } from 'node:fs/promises';
 import { decodeMulti, encode } from '@msgpack/msgpack';
-import type { MemoryBroker, MemoryBrokerSnapshot } from './memory-broker.js';
+import type { MemoryBroker } from './memory-broker.js';
+import type { MemoryBrokerSnapshot } from './snapshot.js';
 
 export interface SnapshotFileOptions {
   /** The file. Its directory must exist. */
