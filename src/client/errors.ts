@@ -47,3 +47,11 @@ export class ClientError extends Error {
     if (details.cause !== undefined) (this as { cause?: unknown }).cause = details.cause;
   }
 }
+
+/** Server error codes worth a retry (of a publication, same key; of a `sub` or `unsub`): rate limited, temporarily unavailable, timeout. */
+const RETRYABLE = new Set([429, 500, 503, 504]);
+
+/** Whether a refusal by the server (`RT_CLIENT_SERVER_ERROR`) is worth another try after a pause. */
+export function isRetryable(error: ClientError): boolean {
+  return RETRYABLE.has(error.serverCode ?? 0);
+}

@@ -14,22 +14,21 @@
  * await client.publish('chat/lobby', { text: 'hi' });
  * ```
  */
-export {
-  Client,
-  browserNetworkMonitor,
-  type ClientEvents,
-  type ClientOptions,
-  type ClientState,
-  type ConnectedEvent,
-  type DisconnectedEvent,
-  type HistoryOptions,
-  type HistoryResult,
-  type NetworkMonitor,
-  type PresenceResult,
-  type PublishOptions,
-  type PublishResult,
-  type ReconnectingEvent,
-} from './client.js';
+export { Client } from './client.js';
+export { browserNetworkMonitor, type NetworkMonitor } from './network.js';
+export type { ClientOptions } from './options.js';
+export type {
+  ClientEvents,
+  ClientState,
+  ConnectedEvent,
+  DisconnectedEvent,
+  HistoryOptions,
+  HistoryResult,
+  PresenceResult,
+  PublishOptions,
+  PublishResult,
+  ReconnectingEvent,
+} from './types.js';
 export {
   Subscription,
   isNewPublication,

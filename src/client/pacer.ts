@@ -10,7 +10,8 @@
  * else the server's defaults; with a small margin for timing jitter.
  */
 
-import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../wire/messages.js';
+import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE, type ClientMessage } from '../wire/messages.js';
+import { setTimer, type Timer } from './timer.js';
 
 /** A rate and a burst, as the server configures `limits.messageRate` and `limits.byteRate`. */
 export interface Rate {
@@ -85,5 +86,83 @@ export class SendPacer {
   take(size: number, now = Date.now()): void {
     this.#messages.take(1, now);
     this.#bytes.take(size, now);
+  }
+}
+
+/** What the server counts for a message, in bytes: its JSON in UTF-8 (MessagePack is about as long or shorter). */
+function messageSize(message: ClientMessage): number {
+  // Only publications and rpc calls carry application data; the rest are a few dozen bytes.
+  return message.op === 'pub' || message.op === 'rpc' ? utf8Length(JSON.stringify(message)) : 64;
+}
+
+/** Whether `value` is a rate as the server announces it (`limits.messageRate`, `limits.byteRate`). */
+export function isRate(value: unknown): value is Rate {
+  const r = value as Rate | undefined;
+  return typeof r?.perSecond === 'number' && r.perSecond > 0 && typeof r.burst === 'number' && r.burst >= 1;
+}
+
+/**
+ * The send path of a connection: messages go to `target()` within the
+ * budget, and wait in order when it is spent (a `pong` goes first).
+ */
+export class PacedSender {
+  readonly #target: () => { send(message: ClientMessage): void } | null;
+  /** The server's rate budget for this connection, and the messages waiting for it, in order. */
+  #pacer = new SendPacer();
+  #queue: Array<{ message: ClientMessage; size: number }> = [];
+  #timer: Timer | null = null;
+
+  /** `target` is the current connection's transport (null: none, nothing is sent). */
+  constructor(target: () => { send(message: ClientMessage): void } | null) {
+    this.#target = target;
+  }
+
+  send(message: ClientMessage): void {
+    const target = this.#target();
+    if (!target) return;
+    const size = messageSize(message);
+    if (this.#queue.length === 0 && this.#pacer.waitMs(size) === 0) {
+      this.#pacer.take(size);
+      target.send(message);
+      return;
+    }
+    // A pong answers the server's liveness check: ahead of what waits.
+    if (message.op === 'pong') this.#queue.unshift({ message, size });
+    else this.#queue.push({ message, size });
+    this.#schedule();
+  }
+
+  /** A new budget, full but for `spent` bytes of one message (a new connection, or the server announced its own). */
+  setBudget(messageRate?: Rate, byteRate?: Rate, spent = 0): void {
+    this.#pacer = new SendPacer(messageRate, byteRate);
+    if (spent > 0) this.#pacer.take(spent);
+  }
+
+  /** The connection is gone: what waited for it is gone with it. */
+  drop(): void {
+    this.#queue.length = 0;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#queue.length === 0) return;
+    this.#timer = setTimer(() => {
+      this.#timer = null;
+      this.#flush();
+    }, this.#pacer.waitMs(this.#queue[0]!.size));
+  }
+
+  #flush(): void {
+    let target = this.#target();
+    while (target && this.#queue.length > 0) {
+      const { message, size } = this.#queue[0]!;
+      if (this.#pacer.waitMs(size) > 0) break;
+      this.#pacer.take(size);
+      this.#queue.shift();
+      target.send(message);
+      target = this.#target();
+    }
+    this.#schedule();
   }
 }
