@@ -26,7 +26,12 @@ import {
   setOnProperty,
   type EventListenerLike,
 } from './event-target.js';
-import { connectClient, type ClientOptions } from './client-handshake.js';
+import {
+  connectClient,
+  type ClientHandshake,
+  type ClientHandshakeHandler,
+  type ClientHandshakeOptions,
+} from './client-handshake.js';
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
 export type { SendCallback } from './sender.js';
@@ -36,6 +41,16 @@ export interface HeartbeatOptions {
   interval: number;
   /** Terminate the connection when no data or pong arrived this many ms after a ping. Default: `interval`. */
   timeout?: number;
+}
+
+/** Options of a client `WebSocket`: the opening handshake's, and the connection's below. */
+export interface ClientOptions extends ClientHandshakeOptions {
+  skipUTF8Validation?: boolean;
+  autoPong?: boolean;
+  /** Ping the server periodically and terminate when it stops answering. */
+  heartbeat?: HeartbeatOptions;
+  /** Time to wait for the server's part of the closing handshake, in ms. Default 30 s. */
+  closeTimeout?: number;
 }
 
 /** @internal What the server or the client handshake hands to `setSocket`. */
@@ -119,8 +134,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private closeEmitted = false;
   private socketClosed = false;
   private corked = false;
-  /** @internal set by the client handshake while it is in progress. */
-  _abortHandshake: ((reason: string) => void) | null = null;
+  /** The client's opening handshake while it is in progress. */
+  private handshake: ClientHandshake | null = null;
   /** @internal called once when the socket closes (server bookkeeping). */
   _onSocketClosed: (() => void) | null = null;
   /** Whether the closing handshake completed before the TCP connection closed. */
@@ -142,7 +157,37 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     }
     const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
     this.url = typeof address === 'string' ? address : address.href;
-    connectClient(this, address, list, options ?? {});
+    const { skipUTF8Validation, autoPong, heartbeat, closeTimeout, ...handshakeOptions } = options ?? {};
+    const connection = { maxPayload: handshakeOptions.maxPayload, skipUTF8Validation, autoPong, heartbeat, closeTimeout };
+    this.handshake = connectClient(this.handshakeHandler(connection), address, list, handshakeOptions);
+  }
+
+  /** What the client handshake reports to; `options` are the connection's, used once it is open. */
+  private handshakeHandler(options: Pick<SocketSetup, 'maxPayload' | 'skipUTF8Validation' | 'autoPong' | 'heartbeat' | 'closeTimeout'>): ClientHandshakeHandler {
+    return {
+      onUpgradeResponse: (response) => {
+        this.emit('upgrade', response);
+      },
+      onUnexpectedResponse: (request, response) => {
+        if (this.listenerCount('unexpected-response') === 0) return false;
+        this.handshake = null;
+        this._readyState = CLOSING;
+        this.emit('unexpected-response', request, response);
+        this.emitClose(CloseCode.AbnormalClosure, EMPTY);
+        return true;
+      },
+      onUpgraded: (socket, head, protocol, extensions, codec) => {
+        this.handshake = null;
+        this.setSocket(socket, head, { role: 'client', ...options, codec, protocol, extensions });
+        this.emit('open');
+      },
+      onRefused: (err) => {
+        this.handshake = null;
+        this._readyState = CLOSING;
+        this.emitError(err);
+        this.emitClose(CloseCode.AbnormalClosure, EMPTY);
+      },
+    };
   }
 
   get readyState(): number {
@@ -308,16 +353,15 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     this.emitClose(code, reason);
   }
 
-  /** @internal used by the client handshake when the connection never opened. */
-  emitClose(code: number, reason: Buffer): void {
+  private emitClose(code: number, reason: Buffer): void {
     if (this.closeEmitted) return;
     this.closeEmitted = true;
     this._readyState = CLOSED;
     this.emit('close', code, reason);
   }
 
-  /** @internal emit 'error' only when someone listens: a peer must not be able to crash the process. */
-  emitError(err: Error): void {
+  /** 'error' only when someone listens: a peer must not be able to crash the process. */
+  private emitError(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
@@ -480,7 +524,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   close(code?: number, reason?: string | Buffer): void {
     if (this._readyState === CLOSED) return;
     if (this._readyState === CONNECTING) {
-      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      this.handshake?.abort('WebSocket was closed before the connection was established');
       return;
     }
     const conn = this.conn!;
@@ -501,7 +545,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   terminate(): void {
     if (this._readyState === CLOSED) return;
     if (this._readyState === CONNECTING) {
-      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      this.handshake?.abort('WebSocket was closed before the connection was established');
       return;
     }
     this._readyState = CLOSING;
@@ -578,11 +622,6 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.pongTimer) clearTimeout(this.pongTimer);
     this.closeTimer = this.heartbeatTimer = this.pongTimer = null;
-  }
-
-  /** @internal for the client handshake */
-  _setState(state: number): void {
-    this._readyState = state;
   }
 }
 
