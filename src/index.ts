@@ -4,7 +4,7 @@
  */
 export { WebSocket, type BinaryType, type HeartbeatOptions, type SendCallback } from './transport/websocket.js';
 export { WebSocketServer, type ServerOptions, type VerifyClientInfo } from './transport/websocket-server.js';
-export type { ClientOptions } from './transport/client-handshake.js';
+export type { ClientOptions } from './transport/websocket.js';
 export type { PerMessageDeflateOptions } from './protocol/extensions/permessage-deflate.js';
 export { CloseCode, closeCodeMeaning, isValidCloseCode } from './protocol/close-code.js';
 export * from './protocol/errors.js';

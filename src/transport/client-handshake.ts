@@ -1,12 +1,12 @@
 /**
  * The client side of the opening handshake (RFC 6455 §4.1): send the
  * Upgrade request over http/https, check the server's answer, then hand the
- * socket to the `WebSocket`.
+ * socket to its {@link ClientHandshakeHandler} (the `WebSocket`, which this
+ * module does not import).
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { CloseCode } from '../protocol/close-code.js';
 import { HandshakeError, MAX_REFUSAL_BODY_BYTES } from '../protocol/errors.js';
 import { generateKey, validateUpgradeResponse } from '../protocol/handshake.js';
 import {
@@ -15,9 +15,9 @@ import {
   type PerMessageDeflateOptions,
 } from '../protocol/extensions/permessage-deflate.js';
 import { PerMessageDeflateCodec } from './deflate.js';
-import type { HeartbeatOptions, WebSocket } from './websocket.js';
 
-export interface ClientOptions extends Omit<https.RequestOptions, 'headers' | 'timeout'> {
+/** The options of the opening handshake; the rest of `https.RequestOptions` goes to the request. */
+export interface ClientHandshakeOptions extends Omit<https.RequestOptions, 'headers' | 'timeout'> {
   /** Extra request headers. */
   headers?: Record<string, string | string[]>;
   /** Value of the Origin header (browsers always send one; Node clients only when asked). */
@@ -30,19 +30,40 @@ export interface ClientOptions extends Omit<https.RequestOptions, 'headers' | 't
   handshakeTimeout?: number;
   /** Max size of a received message in bytes (after inflation). Default 100 MiB. */
   maxPayload?: number;
-  skipUTF8Validation?: boolean;
-  autoPong?: boolean;
-  /** Ping the server periodically and terminate when it stops answering. */
-  heartbeat?: HeartbeatOptions;
-  /** Time to wait for the server's part of the closing handshake, in ms. Default 30 s. */
-  closeTimeout?: number;
 }
 
-const kNoContent = Buffer.alloc(0);
+/** What the handshake tells the socket it opens for. Each handshake ends with exactly one of the last three calls. */
+export interface ClientHandshakeHandler {
+  /** The server answered 101; called before the answer is checked (the 'upgrade' event). */
+  onUpgradeResponse(response: http.IncomingMessage): void;
+  /**
+   * The server answered without upgrading. Return true when the application
+   * takes the response itself (the handshake then ends, without an error);
+   * false to have it refused with its status and the start of its body.
+   */
+  onUnexpectedResponse(request: http.ClientRequest, response: http.IncomingMessage): boolean;
+  /** The server accepted: the connection is open on `socket`; `head` holds bytes read past the HTTP head. */
+  onUpgraded(socket: Duplex, head: Buffer, protocol: string, extensions: string, codec: PerMessageDeflateCodec | null): void;
+  /** The handshake failed (refused, invalid answer, network error, timeout, or aborted). */
+  onRefused(err: Error): void;
+}
+
+/** A handshake in progress. */
+export interface ClientHandshake {
+  /** Give up: the handler's `onRefused` gets an error with `reason`. No-op once the handshake ended. */
+  abort(reason: string): void;
+}
+
 /** How long a client waits for the body of a refused handshake (for {@link HandshakeError.body}) once the status is in, in ms. */
 const REFUSAL_BODY_WAIT_MS = 1000;
 
-export function connectClient(ws: WebSocket, address: string | URL, protocols: string[], options: ClientOptions): void {
+/** Start the opening handshake. Throws (synchronously) for an invalid URL, subprotocol list or version. */
+export function connectClient(
+  handler: ClientHandshakeHandler,
+  address: string | URL,
+  protocols: string[],
+  options: ClientHandshakeOptions,
+): ClientHandshake {
   let url: URL;
   try {
     url = address instanceof URL ? address : new URL(address);
@@ -88,10 +109,6 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
     perMessageDeflate: _d,
     handshakeTimeout,
     maxPayload,
-    skipUTF8Validation,
-    autoPong,
-    heartbeat,
-    closeTimeout,
     ...requestOptions
   } = options;
 
@@ -109,18 +126,14 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
   let timer: NodeJS.Timeout | null = null;
   const finish = (): void => {
     done = true;
-    ws._abortHandshake = null;
     if (timer) clearTimeout(timer);
   };
   const abort = (err: Error): void => {
     if (done) return;
     finish();
-    ws._setState(2);
     request.destroy();
-    ws.emitError(err);
-    ws.emitClose(CloseCode.AbnormalClosure, kNoContent);
+    handler.onRefused(err);
   };
-  ws._abortHandshake = (reason: string) => abort(new Error(reason));
 
   if (handshakeTimeout && handshakeTimeout > 0) {
     timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
@@ -129,11 +142,8 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
   request.on('error', (err) => abort(err));
   request.on('response', (res) => {
     if (done) return;
-    if (ws.listenerCount('unexpected-response') > 0) {
+    if (handler.onUnexpectedResponse(request, res)) {
       finish();
-      ws._setState(2);
-      ws.emit('unexpected-response', request, res);
-      ws.emitClose(CloseCode.AbnormalClosure, kNoContent);
       return;
     }
     // Keep the start of the body (why the server refused), bounded in size and time.
@@ -163,14 +173,16 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
       socket.destroy();
       return;
     }
-    ws.emit('upgrade', res);
+    handler.onUpgradeResponse(res);
+    let codec: PerMessageDeflateCodec | null = null;
+    let extensions = '';
+    let protocol = '';
     try {
       const result = validateUpgradeResponse(
         { statusCode: res.statusCode ?? 0, headers: res.headers },
         { key, protocols, extensionsOffered: deflateOptions !== null },
       );
-      let codec: PerMessageDeflateCodec | null = null;
-      let extensions = '';
+      protocol = result.protocol;
       if (deflateOptions && result.extensions.length > 0) {
         const params = acceptDeflateResponse(result.extensions, deflateOptions);
         codec = new PerMessageDeflateCodec({
@@ -185,26 +197,16 @@ export function connectClient(ws: WebSocket, address: string | URL, protocols: s
         });
         extensions = String(res.headers['sec-websocket-extensions'] ?? '');
       }
-      finish();
-      ws.setSocket(socket, head, {
-        role: 'client',
-        maxPayload,
-        codec,
-        skipUTF8Validation,
-        autoPong,
-        heartbeat,
-        closeTimeout,
-        protocol: result.protocol,
-        extensions,
-      });
     } catch (err) {
       socket.destroy();
       abort(err as Error);
       return;
     }
-    ws.emit('open');
+    finish();
+    handler.onUpgraded(socket, head, protocol, extensions, codec);
   });
   request.end();
+  return { abort: (reason: string) => abort(new Error(reason)) };
 }
 
 function isIp(host: string): boolean {

@@ -12,10 +12,8 @@
  *   each message or fragment ends on a byte boundary and all its output has
  *   been emitted when the write callback runs. This is the same as writing and
  *   then calling `flush(Z_SYNC_FLUSH)`, with one thread-pool round trip fewer.
- * - A process-wide limiter bounds how many zlib operations run at once
- *   (default {@link DEFAULT_ZLIB_CONCURRENCY}), as `ws` does: thousands of
- *   connections compressing at the same moment would otherwise queue unbounded
- *   work and memory on the thread pool.
+ * - A process-wide limiter (zlib-limiter.ts) bounds how many zlib operations
+ *   run at once (default {@link DEFAULT_ZLIB_CONCURRENCY}), as `ws` does.
  * - Streams are created on first use and released (destroyed, their native
  *   memory freed) after each message in a direction without context takeover;
  *   an idle connection then holds no zlib memory at all. With context takeover
@@ -49,9 +47,15 @@ import {
   MessageTooBigError,
   type WebSocketError,
 } from '../protocol/errors.js';
+import { limiter, setZlibConcurrencyLimit, type ZlibJob } from './zlib-limiter.js';
 
-/** Default process-wide number of zlib operations allowed to run at once. */
-export const DEFAULT_ZLIB_CONCURRENCY = 10;
+// The limiter's API was first published from this module; importers keep working.
+export {
+  DEFAULT_ZLIB_CONCURRENCY,
+  getZlibConcurrencyStats,
+  setZlibConcurrencyLimit,
+  type ZlibConcurrencyStats,
+} from './zlib-limiter.js';
 
 /**
  * Default compression level: 3. `ws` passes nothing and so gets zlib's default
@@ -135,115 +139,6 @@ export interface PerMessageDeflateCodecOptions {
    * Default {@link DEFAULT_IDLE_RELEASE_MS} (10000); 0 keeps the context.
    */
   idleReleaseMs?: number;
-}
-
-// ---------------------------------------------------------------------------
-// Process-wide limiter
-
-/** A unit of work the limiter can start. */
-interface ZlibJob {
-  /** Start one zlib operation; false if there was nothing to do (no slot used). */
-  startZlibJob(): boolean;
-}
-
-/**
- * FIFO queue of jobs with at most `limit` running at once. Intentionally one
- * per process: the thread pool and the allocator are shared by all connections.
- */
-class ZlibLimiter {
-  limit = DEFAULT_ZLIB_CONCURRENCY;
-  active = 0;
-  peakActive = 0;
-  private queue: (ZlibJob | undefined)[] = [];
-  private head = 0;
-  private draining = false;
-
-  get queued(): number {
-    return this.queue.length - this.head;
-  }
-
-  add(job: ZlibJob): void {
-    this.queue.push(job);
-    this.drain();
-  }
-
-  /** A started job finished: free its slot and start the next one. */
-  release(): void {
-    this.active--;
-    this.drain();
-  }
-
-  drain(): void {
-    if (this.draining) return; // a job released its slot synchronously; the loop below continues
-    this.draining = true;
-    try {
-      while (this.active < this.limit && this.head < this.queue.length) {
-        const job = this.queue[this.head]!;
-        this.queue[this.head++] = undefined;
-        if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
-          this.queue = this.queue.slice(this.head);
-          this.head = 0;
-        }
-        this.active++;
-        if (job.startZlibJob()) {
-          if (this.active > this.peakActive) this.peakActive = this.active;
-        } else {
-          this.active--;
-        }
-      }
-      if (this.head === this.queue.length && this.head > 0) {
-        this.queue = [];
-        this.head = 0;
-      }
-    } finally {
-      this.draining = false;
-    }
-  }
-}
-
-const limiter = new ZlibLimiter();
-
-/**
- * Set the largest number of zlib operations (one `inflate` or `deflate` call
- * each) that may run at once across all codecs of the process. Operations
- * beyond it wait in one FIFO queue. Default {@link DEFAULT_ZLIB_CONCURRENCY}.
- *
- * @param limit a positive integer, or `Infinity` for no limit
- */
-export function setZlibConcurrencyLimit(limit: number): void {
-  if (!(limit === Infinity || (Number.isInteger(limit) && limit >= 1))) {
-    throw new RangeError(`zlib concurrency limit must be a positive integer or Infinity, got ${limit}`);
-  }
-  limiter.limit = limit;
-  limiter.drain();
-}
-
-/** A snapshot of the process-wide zlib limiter, for metrics and tests. */
-export interface ZlibConcurrencyStats {
-  /** The current limit. */
-  limit: number;
-  /** Operations running now. */
-  active: number;
-  /** Operations waiting for a slot. Codecs closed while waiting still count until their turn comes. */
-  queued: number;
-  /** Highest `active` seen since the process started or the last reset. */
-  peakActive: number;
-}
-
-/**
- * Read the process-wide zlib limiter's counters.
- *
- * @param resetPeak set `peakActive` back to the current `active` after reading
- */
-export function getZlibConcurrencyStats(resetPeak = false): ZlibConcurrencyStats {
-  const stats = {
-    limit: limiter.limit,
-    active: limiter.active,
-    queued: limiter.queued,
-    peakActive: limiter.peakActive,
-  };
-  if (resetPeak) limiter.peakActive = limiter.active;
-  return stats;
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from
 import { acceptDeflateOffer, type PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/connection.js';
 import { PerMessageDeflateCodec } from './deflate.js';
+import { createOriginCheck, type OriginCheck } from './origin.js';
 import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type HeartbeatOptions } from './websocket.js';
 
 export interface VerifyClientInfo {
@@ -57,10 +58,14 @@ export interface ServerOptions {
   /** Answer pings automatically. Default true. */
   autoPong?: boolean;
   /**
-   * Origins allowed to connect, compared case-insensitively with the Origin
-   * header (`https://app.example.com`), or a predicate. Others get 403 before
-   * the upgrade. Requests without an Origin header (non-browser clients) are
-   * allowed. Default: every origin.
+   * Origins whose pages may connect, or a predicate; others get 403 before
+   * the upgrade. A list means what it means for the realtime server
+   * (origin.ts): `http(s)://host[:port]` entries compared normalized (host
+   * case and default ports do not matter), `'*'` for any origin; the
+   * server's own origin (per the `Host` header) and requests without an
+   * Origin header (non-browser clients) are allowed. An entry that is not an
+   * origin throws a `TypeError` here. A predicate decides every request
+   * alone, those without Origin too. Default: every origin (no check).
    */
   allowedOrigins?: string[] | ((origin: string | undefined, request: http.IncomingMessage) => boolean);
   /** Max open connections; more get 503 with Retry-After. Default: no limit. */
@@ -91,7 +96,7 @@ export class WebSocketServer extends EventEmitter {
   private state = RUNNING;
   private connectionCount = 0;
   private readonly deflateOptions: PerMessageDeflateOptions | null;
-  private readonly allowedOrigins: Set<string> | null;
+  private readonly originCheck: OriginCheck | null;
   private readonly removeListeners: () => void = () => {};
 
   constructor(options: ServerOptions, callback?: () => void) {
@@ -110,9 +115,7 @@ export class WebSocketServer extends EventEmitter {
     this.clients = new Set();
     this.deflateOptions =
       options.perMessageDeflate === true ? {} : options.perMessageDeflate ? options.perMessageDeflate : null;
-    this.allowedOrigins = Array.isArray(options.allowedOrigins)
-      ? new Set(options.allowedOrigins.map((o) => o.toLowerCase()))
-      : null;
+    this.originCheck = Array.isArray(options.allowedOrigins) ? createOriginCheck(options.allowedOrigins) : null;
 
     if (options.port !== undefined) {
       const timeout = options.handshakeTimeout ?? 10_000;
@@ -268,8 +271,7 @@ export class WebSocketServer extends EventEmitter {
     const allowed = this.options.allowedOrigins;
     if (allowed === undefined) return true;
     if (typeof allowed === 'function') return allowed(origin, req);
-    if (origin === undefined) return true;
-    return this.allowedOrigins!.has(origin.toLowerCase());
+    return this.originCheck!(origin, headerValue(req.headers.host));
   }
 
   private refuse(socket: Duplex, req: http.IncomingMessage, err: Error): void {

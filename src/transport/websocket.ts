@@ -18,6 +18,7 @@ import { CloseCode } from '../protocol/close-code.js';
 import { Connection, type ConnectionHandler, DEFAULT_MAX_PAYLOAD, encodeClosePayload } from '../protocol/connection.js';
 import { InvalidStateError, type WebSocketError } from '../protocol/errors.js';
 import type { PerMessageDeflateCodec } from './deflate.js';
+import { Sender, type SendCallback } from './sender.js';
 import {
   addEventListener,
   getOnProperty,
@@ -25,16 +26,31 @@ import {
   setOnProperty,
   type EventListenerLike,
 } from './event-target.js';
-import { connectClient, type ClientOptions } from './client-handshake.js';
+import {
+  connectClient,
+  type ClientHandshake,
+  type ClientHandshakeHandler,
+  type ClientHandshakeOptions,
+} from './client-handshake.js';
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
-export type SendCallback = (err?: Error | null) => void;
+export type { SendCallback } from './sender.js';
 
 export interface HeartbeatOptions {
   /** Ping the peer after this many ms. */
   interval: number;
   /** Terminate the connection when no data or pong arrived this many ms after a ping. Default: `interval`. */
   timeout?: number;
+}
+
+/** Options of a client `WebSocket`: the opening handshake's, and the connection's below. */
+export interface ClientOptions extends ClientHandshakeOptions {
+  skipUTF8Validation?: boolean;
+  autoPong?: boolean;
+  /** Ping the server periodically and terminate when it stops answering. */
+  heartbeat?: HeartbeatOptions;
+  /** Time to wait for the server's part of the closing handshake, in ms. Default 30 s. */
+  closeTimeout?: number;
 }
 
 /** @internal What the server or the client handshake hands to `setSocket`. */
@@ -60,16 +76,6 @@ const READY_STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
 const EMPTY: Buffer = Buffer.alloc(0);
-
-interface QueuedSend {
-  kind: 0 | 1 | 2 | 3 | 4 | 5; // data, ping, pong, close, prepared frame, close echo
-  data: Buffer;
-  isBinary: boolean;
-  fin: boolean;
-  compress: boolean;
-  code?: number;
-  cb?: SendCallback;
-}
 
 function uncorkSocket(ws: WebSocket): void {
   ws._uncork();
@@ -117,11 +123,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private codec: PerMessageDeflateCodec | null = null;
   private closeTimeout = DEFAULT_CLOSE_TIMEOUT;
   private closeTimer: NodeJS.Timeout | null = null;
-  private queue: QueuedSend[] = [];
-  private queuedBytes = 0;
-  private deflating = false;
+  private sender: Sender | null = null;
   private compressingMessage = false;
-  private writeCallback: SendCallback | undefined = undefined;
   private needDrain = false;
   private paused = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -130,10 +133,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private awaitingPong = false;
   private closeEmitted = false;
   private socketClosed = false;
-  private endWhenFlushed = false;
   private corked = false;
-  /** @internal set by the client handshake while it is in progress. */
-  _abortHandshake: ((reason: string) => void) | null = null;
+  /** The client's opening handshake while it is in progress. */
+  private handshake: ClientHandshake | null = null;
   /** @internal called once when the socket closes (server bookkeeping). */
   _onSocketClosed: (() => void) | null = null;
   /** Whether the closing handshake completed before the TCP connection closed. */
@@ -155,7 +157,37 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     }
     const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
     this.url = typeof address === 'string' ? address : address.href;
-    connectClient(this, address, list, options ?? {});
+    const { skipUTF8Validation, autoPong, heartbeat, closeTimeout, ...handshakeOptions } = options ?? {};
+    const connection = { maxPayload: handshakeOptions.maxPayload, skipUTF8Validation, autoPong, heartbeat, closeTimeout };
+    this.handshake = connectClient(this.handshakeHandler(connection), address, list, handshakeOptions);
+  }
+
+  /** What the client handshake reports to; `options` are the connection's, used once it is open. */
+  private handshakeHandler(options: Pick<SocketSetup, 'maxPayload' | 'skipUTF8Validation' | 'autoPong' | 'heartbeat' | 'closeTimeout'>): ClientHandshakeHandler {
+    return {
+      onUpgradeResponse: (response) => {
+        this.emit('upgrade', response);
+      },
+      onUnexpectedResponse: (request, response) => {
+        if (this.listenerCount('unexpected-response') === 0) return false;
+        this.handshake = null;
+        this._readyState = CLOSING;
+        this.emit('unexpected-response', request, response);
+        this.emitClose(CloseCode.AbnormalClosure, EMPTY);
+        return true;
+      },
+      onUpgraded: (socket, head, protocol, extensions, codec) => {
+        this.handshake = null;
+        this.setSocket(socket, head, { role: 'client', ...options, codec, protocol, extensions });
+        this.emit('open');
+      },
+      onRefused: (err) => {
+        this.handshake = null;
+        this._readyState = CLOSING;
+        this.emitError(err);
+        this.emitClose(CloseCode.AbnormalClosure, EMPTY);
+      },
+    };
   }
 
   get readyState(): number {
@@ -177,7 +209,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   }
   /** Bytes accepted by `send` and not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return (this.socket ? this.socket.writableLength : 0) + this.queuedBytes;
+    return (this.socket ? this.socket.writableLength : 0) + (this.sender ? this.sender.queuedBytes : 0);
   }
   /** Whether reading from the peer is paused. */
   get isPaused(): boolean {
@@ -234,6 +266,14 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       skipUTF8Validation: setup.skipUTF8Validation,
       echoClose: false,
     });
+    // Not `this`: the host's methods would become public names on the ws-compatible API.
+    this.sender = new Sender(this.conn, this.codec, {
+      notOpenError: () => notOpen(this._readyState),
+      isClosed: () => this._readyState === CLOSED,
+      answerClose: () => this.answerClose(),
+      onFlushed: () => this.maybeDrain(),
+      end: () => this.socket!.end(),
+    });
     const s = socket as Duplex & { setNoDelay?(b: boolean): void; setTimeout?(ms: number): void };
     s.setTimeout?.(0);
     s.setNoDelay?.(true);
@@ -259,8 +299,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     if (this._readyState === OPEN) this._readyState = CLOSING;
     // The peer will send nothing more; what we still have queued (a message
     // being compressed, the close answer behind it) goes out before our FIN.
-    if (this.deflating || this.queue.length > 0) this.endWhenFlushed = true;
-    else this.socket!.end();
+    this.sender!.endWhenFlushed();
   };
 
   private readonly onSocketError = (): void => {
@@ -278,7 +317,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
    * compression queue is empty and the socket does not wait for its own drain.
    */
   private maybeDrain(): void {
-    if (!this.needDrain || this.deflating || this.queue.length > 0) return;
+    if (!this.needDrain || this.sender!.busy) return;
     const socket = this.socket!;
     if (socket.writableNeedDrain || socket.writableLength >= socket.writableHighWaterMark) return;
     this.needDrain = false;
@@ -309,21 +348,20 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     // the code we sent (as `ws` reports it); else 1006.
     const code = conn.closeReceived ? conn.closeCode : conn.error ? conn.sentCloseCode : CloseCode.AbnormalClosure;
     const reason = conn.closeReceived ? conn.closeReason : EMPTY;
-    this.failQueue(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
+    this.sender!.fail(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
     this._onSocketClosed?.();
     this.emitClose(code, reason);
   }
 
-  /** @internal used by the client handshake when the connection never opened. */
-  emitClose(code: number, reason: Buffer): void {
+  private emitClose(code: number, reason: Buffer): void {
     if (this.closeEmitted) return;
     this.closeEmitted = true;
     this._readyState = CLOSED;
     this.emit('close', code, reason);
   }
 
-  /** @internal emit 'error' only when someone listens: a peer must not be able to crash the process. */
-  emitError(err: Error): void {
+  /** 'error' only when someone listens: a peer must not be able to crash the process. */
+  private emitError(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
@@ -332,8 +370,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal */
   onWrite(chunks: Buffer[]): void {
     const socket = this.socket!;
-    const cb = this.writeCallback;
-    this.writeCallback = undefined;
+    const cb = this.sender!.takeWriteCallback();
     // Frames written in the same tick (a burst of sends, the replies to a
     // chunk of pipelined messages) leave in one writev: cork until the tick ends.
     if (!this.corked) {
@@ -381,13 +418,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   onCloseFrame(): void {
     this._readyState = CLOSING;
     // Messages accepted by send() before the close arrived go out first.
-    if (this.deflating || this.queue.length > 0) this.enqueue({ kind: 5, data: EMPTY, isBinary: false, fin: true, compress: false });
-    else this.answeredClose();
+    this.sender!.send({ kind: 'close-echo' });
     this.armCloseTimer();
   }
 
   /** The close handshake is complete on our side: the server closes TCP first (§7.1.1). */
-  private answeredClose(): void {
+  private answerClose(): void {
     this.conn!.echoCloseFrame();
     if (this.conn!.role === 'server') this.socket!.end();
   }
@@ -395,7 +431,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal */
   onFail(err: WebSocketError): void {
     this._readyState = CLOSING;
-    this.failQueue(err);
+    this.sender!.fail(err);
     // §7.1.1: the server closes the TCP connection first; a client that
     // failed waits for it (bounded by the close timer), as after any close.
     if (this.conn!.role === 'server') this.socket!.end();
@@ -436,13 +472,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       compress = this.compressingMessage || ((options?.compress ?? true) && byteLengthAtLeast(payload, this.codec.threshold));
       this.compressingMessage = compress && !fin;
     }
-    if (compress || this.deflating || this.queue.length > 0) {
-      const buf = typeof payload === 'string' ? Buffer.from(payload) : payload;
-      this.enqueue({ kind: 0, data: buf, isBinary, fin, compress, cb });
-    } else {
-      this.writeCallback = cb;
-      this.conn!.sendData(payload, isBinary, fin, false);
-    }
+    this.sender!.send({ kind: 'data', data: payload, isBinary, fin, compress, cb });
     return this.checkBackpressure();
   }
 
@@ -459,26 +489,21 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       return false;
     }
     if (this.conn!.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
-    if (this.deflating || this.queue.length > 0) {
-      this.enqueue({ kind: 4, data: frame, isBinary: true, fin: true, compress: false, cb });
-    } else {
-      this.writeCallback = cb;
-      this.conn!.sendPrepared(frame);
-    }
+    this.sender!.send({ kind: 'frame', data: frame, cb });
     return this.checkBackpressure();
   }
 
   /** Send a ping (payload <= 125 bytes). */
   ping(data?: unknown, _mask?: boolean, cb?: SendCallback): void {
-    this.control(1, data, cb);
+    this.control('ping', data, cb);
   }
 
   /** Send an unsolicited pong (payload <= 125 bytes). */
   pong(data?: unknown, _mask?: boolean, cb?: SendCallback): void {
-    this.control(2, data, cb);
+    this.control('pong', data, cb);
   }
 
-  private control(kind: 1 | 2, data: unknown, cb?: SendCallback): void {
+  private control(kind: 'ping' | 'pong', data: unknown, cb?: SendCallback): void {
     if (this._readyState === CONNECTING) {
       throw notOpen(CONNECTING);
     }
@@ -488,13 +513,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       if (cb) process.nextTick(cb, notOpen(this._readyState));
       return;
     }
-    if (this.deflating || this.queue.length > 0) {
-      this.enqueue({ kind, data: buf, isBinary: true, fin: true, compress: false, cb });
-      return;
-    }
-    this.writeCallback = cb;
-    if (kind === 1) this.conn!.ping(buf);
-    else this.conn!.pong(buf);
+    this.sender!.send({ kind, data: buf, cb });
   }
 
   /**
@@ -505,7 +524,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   close(code?: number, reason?: string | Buffer): void {
     if (this._readyState === CLOSED) return;
     if (this._readyState === CONNECTING) {
-      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      this.handshake?.abort('WebSocket was closed before the connection was established');
       return;
     }
     const conn = this.conn!;
@@ -518,11 +537,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       encodeClosePayload(code, reason ?? '');
     }
     this._readyState = CLOSING;
-    if (this.deflating || this.queue.length > 0) {
-      this.enqueue({ kind: 3, data: reason === undefined ? EMPTY : toBuffer(reason), isBinary: false, fin: true, compress: false, code });
-    } else {
-      conn.close(code, reason ?? '');
-    }
+    this.sender!.send({ kind: 'close', code, reason: reason ?? '' });
     this.armCloseTimer();
   }
 
@@ -530,7 +545,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   terminate(): void {
     if (this._readyState === CLOSED) return;
     if (this._readyState === CONNECTING) {
-      this._abortHandshake?.('WebSocket was closed before the connection was established');
+      this.handshake?.abort('WebSocket was closed before the connection was established');
       return;
     }
     this._readyState = CLOSING;
@@ -561,62 +576,6 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       return false;
     }
     return true;
-  }
-
-  private enqueue(op: QueuedSend): void {
-    this.queue.push(op);
-    this.queuedBytes += op.data.length;
-    this.flushQueue();
-  }
-
-  private flushQueue(): void {
-    const conn = this.conn!;
-    while (!this.deflating && this.queue.length > 0) {
-      const op = this.queue.shift()!;
-      this.queuedBytes -= op.data.length;
-      if (conn.closeSent) {
-        if (op.cb) process.nextTick(op.cb, notOpen(this._readyState));
-        continue;
-      }
-      if (op.kind === 0 && op.compress) {
-        this.deflating = true;
-        this.queuedBytes += op.data.length;
-        this.codec!.deflate(op.data, op.fin, (err: Error | null, out?: Buffer) => {
-          this.deflating = false;
-          this.queuedBytes -= op.data.length;
-          if (this._readyState === CLOSED || conn.closeSent) {
-            op.cb?.(err ?? notOpen(this._readyState));
-            this.failQueue(notOpen(this._readyState));
-            return;
-          }
-          if (err) {
-            op.cb?.(err);
-            conn.fail(new InvalidStateError('WS_ERR_DEFLATE_FAILED', err.message));
-            return;
-          }
-          this.writeCallback = op.cb;
-          conn.sendData(out!, op.isBinary, op.fin, true);
-          this.flushQueue();
-          this.maybeDrain();
-        });
-        return;
-      }
-      this.writeCallback = op.cb;
-      if (op.kind === 0) conn.sendData(op.data, op.isBinary, op.fin, false);
-      else if (op.kind === 1) conn.ping(op.data);
-      else if (op.kind === 2) conn.pong(op.data);
-      else if (op.kind === 3) conn.close(op.code, op.data);
-      else if (op.kind === 4) conn.sendPrepared(op.data);
-      else this.answeredClose();
-    }
-    if (this.endWhenFlushed && !this.deflating && this.queue.length === 0) this.socket!.end();
-  }
-
-  private failQueue(err: Error): void {
-    const queue = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    for (const op of queue) if (op.cb) process.nextTick(op.cb, err);
   }
 
   private armCloseTimer(): void {
@@ -663,11 +622,6 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.pongTimer) clearTimeout(this.pongTimer);
     this.closeTimer = this.heartbeatTimer = this.pongTimer = null;
-  }
-
-  /** @internal for the client handshake */
-  _setState(state: number): void {
-    this._readyState = state;
   }
 }
 

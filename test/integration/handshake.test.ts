@@ -199,6 +199,43 @@ test('allowedOrigins as a predicate', async (t) => {
   assert.equal((await ask(h, port, upgradeRequest())).head.status, 403);
 });
 
+test('allowedOrigins: entries and Origin headers compare normalized (host case, default port), as in the realtime server', async (t) => {
+  const h = harness(t);
+  const { port } = await h.server({ allowedOrigins: ['https://EXAMPLE.com:443', 'http://localhost:3000'] });
+  const status = async (headers: Record<string, string>) => (await ask(h, port, upgradeRequest({ headers }))).head.status;
+  assert.equal(await status({ Origin: 'https://example.com' }), 101);
+  assert.equal(await status({ Origin: 'https://Example.COM:443' }), 101);
+  assert.equal(await status({ Origin: 'http://LOCALHOST:3000' }), 101);
+  // Another scheme or port is another origin.
+  assert.equal(await status({ Origin: 'http://example.com' }), 403);
+  assert.equal(await status({ Origin: 'https://example.com:8443' }), 403);
+  assert.equal(await status({ Origin: 'http://localhost:3001' }), 403);
+  // `null` (sandboxed frames, file: pages) and garbage pass only with '*'.
+  assert.equal(await status({ Origin: 'null' }), 403);
+  assert.equal(await status({ Origin: 'not an origin' }), 403);
+});
+
+test("allowedOrigins: the server's own origin (per Host) passes unlisted; '*' allows every origin", async (t) => {
+  const h = harness(t);
+  const { port } = await h.server({ allowedOrigins: [] });
+  const status = async (p: number, headers: Record<string, string>) => (await ask(h, p, upgradeRequest({ headers }))).head.status;
+  assert.equal(await status(port, { Host: 'api.example.com', Origin: 'https://API.example.com' }), 101);
+  assert.equal(await status(port, { Host: 'api.example.com:8080', Origin: 'http://api.example.com:8080' }), 101);
+  assert.equal(await status(port, { Host: 'api.example.com:8080', Origin: 'http://api.example.com:8081' }), 403);
+  assert.equal(await status(port, { Host: 'api.example.com', Origin: 'https://app.example.com' }), 403);
+  assert.equal(await status(port, {}), 101);
+
+  const any = await h.server({ allowedOrigins: ['*'] });
+  assert.equal(await status(any.port, { Origin: 'https://anyone.example' }), 101);
+  assert.equal(await status(any.port, { Origin: 'null' }), 101);
+});
+
+test('allowedOrigins: an entry that is not an http(s) origin throws at construction', () => {
+  for (const entry of ['app.example.com', 'https://app.example.com/', 'https://app.example.com/path', 'ws://app.example.com', 'null']) {
+    assert.throws(() => new WebSocketServer({ noServer: true, allowedOrigins: [entry] }), TypeError, entry);
+  }
+});
+
 test('maxConnections: 2 → the third gets 503 with Retry-After; after one closes a new one is accepted', async (t) => {
   const h = harness(t);
   const { port, url, wss } = await h.server({ maxConnections: 2, retryAfter: 7 });
