@@ -1,7 +1,7 @@
 /**
  * What the realtime layer needs from a connection, whatever carries it
- * (WebSocket, SSE, long-polling). Implemented by adapters in server/ and
- * fallbacks/; the realtime layer never sees a socket.
+ * (WebSocket, SSE, long-polling). Implemented by the carriers (src/carriers/);
+ * the realtime layer never sees a socket.
  */
 import type { WireCodec } from '../wire/codec.js';
 

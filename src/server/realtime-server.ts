@@ -23,7 +23,7 @@ import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Logger } from '../realtime/transport.js';
 import { codecFor } from '../wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
-import { FallbackRouter } from '../fallbacks/router.js';
+import { FallbackRouter } from '../carriers/fallback-router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
@@ -31,7 +31,7 @@ import { clientAddress, isLoopback, trustedProxyList } from './client-address.js
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';
 import { Metrics } from './metrics.js';
-import { WebSocketTransport } from './websocket-transport.js';
+import { WebSocketTransport } from '../carriers/websocket.js';
 
 export interface RealtimeServerOptions {
   /** Configuration (validated; missing fields take their defaults). See docs/configuration.md. */

@@ -28,7 +28,7 @@ import { HandshakeError } from '../protocol/errors.js';
 import type { Hub, Identity } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { HttpSessionTransport, type HttpTransportKind } from './http-session.js';
-import { HttpError, readJsonBody, sendJson, sendNoContent } from './http.js';
+import { HttpError, readJsonBody, sendJson, sendNoContent } from './http-json.js';
 import { PendingPoll } from './long-polling.js';
 import { SseStream } from './sse.js';
 

@@ -18,7 +18,7 @@
  */
 import type http from 'node:http';
 import type { BufferedMessage, HttpSessionTransport, Receiver } from './http-session.js';
-import { writeJsonText } from './http.js';
+import { writeJsonText } from './http-json.js';
 
 export interface PollOptions {
   /** How long to wait for a message, in ms. */
