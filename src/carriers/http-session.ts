@@ -87,9 +87,6 @@ export type AckCheck = 'ok' | 'ahead';
 /** How long a closing session waits for a receiver to take the close message, at most, in ms (cf. WebSocket closeTimeout). */
 export const CLOSE_TIMEOUT_MS = 5000;
 
-/** Slot in `SharedMessage.cache` for the UTF-8 length of the JSON encoding (0 and 1 hold WebSocket frames). */
-const JSON_BYTES_SLOT = 2;
-
 const OPEN = 0;
 const CLOSING = 1;
 const ENDED = 2;
@@ -209,8 +206,8 @@ export class HttpSessionTransport implements RealtimeTransport {
   /** Broadcast path: the JSON text (and its byte length) is computed once per message, for every session. */
   sendShared(shared: SharedMessage): void {
     const text = shared.encoded(jsonCodec) as string;
-    let bytes = shared.cache[JSON_BYTES_SLOT] as number | undefined;
-    if (bytes === undefined) shared.cache[JSON_BYTES_SLOT] = bytes = Buffer.byteLength(text);
+    let bytes = shared.jsonBytes;
+    if (bytes === undefined) shared.jsonBytes = bytes = Buffer.byteLength(text);
     this.push(text, bytes);
   }
 
