@@ -41,7 +41,7 @@
  * next tick, never from inside the hub's own calls, as a WebSocket's 'close'
  * event would be.
  */
-import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 import type { Session } from '../realtime/session.js';
 import type { HubObserver, RealtimeTransport, SharedMessage } from '../realtime/transport.js';
@@ -130,7 +130,7 @@ export class HttpSessionTransport implements RealtimeTransport {
   /** Bytes of the buffered messages after `sentSeq`. */
   private unsentBytes = 0;
   private state = OPEN;
-  private closeCode = 1006;
+  private closeCode: number = CloseCode.AbnormalClosure;
   /** Seq of the final close message (CLOSING). */
   private closeSeq = 0;
   private receiver: Receiver | null = null;
@@ -225,7 +225,7 @@ export class HttpSessionTransport implements RealtimeTransport {
 
   /** End at once, without a close message (a dead peer). */
   terminate(): void {
-    this.end(1006);
+    this.end(CloseCode.AbnormalClosure);
   }
 
   // ---- receivers ---------------------------------------------------------------------
@@ -288,7 +288,7 @@ export class HttpSessionTransport implements RealtimeTransport {
 
   /** The client ended the session (`DELETE`): like a WebSocket close 1000 from the client. */
   endByClient(): void {
-    this.end(1000);
+    this.end(CloseCode.NormalClosure);
   }
 
   // ---- internals ---------------------------------------------------------------------
@@ -397,7 +397,7 @@ export class HttpSessionTransport implements RealtimeTransport {
   _lingerExpired(): void {
     this.lingerTimer = null;
     if (this.receiver || this.state === ENDED) return;
-    this.end(this.state === CLOSING ? this.closeCode : 1006);
+    this.end(this.state === CLOSING ? this.closeCode : CloseCode.AbnormalClosure);
   }
 
   private end(code: number): void {
