@@ -91,23 +91,23 @@ const OPEN = 0;
 const CLOSING = 1;
 const ENDED = 2;
 
-function flushSession(transport: HttpSessionTransport): void {
+function flushSession(transport: HttpSessionCarrier): void {
   transport._flush();
 }
 
-function finishSession(transport: HttpSessionTransport, code: number): void {
+function finishSession(transport: HttpSessionCarrier, code: number): void {
   transport._finish(code);
 }
 
-function lingerExpired(transport: HttpSessionTransport): void {
+function lingerExpired(transport: HttpSessionCarrier): void {
   transport._lingerExpired();
 }
 
-function resetBacklog(transport: HttpSessionTransport): void {
+function resetBacklog(transport: HttpSessionCarrier): void {
   transport._resetBacklog();
 }
 
-export class HttpSessionTransport implements RealtimeTransport {
+export class HttpSessionCarrier implements RealtimeTransport {
   readonly kind: HttpTransportKind;
   readonly codec: WireCodec = jsonCodec;
   /** The session id (a capability: never logged in full). */

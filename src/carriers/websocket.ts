@@ -10,11 +10,11 @@ import type { WebSocket } from '../transport/websocket.js';
 import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 
-function resetBacklog(transport: WebSocketTransport): void {
+function resetBacklog(transport: WebSocketCarrier): void {
   transport._resetBacklog();
 }
 
-export class WebSocketTransport implements RealtimeTransport {
+export class WebSocketCarrier implements RealtimeTransport {
   readonly kind = 'websocket';
   readonly codec: WireCodec;
   private readonly ws: WebSocket;

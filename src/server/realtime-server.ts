@@ -31,7 +31,7 @@ import { clientAddress, isLoopback, trustedProxyList } from './client-address.js
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';
 import { Metrics } from './metrics.js';
-import { WebSocketTransport } from '../carriers/websocket.js';
+import { WebSocketCarrier } from '../carriers/websocket.js';
 
 export interface RealtimeServerOptions {
   /** Configuration (validated; missing fields take their defaults). See docs/configuration.md. */
@@ -399,7 +399,7 @@ export class RealtimeServer {
     const codec = codecFor(protocol)!;
     const release = this.countConnection(ip);
     this.sockets.add(ws);
-    const session = this.hub.connect(new WebSocketTransport(ws, codec, this.config.compression.threshold), identity, ip);
+    const session = this.hub.connect(new WebSocketCarrier(ws, codec, this.config.compression.threshold), identity, ip);
     const log = this.logger.child({ conn: session.id });
     ws.on('message', (data, isBinary) => {
       session.receive(isBinary ? (data as Buffer) : (data as Buffer).toString());
