@@ -1,21 +1,23 @@
 /**
  * What the realtime layer needs from a connection, whatever carries it
- * (WebSocket, SSE, long-polling). Implemented by adapters in server/ and
- * fallbacks/; the realtime layer never sees a socket.
+ * (WebSocket, SSE, long-polling). Implemented by the carriers (src/carriers/);
+ * the realtime layer never sees a socket.
  */
 import type { WireCodec } from '../wire/codec.js';
 
 /**
- * A message encoded once and written to many connections. Transports may
- * keep their own framing of it in `cache` (a WebSocket keeps the framed
- * bytes, so a broadcast frames each message once per encoding).
+ * A message encoded once and written to many connections. The carriers keep
+ * what they derive from it here, in one named slot each, so a broadcast does
+ * that work once per message rather than once per connection.
  */
 export class SharedMessage {
   readonly message: object;
   private json: string | Uint8Array | undefined;
   private msgpack: string | Uint8Array | undefined;
-  /** Per-transport, per-encoding framing of this message; index chosen by the transport. */
-  readonly cache: unknown[] = [];
+  /** The WebSocket frame of each encoding (carriers/websocket.ts). */
+  readonly framed: { json?: Buffer; msgpack?: Buffer } = {};
+  /** UTF-8 length of the JSON encoding (carriers/http-session.ts: SSE and long-polling buffers count bytes). */
+  jsonBytes: number | undefined = undefined;
   constructor(message: object) {
     this.message = message;
   }

@@ -20,7 +20,7 @@ import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type N
 import { isValidChannel } from '../wire/channel.js';
 import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../wire/messages.js';
 import { DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../wire/data.js';
-import type { FallbackSessionOptions } from '../fallbacks/router.js';
+import type { FallbackSessionOptions } from '../carriers/fallback-router.js';
 import { parseProxyEntry } from './client-address.js';
 
 export type { AuthConfig };

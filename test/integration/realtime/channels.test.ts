@@ -129,7 +129,7 @@ describe('channels: subscribe, publish, unsubscribe', () => {
   });
 
   // If the server negotiates compression, large messages are compressed per connection and small ones
-  // share a frame (WebSocketTransport.sendShared); either way every message arrives, in offset order.
+  // share a frame (WebSocketCarrier.sendShared); either way every message arrives, in offset order.
   test('clients offering permessage-deflate get large and small publications intact and in order', async (t) => {
     const rt = await startRealtime(t, NAMESPACES);
     const p = await rt.connect('p');

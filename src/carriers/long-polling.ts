@@ -17,8 +17,8 @@
  * grace period.
  */
 import type http from 'node:http';
-import type { BufferedMessage, HttpSessionTransport, Receiver } from './http-session.js';
-import { writeJsonText } from './http.js';
+import type { BufferedMessage, HttpSessionCarrier, Receiver } from './http-session.js';
+import { writeJsonText } from './http-json.js';
 
 export interface PollOptions {
   /** How long to wait for a message, in ms. */
@@ -32,13 +32,13 @@ function pollTimedOut(poll: PendingPoll): void {
 }
 
 export class PendingPoll implements Receiver {
-  private readonly transport: HttpSessionTransport;
+  private readonly transport: HttpSessionCarrier;
   private readonly res: http.ServerResponse;
   private readonly headers: Record<string, string> | undefined;
   private readonly timer: NodeJS.Timeout;
   private done = false;
 
-  constructor(transport: HttpSessionTransport, res: http.ServerResponse, options: PollOptions) {
+  constructor(transport: HttpSessionCarrier, res: http.ServerResponse, options: PollOptions) {
     this.transport = transport;
     this.res = res;
     this.headers = options.headers;

@@ -10,15 +10,11 @@ import type { WebSocket } from '../transport/websocket.js';
 import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 
-// Slots in SharedMessage.cache for the framed bytes of each encoding.
-const FRAME_JSON = 0;
-const FRAME_MSGPACK = 1;
-
-function resetBacklog(transport: WebSocketTransport): void {
+function resetBacklog(transport: WebSocketCarrier): void {
   transport._resetBacklog();
 }
 
-export class WebSocketTransport implements RealtimeTransport {
+export class WebSocketCarrier implements RealtimeTransport {
   readonly kind = 'websocket';
   readonly codec: WireCodec;
   private readonly ws: WebSocket;
@@ -66,12 +62,13 @@ export class WebSocketTransport implements RealtimeTransport {
       this.send(payload);
       return;
     }
-    const slot = this.codec.binary ? FRAME_MSGPACK : FRAME_JSON;
-    let frame = shared.cache[slot] as Buffer | undefined;
+    const framed = shared.framed;
+    let frame = this.codec.binary ? framed.msgpack : framed.json;
     if (!frame) {
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
       frame = encodeServerFrame(this.codec.binary ? Opcode.Binary : Opcode.Text, bytes);
-      shared.cache[slot] = frame;
+      if (this.codec.binary) framed.msgpack = frame;
+      else framed.json = frame;
     }
     this.ws.sendFrame(frame);
   }

@@ -1,7 +1,7 @@
 /**
  * HTTP helpers for the fallback routes and the server's own routes: JSON
  * answers, a bounded JSON body reader and an error that carries its status.
- * They live here because `fallbacks/` sits above `server/` in the layers;
+ * They live here because `carriers/` sits below `server/` in the layers;
  * `server/http-util.ts` re-exports them.
  */
 import type http from 'node:http';

@@ -41,7 +41,7 @@
  * next tick, never from inside the hub's own calls, as a WebSocket's 'close'
  * event would be.
  */
-import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 import type { Session } from '../realtime/session.js';
 import type { HubObserver, RealtimeTransport, SharedMessage } from '../realtime/transport.js';
@@ -87,30 +87,27 @@ export type AckCheck = 'ok' | 'ahead';
 /** How long a closing session waits for a receiver to take the close message, at most, in ms (cf. WebSocket closeTimeout). */
 export const CLOSE_TIMEOUT_MS = 5000;
 
-/** Slot in `SharedMessage.cache` for the UTF-8 length of the JSON encoding (0 and 1 hold WebSocket frames). */
-const JSON_BYTES_SLOT = 2;
-
 const OPEN = 0;
 const CLOSING = 1;
 const ENDED = 2;
 
-function flushSession(transport: HttpSessionTransport): void {
+function flushSession(transport: HttpSessionCarrier): void {
   transport._flush();
 }
 
-function finishSession(transport: HttpSessionTransport, code: number): void {
+function finishSession(transport: HttpSessionCarrier, code: number): void {
   transport._finish(code);
 }
 
-function lingerExpired(transport: HttpSessionTransport): void {
+function lingerExpired(transport: HttpSessionCarrier): void {
   transport._lingerExpired();
 }
 
-function resetBacklog(transport: HttpSessionTransport): void {
+function resetBacklog(transport: HttpSessionCarrier): void {
   transport._resetBacklog();
 }
 
-export class HttpSessionTransport implements RealtimeTransport {
+export class HttpSessionCarrier implements RealtimeTransport {
   readonly kind: HttpTransportKind;
   readonly codec: WireCodec = jsonCodec;
   /** The session id (a capability: never logged in full). */
@@ -133,7 +130,7 @@ export class HttpSessionTransport implements RealtimeTransport {
   /** Bytes of the buffered messages after `sentSeq`. */
   private unsentBytes = 0;
   private state = OPEN;
-  private closeCode = 1006;
+  private closeCode: number = CloseCode.AbnormalClosure;
   /** Seq of the final close message (CLOSING). */
   private closeSeq = 0;
   private receiver: Receiver | null = null;
@@ -209,8 +206,8 @@ export class HttpSessionTransport implements RealtimeTransport {
   /** Broadcast path: the JSON text (and its byte length) is computed once per message, for every session. */
   sendShared(shared: SharedMessage): void {
     const text = shared.encoded(jsonCodec) as string;
-    let bytes = shared.cache[JSON_BYTES_SLOT] as number | undefined;
-    if (bytes === undefined) shared.cache[JSON_BYTES_SLOT] = bytes = Buffer.byteLength(text);
+    let bytes = shared.jsonBytes;
+    if (bytes === undefined) shared.jsonBytes = bytes = Buffer.byteLength(text);
     this.push(text, bytes);
   }
 
@@ -228,7 +225,7 @@ export class HttpSessionTransport implements RealtimeTransport {
 
   /** End at once, without a close message (a dead peer). */
   terminate(): void {
-    this.end(1006);
+    this.end(CloseCode.AbnormalClosure);
   }
 
   // ---- receivers ---------------------------------------------------------------------
@@ -291,7 +288,7 @@ export class HttpSessionTransport implements RealtimeTransport {
 
   /** The client ended the session (`DELETE`): like a WebSocket close 1000 from the client. */
   endByClient(): void {
-    this.end(1000);
+    this.end(CloseCode.NormalClosure);
   }
 
   // ---- internals ---------------------------------------------------------------------
@@ -400,7 +397,7 @@ export class HttpSessionTransport implements RealtimeTransport {
   _lingerExpired(): void {
     this.lingerTimer = null;
     if (this.receiver || this.state === ENDED) return;
-    this.end(this.state === CLOSING ? this.closeCode : 1006);
+    this.end(this.state === CLOSING ? this.closeCode : CloseCode.AbnormalClosure);
   }
 
   private end(code: number): void {

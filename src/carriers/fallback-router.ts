@@ -27,8 +27,8 @@ import type http from 'node:http';
 import { HandshakeError } from '../protocol/errors.js';
 import type { Hub, Identity } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
-import { HttpSessionTransport, type HttpTransportKind } from './http-session.js';
-import { HttpError, readJsonBody, sendJson, sendNoContent } from './http.js';
+import { HttpSessionCarrier, type HttpTransportKind } from './http-session.js';
+import { HttpError, readJsonBody, sendJson, sendNoContent } from './http-json.js';
 import { PendingPoll } from './long-polling.js';
 import { SseStream } from './sse.js';
 
@@ -110,9 +110,9 @@ const SEQ = /^[0-9]{1,15}$/;
 export class FallbackRouter {
   private readonly host: FallbackHost;
   private readonly options: FallbackRouterOptions;
-  private readonly sessions = new Map<string, HttpSessionTransport>();
+  private readonly sessions = new Map<string, HttpSessionCarrier>();
   /** Per session, the last credential that verified as its user's: the same one again is not verified again. */
-  private readonly ownerCredential = new WeakMap<HttpSessionTransport, string>();
+  private readonly ownerCredential = new WeakMap<HttpSessionCarrier, string>();
   /** Largest body of a message batch: 100 messages of `maxMessageSize`, commas and brackets. */
   private readonly batchLimit: number;
 
@@ -209,7 +209,7 @@ export class FallbackRouter {
     const release = this.host.openConnection(ip);
     const id = randomBytes(16).toString('base64url');
     const { graceMs, bufferMessages, bufferBytes } = this.options;
-    const transport = new HttpSessionTransport(kind, id, { graceMs, bufferMessages, bufferBytes, observer: this.host.hub.observer }, () => {
+    const transport = new HttpSessionCarrier(kind, id, { graceMs, bufferMessages, bufferBytes, observer: this.host.hub.observer }, () => {
       this.sessions.delete(id);
       release();
     });
@@ -221,7 +221,7 @@ export class FallbackRouter {
   }
 
   /** Client messages, one by one through `Session.receive` (the WebSocket path: size, rate, validation). */
-  private receive(transport: HttpSessionTransport, messages: object[]): void {
+  private receive(transport: HttpSessionCarrier, messages: object[]): void {
     const session = transport.session;
     if (!session) return;
     for (const message of messages) {
@@ -239,7 +239,7 @@ export class FallbackRouter {
     }
   }
 
-  private events(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
+  private events(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionCarrier): void {
     if (transport.kind !== 'sse') throw new HttpError(409, 'this is a long-polling session: use /poll');
     const header = req.headers['last-event-id'];
     const raw = (Array.isArray(header) ? header[0] : header)?.trim() || url.searchParams.get('lastEventId') || '0';
@@ -249,7 +249,7 @@ export class FallbackRouter {
     transport.attach(stream, last);
   }
 
-  private poll(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionTransport): void {
+  private poll(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionCarrier): void {
     if (transport.kind !== 'poll') throw new HttpError(409, 'this is an SSE session: use /events');
     const ack = parseSeq(url.searchParams.get('ack') ?? '0', 'ack');
     if (transport.checkAck(ack) === 'ahead') throw new HttpError(400, `ack ${ack} is beyond the last message sent`);
@@ -268,7 +268,7 @@ export class FallbackRouter {
    * not verify (an expired cookie, say), is not checked: for it the id alone
    * is the capability, as before. 404 when there is no such session (any more).
    */
-  private async owned(req: http.IncomingMessage, id: string): Promise<HttpSessionTransport> {
+  private async owned(req: http.IncomingMessage, id: string): Promise<HttpSessionCarrier> {
     const transport = this.lookup(id);
     const credential = this.host.requestCredential(req);
     if (credential === null || this.ownerCredential.get(transport) === credential) return transport;
@@ -283,7 +283,7 @@ export class FallbackRouter {
     return this.lookup(id);
   }
 
-  private lookup(id: string): HttpSessionTransport {
+  private lookup(id: string): HttpSessionCarrier {
     const transport = SESSION_ID.test(id) ? this.sessions.get(id) : undefined;
     if (!transport || transport.ended) throw new HttpError(404, 'no such session');
     return transport;

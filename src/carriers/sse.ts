@@ -16,7 +16,7 @@
  * `bufferedAmount`), and goes out on 'drain'.
  */
 import type http from 'node:http';
-import type { HttpSessionTransport, Receiver } from './http-session.js';
+import type { HttpSessionCarrier, Receiver } from './http-session.js';
 
 export interface SseStreamOptions {
   /** Keep-alive comment interval, in ms. */
@@ -32,13 +32,13 @@ function keepAlive(stream: SseStream): void {
 }
 
 export class SseStream implements Receiver {
-  private readonly transport: HttpSessionTransport;
+  private readonly transport: HttpSessionCarrier;
   private readonly res: http.ServerResponse;
   private readonly timer: NodeJS.Timeout;
   private released = false;
   private draining = false;
 
-  constructor(transport: HttpSessionTransport, res: http.ServerResponse, options: SseStreamOptions) {
+  constructor(transport: HttpSessionCarrier, res: http.ServerResponse, options: SseStreamOptions) {
     this.transport = transport;
     this.res = res;
     res.writeHead(200, {

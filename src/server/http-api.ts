@@ -1,0 +1,290 @@
+/**
+ * The server's own HTTP routes: `/healthz`, `/readyz`, `/metrics`, the HTTP
+ * API under `/api/` (publish, broadcast, presence, history, disconnect,
+ * stats, tickets) and, in development mode, `/dev/token`. The API speaks
+ * JSON and answers every refusal as `{"error": message}` with its status.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type http from 'node:http';
+import type { Broker, PresenceStore } from '../brokers/broker.js';
+import type { Authenticator, Identity, TicketStore } from '../realtime/auth.js';
+import type { Hub } from '../realtime/hub.js';
+import type { Logger } from '../realtime/transport.js';
+import { isValidChannel } from '../wire/channel.js';
+import { dataProblem, InvalidDataError } from '../wire/data.js';
+import { resolveNamespace, type RealtimeConfig } from './config.js';
+import { isLoopback } from './client-address.js';
+import { HttpError, readJson, sendJson, sendText } from './http-util.js';
+import type { Metrics } from './metrics.js';
+
+const API_BODY_LIMIT = 1024 * 1024;
+const DEV_TOKEN_TTL_S = 3600;
+
+export interface HttpApiOptions {
+  config: RealtimeConfig;
+  hub: Hub;
+  broker: Broker;
+  presence: PresenceStore;
+  authenticator: Authenticator;
+  tickets: TicketStore;
+  metrics: Metrics;
+  logger: Logger;
+  /** The key for `/dev/token` (development mode), else null: the route does not exist. */
+  devSecret: Uint8Array | null;
+  /** Whether the server is shutting down (`/readyz` answers 503). */
+  closing: () => boolean;
+}
+
+export class HttpApi {
+  private readonly config: RealtimeConfig;
+  private readonly hub: Hub;
+  private readonly broker: Broker;
+  private readonly presence: PresenceStore;
+  private readonly authenticator: Authenticator;
+  private readonly tickets: TicketStore;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+  private readonly devSecret: Uint8Array | null;
+  private readonly apiKey: Buffer | null;
+  private readonly closing: () => boolean;
+
+  constructor(options: HttpApiOptions) {
+    this.config = options.config;
+    this.hub = options.hub;
+    this.broker = options.broker;
+    this.presence = options.presence;
+    this.authenticator = options.authenticator;
+    this.tickets = options.tickets;
+    this.metrics = options.metrics;
+    this.logger = options.logger;
+    this.devSecret = options.devSecret;
+    this.apiKey = this.config.apiKey ? Buffer.from(this.config.apiKey) : null;
+    this.closing = options.closing;
+  }
+
+  /** Serve `req` when its path is one of these routes; false otherwise. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean {
+    const path = url.pathname;
+    if (path === '/healthz') {
+      sendText(res, 200, 'ok\n');
+      return true;
+    }
+    if (path === '/readyz') {
+      if (this.closing()) sendText(res, 503, 'shutting down\n');
+      else sendText(res, 200, 'ready\n');
+      return true;
+    }
+    if (path === '/metrics' && this.config.metrics.enabled) {
+      this.metrics.registry.metrics().then(
+        (text) => sendText(res, 200, text, this.metrics.registry.contentType),
+        (err) => {
+          this.logger.error({ err: String(err) }, 'metrics collection failed');
+          sendText(res, 500, 'metrics unavailable\n');
+        },
+      );
+      return true;
+    }
+    if (path.startsWith('/api/') || (path === '/dev/token' && this.devSecret)) {
+      this.handleApi(req, res, url).catch((err: unknown) => {
+        if (err instanceof HttpError) {
+          sendJson(res, err.status, { error: err.message }, err.headers);
+          return;
+        }
+        if (err instanceof InvalidDataError) {
+          this.logger.info({ path, problem: err.message }, 'api request refused: data');
+          sendJson(res, err.status, { error: err.message });
+          return;
+        }
+        this.logger.error({ err: String(err), path }, 'api request failed');
+        sendJson(res, 503, { error: 'temporarily unavailable' });
+      });
+      return true;
+    }
+    return false;
+  }
+
+  /** Application data in an API request body (wire/data.ts), else 400 with the reason. */
+  private requireData(value: unknown, what: string): void {
+    const problem = dataProblem(value, this.hub.dataLimits('server'), what);
+    if (problem !== null) throw new InvalidDataError(problem);
+  }
+
+  private async handleApi(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (path === '/dev/token') {
+      // Development tokens only for a browser on this machine talking to us directly: not through a
+      // proxy (which would hand them to anyone it serves), whatever interface we listen on.
+      if (!isLoopback(req.socket.remoteAddress) || req.headers['x-forwarded-for'] !== undefined || req.headers['forwarded'] !== undefined) {
+        throw new HttpError(403, 'development tokens are only for clients on this machine, not through a proxy');
+      }
+      expectMethod(method, 'POST');
+      const body = asObject(await readJson(req, API_BODY_LIMIT));
+      const user = requireString(body, 'user');
+      const { SignJWT } = await import('jose');
+      const token = await new SignJWT({ ...(body.info !== undefined ? { info: body.info } : {}) })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(user)
+        .setIssuedAt()
+        .setExpirationTime(`${DEV_TOKEN_TTL_S}s`)
+        .sign(this.devSecret!);
+      sendJson(res, 200, { token, expiresIn: DEV_TOKEN_TTL_S * 1000 });
+      return;
+    }
+    if (path === '/api/ticket') {
+      expectMethod(method, 'POST');
+      // With the API key: a ticket for the identity in the body. With a user's token: a ticket for that user.
+      const bearer = bearerToken(req);
+      let identity: Identity;
+      if (bearer !== null && this.isApiKey(bearer)) {
+        const body = asObject(await readJson(req, API_BODY_LIMIT));
+        if (body.info !== undefined) this.requireData(body.info, 'info');
+        identity = { user: requireString(body, 'user'), info: body.info, expiresAt: Date.now() + 3600_000, permissions: null };
+      } else if (bearer !== null) {
+        try {
+          identity = await this.authenticator.verify(bearer);
+        } catch (err) {
+          throw new HttpError(401, (err as Error).message);
+        }
+      } else {
+        throw new HttpError(401, 'Authorization: Bearer <api key or token> required', { 'WWW-Authenticate': 'Bearer' });
+      }
+      sendJson(res, 200, { ticket: this.tickets.issue(identity), expiresIn: this.config.auth.ticketTtlMs });
+      return;
+    }
+    this.requireApiKey(req);
+    switch (path) {
+      case '/api/publish': {
+        expectMethod(method, 'POST');
+        const body = asObject(await readJson(req, API_BODY_LIMIT));
+        const channel = requireChannel(body);
+        if (!('data' in body)) throw new HttpError(400, 'data is required');
+        const key = body.key === undefined ? undefined : requireString(body, 'key');
+        const result = await this.hub.publish(channel, body.data, { key });
+        sendJson(res, 200, { channel, offset: result.offset, epoch: result.epoch, duplicate: result.duplicate });
+        return;
+      }
+      case '/api/broadcast': {
+        expectMethod(method, 'POST');
+        const body = asObject(await readJson(req, API_BODY_LIMIT));
+        if (!Array.isArray(body.channels) || body.channels.length === 0 || body.channels.length > 1000) {
+          throw new HttpError(400, 'channels must be a list of 1-1000 channel names');
+        }
+        for (const c of body.channels) if (typeof c !== 'string' || !isValidChannel(c)) throw new HttpError(400, `invalid channel ${JSON.stringify(c)}`);
+        if (!('data' in body)) throw new HttpError(400, 'data is required');
+        // Refused once for the whole request, not once per channel.
+        this.requireData(body.data, 'data');
+        const results = await Promise.all(
+          (body.channels as string[]).map((channel) =>
+            this.hub.publish(channel, body.data).then(
+              (r) => ({ channel, offset: r.offset, epoch: r.epoch }),
+              (err: unknown) => {
+                // The broker's own words stay in the log; the caller learns which channels failed.
+                this.logger.error({ err: String(err), channel }, 'broadcast publish failed');
+                return { channel, error: 'temporarily unavailable' };
+              },
+            ),
+          ),
+        );
+        sendJson(res, 200, { results });
+        return;
+      }
+      case '/api/presence': {
+        expectMethod(method, 'GET');
+        const channel = requireChannelParam(url);
+        const ns = resolveNamespace(this.config, channel);
+        if (ns.presence === 'off') throw new HttpError(400, `presence is off for ${channel}`);
+        if (ns.presence === 'counts') sendJson(res, 200, { channel, ...(await this.presence.stats(channel)) });
+        else {
+          const stats = await this.presence.stats(channel);
+          sendJson(res, 200, { channel, clients: await this.presence.get(channel), count: stats.clients, users: stats.users });
+        }
+        return;
+      }
+      case '/api/history': {
+        expectMethod(method, 'GET');
+        const channel = requireChannelParam(url);
+        const limit = optionalInt(url, 'limit') ?? 100;
+        const sinceOffset = optionalInt(url, 'since_offset');
+        const sinceEpoch = url.searchParams.get('since_epoch');
+        if ((sinceOffset === undefined) !== (sinceEpoch === null)) throw new HttpError(400, 'since_offset and since_epoch go together');
+        const since = sinceOffset !== undefined && sinceEpoch !== null ? { offset: sinceOffset, epoch: sinceEpoch } : undefined;
+        const result = await this.broker.history(channel, { since, limit: Math.min(limit, 1000) });
+        sendJson(res, 200, { channel, ...result });
+        return;
+      }
+      case '/api/disconnect': {
+        expectMethod(method, 'POST');
+        const body = asObject(await readJson(req, API_BODY_LIMIT));
+        const user = requireString(body, 'user');
+        sendJson(res, 200, { user, disconnected: this.hub.disconnectUser(user) });
+        return;
+      }
+      case '/api/stats': {
+        expectMethod(method, 'GET');
+        sendJson(res, 200, {
+          connections: this.hub.sessions.size,
+          subscriptions: this.hub.subscriptionCount,
+          channels: this.hub.channelStats(),
+        });
+        return;
+      }
+      default:
+        throw new HttpError(404, `no API route ${path}`);
+    }
+  }
+
+  private isApiKey(candidate: string): boolean {
+    if (!this.apiKey) return false;
+    const given = Buffer.from(candidate);
+    return given.length === this.apiKey.length && timingSafeEqual(given, this.apiKey);
+  }
+
+  private requireApiKey(req: http.IncomingMessage): void {
+    if (!this.apiKey) throw new HttpError(404, 'the HTTP API is disabled (no apiKey configured)');
+    const bearer = bearerToken(req);
+    if (bearer === null || !this.isApiKey(bearer)) {
+      throw new HttpError(401, 'Authorization: Bearer <api key> required', { 'WWW-Authenticate': 'Bearer' });
+    }
+  }
+}
+
+function bearerToken(req: http.IncomingMessage): string | null {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return m ? m[1]! : null;
+}
+
+function expectMethod(method: string, expected: string): void {
+  if (method !== expected) throw new HttpError(405, `use ${expected}`, { Allow: expected });
+}
+
+function asObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function requireString(body: Record<string, unknown>, field: string): string {
+  const v = body[field];
+  if (typeof v !== 'string' || v.length === 0 || v.length > 1024) throw new HttpError(400, `${field} must be a non-empty string`);
+  return v;
+}
+
+function requireChannel(body: Record<string, unknown>): string {
+  const channel = requireString(body, 'channel');
+  if (!isValidChannel(channel)) throw new HttpError(400, `invalid channel ${JSON.stringify(channel)}`);
+  return channel;
+}
+
+function requireChannelParam(url: URL): string {
+  const channel = url.searchParams.get('channel');
+  if (!channel || !isValidChannel(channel)) throw new HttpError(400, 'a valid channel query parameter is required');
+  return channel;
+}
+
+function optionalInt(url: URL, name: string): number | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new HttpError(400, `${name} must be an integer >= 0`);
+  return n;
+}
