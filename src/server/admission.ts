@@ -11,7 +11,8 @@
  */
 import type http from 'node:http';
 import { HandshakeError } from '../protocol/errors.js';
-import { isOriginAllowed, tokenFromRequest, type Authenticator, type Identity, type TicketStore } from '../realtime/auth.js';
+import { createOriginCheck, type OriginCheck } from '../transport/origin.js';
+import { tokenFromRequest, type Authenticator, type Identity, type TicketStore } from '../realtime/auth.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Logger } from '../realtime/transport.js';
 import type { RealtimeConfig } from './config.js';
@@ -37,8 +38,11 @@ export class Admission {
   private count = 0;
   /** `trustedProxies` as a matcher (null: none, the socket's peer is the client). */
   private readonly trustedProxies;
+  /** The one allowedOrigins policy (transport/origin.ts), shared with WebSocketServer. */
+  private readonly originCheck: OriginCheck;
 
   constructor(options: AdmissionOptions) {
+    this.originCheck = createOriginCheck(options.config.allowedOrigins);
     this.config = options.config;
     this.authenticator = options.authenticator;
     this.tickets = options.tickets;
@@ -99,7 +103,7 @@ export class Admission {
 
   /** The Origin check against cross-site hijacking (`allowedOrigins`; the server's own origin and non-browsers pass). */
   originAllowed(req: http.IncomingMessage): boolean {
-    return isOriginAllowed(this.config.allowedOrigins, headerValue(req.headers.origin), headerValue(req.headers.host));
+    return this.originCheck(headerValue(req.headers.origin), headerValue(req.headers.host));
   }
 
   /** Shutdown and connection limits, again, right before a connection is counted. */
