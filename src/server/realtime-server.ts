@@ -26,7 +26,7 @@ import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../fallbacks/router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
-import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
+import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { clientAddress, isLoopback, trustedProxyList } from './client-address.js';
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';

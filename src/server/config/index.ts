@@ -16,12 +16,12 @@
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../realtime/auth.js';
-import { isValidChannel } from '../wire/channel.js';
-import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../wire/messages.js';
-import { DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../wire/data.js';
-import type { FallbackSessionOptions } from '../fallbacks/router.js';
-import { parseProxyEntry } from './client-address.js';
+import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES, type AuthConfig, type NamespacePolicy } from '../../realtime/auth.js';
+import { isValidChannel } from '../../wire/channel.js';
+import { DEFAULT_BYTE_RATE, DEFAULT_MESSAGE_RATE } from '../../wire/messages.js';
+import { DEFAULT_MAX_DATA_DEPTH, MAX_DATA_DEPTH_LIMIT } from '../../wire/data.js';
+import type { FallbackSessionOptions } from '../../fallbacks/router.js';
+import { parseProxyEntry } from '../client-address.js';
 
 export type { AuthConfig };
 
