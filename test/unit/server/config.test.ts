@@ -16,7 +16,7 @@ import {
   type DeepPartial,
   type NamespaceConfig,
   type RealtimeConfig,
-} from '../../../src/server/config.js';
+} from '../../../src/server/config/index.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
 const anon: DeepPartial<RealtimeConfig> = { auth: { anonymous: true } };
