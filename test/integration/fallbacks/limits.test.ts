@@ -157,7 +157,7 @@ test('slow consumer: a client that never polls overflows its buffer and is close
     await sleep(1);
   }
   assert.deepEqual((await ws.take('msg', 40)).map((m) => m.data), Array.from({ length: 40 }, (_, i) => i + 1));
-  await until(() => fastPoll.received.filter((r) => r.msg.op === 'msg').length === 40, WAIT, 'the fast poller');
+  assert.deepEqual((await fastPoll.take('msg', 40)).map((m) => m.data), Array.from({ length: 40 }, (_, i) => i + 1));
   assert.deepEqual(dropped, ['slow-consumer']);
 
   // The slow client polls at last: what was buffered, then the close.
@@ -167,8 +167,14 @@ test('slow consumer: a client that never polls overflows its buffer and is close
   assert.deepEqual(body.messages.at(-1).msg, { op: 'close', code: 4003, reason: 'slow consumer' });
   await until(() => server.hub.sessions.size === 2, WAIT, 'the slow session to end');
   assert.equal((await poll(base, slow.id, 0)).status, 404);
+  // The others still get what is published next (their 40 were taken above: this is the new one).
   await ws.ok('pub', { channel: 'feed', data: 'after' });
-  assert.equal((await fastPoll.nextOp('msg')).data !== undefined, true);
+  assert.equal((await fastPoll.nextOp('msg')).data, 'after');
+  assert.equal((await ws.nextOp('msg')).data, 'after');
+  assert.deepEqual(
+    fastPoll.pending().filter((m) => m.op === 'msg'),
+    [],
+  );
 });
 
 test('slow consumer by bytes: bufferBytes bounds an SSE session whose stream is gone', async (t) => {
