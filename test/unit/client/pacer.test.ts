@@ -21,7 +21,8 @@ describe('SendPacer', () => {
   test('bytes count too; a message larger than the byte burst waits for a full bucket, not forever', () => {
     const p = new SendPacer({ perSecond: 1000, burst: 1000 }, { perSecond: 1000, burst: 102 }, 0);
     p.take(100, 0);
-    assert.ok(p.waitMs(50, 0) > 0);
+    // 100 of the 100 usable bytes (102 less the margin) are gone: 50 more at 900/s (1000 less 10 %) take 55.6 ms.
+    assert.equal(p.waitMs(50, 0), 56);
     assert.equal(p.waitMs(5000, 1000), 0, 'full after a second: the big one goes');
   });
 
