@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connectAs, HttpClient, openSession, poll, post, request, signToken, sleep, startServer, until, WAIT, type TestServer } from './helpers.js';
+import type { RealtimeServer } from '../../../src/server/realtime-server.js';
+import { connectAs, HttpClient, openSession, poll, post, request, signToken, sleep, startServer, until, WAIT } from './helpers.js';
 
 const auth = async (user: string) => ({ headers: { Authorization: `Bearer ${await signToken(user)}` } });
 
@@ -30,7 +31,7 @@ function track<T>(p: Promise<T>): { settled: boolean; promise: Promise<T> } {
 }
 
 /** Whether the server holds a waiting poll (or stream) of its one session: the session's receiver. */
-function pollWaiting(server: TestServer): boolean {
+function pollWaiting(server: RealtimeServer): boolean {
   const [session] = server.hub.sessions.values();
   return (session?.transport as unknown as { receiver: unknown } | undefined)?.receiver != null;
 }
