@@ -120,7 +120,7 @@ export class Hub implements BrokerHandler, SessionHost {
       const n = (this.patternCounts.get(channel) ?? 0) + 1;
       this.patternCounts.set(channel, n);
       this.observer.subscriptionsChanged(1);
-      if (n === 1) await this.options.broker.subscribe(channel);
+      if (n === 1) await this.broker.subscribe(channel);
       return;
     }
     let set = this.channels.get(channel);
@@ -130,7 +130,7 @@ export class Hub implements BrokerHandler, SessionHost {
     }
     set.add(sub);
     this.observer.subscriptionsChanged(1);
-    if (set.size === 1) await this.options.broker.subscribe(channel);
+    if (set.size === 1) await this.broker.subscribe(channel);
   }
 
   /** @internal */
@@ -145,7 +145,7 @@ export class Hub implements BrokerHandler, SessionHost {
         return;
       }
       this.patternCounts.delete(channel);
-      await this.options.broker.unsubscribe(channel);
+      await this.broker.unsubscribe(channel);
       return;
     }
     const set = this.channels.get(channel);
@@ -153,7 +153,7 @@ export class Hub implements BrokerHandler, SessionHost {
     this.observer.subscriptionsChanged(-1);
     if (set.size > 0) return;
     this.channels.delete(channel);
-    await this.options.broker.unsubscribe(channel);
+    await this.broker.unsubscribe(channel);
   }
 
   // ---- BrokerHandler ---------------------------------------------------------
@@ -178,8 +178,8 @@ export class Hub implements BrokerHandler, SessionHost {
   /**
    * One subscriber's delivery. What fails here (an encoding, a transport)
    * must not stop the loop over the others: it is logged and counted, and
-   * the subscriber, which has now missed a publication, is closed with 1011
-   * so that it reconnects and resumes from history.
+   * the subscriber, which has now missed a publication, is closed with
+   * InternalError (1011) so that it reconnects and resumes from history.
    */
   private deliverTo(sub: Subscription, pub: Publication, shared: SharedMessage, seq: number): boolean {
     try {
@@ -243,7 +243,7 @@ export class Hub implements BrokerHandler, SessionHost {
     if (i !== -1) other.splice(i, 1);
     else list.push(info);
     if (!batch.timer) {
-      const ms = this.options.namespaceOf(channel).presenceBatchMs;
+      const ms = this.namespaceOf(channel).presenceBatchMs;
       batch.timer = setTimeout(() => this.flushPresence(channel), ms);
       batch.timer.unref();
     }
@@ -254,9 +254,9 @@ export class Hub implements BrokerHandler, SessionHost {
     this.presenceBatches.delete(channel);
     const set = this.channels.get(channel);
     if (!batch || !set) return;
-    const ns = this.options.namespaceOf(channel);
+    const ns = this.namespaceOf(channel);
     if (ns.presence === 'counts') {
-      this.options.presence.stats(channel).then(
+      this.presence.stats(channel).then(
         (stats) => this.sendToPresenceSubscribers(channel, new SharedMessage({ op: 'count', channel, ...stats })),
         (err) => this.logger.warn({ channel, err: String(err) }, 'presence stats failed'),
       );
@@ -286,7 +286,7 @@ export class Hub implements BrokerHandler, SessionHost {
    * library): the API's body limit, or that if larger.
    */
   dataLimits(from: 'client' | 'server'): DataLimits {
-    const { maxDataDepth, maxMessageSize } = this.options.limits;
+    const { maxDataDepth, maxMessageSize } = this.limits;
     return { maxDepth: maxDataDepth, maxNodes: from === 'client' ? maxMessageSize : Math.max(maxMessageSize, SERVER_DATA_NODES) };
   }
 
@@ -298,8 +298,8 @@ export class Hub implements BrokerHandler, SessionHost {
   publish(channel: string, data: unknown, options: { key?: string } = {}) {
     const problem = dataProblem(data, this.dataLimits('server'));
     if (problem !== null) return Promise.reject(new InvalidDataError(problem));
-    const ns = this.options.namespaceOf(channel);
-    return this.options.broker.publish(channel, data, {
+    const ns = this.namespaceOf(channel);
+    return this.broker.publish(channel, data, {
       history: ns.history.size > 0 ? ns.history : undefined,
       // `s:`: the server's own keys (HTTP API, library) never meet a client's (see clientIdempotencyKey).
       idempotencyKey: options.key === undefined ? undefined : `s:${options.key}`,
@@ -355,7 +355,7 @@ export class Hub implements BrokerHandler, SessionHost {
   /**
    * Graceful shutdown: tell every client `closing` with a jittered
    * reconnect-after hint (so they do not all come back in the same second),
-   * then close with 1001. New connections are refused with 1001 too.
+   * then close with Shutdown (1001). New connections are refused with it too.
    */
   shutdown(reconnectJitterMs: number): void {
     this.closing = true;
