@@ -11,8 +11,9 @@
  *   `Authorization` header on a WebSocket handshake and should not put a
  *   long-lived token in a URL (it ends up in access logs).
  * - {@link tokenFromRequest}: the credential of an HTTP/WebSocket handshake.
- * - {@link isOriginAllowed}: the Origin check against cross-site WebSocket
- *   hijacking (CSWSH).
+ * (The Origin check against cross-site WebSocket hijacking is the
+ * transport's: `transport/origin.ts`, one policy for WebSocketServer and the
+ * realtime server.)
  *
  * Errors are {@link AuthError}s with a stable `code` and the close code the
  * connection ends with.
@@ -501,7 +502,7 @@ function listCovers(list: string[] | undefined, channel: string, pattern: boolea
  *    the whole pattern ({@link patternCovers}).
  *
  * The namespace of a pattern must be the combination of every namespace it
- * can reach (see `resolveNamespace` in server/config.ts), or an anonymous
+ * can reach (see `resolveNamespace` in server/config/namespaces.ts), or an anonymous
  * `#` would reach channels of a namespace that forbids anonymous readers.
  */
 export function can(identity: AuthSubject | null, action: Action, channel: string, namespace: NamespacePolicy): boolean {
@@ -658,50 +659,4 @@ export function parseCookie(header: string | string[] | undefined, name: string)
     if (value !== '') return value;
   }
   return null;
-}
-
-// ---- origin check ----------------------------------------------------------------
-
-/**
- * The Origin check of a WebSocket handshake, against cross-site WebSocket
- * hijacking: browsers attach cookies to a cross-site WebSocket handshake and
- * let any page read the socket, so a server that authenticates by cookie must
- * refuse pages from other origins (RFC 6455 §10.2).
- *
- * - No `Origin` header: allowed (not a browser; it could send any header anyway).
- * - `allowed` contains `*`: every origin.
- * - The page's origin equals the server's own (scheme-default ports
- *   normalized, host compared to the `Host` header): allowed.
- * - Else the origin must equal one entry of `allowed` (exact origins such
- *   as `https://app.example.com`; compared after normalizing case and
- *   default ports).
- * The origin `null` (sandboxed frames, `file:`) only passes with `*`.
- */
-export function isOriginAllowed(allowed: readonly string[], origin: string | undefined, host: string | undefined): boolean {
-  if (origin === undefined) return true;
-  if (allowed.includes('*')) return true;
-  const normalized = normalizeOrigin(origin);
-  if (normalized === null) return false;
-  if (host) {
-    try {
-      const scheme = normalized.slice(0, normalized.indexOf(':') + 1);
-      if (new URL(`${scheme}//${host}`).host === new URL(normalized).host) return true;
-    } catch {
-      // a Host header that is no host
-    }
-  }
-  for (const entry of allowed) if (normalizeOrigin(entry) === normalized) return true;
-  return false;
-}
-
-/** `scheme://host[:port]` lowercased with default ports removed, or null when `value` is not such an origin. */
-export function normalizeOrigin(value: string): string | null {
-  if (value === 'null') return null;
-  try {
-    const url = new URL(value);
-    if (url.origin === 'null') return null;
-    return url.origin;
-  } catch {
-    return null;
-  }
 }

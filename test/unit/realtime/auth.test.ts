@@ -9,7 +9,6 @@ import {
   AuthErrorCode,
   can,
   createAuthenticator,
-  isOriginAllowed,
   loadJwks,
   parseCookie,
   parsePermissions,
@@ -21,6 +20,7 @@ import {
   type Identity,
   type NamespacePolicy,
 } from '../../../src/realtime/auth.js';
+import { isOriginAllowed } from '../../../src/transport/origin.js';
 import { isValidChannel, isValidPattern, matchesPattern } from '../../../src/wire/channel.js';
 import type { HubAuth, NamespaceRules } from '../../../src/realtime/hub.js';
 import type { NamespaceConfig } from '../../../src/server/config/index.js';
@@ -486,7 +486,7 @@ describe('tokenFromRequest and parseCookie', () => {
   });
 });
 
-describe('isOriginAllowed', () => {
+describe('isOriginAllowed (transport/origin.ts: the realtime server\'s policy, default list [] = same origin only)', () => {
   it('passes requests without Origin', () => {
     assert.equal(isOriginAllowed([], undefined, 'example.com'), true);
   });
