@@ -429,11 +429,6 @@ const BENT_IDS: Value[] = [
   plain('0'.repeat(1000)),
 ];
 
-export interface Tokens {
-  /** Tokens of every kind for `auth`/`refresh` (valid for the connection's own user, other users, expired, forged, odd claims). */
-  all: Lit[];
-}
-
 function field(name: string, value: Value): [Key, Value] {
   return [strKey(name), value];
 }
@@ -516,7 +511,11 @@ export function messageArb(values: fc.Arbitrary<Value>, tokens: Lit[]): fc.Arbit
         { arbitrary: fc.constantFrom(...OPS), weight: 12 },
         { arbitrary: fc.constantFrom('PUB', 'bogus', '', 'msg', 'ok', 'error', '__proto__', 'constructor', 'toString', 'hasOwnProperty', ' pub'), weight: 2 },
       ),
-      opBent: fc.oneof({ arbitrary: fc.constant(null), weight: 12 }, { arbitrary: fc.constantFrom(plain(7), plain(null), plain(['pub']), plain({ op: 'pub' }), plain(true)), weight: 1 }),
+      opBent: fc.oneof(
+        { arbitrary: fc.constant(null), weight: 24 },
+        { arbitrary: fc.constantFrom(plain(7), plain(null), plain(['pub']), plain({ op: 'pub' }), plain(true)), weight: 2 },
+        { arbitrary: values, weight: 1 },
+      ),
       id: fc.oneof(
         { arbitrary: fc.constant<IdSlot>({ mode: 'unique' }), weight: 10 },
         { arbitrary: fc.constantFrom(...BENT_IDS).map((value): IdSlot => ({ mode: 'bent', value })), weight: 2 },
