@@ -123,8 +123,10 @@ export class HistoryStream {
    * it). Resolves with the id; a changed id means every epoch changed.
    */
   ensure(force = false): Promise<string> {
+    // An attempt under way (after a reconnect) may find another id: wait for it.
+    if (this.#ensuring !== undefined) return this.#ensuring;
     if (this.#id !== undefined && !force) return Promise.resolve(this.#id);
-    this.#ensuring ??= this.#ensure().finally(() => {
+    this.#ensuring = this.#ensure().finally(() => {
       this.#ensuring = undefined;
     });
     return this.#ensuring;

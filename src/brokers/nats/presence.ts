@@ -96,6 +96,11 @@ export class NatsPresenceStore implements PresenceStore {
     link.onReconnect(() => void this.#refresh());
   }
 
+  /** Whether the NATS connection is up now. */
+  get connected(): boolean {
+    return this.#link.up;
+  }
+
   /** Add or replace (same client id) an entry. */
   async add(channel: string, info: ClientInfo): Promise<void> {
     this.#ready(channel);
