@@ -96,6 +96,8 @@ export class Link {
       autoResendUnfulfilledCommands: false,
       retryStrategy: (times) => Math.min(50 * times, 1000),
       commandTimeout: 5000,
+      // A master demoted under us (failover) answers READONLY: reconnect to find the new one (Sentinel).
+      reconnectOnError: (err) => /^READONLY\b/.test(err.message),
       ...extra,
     };
     const settings = { ...defaults, ...options.redis };

@@ -33,12 +33,15 @@
  * last writes: its meta is behind, and would hand out offsets again. So each
  * meta carries the Redis *instance id* (key `<prefix>id`, random, created
  * when absent), and a meta with another instance id counts as lost. After
- * every (re)connection to a master, the node compares that master's
- * replication ids with the last master it saw (`<prefix>replid`): when the
- * master we knew is the new one's previous replication id (a promoted
- * replica), the instance id is bumped, so every channel gets a new epoch —
- * clients get `recovered: false`, never a reused offset. (Not checked with
- * Redis Cluster, where the id key is in another slot.)
+ * every (re)connection to a master, the node reads its replication ids: a
+ * master that has a previous replication id (Redis keeps one from a
+ * promotion until its next restart) and a replication id no node recorded
+ * yet (`<prefix>replid`) is a replica promoted since we last looked: the
+ * instance id is bumped, so every channel gets a new epoch — clients get
+ * `recovered: false`, never a reused offset. A restart with AOF, or a
+ * replica attaching, changes the replication id without leaving a previous
+ * one: epochs stay. (Not checked with Redis Cluster, where the id key is in
+ * another slot.)
  *
  * ## Delivery and routing
  *

@@ -144,15 +144,18 @@ return {epoch, offset, 0, redis.call('LRANGE', KEYS[2], start, -1)}
 
 /**
  * After (re)connecting to a master: KEYS id, replid. ARGV: 1 master_replid,
- * 2 master_replid2, 3 a new instance id. When the master we last saw
- * (replid) is this one's previous replication id, this is a promoted replica
- * that may have missed writes: bump the instance id (every stream gets a new
- * epoch). Returns 1 when bumped.
+ * 2 master_replid2, 3 a new instance id. A master with a previous replication
+ * id (replid2 not all zeros) is a promoted replica: Redis keeps replid2 only
+ * from a promotion until the next restart. If its replication id is not the
+ * one the last check recorded, nobody has seen it since the promotion, and
+ * it may have missed writes: bump the instance id (every stream gets a new
+ * epoch). A restart (with AOF) or a replica attaching changes the
+ * replication id with replid2 all zeros: no bump. Returns 1 when bumped.
  */
 export const FAILOVER_LUA = `
 local known = redis.call('GET', KEYS[2])
 local bumped = 0
-if known and known ~= ARGV[1] and known == ARGV[2] then
+if known and known ~= ARGV[1] and string.find(ARGV[2], '[^0]') then
   redis.call('SET', KEYS[1], ARGV[3])
   bumped = 1
 end
