@@ -62,7 +62,7 @@ export interface FallbackHost {
   refused?(status: number): void;
 }
 
-/** The sessions' timings and bounds (the `fallbacks` configuration, defaults in server/config.ts). */
+/** The sessions' timings and bounds (the `fallbacks` configuration, defaults in server/config/defaults.ts). */
 export interface FallbackSessionOptions {
   /**
    * How long a session outlives its last stream or poll, in ms: an SSE client

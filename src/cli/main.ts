@@ -26,7 +26,7 @@ import {
   type LoadConfigOptions,
   type NamespaceConfig,
   type RealtimeConfig,
-} from '../server/config.js';
+} from '../server/config/index.js';
 import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.js';
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';

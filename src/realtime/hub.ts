@@ -9,60 +9,15 @@
 import type { Broker, BrokerHandler, PresenceStore } from '../brokers/broker.js';
 import { isPattern, PatternIndex } from '../wire/channel.js';
 import { KeyedRateLimiter } from './rate-limit.js';
-import { Session, type Subscription } from './session.js';
+import { messagePush, Session } from './session.js';
+import type { HubAuth, HubLimits, Identity, NamespaceRules, RpcHandler, SessionHost, Subscriber, Subscription } from './session-host.js';
 import { SharedMessage, nullObserver, silentLogger, type HubObserver, type Logger, type RealtimeTransport } from './transport.js';
 import { dataProblem, InvalidDataError, type DataLimits } from '../wire/data.js';
+import { Disconnect } from '../wire/disconnect.js';
 import type { ClientInfo, Publication } from '../wire/messages.js';
 
-export interface NamespaceRules {
-  /** History kept per channel (size 0: none). */
-  history: { size: number; ttlMs: number };
-  /** Presence tracking: 'full' (who), 'counts' (how many), 'off'. */
-  presence: 'off' | 'full' | 'counts';
-  /** Join/leave (or counts) are batched over this many ms per channel. */
-  presenceBatchMs: number;
-  /** Whether clients may publish (else only the server API). */
-  clientPublish: boolean;
-  /** Whether anonymous connections may subscribe. */
-  anonymousSubscribe: boolean;
-}
-
-export interface Identity {
-  user: string;
-  info?: unknown;
-  /** ms since the epoch; Infinity for none. */
-  expiresAt: number;
-}
-
-export type Action = 'subscribe' | 'publish' | 'presence' | 'history';
-
-export interface HubAuth {
-  /** Verify a token; rejects with an error carrying `closeCode` (4500 invalid, 4002 expired). */
-  verify(token: string): Promise<Identity>;
-  can(identity: Identity | null, action: Action, channel: string, namespace: NamespaceRules): boolean;
-  /** Connections may work without a token. */
-  anonymous: boolean;
-  /** Time to send `auth` after connecting, in ms. */
-  authTimeoutMs: number;
-  /** A `refresh` push goes out this long before the token expires, in ms. */
-  refreshGraceMs: number;
-}
-
-export interface HubLimits {
-  /** Max messages per second per connection (token bucket). */
-  messageRate: { perSecond: number; burst: number };
-  /** Max bytes per second per connection. */
-  byteRate: { perSecond: number; burst: number };
-  /** Max size of one incoming message in bytes. */
-  maxMessageSize: number;
-  /** Arrays and objects nested at most this deep in application data (see wire/data.ts). */
-  maxDataDepth: number;
-  maxSubscriptions: number;
-  /** Send buffer size in bytes above which a connection is a slow consumer. */
-  sendHighWaterMark: number;
-  /** What to do with a slow consumer: disconnect it (4003), or drop volatile messages and disconnect on others. */
-  slowConsumer: 'disconnect' | 'drop-volatile';
-}
+// Where these lived before session-host.ts; server/index.ts and the tests import them from here.
+export type { Action, HubAuth, HubLimits, Identity, NamespaceRules, RpcHandler } from './session-host.js';
 
 export interface HubOptions {
   broker: Broker;
@@ -79,8 +34,6 @@ export interface HubOptions {
   now?: () => number;
 }
 
-export type RpcHandler = (data: unknown, context: { client: string; user: string; identity: Identity | null }) => unknown;
-
 interface PresenceBatch {
   joins: ClientInfo[];
   leaves: ClientInfo[];
@@ -91,8 +44,12 @@ let nextHubId = 0;
 /** Values in data published by the server (1 MiB, the HTTP API's body limit): a bound on the walk, not on what apps send. */
 const SERVER_DATA_NODES = 1024 * 1024;
 
-export class Hub implements BrokerHandler {
+export class Hub implements BrokerHandler, SessionHost {
   readonly options: HubOptions;
+  readonly broker: Broker;
+  readonly presence: PresenceStore;
+  readonly auth: HubAuth;
+  readonly limits: HubLimits;
   readonly logger: Logger;
   readonly observer: HubObserver;
   readonly now: () => number;
@@ -114,6 +71,10 @@ export class Hub implements BrokerHandler {
 
   constructor(options: HubOptions) {
     this.options = options;
+    this.broker = options.broker;
+    this.presence = options.presence;
+    this.auth = options.auth;
+    this.limits = options.limits;
     this.logger = options.logger ?? silentLogger;
     this.observer = options.observer ?? nullObserver;
     this.now = options.now ?? Date.now;
@@ -122,6 +83,11 @@ export class Hub implements BrokerHandler {
       this.pingTimer = setInterval(() => this.heartbeat(), options.ping.intervalMs);
       this.pingTimer.unref();
     }
+  }
+
+  /** The rules of the namespace `channel` is in. */
+  namespaceOf(channel: string): NamespaceRules {
+    return this.options.namespaceOf(channel);
   }
 
   /** Register a handler for `rpc` requests with this method name. */
@@ -135,12 +101,12 @@ export class Hub implements BrokerHandler {
     const session = new Session(this, id, transport, identity, remoteAddress);
     this.sessions.set(id, session);
     this.observer.connectionOpened(transport.kind);
-    if (this.closing) session.close(1001, 'server shutting down');
+    if (this.closing) session.close(Disconnect.Shutdown);
     return session;
   }
 
   /** @internal called by Session when its transport closed. */
-  removeSession(session: Session): void {
+  removeSession(session: Subscriber): void {
     this.sessions.delete(session.id);
   }
 
@@ -154,7 +120,7 @@ export class Hub implements BrokerHandler {
       const n = (this.patternCounts.get(channel) ?? 0) + 1;
       this.patternCounts.set(channel, n);
       this.observer.subscriptionsChanged(1);
-      if (n === 1) await this.options.broker.subscribe(channel);
+      if (n === 1) await this.broker.subscribe(channel);
       return;
     }
     let set = this.channels.get(channel);
@@ -164,7 +130,7 @@ export class Hub implements BrokerHandler {
     }
     set.add(sub);
     this.observer.subscriptionsChanged(1);
-    if (set.size === 1) await this.options.broker.subscribe(channel);
+    if (set.size === 1) await this.broker.subscribe(channel);
   }
 
   /** @internal */
@@ -179,7 +145,7 @@ export class Hub implements BrokerHandler {
         return;
       }
       this.patternCounts.delete(channel);
-      await this.options.broker.unsubscribe(channel);
+      await this.broker.unsubscribe(channel);
       return;
     }
     const set = this.channels.get(channel);
@@ -187,7 +153,7 @@ export class Hub implements BrokerHandler {
     this.observer.subscriptionsChanged(-1);
     if (set.size > 0) return;
     this.channels.delete(channel);
-    await this.options.broker.unsubscribe(channel);
+    await this.broker.unsubscribe(channel);
   }
 
   // ---- BrokerHandler ---------------------------------------------------------
@@ -212,8 +178,8 @@ export class Hub implements BrokerHandler {
   /**
    * One subscriber's delivery. What fails here (an encoding, a transport)
    * must not stop the loop over the others: it is logged and counted, and
-   * the subscriber, which has now missed a publication, is closed with 1011
-   * so that it reconnects and resumes from history.
+   * the subscriber, which has now missed a publication, is closed with
+   * InternalError (1011) so that it reconnects and resumes from history.
    */
   private deliverTo(sub: Subscription, pub: Publication, shared: SharedMessage, seq: number): boolean {
     try {
@@ -225,11 +191,11 @@ export class Hub implements BrokerHandler {
   }
 
   /** The end of a per-connection failure inside a loop over many connections: logged, counted, that connection closed. */
-  private failedFor(session: Session, err: unknown, what: string, fields: object = {}): void {
+  private failedFor(session: Subscriber, err: unknown, what: string, fields: object = {}): void {
     this.observer.dropped('delivery-failed');
     this.logger.error({ conn: session.id, ...fields, err: err instanceof Error ? err.message : String(err) }, what);
     try {
-      session.close(1011, 'internal error');
+      session.close(Disconnect.InternalError);
     } catch {
       // Closing failed as well: the transport is broken; terminate() is the last resort and never throws.
       session.terminate();
@@ -237,7 +203,7 @@ export class Hub implements BrokerHandler {
   }
 
   /** Run `fn` for each session; one that throws is that session's failure, never the loop's. */
-  private forEachSession(sessions: Iterable<Session>, what: string, fn: (session: Session) => void): void {
+  private forEachSession<S extends Subscriber>(sessions: Iterable<S>, what: string, fn: (session: S) => void): void {
     for (const session of sessions) {
       try {
         fn(session);
@@ -277,7 +243,7 @@ export class Hub implements BrokerHandler {
     if (i !== -1) other.splice(i, 1);
     else list.push(info);
     if (!batch.timer) {
-      const ms = this.options.namespaceOf(channel).presenceBatchMs;
+      const ms = this.namespaceOf(channel).presenceBatchMs;
       batch.timer = setTimeout(() => this.flushPresence(channel), ms);
       batch.timer.unref();
     }
@@ -288,9 +254,9 @@ export class Hub implements BrokerHandler {
     this.presenceBatches.delete(channel);
     const set = this.channels.get(channel);
     if (!batch || !set) return;
-    const ns = this.options.namespaceOf(channel);
+    const ns = this.namespaceOf(channel);
     if (ns.presence === 'counts') {
-      this.options.presence.stats(channel).then(
+      this.presence.stats(channel).then(
         (stats) => this.sendToPresenceSubscribers(channel, new SharedMessage({ op: 'count', channel, ...stats })),
         (err) => this.logger.warn({ channel, err: String(err) }, 'presence stats failed'),
       );
@@ -307,7 +273,7 @@ export class Hub implements BrokerHandler {
   private sendToPresenceSubscribers(channel: string, shared: SharedMessage): void {
     const set = this.channels.get(channel);
     if (!set) return;
-    const sessions: Session[] = [];
+    const sessions: Subscriber[] = [];
     for (const sub of set) if (sub.presence && sub.live) sessions.push(sub.session);
     this.forEachSession(sessions, 'presence delivery failed', (session) => session.sendShared(shared));
   }
@@ -320,7 +286,7 @@ export class Hub implements BrokerHandler {
    * library): the API's body limit, or that if larger.
    */
   dataLimits(from: 'client' | 'server'): DataLimits {
-    const { maxDataDepth, maxMessageSize } = this.options.limits;
+    const { maxDataDepth, maxMessageSize } = this.limits;
     return { maxDepth: maxDataDepth, maxNodes: from === 'client' ? maxMessageSize : Math.max(maxMessageSize, SERVER_DATA_NODES) };
   }
 
@@ -332,18 +298,19 @@ export class Hub implements BrokerHandler {
   publish(channel: string, data: unknown, options: { key?: string } = {}) {
     const problem = dataProblem(data, this.dataLimits('server'));
     if (problem !== null) return Promise.reject(new InvalidDataError(problem));
-    const ns = this.options.namespaceOf(channel);
-    return this.options.broker.publish(channel, data, {
+    const ns = this.namespaceOf(channel);
+    return this.broker.publish(channel, data, {
       history: ns.history.size > 0 ? ns.history : undefined,
       // `s:`: the server's own keys (HTTP API, library) never meet a client's (see clientIdempotencyKey).
       idempotencyKey: options.key === undefined ? undefined : `s:${options.key}`,
     });
   }
 
-  /** Close every connection of a user (4503 by default). Returns how many. */
-  disconnectUser(user: string, code = 4503, reason = 'disconnected by the server'): number {
+  /** Close every connection of a user (Kicked, 4503, by default). Returns how many. */
+  disconnectUser(user: string, code: number = Disconnect.Kicked.code, reason: string = Disconnect.Kicked.reason): number {
     const matching = [...this.sessions.values()].filter((session) => session.identity?.user === user);
-    this.forEachSession(matching, 'disconnect failed', (session) => session.close(code, reason));
+    const disconnect = new Disconnect(code, reason);
+    this.forEachSession(matching, 'disconnect failed', (session) => session.close(disconnect));
     return matching.length;
   }
 
@@ -375,7 +342,7 @@ export class Hub implements BrokerHandler {
         return;
       }
       if (idle > 0 && now - session.lastActivity > idle) {
-        session.close(4005, 'idle timeout');
+        session.close(Disconnect.IdleTimeout);
         return;
       }
       if (session.pingSentAt === 0) {
@@ -388,7 +355,7 @@ export class Hub implements BrokerHandler {
   /**
    * Graceful shutdown: tell every client `closing` with a jittered
    * reconnect-after hint (so they do not all come back in the same second),
-   * then close with 1001. New connections are refused with 1001 too.
+   * then close with Shutdown (1001). New connections are refused with it too.
    */
   shutdown(reconnectJitterMs: number): void {
     this.closing = true;
@@ -397,7 +364,7 @@ export class Hub implements BrokerHandler {
     this.forEachSession([...this.sessions.values()], 'shutdown notice failed', (session) => {
       const reconnectAfter = Math.floor(Math.random() * reconnectJitterMs);
       session.send({ op: 'closing', reason: 'server shutting down', reconnectAfter });
-      session.close(1001, 'server shutting down');
+      session.close(Disconnect.Shutdown);
     });
     for (const batch of this.presenceBatches.values()) if (batch.timer) clearTimeout(batch.timer);
     this.presenceBatches.clear();
@@ -412,19 +379,4 @@ export class Hub implements BrokerHandler {
   }
 }
 
-/** The `msg` push for a publication (field order fixed: the encoding is shared). */
-export function messagePush(pub: Publication): object {
-  const msg: Record<string, unknown> = {
-    op: 'msg',
-    channel: pub.channel,
-    offset: pub.offset,
-    epoch: pub.epoch,
-    data: pub.data,
-    time: pub.time,
-  };
-  if (pub.from) msg.from = pub.from;
-  if (pub.volatile) msg.volatile = true;
-  return msg;
-}
-
-export { KeyedRateLimiter };
+export { KeyedRateLimiter, messagePush };

@@ -4,24 +4,23 @@
  * `error` carrying the request's `id`; nothing a client sends can throw out
  * of `receive`.
  */
-import type { Hub, Identity, Action } from './hub.js';
+import type { Action, Identity, NamespaceRules, SessionHost, Subscriber, Subscription } from './session-host.js';
 import { isPattern, isValidChannel, isValidPattern } from '../wire/channel.js';
 import { TokenBucket } from './rate-limit.js';
 import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
 import { isRequestId, validateClientMessage } from '../wire/validate.js';
 import { dataProblem } from '../wire/data.js';
+import { Disconnect } from '../wire/disconnect.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
   MAX_TOKEN_LENGTH,
-  RealtimeCloseCode,
   type ClientInfo,
   type ClientMessage,
   type Publication,
   type RequestId,
   type StreamPosition,
 } from '../wire/messages.js';
-import { messagePush } from './hub.js';
 
 /**
  * Live publications buffered for a subscription while its history is being
@@ -32,20 +31,7 @@ const MAX_RECOVERY_BUFFER = 10_000;
 /** Consecutive rate-limited messages after which the connection is closed (4004). */
 const MAX_RATE_LIMITED = 20;
 
-export interface Subscription {
-  readonly session: Session;
-  readonly channel: string;
-  /** Receives join/leave (or counts). */
-  readonly presence: boolean;
-  /** False while missed messages are being recovered: live ones are buffered meanwhile. */
-  live: boolean;
-  buffer: Publication[] | null;
-  /** Offset of the last publication delivered (exact channels). */
-  lastOffset: number;
-  epoch: string;
-  /** Presence entry added for this subscription. */
-  inPresence: boolean;
-}
+export type { Subscription } from './session-host.js';
 
 class RequestError extends Error {
   constructor(
@@ -56,7 +42,22 @@ class RequestError extends Error {
   }
 }
 
-export class Session {
+/** A token `HubAuth#verify` refused: answered 401, and a failed `auth` closes with `disconnect`. */
+class TokenRefused extends RequestError {
+  readonly disconnect: Disconnect;
+  constructor(message: string, closeCode: number | undefined) {
+    super(ErrorCode.Unauthorized, message);
+    this.disconnect = closeCode === undefined ? Disconnect.Unauthorized.with(message) : new Disconnect(closeCode, message);
+  }
+}
+
+/** The close code a verifier's rejection names (AuthError#closeCode, or any error with a numeric one). */
+function closeCodeOf(err: unknown): number | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { closeCode?: unknown }).closeCode : undefined;
+  return typeof code === 'number' ? code : undefined;
+}
+
+export class Session implements Subscriber {
   readonly id: string;
   readonly transport: RealtimeTransport;
   readonly remoteAddress: string;
@@ -65,7 +66,7 @@ export class Session {
   /** ms timestamp of the outstanding app-level ping (0: none). */
   pingSentAt = 0;
   lastActivity: number;
-  private readonly hub: Hub;
+  private readonly host: SessionHost;
   private readonly log: Logger;
   private readonly messageBucket: TokenBucket;
   private readonly byteBucket: TokenBucket;
@@ -81,23 +82,23 @@ export class Session {
   private lastFanout = 0;
   private authPending = false;
 
-  constructor(hub: Hub, id: string, transport: RealtimeTransport, identity: Identity | null, remoteAddress: string) {
-    this.hub = hub;
+  constructor(host: SessionHost, id: string, transport: RealtimeTransport, identity: Identity | null, remoteAddress: string) {
+    this.host = host;
     this.id = id;
     this.transport = transport;
     this.identity = identity;
     this.remoteAddress = remoteAddress;
-    this.log = hub.logger.child({ conn: id });
-    const { messageRate, byteRate } = hub.options.limits;
-    this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, hub.now);
-    this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, hub.now);
-    this.lastActivity = hub.now();
+    this.log = host.logger.child({ conn: id });
+    const { messageRate, byteRate } = host.limits;
+    this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, host.now);
+    this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, host.now);
+    this.lastActivity = host.now();
     if (identity) {
       this.scheduleExpiry();
-    } else if (!hub.options.auth.anonymous) {
+    } else if (!host.auth.anonymous) {
       this.authTimer = setTimeout(() => {
-        if (!this.identity) this.close(RealtimeCloseCode.AuthTimeout, 'no auth message in time');
-      }, hub.options.auth.authTimeoutMs);
+        if (!this.identity) this.close(Disconnect.AuthTimeout);
+      }, host.auth.authTimeoutMs);
       this.authTimer.unref();
     }
     this.log.debug({ transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
@@ -115,7 +116,7 @@ export class Session {
     if (this.closed) return;
     const payload = this.transport.codec.encode(message);
     this.transport.send(payload);
-    this.hub.observer.messagesOut(1, typeof payload === 'string' ? payload.length : payload.byteLength);
+    this.host.observer.messagesOut(1, typeof payload === 'string' ? payload.length : payload.byteLength);
   }
 
   sendShared(shared: SharedMessage): void {
@@ -128,7 +129,7 @@ export class Session {
   }
 
   private replyError(op: string, id: RequestId | undefined, code: number, message: string): void {
-    this.hub.observer.requestFailed(op, code);
+    this.host.observer.requestFailed(op, code);
     this.send(id === undefined ? { op: 'error', code, message } : { op: 'error', id, code, message });
   }
 
@@ -143,19 +144,19 @@ export class Session {
     if (sub.channel !== pub.channel && this.subscriptions.has(pub.channel)) return false;
     if (!sub.live) {
       if (sub.buffer && sub.buffer.length < MAX_RECOVERY_BUFFER) sub.buffer.push(pub);
-      else this.close(RealtimeCloseCode.SlowConsumer, 'too many messages during recovery');
+      else this.close(Disconnect.SlowConsumer.with('too many messages during recovery'));
       return false;
     }
     if (this.lastFanout === fanout) return false;
     this.lastFanout = fanout;
-    if (this.transport.bufferedAmount > this.hub.options.limits.sendHighWaterMark) {
-      if (pub.volatile && this.hub.options.limits.slowConsumer === 'drop-volatile') {
-        this.hub.observer.dropped('slow-consumer-volatile');
+    if (this.transport.bufferedAmount > this.host.limits.sendHighWaterMark) {
+      if (pub.volatile && this.host.limits.slowConsumer === 'drop-volatile') {
+        this.host.observer.dropped('slow-consumer-volatile');
         return false;
       }
-      this.hub.observer.dropped('slow-consumer');
+      this.host.observer.dropped('slow-consumer');
       this.log.warn({ buffered: this.transport.bufferedAmount }, 'slow consumer disconnected');
-      this.close(RealtimeCloseCode.SlowConsumer, 'slow consumer');
+      this.close(Disconnect.SlowConsumer);
       return false;
     }
     // Offsets (volatile publications have none of their own) dedupe what recovery already sent.
@@ -177,18 +178,18 @@ export class Session {
     if (this.closed || this.closing) return;
     // Limits are in bytes: a decoded text message counts its UTF-8 length, not its characters.
     const size = typeof payload === 'string' ? utf8Length(payload) : payload.byteLength;
-    this.hub.observer.messageIn(size);
+    this.host.observer.messageIn(size);
     this.pingSentAt = 0;
-    const limits = this.hub.options.limits;
+    const limits = this.host.limits;
     if (size > limits.maxMessageSize) {
-      this.close(1009, 'message too big');
+      this.close(Disconnect.MessageTooBig);
       return;
     }
     if (!this.messageBucket.take(1) || !this.byteBucket.take(size)) {
       this.rateLimitedInARow++;
       if (this.rateLimitedInARow >= MAX_RATE_LIMITED) {
         this.log.warn({}, 'rate limit exceeded repeatedly: disconnected');
-        this.close(RealtimeCloseCode.RateLimited, 'rate limit exceeded');
+        this.close(Disconnect.RateLimited);
         return;
       }
       this.replyError('rate', peekId(payload, this.transport.codec.binary), ErrorCode.TooManyRequests, 'rate limit exceeded');
@@ -201,7 +202,7 @@ export class Session {
       raw = this.transport.codec.decode(payload);
     } catch {
       this.log.info({ size }, 'undecodable message');
-      this.close(RealtimeCloseCode.BadRequest, `malformed ${this.transport.codec.binary ? 'MessagePack' : 'JSON'}`);
+      this.close(Disconnect.BadRequest.with(`malformed ${this.transport.codec.binary ? 'MessagePack' : 'JSON'}`));
       return;
     }
     const checked = validateClientMessage(raw);
@@ -212,7 +213,7 @@ export class Session {
     }
     const message = checked.message;
     // Keep-alive traffic (either side's pings) is not activity for the idle timeout.
-    if (message.op !== 'pong' && message.op !== 'ping') this.lastActivity = this.hub.now();
+    if (message.op !== 'pong' && message.op !== 'ping') this.lastActivity = this.host.now();
     try {
       this.dispatch(message);
     } catch (err) {
@@ -279,7 +280,7 @@ export class Session {
     this.requests = this.requests.then(() => {
       // Closing (4004, a shutdown, a failed auth): nothing queued runs, so nothing happens without its reply.
       if (this.closed || this.closing) return;
-      if (op !== 'auth' && op !== 'refresh' && !this.identity && !this.hub.options.auth.anonymous) {
+      if (op !== 'auth' && op !== 'refresh' && !this.identity && !this.host.auth.anonymous) {
         this.replyError(op, id, ErrorCode.Unauthorized, 'send auth first');
         return;
       }
@@ -309,7 +310,7 @@ export class Session {
         // Even the error reply could not be sent (a broken transport): a rejection here would end the
         // process (unhandled), so this connection ends instead.
         this.log.error({ op, err: err instanceof Error ? err.message : String(err) }, 'reply failed: connection closed');
-        this.close(1011, 'internal error');
+        this.close(Disconnect.InternalError);
       });
   }
 
@@ -319,10 +320,9 @@ export class Session {
     if (!token) throw new RequestError(ErrorCode.Unauthorized, 'token required');
     if (token.length > MAX_TOKEN_LENGTH) throw new RequestError(ErrorCode.Unauthorized, 'token too long');
     try {
-      return await this.hub.options.auth.verify(token);
+      return await this.host.auth.verify(token);
     } catch (err) {
-      const closeCode = (err as { closeCode?: number }).closeCode;
-      throw Object.assign(new RequestError(ErrorCode.Unauthorized, (err as Error).message || 'invalid token'), { closeCode });
+      throw new TokenRefused((err as Error).message || 'invalid token', closeCodeOf(err));
     }
   }
 
@@ -338,8 +338,7 @@ export class Session {
       const message = (err as Error).message;
       this.replyError('auth', id, ErrorCode.Unauthorized, message);
       this.log.info({ reason: message }, 'authentication failed');
-      const closeCode = (err as { closeCode?: number }).closeCode ?? RealtimeCloseCode.Unauthorized;
-      this.close(closeCode, message);
+      this.close(err instanceof TokenRefused ? err.disconnect : Disconnect.Unauthorized.with(message));
       return;
     }
     this.authPending = false;
@@ -350,7 +349,7 @@ export class Session {
     this.scheduleExpiry();
     this.log.debug({ user: identity.user }, 'authenticated');
     // The rate budget, so a client can pace itself instead of learning it from 429s.
-    const { messageRate, byteRate, maxMessageSize } = this.hub.options.limits;
+    const { messageRate, byteRate, maxMessageSize } = this.host.limits;
     this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS } });
   }
 
@@ -368,7 +367,7 @@ export class Session {
 
   private expiresIn(): number | null {
     const at = this.identity?.expiresAt ?? Infinity;
-    return Number.isFinite(at) ? Math.max(0, at - this.hub.now()) : null;
+    return Number.isFinite(at) ? Math.max(0, at - this.host.now()) : null;
   }
 
   /** Ask for a new token `refreshGraceMs` before expiry; close with 4002 at expiry if none came. */
@@ -377,26 +376,26 @@ export class Session {
     this.expiryTimer = null;
     const at = this.identity?.expiresAt ?? Infinity;
     if (!Number.isFinite(at)) return;
-    const now = this.hub.now();
-    const askAt = Math.max(now, at - this.hub.options.auth.refreshGraceMs);
+    const now = this.host.now();
+    const askAt = Math.max(now, at - this.host.auth.refreshGraceMs);
     this.expiryTimer = setTimeout(() => {
-      this.send({ op: 'refresh', expiresIn: Math.max(0, at - this.hub.now()) });
+      this.send({ op: 'refresh', expiresIn: Math.max(0, at - this.host.now()) });
       this.expiryTimer = setTimeout(() => {
-        if ((this.identity?.expiresAt ?? 0) <= this.hub.now()) this.close(RealtimeCloseCode.TokenExpired, 'token expired');
-      }, Math.max(0, at - this.hub.now()));
+        if ((this.identity?.expiresAt ?? 0) <= this.host.now()) this.close(Disconnect.TokenExpired);
+      }, Math.max(0, at - this.host.now()));
       this.expiryTimer.unref();
     }, askAt - now);
     this.expiryTimer.unref();
   }
 
-  private authorize(action: Action, channel: string): ReturnType<Hub['options']['namespaceOf']> {
+  private authorize(action: Action, channel: string): NamespaceRules {
     const pattern = isPattern(channel);
     if (pattern ? !isValidPattern(channel) : !isValidChannel(channel)) {
       throw new RequestError(ErrorCode.BadRequest, `invalid channel name ${JSON.stringify(channel)}`);
     }
     if (pattern && action !== 'subscribe') throw new RequestError(ErrorCode.BadRequest, `${action} needs a channel, not a pattern`);
-    const ns = this.hub.options.namespaceOf(channel);
-    if (!this.hub.options.auth.can(this.identity, action, channel, ns)) {
+    const ns = this.host.namespaceOf(channel);
+    if (!this.host.auth.can(this.identity, action, channel, ns)) {
       throw new RequestError(ErrorCode.Forbidden, `not allowed to ${action} ${channel}`);
     }
     return ns;
@@ -405,8 +404,8 @@ export class Session {
   private async subscribe(id: RequestId, channel: string, since: StreamPosition | undefined, presence: boolean): Promise<void> {
     const ns = this.authorize('subscribe', channel);
     if (this.subscriptions.has(channel)) throw new RequestError(ErrorCode.AlreadySubscribed, `already subscribed to ${channel}`);
-    if (this.subscriptions.size >= this.hub.options.limits.maxSubscriptions) {
-      throw new RequestError(ErrorCode.SubscriptionLimit, `at most ${this.hub.options.limits.maxSubscriptions} subscriptions`);
+    if (this.subscriptions.size >= this.host.limits.maxSubscriptions) {
+      throw new RequestError(ErrorCode.SubscriptionLimit, `at most ${this.host.limits.maxSubscriptions} subscriptions`);
     }
     const pattern = isPattern(channel);
     if (pattern && since) throw new RequestError(ErrorCode.BadRequest, 'since is not supported for patterns');
@@ -421,10 +420,10 @@ export class Session {
       inPresence: false,
     };
     this.subscriptions.set(channel, sub);
-    const broker = this.hub.options.broker;
+    const broker = this.host.broker;
     try {
       // Register first, read history second: a publication in between lands in sub.buffer.
-      await this.hub.addSubscription(sub);
+      await this.host.addSubscription(sub);
       if (pattern) {
         this.reply(id, { channel });
         return;
@@ -446,12 +445,12 @@ export class Session {
       for (const pub of buffered) this.deliverDirect(sub, pub);
       if (ns.presence !== 'off') {
         sub.inPresence = true;
-        await this.hub.options.presence.add(channel, this.info);
+        await this.host.presence.add(channel, this.info);
         await broker.publishPresence(channel, 'join', this.info);
       }
     } catch (err) {
       if (this.subscriptions.get(channel) === sub) this.subscriptions.delete(channel);
-      await this.hub.removeSubscription(sub).catch(() => {});
+      await this.host.removeSubscription(sub).catch(() => {});
       throw err;
     }
   }
@@ -477,11 +476,11 @@ export class Session {
   }
 
   private async dropSubscription(sub: Subscription): Promise<void> {
-    await this.hub.removeSubscription(sub);
+    await this.host.removeSubscription(sub);
     if (sub.inPresence) {
       sub.inPresence = false;
-      await this.hub.options.presence.remove(sub.channel, this.id);
-      await this.hub.options.broker.publishPresence(sub.channel, 'leave', this.info);
+      await this.host.presence.remove(sub.channel, this.id);
+      await this.host.broker.publishPresence(sub.channel, 'leave', this.info);
     }
   }
 
@@ -489,7 +488,7 @@ export class Session {
     const ns = this.authorize('publish', channel);
     if (!ns.clientPublish) throw new RequestError(ErrorCode.Forbidden, `clients may not publish to ${channel}`);
     this.checkData(data, 'pub.data');
-    const result = await this.hub.options.broker.publish(channel, data, {
+    const result = await this.host.broker.publish(channel, data, {
       history: ns.history.size > 0 && !volatile ? ns.history : undefined,
       from: this.info,
       idempotencyKey: key === undefined ? undefined : clientIdempotencyKey(this.identity?.user ?? null, this.id, key),
@@ -500,7 +499,7 @@ export class Session {
   }
 
   private async rpc(id: RequestId, method: string, data: unknown): Promise<void> {
-    const handler = this.hub.rpcHandlers.get(method);
+    const handler = this.host.rpcHandlers.get(method);
     if (!handler) throw new RequestError(ErrorCode.NotFound, `no rpc method ${method}`);
     if (data !== undefined) this.checkData(data, 'rpc.data');
     let result: unknown;
@@ -512,7 +511,7 @@ export class Session {
       throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
     }
     // The application's result is encoded for this client only, but a cycle or a deep object would still throw in the middle of a send.
-    const problem = result === undefined ? null : dataProblem(result, this.hub.dataLimits('server'), 'the result');
+    const problem = result === undefined ? null : dataProblem(result, this.host.dataLimits('server'), 'the result');
     if (problem !== null) {
       this.log.error({ method, problem }, 'rpc handler returned data that cannot be sent');
       throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
@@ -522,7 +521,7 @@ export class Session {
 
   /** Application data from this client (wire/data.ts): refused with 400 and the reason, before anything acts on it. */
   private checkData(data: unknown, what: string): void {
-    const problem = dataProblem(data, this.hub.dataLimits('client'), what);
+    const problem = dataProblem(data, this.host.dataLimits('client'), what);
     if (problem !== null) {
       this.log.info({ problem }, 'data refused');
       throw new RequestError(ErrorCode.BadRequest, problem);
@@ -533,16 +532,16 @@ export class Session {
     const ns = this.authorize('presence', channel);
     if (ns.presence === 'off') throw new RequestError(ErrorCode.BadRequest, `presence is off for ${channel}`);
     if (ns.presence === 'counts') {
-      this.reply(id, { channel, ...(await this.hub.options.presence.stats(channel)) });
+      this.reply(id, { channel, ...(await this.host.presence.stats(channel)) });
       return;
     }
-    this.reply(id, { channel, clients: await this.hub.options.presence.get(channel) });
+    this.reply(id, { channel, clients: await this.host.presence.get(channel) });
   }
 
   private async history(id: RequestId, channel: string, since: StreamPosition | undefined, limit: number | undefined): Promise<void> {
     this.authorize('history', channel);
     const max = 1000;
-    const result = await this.hub.options.broker.history(channel, { since, limit: Math.min(limit ?? max, max) });
+    const result = await this.host.broker.history(channel, { since, limit: Math.min(limit ?? max, max) });
     this.reply(id, {
       channel,
       publications: result.publications,
@@ -553,10 +552,14 @@ export class Session {
 
   // ---- end -----------------------------------------------------------------------
 
-  close(code: number, reason: string): void {
+  /** Close with a named {@link Disconnect}; `(code, reason)` stays for carriers and applications. */
+  close(disconnect: Disconnect): void;
+  close(code: number, reason: string): void;
+  close(how: Disconnect | number, reason = ''): void {
     if (this.closed || this.closing) return;
     this.closing = true;
-    this.transport.close(code, reason);
+    const disconnect = typeof how === 'number' ? new Disconnect(how, reason) : how;
+    this.transport.close(disconnect.code, disconnect.reason);
   }
 
   terminate(): void {
@@ -571,8 +574,8 @@ export class Session {
     if (this.authTimer) clearTimeout(this.authTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.authTimer = this.expiryTimer = null;
-    this.hub.removeSession(this);
-    this.hub.observer.connectionClosed(this.transport.kind, code);
+    this.host.removeSession(this);
+    this.host.observer.connectionClosed(this.transport.kind, code);
     this.log.debug({ code }, 'disconnected');
     const subs = [...this.subscriptions.values()];
     this.subscriptions.clear();
@@ -609,4 +612,19 @@ function peekId(payload: string | Uint8Array, binary: boolean): RequestId | unde
  */
 export function clientIdempotencyKey(user: string | null, connection: string, key: string): string {
   return user !== null ? `u${user.length}:${user}:${key}` : `c${connection.length}:${connection}:${key}`;
+}
+
+/** The `msg` push for a publication (field order fixed: the encoding is shared). */
+export function messagePush(pub: Publication): object {
+  const msg: Record<string, unknown> = {
+    op: 'msg',
+    channel: pub.channel,
+    offset: pub.offset,
+    epoch: pub.epoch,
+    data: pub.data,
+    time: pub.time,
+  };
+  if (pub.from) msg.from = pub.from;
+  if (pub.volatile) msg.volatile = true;
+  return msg;
 }

@@ -15,7 +15,7 @@ import { createOriginCheck, type OriginCheck } from '../transport/origin.js';
 import { tokenFromRequest, type Authenticator, type Identity, type TicketStore } from '../realtime/auth.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Logger } from '../realtime/transport.js';
-import type { RealtimeConfig } from './config.js';
+import type { RealtimeConfig } from './config/index.js';
 import { clientAddress, trustedProxyList } from './client-address.js';
 
 export interface AdmissionOptions {

@@ -12,7 +12,7 @@ import type { Hub } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { isValidChannel } from '../wire/channel.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';
-import { resolveNamespace, type RealtimeConfig } from './config.js';
+import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { isLoopback } from './client-address.js';
 import { HttpError, readJson, sendJson, sendText } from './http-util.js';
 import type { Metrics } from './metrics.js';

@@ -27,7 +27,7 @@ import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
-import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config.js';
+import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
 import { HttpApi } from './http-api.js';
 import { sendText } from './http-util.js';

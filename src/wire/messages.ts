@@ -7,6 +7,8 @@
  * `id` and get exactly one `ok` or `error` with the same `id`.
  */
 
+import { CloseCode } from '../protocol/close-code.js';
+
 /** Subprotocol names, best first. The server picks the first one the client offers. */
 export const SUBPROTOCOLS = ['switchboard.v1.json', 'switchboard.v1.msgpack'] as const;
 export type Subprotocol = (typeof SUBPROTOCOLS)[number];
@@ -181,6 +183,14 @@ export const MAX_TOKEN_LENGTH = 8192;
 /** Whether a client should reconnect after a close with this code. */
 export function shouldReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return false;
-  if (code === 1002 || code === 1003 || code === 1007 || code === 1008 || code === 1009 || code === 1010) return false;
+  switch (code) {
+    case CloseCode.ProtocolError:
+    case CloseCode.UnsupportedData:
+    case CloseCode.InvalidFramePayloadData:
+    case CloseCode.PolicyViolation:
+    case CloseCode.MessageTooBig:
+    case CloseCode.MandatoryExtension:
+      return false;
+  }
   return true;
 }

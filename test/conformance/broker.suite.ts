@@ -57,6 +57,12 @@ export interface BrokerNode {
 export interface BrokerUnderTest extends BrokerNode {
   /** Move the clock the implementation uses for TTLs forward by `ms`. Without it, the suite sleeps. */
   advanceTime?(ms: number): Promise<void> | void;
+  /**
+   * Read the clock the implementation stamps publications (`time`) with, when
+   * this process can (an injected clock, or this process's `Date.now`). Without
+   * it (a backend's own clock), only the type of `time` is checked.
+   */
+  clock?(): number;
   /** Another node on the same backend (shared history, fan-out and presence). Without it, skip the cross-node tests. */
   peer?(): Promise<BrokerNode>;
 }
@@ -262,11 +268,13 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
       assert.equal((await broker.publish(ch('other'), 'x', { history: H10 })).offset, 1);
     });
 
-    test('delivers a publication with its channel, offset, epoch, data, publisher and time', async ({ broker, rec, ch }) => {
+    test('delivers a publication with its channel, offset, epoch, data, publisher and time', async ({ node, broker, rec, ch }) => {
       const c = ch('fields');
       await broker.subscribe(c);
       const from: ClientInfo = { client: 'c1', user: 'u1', info: { name: 'Ada' } };
+      const before = node.clock?.();
       const r = await broker.publish(c, { text: 'hi', n: [1, 2] }, { history: H10, from });
+      const after = node.clock?.();
       await rec.waitForCount(c, 1);
       const pub = rec.pubs(c)[0]!;
       assert.equal(pub.channel, c);
@@ -275,7 +283,12 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
       assert.deepEqual(pub.data, { text: 'hi', n: [1, 2] });
       assert.deepEqual(pub.from, from);
       assert.equal(typeof pub.time, 'number');
-      assert.ok(Number.isFinite(pub.time)); // the implementation's clock (maybe injected): only its type is checked
+      assert.ok(Number.isFinite(pub.time));
+      // The publish time on the implementation's clock: exactly its value with an injected clock (before === after).
+      if (before !== undefined && after !== undefined) {
+        if (before === after) assert.equal(pub.time, before);
+        else assert.ok(before <= pub.time && pub.time <= after, `time ${pub.time} not within [${before}, ${after}]`);
+      }
       // History holds the same publication.
       const h = await broker.history(c);
       assert.deepEqual(h.publications, [pub]);

@@ -24,6 +24,7 @@ runBrokerSuite({
       advanceTime: (ms: number) => {
         now += ms;
       },
+      clock: () => now,
     };
   },
   skip,
@@ -31,6 +32,6 @@ runBrokerSuite({
 
 runBrokerSuite({
   name: 'memory, real clock',
-  create: async () => ({ broker: new MemoryBroker(), presence: new MemoryPresenceStore() }),
+  create: async () => ({ broker: new MemoryBroker(), presence: new MemoryPresenceStore(), clock: Date.now }),
   skip,
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { WebSocket } from '../../src/index.js';
-import { collectMessages, harness, sleep, waitEvent, within, WAIT, type Harness } from './helpers.js';
+import { harness, sleep, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 async function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {
   const { wss, url } = await h.server(options);
@@ -126,17 +126,33 @@ test("pause() from a 'message' listener holds back messages already received in 
 test('pause() and resume() on the client side', async (t) => {
   const h = harness(t);
   const { client, server } = await pair(h);
+  const got: string[] = [];
+  client.on('message', (d) => got.push(String(d)));
   client.pause();
+  assert.equal(client.isPaused, true);
   server.send('a');
   server.send('b');
-  const received = collectMessages(client, 2);
-  await sleep(100);
-  client.resume();
-  const msgs = await received;
-  assert.deepEqual(
-    msgs.map(([d]) => String(d)),
-    ['a', 'b'],
+  // Both are out of the server's buffers (in the client's kernel buffer, on loopback) ...
+  await within(
+    (async () => {
+      while (server.bufferedAmount > 0) await sleep(5);
+    })(),
+    WAIT,
+    'the server to write both messages',
   );
+  // ... and a paused client reads none of them (an unpaused one gets them within a turn or two).
+  await sleep(150);
+  assert.deepEqual(got, [], 'no message while paused');
+  client.resume();
+  assert.equal(client.isPaused, false);
+  await within(
+    (async () => {
+      while (got.length < 2) await sleep(5);
+    })(),
+    WAIT,
+    'both messages after resume',
+  );
+  assert.deepEqual(got, ['a', 'b']);
 });
 
 test('bufferedAmount is 0 when idle and counts a large pending message', async (t) => {

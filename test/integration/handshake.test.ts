@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { HandshakeError, WebSocket, WebSocketServer } from '../../src/index.js';
 import {
   acceptKey,
@@ -33,6 +33,54 @@ async function ask(h: Harness, port: number, request: string): Promise<{ raw: Ra
 /** The response body, read with its Content-Length. */
 async function body(raw: RawClient, head: HttpHead): Promise<string> {
   return (await raw.readBytes(Number(head.headers['content-length']))).toString();
+}
+
+// Timers and waits that keep real time while a test mocks setTimeout (references taken before any mock).
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+
+function realSleep(ms: number): Promise<void> {
+  return new Promise((resolve) => realSetTimeout(resolve, ms));
+}
+
+function realWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = realSetTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => realClearTimeout(timer));
+}
+
+async function realUntil(predicate: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT} ms waiting for ${what}`);
+    await realSleep(5);
+  }
+}
+
+/** The delays of the setTimeout calls made from now on (call after `t.mock.timers.enable`; undone after the test). */
+function spySetTimeout(t: TestContext): number[] {
+  const delays: number[] = [];
+  const mocked = globalThis.setTimeout;
+  globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    delays.push(ms ?? 0);
+    return mocked(fn, ms, ...args);
+  }) as typeof setTimeout;
+  t.after(() => {
+    globalThis.setTimeout = mocked;
+  });
+  return delays;
+}
+
+/** Follow a promise without awaiting it. */
+function track<T>(promise: Promise<T>): { settled: boolean; promise: Promise<T> } {
+  const out = { settled: false, promise };
+  promise.then(
+    () => (out.settled = true),
+    () => (out.settled = true),
+  );
+  return out;
 }
 
 /** A client's failure: the error it emitted and its close code. */
@@ -448,22 +496,28 @@ test('a refused handshake: the error carries the status and the start of the bod
   assert.equal((a.err as HandshakeError).body, 'unsupported subprotocol; this server speaks x\n');
   assert.equal(a.code, 1006);
 
-  // A big body: the first 1 KiB, without waiting for the rest (the server keeps the socket open).
+  // A big body: the first 1 KiB, without waiting for the rest (the server keeps the socket open), nor for the
+  // ~1 s timer: the timers are mocked and never advanced here, so only the 1 KiB can end the wait.
   const big = await fakeServer(h, refusal('503 Service Unavailable', 'é'.repeat(1500), 100_000));
-  let started = Date.now();
-  const b = await clientFailure(h.client(`ws://127.0.0.1:${big}`));
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const b = await realWithin(clientFailure(h.client(`ws://127.0.0.1:${big}`)), WAIT, 'the refusal once 1 KiB of the body is in');
   assert.equal((b.err as HandshakeError).statusCode, 503);
   assert.ok(Buffer.byteLength((b.err as HandshakeError).body!) <= 1024 + 2, 'bounded');
   assert.match((b.err as HandshakeError).body!, /^(é){400,}/);
-  assert.ok(Date.now() - started < 900, 'did not wait for the whole body');
 
-  // A body that never ends: what came within about a second.
+  // A body that never ends: what came before the timer (1000 ms on the mocked clock) fired, and nothing before it did.
   const stalled = await fakeServer(h, refusal('429 Too Many Requests', 'slow down', 500));
-  started = Date.now();
-  const c = await clientFailure(h.client(`ws://127.0.0.1:${stalled}`));
-  assert.equal((c.err as HandshakeError).statusCode, 429);
-  assert.equal((c.err as HandshakeError).body, 'slow down');
-  assert.ok(Date.now() - started < 2500, `${Date.now() - started} ms`);
+  const delays = spySetTimeout(t);
+  const c = track(clientFailure(h.client(`ws://127.0.0.1:${stalled}`)));
+  await realUntil(() => delays.length > 0, 'the client to read the status and start waiting for the body');
+  await realSleep(50); // the body's first chunk, 'slow down', arrives with the head
+  t.mock.timers.tick(999);
+  await realSleep(50);
+  assert.equal(c.settled, false, 'refused before the timer fired');
+  t.mock.timers.tick(1);
+  const { err } = await realWithin(c.promise, WAIT, 'the refusal when the timer fires');
+  assert.equal((err as HandshakeError).statusCode, 429);
+  assert.equal((err as HandshakeError).body, 'slow down');
 });
 
 test('client handshakeTimeout against a server that never answers', async (t) => {

@@ -292,7 +292,7 @@ describe('client SDK against the realtime server', () => {
     const disconnected = nextEvent(c, 'disconnected');
     await s1.close();
     await disconnected;
-    assert.notEqual(c.state, 'connected');
+    assert.equal(c.state, 'reconnecting');
     const p1 = c.publish('chat/q', 'queued-1');
     const p2 = c.publish('chat/q', 'queued-2');
     await assert.rejects(c.publish('chat/q', 'one too many'), (err: ClientError) => err.code === 'RT_CLIENT_QUEUE_FULL');

@@ -14,7 +14,9 @@ import { Client, type ClientOptions, type Emitter } from '../../../src/client/in
 import { WebSocket } from '../../../src/index.js';
 import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import type { Logger } from '../../../src/realtime/transport.js';
-import { within } from '../helpers.js';
+import { readSnapshotFile } from '../../../src/brokers/memory/snapshot-file.js';
+import type { MemoryBrokerSnapshot } from '../../../src/brokers/memory/memory-broker.js';
+import { sleep, within } from '../helpers.js';
 
 export { sleep, until, WAIT, within } from '../helpers.js';
 
@@ -123,4 +125,25 @@ export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E
     ms,
     `event '${String(event)}'`,
   ).finally(() => off?.());
+}
+
+/**
+ * Wait until the history file at `path` holds a snapshot that `done` accepts
+ * (a save happened with what the test needs in it), polling the file every
+ * 20 ms; resolves with that snapshot. A file caught mid-write cannot be seen:
+ * saves write a temporary file and rename it.
+ */
+export async function waitForSnapshot(path: string, done: (snapshot: MemoryBrokerSnapshot) => boolean, ms = 10_000, what = 'a snapshot save'): Promise<MemoryBrokerSnapshot> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const snapshot = (await readSnapshotFile(path)) as MemoryBrokerSnapshot | undefined;
+    if (snapshot !== undefined && done(snapshot)) return snapshot;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} in ${path}`);
+    await sleep(20);
+  }
+}
+
+/** The offset a snapshot holds for `channel` (0 when it has no stream of it). */
+export function snapshotOffset(snapshot: MemoryBrokerSnapshot, channel: string): number {
+  return snapshot.streams.find((s) => s.channel === channel)?.offset ?? 0;
 }

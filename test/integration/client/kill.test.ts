@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { DisconnectedEvent, SubscribedEvent } from '../../../src/client/index.js';
 import { killAll, startServe, type Serve } from '../../e2e/helpers.js';
-import { createClient, nextEvent, sleep, until, within } from './helpers.js';
+import { createClient, nextEvent, sleep, snapshotOffset, until, waitForSnapshot, within } from './helpers.js';
 
 after(() => killAll());
 
@@ -24,7 +24,8 @@ async function devToken(base: () => string, user: string): Promise<string> {
 test('killed with SIGKILL and restarted: the client sees 1006, reconnects with a new token, resumes (recovered:false: the last save was periodic), keeps the history and sends what it queued, once', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-kill-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = ['--snapshot-file', join(dir, 'history.sb')];
+  const file = join(dir, 'history.sb');
+  const args = ['--snapshot-file', file];
   let server: Serve = await startServe(0, args);
   t.after(() => server.stop());
   const port = server.port;
@@ -39,7 +40,9 @@ test('killed with SIGKILL and restarted: the client sees 1006, reconnects with a
   await subscribed;
   for (let i = 1; i <= 3; i++) await c.publish('chat/killed', i);
   await until(() => got.length === 3, 3000, 'the first three');
-  await sleep(5500); // one periodic save (every 5 s by default) with them in it
+  // One periodic save (every 5 s by default) with them in it.
+  const saved = await waitForSnapshot(file, (s) => snapshotOffset(s, 'chat/killed') === 3, 10_000, 'a periodic save with the three');
+  assert.equal(saved.final, false);
 
   const disconnected = nextEvent(c, 'disconnected', 5000);
   server.child.kill('SIGKILL');

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, defaultConfig, loadConfig, validateConfig } from '../../../src/server/config.js';
+import { ConfigError, defaultConfig, loadConfig, validateConfig } from '../../../src/server/config/index.js';
 
 const base = { auth: { anonymous: true } };
 

@@ -33,6 +33,9 @@ test('random requests on the fallback routes: documented statuses, JSON errors, 
   const target = await openSession(t, base, 'poll', { headers: { Authorization: `Bearer ${token}` } });
 
   let round = 0;
+  // What the fuzzer did to the set of sessions: the ones it opened (201), and whether it ended its target (DELETE → 204).
+  const opened: string[] = [];
+  let targetEnded = false;
   await fc.assert(
     fc.asyncProperty(
       methods,
@@ -46,6 +49,8 @@ test('random requests on the fallback routes: documented statuses, JSON errors, 
         if (withToken) headers.Authorization = `Bearer ${token}`;
         const res = await request(`${base}/rt/session${path}`, { method, headers, body: method === 'GET' || method === 'OPTIONS' ? undefined : body, ms: 2000 });
         assert.ok(STATUSES.has(res.status), `${method} ${path} ${JSON.stringify(body)} → ${res.status} ${res.text}`);
+        if (res.status === 201) opened.push(res.json().session);
+        if (method === 'DELETE' && path === `/${target}` && res.status === 204) targetEnded = true;
         if (res.status >= 400) {
           const json = res.json() as { error?: unknown };
           assert.equal(typeof json.error, 'string', `${method} ${path} → ${res.status} without a JSON error: ${res.text}`);
@@ -62,5 +67,17 @@ test('random requests on the fallback routes: documented statuses, JSON errors, 
     ),
     { numRuns: 150 },
   );
-  assert.equal(server.hub.sessions.size >= 2, true);
+  // Exactly the sessions there should be: the two well-behaved clients, the target unless ended, what the fuzzer opened.
+  const sessions = [...server.hub.sessions.values()];
+  assert.deepEqual(
+    sessions.filter((s) => s.transport.kind === 'websocket').map((s) => s.id),
+    [ws.clientId],
+  );
+  assert.deepEqual(
+    sessions
+      .filter((s) => s.transport.kind !== 'websocket')
+      .map((s) => (s.transport as unknown as { id: string }).id)
+      .sort(),
+    [good, ...(targetEnded ? [] : [target]), ...opened].sort(),
+  );
 });

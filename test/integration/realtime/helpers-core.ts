@@ -16,7 +16,7 @@ import { SignJWT } from 'jose';
 import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { WebSocket, type ClientOptions } from '../../../src/index.js';
-import type { DeepPartial, NamespaceConfig, RealtimeConfig } from '../../../src/server/config.js';
+import type { DeepPartial, NamespaceConfig, RealtimeConfig } from '../../../src/server/config/index.js';
 import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import type { Logger } from '../../../src/realtime/transport.js';
 

@@ -28,7 +28,7 @@ import {
   type TokenOptions,
 } from './helpers-core.js';
 import type { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
-import type { DeepPartial, RealtimeConfig } from '../../../src/server/config.js';
+import type { DeepPartial, RealtimeConfig } from '../../../src/server/config/index.js';
 
 export * from './helpers-core.js';
 

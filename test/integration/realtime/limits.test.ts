@@ -123,7 +123,7 @@ describe('connection limits, before the upgrade', () => {
     await connectAs(t, s.url, 'b');
     const refused = await upgrade(s.base, '/rt');
     assert.equal(refused.status, 503);
-    assert.ok(Number(refused.headers['retry-after']) > 0, 'no Retry-After');
+    assert.equal(refused.headers['retry-after'], '5', 'Retry-After (docs/configuration.md: maxConnections)');
     // The open ones are not disturbed.
     await a.ok('sub', { channel: 'x/y' });
     a.ws.close(1000);
@@ -151,7 +151,7 @@ describe('connection limits, before the upgrade', () => {
     await connectAs(t, s.url, 'b');
     const refused = await upgrade(s.base, '/rt');
     assert.equal(refused.status, 429);
-    assert.ok(Number(refused.headers['retry-after']) > 0, 'no Retry-After');
+    assert.equal(refused.headers['retry-after'], '5', 'Retry-After (docs/configuration.md: maxConnectionsPerIp)');
     // Another address (127.0.0.2 is loopback too) still connects.
     const c = await connectAs(t, s.url, 'c', {}, { localAddress: '127.0.0.2' });
     await c.ok('sub', { channel: 'x/y' });
@@ -204,7 +204,7 @@ describe('connection limits, before the upgrade', () => {
     for (let i = 0; i < 2; i++) assert.equal((await upgrade(s.base, '/rt')).status, 101);
     const refused = await upgrade(s.base, '/rt');
     assert.equal(refused.status, 429);
-    assert.ok(Number(refused.headers['retry-after']) > 0, 'no Retry-After');
+    assert.equal(refused.headers['retry-after'], '1', 'Retry-After (docs/configuration.md: connectionRatePerIp)');
     const other = await connectAs(t, s.url, 'b', {}, { localAddress: '127.0.0.2' });
     await other.ok('sub', { channel: 'x/y' });
     await first.ok('sub', { channel: 'x/y' });

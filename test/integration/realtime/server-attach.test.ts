@@ -78,7 +78,7 @@ test('attach mode: close() leaves the application server running; upgrades durin
   const closed = rt.close();
   const refused = await upgrade(base, '/rt');
   assert.equal(refused.status, 503);
-  assert.ok(Number(refused.headers['retry-after']) > 0);
+  assert.equal(refused.headers['retry-after'], '5', 'Retry-After (docs/http-api.md: server shutting down)');
   assert.equal((await httpRequest(base, '/readyz')).status, 503);
   lingering.ws.resume();
   assert.equal((await lingering.closeOf()).code, 1001);

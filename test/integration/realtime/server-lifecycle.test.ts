@@ -18,15 +18,12 @@ describe('app-level keep-alive', () => {
   test('the server sends {"op":"ping"}; a client that answers pong stays', async (t) => {
     const { url } = await startServer(t, { config });
     const c = await connectAs(t, url, 'alice');
-    const started = Date.now();
-    let pings = 0;
-    while (Date.now() - started < 600) {
+    // Five rounds, each answered: well past the 150 ms timeout of the first ping, so the answers are what keeps it.
+    for (let i = 0; i < 5; i++) {
       const ping = await c.nextOp('ping', 1000);
       assert.deepEqual(ping, { op: 'ping' });
-      pings++;
       c.send({ op: 'pong' });
     }
-    assert.ok(pings >= 3, `only ${pings} pings`);
     assert.equal(c.isClosed, false);
     assert.equal((await c.request('sub', { channel: 'a/b' })).op, 'ok');
   });

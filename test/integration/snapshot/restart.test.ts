@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { SubscribedEvent } from '../../../src/client/index.js';
-import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from '../client/helpers.js';
+import { createClient, createServer, nextEvent, signToken, sleep, snapshotOffset, startServer, until, waitForSnapshot, within } from '../client/helpers.js';
 
 const dirs: string[] = [];
 // Once every test's servers have closed: a server closing saves its final snapshot in its directory,
@@ -84,7 +84,7 @@ describe('in-memory history kept in broker.snapshotFile across a restart', () =>
     assert.equal(position.offset, 3);
 
     // What a crash leaves: the last periodic save. (The process goes on to stop gracefully; its final file is replaced by the crash's.)
-    await sleep(200);
+    await waitForSnapshot(path, (s) => !s.final && snapshotOffset(s, 'chat/crash') === 3, 3000, 'a periodic save with the three');
     const crashed = `${path}.crashed`;
     copyFileSync(path, crashed);
     const disconnected = nextEvent(c, 'disconnected');

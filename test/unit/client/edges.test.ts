@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_GAPS_IN_A_ROW, type ClientError, type SubscribedEvent } from '../../../src/client/index.js';
-import { fakeClock, accept, acceptSubs, flush, makeClient, track, type FakeWebSocket, type Msg } from './fakes.js';
+import { fakeClock, accept, acceptSubs, flush, makeClient, reply, track, type FakeWebSocket, type Msg, type SubAnswer } from './fakes.js';
 
 const FAST = { minDelayMs: 100, maxDelayMs: 100, jitter: 0 };
 
@@ -17,8 +17,9 @@ function msg(ws: FakeWebSocket, channel: string, offset: number, epoch = 'e1', e
   ws.receive({ op: 'msg', channel, offset, epoch, data: offset, time: 1, ...extra });
 }
 
-function answer(ws: FakeWebSocket, request: Msg, fields: Msg = {}): void {
-  ws.receive({ op: 'ok', id: request.id, channel: request.channel, ...fields });
+/** The server's ok to a `sub` (a pattern: no position) or an `unsub`. */
+function answer(ws: FakeWebSocket, request: Msg, fields: SubAnswer = {}): void {
+  ws.receive(request.op === 'unsub' ? reply.unsub(request.id, request.channel) : reply.sub(request.id, request.channel, fields.position ?? null, fields.recovered));
 }
 
 describe('one sub/unsub per channel at a time', () => {
@@ -192,7 +193,7 @@ describe('delivery order across patterns, gaps and epochs', () => {
     const exact = h.client.subscribe('chat/a', { onMessage: (p) => exactGot.push(p.offset) });
     h.client.connect();
     const ws1 = await accept(h);
-    acceptSubs(ws1, (s) => (s.channel === 'chat/a' ? { position: { offset: 10, epoch: 'e1' } } : { position: undefined }));
+    acceptSubs(ws1, (s) => (s.channel === 'chat/a' ? { position: { offset: 10, epoch: 'e1' } } : { position: null }));
     msg(ws1, 'chat/a', 11);
     msg(ws1, 'chat/a', 12);
     ws1.drop(1006);

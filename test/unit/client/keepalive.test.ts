@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DisconnectedEvent } from '../../../src/client/index.js';
-import { fakeClock, accept, acceptAuth, flush, makeClient } from './fakes.js';
+import { fakeClock, accept, acceptAuth, flush, makeClient, reply } from './fakes.js';
 
 describe('dead-link detection', () => {
   test('nothing received for pingTimeoutMs (no ping seen yet): the client drops the connection and reconnects', async (t) => {
@@ -125,7 +125,7 @@ describe('token refresh', () => {
     assert.equal(calls, 1);
     const refresh = ws.sentOps('refresh')[0]!;
     assert.equal(refresh.token, 't2');
-    ws.receive({ op: 'ok', id: refresh.id, expiresIn: 100000 });
+    ws.receive(reply.refresh(refresh.id, 100000));
     await flush();
     // Next: 15 s before the new expiry, without waiting for the server.
     await clock.tick(84999);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SendPacer, utf8Length } from '../../../src/client/pacer.js';
-import { accept, fakeClock, flush, makeClient } from './fakes.js';
+import { accept, DEFAULT_LIMITS, fakeClock, flush, makeClient } from './fakes.js';
 
 describe('SendPacer', () => {
   test('a burst (less a margin of 2), then the rate (less 10 %)', () => {
@@ -21,7 +21,8 @@ describe('SendPacer', () => {
   test('bytes count too; a message larger than the byte burst waits for a full bucket, not forever', () => {
     const p = new SendPacer({ perSecond: 1000, burst: 1000 }, { perSecond: 1000, burst: 102 }, 0);
     p.take(100, 0);
-    assert.ok(p.waitMs(50, 0) > 0);
+    // 100 of the 100 usable bytes (102 less the margin) are gone: 50 more at 900/s (1000 less 10 %) take 55.6 ms.
+    assert.equal(p.waitMs(50, 0), 56);
     assert.equal(p.waitMs(5000, 1000), 0, 'full after a second: the big one goes');
   });
 
@@ -37,7 +38,7 @@ describe('the client paces to the budget in the auth reply', () => {
     const clock = fakeClock(t);
     const h = makeClient('ws://rt.test/rt', { token: 'tok' });
     h.client.connect();
-    const ws = await accept(h, { limits: { messageRate: { perSecond: 10, burst: 6 }, byteRate: { perSecond: 1e6, burst: 1e6 }, maxMessageSize: 65536 } });
+    const ws = await accept(h, { limits: { ...DEFAULT_LIMITS, messageRate: { perSecond: 10, burst: 6 }, byteRate: { perSecond: 1e6, burst: 1e6 } } });
     for (let i = 0; i < 8; i++) void h.client.publish('chat/a', i).catch(() => {});
     await flush();
     // Burst 6 - margin 2 - the auth = 3 now.

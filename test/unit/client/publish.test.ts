@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ClientError, PublishResult } from '../../../src/client/index.js';
-import { fakeClock, accept, flush, makeClient, type Msg, track } from './fakes.js';
+import { fakeClock, accept, DEFAULT_LIMITS, flush, makeClient, reply, type Msg, track } from './fakes.js';
 
 const FAST = { minDelayMs: 100, maxDelayMs: 100, jitter: 0 };
 
@@ -26,8 +26,8 @@ describe('publish', () => {
     assert.equal(pub.volatile, undefined);
     assert.equal(vol.volatile, true);
     assert.notEqual(pub.key, vol.key, 'one key per publish call');
-    ws.receive({ op: 'ok', id: pub.id, offset: 7, epoch: 'e1' });
-    ws.receive({ op: 'ok', id: vol.id, offset: 7, epoch: 'e1' });
+    ws.receive(reply.pub(pub.id, 7, 'e1'));
+    ws.receive(reply.pub(vol.id, 7, 'e1'));
     await flush();
     assert.deepEqual(p.value, { offset: 7, epoch: 'e1', duplicate: false } satisfies PublishResult);
     assert.equal(v.settled, true);
@@ -63,7 +63,9 @@ describe('publish', () => {
     const clock = fakeClock(t);
     const h = makeClient('ws://rt.test/rt', { token: 'tok', requestTimeoutMs: 1000, reconnect: { minDelayMs: 100, maxDelayMs: 100, jitter: 0 } });
     h.client.connect();
-    const ws = await accept(h, { limits: { messageRate: { perSecond: 1000, burst: 1000 }, byteRate: { perSecond: 1e6, burst: 1e6 }, maxMessageSize: 65536, idempotencyTtlMs: 60_000 } });
+    // A server that remembers publish keys for a minute says so in every auth reply.
+    const limits = { ...DEFAULT_LIMITS, messageRate: { perSecond: 1000, burst: 1000 }, byteRate: { perSecond: 1e6, burst: 1e6 }, idempotencyTtlMs: 60_000 };
+    const ws = await accept(h, { limits });
     const sent = track(h.client.publish('chat/a', 'sent once'));
     await flush();
     assert.equal(ws.sentOps('pub').length, 1);
@@ -76,7 +78,7 @@ describe('publish', () => {
       if (h.WS.last !== ws && h.WS.last.readyState === 0) h.WS.last.drop(1006);
     }
     await clock.tick(100);
-    const back = await accept(h);
+    const back = await accept(h, { limits });
     assert.equal(sent.error?.code, 'RT_CLIENT_PUBLISH_UNCERTAIN', JSON.stringify(sent));
     assert.match(sent.error!.message, /may or may not have been published/);
     assert.deepEqual(back.sentOps('pub').map((m) => m.data), ['never sent']);
@@ -107,8 +109,8 @@ describe('publish', () => {
     const p = track(h.client.publish('chat/a', 1));
     await clock.tick(1000);
     const [first, retry] = ws.sentOps('pub') as [Msg, Msg];
-    ws.receive({ op: 'ok', id: first.id, offset: 3, epoch: 'e' });
-    ws.receive({ op: 'ok', id: retry.id, offset: 3, epoch: 'e', duplicate: true });
+    ws.receive(reply.pub(first.id, 3, 'e'));
+    ws.receive(reply.pub(retry.id, 3, 'e', true));
     await flush();
     assert.deepEqual(p.value, { offset: 3, epoch: 'e', duplicate: false });
     await clock.tick(10000);
@@ -129,7 +131,7 @@ describe('publish', () => {
     await clock.tick(1);
     const retry = ws.sentOps('pub')[1]!;
     assert.equal(retry.key, first.key);
-    ws.receive({ op: 'ok', id: retry.id, offset: 1, epoch: 'e' });
+    ws.receive(reply.pub(retry.id, 1, 'e'));
     await flush();
     assert.equal(p.value?.offset, 1);
 
@@ -158,7 +160,7 @@ describe('publish', () => {
     const again = ws2.sentOps('pub')[0]!;
     assert.equal(again.key, first.key);
     assert.deepEqual(again.data, 'x');
-    ws2.receive({ op: 'ok', id: again.id, offset: 5, epoch: 'e', duplicate: true });
+    ws2.receive(reply.pub(again.id, 5, 'e', true));
     await flush();
     assert.deepEqual(p.value, { offset: 5, epoch: 'e', duplicate: true });
     h.client.close();
@@ -184,7 +186,7 @@ describe('publish', () => {
       sends.map((m) => m.data),
       [1, 2, 3],
     );
-    sends.forEach((m, i) => ws2.receive({ op: 'ok', id: m.id, offset: i + 1, epoch: 'e' }));
+    sends.forEach((m, i) => ws2.receive(reply.pub(m.id, i + 1, 'e')));
     await flush();
     assert.deepEqual(
       queued.map((q) => q.value?.offset),
@@ -239,7 +241,7 @@ describe('rpc, presence, history', () => {
     const [r1, r2] = ws.sentOps('rpc') as [Msg, Msg];
     assert.deepEqual(r1.data, { a: 1, b: 2 });
     assert.equal('data' in r2, false);
-    ws.receive({ op: 'ok', id: r1.id, data: 3 });
+    ws.receive(reply.rpc(r1.id, 3));
     ws.receive({ op: 'error', id: r2.id, code: 404, message: 'no rpc method nope' });
     await flush();
     assert.equal(ok.value, 3);
@@ -276,9 +278,9 @@ describe('rpc, presence, history', () => {
     const req = ws2.sentOps('history')[0]!;
     assert.deepEqual(req.since, { offset: 3, epoch: 'e' });
     assert.equal(req.limit, 10);
-    ws2.receive({ op: 'ok', id: req.id, channel: 'chat/a', publications: [], position: { offset: 3, epoch: 'e' }, recovered: true });
+    ws2.receive(reply.history(req.id, 'chat/a', [], { offset: 3, epoch: 'e' }, true));
     const p = ws2.sentOps('presence')[0]!;
-    ws2.receive({ op: 'ok', id: p.id, channel: 'chat/a', clients: {} });
+    ws2.receive(reply.presence(p.id, 'chat/a', {}));
     await flush();
     assert.deepEqual(hist.value, { channel: 'chat/a', publications: [], position: { offset: 3, epoch: 'e' }, recovered: true });
     assert.deepEqual(pres.value, { channel: 'chat/a', clients: {} });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isNewPublication, type ClientError, type SubscribedEvent } from '../../../src/client/index.js';
-import { fakeClock, accept, acceptSubs, flush, makeClient, type FakeWebSocket } from './fakes.js';
+import { fakeClock, accept, acceptSubs, flush, makeClient, reply, type FakeWebSocket } from './fakes.js';
 
 const FAST = { minDelayMs: 100, maxDelayMs: 100, jitter: 0 };
 
@@ -145,7 +145,7 @@ describe('resume', () => {
     const subs = ws1.sentOps('sub');
     assert.equal(subs[0]!.presence, undefined);
     assert.equal(subs[1]!.presence, true);
-    acceptSubs(ws1, (s) => (s.channel === 'chat/+' ? { position: undefined } : {}));
+    acceptSubs(ws1, (s) => (s.channel === 'chat/+' ? { position: null } : {}));
     msg(ws1, 'chat/a', 1);
     msg(ws1, 'chat/b', 1, 'eb');
     msg(ws1, 'chat/b', 1, 'eb'); // a repeat
@@ -180,7 +180,7 @@ describe('resume', () => {
     const done = a.unsubscribe();
     const unsub = ws1.sentOps('unsub')[0]!;
     assert.equal(unsub.channel, 'chat/a');
-    ws1.receive({ op: 'ok', id: unsub.id, channel: 'chat/a' });
+    ws1.receive(reply.unsub(unsub.id, 'chat/a'));
     await done;
     assert.equal(a.state, 'unsubscribed');
     assert.equal(h.client.getSubscription('chat/a'), undefined);
@@ -199,7 +199,7 @@ describe('resume', () => {
     assert.equal(undo.channel, 'chat/b', 'undone after its ok');
     msg(ws1, 'chat/b', 1);
     assert.deepEqual(bGot, []);
-    ws1.receive({ op: 'ok', id: undo.id, channel: 'chat/b' });
+    ws1.receive(reply.unsub(undo.id, 'chat/b'));
     await flush();
     assert.equal(bDone, true);
 
@@ -267,7 +267,7 @@ describe('resume', () => {
     const h = makeClient('ws://rt.test/rt', { reconnect: FAST });
     h.client.connect();
     const ws1 = await accept(h);
-    ws1.receive({ op: 'something-new', x: 1 });
+    ws1.receiveRaw(JSON.stringify({ op: 'something-new', x: 1 })); // from a newer server
     ws1.receive({ op: 'error', code: 400, message: 'unknown op' });
     await flush();
     assert.equal(h.client.state, 'connected');

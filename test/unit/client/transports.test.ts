@@ -11,12 +11,27 @@ import { describe, test } from 'node:test';
 import { Client, type ClientOptions, type DisconnectedEvent } from '../../../src/client/index.js';
 import { closeCodeForStatus } from '../../../src/client/transports/http-session.js';
 import { httpEndpoint, webSocketUrl } from '../../../src/client/transports/transport.js';
-import { fakeClock, FakeNetwork, fakeEventSourceClass, fakeFetch, fakeWebSocketClass, flush, type FetchCall, type Msg } from './fakes.js';
+import {
+  accept,
+  acceptSubs,
+  fakeClock,
+  FakeNetwork,
+  fakeEventSourceClass,
+  fakeFetch,
+  fakeWebSocketClass,
+  flush,
+  makeClient,
+  pollAnswer,
+  reply,
+  sessionOpened,
+  type FetchCall,
+  type Msg,
+} from './fakes.js';
 
 /** Answers session creation with 201 and message POSTs with 204 (auto). */
 function autoServer(call: FetchCall): { status: number; body?: unknown } | undefined {
   if (call.method === 'POST' && call.url.endsWith('/rt/session')) {
-    return { status: 201, body: { session: `s${++sessions}`, transport: (call.body as Msg).transport, pollTimeoutMs: 25000, retryMs: 2000 } };
+    return { status: 201, body: sessionOpened(`s${++sessions}`, (call.body as Msg).transport) };
   }
   if (call.method === 'POST' && /\/rt\/session\/s\d+$/.test(call.url)) return { status: 204 };
   if (call.method === 'DELETE') return { status: 204 };
@@ -56,6 +71,32 @@ describe('URLs', () => {
   });
 });
 
+describe('WebSocket transport', () => {
+  test("protocol 'msgpack': offers switchboard.v1.msgpack, and both directions travel as MessagePack in binary frames (binary data intact)", async () => {
+    const h = makeClient('ws://rt.test/rt', { token: 'tok', protocol: 'msgpack' });
+    const got: unknown[] = [];
+    h.client.subscribe('chat/a', { onMessage: (p) => got.push(p.data) });
+    const connected = h.client.connect();
+    const ws = await accept(h);
+    await connected;
+    assert.deepEqual(ws.protocols, ['switchboard.v1.msgpack']);
+    assert.equal(ws.protocol, 'switchboard.v1.msgpack');
+    // Decoded with the MessagePack codec (a text frame would be a protocol violation of the fake).
+    assert.deepEqual(ws.sent[0], { op: 'auth', id: 1, token: 'tok' });
+    acceptSubs(ws);
+    ws.receive({ op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e1', data: new Uint8Array([0, 1, 255]), time: 1 });
+    await flush();
+    assert.deepEqual(got, [new Uint8Array([0, 1, 255])]);
+    const acked = h.client.publish('chat/a', { bytes: new Uint8Array([7]) });
+    await flush();
+    const pub = ws.sentOps('pub')[0]!;
+    assert.deepEqual(pub.data, { bytes: new Uint8Array([7]) });
+    ws.receive(reply.pub(pub.id, 2, 'e1'));
+    assert.deepEqual(await acked, { offset: 2, epoch: 'e1', duplicate: false });
+    h.client.close();
+  });
+});
+
 describe('SSE transport', () => {
   test('opens a session, streams events, POSTs client messages as arrays, ends with DELETE', async (t) => {
     fakeClock(t);
@@ -76,12 +117,12 @@ describe('SSE transport', () => {
     await flush();
     assert.deepEqual(http.posted(), [{ op: 'auth', id: 1, token: 'tok' }]);
     assert.equal(http.calls[1]!.url, `http://rt.test:8080/rt/session/${session}`);
-    ES.last.receive({ op: 'ok', id: 1, client: 'c1', user: 'alice', expiresIn: null }, 1);
+    ES.last.receive(reply.auth(1, { client: 'c1' }), 1);
     await connected;
     assert.equal(client.transport, 'sse');
     await flush();
     const sub = http.posted().find((m) => m.op === 'sub')!;
-    ES.last.receive({ op: 'ok', id: sub.id, channel: 'chat/a', position: { offset: 0, epoch: 'e' } }, 2);
+    ES.last.receive(reply.sub(sub.id, 'chat/a', { offset: 0, epoch: 'e' }), 2);
     ES.last.receive({ op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 'hello', time: 1 }, 3);
     assert.deepEqual(got, ['hello']);
     // Messages sent in one tick travel in one POST, in order.
@@ -93,7 +134,7 @@ describe('SSE transport', () => {
       (last.body as Msg[]).map((m) => m.data),
       [1, 2],
     );
-    for (const m of last.body as Msg[]) ES.last.receive({ op: 'ok', id: m.id, offset: m.data + 1, epoch: 'e' });
+    for (const m of last.body as Msg[]) ES.last.receive(reply.pub(m.id, m.data + 1, 'e'));
     assert.deepEqual((await Promise.all([p1, p2])).map((r) => r.offset), [2, 3]);
     // A ping over SSE is answered with a pong over POST.
     ES.last.receive({ op: 'ping' });
@@ -219,7 +260,7 @@ describe('SSE transport', () => {
     ES.last.open();
     await flush();
     const sub = http.posted().find((m) => m.op === 'sub')!;
-    ES.last.receive({ op: 'ok', id: sub.id, channel: 'chat/a', position: { offset: 4, epoch: 'e' } });
+    ES.last.receive(reply.sub(sub.id, 'chat/a', { offset: 4, epoch: 'e' }));
     expire = true;
     client.publish('chat/a', 'x').catch(() => {});
     await flush();
@@ -249,25 +290,32 @@ describe('long-polling transport', () => {
     const poll1 = http.pending('GET')[0]!;
     assert.equal(poll1.url, `http://rt.test/rt/session/${session}/poll?ack=0`);
     assert.deepEqual(http.posted(), [{ op: 'auth', id: 1, token: 'tok' }], 'open as soon as the session exists');
-    poll1.respond(200, { messages: [{ id: 1, msg: { op: 'ok', id: 1, client: 'c', user: 'alice', expiresIn: null } }] });
+    poll1.respond(200, pollAnswer([[1, reply.auth(1, { client: 'c' })]]));
     await connected;
     await flush();
     const poll2 = http.pending('GET')[0]!;
     assert.match(poll2.url, /poll\?ack=1$/);
     const sub = http.posted().find((m) => m.op === 'sub')!;
-    poll2.respond(200, {
-      messages: [
-        { id: 2, msg: { op: 'ok', id: sub.id, channel: 'chat/a', position: { offset: 0, epoch: 'e' } } },
-        { id: 3, msg: { op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 'a', time: 1 } },
-      ],
-    });
+    poll2.respond(
+      200,
+      pollAnswer([
+        [2, reply.sub(sub.id, 'chat/a', { offset: 0, epoch: 'e' })],
+        [3, { op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 'a', time: 1 }],
+      ]),
+    );
     await flush();
     const poll3 = http.pending('GET')[0]!;
     assert.match(poll3.url, /poll\?ack=3$/);
     // A repeat of id 3 (a resent answer) is skipped; an empty answer (timeout) just polls again.
-    poll3.respond(200, { messages: [{ id: 3, msg: { op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 'a', time: 1 } }, { id: 4, msg: { op: 'msg', channel: 'chat/a', offset: 2, epoch: 'e', data: 'b', time: 1 } }] });
+    poll3.respond(
+      200,
+      pollAnswer([
+        [3, { op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 'a', time: 1 }],
+        [4, { op: 'msg', channel: 'chat/a', offset: 2, epoch: 'e', data: 'b', time: 1 }],
+      ]),
+    );
     await flush();
-    http.pending('GET')[0]!.respond(200, { messages: [] });
+    http.pending('GET')[0]!.respond(200, pollAnswer([]));
     await flush();
     assert.match(http.pending('GET')[0]!.url, /poll\?ack=4$/);
     assert.deepEqual(got, ['a', 'b']);
@@ -417,7 +465,7 @@ describe('fallback and the way back to WebSocket', () => {
     await flush();
     assert.equal(client.transport, 'sse');
     const subReq = http.posted().find((m) => m.op === 'sub')!;
-    ES.last.receive({ op: 'ok', id: subReq.id, channel: 'chat/a', position: { offset: 0, epoch: 'e' } });
+    ES.last.receive(reply.sub(subReq.id, 'chat/a', { offset: 0, epoch: 'e' }));
     ES.last.receive({ op: 'msg', channel: 'chat/a', offset: 1, epoch: 'e', data: 1, time: 1 });
 
     // The first probe fails: the next one comes upgradeIntervalMs later.
@@ -574,7 +622,7 @@ describe('fallback and the way back to WebSocket', () => {
     WS.last.receive({ op: 'pong' });
     await flush();
     assert.equal(client.transport, 'sse', 'not while an rpc is in flight (it would be lost)');
-    ES.last.receive({ op: 'ok', id: rpcReq.id, data: 42 });
+    ES.last.receive(reply.rpc(rpcReq.id, 42));
     assert.equal(await rpc, 42);
     await clock.tick(1000);
     WS.last.open();

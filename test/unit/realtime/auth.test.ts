@@ -23,7 +23,7 @@ import {
 } from '../../../src/realtime/auth.js';
 import { isValidChannel, isValidPattern, matchesPattern } from '../../../src/wire/channel.js';
 import type { HubAuth, NamespaceRules } from '../../../src/realtime/hub.js';
-import type { NamespaceConfig } from '../../../src/server/config.js';
+import type { NamespaceConfig } from '../../../src/server/config/index.js';
 import { RealtimeCloseCode } from '../../../src/wire/messages.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';

@@ -16,7 +16,7 @@ import {
   type DeepPartial,
   type NamespaceConfig,
   type RealtimeConfig,
-} from '../../../src/server/config.js';
+} from '../../../src/server/config/index.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
 const anon: DeepPartial<RealtimeConfig> = { auth: { anonymous: true } };
@@ -49,46 +49,72 @@ function errorsOf(fn: () => unknown): string[] {
 const load = (overrides: DeepPartial<RealtimeConfig>) => loadConfig({ env: {}, overrides: { ...anon, ...overrides } });
 const failing = (overrides: DeepPartial<RealtimeConfig>) => errorsOf(() => load(overrides));
 
+/** The namespace defaults, as docs/configuration.md lists them (written out: not built with the code under test). */
+const NAMESPACE_DEFAULTS: NamespaceConfig = {
+  prefix: '',
+  history: { size: 0, ttlMs: 0 },
+  presence: 'off',
+  presenceBatchMs: 0,
+  clientPublish: true,
+  anonymousSubscribe: false,
+  anonymousPublish: false,
+};
+
+/** Every default, as docs/configuration.md lists them. */
+const DEFAULTS: RealtimeConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  path: '/rt',
+  allowedOrigins: [],
+  trustedProxies: [],
+  compression: {
+    enabled: false,
+    threshold: 1024,
+    level: 3,
+    serverNoContextTakeover: false,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    idleReleaseMs: 10000,
+    concurrencyLimit: 10,
+  },
+  auth: { anonymous: false, authTimeoutMs: 5000, refreshGraceMs: 10000, cookieName: 'sb_token', ticketTtlMs: 30000 },
+  namespaces: [NAMESPACE_DEFAULTS],
+  limits: {
+    maxConnections: 10000,
+    maxConnectionsPerIp: 100,
+    connectionRatePerIp: { perSecond: 10, burst: 20 },
+    messageRate: { perSecond: 50, burst: 100 },
+    byteRate: { perSecond: 1048576, burst: 2097152 },
+    maxMessageSize: 65536,
+    maxDataDepth: 32,
+    maxSubscriptions: 100,
+    sendHighWaterMark: 1048576,
+    slowConsumer: 'disconnect',
+  },
+  heartbeat: { intervalMs: 25000, timeoutMs: 10000 },
+  idleTimeoutMs: 0,
+  shutdown: { timeoutMs: 10000, reconnectJitterMs: 5000 },
+  broker: { type: 'memory', snapshotIntervalMs: 5000 },
+  log: { level: 'info' },
+  metrics: { enabled: true },
+  fallbacks: {
+    enabled: true,
+    graceMs: 30000,
+    pollTimeoutMs: 25000,
+    sseKeepAliveMs: 15000,
+    sseRetryMs: 2000,
+    bufferMessages: 1000,
+    bufferBytes: 1048576,
+  },
+};
+
 describe('defaults', () => {
   it('has the documented defaults', () => {
+    assert.deepEqual(defaultConfig(), DEFAULTS);
+    assert.deepEqual(DEFAULT_NAMESPACE, NAMESPACE_DEFAULTS);
+    // Loaded with nothing configured (but anonymous): the same, no tls and no apiKey.
     const c = load({});
-    const d = defaultConfig();
-    assert.deepEqual(c, { ...d, auth: { ...d.auth, anonymous: true } });
-    assert.equal(c.host, '127.0.0.1');
-    assert.equal(c.port, 8080);
-    assert.equal(c.path, '/rt');
-    assert.deepEqual(c.allowedOrigins, []);
-    assert.deepEqual(c.auth, { anonymous: true, authTimeoutMs: 5000, refreshGraceMs: 10000, cookieName: 'sb_token', ticketTtlMs: 30000 });
-    assert.deepEqual(c.namespaces, [{ ...DEFAULT_NAMESPACE, history: { size: 0, ttlMs: 0 } }]);
-    assert.deepEqual(c.limits, {
-      maxConnections: 10000,
-      maxConnectionsPerIp: 100,
-      connectionRatePerIp: { perSecond: 10, burst: 20 },
-      messageRate: { perSecond: 50, burst: 100 },
-      byteRate: { perSecond: 1048576, burst: 2097152 },
-      maxMessageSize: 65536,
-      maxDataDepth: 32,
-      maxSubscriptions: 100,
-      sendHighWaterMark: 1048576,
-      slowConsumer: 'disconnect',
-    });
-    assert.deepEqual(c.heartbeat, { intervalMs: 25000, timeoutMs: 10000 });
-    assert.equal(c.idleTimeoutMs, 0);
-    assert.deepEqual(c.shutdown, { timeoutMs: 10000, reconnectJitterMs: 5000 });
-    assert.deepEqual(c.broker, { type: 'memory', snapshotIntervalMs: 5000 });
-    assert.deepEqual(c.trustedProxies, []);
-    assert.deepEqual(c.compression, {
-      enabled: false,
-      threshold: 1024,
-      level: 3,
-      serverNoContextTakeover: false,
-      clientNoContextTakeover: true,
-      serverMaxWindowBits: 15,
-      idleReleaseMs: 10000,
-      concurrencyLimit: 10,
-    });
-    assert.deepEqual(c.log, { level: 'info' });
-    assert.deepEqual(c.metrics, { enabled: true });
+    assert.deepEqual(c, { ...DEFAULTS, auth: { ...DEFAULTS.auth, anonymous: true } });
     assert.equal(c.tls, undefined);
     assert.equal(c.apiKey, undefined);
   });
@@ -136,7 +162,15 @@ namespaces:
       assert.equal(c.port, 9001);
       assert.deepEqual(c.allowedOrigins, ['https://app.example.com']);
       const chat = c.namespaces.find((ns) => ns.prefix === 'chat')!;
-      assert.deepEqual(chat, { ...DEFAULT_NAMESPACE, prefix: 'chat', history: { size: 100, ttlMs: 60000 }, presence: 'full' });
+      assert.deepEqual(chat, {
+        prefix: 'chat',
+        history: { size: 100, ttlMs: 60000 },
+        presence: 'full',
+        presenceBatchMs: 0,
+        clientPublish: true,
+        anonymousSubscribe: false,
+        anonymousPublish: false,
+      });
       assert.ok(c.namespaces.some((ns) => ns.prefix === ''));
     }
   });
@@ -449,7 +483,16 @@ describe('validation messages', () => {
       'trustedProxies[0]: expected an IP address or a CIDR range (like "10.0.0.0/8"), got "nginx"',
       'trustedProxies[1]: expected an IP address or a CIDR range (like "10.0.0.0/8"), got "10.0.0.0/33"',
     ]);
-    assert.deepEqual(load({ compression: { enabled: true } }).compression, { ...defaultConfig().compression, enabled: true });
+    assert.deepEqual(load({ compression: { enabled: true } }).compression, {
+      enabled: true,
+      threshold: 1024,
+      level: 3,
+      serverNoContextTakeover: false,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 15,
+      idleReleaseMs: 10000,
+      concurrencyLimit: 10,
+    });
     assert.deepEqual(failing({ compression: { treshold: 1 } as object }), ['compression.treshold: unknown key (did you mean threshold?)']);
     assert.deepEqual(failing({ compression: { level: 10, serverMaxWindowBits: 7 } }), [
       'compression.level: must be between -1 and 9, got 10',

@@ -4,7 +4,7 @@
  * differences per second, and snapshots are published on an interval.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { DASHBOARD_CHANNEL, MAX_CHANNELS, startDashboardFeed, type DashboardSnapshot } from '../../../src/server/dashboard-feed.js';
 import { Metrics } from '../../../src/server/metrics.js';
 import { closeMeaning } from '../../../src/client/index.js';
@@ -23,7 +23,19 @@ function source(channels: { channel: string; subscribers: number }[] = []) {
   };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Let pending promise callbacks run (setImmediate is not mocked). */
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Mock setInterval and Date (from t = 1 000 000 ms); `tick` advances them and lets the snapshots settle. */
+function fakeClock(t: TestContext): { tick(ms: number): Promise<void> } {
+  t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
+  return {
+    async tick(ms: number) {
+      t.mock.timers.tick(ms);
+      for (let i = 0; i < 5; i++) await flush();
+    },
+  };
+}
 
 describe('dashboard feed', () => {
   it('reports connections by transport, subscriptions, channels (busiest first), closes and errors', async () => {
@@ -103,44 +115,64 @@ describe('dashboard feed', () => {
     }
   });
 
-  it('computes rates per second from counter differences between snapshots', async () => {
+  it('computes rates per second from counter differences between snapshots', async (t) => {
+    const clock = fakeClock(t);
     const s = source();
     const feed = startDashboardFeed(s, { intervalMs: 60_000 });
     try {
-      await feed.snapshot();
+      const first = await feed.snapshot();
+      assert.equal(first.intervalS, 0);
+      assert.deepEqual(first.rates, { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, deliveries: 0 });
       for (let i = 0; i < 10; i++) s.metrics.messageIn(100);
       s.metrics.messagesOut(4, 400);
-      await sleep(200);
+      await clock.tick(200);
       const snap = await feed.snapshot();
-      assert.ok(snap.intervalS >= 0.19 && snap.intervalS < 1, `interval ${snap.intervalS}`);
-      // 10 messages in ~0.2 s: ~50/s.
-      assert.ok(snap.rates.messagesIn > 20 && snap.rates.messagesIn <= 55, `messagesIn ${snap.rates.messagesIn}/s`);
-      assert.ok(snap.rates.bytesIn > 2000, `bytesIn ${snap.rates.bytesIn}/s`);
+      assert.equal(snap.time, 1_000_200);
+      assert.equal(snap.intervalS, 0.2);
+      // 10 messages of 100 bytes in 0.2 s; 4 messages out (400 bytes) in 0.2 s.
+      assert.deepEqual(snap.rates, { messagesIn: 50, messagesOut: 20, bytesIn: 5000, bytesOut: 2000, deliveries: 0 });
       assert.equal(snap.totals.messagesIn, 10);
       assert.equal(snap.totals.messagesOut, 4);
+      await clock.tick(1000);
       const next = await feed.snapshot();
+      assert.equal(next.intervalS, 1);
       assert.equal(next.rates.messagesIn, 0);
+      assert.equal(next.uptimeS, 1);
     } finally {
       feed.stop();
     }
   });
 
-  it('publishes a snapshot on its channel every interval, and stops', async () => {
+  it('publishes a snapshot on its channel every interval, and stops', async (t) => {
+    const clock = fakeClock(t);
     const s = source(Array.from({ length: MAX_CHANNELS + 10 }, (_, i) => ({ channel: `c/${i}`, subscribers: 1 })));
     const feed = startDashboardFeed(s, { intervalMs: 40 });
-    await sleep(190);
-    feed.stop();
-    const n = s.published.length;
-    assert.ok(n >= 3, `${n} snapshots`);
-    assert.ok(s.published.every((p) => p.channel === DASHBOARD_CHANNEL));
-    const last = s.published[n - 1]!.data;
+    // The first one after one interval, not before.
+    await clock.tick(39);
+    assert.equal(s.published.length, 0);
+    await clock.tick(1);
+    assert.equal(s.published.length, 1);
+    await clock.tick(40);
+    await clock.tick(40);
+    assert.deepEqual(
+      s.published.map((p) => [p.channel, p.data.time]),
+      [
+        [DASHBOARD_CHANNEL, 1_000_040],
+        [DASHBOARD_CHANNEL, 1_000_080],
+        [DASHBOARD_CHANNEL, 1_000_120],
+      ],
+    );
+    const last = s.published[2]!.data;
+    assert.equal(last.intervalS, 0.04);
     assert.equal(last.channels.length, MAX_CHANNELS);
     assert.equal(last.channelCount, MAX_CHANNELS + 10);
-    await sleep(100);
-    assert.equal(s.published.length, n, 'published after stop()');
+    feed.stop();
+    await clock.tick(400);
+    assert.equal(s.published.length, 3, 'published after stop()');
   });
 
-  it('reports a failed publication and goes on', async () => {
+  it('reports a failed publication and goes on', async (t) => {
+    const clock = fakeClock(t);
     const s = source();
     const errors: unknown[] = [];
     let calls = 0;
@@ -154,10 +186,14 @@ describe('dashboard feed', () => {
       },
       { intervalMs: 30, onError: (err) => errors.push(err) },
     );
-    await sleep(130);
+    await clock.tick(30);
+    assert.equal(calls, 1);
+    assert.equal(errors.length, 1);
+    await clock.tick(30);
+    await clock.tick(30);
     feed.stop();
-    assert.ok(calls >= 2, `${calls} attempts`);
-    assert.ok(errors.length >= 2);
-    assert.match(String(errors[0]), /broker down/);
+    await clock.tick(30);
+    assert.equal(calls, 3, 'one attempt per interval, going on after each failure');
+    assert.deepEqual(errors.map(String), Array(3).fill('Error: broker down'));
   });
 });
