@@ -58,8 +58,17 @@
  * A Redis that is down never crashes the node: publish, history and
  * subscribe reject with `code: 'RT_ERR_BROKER_UNAVAILABLE'` meanwhile (never
  * queued), ioredis reconnects, and after the subscriber reconnects every
- * subscription is made again and the node's continuity is asked to refill
- * what it missed (`onResubscribed`).
+ * subscription is made again and the node's continuity refills what it
+ * missed.
+ *
+ * ## Continuity
+ *
+ * Redis pub/sub is at most once. Everything the subscriber receives goes
+ * through a Continuity (../continuity.ts): per channel subscribed by name it
+ * delivers in offset order, drops duplicates and refills gaps from
+ * `history` (at most `refillLimit` per gap); after a reconnect it refills
+ * every such channel (`resync`). Patterns and volatile publications pass
+ * through as received.
  */
 import type { Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
@@ -74,6 +83,7 @@ import type {
   PublishOptions,
   PublishResult,
 } from '../broker.js';
+import { Continuity } from '../continuity.js';
 import { closedError, invalidChannel, Link, randomId, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
 import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
@@ -90,10 +100,13 @@ export interface RedisBrokerOptions extends RedisConnectionOptions {
    * Default 24 hours.
    */
   historyMetaTtlMs?: number;
+  /** At most this many publications read from history to refill one gap. Default 1000. */
+  refillLimit?: number;
+  /** A gap of `missing` publications was found on a channel and is being refilled (metrics, logs). */
+  onGap?: (channel: string, missing: number) => void;
   /**
-   * Called after the subscriber connection came back and every subscription
-   * was made again: publications in between were missed, refill them from
-   * history (the node's continuity `resync()`).
+   * Called after the subscriber connection came back, every subscription was
+   * made again and the continuity refilled what it could (metrics, logs).
    */
   onResubscribed?: () => void | Promise<void>;
 }
@@ -125,6 +138,7 @@ export class RedisBroker implements Broker {
   readonly #replidKey: string;
 
   #handler: BrokerHandler | undefined = undefined;
+  readonly #continuity: Continuity;
   /** Channels subscribed by name → their SUBSCRIBE. */
   readonly #exact = new Map<string, Promise<unknown>>();
   /** Patterns → the PSUBSCRIBEs of their globs. */
@@ -145,6 +159,18 @@ export class RedisBroker implements Broker {
     this.#onError = options.onError ?? ((err) => console.error('switchboard redis broker:', err));
     this.#idKey = `${this.#prefix}id`;
     this.#replidKey = `${this.#prefix}replid`;
+    const refillLimit = Math.max(1, options.refillLimit ?? 1000);
+    this.#continuity = new Continuity({
+      history: (channel, since) => this.history(channel, { since, limit: refillLimit }),
+      ...(options.onGap === undefined ? {} : { onGap: options.onGap }),
+      onError: (err) => this.#report(err),
+    });
+    // The handler behind continuity never throws into it (a refill delivers from a promise).
+    this.#continuity.setHandler({
+      onPublication: (pub) => this.#safely((h) => h.onPublication(pub)),
+      onJoin: (channel, info) => this.#safely((h) => h.onJoin(channel, info)),
+      onLeave: (channel, info) => this.#safely((h) => h.onLeave(channel, info)),
+    });
     this.#cmd = new Link(options, 'cmd', {}, (redis) => this.#checkFailover(redis));
     this.#cmd.redis.defineCommand('sbPublish', { lua: PUBLISH_LUA });
     this.#cmd.redis.defineCommand('sbHistory', { lua: HISTORY_LUA });
@@ -223,10 +249,13 @@ export class RedisBroker implements Broker {
       if (!isValidChannel(channel)) throw invalidChannel(channel);
       let done = this.#exact.get(channel);
       if (done === undefined) {
+        this.#continuity.track(channel);
         done = this.#sub.run((redis) => redis.subscribe(pubsubName(this.#prefix, channel)));
         this.#exact.set(channel, done);
         done.catch(() => {
-          if (this.#exact.get(channel) === done) this.#exact.delete(channel);
+          if (this.#exact.get(channel) !== done) return;
+          this.#exact.delete(channel);
+          this.#continuity.untrack(channel);
         });
       }
       await done;
@@ -238,6 +267,7 @@ export class RedisBroker implements Broker {
     if (isPattern(channel)) {
       if (this.#patterns.has(channel)) await this.#dropPattern(channel);
     } else if (this.#exact.delete(channel)) {
+      this.#continuity.untrack(channel);
       // Down: the subscription went with the connection, and is not made again.
       if (this.#sub.usable) await this.#sub.redis.unsubscribe(pubsubName(this.#prefix, channel)).catch(() => undefined);
     }
@@ -290,6 +320,7 @@ export class RedisBroker implements Broker {
     if (this.#closed) return;
     this.#closed = true;
     this.#handler = undefined;
+    for (const channel of this.#exact.keys()) this.#continuity.untrack(channel);
     this.#exact.clear();
     this.#patterns.clear();
     this.#index.clear();
@@ -341,12 +372,14 @@ export class RedisBroker implements Broker {
     if (globs.length > 0) await redis.psubscribe(...globs);
     const again = this.#subscribedOnce;
     this.#subscribedOnce = true;
-    if (again && this.#onResubscribed !== undefined) {
-      // After the Link marks the connection usable: continuity reads history through it.
+    if (again) {
+      // After the Link marks the connection usable (the refill reads history through the other one, but
+      // may race its reconnect: a failed refill delivers what it holds and the next gap refills again).
       queueMicrotask(() => {
-        Promise.resolve()
-          .then(() => this.#onResubscribed!())
-          .catch((err) => this.#onError(err));
+        this.#continuity
+          .resync()
+          .then(() => this.#onResubscribed?.())
+          .catch((err) => this.#report(err));
       });
     }
   }
@@ -360,9 +393,26 @@ export class RedisBroker implements Broker {
     if (bumped === 1) this.#onError(new Error('switchboard redis broker: connected to a promoted replica; every channel starts a new epoch'));
   }
 
-  #receive(name: Buffer, bytes: Buffer): void {
+  #safely(deliver: (handler: BrokerHandler) => void): void {
     const handler = this.#handler;
     if (handler === undefined) return;
+    try {
+      deliver(handler);
+    } catch (err) {
+      this.#report(err);
+    }
+  }
+
+  #report(err: unknown): void {
+    try {
+      this.#onError(err);
+    } catch {
+      // nothing left to tell
+    }
+  }
+
+  #receive(name: Buffer, bytes: Buffer): void {
+    if (this.#handler === undefined) return;
     const channel = channelOf(this.#prefix, name.toString());
     if (channel === undefined) return;
     // Still subscribed (unsubscribe is local first), and matched for real (a glob's * spans segments).
@@ -371,15 +421,11 @@ export class RedisBroker implements Broker {
       const frame = decodeFrame(channel, bytes);
       if (frame === undefined || frame.nonce === this.#lastNonce) return;
       this.#lastNonce = frame.nonce;
-      if (frame.kind === 'pub') handler.onPublication(frame.pub);
-      else if (frame.kind === 'join') handler.onJoin(channel, frame.info);
-      else handler.onLeave(channel, frame.info);
+      if (frame.kind === 'pub') this.#continuity.onPublication(frame.pub);
+      else if (frame.kind === 'join') this.#continuity.onJoin(channel, frame.info);
+      else this.#continuity.onLeave(channel, frame.info);
     } catch (err) {
-      try {
-        this.#onError(err);
-      } catch {
-        // nothing left to tell
-      }
+      this.#report(err); // a malformed frame
     }
   }
 }

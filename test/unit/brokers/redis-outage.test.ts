@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { isDeepStrictEqual } from 'node:util';
 import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { RedisBroker, RedisPresenceStore } from '../../../src/brokers/redis/redis-broker.js';
@@ -100,6 +101,36 @@ describe('redis broker: Redis down 3 s and back', () => {
       process.off('unhandledRejection', onCrash);
       await node.close();
       await presence.close();
+    }
+  });
+
+  it('a dropped subscriber connection: what was published meanwhile is refilled from history, in order, once', async () => {
+    let resubscribed = 0;
+    const node = new RedisBroker({ url: server.url, onError: () => {}, onResubscribed: () => void resubscribed++ });
+    const other = new RedisBroker({ url: server.url });
+    const admin = new Redis(server.url);
+    const rec = new Recorder();
+    node.setHandler(rec);
+    const H = { history: { size: 100, ttlMs: 0 } };
+    try {
+      await Promise.all([node.ready(), other.ready()]);
+      await node.subscribe('feed');
+      for (let i = 1; i <= 5; i++) await other.publish('feed', i, H);
+      await rec.waitFor(5);
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // only the node's subscriber is one
+      for (let i = 6; i <= 20; i++) await other.publish('feed', i, H);
+      await rec.waitFor(20);
+      await until(() => resubscribed === 1, 3000, 'onResubscribed');
+      await other.publish('feed', 21, H);
+      await rec.waitFor(21);
+      assert.deepEqual(
+        rec.pubs.map((p) => p.offset),
+        Array.from({ length: 21 }, (_, i) => i + 1),
+      );
+    } finally {
+      admin.disconnect();
+      await node.close();
+      await other.close();
     }
   });
 
