@@ -32,8 +32,17 @@ export function encodeInfo(info: ClientInfo): Buffer {
   return toBuffer(encode(info));
 }
 
+/**
+ * MessagePack from a received Buffer. Decoded bytes are views into the
+ * input: a plain Uint8Array copy of just this part (not a Buffer, not the
+ * socket's chunk) is what the data had when it was published.
+ */
+function unpack(bytes: Uint8Array): unknown {
+  return decode(new Uint8Array(bytes));
+}
+
 export function decodeInfo(bytes: Uint8Array): ClientInfo {
-  return decode(bytes) as ClientInfo;
+  return unpack(bytes) as ClientInfo;
 }
 
 /** Split `count` `:`-terminated ASCII fields off the front of `buf`; the rest is the body. */
@@ -50,7 +59,7 @@ function fields(buf: Buffer, start: number, count: number): { fields: string[]; 
 }
 
 function publication(channel: string, offset: string, epoch: string, time: string, payload: Buffer): Publication {
-  const [data, from] = decode(payload) as [unknown, ClientInfo | undefined];
+  const [data, from] = unpack(payload) as [unknown, ClientInfo | undefined];
   const pub: Publication = { channel, offset: Number(offset), epoch, data, time: Number(time) };
   if (from !== undefined) pub.from = from;
   return pub;
