@@ -1,0 +1,468 @@
+/**
+ * `NatsBroker`: the Broker contract (../broker.ts) on NATS, for a cluster of
+ * nodes. Core NATS carries the fan-out; JetStream keeps offsets, epochs,
+ * history and idempotency keys (history-stream.ts says how). Beside it:
+ * `NatsPresenceStore` (presence.ts), subjects (subjects.ts), what is
+ * written (records.ts), the connection and its errors (connection.ts).
+ *
+ * ## Fan-out
+ *
+ * A publish appends its record to JetStream first (that assigns the
+ * offset), then publishes the publication on the channel's core subject
+ * `<prefix>.c.<tokens>` (subjects.ts: `/` → `.`, escaped segments).
+ * Publishes of one node on one channel run one after another (a queue per
+ * channel), so its fan-out leaves in offset order; fan-outs of several nodes
+ * may cross on the way, and core NATS is at most once, so everything received
+ * goes through a `Continuity` (../continuity.ts): offset order per channel
+ * subscribed by name, gaps refilled from history, duplicates dropped, and a
+ * `resync()` after every reconnect. Presence events use the same subjects,
+ * so they keep their order with the publications.
+ *
+ * ## Interest
+ *
+ * The node subscribes on NATS only to what `subscribe` was asked for: a
+ * channel is one subject, a pattern one or two (`a/#` is `a` and `a.>`).
+ * `subscribe` resolves once the server has the subscription (a flush), so
+ * every publication made afterwards, on any node, reaches it. A message that
+ * several of the node's subscriptions match arrives once per subscription
+ * from NATS and is delivered once (a window of recent message ids), and only
+ * while one of the node's subscriptions still matches its channel.
+ *
+ * ## Failure
+ *
+ * While NATS is unreachable every operation rejects at once with
+ * `RT_ERR_BROKER_UNAVAILABLE` (unsubscribe and close still work: they are
+ * local first); nats.js reconnects, restores the subscriptions, and the
+ * broker looks for its stream again (a lost stream is re-created, with new
+ * epochs) and resyncs. Nothing is thrown into the event loop.
+ */
+import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
+import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  Publication,
+  PublishOptions,
+  PublishResult,
+  StreamPosition,
+} from '../broker.js';
+import { Continuity } from '../continuity.js';
+import { asBrokerError, brokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';
+import { HistoryStream, messageId, randomId, type Head } from './history-stream.js';
+import { decodeFanout, encodePresence, encodePublication, KIND_HISTORY, KIND_POSITION, recordToPublication, type StoredRecord } from './records.js';
+import { channelTokens, isValidPrefix, patternFilters } from './subjects.js';
+
+export { NatsPresenceStore, type NatsPresenceOptions } from './presence.js';
+
+export interface NatsBrokerOptions extends NatsConnectOptions {
+  /** The JetStream stream of history, offsets and idempotency keys. Default `SWITCHBOARD`. */
+  streamName?: string;
+  /** First subject tokens of everything this broker publishes. Default `sb`. */
+  subjectPrefix?: string;
+  /** How long a channel's position and history outlive its last publication (the stream's max age). Default 24 h. */
+  maxAgeMs?: number;
+  /** The largest history size kept per channel (the stream's max messages per subject). Default 1000. */
+  maxHistorySize?: number;
+  /** The stream's duplicate window: the longest an idempotency key is remembered. Default 5 minutes (the protocol's window). */
+  duplicateWindowMs?: number;
+  /** Stream replicas (a NATS cluster). Default 1. */
+  replicas?: number;
+  /** Stream storage. Default `file` (epochs survive a nats-server restart). */
+  storage?: 'file' | 'memory';
+  /** At most this many publications per refill of a gap. Default 1000. */
+  refillLimit?: number;
+  /** The clock of publication times and history TTLs. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Remembered heads of channels this node published on (the expected sequence of its next publish). */
+const MAX_HEADS = 10_000;
+/** Recent fan-out message ids, to deliver a message matched by several subscriptions once. */
+const SEEN_WINDOW = 4096;
+/** Rounds of "another node published first" before a publish gives up. */
+const MAX_ATTEMPTS = 100;
+
+interface NodeSubscription {
+  subs: Subscription[];
+  ready: Promise<void>;
+}
+
+function streamMissing(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10059;
+  return err instanceof Error && (err.name === 'JetStreamNotEnabled' || err.name === 'NoRespondersError');
+}
+
+export class NatsBroker implements Broker {
+  readonly #link: Link;
+  readonly #stream: HistoryStream;
+  readonly #prefix: string;
+  readonly #now: () => number;
+  readonly #onError: (err: unknown) => void;
+  readonly #refillLimit: number;
+  readonly #continuity: Continuity;
+
+  readonly #subs = new Map<string, NodeSubscription>();
+  readonly #exact = new Set<string>();
+  readonly #patterns = new PatternIndex<string>();
+  readonly #heads = new Map<string, Head>();
+  readonly #queues = new Map<string, Promise<void>>();
+  readonly #seen = new Set<string>();
+  readonly #nodeId = randomId(8);
+  #counter = 0;
+  #closed = false;
+
+  /** Connect to NATS and find (or create) the stream. Rejects with RT_ERR_BROKER_UNAVAILABLE when NATS or JetStream is not there. */
+  static async connect(options: NatsBrokerOptions = {}): Promise<NatsBroker> {
+    const prefix = options.subjectPrefix ?? 'sb';
+    if (!isValidPrefix(prefix)) throw new TypeError(`subjectPrefix: not a subject prefix: ${JSON.stringify(prefix)}`);
+    const streamName = options.streamName ?? 'SWITCHBOARD';
+    if (!/^[A-Za-z0-9_-]+$/.test(streamName)) throw new TypeError(`streamName: letters, digits, - and _ only: ${JSON.stringify(streamName)}`);
+    const timeout = options.requestTimeoutMs ?? 5000;
+    const link = await Link.open(options, 'switchboard-broker');
+    try {
+      const js = jetstream(link.nc, { timeout });
+      const jsm = await jetstreamManager(link.nc, { timeout });
+      const maxAgeMs = Math.max(1000, options.maxAgeMs ?? 24 * 3600_000);
+      const stream = new HistoryStream(link, js, jsm, {
+        streamName,
+        subjectPrefix: prefix,
+        maxAgeMs,
+        maxHistorySize: Math.max(1, options.maxHistorySize ?? 1000),
+        duplicateWindowMs: Math.max(1000, options.duplicateWindowMs ?? IDEMPOTENCY_TTL_MS),
+        replicas: Math.max(1, options.replicas ?? 1),
+        storage: options.storage ?? 'file',
+        requestTimeoutMs: timeout,
+      });
+      await stream.ensure();
+      return new NatsBroker(link, stream, prefix, options);
+    } catch (err) {
+      await link.close();
+      throw asBrokerError(err);
+    }
+  }
+
+  private constructor(link: Link, stream: HistoryStream, prefix: string, options: NatsBrokerOptions) {
+    this.#link = link;
+    this.#stream = stream;
+    this.#prefix = prefix;
+    this.#now = options.now ?? Date.now;
+    this.#onError = options.onError ?? ((err) => console.error('NatsBroker:', err));
+    this.#refillLimit = Math.max(1, options.refillLimit ?? 1000);
+    this.#continuity = new Continuity({
+      history: (channel, since) => this.history(channel, { since, limit: this.#refillLimit }),
+      onError: (err) => this.#onError(err),
+    });
+    link.onReconnect(() => void this.#afterReconnect());
+  }
+
+  /** The id of the JetStream stream (part of every epoch; a re-created stream has another). */
+  get streamId(): string | undefined {
+    return this.#stream.id;
+  }
+
+  /** Whether the NATS connection is up now. */
+  get connected(): boolean {
+    return this.#link.up;
+  }
+
+  setHandler(handler: BrokerHandler): void {
+    this.#continuity.setHandler({
+      onPublication: (pub) => this.#safely(() => handler.onPublication(pub)),
+      onJoin: (channel, info) => this.#safely(() => handler.onJoin(channel, info)),
+      onLeave: (channel, info) => this.#safely(() => handler.onLeave(channel, info)),
+    });
+  }
+
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    this.#ready(channel);
+    try {
+      if (options.volatile) return await this.#publishVolatile(channel, data, options);
+      return await this.#serial(channel, () => this.#retryOnLostStream(() => this.#publishStored(channel, data, options)));
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    const pattern = isPattern(channel);
+    if (pattern ? !isValidPattern(channel) : !isValidChannel(channel)) throw invalidChannel(channel);
+    this.#link.check();
+    const known = this.#subs.get(channel);
+    if (known !== undefined) return known.ready;
+    const callback = (err: Error | null, msg: Msg): void => {
+      if (err === null) this.#receive(msg);
+    };
+    const subs = patternFilters(channel).map((f) => this.#link.nc.subscribe(`${this.#prefix}.c.${f}`, { callback }));
+    // Once the server answers the flush it has the subscription: every later publication reaches it.
+    const ready = this.#link.nc.flush().catch((err: unknown) => {
+      if (this.#subs.get(channel) === entry) this.#drop(channel);
+      throw asBrokerError(err);
+    });
+    const entry: NodeSubscription = { subs, ready };
+    this.#subs.set(channel, entry);
+    if (pattern) this.#patterns.add(channel, channel);
+    else {
+      this.#exact.add(channel);
+      this.#continuity.track(channel);
+    }
+    return ready;
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    this.#drop(channel);
+  }
+
+  async publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
+    this.#ready(channel);
+    try {
+      this.#link.nc.publish(this.#fanoutSubject(channel), encodePresence(this.#messageId(), kind, channel, info));
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async history(channel: string, filter: HistoryFilter = {}): Promise<HistoryResult> {
+    this.#ready(channel);
+    try {
+      return await this.#retryOnLostStream(() => this.#history(channel, filter));
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async removeHistory(channel: string): Promise<void> {
+    this.#ready(channel);
+    try {
+      await this.#serial(channel, () =>
+        this.#retryOnLostStream(async () => {
+          this.#heads.delete(channel);
+          await this.#stream.reset(channel, this.#now());
+        }),
+      );
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const channel of [...this.#subs.keys()]) this.#drop(channel);
+    this.#heads.clear();
+    this.#seen.clear();
+    await this.#link.close();
+  }
+
+  // ---- publishing ---------------------------------------------------------
+
+  async #publishStored(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
+    const now = this.#now();
+    const stream = this.#stream;
+    const history = options.history;
+    const size = history !== undefined && history.size > 0 ? Math.min(Math.floor(history.size), stream.options.maxHistorySize) : 0;
+    const key = options.idempotencyKey;
+    const keyTtlMs = key === undefined ? 0 : Math.min(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS, stream.options.duplicateWindowMs);
+    const baseId = key === undefined ? undefined : messageId(channel, key);
+    let msgId = baseId;
+    let head = this.#heads.get(channel) ?? (await stream.head(channel));
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const record: StoredRecord = {
+        kind: size > 0 ? KIND_HISTORY : KIND_POSITION,
+        offset: head === undefined ? 1 : head.record.offset + 1,
+        epoch: head === undefined ? stream.quietEpoch(now) : head.record.epoch,
+        time: now,
+        size,
+        ttlMs: size > 0 && history!.ttlMs > 0 ? history!.ttlMs : 0,
+        prev: head?.seq ?? 0,
+        keyTtlMs,
+      };
+      if (size > 0) {
+        record.data = data;
+        if (options.from !== undefined) record.from = options.from;
+      }
+      const r = await stream.append(channel, record, head?.seq ?? 0, msgId);
+      if (r === 'conflict') {
+        head = await stream.head(channel); // another node published first
+        continue;
+      }
+      if (r.duplicate) {
+        const first = await stream.get(r.seq);
+        if (first !== undefined && first.keyTtlMs > 0 && now - first.time < first.keyTtlMs) {
+          return { offset: first.offset, epoch: first.epoch, duplicate: true };
+        }
+        msgId = `${baseId}:${r.seq}`; // that key expired: follow the chain (history-stream.ts, *Idempotency*)
+        continue;
+      }
+      this.#remember(channel, { seq: r.seq, record });
+      const pub: Publication = { channel, offset: record.offset, epoch: record.epoch, data, time: now };
+      if (options.from !== undefined) pub.from = options.from;
+      this.#fanout(pub);
+      return { offset: record.offset, epoch: record.epoch, duplicate: false };
+    }
+    throw brokerError('RT_ERR_BROKER_UNAVAILABLE', `publish on ${JSON.stringify(channel)}: gave up after ${MAX_ATTEMPTS} conflicting publishes`);
+  }
+
+  /** Volatile: fan-out only, carrying the channel's current position (no offset of its own, nothing stored). */
+  async #publishVolatile(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
+    const now = this.#now();
+    const head = this.#heads.get(channel) ?? (await this.#retryOnLostStream(() => this.#stream.head(channel)));
+    const position: StreamPosition = head === undefined ? { offset: 0, epoch: this.#stream.quietEpoch(now) } : { offset: head.record.offset, epoch: head.record.epoch };
+    const pub: Publication = { channel, ...position, data, time: now, volatile: true };
+    if (options.from !== undefined) pub.from = options.from;
+    this.#fanout(pub);
+    return { ...position, duplicate: false };
+  }
+
+  #fanout(pub: Publication): void {
+    try {
+      this.#link.nc.publish(this.#fanoutSubject(pub.channel), encodePublication(this.#messageId(), pub));
+    } catch (err) {
+      // Stored, so published: subscribers refill it from history when they see the gap.
+      this.#onError(err);
+    }
+  }
+
+  #remember(channel: string, head: Head): void {
+    this.#heads.delete(channel);
+    this.#heads.set(channel, head);
+    if (this.#heads.size > MAX_HEADS) this.#heads.delete(this.#heads.keys().next().value as string);
+  }
+
+  /** Run `fn` after every earlier call for `channel` on this node settled. */
+  #serial<T>(channel: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#queues.get(channel) ?? Promise.resolve();
+    const run = before.then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#queues.set(channel, tail);
+    void tail.then(() => {
+      if (this.#queues.get(channel) === tail) this.#queues.delete(channel);
+    });
+    return run;
+  }
+
+  /** JetStream lost the stream (a nats-server with an empty store): re-create it (new epochs) and try once more. */
+  async #retryOnLostStream<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!streamMissing(err) || !this.#link.up) throw err;
+      this.#heads.clear();
+      await this.#stream.ensure(true);
+      return await fn();
+    }
+  }
+
+  // ---- history ------------------------------------------------------------
+
+  async #history(channel: string, filter: HistoryFilter): Promise<HistoryResult> {
+    const now = this.#now();
+    const head = await this.#stream.head(channel);
+    if (head !== undefined) this.#remember(channel, head);
+    const position: StreamPosition = head === undefined ? { offset: 0, epoch: this.#stream.quietEpoch(now) } : { offset: head.record.offset, epoch: head.record.epoch };
+    const limit = filter.limit === undefined || !(filter.limit < Infinity) ? Infinity : Math.max(0, Math.floor(filter.limit));
+    const since = filter.since;
+    if (since !== undefined) {
+      if (since.epoch !== position.epoch || !(since.offset >= 0) || since.offset > position.offset) {
+        return { publications: [], position, recovered: false };
+      }
+      if (head === undefined || since.offset === position.offset) return { publications: [], position, recovered: true };
+      // The oldest after `since` come first, so the walk goes back all the way to it.
+      const missing = position.offset - since.offset;
+      const records = await this.#stream.walk(head, now, missing, since.offset);
+      const publications = records.reverse().slice(0, limit).map((r) => recordToPublication(channel, r));
+      return { publications, position, recovered: records.length === missing };
+    }
+    if (head === undefined || limit === 0) return { publications: [], position, recovered: false };
+    const records = await this.#stream.walk(head, now, limit, 0);
+    return { publications: records.reverse().map((r) => recordToPublication(channel, r)), position, recovered: false };
+  }
+
+  // ---- receiving ----------------------------------------------------------
+
+  #receive(msg: Msg): void {
+    if (this.#closed) return;
+    const m = decodeFanout(msg.data);
+    if (m === undefined) return;
+    const channel = m.type === 'pub' ? m.pub.channel : m.channel;
+    // Unsubscribed meanwhile (a message in flight), or not ours at all.
+    if (!this.#exact.has(channel) && !this.#patterns.hasMatch(channel)) return;
+    if (this.#patterns.size > 0 && this.#seenBefore(m.id)) return;
+    if (m.type === 'pub') this.#continuity.onPublication(m.pub);
+    else if (m.type === 'join') this.#continuity.onJoin(channel, m.info);
+    else this.#continuity.onLeave(channel, m.info);
+  }
+
+  /** Whether `id` arrived already (through another subscription of this node). */
+  #seenBefore(id: string): boolean {
+    if (this.#seen.has(id)) return true;
+    this.#seen.add(id);
+    if (this.#seen.size > SEEN_WINDOW) this.#seen.delete(this.#seen.values().next().value as string);
+    return false;
+  }
+
+  async #afterReconnect(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      // JetStream may have lost the stream meanwhile (a server with an empty store): find or re-create it.
+      this.#heads.clear();
+      await this.#stream.ensure(true);
+      await this.#continuity.resync();
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------
+
+  #fanoutSubject(channel: string): string {
+    return `${this.#prefix}.c.${channelTokens(channel)}`;
+  }
+
+  #messageId(): string {
+    return `${this.#nodeId}${(this.#counter++).toString(36)}`;
+  }
+
+  #drop(channel: string): void {
+    const entry = this.#subs.get(channel);
+    if (entry === undefined) return;
+    this.#subs.delete(channel);
+    for (const sub of entry.subs) {
+      try {
+        sub.unsubscribe();
+      } catch {
+        // The connection is closed: the subscription went with it.
+      }
+    }
+    if (this.#exact.delete(channel)) this.#continuity.untrack(channel);
+    else this.#patterns.remove(channel, channel);
+  }
+
+  /** Open, a valid channel, and NATS up: or throw. */
+  #ready(channel: string): void {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    this.#link.check();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw closedError('broker');
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * `NatsPresenceStore`: the PresenceStore contract (../broker.ts) on a
+ * JetStream KV bucket (a stream laid out as nats.js's KV makes them:
+ * `KV_<bucket>`, subjects `$KV.<bucket>.<key>`, one value per key), so the
+ * `nats kv` tools can read it. Join and leave events travel over core NATS
+ * through the broker's `publishPresence`; this is the state.
+ *
+ * Key: `<channel tokens>.<user>.<client>` (each escaped as one token,
+ * subjects.ts; an anonymous user is `%`). With the user in the key, `stats`
+ * is one stream-info call (the subjects under `<channel>.*.*`: clients, and
+ * their distinct user tokens), `get` that call plus one read per client
+ * (sent together), and `remove` one purge of `<channel>.*.<client>`.
+ *
+ * Expiry: the bucket's max age is `presenceTtlMs`. Each store re-writes
+ * the entries it added every third of that, so they live while their node
+ * does, and the entries of a node that died (or lost NATS for longer)
+ * expire on their own within the TTL.
+ */
+import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { decode, encode } from '@msgpack/msgpack';
+import { isValidChannel } from '../../wire/channel.js';
+import type { ClientInfo, PresenceStore } from '../broker.js';
+import { asBrokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';
+import { channelTokens, decodeToken, encodeToken } from './subjects.js';
+
+const NS_PER_MS = 1_000_000;
+
+export interface NatsPresenceOptions extends NatsConnectOptions {
+  /** The bucket's name prefix: the bucket is `<streamName>_presence`. Default `SWITCHBOARD`. */
+  streamName?: string;
+  /** How long an entry outlives the store that wrote it, in ms. Default 15 000. */
+  presenceTtlMs?: number;
+  /** Stream replicas (a NATS cluster). Default 1. */
+  replicas?: number;
+}
+
+export class NatsPresenceStore implements PresenceStore {
+  readonly #link: Link;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #stream: string;
+  readonly #subjectPrefix: string;
+  readonly #onError: (err: unknown) => void;
+  /** What this store added (channel → client → info), re-written before it expires. */
+  readonly #mine = new Map<string, Map<string, ClientInfo>>();
+  readonly #timer: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /** Connect and find (or create) the bucket. Rejects with RT_ERR_BROKER_UNAVAILABLE when NATS or JetStream is not there. */
+  static async connect(options: NatsPresenceOptions = {}): Promise<NatsPresenceStore> {
+    const base = options.streamName ?? 'SWITCHBOARD';
+    if (!/^[A-Za-z0-9_-]+$/.test(base)) throw new TypeError(`streamName: letters, digits, - and _ only: ${JSON.stringify(base)}`);
+    const bucket = `${base}_presence`;
+    const ttlMs = Math.max(1000, options.presenceTtlMs ?? 15_000);
+    const timeout = options.requestTimeoutMs ?? 5000;
+    const link = await Link.open(options, 'switchboard-presence');
+    try {
+      const js = jetstream(link.nc, { timeout });
+      const jsm = await jetstreamManager(link.nc, { timeout });
+      const config = {
+        name: `KV_${bucket}`,
+        subjects: [`$KV.${bucket}.>`],
+        max_msgs_per_subject: 1,
+        max_age: ttlMs * NS_PER_MS,
+        duplicate_window: Math.min(ttlMs, 120_000) * NS_PER_MS,
+        num_replicas: Math.max(1, options.replicas ?? 1),
+        allow_rollup_hdrs: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: 'new' as never,
+      };
+      try {
+        await jsm.streams.add(config);
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError) || err.code !== 10058) throw err;
+        // It exists (another node made it): keep it, with this TTL.
+        await jsm.streams.update(config.name, { max_age: config.max_age, duplicate_window: config.duplicate_window });
+      }
+      return new NatsPresenceStore(link, js, jsm, config.name, `$KV.${bucket}`, ttlMs, options);
+    } catch (err) {
+      await link.close();
+      throw asBrokerError(err);
+    }
+  }
+
+  private constructor(link: Link, js: JetStreamClient, jsm: JetStreamManager, stream: string, subjectPrefix: string, ttlMs: number, options: NatsPresenceOptions) {
+    this.#link = link;
+    this.#js = js;
+    this.#jsm = jsm;
+    this.#stream = stream;
+    this.#subjectPrefix = subjectPrefix;
+    this.#onError = options.onError ?? ((err) => console.error('NatsPresenceStore:', err));
+    this.#timer = setInterval(() => void this.#refresh(), Math.max(100, Math.floor(ttlMs / 3)));
+    this.#timer.unref();
+    // After an outage the entries may have expired meanwhile: write them again now.
+    link.onReconnect(() => void this.#refresh());
+  }
+
+  /** Whether the NATS connection is up now. */
+  get connected(): boolean {
+    return this.#link.up;
+  }
+
+  /** Add or replace (same client id) an entry. */
+  async add(channel: string, info: ClientInfo): Promise<void> {
+    this.#ready(channel);
+    try {
+      let mine = this.#mine.get(channel);
+      const previous = mine?.get(info.client);
+      // The user is part of the key: an entry under another user must go first.
+      if (previous === undefined || previous.user !== info.user) await this.#purge(channel, info.client);
+      await this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true }));
+      if (mine === undefined) this.#mine.set(channel, (mine = new Map()));
+      mine.set(info.client, info);
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async remove(channel: string, clientId: string): Promise<void> {
+    this.#checkOpen();
+    const mine = this.#mine.get(channel);
+    if (mine?.delete(clientId) && mine.size === 0) this.#mine.delete(channel);
+    if (!isValidChannel(channel)) return;
+    this.#link.check();
+    try {
+      await this.#purge(channel, clientId);
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async get(channel: string): Promise<Record<string, ClientInfo>> {
+    this.#ready(channel);
+    try {
+      const subjects = await this.#subjects(channel);
+      const infos = await Promise.all(subjects.map((s) => this.#jsm.streams.getMessage(this.#stream, { last_by_subj: s })));
+      const out: Record<string, ClientInfo> = {};
+      for (const m of infos) {
+        if (m === null) continue; // expired or removed between the two calls
+        const info = decode(m.data) as ClientInfo;
+        out[info.client] = info;
+      }
+      return out;
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  async stats(channel: string): Promise<{ clients: number; users: number }> {
+    this.#ready(channel);
+    try {
+      const subjects = await this.#subjects(channel);
+      const users = new Set<string>();
+      for (const s of subjects) {
+        const tokens = s.split('.');
+        const user = decodeToken(tokens[tokens.length - 2]!);
+        if (user !== '') users.add(user);
+      }
+      return { clients: subjects.length, users: users.size };
+    } catch (err) {
+      throw asBrokerError(err);
+    }
+  }
+
+  /** Stop refreshing and close the connection (an owned one). The entries expire after the TTL unless removed. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#mine.clear();
+    await this.#link.close();
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  #key(channel: string, user: string, client: string): string {
+    return `${this.#subjectPrefix}.${channelTokens(channel)}.${encodeToken(user)}.${encodeToken(client)}`;
+  }
+
+  async #subjects(channel: string): Promise<string[]> {
+    const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.*` });
+    return Object.keys(info.state.subjects ?? {});
+  }
+
+  async #purge(channel: string, client: string): Promise<void> {
+    await this.#jsm.streams.purge(this.#stream, { filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.${encodeToken(client)}` });
+  }
+
+  async #refresh(): Promise<void> {
+    if (this.#closed || !this.#link.up) return;
+    const writes: Promise<unknown>[] = [];
+    for (const [channel, clients] of this.#mine) {
+      for (const info of clients.values()) {
+        writes.push(this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true })));
+      }
+    }
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined && !this.#closed) this.#onError((failed as PromiseRejectedResult).reason);
+  }
+
+  #ready(channel: string): void {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    this.#link.check();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw closedError('presence store');
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * What the NATS broker writes: the records it stores in JetStream (one per
+ * publication, plus reset markers) and the messages of its core-NATS
+ * fan-out. MessagePack, because publication data may hold Uint8Array
+ * (JSON would not give it back). Arrays, not maps: these are written once
+ * per publication and read on every delivery and history step.
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import type { ClientInfo, Publication } from '../broker.js';
+
+const VERSION = 1;
+
+/** A stored publication with history. */
+export const KIND_HISTORY = 0;
+/** A stored publication without history: it only carries the channel's position on (no data). */
+export const KIND_POSITION = 1;
+/** Written by removeHistory: offset 0 of a new epoch, nothing before it counts. */
+export const KIND_RESET = 2;
+
+/** One JetStream message of the history stream (its subject names the channel). */
+export interface StoredRecord {
+  kind: number;
+  offset: number;
+  epoch: string;
+  time: number;
+  /** History settings of this publication (they rule the whole channel's history while it is the newest). */
+  size: number;
+  ttlMs: number;
+  /** Stream sequence of the channel's previous record (0: none): history is read backwards along these. */
+  prev: number;
+  /** How long the idempotency key published with it is remembered, in ms (0: no key). */
+  keyTtlMs: number;
+  data?: unknown;
+  from?: ClientInfo;
+}
+
+const ENCODE = { ignoreUndefined: true } as const;
+
+export function encodeRecord(r: StoredRecord): Uint8Array {
+  return encode([VERSION, r.kind, r.offset, r.epoch, r.time, r.size, r.ttlMs, r.prev, r.keyTtlMs, r.data, r.from], ENCODE);
+}
+
+/** The record, or undefined when the bytes are not one (another writer on our subjects). */
+export function decodeRecord(bytes: Uint8Array): StoredRecord | undefined {
+  let v: unknown;
+  try {
+    v = decode(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v) || v[0] !== VERSION || typeof v[2] !== 'number' || typeof v[3] !== 'string') return undefined;
+  const r: StoredRecord = {
+    kind: v[1] as number,
+    offset: v[2],
+    epoch: v[3],
+    time: v[4] as number,
+    size: v[5] as number,
+    ttlMs: v[6] as number,
+    prev: v[7] as number,
+    keyTtlMs: v[8] as number,
+  };
+  if (r.kind === KIND_HISTORY) r.data = v[9] ?? null;
+  if (v[10] != null) r.from = v[10] as ClientInfo;
+  return r;
+}
+
+/** The publication a history record holds. */
+export function recordToPublication(channel: string, r: StoredRecord): Publication {
+  const pub: Publication = { channel, offset: r.offset, epoch: r.epoch, data: r.data, time: r.time };
+  if (r.from !== undefined) pub.from = r.from;
+  return pub;
+}
+
+// ---- fan-out ---------------------------------------------------------------
+
+const PUB = 0;
+const JOIN = 1;
+const LEAVE = 2;
+
+export type FanoutMessage =
+  | { type: 'pub'; id: string; pub: Publication }
+  | { type: 'join' | 'leave'; id: string; channel: string; info: ClientInfo };
+
+export function encodePublication(id: string, p: Publication): Uint8Array {
+  return encode([PUB, id, p.channel, p.offset, p.epoch, p.time, p.data, p.from, p.volatile === true ? 1 : 0], ENCODE);
+}
+
+export function encodePresence(id: string, kind: 'join' | 'leave', channel: string, info: ClientInfo): Uint8Array {
+  return encode([kind === 'join' ? JOIN : LEAVE, id, channel, info], ENCODE);
+}
+
+/** The message, or undefined for bytes that are not one. */
+export function decodeFanout(bytes: Uint8Array): FanoutMessage | undefined {
+  let v: unknown;
+  try {
+    v = decode(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v) || typeof v[1] !== 'string' || typeof v[2] !== 'string') return undefined;
+  if (v[0] === PUB) {
+    const pub: Publication = { channel: v[2], offset: v[3] as number, epoch: v[4] as string, data: v[6] ?? null, time: v[5] as number };
+    if (v[7] != null) pub.from = v[7] as ClientInfo;
+    if (v[8] === 1) pub.volatile = true;
+    return { type: 'pub', id: v[1], pub };
+  }
+  if (v[0] === JOIN || v[0] === LEAVE) return { type: v[0] === JOIN ? 'join' : 'leave', id: v[1], channel: v[2], info: v[3] as ClientInfo };
+  return undefined;
+}

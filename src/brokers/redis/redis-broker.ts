@@ -1,0 +1,431 @@
+/**
+ * `RedisBroker`: the Broker contract (../broker.ts) on Redis, for several
+ * server nodes sharing one Redis (standalone or Sentinel; Redis 7). Two
+ * connections per node: commands (publish, history) and a subscriber.
+ * `RedisPresenceStore` (presence.ts) is its PresenceStore. Names of keys and
+ * channels: keys.ts; bytes: frames.ts; the Lua scripts: scripts.ts.
+ *
+ * ## Publish
+ *
+ * One script per publish, atomic on the keys of the channel (one hash tag):
+ * idempotency key check → the stream (created if absent) → next offset →
+ * history append with the Redis server's time (trimmed by size, entries at
+ * least `ttlMs` old dropped, on write and on read) → PUBLISH of the frame
+ * carrying offset and epoch → the key's result remembered (PX its ttl).
+ * Volatile publications are delivered with the current position and not
+ * stored. The position of a channel (its meta) lives `historyMetaTtlMs`
+ * after its last publication (longer when its history does), and forever
+ * while it keeps history without an age limit.
+ *
+ * ## Epochs: an offset is never reused inside an epoch
+ *
+ * A stream's epoch is random (12 base36 characters), chosen when the
+ * stream's meta is created: by the first publish, or by a `history` read of
+ * a quiet channel (so a quiet channel has offset 0 and an epoch that stays
+ * while its meta lives, and its first publications continue it). Offsets
+ * come from the meta only, so any loss of the meta (removeHistory, expiry,
+ * FLUSHALL, a restart without persistence) makes the next stream a new
+ * random epoch: lost offsets are never handed out again in an old epoch, and
+ * resuming clients get `recovered: false`. With persistence (AOF) the meta
+ * survives a restart, epochs stay, and clients resume with `recovered: true`.
+ *
+ * The one loss that keeps a meta is a failover to a replica that missed the
+ * last writes: its meta is behind, and would hand out offsets again. So each
+ * meta carries the Redis *instance id* (key `<prefix>id`, random, created
+ * when absent), and a meta with another instance id counts as lost. After
+ * every (re)connection to a master, the node reads its replication ids: a
+ * master that has a previous replication id (Redis keeps one from a
+ * promotion until its next restart) and a replication id no node recorded
+ * yet (`<prefix>replid`) is a replica promoted since we last looked: the
+ * instance id is bumped, so every channel gets a new epoch — clients get
+ * `recovered: false`, never a reused offset. A restart with AOF, or a
+ * replica attaching, changes the replication id without leaving a previous
+ * one: epochs stay. (Not checked with Redis Cluster, where the id key is in
+ * another slot.)
+ *
+ * ## Delivery and routing
+ *
+ * Interest-based: the subscriber connection SUBSCRIBEs only to the channels
+ * this node holds and PSUBSCRIBEs only to its patterns' globs (keys.ts).
+ * Every delivery is checked against the node's subscriptions (a glob's `*`
+ * also matches `/`: matchesPattern decides), and a publication matched by
+ * several subscriptions arrives once (frames carry a nonce; Redis sends the
+ * copies for one PUBLISH back to back). Order per channel is Redis' order,
+ * which is offset order. A handler that throws goes to `onError`.
+ *
+ * ## Failure
+ *
+ * A Redis that is down never crashes the node: publish, history and
+ * subscribe reject with `code: 'RT_ERR_BROKER_UNAVAILABLE'` meanwhile (never
+ * queued), ioredis reconnects, and after the subscriber reconnects every
+ * subscription is made again and the node's continuity refills what it
+ * missed.
+ *
+ * ## Continuity
+ *
+ * Redis pub/sub is at most once. Everything the subscriber receives goes
+ * through a Continuity (../continuity.ts): per channel subscribed by name it
+ * delivers in offset order, drops duplicates and refills gaps from
+ * `history` (at most `refillLimit` per gap); after a reconnect it refills
+ * every such channel (`resync`). Patterns and volatile publications pass
+ * through as received.
+ */
+import type { Redis, RedisOptions } from 'ioredis';
+import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
+import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  Publication,
+  PublishOptions,
+  PublishResult,
+} from '../broker.js';
+import { Continuity } from '../continuity.js';
+import { closedError, invalidChannel, Link, randomId, type RedisConnectionOptions } from './connection.js';
+import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
+import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
+import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
+
+export { RedisPresenceStore, type RedisPresenceStoreOptions } from './presence.js';
+
+export interface RedisBrokerOptions extends RedisConnectionOptions {
+  /** Prefix of every key and pub/sub channel (several apps on one Redis). Default `sb:`. */
+  keyPrefix?: string;
+  /**
+   * How long a channel's position (epoch, offset) is kept after its last
+   * publication, in ms, once its publications expired (or without history).
+   * Default 24 hours.
+   */
+  historyMetaTtlMs?: number;
+  /** At most this many publications read from history to refill one gap. Default 1000. */
+  refillLimit?: number;
+  /** A gap of `missing` publications was found on a channel and is being refilled (metrics, logs). */
+  onGap?: (channel: string, missing: number) => void;
+  /**
+   * Called after the subscriber connection came back, every subscription was
+   * made again and the continuity refilled what it could (metrics, logs).
+   */
+  onResubscribed?: () => void | Promise<void>;
+}
+
+interface Scripted {
+  sbPublish(...args: Array<string | Buffer | number>): Promise<[number, string, number]>;
+  sbHistoryBuffer(...args: Array<string | number>): Promise<[Buffer, number, number, Buffer[]]>;
+  sbFailover(...args: string[]): Promise<number>;
+}
+
+function scripted(redis: Redis): Scripted {
+  return redis as unknown as Scripted;
+}
+
+/** Globs a node PSUBSCRIBEd, shared by its patterns. */
+interface GlobSubscription {
+  count: number;
+  done: Promise<unknown>;
+}
+
+export class RedisBroker implements Broker {
+  readonly #prefix: string;
+  readonly #metaTtlMs: number;
+  readonly #onError: (err: unknown) => void;
+  readonly #onResubscribed: (() => void | Promise<void>) | undefined;
+  readonly #cmd: Link;
+  readonly #sub: Link;
+  readonly #idKey: string;
+  readonly #replidKey: string;
+
+  #handler: BrokerHandler | undefined = undefined;
+  readonly #continuity: Continuity;
+  /** Channels subscribed by name → their SUBSCRIBE. */
+  readonly #exact = new Map<string, Promise<unknown>>();
+  /** Patterns → the PSUBSCRIBEs of their globs. */
+  readonly #patterns = new Map<string, Promise<unknown>>();
+  readonly #index = new PatternIndex<string>();
+  readonly #globs = new Map<string, GlobSubscription>();
+  /** Frame nonces: this node's id and a counter. */
+  readonly #nodeId = randomId(8);
+  #counter = 0;
+  #lastNonce = '';
+  #subscribedOnce = false;
+  #closed = false;
+
+  constructor(options: RedisBrokerOptions = {}) {
+    this.#prefix = options.keyPrefix ?? 'sb:';
+    this.#metaTtlMs = Math.max(1000, options.historyMetaTtlMs ?? 24 * 3600_000);
+    this.#onResubscribed = options.onResubscribed;
+    this.#onError = options.onError ?? ((err) => console.error('switchboard redis broker:', err));
+    this.#idKey = `${this.#prefix}id`;
+    this.#replidKey = `${this.#prefix}replid`;
+    const refillLimit = Math.max(1, options.refillLimit ?? 1000);
+    this.#continuity = new Continuity({
+      history: (channel, since) => this.history(channel, { since, limit: refillLimit }),
+      ...(options.onGap === undefined ? {} : { onGap: options.onGap }),
+      onError: (err) => this.#report(err),
+    });
+    // The handler behind continuity never throws into it (a refill delivers from a promise).
+    this.#continuity.setHandler({
+      onPublication: (pub) => this.#safely((h) => h.onPublication(pub)),
+      onJoin: (channel, info) => this.#safely((h) => h.onJoin(channel, info)),
+      onLeave: (channel, info) => this.#safely((h) => h.onLeave(channel, info)),
+    });
+    this.#cmd = new Link(options, 'cmd', {}, (redis) => this.#checkFailover(redis));
+    this.#cmd.redis.defineCommand('sbPublish', { lua: PUBLISH_LUA });
+    this.#cmd.redis.defineCommand('sbHistory', { lua: HISTORY_LUA });
+    this.#cmd.redis.defineCommand('sbFailover', { lua: FAILOVER_LUA, numberOfKeys: 2 });
+    // The subscriber: we resubscribe ourselves (then refill), not ioredis.
+    this.#sub = new Link(options, 'sub', { autoResubscribe: false } satisfies RedisOptions, (redis) => this.#resubscribe(redis));
+    const sub = this.#sub.redis;
+    sub.on('messageBuffer', (name: Buffer, frame: Buffer) => this.#receive(name, frame));
+    sub.on('pmessageBuffer', (_glob: Buffer, name: Buffer, frame: Buffer) => this.#receive(name, frame));
+  }
+
+  /** Resolves once both connections are up (bounded by `connectTimeoutMs`), or rejects RT_ERR_BROKER_UNAVAILABLE. */
+  async ready(): Promise<void> {
+    await Promise.all([this.#cmd.ready(), this.#sub.ready()]);
+  }
+
+  /** Whether both connections are up now (for `/readyz`). */
+  get available(): boolean {
+    return this.#cmd.usable && this.#sub.usable;
+  }
+
+  setHandler(handler: BrokerHandler): void {
+    this.#handler = handler;
+  }
+
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const keys = channelKeys(this.#prefix, channel);
+    const history = options.history;
+    const size = history !== undefined && history.size > 0 ? Math.floor(history.size) : 0;
+    const ttl = size > 0 && history!.ttlMs > 0 ? Math.ceil(history!.ttlMs) : 0;
+    const key = options.idempotencyKey;
+    const keyTtl = Math.max(1, Math.ceil(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS));
+    const payload = encodePayload(data, options.from);
+    const [offset, epoch, duplicate] = await this.#cmd.run((redis) =>
+      scripted(redis).sbPublish(
+        4,
+        keys.meta,
+        keys.history,
+        keys.idempotency(key ?? ''),
+        this.#idKey,
+        keys.pubsub,
+        payload,
+        this.#nonce(),
+        options.volatile ? '1' : '0',
+        size,
+        ttl,
+        key === undefined ? '0' : '1',
+        keyTtl,
+        this.#metaTtlMs,
+        randomId(12),
+        randomId(12),
+        'PUBLISH',
+      ),
+    );
+    return { offset: Number(offset), epoch: String(epoch), duplicate: duplicate === 1 };
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (isPattern(channel)) {
+      if (!isValidPattern(channel)) throw invalidChannel(channel);
+      let done = this.#patterns.get(channel);
+      if (done === undefined) {
+        this.#index.add(channel, channel);
+        const globs = patternGlobs(this.#prefix, channel);
+        done = Promise.all(globs.map((glob) => this.#addGlob(glob)));
+        this.#patterns.set(channel, done);
+        done.catch(() => {
+          if (this.#patterns.get(channel) === done) this.#dropPattern(channel);
+        });
+      }
+      await done;
+    } else {
+      if (!isValidChannel(channel)) throw invalidChannel(channel);
+      let done = this.#exact.get(channel);
+      if (done === undefined) {
+        this.#continuity.track(channel);
+        done = this.#sub.run((redis) => redis.subscribe(pubsubName(this.#prefix, channel)));
+        this.#exact.set(channel, done);
+        done.catch(() => {
+          if (this.#exact.get(channel) !== done) return;
+          this.#exact.delete(channel);
+          this.#continuity.untrack(channel);
+        });
+      }
+      await done;
+    }
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (isPattern(channel)) {
+      if (this.#patterns.has(channel)) await this.#dropPattern(channel);
+    } else if (this.#exact.delete(channel)) {
+      this.#continuity.untrack(channel);
+      // Down: the subscription went with the connection, and is not made again.
+      if (this.#sub.usable) await this.#sub.redis.unsubscribe(pubsubName(this.#prefix, channel)).catch(() => undefined);
+    }
+  }
+
+  async publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const frame = presenceFrame(kind, this.#nonce(), info);
+    await this.#cmd.run((redis) => redis.publish(pubsubName(this.#prefix, channel), frame));
+  }
+
+  async history(channel: string, filter: HistoryFilter = {}): Promise<HistoryResult> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const keys = channelKeys(this.#prefix, channel);
+    const since = filter.since;
+    const limit = filter.limit === undefined || !(filter.limit < Infinity) ? -1 : Math.max(0, Math.floor(filter.limit));
+    // A since offset that is no offset (negative, fractional, NaN) matches nothing.
+    const sinceOk = since !== undefined && Number.isSafeInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string';
+    const [epochBuf, offset, recovered, entries] = await this.#cmd.run((redis) =>
+      scripted(redis).sbHistoryBuffer(
+        3,
+        keys.meta,
+        keys.history,
+        this.#idKey,
+        randomId(12),
+        randomId(12),
+        this.#metaTtlMs,
+        since === undefined ? '' : sinceOk ? String(since.offset) : '-1',
+        since === undefined ? '' : sinceOk ? since.epoch : '',
+        limit,
+      ),
+    );
+    const epoch = epochBuf.toString('latin1');
+    const position = { offset: Number(offset), epoch };
+    if (since !== undefined && !sinceOk) return { publications: [], position, recovered: false };
+    const publications: Publication[] = entries.map((entry) => decodeEntry(channel, epoch, entry));
+    return { publications, position, recovered: recovered === 1 };
+  }
+
+  async removeHistory(channel: string): Promise<void> {
+    this.#checkOpen();
+    if (!isValidChannel(channel)) throw invalidChannel(channel);
+    const keys = channelKeys(this.#prefix, channel);
+    await this.#cmd.run((redis) => redis.del(keys.meta, keys.history));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#handler = undefined;
+    for (const channel of this.#exact.keys()) this.#continuity.untrack(channel);
+    this.#exact.clear();
+    this.#patterns.clear();
+    this.#index.clear();
+    this.#globs.clear();
+    await Promise.all([this.#cmd.close(), this.#sub.close()]);
+  }
+
+  // ---- internals --------------------------------------------------------
+
+  #checkOpen(): void {
+    if (this.#closed) throw closedError('broker');
+  }
+
+  #nonce(): string {
+    return `${this.#nodeId}${(this.#counter++).toString(36)}`;
+  }
+
+  #addGlob(glob: string): Promise<unknown> {
+    const held = this.#globs.get(glob);
+    if (held !== undefined) {
+      held.count++;
+      return held.done;
+    }
+    const done = this.#sub.run((redis) => redis.psubscribe(glob));
+    this.#globs.set(glob, { count: 1, done });
+    return done;
+  }
+
+  async #dropPattern(pattern: string): Promise<void> {
+    this.#patterns.delete(pattern);
+    this.#index.remove(pattern, pattern);
+    const gone: string[] = [];
+    for (const glob of patternGlobs(this.#prefix, pattern)) {
+      const held = this.#globs.get(glob);
+      if (held === undefined) continue;
+      if (--held.count === 0) {
+        this.#globs.delete(glob);
+        gone.push(glob);
+      }
+    }
+    if (gone.length > 0 && this.#sub.usable) await this.#sub.redis.punsubscribe(...gone).catch(() => undefined);
+  }
+
+  /** After each (re)connection of the subscriber: make every subscription again, then let continuity refill. */
+  async #resubscribe(redis: Redis): Promise<void> {
+    const names = [...this.#exact.keys()].map((c) => pubsubName(this.#prefix, c));
+    const globs = [...this.#globs.keys()];
+    if (names.length > 0) await redis.subscribe(...names);
+    if (globs.length > 0) await redis.psubscribe(...globs);
+    const again = this.#subscribedOnce;
+    this.#subscribedOnce = true;
+    if (again) {
+      // After the Link marks the connection usable (the refill reads history through the other one, but
+      // may race its reconnect: a failed refill delivers what it holds and the next gap refills again).
+      queueMicrotask(() => {
+        this.#continuity
+          .resync()
+          .then(() => this.#onResubscribed?.())
+          .catch((err) => this.#report(err));
+      });
+    }
+  }
+
+  /** On each (re)connection of the command connection: the failover rule (see *Epochs*). */
+  async #checkFailover(redis: Redis): Promise<void> {
+    const info = await redis.info('replication');
+    const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
+    if (field('role') !== 'master') return; // a replica: writes fail with READONLY, reported as unavailable
+    const bumped = await scripted(redis).sbFailover(this.#idKey, this.#replidKey, field('master_replid'), field('master_replid2'), randomId(12));
+    if (bumped === 1) this.#onError(new Error('switchboard redis broker: connected to a promoted replica; every channel starts a new epoch'));
+  }
+
+  #safely(deliver: (handler: BrokerHandler) => void): void {
+    const handler = this.#handler;
+    if (handler === undefined) return;
+    try {
+      deliver(handler);
+    } catch (err) {
+      this.#report(err);
+    }
+  }
+
+  #report(err: unknown): void {
+    try {
+      this.#onError(err);
+    } catch {
+      // nothing left to tell
+    }
+  }
+
+  #receive(name: Buffer, bytes: Buffer): void {
+    if (this.#handler === undefined) return;
+    const channel = channelOf(this.#prefix, name.toString());
+    if (channel === undefined) return;
+    // Still subscribed (unsubscribe is local first), and matched for real (a glob's * spans segments).
+    if (!this.#exact.has(channel) && !this.#index.hasMatch(channel)) return;
+    try {
+      const frame = decodeFrame(channel, bytes);
+      if (frame === undefined || frame.nonce === this.#lastNonce) return;
+      this.#lastNonce = frame.nonce;
+      if (frame.kind === 'pub') this.#continuity.onPublication(frame.pub);
+      else if (frame.kind === 'join') this.#continuity.onJoin(channel, frame.info);
+      else this.#continuity.onLeave(channel, frame.info);
+    } catch (err) {
+      this.#report(err); // a malformed frame
+    }
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * NatsBroker and NatsPresenceStore when nats-server goes away: restarted
+ * with its file store (epochs kept: `recovered: true`), with an empty store
+ * (JetStream lost the stream: new epochs), and down for 3 s (operations
+ * reject with RT_ERR_BROKER_UNAVAILABLE, nothing crashes, subscriptions
+ * work again after). Also: presence entries of a node that is gone expire.
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
+import { NatsBroker, NatsPresenceStore } from '../../../src/brokers/nats/nats-broker.js';
+import { NatsServer } from '../../support/nats.js';
+import { sleep, until } from '../../support/wait.js';
+
+class Recorder implements BrokerHandler {
+  readonly pubs: Publication[] = [];
+  readonly joins: string[] = [];
+  onPublication(pub: Publication): void {
+    this.pubs.push(pub);
+  }
+  onJoin(channel: string, info: ClientInfo): void {
+    this.joins.push(`${channel} ${info.client}`);
+  }
+  onLeave(): void {}
+  data(channel: string): unknown[] {
+    return this.pubs.filter((p) => p.channel === channel).map((p) => p.data);
+  }
+}
+
+const H = { size: 100, ttlMs: 0 };
+
+/** Errors that reached the process (they would have crashed a node). */
+const escaped: unknown[] = [];
+const onEscape = (err: unknown): void => {
+  escaped.push(err);
+};
+
+async function isUnavailable(p: Promise<unknown>, what: string): Promise<void> {
+  await assert.rejects(p, (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'RT_ERR_BROKER_UNAVAILABLE', `${what}: ${err.message}`);
+    return true;
+  });
+}
+
+describe('NatsBroker when nats-server goes away', () => {
+  let server: NatsServer;
+  let broker: NatsBroker;
+  let presence: NatsPresenceStore;
+  let rec: Recorder;
+  const reported: unknown[] = [];
+
+  before(() => {
+    process.on('uncaughtException', onEscape);
+    process.on('unhandledRejection', onEscape);
+  });
+  after(() => {
+    process.off('uncaughtException', onEscape);
+    process.off('unhandledRejection', onEscape);
+  });
+
+  beforeEach(async () => {
+    server = await NatsServer.start();
+    const onError = (err: unknown): void => {
+      reported.push(err);
+    };
+    broker = await NatsBroker.connect({ servers: server.url, onError });
+    presence = await NatsPresenceStore.connect({ servers: server.url, onError, presenceTtlMs: 2000 });
+    rec = new Recorder();
+    broker.setHandler(rec);
+  });
+
+  afterEach(async () => {
+    await broker.close();
+    await presence.close();
+    await server.destroy();
+    assert.deepEqual(escaped, [], 'nothing escaped into the process');
+  });
+
+  it('restarted with the same file store: same epoch, recovered: true, offsets go on', async () => {
+    const c = 'restart/same';
+    await broker.subscribe(c);
+    const r1 = await broker.publish(c, 1, { history: H });
+    const r2 = await broker.publish(c, 2, { history: H });
+    const idBefore = broker.streamId;
+    await server.stop();
+    await until(() => !broker.connected, 5000, 'the broker to notice');
+    await server.start();
+    await until(() => broker.connected && presence.connected, 10_000, 'the broker and the store to reconnect');
+    const h = await broker.history(c, { since: { offset: r1.offset, epoch: r1.epoch } });
+    assert.equal(h.recovered, true);
+    assert.deepEqual(h.position, { offset: 2, epoch: r1.epoch });
+    assert.deepEqual(
+      h.publications.map((p) => p.data),
+      [2],
+    );
+    assert.equal(broker.streamId, idBefore);
+    const r3 = await broker.publish(c, 3, { history: H });
+    assert.deepEqual(r3, { offset: r2.offset + 1, epoch: r1.epoch, duplicate: false });
+    await until(() => rec.data(c).includes(3), 2000, 'delivery after the restart');
+    assert.deepEqual(rec.data(c), [1, 2, 3]);
+  });
+
+  it('restarted with an empty store: a new epoch, recovered: false, offsets from 1', async () => {
+    const c = 'restart/fresh';
+    const quiet = 'restart/quiet';
+    const q1 = (await broker.history(quiet)).position;
+    const r1 = await broker.publish(c, 1, { history: H });
+    await broker.publish(c, 2, { history: H });
+    const idBefore = broker.streamId;
+    await server.stop();
+    await until(() => !broker.connected, 5000, 'the broker to notice');
+    await server.start({ fresh: true });
+    await until(() => broker.connected && presence.connected, 10_000, 'the broker and the store to reconnect');
+    const h = await broker.history(c, { since: { offset: 2, epoch: r1.epoch } });
+    assert.equal(h.recovered, false);
+    assert.notEqual(h.position.epoch, r1.epoch);
+    assert.equal(h.position.offset, 0);
+    assert.notEqual(broker.streamId, idBefore);
+    const next = await broker.publish(c, 3, { history: H });
+    assert.equal(next.offset, 1);
+    assert.notEqual(next.epoch, r1.epoch);
+    // A quiet channel's epoch changes too: a client resuming from it must not be told it missed nothing.
+    assert.notEqual((await broker.history(quiet)).position.epoch, q1.epoch);
+  });
+
+  it('down for 3 s: operations reject with RT_ERR_BROKER_UNAVAILABLE, then everything works again', async () => {
+    const c = 'outage/held';
+    await broker.subscribe(c);
+    await broker.publish(c, 'before', { history: H });
+    await presence.add(c, { client: 'c1', user: 'u1' });
+    await until(() => rec.data(c).includes('before'), 2000, 'the first delivery');
+
+    await server.stop();
+    await until(() => !broker.connected, 5000, 'the broker to notice');
+    const started = Date.now();
+    await isUnavailable(broker.publish(c, 'during', { history: H }), 'publish');
+    await isUnavailable(broker.publish(c, 'volatile', { volatile: true }), 'volatile publish');
+    await isUnavailable(broker.history(c), 'history');
+    await isUnavailable(broker.subscribe('outage/new'), 'subscribe');
+    await isUnavailable(broker.publishPresence(c, 'join', { client: 'c2', user: 'u2' }), 'publishPresence');
+    await isUnavailable(broker.removeHistory(c), 'removeHistory');
+    await isUnavailable(presence.add(c, { client: 'c2', user: 'u2' }), 'presence.add');
+    await isUnavailable(presence.get(c), 'presence.get');
+    await isUnavailable(presence.stats(c), 'presence.stats');
+    assert.ok(Date.now() - started < 1000, 'rejected at once, not after a timeout');
+    await broker.unsubscribe('never/subscribed'); // local: fine while down
+    await sleep(3000);
+
+    await server.start();
+    await until(() => broker.connected && presence.connected, 10_000, 'the broker and the store to reconnect');
+    // The subscription held through the outage delivers again; a new one works.
+    await broker.subscribe('outage/new');
+    const r = await broker.publish(c, 'after', { history: H });
+    await broker.publish('outage/new', 'new');
+    await until(() => rec.data(c).includes('after') && rec.data('outage/new').includes('new'), 3000, 'deliveries after the outage');
+    assert.deepEqual(rec.data(c), ['before', 'after']);
+    assert.equal(r.offset, 2, 'the failed publish took no offset');
+    assert.deepEqual(await presence.get(c), { c1: { client: 'c1', user: 'u1' } });
+  });
+
+  it('after a reconnect, publications of another node arrive once and in order, continuing the offsets', async () => {
+    const c = 'outage/refill';
+    await broker.subscribe(c);
+    await broker.publish(c, 1, { history: H });
+    await until(() => rec.data(c).length === 1, 2000, 'the first delivery');
+    await server.stop();
+    await until(() => !broker.connected, 5000, 'the broker to notice');
+    await server.start();
+    await until(() => broker.connected && presence.connected, 10_000, 'the broker and the store to reconnect');
+    const other = await NatsBroker.connect({ servers: server.url });
+    try {
+      await other.publish(c, 2, { history: H });
+      await other.publish(c, 3, { history: H });
+      await until(() => rec.data(c).length >= 3, 3000, 'all three');
+      assert.deepEqual(rec.data(c), [1, 2, 3]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a node that cannot reach NATS at start is told so', async () => {
+    const port = server.port;
+    await server.stop();
+    await isUnavailable(NatsBroker.connect({ servers: `nats://127.0.0.1:${port}` }), 'connect');
+    await isUnavailable(NatsPresenceStore.connect({ servers: `nats://127.0.0.1:${port}` }), 'presence connect');
+    await server.start();
+    await until(() => broker.connected && presence.connected, 10_000, 'the broker and the store to reconnect');
+  });
+});
+
+describe('NatsPresenceStore expiry', () => {
+  let server: NatsServer;
+  before(async () => {
+    server = await NatsServer.start();
+  });
+  after(async () => {
+    await server.destroy();
+  });
+
+  it("a live store keeps its entries past the TTL; a gone store's entries expire", async () => {
+    const alive = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
+    const dying = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
+    try {
+      await alive.add('room', { client: 'a', user: 'ua' });
+      await dying.add('room', { client: 'd', user: 'ud' });
+      assert.deepEqual(Object.keys(await alive.get('room')).sort(), ['a', 'd']);
+      await dying.close(); // no more refreshes: as if its node died
+      await sleep(2500);
+      assert.deepEqual(Object.keys(await alive.get('room')), ['a']);
+      assert.deepEqual(await alive.stats('room'), { clients: 1, users: 1 });
+    } finally {
+      await alive.close();
+      await dying.close();
+    }
+  });
+});

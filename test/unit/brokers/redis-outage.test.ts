@@ -1,0 +1,180 @@
+/**
+ * The Redis broker and presence store when Redis goes away and comes back
+ * (a real redis-server stopped for 3 s), and presence expiry when a node
+ * dies: nothing crashes, operations reject with RT_ERR_BROKER_UNAVAILABLE
+ * meanwhile, and everything works again afterwards.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { isDeepStrictEqual } from 'node:util';
+import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
+import { RedisBroker, RedisPresenceStore } from '../../../src/brokers/redis/redis-broker.js';
+import { freePort, RedisServer } from '../../support/redis.js';
+import { sleep, until, within } from '../../support/wait.js';
+
+class Recorder implements BrokerHandler {
+  readonly pubs: Publication[] = [];
+  readonly joins: string[] = [];
+  onPublication(pub: Publication): void {
+    this.pubs.push(pub);
+  }
+  onJoin(_channel: string, info: ClientInfo): void {
+    this.joins.push(info.client);
+  }
+  onLeave(): void {}
+  waitFor(data: unknown): Promise<void> {
+    return until(() => this.pubs.some((p) => isDeepStrictEqual(p.data, data)), 5000, JSON.stringify(data));
+  }
+}
+
+async function rejectsUnavailable(promise: Promise<unknown>, what: string): Promise<void> {
+  const started = Date.now();
+  await assert.rejects(within(promise, 3000, what), (err: { code?: string }) => err.code === 'RT_ERR_BROKER_UNAVAILABLE', what);
+  assert.ok(Date.now() - started < 2000, `${what} fails fast, not after a timeout`);
+}
+
+describe('redis broker: Redis down 3 s and back', () => {
+  let server: RedisServer;
+  before(async () => {
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    await server?.dispose();
+  });
+
+  it('rejects with RT_ERR_BROKER_UNAVAILABLE meanwhile, never crashes, and resubscribes after', async () => {
+    const crashes: unknown[] = [];
+    const onCrash = (err: unknown): void => void crashes.push(err);
+    process.on('uncaughtException', onCrash);
+    process.on('unhandledRejection', onCrash);
+    let resubscribed = 0;
+    const errors: unknown[] = [];
+    const node = new RedisBroker({ url: server.url, onError: (e) => errors.push(e), onResubscribed: () => void resubscribed++ });
+    const presence = new RedisPresenceStore({ url: server.url, onError: (e) => errors.push(e) });
+    const rec = new Recorder();
+    node.setHandler(rec);
+    try {
+      await node.ready();
+      await node.subscribe('room');
+      await node.subscribe('rooms/+');
+      const first = await node.publish('room', 'before', { history: { size: 10, ttlMs: 0 } });
+      await rec.waitFor('before');
+      assert.equal(node.available, true);
+
+      await server.stop();
+      await until(() => !node.available, 3000, 'the broker to notice');
+      const downSince = Date.now();
+      await rejectsUnavailable(node.publish('room', 'while down'), 'publish');
+      await rejectsUnavailable(node.history('room'), 'history');
+      await rejectsUnavailable(node.subscribe('elsewhere'), 'subscribe');
+      await rejectsUnavailable(node.publishPresence('room', 'join', { client: 'c', user: 'u' }), 'publishPresence');
+      await rejectsUnavailable(presence.add('room', { client: 'c', user: 'u' }), 'presence add');
+      await node.unsubscribe('elsewhere'); // local: fine while down
+      await sleep(3000 - (Date.now() - downSince));
+
+      await server.startAgain();
+      await until(() => node.available, 5000, 'the broker to reconnect');
+      // Without persistence the stream is gone: a new epoch (see redis-epochs.test.ts).
+      const again = await node.publish('room', 'after', { history: { size: 10, ttlMs: 0 } });
+      assert.notEqual(again.epoch, first.epoch);
+      await rec.waitFor('after');
+      // Publications from another node reach both subscriptions again.
+      const other = new RedisBroker({ url: server.url });
+      try {
+        await other.ready();
+        await other.publish('rooms/a', 'pattern after');
+        await other.publishPresence('room', 'join', { client: 'c2', user: 'u' });
+        await rec.waitFor('pattern after');
+        await until(() => rec.joins.includes('c2'), 3000, 'the join');
+      } finally {
+        await other.close();
+      }
+      await until(() => resubscribed === 1, 3000, 'onResubscribed');
+      await presence.add('room', { client: 'c', user: 'u' });
+      assert.deepEqual(await presence.stats('room'), { clients: 1, users: 1 });
+      assert.ok(!rec.pubs.some((p) => p.data === 'while down'));
+      assert.ok(errors.length >= 1, 'the outage was reported to onError');
+      assert.deepEqual(crashes, []);
+    } finally {
+      process.off('uncaughtException', onCrash);
+      process.off('unhandledRejection', onCrash);
+      await node.close();
+      await presence.close();
+    }
+  });
+
+  it('a dropped subscriber connection: what was published meanwhile is refilled from history, in order, once', async () => {
+    let resubscribed = 0;
+    const node = new RedisBroker({ url: server.url, onError: () => {}, onResubscribed: () => void resubscribed++ });
+    const other = new RedisBroker({ url: server.url });
+    const admin = new Redis(server.url);
+    const rec = new Recorder();
+    node.setHandler(rec);
+    const H = { history: { size: 100, ttlMs: 0 } };
+    try {
+      await Promise.all([node.ready(), other.ready()]);
+      await node.subscribe('feed');
+      for (let i = 1; i <= 5; i++) await other.publish('feed', i, H);
+      await rec.waitFor(5);
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // only the node's subscriber is one
+      for (let i = 6; i <= 20; i++) await other.publish('feed', i, H);
+      await rec.waitFor(20);
+      await until(() => resubscribed === 1, 3000, 'onResubscribed');
+      await other.publish('feed', 21, H);
+      await rec.waitFor(21);
+      assert.deepEqual(
+        rec.pubs.map((p) => p.offset),
+        Array.from({ length: 21 }, (_, i) => i + 1),
+      );
+    } finally {
+      admin.disconnect();
+      await node.close();
+      await other.close();
+    }
+  });
+
+  it('the first operations wait (bounded) for a Redis that is not there, then reject', async () => {
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const node = new RedisBroker({ url: nowhere, connectTimeoutMs: 300, onError: () => {} });
+    try {
+      const started = Date.now();
+      await assert.rejects(node.publish('room', 1), (err: { code?: string }) => err.code === 'RT_ERR_BROKER_UNAVAILABLE');
+      assert.ok(Date.now() - started < 2000);
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('redis presence: expiry', () => {
+  let server: RedisServer;
+  before(async () => {
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    await server?.dispose();
+  });
+
+  it("a live node's entries outlive the TTL (heartbeat); a dead node's vanish after it", async () => {
+    const live = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
+    const dead = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
+    const reader = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
+    try {
+      await live.add('room', { client: 'a', user: 'alice' });
+      await dead.add('room', { client: 'b', user: 'bob' });
+      await dead.add('room', { client: 'b2', user: 'bob' });
+      assert.deepEqual(await reader.stats('room'), { clients: 3, users: 2 });
+      await dead.close(); // no remove: as if the process died
+      await sleep(500);
+      assert.deepEqual(Object.keys(await reader.get('room')), ['a']);
+      assert.deepEqual(await reader.stats('room'), { clients: 1, users: 1 });
+      await sleep(400); // well past the TTL again: the heartbeat keeps 'a'
+      assert.deepEqual(await reader.get('room'), { a: { client: 'a', user: 'alice' } });
+    } finally {
+      await live.close();
+      await dead.close();
+      await reader.close();
+    }
+  });
+});
