@@ -11,6 +11,7 @@ import type { Authenticator, Identity, TicketStore } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { isValidChannel } from '../wire/channel.js';
+import { describeValue } from '../wire/validate.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { isLoopback } from './client-address.js';
@@ -170,7 +171,7 @@ export class HttpApi {
         if (!Array.isArray(body.channels) || body.channels.length === 0 || body.channels.length > 1000) {
           throw new HttpError(400, 'channels must be a list of 1-1000 channel names');
         }
-        for (const c of body.channels) if (typeof c !== 'string' || !isValidChannel(c)) throw new HttpError(400, `invalid channel ${JSON.stringify(c)}`);
+        for (const c of body.channels) if (typeof c !== 'string' || !isValidChannel(c)) throw new HttpError(400, `invalid channel ${describeValue(c)}`);
         if (!('data' in body)) throw new HttpError(400, 'data is required');
         // Refused once for the whole request, not once per channel.
         this.requireData(body.data, 'data');

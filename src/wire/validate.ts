@@ -14,6 +14,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
+/**
+ * A client's value named in an answer: a string quoted (cut at 40
+ * characters), anything else by its kind. Never JSON.stringify of what a
+ * client sent: a value nested a few thousand levels deep overflows the stack.
+ */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (v === null || typeof v === 'boolean' || typeof v === 'number') return String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Uint8Array) return 'bytes';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 export function isRequestId(v: unknown): v is RequestId {
   return (
     (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) ||
@@ -50,7 +63,7 @@ export function validateClientMessage(raw: unknown): ValidationResult {
   if (!isObject(raw)) return { ok: false, error: 'a message must be an object' };
   const op = raw.op;
   if (typeof op !== 'string' || !Object.prototype.hasOwnProperty.call(ALLOWED, op)) {
-    return { ok: false, id: isRequestId(raw.id) ? raw.id : undefined, error: `unknown op ${JSON.stringify(op)}` };
+    return { ok: false, id: isRequestId(raw.id) ? raw.id : undefined, error: `unknown op ${describeValue(op)}` };
   }
   const allowed = ALLOWED[op]!;
   const id = raw.id;

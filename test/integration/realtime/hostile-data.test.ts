@@ -127,6 +127,18 @@ describe('hostile application data', () => {
     assert.deepEqual([refused.id, refused.code, refused.message], [3, 400, 'pub.data holds a Date, not a plain object']);
   });
 
+  test('a deep value where a name is expected (op, a broadcast channel) is named by its kind, not stringified: 400, not 1011 / 503', async (t) => {
+    const { url, base } = await startServer(t, { config: { namespaces } });
+    const c = await connectAs(t, url, 'c');
+    c.ws.send(`{"op":${'{"a":'.repeat(9000)}1${'}'.repeat(9000)},"id":4}`);
+    const refused = await c.nextOp('error');
+    assert.deepEqual([refused.id, refused.code, refused.message], [4, 400, 'unknown op an object']);
+    assert.equal(c.isClosed, false);
+    const res = await apiText(base, '/api/broadcast', `{"channels":[${deepJson(6000)}],"data":1}`);
+    assert.equal(res.status, 400, res.text);
+    assert.deepEqual(res.json(), { error: 'invalid channel an array' });
+  });
+
   test('rpc: deep data is refused before the handler runs; a handler returning a cycle gets 500, the connection goes on', async (t) => {
     const { url, server } = await startServer(t, { config: { namespaces } });
     let calls = 0;
