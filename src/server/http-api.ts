@@ -34,6 +34,8 @@ export interface HttpApiOptions {
   devSecret: Uint8Array | null;
   /** Whether the server is shutting down (`/readyz` answers 503). */
   closing: () => boolean;
+  /** Whether the broker is connected (`/readyz` answers 503 while it is not). */
+  brokerAvailable: () => boolean;
 }
 
 export class HttpApi {
@@ -48,6 +50,7 @@ export class HttpApi {
   private readonly devSecret: Uint8Array | null;
   private readonly apiKey: Buffer | null;
   private readonly closing: () => boolean;
+  private readonly brokerAvailable: () => boolean;
 
   constructor(options: HttpApiOptions) {
     this.config = options.config;
@@ -61,6 +64,7 @@ export class HttpApi {
     this.devSecret = options.devSecret;
     this.apiKey = this.config.apiKey ? Buffer.from(this.config.apiKey) : null;
     this.closing = options.closing;
+    this.brokerAvailable = options.brokerAvailable;
   }
 
   /** Serve `req` when its path is one of these routes; false otherwise. */
@@ -72,6 +76,7 @@ export class HttpApi {
     }
     if (path === '/readyz') {
       if (this.closing()) sendText(res, 503, 'shutting down\n');
+      else if (!this.brokerAvailable()) sendText(res, 503, 'broker unavailable\n');
       else sendText(res, 200, 'ready\n');
       return true;
     }

@@ -21,6 +21,10 @@ export class Metrics implements HubObserver {
   readonly errors: Counter;
   readonly droppedTotal: Counter;
   readonly handshakeRejections: Counter;
+  readonly gapsRefilled: Counter;
+  readonly brokerUp: Gauge;
+  /** Read at each scrape for `switchboard_broker_up` (the server sets it). */
+  brokerAvailable: () => boolean = () => true;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -42,6 +46,16 @@ export class Metrics implements HubObserver {
     });
     this.errors = new Counter({ name: 'switchboard_request_errors_total', help: 'Requests answered with an error, by op and code', labelNames: ['op', 'code'], registers });
     this.droppedTotal = new Counter({ name: 'switchboard_dropped_total', help: 'Messages dropped or connections cut, by reason', labelNames: ['reason'], registers });
+    this.gapsRefilled = new Counter({ name: 'switchboard_broker_gaps_refilled_total', help: 'Publications this node missed in its broker fan-out and refilled from history', registers });
+    const metrics = this;
+    this.brokerUp = new Gauge({
+      name: 'switchboard_broker_up',
+      help: '1 while the broker and presence store are connected (always 1 for the memory broker)',
+      registers,
+      collect() {
+        this.set(metrics.brokerAvailable() ? 1 : 0);
+      },
+    });
     this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'Upgrades refused, by HTTP status', labelNames: ['status'], registers });
   }
 
@@ -74,6 +88,11 @@ export class Metrics implements HubObserver {
   requestFailed(op: string, code: number): void {
     this.errors.inc({ op, code: String(code) });
   }
+  /** `missing` publications of a fan-out gap are being refilled from history. */
+  gapRefilled(missing: number): void {
+    this.gapsRefilled.inc(missing);
+  }
+
   dropped(reason: string): void {
     this.droppedTotal.inc({ reason });
   }

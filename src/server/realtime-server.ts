@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import type { Broker, PresenceStore } from '../brokers/broker.js';
-import { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
+import { createConfiguredBroker, type Connectable } from './brokers.js';
 import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse } from '../protocol/handshake.js';
@@ -96,15 +96,15 @@ export class RealtimeServer {
       (pino({ level: this.config.log.level, base: { service: 'switchboard' }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger);
     this.metrics = new Metrics();
     const brokerConfig = this.config.broker;
-    if (options.broker === undefined && brokerConfig.type !== 'memory') {
-      throw new ConfigError([{ path: 'broker.type', message: `"${brokerConfig.type}" is not available in this version (only "memory")` }]);
-    }
     // A handler that throws is a bug of ours (the hub never throws from fan-out): logged, and delivery goes on.
-    const memoryBroker =
-      options.broker === undefined
-        ? new MemoryBroker({ onError: (err) => this.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'broker delivery failed') })
+    this.metrics.brokerAvailable = () => this.brokerAvailable();
+    // Only what is not passed in is made from the configuration (and closed by close()).
+    const configured =
+      options.broker === undefined || options.presence === undefined
+        ? createConfiguredBroker(brokerConfig, this.logger, { onGap: (channel, missing) => this.metrics.gapRefilled(missing) })
         : null;
-    this.broker = options.broker ?? memoryBroker!;
+    const memoryBroker = options.broker === undefined ? configured!.memory : null;
+    this.broker = options.broker ?? configured!.broker;
     this.snapshotFile =
       memoryBroker !== null && brokerConfig.type === 'memory' && brokerConfig.snapshotFile !== undefined
         ? new SnapshotFile(memoryBroker, {
@@ -113,7 +113,10 @@ export class RealtimeServer {
             onError: (err) => this.logger.error({ err: err.message, file: brokerConfig.snapshotFile }, 'history snapshot not saved'),
           })
         : null;
-    this.presence = options.presence ?? new MemoryPresenceStore();
+    this.presence = options.presence ?? configured!.presence;
+    // A configured broker the caller replaced is not used: let go of its connections.
+    if (configured !== null && options.broker !== undefined) void configured.broker.close().catch(() => {});
+    if (configured !== null && options.presence !== undefined) void configured.presence.close().catch(() => {});
     this.ownsBroker = options.broker === undefined;
     this.ownsPresence = options.presence === undefined;
     const authenticator = createAuthenticator(this.config.auth);
@@ -143,6 +146,7 @@ export class RealtimeServer {
       logger: this.logger,
       devSecret: options.devTokens ? new TextEncoder().encode(this.config.auth.hmacSecret) : null,
       closing,
+      brokerAvailable: () => this.brokerAvailable(),
     });
     const z = this.config.compression;
     this.wss = new WebSocketServer({
@@ -231,6 +235,7 @@ export class RealtimeServer {
    */
   start(): Promise<void> {
     this.starting ??= (async () => {
+      await this.connectBroker();
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
@@ -243,6 +248,31 @@ export class RealtimeServer {
       }
     })();
     return this.starting;
+  }
+
+  /**
+   * Wait for a networked broker's first connection (Redis, NATS): a node
+   * that cannot reach its broker refuses to start, with the reason, rather
+   * than accept clients it cannot serve. Later outages only turn `/readyz`
+   * to 503 and answer publications with 503 until the broker is back.
+   */
+  private async connectBroker(): Promise<void> {
+    const waits = [this.broker, this.presence].map((b) => (b as Partial<Connectable>).ready?.());
+    if (waits.every((w) => w === undefined)) return;
+    const where = this.config.broker.type === 'redis' ? this.config.broker.url : this.config.broker.type === 'nats' ? this.config.broker.servers.join(',') : 'the broker';
+    try {
+      await Promise.all(waits);
+    } catch (err) {
+      // Its reconnect timers would keep the process alive after the refusal.
+      await Promise.all([this.ownsBroker && this.broker.close(), this.ownsPresence && this.presence.close()]).catch(() => {});
+      throw new Error(`cannot reach the ${this.config.broker.type} broker at ${where}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.logger.info({ broker: this.config.broker.type, at: where }, 'broker connected');
+  }
+
+  /** Whether the broker and presence store are connected now (`/readyz`); always for one in this process. */
+  brokerAvailable(): boolean {
+    return [this.broker, this.presence].every((b) => (b as Partial<Connectable>).available !== false);
   }
 
   /** Start listening on `config.host:config.port` (standalone mode). */

@@ -82,6 +82,16 @@ export class RedisPresenceStore implements PresenceStore {
     this.#timer.unref();
   }
 
+  /** Resolves once connected (bounded by `connectTimeoutMs`), or rejects RT_ERR_BROKER_UNAVAILABLE. */
+  ready(): Promise<void> {
+    return this.#link.ready();
+  }
+
+  /** Whether the connection is up now (for `/readyz`). */
+  get available(): boolean {
+    return this.#link.usable;
+  }
+
   #keys(channel: string): [string, string, string] {
     const k = channelKeys(this.#prefix, channel);
     return [k.presence, k.presenceExpiry, k.presenceUsers];

@@ -1,0 +1,162 @@
+/**
+ * The broker and presence store a configuration names (`broker.type`):
+ * memory (one process), Redis or NATS (many nodes, one system).
+ *
+ * The server is built synchronously (the hub takes its broker at
+ * construction) while a NATS connection is made asynchronously, so a
+ * networked broker is wrapped in a `Connecting…` adapter: calls wait for
+ * the connection, `ready()` (awaited by `RealtimeServer#start`) says whether
+ * it came, and `available` answers `/readyz` from then on.
+ */
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  PresenceStore,
+  PublishOptions,
+  PublishResult,
+} from '../brokers/broker.js';
+import { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
+import { NatsBroker, NatsPresenceStore } from '../brokers/nats/nats-broker.js';
+import { RedisBroker, RedisPresenceStore } from '../brokers/redis/redis-broker.js';
+import type { Logger } from '../realtime/transport.js';
+import type { BrokerConfig } from './config/index.js';
+
+/** What the server needs of a broker beyond the contract: whether it is connected. */
+export interface Connectable {
+  /** Resolves once connected; rejects (RT_ERR_BROKER_UNAVAILABLE) when the connection did not come. */
+  ready(): Promise<void>;
+  /** Connected now (`/readyz`). */
+  readonly available: boolean;
+}
+
+export interface BrokerEvents {
+  /** A node-side gap in the fan-out was found and is being refilled from history. */
+  onGap(channel: string, missing: number): void;
+}
+
+export interface ConfiguredBroker {
+  broker: Broker & Partial<Connectable>;
+  presence: PresenceStore & Partial<Connectable>;
+  /** The memory broker itself (snapshot file), when that is the type. */
+  memory: MemoryBroker | null;
+}
+
+export function createConfiguredBroker(config: BrokerConfig, logger: Logger, events: BrokerEvents): ConfiguredBroker {
+  const onError = (what: string) => (err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, what);
+  switch (config.type) {
+    case 'memory': {
+      // A handler that throws is a bug of ours (the hub never throws from fan-out): logged, and delivery goes on.
+      const memory = new MemoryBroker({ onError: onError('broker delivery failed') });
+      return { broker: memory, presence: new MemoryPresenceStore(), memory };
+    }
+    case 'redis': {
+      const broker = new RedisBroker({ url: config.url, onError: onError('redis broker'), onGap: events.onGap });
+      const presence = new RedisPresenceStore({ url: config.url, onError: onError('redis presence') });
+      return { broker, presence, memory: null };
+    }
+    case 'nats': {
+      const options = { servers: config.servers, onError: onError('nats broker') };
+      return {
+        broker: new ConnectingBroker(NatsBroker.connect(options), (b) => b.connected),
+        presence: new ConnectingPresence(NatsPresenceStore.connect({ ...options, onError: onError('nats presence') }), (p) => p.connected),
+        memory: null,
+      };
+    }
+  }
+}
+
+/** A broker whose connection is still being made: every call waits for it. */
+class ConnectingBroker<B extends Broker> implements Broker, Connectable {
+  #broker: B | null = null;
+  readonly #connecting: Promise<B>;
+  readonly #available: (broker: B) => boolean;
+  #handler: BrokerHandler | null = null;
+
+  constructor(connecting: Promise<B>, available: (broker: B) => boolean) {
+    this.#available = available;
+    this.#connecting = connecting.then((broker) => {
+      this.#broker = broker;
+      if (this.#handler !== null) broker.setHandler(this.#handler);
+      return broker;
+    });
+    // Unobserved until ready() or the first call: never an unhandled rejection.
+    this.#connecting.catch(() => {});
+  }
+
+  async ready(): Promise<void> {
+    await this.#connecting;
+  }
+
+  get available(): boolean {
+    return this.#broker !== null && this.#available(this.#broker);
+  }
+
+  setHandler(handler: BrokerHandler): void {
+    this.#handler = handler;
+    this.#broker?.setHandler(handler);
+  }
+
+  async publish(channel: string, data: unknown, options?: PublishOptions): Promise<PublishResult> {
+    return (await this.#connecting).publish(channel, data, options);
+  }
+  async subscribe(channel: string): Promise<void> {
+    return (await this.#connecting).subscribe(channel);
+  }
+  async unsubscribe(channel: string): Promise<void> {
+    return (await this.#connecting).unsubscribe(channel);
+  }
+  async publishPresence(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
+    return (await this.#connecting).publishPresence(channel, kind, info);
+  }
+  async history(channel: string, filter?: HistoryFilter): Promise<HistoryResult> {
+    return (await this.#connecting).history(channel, filter);
+  }
+  async removeHistory(channel: string): Promise<void> {
+    return (await this.#connecting).removeHistory(channel);
+  }
+  async close(): Promise<void> {
+    const broker = await this.#connecting.catch(() => null);
+    await broker?.close();
+  }
+}
+
+/** A presence store whose connection is still being made. */
+class ConnectingPresence<P extends PresenceStore> implements PresenceStore, Connectable {
+  #store: P | null = null;
+  readonly #connecting: Promise<P>;
+  readonly #available: (store: P) => boolean;
+
+  constructor(connecting: Promise<P>, available: (store: P) => boolean) {
+    this.#available = available;
+    this.#connecting = connecting.then((store) => (this.#store = store));
+    this.#connecting.catch(() => {});
+  }
+
+  async ready(): Promise<void> {
+    await this.#connecting;
+  }
+
+  get available(): boolean {
+    return this.#store !== null && this.#available(this.#store);
+  }
+
+  async add(channel: string, info: ClientInfo): Promise<void> {
+    return (await this.#connecting).add(channel, info);
+  }
+  async remove(channel: string, clientId: string): Promise<void> {
+    return (await this.#connecting).remove(channel, clientId);
+  }
+  async get(channel: string): Promise<Record<string, ClientInfo>> {
+    return (await this.#connecting).get(channel);
+  }
+  async stats(channel: string): Promise<{ clients: number; users: number }> {
+    return (await this.#connecting).stats(channel);
+  }
+  async close(): Promise<void> {
+    const store = await this.#connecting.catch(() => null);
+    await store?.close();
+  }
+}
