@@ -52,7 +52,7 @@ import type {
   PublishOptions,
   PublishResult,
 } from '../broker.js';
-import { brokerError, invalidChannel } from './errors.js';
+import { brokerError, invalidChannel } from '../errors.js';
 import { checkSnapshot, loadSnapshot, takeSnapshot, type MemoryBrokerSnapshot } from './snapshot.js';
 import { randomId, StreamTable } from './stream.js';
 

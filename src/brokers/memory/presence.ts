@@ -4,7 +4,7 @@
  */
 import { isValidChannel } from '../../wire/channel.js';
 import type { ClientInfo, PresenceStore } from '../broker.js';
-import { brokerError, invalidChannel } from './errors.js';
+import { brokerError, invalidChannel } from '../errors.js';
 
 interface ChannelPresence {
   clients: Map<string, ClientInfo>;

@@ -7,25 +7,15 @@
  * that is down never takes the node down.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { brokerError, closedError, invalidChannel, unavailable as unavailableError, type BrokerError } from '../errors.js';
 
-export type BrokerError = Error & { code: string };
+export type { BrokerError };
 
-export function brokerError(code: string, message: string, cause?: unknown): BrokerError {
-  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
-}
-
-export function invalidChannel(channel: string): BrokerError {
-  return brokerError('RT_ERR_INVALID_CHANNEL', `Invalid channel: ${JSON.stringify(channel)}`);
-}
-
-export function closedError(what: string): BrokerError {
-  return brokerError('RT_ERR_BROKER_CLOSED', `The ${what} is closed`);
-}
+export { brokerError, closedError, invalidChannel };
 
 /** The documented 503-class error: NATS (or JetStream) cannot be reached now; retry later. */
 export function unavailable(cause?: unknown): BrokerError {
-  const detail = cause instanceof Error ? `: ${cause.message}` : '';
-  return brokerError('RT_ERR_BROKER_UNAVAILABLE', `NATS is unavailable${detail}`, cause);
+  return unavailableError('NATS', cause);
 }
 
 /** What a caller gets for a failed NATS call: our own errors as they are, anything else as unavailable. */

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
+import { brokerError, closedError, invalidChannel, unavailable as unavailableError, type BrokerError } from '../errors.js';
 
 export interface RedisConnectionOptions {
   /** `redis://[[user]:password@]host[:port][/db]` (or `rediss://`). Default: ioredis' (localhost:6379). */
@@ -23,25 +24,12 @@ export interface RedisConnectionOptions {
   onError?: (err: unknown) => void;
 }
 
-export type CodedError = Error & { code: string; cause?: unknown };
+export type CodedError = BrokerError;
 
-export function brokerError(code: string, message: string, cause?: unknown): CodedError {
-  const err = new Error(message, cause === undefined ? undefined : { cause }) as CodedError;
-  err.code = code;
-  return err;
-}
+export { brokerError, closedError, invalidChannel };
 
 export function unavailable(cause?: unknown): CodedError {
-  const why = cause instanceof Error ? `: ${cause.message}` : '';
-  return brokerError('RT_ERR_BROKER_UNAVAILABLE', `Redis is unavailable${why}`, cause);
-}
-
-export function closedError(what: string): CodedError {
-  return brokerError('RT_ERR_BROKER_CLOSED', `The ${what} is closed`);
-}
-
-export function invalidChannel(channel: string): CodedError {
-  return brokerError('RT_ERR_INVALID_CHANNEL', `Invalid channel: ${JSON.stringify(channel)}`);
+  return unavailableError('Redis', cause);
 }
 
 const BASE36 = '0123456789abcdefghijklmnopqrstuvwxyz';
