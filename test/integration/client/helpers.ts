@@ -16,9 +16,9 @@ import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions }
 import type { Logger } from '../../../src/realtime/transport.js';
 import { readSnapshotFile } from '../../../src/brokers/memory/snapshot-file.js';
 import type { MemoryBrokerSnapshot } from '../../../src/brokers/memory/memory-broker.js';
-import { sleep, within } from '../helpers.js';
+import { sleep, within } from '../transport/helpers.js';
 
-export { sleep, until, WAIT, within } from '../helpers.js';
+export { sleep, until, WAIT, within } from '../transport/helpers.js';
 
 export const SECRET = 'switchboard-client-test-secret-0123456789';
 

@@ -20,7 +20,7 @@ import type { DisconnectedEvent, SubscribedEvent } from '../../../src/client/ind
 import { WebSocket } from '../../../src/index.js';
 import type { ClosingPush, ClosePush, ErrorReply, MessagePush, RefreshPush } from '../../../src/wire/messages.js';
 import { DEFAULT_LIMITS, pollAnswer, reply, sessionOpened } from '../../unit/client/fakes.js';
-import * as fb from '../fallbacks/helpers.js';
+import * as fb from '../carriers/helpers.js';
 import { createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** The shape of a value: object keys (sorted) with the shapes of their values, an array's first element, else the type. */

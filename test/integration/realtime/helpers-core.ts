@@ -3,7 +3,7 @@
  * waits, signed tokens, realtime servers on 127.0.0.1 port 0, and the
  * protocol clients — `RtClient` (our `WebSocket`, JSON or MessagePack) and
  * `QueueClient`, what it shares with the fallback-session client of
- * ../fallbacks/helpers.ts.
+ * ../carriers/helpers.ts.
  *
  * This module must not import `node:test` nor anything that does (such as
  * ../helpers.ts, which registers an `after` hook): channels-leak-child.ts

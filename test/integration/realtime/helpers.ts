@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import type { TestContext } from 'node:test';
-import '../helpers.js';
+import '../transport/helpers.js';
 import {
   API_KEY,
   createRealtime,

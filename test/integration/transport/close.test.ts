@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import http from 'node:http';
-import { WebSocket, WebSocketServer } from '../../src/index.js';
+import { WebSocket, WebSocketServer } from '../../../src/index.js';
 import {
   buildFrame,
   closeOf,

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WebSocket } from '../../src/index.js';
+import { WebSocket } from '../../../src/index.js';
 import { buildFrame, closeOf, harness, sleep, until, waitEvent, within, WAIT } from './helpers.js';
 
 test('server heartbeat: a raw client that never answers pings is terminated (1006)', async (t) => {

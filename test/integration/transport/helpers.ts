@@ -12,8 +12,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { after, type TestContext } from 'node:test';
-import { WebSocket, WebSocketServer, type ClientOptions, type ServerOptions } from '../../src/index.js';
-import { sleep, until, within } from '../support/wait.js';
+import { WebSocket, WebSocketServer, type ClientOptions, type ServerOptions } from '../../../src/index.js';
+import { sleep, until, within } from '../../support/wait.js';
 
 export { sleep, until, within };
 

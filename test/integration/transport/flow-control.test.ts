@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { WebSocket } from '../../src/index.js';
+import type { WebSocket } from '../../../src/index.js';
 import { harness, sleep, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 async function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {

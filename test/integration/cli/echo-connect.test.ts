@@ -9,11 +9,11 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
-import { closeOf, harness, listen, until, waitEvent, within } from './helpers.js';
-import { startServer } from './realtime/helpers.js';
+import { closeOf, harness, listen, until, waitEvent, within } from '../transport/helpers.js';
+import { startServer } from '../realtime/helpers.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).href;
 /** tsx compiles on start; give the child time. */
 const START = 20_000;
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { HandshakeError, WebSocket, WebSocketServer } from '../../src/index.js';
+import { HandshakeError, WebSocket, WebSocketServer } from '../../../src/index.js';
 import {
   acceptKey,
   harness,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { connect, httpRequest, within } from './helpers.js';
+import { connect, httpRequest, within } from '../realtime/helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).href;
