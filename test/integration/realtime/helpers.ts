@@ -6,13 +6,13 @@
  * upgrades). Every wait is bounded: a broken behaviour fails the test
  * instead of hanging it.
  *
- * Importing this module also imports ../helpers.ts, whose `after` hook fails
+ * Importing this module also imports test/support/leak-check.ts, whose `after` hook fails
  * the file when sockets, servers or timers are left open. A child process
  * (channels-leak-child.ts) imports ./helpers-core.ts instead.
  */
 import http from 'node:http';
 import type { TestContext } from 'node:test';
-import '../transport/helpers.js';
+import '../../support/leak-check.js';
 import {
   API_KEY,
   createRealtime,
