@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connectAs, HttpClient, openSession, post, request, signToken, sleep, SseReader, startServer, until, WAIT } from './helpers.js';
+import { connectAs, HttpClient, openSession, post, request, signToken, sleep, SseReader, startServer, until, WAIT, within } from './helpers.js';
 
 const auth = async (user: string) => ({ headers: { Authorization: `Bearer ${await signToken(user)}` } });
 
@@ -51,18 +51,14 @@ test('a stream that asks for less than it was sent gets the rest again (the last
   const second = await SseReader.open(t, `${base}/rt/session/${id}/events?lastEventId=3`);
   const again = [await second.next(), await second.next()];
   assert.deepEqual(again.map((e) => [e.id, JSON.parse(e.data).data]), [['4', 3], ['5', 4]]);
-  await within(first.end, 'the replaced stream to end');
+  await within(first.end, WAIT, 'the replaced stream to end');
   // The header wins over the query parameter.
   const third = await SseReader.open(t, `${base}/rt/session/${id}/events?lastEventId=1`, { 'Last-Event-ID': '4' });
   assert.deepEqual([(await third.next()).id], ['5']);
   await server.publish('feed', 5);
   assert.equal(JSON.parse((await third.next()).data).data, 5);
-  await within(second.end, 'the second stream to end');
+  await within(second.end, WAIT, 'the second stream to end');
 });
-
-function within(p: Promise<unknown>, what: string): Promise<unknown> {
-  return Promise.race([p, sleep(WAIT).then(() => Promise.reject(new Error(`timed out waiting for ${what}`)))]);
-}
 
 test('Last-Event-ID beyond what was sent or not a number: 400, and the session goes on', async (t) => {
   const { base } = await startServer(t);
@@ -147,7 +143,7 @@ test('a reconnect asking for messages no longer buffered gets the session closed
   assert.equal(close.op, 'close');
   assert.equal(close.code, 4003);
   assert.match(close.reason, /resume point lost.*since/);
-  await within(stream.end, 'the stream to end');
+  await within(stream.end, WAIT, 'the stream to end');
   assert.equal(stream.events.length, 1);
   await until(() => server.hub.sessions.size === 0, WAIT, 'the session to end');
 });
