@@ -209,6 +209,13 @@ export class RawClient {
 export interface Harness {
   /** A `WebSocketServer` on 127.0.0.1, port 0, listening. */
   server(options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>): Promise<{ wss: WebSocketServer; port: number; url: string }>;
+  /** A server and one open client, with the server's side of the connection. */
+  pair(
+    options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>,
+    clientOptions?: ClientOptions,
+  ): Promise<{ wss: WebSocketServer; port: number; url: string; client: WebSocket; server: WebSocket }>;
+  /** A server and one raw client past the opening handshake, with the server's side of the connection. */
+  rawPair(options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>): Promise<{ wss: WebSocketServer; port: number; raw: RawClient; server: WebSocket }>;
   /** A client, not yet open. */
   client(url: string | URL, protocols?: string | string[] | ClientOptions, options?: ClientOptions): WebSocket;
   /** A client, open. */
@@ -262,6 +269,20 @@ export function harness(t: TestContext): Harness {
       await waitEvent(wss, 'listening');
       const port = (wss.address() as net.AddressInfo).port;
       return { wss, port, url: `ws://127.0.0.1:${port}` };
+    },
+    async pair(options = {}, clientOptions) {
+      const { wss, port, url } = await h.server(options);
+      const conn = waitEvent<[WebSocket]>(wss, 'connection');
+      const client = await h.open(url, clientOptions);
+      const [server] = await conn;
+      return { wss, port, url, client, server };
+    },
+    async rawPair(options = {}) {
+      const { wss, port } = await h.server(options);
+      const conn = waitEvent<[WebSocket]>(wss, 'connection');
+      const { raw } = await h.rawWebSocket(port);
+      const [server] = await conn;
+      return { wss, port, raw, server };
     },
     client(url, protocols, options) {
       const ws = new WebSocket(url, protocols as string[], options);
