@@ -4,7 +4,7 @@
  * presence leave), and a resume point that is no longer buffered.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { connectAs, HttpClient, openSession, post, request, signToken, sleep, SseReader, startServer, until, WAIT, within } from './helpers.js';
 
 const auth = async (user: string) => ({ headers: { Authorization: `Bearer ${await signToken(user)}` } });
@@ -129,13 +129,19 @@ test('a session nobody ever streams from closes after the grace period too', asy
   await until(() => server.hub.sessions.size === 0, WAIT, 'the session to expire');
 });
 
-test('a reconnect asking for messages no longer buffered gets the session closed (4003, resume point lost) and nothing else', async (t) => {
+/** An SSE session buffering 5 messages that was sent 10 (sequence numbers 2 to 11), its stream dropped. */
+async function tenSentFiveBuffered(t: TestContext) {
   const { base, server } = await startServer(t, { config: { fallbacks: { bufferMessages: 5 } } });
   const client = await HttpClient.open(t, base, 'sse', await auth('lou'));
   await client.ok('sub', { channel: 'feed' });
   for (let i = 1; i <= 10; i++) await server.publish('feed', i);
   await until(() => published(client).length === 10, WAIT, 'ten messages');
   await client.stop();
+  return { base, server, client };
+}
+
+test('a reconnect asking for messages no longer buffered gets the session closed (4003, resume point lost) and nothing else', async (t) => {
+  const { base, server, client } = await tenSentFiveBuffered(t);
   // The last 5 delivered are still buffered: asking from seq 2 (the ok was 1) is too far back.
   const stream = await SseReader.open(t, `${base}/rt/session/${client.id}/events`, { 'Last-Event-ID': '2' });
   const event = await stream.next();
@@ -149,12 +155,7 @@ test('a reconnect asking for messages no longer buffered gets the session closed
 });
 
 test('a reconnect within the buffered window resumes even after older messages were dropped to make room', async (t) => {
-  const { base, server } = await startServer(t, { config: { fallbacks: { bufferMessages: 5 } } });
-  const client = await HttpClient.open(t, base, 'sse', await auth('lou'));
-  await client.ok('sub', { channel: 'feed' });
-  for (let i = 1; i <= 10; i++) await server.publish('feed', i);
-  await until(() => published(client).length === 10, WAIT, 'ten messages');
-  await client.stop();
+  const { base, server, client } = await tenSentFiveBuffered(t);
   const stream = await SseReader.open(t, `${base}/rt/session/${client.id}/events`, { 'Last-Event-ID': '8' });
   assert.deepEqual([(await stream.next()).id, (await stream.next()).id, (await stream.next()).id], ['9', '10', '11']);
 });
