@@ -12,13 +12,14 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { killAll, ROOT, spawnCli, type CliProcess } from '../support/cli.js';
+import { killAll, ROOT, startServe, type Serve } from '../support/cli.js';
 import { CHILD_WAIT, within } from '../support/wait.js';
 
-export { killAll, ROOT, within, type CliProcess };
+export { killAll, ROOT, within };
+export { startEcho, startServe, type CliProcess, type Echo, type Serve } from '../support/cli.js';
 export const CHROMIUM = '/usr/bin/chromium';
 export const OUTPUT = join(ROOT, 'test-output');
-/** Start of Chromium, and of a child through tsx (it compiles on start). */
+/** Start of Chromium. */
 const START_MS = CHILD_WAIT;
 /** Every wait in a page. */
 export const WAIT_MS = 10_000;
@@ -151,48 +152,6 @@ const blockEventSource = `(() => {
   Object.assign(BlockedEventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
   window.EventSource = BlockedEventSource;
 })();`;
-
-export interface Serve extends CliProcess {
-  port: number;
-  base: string;
-}
-
-export interface Echo extends CliProcess {
-  port: number;
-  /** ws://127.0.0.1:<port>/, from its 'listening' log line. */
-  url: string;
-}
-
-/**
- * `switchboard <argv>` as a child process, resolved with its port once
- * `listening(entry)` finds it in one of its log lines (killed if it does not).
- */
-async function startCli(argv: readonly string[], listening: (entry: Record<string, unknown>) => number | undefined): Promise<CliProcess & { port: number }> {
-  const cli = spawnCli(argv);
-  try {
-    const entry = await cli.log((e) => listening(e) !== undefined, `switchboard ${argv[0]} to listen`, START_MS);
-    return Object.assign(cli, { port: listening(entry)! });
-  } catch (err) {
-    cli.kill();
-    throw err;
-  }
-}
-
-/** `switchboard serve --port <port> [...args]` in development mode (no auth key, loopback), from source. */
-export async function startServe(port = 0, args: readonly string[] = []): Promise<Serve> {
-  const cli = await startCli(['serve', '--port', String(port), ...args], (e) =>
-    e.msg === 'listening' && typeof e.port === 'number' ? e.port : undefined,
-  );
-  return Object.assign(cli, { base: `http://127.0.0.1:${cli.port}` });
-}
-
-/** `switchboard echo --port <port> [...args]` from source. */
-export async function startEcho(port = 0, args: readonly string[] = []): Promise<Echo> {
-  const cli = await startCli(['echo', '--port', String(port), ...args], (e) =>
-    e.event === 'listening' && typeof e.url === 'string' ? Number(new URL(e.url).port) : undefined,
-  );
-  return Object.assign(cli, { url: `ws://127.0.0.1:${cli.port}/` });
-}
 
 /** A screenshot in test-output/ (git-ignored). */
 export async function screenshot(page: Page, name: string): Promise<string> {

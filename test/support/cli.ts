@@ -124,6 +124,49 @@ export function runCli(t: { after(fn: () => unknown): void }, argv: readonly str
   return proc;
 }
 
+/** `switchboard serve`, listening. */
+export interface Serve extends CliProcess {
+  port: number;
+  base: string;
+}
+
+export interface Echo extends CliProcess {
+  port: number;
+  /** ws://127.0.0.1:<port>/, from its 'listening' log line. */
+  url: string;
+}
+
+/**
+ * `switchboard <argv>` as a child process, resolved with its port once
+ * `listening(entry)` finds it in one of its log lines (killed if it does not).
+ */
+async function startCli(argv: readonly string[], listening: (entry: Record<string, unknown>) => number | undefined): Promise<CliProcess & { port: number }> {
+  const cli = spawnCli(argv);
+  try {
+    const entry = await cli.log((e) => listening(e) !== undefined, `switchboard ${argv[0]} to listen`, CHILD_WAIT);
+    return Object.assign(cli, { port: listening(entry)! });
+  } catch (err) {
+    cli.kill();
+    throw err;
+  }
+}
+
+/** `switchboard serve --port <port> [...args]` in development mode (no auth key, loopback), from source. */
+export async function startServe(port = 0, args: readonly string[] = []): Promise<Serve> {
+  const cli = await startCli(['serve', '--port', String(port), ...args], (e) =>
+    e.msg === 'listening' && typeof e.port === 'number' ? e.port : undefined,
+  );
+  return Object.assign(cli, { base: `http://127.0.0.1:${cli.port}` });
+}
+
+/** `switchboard echo --port <port> [...args]` from source. */
+export async function startEcho(port = 0, args: readonly string[] = []): Promise<Echo> {
+  const cli = await startCli(['echo', '--port', String(port), ...args], (e) =>
+    e.event === 'listening' && typeof e.url === 'string' ? Number(new URL(e.url).port) : undefined,
+  );
+  return Object.assign(cli, { url: `ws://127.0.0.1:${cli.port}/` });
+}
+
 /** SIGKILL every child still running (for `after` hooks, when a test failed before stopping it). */
 export function killAll(): void {
   for (const child of running) child.kill('SIGKILL');

@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { ClientError, type ClientState, type DisconnectedEvent, type Publication, type ReconnectingEvent } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
-import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import { connectFollowing, createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** A shared broker and presence store that outlive the servers of one test (closed after it). */
 function sharedBackend(t: { after(fn: () => Promise<void>): void }): { broker: MemoryBroker; presence: MemoryPresenceStore } {
@@ -242,12 +242,7 @@ describe('client SDK against the realtime server', () => {
     const backend = sharedBackend(t);
     const s1 = await startServer(t, backend);
     const c = createClient(t, s1.url, { token: await signToken('alice') });
-    const got: number[] = [];
-    const recovered: Array<{ recovered: boolean; resumed: boolean }> = [];
-    const sub = c.subscribe('chat/resume', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => recovered.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events: recovered, sub } = await connectFollowing(c, 'chat/resume');
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/resume', i);
     await until(() => got.length === 3, 3000, 'the first three');
 

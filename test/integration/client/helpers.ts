@@ -10,7 +10,7 @@
  * behind after `close()`.
  */
 import type { TestContext } from 'node:test';
-import { Client, type ClientOptions, type Emitter } from '../../../src/client/index.js';
+import { Client, type ClientOptions, type Emitter, type SubscribedEvent, type Subscription } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
 import type { RealtimeServer, RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import { readSnapshotFile } from '../../../src/brokers/memory/snapshot-file.js';
@@ -96,6 +96,21 @@ export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E
     ms,
     `event '${String(event)}'`,
   ).finally(() => off?.());
+}
+
+/**
+ * Subscribe `client` to `channel`, recording the data of each message and
+ * each 'subscribed' event; connect it (bounded by `ms`) and wait until the
+ * subscription is live.
+ */
+export async function connectFollowing(client: Client, channel: string, ms = WAIT): Promise<{ sub: Subscription; got: unknown[]; events: SubscribedEvent[] }> {
+  const got: unknown[] = [];
+  const events: SubscribedEvent[] = [];
+  const sub = client.subscribe(channel, { onMessage: (p) => got.push(p.data), onSubscribed: (e) => events.push(e) });
+  const subscribed = nextEvent(sub, 'subscribed');
+  await within(client.connect(), ms, 'connect');
+  await subscribed;
+  return { sub, got, events };
 }
 
 /**

@@ -21,7 +21,7 @@ import { WebSocket } from '../../../src/index.js';
 import type { ClosingPush, ClosePush, ErrorReply, MessagePush, RefreshPush } from '../../../src/wire/messages.js';
 import { DEFAULT_LIMITS, pollAnswer, reply, sessionOpened } from '../../unit/client/fakes.js';
 import * as fb from '../carriers/helpers.js';
-import { createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import { connectFollowing, createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** The shape of a value: object keys (sorted) with the shapes of their values, an array's first element, else the type. */
 function shape(value: unknown): unknown {
@@ -164,12 +164,7 @@ describe('the SDK scenarios against the real server', () => {
     const s = await startServer(t);
     const sockets = recordingWebSocket();
     const c = createClient(t, s.url, { token: await signToken('alice'), WebSocket: sockets.WebSocket as never, reconnect: { minDelayMs: 100, maxDelayMs: 100 } });
-    const got: unknown[] = [];
-    const events: SubscribedEvent[] = [];
-    const sub = c.subscribe('chat/scenario', { onMessage: (p) => got.push(p.data), onSubscribed: (e) => events.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events, sub } = await connectFollowing(c, 'chat/scenario');
     for (let i = 1; i <= 3; i++) await s.server.publish('chat/scenario', i);
     await until(() => got.length === 3, 3000, 'the first three');
 
