@@ -10,13 +10,14 @@
  * behind after `close()`.
  */
 import type { TestContext } from 'node:test';
-import { Client, type ClientOptions, type Emitter, type SubscribedEvent, type Subscription } from '../../../src/client/index.js';
+import { Client, type ClientOptions, type DisconnectedEvent, type Emitter, type SubscribedEvent, type Subscription } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
 import type { RealtimeServer, RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import { readSnapshotFile } from '../../../src/brokers/memory/snapshot-file.js';
 import type { MemoryBrokerSnapshot } from '../../../src/brokers/memory/memory-broker.js';
 import '../../support/leak-check.js';
 import { addresses, createTestServer, silentLogger } from '../../support/realtime-server.js';
+import { signToken } from '../../support/tokens.js';
 import { sleep, WAIT, within } from '../../support/wait.js';
 
 export { sleep, until, WAIT, within } from '../../support/wait.js';
@@ -96,6 +97,31 @@ export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E
     ms,
     `event '${String(event)}'`,
   ).finally(() => off?.());
+}
+
+/**
+ * A client of alice's, connected with a token that expires in `ttl` s;
+ * `getToken` gives tokens of `nextTtl` s and counts its calls. Every
+ * 'disconnected' event is kept.
+ */
+export async function connectRefreshing(
+  t: TestContext,
+  url: string,
+  options: { ttl: number; nextTtl: number; refreshBeforeMs: number },
+): Promise<{ client: Client; calls: () => number; disconnects: DisconnectedEvent[] }> {
+  let calls = 0;
+  const client = createClient(t, url, {
+    token: await signToken('alice', { ttl: options.ttl }),
+    getToken: async () => {
+      calls++;
+      return signToken('alice', { ttl: options.nextTtl });
+    },
+    refreshBeforeMs: options.refreshBeforeMs,
+  });
+  const disconnects: DisconnectedEvent[] = [];
+  client.on('disconnected', (e) => disconnects.push(e));
+  await within(client.connect(), WAIT, 'connect');
+  return { client, calls: () => calls, disconnects };
 }
 
 /**

@@ -11,6 +11,7 @@
  * (channels-leak-child.ts) imports ./helpers-core.ts instead.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import '../../support/leak-check.js';
 import {
@@ -70,6 +71,19 @@ export async function connectAs(t: TestContext, url: string, user: string, token
   const client = await connect(t, url, options);
   await client.auth(user, token);
   return client;
+}
+
+/** Listen on 127.0.0.1 port 0 with an app's own HTTP server (a realtime server attached to it); closed after the test. Resolves with `http://127.0.0.1:<port>`. */
+export async function listenApp(t: TestContext, server: http.Server): Promise<string> {
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 // ---------------------------------------------------------------------------
