@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { WebSocket, WebSocketServer, type PerMessageDeflateOptions } from '../../src/index.js';
 import { CASES, type ConformanceCase, type ExpectedEvent, type Role, type Step } from './cases.js';
 import { connectPeer, FuzzServer, type FuzzPeer, type PeerEvent } from './peer.js';
+import { sleep, within } from '../support/wait.js';
 
 /** Default bound of every wait in a case, in ms (loopback answers in well under a millisecond). */
 const WAIT = 2000;
@@ -45,16 +46,6 @@ function echoApp(ws: WebSocket): Promise<void> {
   // Errors are only emitted to listeners; the peer sees the close frame anyway.
   ws.on('error', () => {});
   return new Promise((resolve) => ws.once('close', () => resolve()));
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 export class ServerHarness implements Harness {
@@ -150,10 +141,6 @@ function describeEvent(e: PeerEvent | ExpectedEvent, withCompressed: boolean): s
 
 // ---------------------------------------------------------------------------
 // Running one case
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 class CaseFailure extends Error {}
 

@@ -8,20 +8,19 @@
  * get it; nothing is skipped.
  */
 import { after, before } from 'node:test';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { killAll, ROOT, startServe, type Serve } from '../support/cli.js';
+import { CHILD_WAIT, within } from '../support/wait.js';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
+export { killAll, ROOT, within };
+export { startEcho, startServe, type CliProcess, type Echo, type Serve } from '../support/cli.js';
 export const CHROMIUM = '/usr/bin/chromium';
 export const OUTPUT = join(ROOT, 'test-output');
-/** Start of a child through tsx (it compiles on start). */
-const START_MS = 20_000;
+/** Start of Chromium. */
+const START_MS = CHILD_WAIT;
 /** Every wait in a page. */
 export const WAIT_MS = 10_000;
 
@@ -36,14 +35,6 @@ const CHROMIUM_FLAGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Fails (never skips) when something the browser tests need is missing. */
 export function requirePrerequisites(): void {
@@ -161,111 +152,6 @@ const blockEventSource = `(() => {
   Object.assign(BlockedEventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
   window.EventSource = BlockedEventSource;
 })();`;
-
-/** A `switchboard` command running as a child process (from source, through tsx). */
-export interface CliProcess {
-  child: ChildProcess;
-  port: number;
-  /** Its JSON log lines, on stdout (lines that are not JSON as `{ text }`). */
-  logs: Array<Record<string, unknown>>;
-  stderr: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** SIGTERM (graceful shutdown), wait for the exit (at most `ms`), then SIGKILL. */
-  stop(ms?: number): Promise<void>;
-}
-
-export interface Serve extends CliProcess {
-  base: string;
-}
-
-export interface Echo extends CliProcess {
-  /** ws://127.0.0.1:<port>/, from its 'listening' log line. */
-  url: string;
-}
-
-/** Processes started by {@link startCli} and not yet stopped: {@link killAll} ends them by PID. */
-const running = new Set<ChildProcess>();
-
-/**
- * `switchboard <argv>` as a child process, resolved once `listening(entry)`
- * finds the port in one of its log lines. The environment's `SWITCHBOARD_*`
- * variables are left out (no configuration from the test run).
- */
-async function startCli(argv: readonly string[], listening: (entry: Record<string, unknown>) => number | undefined): Promise<CliProcess> {
-  const what = `switchboard ${argv[0]}`;
-  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  const logs: Array<Record<string, unknown>> = [];
-  const stderr: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const port = new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        entry = { text: line };
-      }
-      logs.push(entry);
-      const found = listening(entry);
-      if (found !== undefined) resolve(found);
-    });
-    createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-    void exited.then((e) => reject(new Error(`${what} exited (${e.code ?? e.signal}) before listening; stderr: ${stderr.join(' | ')}`)));
-  });
-  let actual: number;
-  try {
-    actual = await within(port, START_MS, `${what} to listen (stderr: ${stderr.join(' | ')})`);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return {
-    child,
-    port: actual,
-    logs,
-    stderr,
-    exited,
-    async stop(ms = 10_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      try {
-        await within(exited, ms, `${what} to exit after SIGTERM`);
-      } catch {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-}
-
-/** `switchboard serve --port <port> [...args]` in development mode (no auth key, loopback), from source. */
-export async function startServe(port = 0, args: readonly string[] = []): Promise<Serve> {
-  const cli = await startCli(['serve', '--port', String(port), ...args], (e) =>
-    e.msg === 'listening' && typeof e.port === 'number' ? e.port : undefined,
-  );
-  return Object.assign(cli, { base: `http://127.0.0.1:${cli.port}` });
-}
-
-/** `switchboard echo --port <port> [...args]` from source. */
-export async function startEcho(port = 0, args: readonly string[] = []): Promise<Echo> {
-  const cli = await startCli(['echo', '--port', String(port), ...args], (e) =>
-    e.event === 'listening' && typeof e.url === 'string' ? Number(new URL(e.url).port) : undefined,
-  );
-  return Object.assign(cli, { url: `ws://127.0.0.1:${cli.port}/` });
-}
-
-/** SIGKILL every server still running (for `after` hooks, when a test failed before stopping it). */
-export function killAll(): void {
-  for (const child of running) child.kill('SIGKILL');
-}
 
 /** A screenshot in test-output/ (git-ignored). */
 export async function screenshot(page: Page, name: string): Promise<string> {

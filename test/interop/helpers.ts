@@ -15,11 +15,8 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-/** Default bound on every wait, in ms. Loopback events take milliseconds; this is for slow CI machines. */
-export const WAIT = 5000;
-
-export { within } from '../support/wait.js';
-import { within } from '../support/wait.js';
+export { WAIT, within } from '../support/wait.js';
+import { CHILD_WAIT, WAIT, within } from '../support/wait.js';
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -463,7 +460,7 @@ export class PythonProcess {
   }
 
   /** The `n`th line (0-based) of stdout, once written; reject if the process exits first or after `ms`. */
-  async line(n: number, ms = WAIT): Promise<string> {
+  async line(n: number, ms = CHILD_WAIT): Promise<string> {
     const deadline = Date.now() + ms;
     while (this.lines.length <= n) {
       if (this.exit) throw new Error(`python ${this.child.spawnargs.slice(2).join(' ')} exited before line ${n + 1}: ${this.describe()}`);
@@ -481,7 +478,7 @@ export class PythonProcess {
   }
 
   /** Line `n` parsed as JSON. */
-  async json<T = any>(n: number, ms = WAIT): Promise<T> {
+  async json<T = any>(n: number, ms = CHILD_WAIT): Promise<T> {
     const line = await this.line(n, ms);
     try {
       return JSON.parse(line) as T;
@@ -491,7 +488,7 @@ export class PythonProcess {
   }
 
   /** Wait for the process to exit by itself; reject (and kill it) after `ms`. */
-  async waitExit(ms = WAIT): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  async waitExit(ms = CHILD_WAIT): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     try {
       await within(this.exited, ms, `python ${this.child.spawnargs.slice(2).join(' ')} to exit (${this.describe()})`);
     } catch (err) {
@@ -502,7 +499,7 @@ export class PythonProcess {
   }
 
   /** Assert a clean exit (status 0), showing stdout and stderr otherwise. */
-  async expectSuccess(ms = WAIT): Promise<void> {
+  async expectSuccess(ms = CHILD_WAIT): Promise<void> {
     const exit = await this.waitExit(ms);
     assert.equal(exit.code, 0, `python exited with ${exit.code ?? exit.signal}: ${this.describe()}`);
   }

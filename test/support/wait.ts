@@ -2,6 +2,20 @@
  * Bounded waits for every kind of test (unit, integration, interop, e2e).
  * Free of node:test: child processes and hook-free helper modules import it.
  */
+import type { EventEmitter } from 'node:events';
+
+/**
+ * The default bound of every wait in the test kit, in ms. Generous: loopback
+ * events take milliseconds; a broken behaviour fails the test after this
+ * instead of hanging it.
+ */
+export const WAIT = 3000;
+
+/**
+ * The bound of waits on a child process (through tsx, which compiles on
+ * start; Python): its start, its answers, its exit.
+ */
+export const CHILD_WAIT = 20_000;
 
 /** Reject with a clear message when `promise` does not settle within `ms`. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -24,4 +38,23 @@ export async function until(predicate: () => boolean, ms: number, what: string):
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(5);
   }
+}
+
+/**
+ * Resolve with the arguments of the next `event` on `emitter`, or reject
+ * after `ms`. Unlike `events.once`, it attaches no 'error' listener: whether
+ * one is attached changes what a WebSocket does with its errors.
+ */
+export function waitEvent<T extends unknown[] = any[]>(emitter: EventEmitter, event: string, ms = WAIT): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const listener = (...args: unknown[]): void => {
+      clearTimeout(timer);
+      resolve(args as T);
+    };
+    const timer = setTimeout(() => {
+      emitter.removeListener(event, listener);
+      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`));
+    }, ms);
+    emitter.once(event, listener);
+  });
 }

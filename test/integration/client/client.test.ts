@@ -9,9 +9,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
-import { ClientError, type ClientState, type DisconnectedEvent, type Publication, type ReconnectingEvent } from '../../../src/client/index.js';
+import { ClientError, type ClientState, type Publication, type ReconnectingEvent } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
-import { createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import { connectFollowing, connectRefreshing, createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** A shared broker and presence store that outlive the servers of one test (closed after it). */
 function sharedBackend(t: { after(fn: () => Promise<void>): void }): { broker: MemoryBroker; presence: MemoryPresenceStore } {
@@ -220,19 +220,8 @@ describe('client SDK against the realtime server', () => {
 
   test('token refresh: on the server\'s refresh push the client sends a new token and stays connected past the expiry', async (t) => {
     const s = await startServer(t, { config: { auth: { refreshGraceMs: 1800 } } });
-    let calls = 0;
-    const c = createClient(t, s.url, {
-      token: await signToken('alice', { ttl: 2 }),
-      getToken: async () => {
-        calls++;
-        return signToken('alice', { ttl: 60 });
-      },
-      refreshBeforeMs: 0,
-    });
-    const disconnects: DisconnectedEvent[] = [];
-    c.on('disconnected', (e) => disconnects.push(e));
-    await within(c.connect(), 3000, 'connect');
-    await until(() => calls >= 1, 3000, 'getToken on the refresh push');
+    const { client: c, calls, disconnects } = await connectRefreshing(t, s.url, { ttl: 2, nextTtl: 60, refreshBeforeMs: 0 });
+    await until(() => calls() >= 1, 3000, 'getToken on the refresh push');
     await sleep(2300); // past the first token's expiry
     assert.equal(c.state, 'connected');
     assert.deepEqual(disconnects, []);
@@ -242,12 +231,7 @@ describe('client SDK against the realtime server', () => {
     const backend = sharedBackend(t);
     const s1 = await startServer(t, backend);
     const c = createClient(t, s1.url, { token: await signToken('alice') });
-    const got: number[] = [];
-    const recovered: Array<{ recovered: boolean; resumed: boolean }> = [];
-    const sub = c.subscribe('chat/resume', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => recovered.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events: recovered, sub } = await connectFollowing(c, 'chat/resume');
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/resume', i);
     await until(() => got.length === 3, 3000, 'the first three');
 

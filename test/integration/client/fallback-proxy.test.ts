@@ -13,7 +13,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Client } from '../../../src/client/index.js';
-import { FetchEventSource } from '../fallbacks/helpers.js';
+import { FetchEventSource } from '../carriers/helpers.js';
 import { createClient, nextEvent, signToken, startServer, until, within } from './helpers.js';
 
 /** A reverse proxy to `target` that refuses upgrades; with `buffer`, it sends each response only once it has ended. */

@@ -1,47 +1,27 @@
 /**
  * Helpers of the client SDK's integration tests: a realtime server on
- * 127.0.0.1 (port 0, or a given port to restart on), HS256 tokens, and a
- * `Client` over our own `WebSocket` (Node 20 has no global one) that is
- * closed after the test.
+ * 127.0.0.1 (port 0, or a given port to restart on) with the SDK tests'
+ * namespaces, and a `Client` over our own `WebSocket` (Node 20 has no global
+ * one) that is closed after the test. Tokens, waits and the server's test
+ * config come from test/support/.
  *
- * Importing ../helpers.ts adds its `after` hook, which fails the file when
+ * Importing test/support/leak-check.ts adds its `after` hook, which fails the file when
  * sockets, servers or timers are left open: the SDK must leave nothing
  * behind after `close()`.
  */
 import type { TestContext } from 'node:test';
-import { SignJWT } from 'jose';
-import { Client, type ClientOptions, type Emitter } from '../../../src/client/index.js';
+import { Client, type ClientOptions, type DisconnectedEvent, type Emitter, type SubscribedEvent, type Subscription } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
-import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
-import type { Logger } from '../../../src/realtime/transport.js';
+import type { RealtimeServer, RealtimeServerOptions } from '../../../src/server/realtime-server.js';
 import { readSnapshotFile } from '../../../src/brokers/memory/snapshot-file.js';
 import type { MemoryBrokerSnapshot } from '../../../src/brokers/memory/memory-broker.js';
-import { sleep, within } from '../helpers.js';
+import '../../support/leak-check.js';
+import { addresses, createTestServer, silentLogger } from '../../support/realtime-server.js';
+import { signToken } from '../../support/tokens.js';
+import { sleep, WAIT, within } from '../../support/wait.js';
 
-export { sleep, until, WAIT, within } from '../helpers.js';
-
-export const SECRET = 'switchboard-client-test-secret-0123456789';
-
-/** An HS256 JWT for `sub`, valid `ttl` seconds (default 3600). */
-export function signToken(sub: string, options: { ttl?: number; secret?: string; info?: unknown } = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(options.info === undefined ? {} : { info: options.info })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt(now)
-    .setExpirationTime(now + (options.ttl ?? 3600))
-    .sign(new TextEncoder().encode(options.secret ?? SECRET));
-}
-
-const silent: Logger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  child() {
-    return silent;
-  },
-};
+export { sleep, until, WAIT, within } from '../../support/wait.js';
+export { SECRET, signToken } from '../../support/tokens.js';
 
 /** Namespaces of the test servers: `chat/*` keeps history and has full presence; `arena/*` counts. */
 export const NAMESPACES = [
@@ -65,29 +45,21 @@ export type ServerOptions = Omit<RealtimeServerOptions, 'config'> & { port?: num
 /** A realtime server on 127.0.0.1, created but not listening yet (the hub works: `server.publish()`); closed after the test. */
 export function createServer(t: TestContext, options: ServerOptions = {}): ServerHandle {
   const { port = 0, config = {}, ...rest } = options;
-  const server = createRealtimeServer({
-    logger: silent,
+  const { server } = createTestServer({
+    captureLogs: false,
+    logger: silentLogger,
     ...rest,
-    config: {
-      host: '127.0.0.1',
-      port,
-      heartbeat: { intervalMs: 0, timeoutMs: 1000 },
-      shutdown: { timeoutMs: 2000, reconnectJitterMs: 100 },
-      namespaces: NAMESPACES,
-      log: { level: 'silent' },
-      ...config,
-      auth: { hmacSecret: SECRET, ...config.auth },
-    },
+    config: { port, shutdown: { timeoutMs: 2000, reconnectJitterMs: 100 }, namespaces: NAMESPACES, ...config },
   });
   let closing: Promise<void> | null = null;
   const handle: ServerHandle = {
     server,
     port,
-    url: `ws://127.0.0.1:${port}/rt`,
+    url: addresses(server, port).url,
     async listen() {
       const address = await server.listen();
       handle.port = address.port;
-      handle.url = `ws://127.0.0.1:${address.port}/rt`;
+      handle.url = addresses(server, address.port).url;
     },
     close: () => (closing ??= within(server.close(), 5000, 'RealtimeServer#close')),
   };
@@ -116,7 +88,7 @@ export function createClient(t: TestContext, url: string | string[], options: Cl
 }
 
 /** Resolve with the next `event` of a client or subscription (bounded wait). */
-export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E>, event: K, ms = 3000): Promise<E[K]> {
+export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E>, event: K, ms = WAIT): Promise<E[K]> {
   let off: (() => void) | null = null;
   return within(
     new Promise<E[K]>((resolve) => {
@@ -125,6 +97,46 @@ export function nextEvent<E extends object, K extends keyof E>(target: Emitter<E
     ms,
     `event '${String(event)}'`,
   ).finally(() => off?.());
+}
+
+/**
+ * A client of alice's, connected with a token that expires in `ttl` s;
+ * `getToken` gives tokens of `nextTtl` s and counts its calls. Every
+ * 'disconnected' event is kept.
+ */
+export async function connectRefreshing(
+  t: TestContext,
+  url: string,
+  options: { ttl: number; nextTtl: number; refreshBeforeMs: number },
+): Promise<{ client: Client; calls: () => number; disconnects: DisconnectedEvent[] }> {
+  let calls = 0;
+  const client = createClient(t, url, {
+    token: await signToken('alice', { ttl: options.ttl }),
+    getToken: async () => {
+      calls++;
+      return signToken('alice', { ttl: options.nextTtl });
+    },
+    refreshBeforeMs: options.refreshBeforeMs,
+  });
+  const disconnects: DisconnectedEvent[] = [];
+  client.on('disconnected', (e) => disconnects.push(e));
+  await within(client.connect(), WAIT, 'connect');
+  return { client, calls: () => calls, disconnects };
+}
+
+/**
+ * Subscribe `client` to `channel`, recording the data of each message and
+ * each 'subscribed' event; connect it (bounded by `ms`) and wait until the
+ * subscription is live.
+ */
+export async function connectFollowing(client: Client, channel: string, ms = WAIT): Promise<{ sub: Subscription; got: unknown[]; events: SubscribedEvent[] }> {
+  const got: unknown[] = [];
+  const events: SubscribedEvent[] = [];
+  const sub = client.subscribe(channel, { onMessage: (p) => got.push(p.data), onSubscribed: (e) => events.push(e) });
+  const subscribed = nextEvent(sub, 'subscribed');
+  await within(client.connect(), ms, 'connect');
+  await subscribed;
+  return { sub, got, events };
 }
 
 /**

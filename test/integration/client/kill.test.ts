@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { DisconnectedEvent, SubscribedEvent } from '../../../src/client/index.js';
-import { killAll, startServe, type Serve } from '../../e2e/helpers.js';
-import { createClient, nextEvent, sleep, snapshotOffset, until, waitForSnapshot, within } from './helpers.js';
+import type { DisconnectedEvent } from '../../../src/client/index.js';
+import { killAll, startServe, type Serve } from '../../support/cli.js';
+import { connectFollowing, createClient, nextEvent, sleep, snapshotOffset, until, waitForSnapshot, within } from './helpers.js';
 
 after(() => killAll());
 
@@ -32,12 +32,7 @@ test('killed with SIGKILL and restarted: the client sees 1006, reconnects with a
   const base = () => server.base;
 
   const c = createClient(t, `ws://127.0.0.1:${port}/rt`, { getToken: () => devToken(base, 'alice') });
-  const got: unknown[] = [];
-  const events: SubscribedEvent[] = [];
-  const sub = c.subscribe('chat/killed', { onMessage: (p) => got.push(p.data), onSubscribed: (e) => events.push(e) });
-  const subscribed = nextEvent(sub, 'subscribed');
-  await within(c.connect(), 10_000, 'connect');
-  await subscribed;
+  const { got, events, sub } = await connectFollowing(c, 'chat/killed', 10_000);
   for (let i = 1; i <= 3; i++) await c.publish('chat/killed', i);
   await until(() => got.length === 3, 3000, 'the first three');
   // One periodic save (every 5 s by default) with them in it.

@@ -20,8 +20,8 @@ import type { DisconnectedEvent, SubscribedEvent } from '../../../src/client/ind
 import { WebSocket } from '../../../src/index.js';
 import type { ClosingPush, ClosePush, ErrorReply, MessagePush, RefreshPush } from '../../../src/wire/messages.js';
 import { DEFAULT_LIMITS, pollAnswer, reply, sessionOpened } from '../../unit/client/fakes.js';
-import * as fb from '../fallbacks/helpers.js';
-import { createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import * as fb from '../carriers/helpers.js';
+import { connectFollowing, connectRefreshing, createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** The shape of a value: object keys (sorted) with the shapes of their values, an array's first element, else the type. */
 function shape(value: unknown): unknown {
@@ -164,12 +164,7 @@ describe('the SDK scenarios against the real server', () => {
     const s = await startServer(t);
     const sockets = recordingWebSocket();
     const c = createClient(t, s.url, { token: await signToken('alice'), WebSocket: sockets.WebSocket as never, reconnect: { minDelayMs: 100, maxDelayMs: 100 } });
-    const got: unknown[] = [];
-    const events: SubscribedEvent[] = [];
-    const sub = c.subscribe('chat/scenario', { onMessage: (p) => got.push(p.data), onSubscribed: (e) => events.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events, sub } = await connectFollowing(c, 'chat/scenario');
     for (let i = 1; i <= 3; i++) await s.server.publish('chat/scenario', i);
     await until(() => got.length === 3, 3000, 'the first three');
 
@@ -227,25 +222,14 @@ describe('the SDK scenarios against the real server', () => {
   test('token refresh: the client gets a new token refreshBeforeMs before the expiry the server announced, and stays connected past it', async (t) => {
     // refreshGraceMs 0: the server asks for nothing and closes (4002) at expiry unless the client refreshed by itself.
     const s = await startServer(t, { config: { auth: { refreshGraceMs: 0 } } });
-    let calls = 0;
-    const c = createClient(t, s.url, {
-      token: await signToken('alice', { ttl: 2 }),
-      getToken: async () => {
-        calls++;
-        return signToken('alice', { ttl: 600 });
-      },
-      refreshBeforeMs: 1500,
-    });
-    const disconnects: DisconnectedEvent[] = [];
-    c.on('disconnected', (e) => disconnects.push(e));
-    await within(c.connect(), 3000, 'connect');
+    const { client: c, calls, disconnects } = await connectRefreshing(t, s.url, { ttl: 2, nextTtl: 600, refreshBeforeMs: 1500 });
     const expiresBy = Date.now() + 2000; // exp has one-second resolution: 1-2 s from now
-    await until(() => calls === 1, 3000, 'getToken before the expiry');
+    await until(() => calls() === 1, 3000, 'getToken before the expiry');
     await sleep(Math.max(0, expiresBy - Date.now()) + 300);
     assert.deepEqual(disconnects, []);
     assert.equal(c.state, 'connected');
     assert.equal(c.user, 'alice');
-    assert.equal(calls, 1);
+    assert.equal(calls(), 1);
     assert.equal((await c.publish('chat/refresh', 'still here')).offset, 1);
   });
 

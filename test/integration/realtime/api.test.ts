@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { createRealtimeServer } from '../../../src/server/realtime-server.js';
-import { api, API_KEY, captureLogger, connect, connectAs, httpRequest, sleep, startServer, testConfig, until, upgrade, within } from './helpers.js';
+import { api, API_KEY, captureLogger, connect, connectAs, httpRequest, listenApp, sleep, startServer, testConfig, until, upgrade, within } from './helpers.js';
 
 const namespaces = [
   { prefix: 'chat', history: { size: 100, ttlMs: 0 }, presence: 'full' },
@@ -289,15 +288,7 @@ describe('development tokens', () => {
     });
     const rt = createRealtimeServer({ server: app, devTokens: true, config: testConfig(), logger: captureLogger() });
     t.after(() => within(rt.close(), 5000, 'RealtimeServer#close'));
-    t.after(
-      () =>
-        new Promise<void>((resolve) => {
-          app.closeAllConnections();
-          app.close(() => resolve());
-        }),
-    );
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-    const base = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const base = await listenApp(t, app);
     const ask = (headers: Record<string, string> = {}) => httpRequest(base, '/dev/token', { body: { user: 'alice' }, headers });
 
     for (const peer of [undefined, '::1', '::ffff:127.0.0.1', '127.0.0.2']) {

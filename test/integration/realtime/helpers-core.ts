@@ -1,33 +1,39 @@
 /**
- * The part of the realtime test helpers that needs no test context: bounded
- * waits, signed tokens, realtime servers on 127.0.0.1 port 0, and the
+ * The part of the realtime test helpers that needs no test context: the
+ * waits, tokens and servers of test/support/ (re-exported), and the
  * protocol clients — `RtClient` (our `WebSocket`, JSON or MessagePack) and
  * `QueueClient`, what it shares with the fallback-session client of
- * ../fallbacks/helpers.ts.
+ * ../carriers/helpers.ts.
  *
  * This module must not import `node:test` nor anything that does (such as
- * ../helpers.ts, which registers an `after` hook): channels-leak-child.ts
+ * test/support/leak-check.ts, which registers an `after` hook): channels-leak-child.ts
  * runs it in a plain child process. The helpers that take a `TestContext`
  * and close what they open after the test are in ./helpers.ts, which
  * re-exports everything here.
  */
 import assert from 'node:assert/strict';
-import { SignJWT } from 'jose';
 import { encode as pack, decode as unpack } from '@msgpack/msgpack';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { WebSocket, type ClientOptions } from '../../../src/index.js';
 import type { DeepPartial, NamespaceConfig, RealtimeConfig } from '../../../src/server/config/index.js';
-import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../../src/server/realtime-server.js';
-import type { Logger } from '../../../src/realtime/transport.js';
+import { launchServer, type TestServer } from '../../support/realtime-server.js';
+import { SECRET, signToken, type TokenOptions } from '../../support/tokens.js';
+import { sleep, WAIT, within } from '../../support/wait.js';
+
+export { sleep, until, WAIT, within } from '../../support/wait.js';
+export { SECRET, signToken, type TokenOptions } from '../../support/tokens.js';
+export {
+  API_KEY,
+  captureLogger,
+  launchServer,
+  testConfig,
+  type CapturedLogger,
+  type ServerOptions,
+  type TestServer,
+} from '../../support/realtime-server.js';
 
 // ---------------------------------------------------------------------------
 // Waits
-
-/** Default bound on every wait, in ms. */
-export const WAIT = 3000;
-
-export { sleep, until, within } from '../../support/wait.js';
-import { sleep, within } from '../../support/wait.js';
 
 /**
  * Waits re-checked whenever something arrives: the receiver calls `wake()`,
@@ -68,36 +74,6 @@ export class Wakeup {
       });
     }
   }
-}
-
-// ---------------------------------------------------------------------------
-// Tokens
-
-/** HMAC secret of the test servers (≥ 32 bytes, RFC 7518 §3.2). */
-export const SECRET = 'switchboard-test-secret-0123456789abcdef';
-/** API key of the test servers. */
-export const API_KEY = 'test-api-key-0123456789';
-
-export interface TokenOptions {
-  /** Lifetime in seconds (may be negative for an expired token). Default 3600. */
-  ttl?: number;
-  channels?: Record<string, string[]>;
-  info?: unknown;
-  secret?: string;
-}
-
-/** An HS256 JWT for `sub`. */
-export function signToken(sub: string, options: TokenOptions = {}): Promise<string> {
-  const claims: Record<string, unknown> = {};
-  if (options.channels !== undefined) claims.channels = options.channels;
-  if (options.info !== undefined) claims.info = options.info;
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt(now)
-    .setExpirationTime(now + (options.ttl ?? 3600))
-    .sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
 
 // ---------------------------------------------------------------------------
@@ -354,85 +330,6 @@ export class RtClient extends QueueClient {
 
 // ---------------------------------------------------------------------------
 // Servers
-
-/** A logger that keeps every line (level, message, bindings and fields). */
-export interface CapturedLogger extends Logger {
-  lines: Array<Record<string, unknown>>;
-}
-
-export function captureLogger(lines: Array<Record<string, unknown>> = [], bindings: object = {}): CapturedLogger {
-  const at =
-    (level: string) =>
-    (obj: object, msg?: string): void => {
-      lines.push({ level, msg, ...bindings, ...obj });
-    };
-  return {
-    lines,
-    debug: at('debug'),
-    info: at('info'),
-    warn: at('warn'),
-    error: at('error'),
-    child: (more) => captureLogger(lines, { ...bindings, ...more }),
-  };
-}
-
-/** Recursive merge of plain objects (arrays and scalars replace). */
-function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] =
-      v && b && typeof v === 'object' && typeof b === 'object' && !Array.isArray(v) && !Array.isArray(b)
-        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
-}
-
-/** The config every test server starts from; a test's `config` is merged over it. */
-export function testConfig(): RealtimeServerOptions['config'] {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    auth: { hmacSecret: SECRET },
-    apiKey: API_KEY,
-    heartbeat: { intervalMs: 0, timeoutMs: 1000 },
-    shutdown: { timeoutMs: 2000, reconnectJitterMs: 1000 },
-    log: { level: 'silent' },
-  };
-}
-
-export type ServerOptions = Omit<RealtimeServerOptions, 'config'> & {
-  /** Merged over {@link testConfig}. */
-  config?: Record<string, unknown>;
-  /** Keep every log line in `logs` (unless `logger` is given). Default true. */
-  captureLogs?: boolean;
-};
-
-export interface TestServer {
-  server: RealtimeServer;
-  port: number;
-  /** `ws://127.0.0.1:<port>/rt` (the configured path). */
-  url: string;
-  /** `http://127.0.0.1:<port>`. */
-  base: string;
-  /** Every log line of the server (none without `captureLogs`). */
-  logs: Array<Record<string, unknown>>;
-}
-
-/**
- * A realtime server on 127.0.0.1, port 0, listening. `created` is called with
- * it before it listens (helpers.ts' `startServer` registers its close there).
- */
-export async function launchServer(options: ServerOptions = {}, created: (server: RealtimeServer) => void = () => {}): Promise<TestServer> {
-  const { captureLogs = true, config: over = {}, ...rest } = options;
-  const logger = captureLogs ? captureLogger() : undefined;
-  const config = merge(testConfig() as Record<string, unknown>, over);
-  const server = createRealtimeServer({ logger, ...rest, config });
-  created(server);
-  const { port } = await server.listen();
-  return { server, port, url: `ws://127.0.0.1:${port}${server.config.path}`, base: `http://127.0.0.1:${port}`, logs: logger?.lines ?? [] };
-}
 
 /**
  * A memory broker whose `history` answers late: it waits a few ms before

@@ -6,13 +6,14 @@
  * upgrades). Every wait is bounded: a broken behaviour fails the test
  * instead of hanging it.
  *
- * Importing this module also imports ../helpers.ts, whose `after` hook fails
+ * Importing this module also imports test/support/leak-check.ts, whose `after` hook fails
  * the file when sockets, servers or timers are left open. A child process
  * (channels-leak-child.ts) imports ./helpers-core.ts instead.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
-import '../helpers.js';
+import '../../support/leak-check.js';
 import {
   API_KEY,
   createRealtime,
@@ -70,6 +71,19 @@ export async function connectAs(t: TestContext, url: string, user: string, token
   const client = await connect(t, url, options);
   await client.auth(user, token);
   return client;
+}
+
+/** Listen on 127.0.0.1 port 0 with an app's own HTTP server (a realtime server attached to it); closed after the test. Resolves with `http://127.0.0.1:<port>`. */
+export async function listenApp(t: TestContext, server: http.Server): Promise<string> {
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 // ---------------------------------------------------------------------------

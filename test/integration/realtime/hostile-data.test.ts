@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as pack } from '@msgpack/msgpack';
 import { InvalidDataError } from '../../../src/wire/data.js';
-import { openSession, poll, post, signToken } from '../fallbacks/helpers.js';
+import { openSession, poll, post, signToken } from '../carriers/helpers.js';
 import { api, API_KEY, connect, connectAs, httpRequest, launchServer, startServer, type HttpResult, type RtClient } from './helpers.js';
 
 const namespaces = [{ prefix: 'chat', history: { size: 100, ttlMs: 0 }, presence: 'full' }];

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { openSession, poll, post } from '../fallbacks/helpers.js';
+import { openSession, poll, post } from '../carriers/helpers.js';
 import { connect, signToken, sleep, SlowHistoryBroker, startRealtime, until, WAIT, type Namespace } from './helpers.js';
 
 const NAMESPACES: Namespace[] = [

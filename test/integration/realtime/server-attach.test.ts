@@ -7,24 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import express from 'express';
 import { WebSocketServer } from '../../../src/index.js';
 import { createRealtimeServer, type RealtimeServer } from '../../../src/server/realtime-server.js';
-import { api, captureLogger, connect, connectAs, httpRequest, testConfig, upgrade, within, WAIT } from './helpers.js';
-
-async function listenApp(t: TestContext, server: http.Server): Promise<string> {
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+import { api, captureLogger, connect, connectAs, httpRequest, listenApp, testConfig, upgrade, within, WAIT } from './helpers.js';
 
 function attach(t: TestContext, server: http.Server): RealtimeServer {
   const rt = createRealtimeServer({ server, config: testConfig(), logger: captureLogger() });

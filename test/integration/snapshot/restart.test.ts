@@ -8,8 +8,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { SubscribedEvent } from '../../../src/client/index.js';
-import { createClient, createServer, nextEvent, signToken, sleep, snapshotOffset, startServer, until, waitForSnapshot, within } from '../client/helpers.js';
+import { connectFollowing, createClient, createServer, nextEvent, signToken, sleep, snapshotOffset, startServer, until, waitForSnapshot } from '../client/helpers.js';
 
 const dirs: string[] = [];
 // Once every test's servers have closed: a server closing saves its final snapshot in its directory,
@@ -29,12 +28,7 @@ describe('in-memory history kept in broker.snapshotFile across a restart', () =>
     const config = { broker: { snapshotFile: join(snapshotDir(), 'history.sb'), snapshotIntervalMs: 0 } };
     const s1 = await startServer(t, { config });
     const c = createClient(t, s1.url, { token: await signToken('alice') });
-    const got: number[] = [];
-    const events: SubscribedEvent[] = [];
-    const sub = c.subscribe('chat/restart', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => events.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events, sub } = await connectFollowing(c, 'chat/restart');
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/restart', i);
     const keyed = await s1.server.publish('chat/restart', 4, { key: 'publish-4' });
     await until(() => got.length === 4, 3000, 'the first four');
@@ -74,12 +68,7 @@ describe('in-memory history kept in broker.snapshotFile across a restart', () =>
     const s1 = await startServer(t, { config });
     for (let i = 1; i <= 3; i++) await s1.server.publish('chat/crash', i);
     const c = createClient(t, s1.url, { token: await signToken('bob') });
-    const got: number[] = [];
-    const events: SubscribedEvent[] = [];
-    const sub = c.subscribe('chat/crash', { onMessage: (p) => got.push(p.data as number), onSubscribed: (e) => events.push(e) });
-    const subscribed = nextEvent(sub, 'subscribed');
-    await within(c.connect(), 3000, 'connect');
-    await subscribed;
+    const { got, events, sub } = await connectFollowing(c, 'chat/crash');
     const position = sub.position!;
     assert.equal(position.offset, 3);
 

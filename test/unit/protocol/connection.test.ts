@@ -17,7 +17,7 @@ import {
 } from '../../../src/protocol/errors.js';
 import type { Inflater } from '../../../src/protocol/extension.js';
 import { Opcode } from '../../../src/protocol/opcode.js';
-import { buildFrame, decodeClose, hex, RecordingHandler, type RawFrame } from './helpers.js';
+import { buildFrame, closePayload, decodeClose, hex, RecordingHandler, type RawFrame } from './helpers.js';
 
 /** Inflates by doubling the payload (so inflated data differs from the wire data); sync or async. */
 class FakeInflater implements Inflater {
@@ -439,18 +439,14 @@ for (const role of ['server', 'client'] as const) {
 
       for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]) {
         it(`fails with 1002 on close code ${code}`, () => {
-          const payload = Buffer.alloc(2);
-          payload.writeUInt16BE(code);
-          expectFail(close(payload), 1002, 'WS_ERR_INVALID_CLOSE_CODE');
+          expectFail(close(closePayload(code)), 1002, 'WS_ERR_INVALID_CLOSE_CODE');
         });
       }
 
       for (const code of [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999]) {
         it(`accepts close code ${code}, reports it and echoes it`, () => {
           const { rec, conn } = setup();
-          const payload = Buffer.concat([Buffer.alloc(2), Buffer.from('bye')]);
-          payload.writeUInt16BE(code);
-          conn.receiveData(close(payload));
+          conn.receiveData(close(closePayload(code, 'bye')));
           assert.deepEqual(rec.summary(), [['close', code, Buffer.from('bye').toString('hex')]]);
           assert.equal(rec.frames.length, 1);
           assert.equal(decodeClose(rec.frames[0]!.payload).code, code);

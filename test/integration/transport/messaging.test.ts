@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WebSocket, type WebSocketServer } from '../../src/index.js';
+import { WebSocket, type WebSocketServer } from '../../../src/index.js';
 import { closeOf, collectMessages, harness, waitEvent, within, WAIT } from './helpers.js';
 
 /** Every connection echoes each message with its type. */

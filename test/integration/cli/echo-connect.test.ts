@@ -4,77 +4,16 @@
  * 1001 and exits 0; `connect` sends stdin lines and prints what arrives.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
 import net from 'node:net';
-import { closeOf, harness, listen, until, waitEvent, within } from './helpers.js';
-import { startServer } from './realtime/helpers.js';
+import { runCli as runChild, type CliProcess } from '../../support/cli.js';
+import { CHILD_WAIT } from '../../support/wait.js';
+import { closeOf, harness, listen, until, waitEvent, within } from '../transport/helpers.js';
+import { startServer } from '../realtime/helpers.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
-/** tsx compiles on start; give the child time. */
-const START = 20_000;
-
-interface Cli {
-  child: ChildProcess;
-  /** Every JSON line logged so far. */
-  lines: Array<Record<string, unknown>>;
-  stdout: string[];
-  stderr: string[];
-  /** Resolves with the first logged line with this `event`. */
-  event(name: string, ms?: number): Promise<Record<string, unknown>>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function runCli(t: TestContext, args: string[]): Cli {
-  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(args)}); })`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<() => void> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    stdout.push(line);
-    try {
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // not JSON (the connect command prints plain text)
-    }
-    for (const w of waiters.splice(0)) w();
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    stderr.push(line);
-    for (const w of waiters.splice(0)) w();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return {
-    child,
-    lines,
-    stdout,
-    stderr,
-    exited,
-    event(name, ms = START) {
-      return within(
-        new Promise<Record<string, unknown>>((resolve) => {
-          const check = (): void => {
-            const found = lines.find((l) => l.event === name);
-            if (found) resolve(found);
-            else waiters.push(check);
-          };
-          check();
-        }),
-        ms,
-        `the '${name}' log line (stderr: ${stderr.join(' | ')})`,
-      );
-    },
-  };
+/** A CLI command with its stdin piped (`connect` reads it), killed after the test. */
+function runCli(t: { after(fn: () => unknown): void }, args: string[]): CliProcess {
+  return runChild(t, args, { stdin: 'pipe' });
 }
 
 test('echo: logs listening with the URL, echoes, and on SIGTERM closes clients with 1001 and exits 0', async (t) => {
@@ -104,8 +43,8 @@ test('echo: logs listening with the URL, echoes, and on SIGTERM closes clients w
   assert.equal(code, 1001);
   const exit = await within(cli.exited, 10_000, 'the CLI to exit');
   assert.deepEqual(exit, { code: 0, signal: null });
-  assert.ok(cli.lines.some((l) => l.event === 'shutdown' && l.signal === 'SIGTERM'));
-  const closeLine = cli.lines.find((l) => l.event === 'close');
+  assert.ok(cli.logs.some((l) => l.event === 'shutdown' && l.signal === 'SIGTERM'));
+  const closeLine = cli.logs.find((l) => l.event === 'close');
   assert.equal(closeLine?.code, 1001);
 });
 
@@ -128,7 +67,7 @@ test('echo --deflate negotiates permessage-deflate and logs close codes with the
   const closeLine = await cli.event('close');
   assert.equal(closeLine.code, 1009, 'the server reports the code it sent when it failed the connection');
   assert.match(String(closeLine.meaning), /too big/);
-  assert.ok(cli.lines.some((l) => l.event === 'error' && l.code === 'WS_ERR_MESSAGE_TOO_BIG'));
+  assert.ok(cli.logs.some((l) => l.event === 'error' && l.code === 'WS_ERR_MESSAGE_TOO_BIG'));
 
   cli.child.kill('SIGTERM');
   assert.deepEqual(await within(cli.exited, 10_000, 'exit'), { code: 0, signal: null });
@@ -153,7 +92,7 @@ test('connect: sends stdin lines as text, prints what arrives, exits 0 when stdi
       };
       check();
     }),
-    START,
+    CHILD_WAIT,
     'connected on stderr',
   );
   cli.child.stdin!.write('first line\nsecond line\n');
@@ -177,16 +116,16 @@ test('connect: sends stdin lines as text, prints what arrives, exits 0 when stdi
 
 test('unknown command → exit 2; help → exit 0', async (t) => {
   const bad = runCli(t, ['frobnicate']);
-  assert.equal((await within(bad.exited, START, 'exit')).code, 2);
+  assert.equal((await within(bad.exited, CHILD_WAIT, 'exit')).code, 2);
   assert.ok(bad.stderr.some((l) => l.includes("unknown command 'frobnicate'")));
   const help = runCli(t, ['help']);
-  assert.equal((await within(help.exited, START, 'exit')).code, 0);
+  assert.equal((await within(help.exited, CHILD_WAIT, 'exit')).code, 0);
   assert.ok(help.stdout.some((l) => l.startsWith('Usage: switchboard')));
 });
 
 test('echo without --port → exit 2 with a message', async (t) => {
   const cli = runCli(t, ['echo']);
-  assert.equal((await within(cli.exited, START, 'exit')).code, 2);
+  assert.equal((await within(cli.exited, CHILD_WAIT, 'exit')).code, 2);
   assert.ok(cli.stderr.some((l) => l.includes('--port is required')));
 });
 
@@ -212,7 +151,7 @@ test("connect: lines and EOF piped before the socket opens (printf 'hello\\nseco
   const server = await slowEchoServer(h, 500);
   const cli = runCli(t, ['connect', server.url]);
   cli.child.stdin!.end('hello\nsecond\n');
-  const exit = await within(cli.exited, START, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
+  const exit = await within(cli.exited, CHILD_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
   assert.deepEqual(exit, { code: 0, signal: null }, cli.stderr.join(' | '));
   assert.deepEqual(server.received, ['hello', 'second']);
   assert.deepEqual(cli.stdout, ['< hello', '< second']);
@@ -226,7 +165,7 @@ test('connect </dev/null: EOF before the socket opens → opens, closes with 100
   const server = await slowEchoServer(h, 300);
   const cli = runCli(t, ['connect', server.url]);
   cli.child.stdin!.end();
-  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 0, signal: null }, cli.stderr.join(' | '));
+  assert.deepEqual(await within(cli.exited, CHILD_WAIT, 'the CLI to exit'), { code: 0, signal: null }, cli.stderr.join(' | '));
   assert.deepEqual(cli.stderr, ['connected (protocol: none, extensions: none)', 'closed: 1000 (normal closure)']);
   await until(() => server.closes.length === 1, 5000, 'the server to see the close');
   assert.deepEqual(server.closes, [1000]);
@@ -239,7 +178,7 @@ test('connect: a connection that fails exits 1 with the reason, even with stdin 
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   const cli = runCli(t, ['connect', `ws://127.0.0.1:${port}/`]);
   cli.child.stdin!.write('typed early\n'); // and stdin stays open
-  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 1, signal: null });
+  assert.deepEqual(await within(cli.exited, CHILD_WAIT, 'the CLI to exit'), { code: 1, signal: null });
   assert.deepEqual(cli.stderr, [`error: connect ECONNREFUSED 127.0.0.1:${port}`, 'closed: 1006 (abnormal closure: the connection dropped without a close frame)']);
 });
 
@@ -247,7 +186,7 @@ test('connect to the realtime server: a 4xxx close is named from the realtime ta
   const rt = await startServer(t);
   // 4501: not JSON. stdin stays open: the server's close ends the CLI (exit 1, not a normal closure).
   const bad = runCli(t, ['connect', rt.url, '--protocol', 'switchboard.v1.json']);
-  await until(() => bad.stderr.some((l) => l.startsWith('connected')), START, 'connected');
+  await until(() => bad.stderr.some((l) => l.startsWith('connected')), CHILD_WAIT, 'connected');
   bad.child.stdin!.write('not json\n');
   assert.deepEqual(await within(bad.exited, 10_000, 'the CLI to exit'), { code: 1, signal: null });
   assert.equal(bad.stderr.length, 2, bad.stderr.join(' | '));
@@ -260,7 +199,7 @@ test('connect to the realtime server: a 4xxx close is named from the realtime ta
   // A subprotocol the server does not speak: HTTP 400 before the upgrade, with its explanation.
   const refused = runCli(t, ['connect', rt.url, '--protocol', 'chat.v9']);
   refused.child.stdin!.end();
-  assert.deepEqual(await within(refused.exited, START, 'the CLI to exit'), { code: 1, signal: null });
+  assert.deepEqual(await within(refused.exited, CHILD_WAIT, 'the CLI to exit'), { code: 1, signal: null });
   assert.deepEqual(refused.stderr, [
     'error: the server refused the WebSocket upgrade: HTTP 400 Bad Request',
     '  unsupported subprotocol; this server speaks switchboard.v1.json, switchboard.v1.msgpack',
@@ -273,7 +212,7 @@ test('echo on a busy port: one line with the error, no stack trace, exit 2 (as s
   const port = await listen(busy);
   t.after(() => new Promise<void>((resolve) => busy.close(() => resolve())));
   const cli = runCli(t, ['echo', '--port', String(port), '--host', '127.0.0.1']);
-  assert.deepEqual(await within(cli.exited, START, 'the CLI to exit'), { code: 2, signal: null });
+  assert.deepEqual(await within(cli.exited, CHILD_WAIT, 'the CLI to exit'), { code: 2, signal: null });
   assert.deepEqual(cli.stderr, [`switchboard echo: listen EADDRINUSE: address already in use 127.0.0.1:${port}`]);
   assert.deepEqual(cli.stdout, []);
 });
@@ -282,12 +221,12 @@ test('<command> --help prints that command\'s usage and exits 0; an unknown opti
   for (const command of ['serve', 'echo', 'connect']) {
     for (const flag of ['--help', '-h']) {
       const cli = runCli(t, [command, flag]);
-      assert.deepEqual(await within(cli.exited, START, `${command} ${flag} to exit`), { code: 0, signal: null }, cli.stderr.join(' | '));
+      assert.deepEqual(await within(cli.exited, CHILD_WAIT, `${command} ${flag} to exit`), { code: 0, signal: null }, cli.stderr.join(' | '));
       assert.match(cli.stdout[0] ?? '', new RegExp(`^Usage: switchboard ${command} `), `${command} ${flag}`);
       assert.deepEqual(cli.stderr, []);
     }
     const bad = runCli(t, [command, '--bogus']);
-    assert.equal((await within(bad.exited, START, `${command} --bogus to exit`)).code, 2);
+    assert.equal((await within(bad.exited, CHILD_WAIT, `${command} --bogus to exit`)).code, 2);
     assert.match(bad.stderr[0] ?? '', new RegExp(`^switchboard ${command}: Unknown option '--bogus'`));
     assert.equal(bad.stderr[1], '');
     assert.match(bad.stderr[2] ?? '', new RegExp(`^Usage: switchboard ${command} `));

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import zlib from 'node:zlib';
-import { WebSocket } from '../../src/index.js';
+import { WebSocket } from '../../../src/index.js';
 import { buildFrame, closeOf, collectMessages, harness, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);

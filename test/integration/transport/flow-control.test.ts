@@ -5,15 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { WebSocket } from '../../src/index.js';
+import type { WebSocket } from '../../../src/index.js';
 import { harness, sleep, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
-async function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {
-  const { wss, url } = await h.server(options);
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const client = await h.open(url, { perMessageDeflate: false });
-  const [server] = await conn;
-  return { client, server };
+function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {
+  return h.pair(options, { perMessageDeflate: false });
 }
 
 /** Send `chunk` until send() returns false (bounded); returns how many were sent. */
@@ -175,10 +171,7 @@ test('bufferedAmount is 0 when idle and counts a large pending message', async (
 
 test('backpressure with permessage-deflate: queued compressed sends count in bufferedAmount and drain', async (t) => {
   const h = harness(t);
-  const { wss, url } = await h.server({ perMessageDeflate: { threshold: 0 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const client = await h.open(url, { perMessageDeflate: { threshold: 0 } });
-  const [server] = await conn;
+  const { client, server } = await h.pair({ perMessageDeflate: { threshold: 0 } }, { perMessageDeflate: { threshold: 0 } });
   assert.match(client.extensions, /permessage-deflate/);
   server.pause();
   const chunk = Buffer.alloc(1000, 'x');

@@ -4,8 +4,8 @@
  * presence leave), and a resume point that is no longer buffered.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { connectAs, HttpClient, openSession, post, request, signToken, sleep, SseReader, startServer, until, WAIT } from './helpers.js';
+import { test, type TestContext } from 'node:test';
+import { connectAs, HttpClient, openSession, post, request, signToken, sleep, SseReader, startServer, until, WAIT, within } from './helpers.js';
 
 const auth = async (user: string) => ({ headers: { Authorization: `Bearer ${await signToken(user)}` } });
 
@@ -51,18 +51,14 @@ test('a stream that asks for less than it was sent gets the rest again (the last
   const second = await SseReader.open(t, `${base}/rt/session/${id}/events?lastEventId=3`);
   const again = [await second.next(), await second.next()];
   assert.deepEqual(again.map((e) => [e.id, JSON.parse(e.data).data]), [['4', 3], ['5', 4]]);
-  await within(first.end, 'the replaced stream to end');
+  await within(first.end, WAIT, 'the replaced stream to end');
   // The header wins over the query parameter.
   const third = await SseReader.open(t, `${base}/rt/session/${id}/events?lastEventId=1`, { 'Last-Event-ID': '4' });
   assert.deepEqual([(await third.next()).id], ['5']);
   await server.publish('feed', 5);
   assert.equal(JSON.parse((await third.next()).data).data, 5);
-  await within(second.end, 'the second stream to end');
+  await within(second.end, WAIT, 'the second stream to end');
 });
-
-function within(p: Promise<unknown>, what: string): Promise<unknown> {
-  return Promise.race([p, sleep(WAIT).then(() => Promise.reject(new Error(`timed out waiting for ${what}`)))]);
-}
 
 test('Last-Event-ID beyond what was sent or not a number: 400, and the session goes on', async (t) => {
   const { base } = await startServer(t);
@@ -133,13 +129,19 @@ test('a session nobody ever streams from closes after the grace period too', asy
   await until(() => server.hub.sessions.size === 0, WAIT, 'the session to expire');
 });
 
-test('a reconnect asking for messages no longer buffered gets the session closed (4003, resume point lost) and nothing else', async (t) => {
+/** An SSE session buffering 5 messages that was sent 10 (sequence numbers 2 to 11), its stream dropped. */
+async function tenSentFiveBuffered(t: TestContext) {
   const { base, server } = await startServer(t, { config: { fallbacks: { bufferMessages: 5 } } });
   const client = await HttpClient.open(t, base, 'sse', await auth('lou'));
   await client.ok('sub', { channel: 'feed' });
   for (let i = 1; i <= 10; i++) await server.publish('feed', i);
   await until(() => published(client).length === 10, WAIT, 'ten messages');
   await client.stop();
+  return { base, server, client };
+}
+
+test('a reconnect asking for messages no longer buffered gets the session closed (4003, resume point lost) and nothing else', async (t) => {
+  const { base, server, client } = await tenSentFiveBuffered(t);
   // The last 5 delivered are still buffered: asking from seq 2 (the ok was 1) is too far back.
   const stream = await SseReader.open(t, `${base}/rt/session/${client.id}/events`, { 'Last-Event-ID': '2' });
   const event = await stream.next();
@@ -147,18 +149,13 @@ test('a reconnect asking for messages no longer buffered gets the session closed
   assert.equal(close.op, 'close');
   assert.equal(close.code, 4003);
   assert.match(close.reason, /resume point lost.*since/);
-  await within(stream.end, 'the stream to end');
+  await within(stream.end, WAIT, 'the stream to end');
   assert.equal(stream.events.length, 1);
   await until(() => server.hub.sessions.size === 0, WAIT, 'the session to end');
 });
 
 test('a reconnect within the buffered window resumes even after older messages were dropped to make room', async (t) => {
-  const { base, server } = await startServer(t, { config: { fallbacks: { bufferMessages: 5 } } });
-  const client = await HttpClient.open(t, base, 'sse', await auth('lou'));
-  await client.ok('sub', { channel: 'feed' });
-  for (let i = 1; i <= 10; i++) await server.publish('feed', i);
-  await until(() => published(client).length === 10, WAIT, 'ten messages');
-  await client.stop();
+  const { base, server, client } = await tenSentFiveBuffered(t);
   const stream = await SseReader.open(t, `${base}/rt/session/${client.id}/events`, { 'Last-Event-ID': '8' });
   assert.deepEqual([(await stream.next()).id, (await stream.next()).id, (await stream.next()).id], ['9', '10', '11']);
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WebSocket, type WebSocketServer } from '../../src/index.js';
+import { WebSocket, type WebSocketServer } from '../../../src/index.js';
 import { acceptKey, buildFrame, closeOf, harness, until, upgradeRequest, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 /**

@@ -9,7 +9,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { WebSocket, WebSocketServer } from '../../src/index.js';
+import { WebSocket, WebSocketServer } from '../../../src/index.js';
 import { closeOf, harness, listen, waitEvent, type Harness } from './helpers.js';
 
 let cert: Buffer;

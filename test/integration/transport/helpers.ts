@@ -1,48 +1,23 @@
 /**
- * Shared helpers of the integration tests: loopback servers on port 0, waits
- * that fail instead of hanging, a raw TCP client for crafted bytes, and a
- * per-test harness that closes everything it opened (no leaked handles: the
- * test process must exit by itself).
+ * Helpers of the WebSocket-layer integration tests: loopback servers on port
+ * 0, a raw TCP client for crafted bytes, and a per-test harness that closes
+ * everything it opened. The frames, waits and the leak check (imported here:
+ * the test process must exit by itself) come from test/support/.
  *
  * Nothing here adds an 'error' listener to a WebSocket unless asked: whether
  * one is attached changes behaviour (errors are only emitted to listeners).
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { after, type TestContext } from 'node:test';
-import { WebSocket, WebSocketServer, type ClientOptions, type ServerOptions } from '../../src/index.js';
-import { sleep, until, within } from '../support/wait.js';
+import type { TestContext } from 'node:test';
+import { WebSocket, WebSocketServer, type ClientOptions, type ServerOptions } from '../../../src/index.js';
+import { acceptKey, decodeFrame, encodeFrame, upgradeRequest, type DecodedFrame, type FrameSpec } from '../../support/frames.js';
+import { sleep, until, WAIT, waitEvent, within } from '../../support/wait.js';
+import '../../support/leak-check.js';
 
-export { sleep, until, within };
-
-/** Default bound on every wait, in ms. Generous: loopback events take milliseconds. */
-export const WAIT = 3000;
-
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-
-export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
-}
-
-/**
- * Resolve with the arguments of the next `event` on `emitter`, or reject
- * after `ms`. Unlike `events.once`, it attaches no 'error' listener.
- */
-export function waitEvent<T extends unknown[] = any[]>(emitter: EventEmitter, event: string, ms = WAIT): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const listener = (...args: unknown[]): void => {
-      clearTimeout(timer);
-      resolve(args as T);
-    };
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, listener);
-      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`));
-    }, ms);
-    emitter.once(event, listener);
-  });
-}
+export { sleep, until, WAIT, waitEvent, within };
+export { acceptKey, closePayload, upgradeRequest } from '../../support/frames.js';
 
 /** Collect the next `n` 'message' events (data as received, isBinary). */
 export function collectMessages(ws: WebSocket, n: number, ms = WAIT): Promise<Array<[unknown, boolean]>> {
@@ -64,87 +39,12 @@ export function collectMessages(ws: WebSocket, n: number, ms = WAIT): Promise<Ar
   });
 }
 
-// ---------------------------------------------------------------------------
-// Frames, built and read by hand (independent of src/protocol)
-
-export interface RawFrameSpec {
-  opcode: number;
-  payload?: Uint8Array | string;
-  fin?: boolean;
-  rsv1?: boolean;
-  rsv2?: boolean;
-  rsv3?: boolean;
-  /** Default true (a client's frames are masked). */
-  mask?: boolean;
+/** A frame as a client sends it: masked (with a random key) unless `mask: false`. */
+export function buildFrame(spec: Omit<FrameSpec, 'mask'> & { mask?: boolean }): Buffer {
+  return encodeFrame({ ...spec, mask: spec.mask ?? true });
 }
 
-export function buildFrame(spec: RawFrameSpec): Buffer {
-  const payload = typeof spec.payload === 'string' ? Buffer.from(spec.payload) : Buffer.from(spec.payload ?? []);
-  const mask = spec.mask ?? true;
-  const b0 = (spec.fin === false ? 0 : 0x80) | (spec.rsv1 ? 0x40 : 0) | (spec.rsv2 ? 0x20 : 0) | (spec.rsv3 ? 0x10 : 0) | spec.opcode;
-  const len = payload.length;
-  let head: Buffer;
-  if (len < 126) {
-    head = Buffer.from([b0, len]);
-  } else if (len < 0x10000) {
-    head = Buffer.alloc(4);
-    head[0] = b0;
-    head[1] = 126;
-    head.writeUInt16BE(len, 2);
-  } else {
-    head = Buffer.alloc(10);
-    head[0] = b0;
-    head[1] = 127;
-    head.writeBigUInt64BE(BigInt(len), 2);
-  }
-  if (!mask) return Buffer.concat([head, payload]);
-  head[1]! |= 0x80;
-  const key = randomBytes(4);
-  for (let i = 0; i < payload.length; i++) payload[i]! ^= key[i & 3]!;
-  return Buffer.concat([head, key, payload]);
-}
-
-export function closePayload(code: number, reason = ''): Buffer {
-  const out = Buffer.alloc(2 + Buffer.byteLength(reason));
-  out.writeUInt16BE(code, 0);
-  out.write(reason, 2);
-  return out;
-}
-
-export interface ReadFrame {
-  fin: boolean;
-  rsv1: boolean;
-  opcode: number;
-  masked: boolean;
-  /** Unmasked. */
-  payload: Buffer;
-}
-
-/** Parse one frame at the start of `buf`; null when it is incomplete. */
-export function parseFrame(buf: Buffer): { frame: ReadFrame; size: number } | null {
-  if (buf.length < 2) return null;
-  let at = 2;
-  let len = buf[1]! & 0x7f;
-  if (len === 126) {
-    if (buf.length < 4) return null;
-    len = buf.readUInt16BE(2);
-    at = 4;
-  } else if (len === 127) {
-    if (buf.length < 10) return null;
-    len = Number(buf.readBigUInt64BE(2));
-    at = 10;
-  }
-  const masked = (buf[1]! & 0x80) !== 0;
-  const key = masked ? buf.subarray(at, at + 4) : null;
-  if (masked) at += 4;
-  if (buf.length < at + len) return null;
-  const payload = Buffer.from(buf.subarray(at, at + len));
-  if (key) for (let i = 0; i < payload.length; i++) payload[i]! ^= key[i & 3]!;
-  return {
-    frame: { fin: (buf[0]! & 0x80) !== 0, rsv1: (buf[0]! & 0x40) !== 0, opcode: buf[0]! & 0x0f, masked, payload },
-    size: at + len,
-  };
-}
+export type ReadFrame = DecodedFrame;
 
 // ---------------------------------------------------------------------------
 // Raw TCP client
@@ -269,7 +169,7 @@ export class RawClient {
   readFrame(ms = WAIT): Promise<ReadFrame> {
     return this.read(
       (buf) => {
-        const got = parseFrame(buf);
+        const got = decodeFrame(buf);
         return got && { value: got.frame, size: got.size };
       },
       ms,
@@ -303,29 +203,19 @@ export class RawClient {
   }
 }
 
-/** The lines of an upgrade request; `headers` are added or override (null removes). */
-export function upgradeRequest(
-  options: { path?: string; method?: string; version?: string; key?: string; headers?: Record<string, string | null> } = {},
-): string {
-  const headers: Record<string, string | null> = {
-    Host: 'localhost',
-    Upgrade: 'websocket',
-    Connection: 'Upgrade',
-    'Sec-WebSocket-Key': options.key ?? randomBytes(16).toString('base64'),
-    'Sec-WebSocket-Version': '13',
-    ...options.headers,
-  };
-  const lines = [`${options.method ?? 'GET'} ${options.path ?? '/'} HTTP/${options.version ?? '1.1'}`];
-  for (const [name, value] of Object.entries(headers)) if (value !== null) lines.push(`${name}: ${value}`);
-  return lines.join('\r\n') + '\r\n\r\n';
-}
-
 // ---------------------------------------------------------------------------
 // Per-test harness
 
 export interface Harness {
   /** A `WebSocketServer` on 127.0.0.1, port 0, listening. */
   server(options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>): Promise<{ wss: WebSocketServer; port: number; url: string }>;
+  /** A server and one open client, with the server's side of the connection. */
+  pair(
+    options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>,
+    clientOptions?: ClientOptions,
+  ): Promise<{ wss: WebSocketServer; port: number; url: string; client: WebSocket; server: WebSocket }>;
+  /** A server and one raw client past the opening handshake, with the server's side of the connection. */
+  rawPair(options?: Omit<ServerOptions, 'port' | 'server' | 'noServer'>): Promise<{ wss: WebSocketServer; port: number; raw: RawClient; server: WebSocket }>;
   /** A client, not yet open. */
   client(url: string | URL, protocols?: string | string[] | ClientOptions, options?: ClientOptions): WebSocket;
   /** A client, open. */
@@ -379,6 +269,20 @@ export function harness(t: TestContext): Harness {
       await waitEvent(wss, 'listening');
       const port = (wss.address() as net.AddressInfo).port;
       return { wss, port, url: `ws://127.0.0.1:${port}` };
+    },
+    async pair(options = {}, clientOptions) {
+      const { wss, port, url } = await h.server(options);
+      const conn = waitEvent<[WebSocket]>(wss, 'connection');
+      const client = await h.open(url, clientOptions);
+      const [server] = await conn;
+      return { wss, port, url, client, server };
+    },
+    async rawPair(options = {}) {
+      const { wss, port } = await h.server(options);
+      const conn = waitEvent<[WebSocket]>(wss, 'connection');
+      const { raw } = await h.rawWebSocket(port);
+      const [server] = await conn;
+      return { wss, port, raw, server };
     },
     client(url, protocols, options) {
       const ws = new WebSocket(url, protocols as string[], options);
@@ -438,15 +342,3 @@ export async function closeOf(ws: WebSocket, ms = WAIT): Promise<[number, string
   const [code, reason] = await waitEvent<[number, Buffer]>(ws, 'close', ms);
   return [code, reason.toString()];
 }
-
-// ---------------------------------------------------------------------------
-// Leak check (centrifuge-style): after the last test of each file, no socket,
-// server or timer opened by the tests may remain.
-
-after(async () => {
-  const leaks = (): string[] =>
-    process.getActiveResourcesInfo().filter((r) => r === 'TCPWRAP' || r === 'TCPServerWrap' || r === 'TLSWrap' || r === 'Timeout' || r === 'ProcessWrap');
-  const deadline = Date.now() + WAIT;
-  while (leaks().length > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(leaks(), [], 'handles left open after the tests');
-});

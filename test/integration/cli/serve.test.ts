@@ -5,83 +5,16 @@
  * exits 0; on a public interface without a key it refuses to start (exit 2).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { connect, httpRequest, within } from './helpers.js';
+import { runCli, type CliProcess } from '../../support/cli.js';
+import { CHILD_WAIT } from '../../support/wait.js';
+import { connect, httpRequest, within } from '../realtime/helpers.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).href;
-/** tsx compiles on start: give the child time. */
-const START = 20_000;
-
-interface Serve {
-  child: ChildProcess;
-  /** JSON log lines (pino, on stdout). */
-  logs: Array<Record<string, unknown>>;
-  stderr: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves with the first log line matching `match`. */
-  log(match: (l: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
-}
-
-function serve(t: TestContext, args: string[]): Serve {
-  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(['serve', ...args])}); })`;
-  // No configuration from the environment of the test run.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Array<Record<string, unknown>> = [];
-  const stderr: string[] = [];
-  const waiters: Array<() => void> = [];
-  const wake = (): void => {
-    for (const w of waiters.splice(0)) w();
-  };
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      logs.push({ text: line });
-    }
-    wake();
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    stderr.push(line);
-    wake();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      wake();
-      resolve({ code, signal });
-    }),
-  );
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return {
-    child,
-    logs,
-    stderr,
-    exited,
-    log(match, what, ms = START) {
-      return within(
-        new Promise<Record<string, unknown>>((resolve, reject) => {
-          const check = (): void => {
-            const found = logs.find(match);
-            if (found) resolve(found);
-            else if (child.exitCode !== null) reject(new Error(`exited (${child.exitCode}) before ${what}; stderr: ${stderr.join(' | ')}`));
-            else waiters.push(check);
-          };
-          check();
-        }),
-        ms,
-        `${what} (stderr: ${stderr.join(' | ')})`,
-      );
-    },
-  };
+function serve(t: TestContext, args: string[]): CliProcess {
+  return runCli(t, ['serve', ...args]);
 }
 
 test('serve without configuration: development mode on loopback, /dev/token, pub/sub, SIGTERM → 1001 and exit 0', async (t) => {
@@ -130,7 +63,7 @@ test('serve without configuration: development mode on loopback, /dev/token, pub
 
 test('serve on 0.0.0.0 without a key refuses to start with a clear error and exit code 2', async (t) => {
   const s = serve(t, ['--host', '0.0.0.0', '--port', '0']);
-  const exit = await within(s.exited, START, 'the process to exit');
+  const exit = await within(s.exited, CHILD_WAIT, 'the process to exit');
   assert.equal(exit.code, 2);
   const text = s.stderr.join('\n');
   assert.match(text, /switchboard serve/);
@@ -145,7 +78,7 @@ test('serve on 0.0.0.0 without a key refuses to start with a clear error and exi
 
 test('serve with another config problem on loopback reports only that problem (no auth key needed there); off loopback the missing key too', async (t) => {
   const local = serve(t, ['--port', '0', '--snapshot-file', '/no/such/dir/x.sb']);
-  assert.equal((await within(local.exited, START, 'the process to exit')).code, 2);
+  assert.equal((await within(local.exited, CHILD_WAIT, 'the process to exit')).code, 2);
   assert.deepEqual(local.stderr, [
     'switchboard serve: invalid configuration:',
     '  broker.snapshotFile: cannot write in directory "/no/such/dir" (ENOENT)',
@@ -153,7 +86,7 @@ test('serve with another config problem on loopback reports only that problem (n
 
   // Off loopback there is no development mode: the key is missing as well.
   const wide = serve(t, ['--host', '0.0.0.0', '--port', '0', '--snapshot-file', '/no/such/dir/x.sb']);
-  assert.equal((await within(wide.exited, START, 'the process to exit')).code, 2);
+  assert.equal((await within(wide.exited, CHILD_WAIT, 'the process to exit')).code, 2);
   assert.deepEqual(wide.stderr, [
     'switchboard serve: invalid configuration:',
     '  auth: set hmacSecret, publicKey or jwksFile, or allow anonymous connections (anonymous: true)',

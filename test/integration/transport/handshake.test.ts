@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { HandshakeError, WebSocket, WebSocketServer } from '../../src/index.js';
+import { HandshakeError, WebSocket, WebSocketServer } from '../../../src/index.js';
 import {
   acceptKey,
   harness,
@@ -695,10 +695,7 @@ test("'wsClientError' hands a refused handshake to the application, which answer
 
 test('clientTracking: false leaves wss.clients empty; connections still work', async (t) => {
   const h = harness(t);
-  const { wss, url } = await h.server({ clientTracking: false });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const ws = await h.open(url);
-  const [server] = await conn;
+  const { wss, client: ws, server } = await h.pair({ clientTracking: false });
   assert.equal(wss.clients.size, 0);
   const got = waitEvent<[Buffer]>(server, 'message');
   ws.send('untracked');

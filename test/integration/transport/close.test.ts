@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import http from 'node:http';
-import { WebSocket, WebSocketServer } from '../../src/index.js';
+import { WebSocket, WebSocketServer } from '../../../src/index.js';
 import {
   buildFrame,
   closeOf,
@@ -19,18 +19,9 @@ import {
   type Harness,
 } from './helpers.js';
 
-/** A server and one open client, with the server-side WebSocket. */
-async function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {
-  const { wss, url, port } = await h.server(options);
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const client = await h.open(url);
-  const [server] = await conn;
-  return { wss, url, port, client, server };
-}
-
 test("client close(4000, 'bye'): the server sees 4000 'bye', the client sees the echo, both clean", async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const serverClosed = closeOf(server);
   const clientClosed = closeOf(client);
   client.close(4000, 'bye');
@@ -44,7 +35,7 @@ test("client close(4000, 'bye'): the server sees 4000 'bye', the client sees the
 
 test('server close(1001): the client sees 1001 and its reason', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const clientClosed = closeOf(client);
   const serverClosed = closeOf(server);
   server.close(1001, 'going away');
@@ -55,7 +46,7 @@ test('server close(1001): the client sees 1001 and its reason', async (t) => {
 
 test('close() without a code: the peer sees 1005 (no status)', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const serverClosed = closeOf(server);
   const clientClosed = closeOf(client);
   client.close();
@@ -65,7 +56,7 @@ test('close() without a code: the peer sees 1005 (no status)', async (t) => {
 
 test('a close reason of 123 bytes (multi-byte UTF-8) is delivered intact', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const reason = 'é'.repeat(61) + 'x'; // 123 bytes
   assert.equal(Buffer.byteLength(reason), 123);
   const serverClosed = closeOf(server);
@@ -75,7 +66,7 @@ test('a close reason of 123 bytes (multi-byte UTF-8) is delivered intact', async
 
 test('invalid close codes and a 124-byte reason throw synchronously; the connection stays open', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   for (const code of [1005, 1006, 1015, 999, 1004, 2999, 5000, 0]) {
     assert.throws(() => client.close(code), { code: 'WS_ERR_INVALID_CLOSE_CODE' }, `code ${code}`);
   }
@@ -89,7 +80,7 @@ test('invalid close codes and a 124-byte reason throw synchronously; the connect
 
 test('close() twice, or after the peer closed, is harmless', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const serverClosed = closeOf(server);
   const clientClosed = closeOf(client);
   client.close(1000);
@@ -103,7 +94,7 @@ test('close() twice, or after the peer closed, is harmless', async (t) => {
 
 test('terminate() → 1006 on both sides, not clean', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const serverClosed = closeOf(server);
   const clientClosed = closeOf(client);
   client.terminate();
@@ -115,7 +106,7 @@ test('terminate() → 1006 on both sides, not clean', async (t) => {
 
 test('server-side terminate() → 1006 on both sides', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const clientClosed = closeOf(client);
   server.terminate();
   assert.deepEqual(await clientClosed, [1006, '']);
@@ -123,10 +114,7 @@ test('server-side terminate() → 1006 on both sides', async (t) => {
 
 test('close timeout: a raw client that never answers the close frame is destroyed after closeTimeout', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ closeTimeout: 200 });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { raw, server } = await h.rawPair({ closeTimeout: 200 });
   // Keep the TCP connection half-open: the raw client never ends its side.
   raw.socket.allowHalfOpen = true;
   const serverClosed = closeOf(server);
@@ -158,10 +146,7 @@ test('close timeout on the client: a server that never answers the close frame',
 
 test('a raw client that answers the close frame completes a clean close', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server();
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { raw, server } = await h.rawPair();
   const serverClosed = closeOf(server);
   server.close(4002, 'done');
   const frame = await raw.readFrame();
@@ -175,10 +160,7 @@ test('a raw client that answers the close frame completes a clean close', async 
 
 test('the server echoes a close frame from a raw client and ends the TCP connection', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server();
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { raw, server } = await h.rawPair();
   const serverClosed = closeOf(server);
   raw.write(buildFrame({ opcode: 0x8, payload: closePayload(3001, 'raw bye') }));
   const echo = await raw.readFrame();
@@ -190,7 +172,7 @@ test('the server echoes a close frame from a raw client and ends the TCP connect
 
 test('messages sent before close() are delivered before the close', async (t) => {
   const h = harness(t);
-  const { client, server } = await pair(h);
+  const { client, server } = await h.pair();
   const got: string[] = [];
   server.on('message', (d) => got.push(String(d)));
   const serverClosed = closeOf(server);

@@ -4,15 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WebSocket } from '../../src/index.js';
+import { WebSocket } from '../../../src/index.js';
 import { buildFrame, closeOf, harness, sleep, until, waitEvent, within, WAIT } from './helpers.js';
 
 test('server heartbeat: a raw client that never answers pings is terminated (1006)', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ heartbeat: { interval: 100, timeout: 100 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { wss, raw, server } = await h.rawPair({ heartbeat: { interval: 100, timeout: 100 } });
   const errors: Array<Error & { code?: string }> = [];
   server.on('error', (err) => errors.push(err));
   const [code] = await closeOf(server, 2000);
@@ -30,10 +27,7 @@ test('server heartbeat: a raw client that never answers pings is terminated (100
 
 test('server heartbeat with a timeout longer than the interval: a silent peer is still terminated (each ping must not push the deadline back)', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ heartbeat: { interval: 50, timeout: 200 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { server } = await h.rawPair({ heartbeat: { interval: 50, timeout: 200 } });
   server.on('error', () => {});
   // The first ping at 50 ms, its deadline 200 ms later; without the fix the deadline moved at every ping, forever.
   assert.equal((await closeOf(server, 2000))[0], 1006);
@@ -41,10 +35,7 @@ test('server heartbeat with a timeout longer than the interval: a silent peer is
 
 test('server heartbeat: no error listener needed, the process does not crash', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ heartbeat: { interval: 50, timeout: 50 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await h.rawWebSocket(port);
-  const [server] = await conn;
+  const { wss, raw, server } = await h.rawPair({ heartbeat: { interval: 50, timeout: 50 } });
   assert.equal(server.listenerCount('error'), 0);
   assert.equal((await closeOf(server, 2000))[0], 1006);
   await raw.waitClosed();

@@ -1,0 +1,173 @@
+/**
+ * `switchboard <command>` as a child process, from source through tsx (dist/
+ * is not needed), for the CLI tests and the browser tests. Free of
+ * node:test: a test registers the kill after it (see {@link runCli}).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CHILD_WAIT, within } from './wait.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).href;
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** Its stdout lines parsed as JSON (log lines); a line that is not JSON as `{ text }`. */
+  logs: Array<Record<string, unknown>>;
+  /** Its stdout lines as printed. */
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line matching `match`; rejects if the process exits first, or after `ms`. */
+  log(match: (line: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
+  /** The first log line with this `event` (the `echo` command's log format). */
+  event(name: string, ms?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM (graceful shutdown), wait for the exit (at most `ms`), then SIGKILL. */
+  stop(ms?: number): Promise<void>;
+  /** SIGKILL unless it exited. */
+  kill(): void;
+}
+
+/** Children started and not exited: {@link killAll} ends them by PID. */
+const running = new Set<ChildProcess>();
+
+/**
+ * `switchboard <argv>` as a child process. The environment's `SWITCHBOARD_*`
+ * variables are left out (no configuration from the test run). `stdin`:
+ * 'pipe' for commands that read it (`connect`).
+ */
+export function spawnCli(argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+  const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const logs: Array<Record<string, unknown>> = [];
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  /** Set once the process exited and its output is read to the end. */
+  let ended: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  const waiters: Array<() => void> = [];
+  const wake = (): void => {
+    for (const w of waiters.splice(0)) w();
+  };
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    stdout.push(line);
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ text: line });
+    }
+    wake();
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    wake();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+  // 'close' comes after the last line of output: a line still in the pipe at 'exit' is not missed.
+  child.on('close', (code, signal) => {
+    ended = { code, signal };
+    wake();
+  });
+  const what = `switchboard ${argv[0] ?? ''}`;
+  const proc: CliProcess = {
+    child,
+    logs,
+    stdout,
+    stderr,
+    exited,
+    log(match, lineWhat, ms = CHILD_WAIT) {
+      return within(
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const check = (): void => {
+            const found = logs.find(match);
+            if (found) resolve(found);
+            else if (ended) reject(new Error(`${what} exited (${ended.code ?? ended.signal}) before ${lineWhat}; stderr: ${stderr.join(' | ')}`));
+            else waiters.push(check);
+          };
+          check();
+        }),
+        ms,
+        `${lineWhat} (stderr: ${stderr.join(' | ')})`,
+      );
+    },
+    event(name, ms) {
+      return proc.log((l) => l.event === name, `the '${name}' log line`, ms);
+    },
+    async stop(ms = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      try {
+        await within(exited, ms, `${what} to exit after SIGTERM`);
+      } catch {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+  return proc;
+}
+
+/** {@link spawnCli}, killed after the test `t` (a node:test `TestContext`). */
+export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+  const proc = spawnCli(argv, options);
+  t.after(() => proc.kill());
+  return proc;
+}
+
+/** `switchboard serve`, listening. */
+export interface Serve extends CliProcess {
+  port: number;
+  base: string;
+}
+
+export interface Echo extends CliProcess {
+  port: number;
+  /** ws://127.0.0.1:<port>/, from its 'listening' log line. */
+  url: string;
+}
+
+/**
+ * `switchboard <argv>` as a child process, resolved with its port once
+ * `listening(entry)` finds it in one of its log lines (killed if it does not).
+ */
+async function startCli(argv: readonly string[], listening: (entry: Record<string, unknown>) => number | undefined): Promise<CliProcess & { port: number }> {
+  const cli = spawnCli(argv);
+  try {
+    const entry = await cli.log((e) => listening(e) !== undefined, `switchboard ${argv[0]} to listen`, CHILD_WAIT);
+    return Object.assign(cli, { port: listening(entry)! });
+  } catch (err) {
+    cli.kill();
+    throw err;
+  }
+}
+
+/** `switchboard serve --port <port> [...args]` in development mode (no auth key, loopback), from source. */
+export async function startServe(port = 0, args: readonly string[] = []): Promise<Serve> {
+  const cli = await startCli(['serve', '--port', String(port), ...args], (e) =>
+    e.msg === 'listening' && typeof e.port === 'number' ? e.port : undefined,
+  );
+  return Object.assign(cli, { base: `http://127.0.0.1:${cli.port}` });
+}
+
+/** `switchboard echo --port <port> [...args]` from source. */
+export async function startEcho(port = 0, args: readonly string[] = []): Promise<Echo> {
+  const cli = await startCli(['echo', '--port', String(port), ...args], (e) =>
+    e.event === 'listening' && typeof e.url === 'string' ? Number(new URL(e.url).port) : undefined,
+  );
+  return Object.assign(cli, { url: `ws://127.0.0.1:${cli.port}/` });
+}
+
+/** SIGKILL every child still running (for `after` hooks, when a test failed before stopping it). */
+export function killAll(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
