@@ -11,6 +11,7 @@ import { utf8Length, type RealtimeTransport, type SharedMessage, type Logger } f
 import { isRequestId, validateClientMessage } from '../wire/validate.js';
 import { dataProblem } from '../wire/data.js';
 import { Disconnect } from '../wire/disconnect.js';
+import { closeMeaning } from '../wire/close-codes.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
@@ -66,6 +67,8 @@ export class Session implements Subscriber {
   /** ms timestamp of the outstanding app-level ping (0: none). */
   pingSentAt = 0;
   lastActivity: number;
+  /** ms timestamp of the connection's start (the close line says how long it lasted). */
+  private readonly openedAt: number;
   private readonly host: SessionHost;
   private readonly log: Logger;
   private readonly messageBucket: TokenBucket;
@@ -93,6 +96,7 @@ export class Session implements Subscriber {
     this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, host.now);
     this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, host.now);
     this.lastActivity = host.now();
+    this.openedAt = this.lastActivity;
     if (identity) {
       this.scheduleExpiry();
     } else if (!host.auth.anonymous) {
@@ -101,6 +105,8 @@ export class Session implements Subscriber {
       }, host.auth.authTimeoutMs);
       this.authTimer.unref();
     }
+    // One line per connection and one per close, at debug: at info a busy server would log two lines per
+    // connection (docs/configuration.md, "log"). Failures worth an operator's eye are warn/error lines of their own.
     this.log.debug({ transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
   }
 
@@ -582,7 +588,17 @@ export class Session implements Subscriber {
     this.authTimer = this.expiryTimer = null;
     this.host.removeSession(this);
     this.host.observer.connectionClosed(this.transport.kind, code);
-    this.log.debug({ code }, 'disconnected');
+    this.log.debug(
+      {
+        transport: this.transport.kind,
+        remote: this.remoteAddress,
+        user: this.identity?.user,
+        code,
+        meaning: closeMeaning(code),
+        durationMs: Math.max(0, this.host.now() - this.openedAt),
+      },
+      'disconnected',
+    );
     const subs = [...this.subscriptions.values()];
     this.subscriptions.clear();
     for (const sub of subs) {
