@@ -91,6 +91,7 @@ class Room {
         for (const user of this.members.values()) if (user !== this.user) this.before.add(user);
       }
       this.members.clear();
+      this.presenceKnown = false; // until the presence answer after the reconnect
       this.renderPresence();
     });
     client.on('connected', (e) => {
@@ -155,6 +156,7 @@ class Room {
       const result = await this.client.presence(this.channel);
       if (seq !== this.presenceSeq || typeof result.clients !== 'object') return;
       this.members = new Map(Object.values(result.clients).map((c) => [c.client, c.user]));
+      this.presenceKnown = true;
       if (this.before) {
         // Back from a reconnect: who was here and is not (yet) is probably reconnecting too.
         const present = new Set(this.members.values());
@@ -224,7 +226,12 @@ class Room {
         return li;
       }),
     );
-    $('presence-count').textContent = String(users.length);
+    // While not connected the list is not known (it is emptied on a drop and asked again after the
+    // reconnect): say so rather than "(0)".
+    const known = this.presenceKnown === true && this.client?.state === 'connected';
+    $('presence-count').textContent = known ? String(users.length) : '…';
+    $('presence-count').title = known ? '' : 'not known while reconnecting';
+    list.classList.toggle('stale', !known);
   }
 
   show(pub, fromHistory) {

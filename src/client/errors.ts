@@ -11,6 +11,7 @@
  * | `RT_CLIENT_SERVER_ERROR` | the server answered `error`; `serverCode` holds its code (403, 404, 429, …) |
  * | `RT_CLIENT_ALREADY_SUBSCRIBED` | `subscribe()` twice to the same channel on one client |
  * | `RT_CLIENT_CONNECT_FAILED` | `connect()` ended without a connection (a close that says not to reconnect, `maxAttempts`, or `getToken()` with no token) |
+ * | `RT_CLIENT_UNAUTHORIZED` | the server refused this client's authentication and the client stopped: it closed with 4001 (no `auth` in time) and this client has no token at all, or with 4500 (the token is invalid); the message says what to do (pass `token` or `getToken`); `closeCode` says which |
  * | `RT_CLIENT_TOKEN` | `getToken()` failed, did not answer in time, or answered no token; the server refused a refreshed token; or the server asked for a new token and there is no `getToken` |
  * | `RT_CLIENT_BAD_MESSAGE` | the server sent something that is not a protocol message |
  * | `RT_CLIENT_NO_TRANSPORT` | none of the configured transports can run here (no WebSocket, EventSource or fetch) |
@@ -25,6 +26,7 @@ export type ClientErrorCode =
   | 'RT_CLIENT_SERVER_ERROR'
   | 'RT_CLIENT_ALREADY_SUBSCRIBED'
   | 'RT_CLIENT_CONNECT_FAILED'
+  | 'RT_CLIENT_UNAUTHORIZED'
   | 'RT_CLIENT_TOKEN'
   | 'RT_CLIENT_BAD_MESSAGE'
   | 'RT_CLIENT_NO_TRANSPORT'

@@ -85,6 +85,8 @@ export class Link {
   #clientId: string | null = null;
   #user: string | null = null;
   #authError: string | null = null;
+  /** The `error` reply to this connection's `auth`: reported once, when the close that follows says what it means. */
+  #authFailure: ClientError | null = null;
 
   #connectPromise: Promise<void> | null = null;
   #connectResolve: (() => void) | null = null;
@@ -338,6 +340,7 @@ export class Link {
     this.#transport = transport;
     this.#transportOpened = false;
     this.#authError = null;
+    this.#authFailure = null;
     transport.open();
   }
 
@@ -378,8 +381,9 @@ export class Link {
   #onAuthReply(ok: OkReply, error: ClientError | null): void {
     if (error) {
       // The server closes the connection next (4500, or 4002 for an expired token).
+      // Reported with that close (#attemptFailed): once, as RT_CLIENT_UNAUTHORIZED when it is 4500.
       this.#authError = `authentication failed: ${(ok as unknown as ErrorReply).message}`;
-      this.#host.emit('error', error);
+      this.#authFailure = error;
       return;
     }
     // The server's own budget, when it says (the auth message already spent one).
@@ -425,6 +429,12 @@ export class Link {
     this.#clearConnectionTimers();
     this.#afterTransportGone();
     if (this.#authError !== null && reason === '') reason = this.#authError;
+    const authFailure = this.#authFailure;
+    this.#authFailure = null;
+    if (authFailure && !isUnauthorizedClose(code, this.#tokens.current)) {
+      this.#host.emit('error', authFailure);
+      if (this.#state === 'closed' || this.#state === 'disconnected') return; // an 'error' listener closed the client
+    }
     // Blocked counts like refused: a transport that opened but never carried the auth exchange
     // (our connect timeout, or the connection lost, 1006; or the server's 4001: our auth never reached it).
     const blocked = !opened || (!wasConnected && (code === 1006 || code === 4001));
@@ -445,6 +455,17 @@ export class Link {
     // Fallback: attempts that fail while the device is offline say nothing about the transport.
     if (failedBeforeOpen && transportName !== undefined && this.#options.network?.isOnline() !== false) this.#choice.failedBeforeOpen();
     else if (wasConnected) this.#choice.dropped();
+    if (isUnauthorizedClose(code, this.#tokens.current)) {
+      // Retrying cannot help: no token will appear by itself, an invalid one stays invalid.
+      // Said once, with what to do, and the client stops (docs/close-codes.md: 4500-4999 do not reconnect;
+      // 4001 does, but a client with no token at all never passes it).
+      const advice = unauthorizedAdvice(code, reason, this.#tokens.current !== undefined);
+      this.#host.emit('error', new ClientError('RT_CLIENT_UNAUTHORIZED', advice, { closeCode: code }));
+      const state = this.#state as ClientState;
+      if (state === 'closed' || state === 'disconnected') return; // an 'error' listener closed the client
+      this.#giveUp(code, reason || closeMeaning(code), advice);
+      return;
+    }
     let willReconnect = shouldReconnect(code) && !(code === 4002 && !this.#tokens.renewable);
     let why = reason;
     if (willReconnect && !this.#backoff.canRetry) {
@@ -467,7 +488,7 @@ export class Link {
    * `connect()` settled before the events, so a listener may call
    * `connect()` again at once.
    */
-  #giveUp(code: number, reason: string): void {
+  #giveUp(code: number, reason: string, advice?: string): void {
     this.#attemptSeq++;
     this.#clearReconnectTimer();
     this.#clearConnectionTimers();
@@ -482,7 +503,8 @@ export class Link {
     this.#unsubscribeNetwork?.();
     this.#unsubscribeNetwork = null;
     this.#host.rejectAll(new ClientError('RT_CLIENT_DISCONNECTED', `disconnected: ${code} ${reason || closeMeaning(code)}`, { closeCode: code }));
-    this.#settleConnect(new ClientError('RT_CLIENT_CONNECT_FAILED', `connection failed: ${code} ${reason || closeMeaning(code)}`, { closeCode: code }));
+    const failed = `connection failed: ${code} ${reason || closeMeaning(code)}${advice ? ` (${advice})` : ''}`;
+    this.#settleConnect(new ClientError('RT_CLIENT_CONNECT_FAILED', failed, { closeCode: code }));
     this.#setState('disconnected');
     this.#host.emit('disconnected', { code, reason, meaning: closeMeaning(code), willReconnect: false });
   }
@@ -635,4 +657,26 @@ export class Link {
         : null;
     onReply(reply as OkReply, error);
   }
+}
+
+/**
+ * A close that says this client cannot authenticate as it is: 4500 (the
+ * server refused the token, or the credentials of a fallback session), or
+ * 4001 (no `auth` in time) for a client that has no token at all — it
+ * sends no `auth`, so every connection would end the same way.
+ */
+function isUnauthorizedClose(code: number, token: string | undefined): boolean {
+  return code === 4500 || (code === 4001 && token === undefined);
+}
+
+/** What an RT_CLIENT_UNAUTHORIZED error says: what happened, and what to do. */
+function unauthorizedAdvice(code: number, reason: string, hadToken: boolean): string {
+  const said = `${code}${reason ? `: ${reason}` : ''}`;
+  if (code === 4001) {
+    return `the server requires a token and this client has none (closed with ${said}): pass \`token\` or \`getToken\` to new Client(url, { … }); not reconnecting`;
+  }
+  if (!hadToken) {
+    return `the server refused this client as unauthorized (closed with ${said}) and it has no token: pass \`token\` or \`getToken\` to new Client(url, { … }); not reconnecting`;
+  }
+  return `the server refused the token (closed with ${said}): pass a valid \`token\`, or a \`getToken\` that returns one; not reconnecting`;
 }

@@ -7,10 +7,11 @@
 import type { Action, Identity, NamespaceRules, SessionHost, Subscriber, Subscription } from './session-host.js';
 import { isPattern, isValidChannel, isValidPattern } from '../wire/channel.js';
 import { TokenBucket } from './rate-limit.js';
-import type { RealtimeTransport, SharedMessage, Logger } from './transport.js';
+import { utf8Length, type RealtimeTransport, type SharedMessage, type Logger } from './transport.js';
 import { isRequestId, validateClientMessage } from '../wire/validate.js';
 import { dataProblem } from '../wire/data.js';
 import { Disconnect } from '../wire/disconnect.js';
+import { closeMeaning } from '../wire/close-codes.js';
 import {
   ErrorCode,
   IDEMPOTENCY_TTL_MS,
@@ -66,6 +67,8 @@ export class Session implements Subscriber {
   /** ms timestamp of the outstanding app-level ping (0: none). */
   pingSentAt = 0;
   lastActivity: number;
+  /** ms timestamp of the connection's start (the close line says how long it lasted). */
+  private readonly openedAt: number;
   private readonly host: SessionHost;
   private readonly log: Logger;
   private readonly messageBucket: TokenBucket;
@@ -93,6 +96,7 @@ export class Session implements Subscriber {
     this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, host.now);
     this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, host.now);
     this.lastActivity = host.now();
+    this.openedAt = this.lastActivity;
     if (identity) {
       this.scheduleExpiry();
     } else if (!host.auth.anonymous) {
@@ -101,6 +105,8 @@ export class Session implements Subscriber {
       }, host.auth.authTimeoutMs);
       this.authTimer.unref();
     }
+    // One line per connection and one per close, at debug: at info a busy server would log two lines per
+    // connection (docs/configuration.md, "log"). Failures worth an operator's eye are warn/error lines of their own.
     this.log.debug({ transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
   }
 
@@ -116,12 +122,14 @@ export class Session implements Subscriber {
     if (this.closed) return;
     const payload = this.transport.codec.encode(message);
     this.transport.send(payload);
-    this.host.observer.messagesOut(1, typeof payload === 'string' ? payload.length : payload.byteLength);
+    this.host.observer.messagesOut(1, typeof payload === 'string' ? utf8Length(payload) : payload.byteLength);
   }
 
+  /** A push shared with other connections (presence, pings): counted per connection, like a delivery. */
   sendShared(shared: SharedMessage): void {
     if (this.closed) return;
     this.transport.sendShared(shared);
+    this.host.observer.messagesOut(1, shared.byteLength(this.transport.codec));
   }
 
   private reply(id: RequestId, result: object = {}): void {
@@ -144,7 +152,10 @@ export class Session implements Subscriber {
     if (sub.channel !== pub.channel && this.subscriptions.has(pub.channel)) return false;
     if (!sub.live) {
       if (sub.buffer && sub.buffer.length < MAX_RECOVERY_BUFFER) sub.buffer.push(pub);
-      else this.close(Disconnect.SlowConsumer.with('too many messages during recovery'));
+      else {
+        this.host.observer.dropped('recovery-overflow');
+        this.close(Disconnect.SlowConsumer.with('too many messages during recovery'));
+      }
       return false;
     }
     if (this.lastFanout === fanout) return false;
@@ -167,6 +178,7 @@ export class Session implements Subscriber {
       sub.epoch = pub.epoch;
     }
     this.transport.sendShared(shared);
+    this.host.observer.messagesOut(1, shared.byteLength(this.transport.codec));
     return true;
   }
 
@@ -576,7 +588,17 @@ export class Session implements Subscriber {
     this.authTimer = this.expiryTimer = null;
     this.host.removeSession(this);
     this.host.observer.connectionClosed(this.transport.kind, code);
-    this.log.debug({ code }, 'disconnected');
+    this.log.debug(
+      {
+        transport: this.transport.kind,
+        remote: this.remoteAddress,
+        user: this.identity?.user,
+        code,
+        meaning: closeMeaning(code),
+        durationMs: Math.max(0, this.host.now() - this.openedAt),
+      },
+      'disconnected',
+    );
     const subs = [...this.subscriptions.values()];
     this.subscriptions.clear();
     for (const sub of subs) {
@@ -585,16 +607,6 @@ export class Session implements Subscriber {
   }
 }
 
-/** The UTF-8 length of a string in bytes, without encoding it. */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // 2 bytes below U+0800, 3 above; a surrogate pair (4 bytes) is two units of 2.
-    if (c >= 0x80) n += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2;
-  }
-  return n;
-}
 
 /** The request id of a message we will not decode fully (rate-limited), if cheaply visible. */
 function peekId(payload: string | Uint8Array, binary: boolean): RequestId | undefined {

@@ -18,12 +18,23 @@ export class SharedMessage {
   readonly framed: { json?: Buffer; msgpack?: Buffer } = {};
   /** UTF-8 length of the JSON encoding (carriers/http-session.ts: SSE and long-polling buffers count bytes). */
   jsonBytes: number | undefined = undefined;
+  private msgpackBytes: number | undefined = undefined;
   constructor(message: object) {
     this.message = message;
   }
   /** Why an encoding failed, kept so that N subscribers do not make N failing attempts (see Hub#deliverTo). */
   private jsonFailure: unknown;
   private msgpackFailure: unknown;
+  /** The encoding's length in bytes (UTF-8 for text), computed once per encoding: what `switchboard_bytes_out_total` counts per delivery. */
+  byteLength(codec: WireCodec): number {
+    const known = codec.binary ? this.msgpackBytes : this.jsonBytes;
+    if (known !== undefined) return known;
+    const payload = this.encoded(codec);
+    const bytes = typeof payload === 'string' ? utf8Length(payload) : payload.byteLength;
+    if (codec.binary) this.msgpackBytes = bytes;
+    else this.jsonBytes = bytes;
+    return bytes;
+  }
   encoded(codec: WireCodec): string | Uint8Array {
     const cached = codec.binary ? this.msgpack : this.json;
     if (cached !== undefined) return cached;
@@ -40,6 +51,17 @@ export class SharedMessage {
       throw err;
     }
   }
+}
+
+/** The UTF-8 length of a string in bytes, without encoding it (lone surrogates count 3, as their replacement character). */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 2 bytes below U+0800, 3 above; a surrogate pair (4 bytes) is two units of 2.
+    if (c >= 0x80) n += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2;
+  }
+  return n;
 }
 
 export interface RealtimeTransport {

@@ -29,23 +29,23 @@ export class Metrics implements HubObserver {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
-    this.connections = new Gauge({ name: 'switchboard_connections', help: 'Open realtime connections', labelNames: ['transport'], registers });
-    this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'Realtime connections opened', labelNames: ['transport'], registers });
-    this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Connections closed, by close code', labelNames: ['code', 'meaning'], registers });
-    this.subscriptions = new Gauge({ name: 'switchboard_subscriptions', help: 'Active subscriptions on this node', registers });
-    this.messagesIn = new Counter({ name: 'switchboard_messages_in_total', help: 'Messages received from clients', registers });
-    this.bytesIn = new Counter({ name: 'switchboard_bytes_in_total', help: 'Bytes of messages received from clients', registers });
-    this.messagesOutTotal = new Counter({ name: 'switchboard_messages_out_total', help: 'Messages sent to clients (replies and pushes)', registers });
-    this.bytesOut = new Counter({ name: 'switchboard_bytes_out_total', help: 'Bytes of messages sent to clients (replies; broadcast bytes are counted per delivery)', registers });
-    this.deliveries = new Counter({ name: 'switchboard_deliveries_total', help: 'Publications delivered to subscribers', registers });
+    this.connections = new Gauge({ name: 'switchboard_connections', help: 'Open realtime connections, by transport (websocket, sse, poll)', labelNames: ['transport'], registers });
+    this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'Realtime connections opened, by transport', labelNames: ['transport'], registers });
+    this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Realtime connections closed, by close code and its meaning', labelNames: ['code', 'meaning'], registers });
+    this.subscriptions = new Gauge({ name: 'switchboard_subscriptions', help: 'Active subscriptions (channels and patterns) of the connections on this node', registers });
+    this.messagesIn = new Counter({ name: 'switchboard_messages_in_total', help: 'Realtime messages received from clients (every transport)', registers });
+    this.bytesIn = new Counter({ name: 'switchboard_bytes_in_total', help: 'Bytes (UTF-8 for text) of the realtime messages received from clients', registers });
+    this.messagesOutTotal = new Counter({ name: 'switchboard_messages_out_total', help: 'Realtime messages sent to clients: replies, pushes (presence, pings, refresh) and every publication delivered to each subscriber', registers });
+    this.bytesOut = new Counter({ name: 'switchboard_bytes_out_total', help: 'Bytes (UTF-8 for text) of the messages counted by switchboard_messages_out_total, each delivery counted; before transport framing and compression', registers });
+    this.deliveries = new Counter({ name: 'switchboard_deliveries_total', help: 'Publications delivered live to subscribers on this node, one per subscriber (replays of history on resubscribe are not counted)', registers });
     this.deliveryLatency = new Histogram({
       name: 'switchboard_publish_to_delivery_seconds',
-      help: 'Time from publication to fan-out on this node',
+      help: 'Time from a publication (its broker timestamp) to its fan-out on this node, once per publication that has local subscribers',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
     this.errors = new Counter({ name: 'switchboard_request_errors_total', help: 'Requests answered with an error, by op and code', labelNames: ['op', 'code'], registers });
-    this.droppedTotal = new Counter({ name: 'switchboard_dropped_total', help: 'Messages dropped or connections cut, by reason', labelNames: ['reason'], registers });
+    this.droppedTotal = new Counter({ name: 'switchboard_dropped_total', help: 'Messages dropped or connections cut for their delivery, by reason (slow-consumer, slow-consumer-volatile, resume-lost, recovery-overflow, delivery-failed)', labelNames: ['reason'], registers });
     this.gapsRefilled = new Counter({ name: 'switchboard_broker_gaps_refilled_total', help: 'Publications this node missed in its broker fan-out and refilled from history', registers });
     const metrics = this;
     this.brokerUp = new Gauge({
@@ -56,7 +56,7 @@ export class Metrics implements HubObserver {
         this.set(metrics.brokerAvailable() ? 1 : 0);
       },
     });
-    this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'Upgrades refused, by HTTP status', labelNames: ['status'], registers });
+    this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'WebSocket upgrades and fallback session openings refused, by HTTP status', labelNames: ['status'], registers });
   }
 
   connectionOpened(transport: string): void {
@@ -77,10 +77,8 @@ export class Metrics implements HubObserver {
   }
   publicationDelivered(latencyMs: number, subscribers: number): void {
     this.deliveryLatency.observe(latencyMs / 1000);
-    if (subscribers > 0) {
-      this.deliveries.inc(subscribers);
-      this.messagesOutTotal.inc(subscribers);
-    }
+    // Each delivery is also one message out, counted (with its bytes) where it is written (Session#deliver).
+    if (subscribers > 0) this.deliveries.inc(subscribers);
   }
   subscriptionsChanged(delta: number): void {
     this.subscriptions.inc(delta);

@@ -123,6 +123,17 @@ test('server restart with --snapshot-file: both pages resume with recovered:true
   assert.deepEqual(env.browser.errors, []);
 });
 
+test('the message pane uses the window\'s height: its bottom stays near the window\'s bottom at two window heights', async () => {
+  const page = await env.browser.page();
+  await openChat(page, env.server.base, 'tall', 'tess');
+  for (const height of [700, 1100]) {
+    await page.setViewportSize({ width: 1100, height });
+    const bottom = await page.$eval('.conversation', (el) => el.getBoundingClientRect().bottom);
+    assert.ok(bottom > height - 60 && bottom <= height, `window ${height}px: the pane ends at ${bottom}px`);
+  }
+  await page.waitForFunction(() => document.getElementById('presence-count')?.textContent === '1');
+});
+
 test('server restart on the same port: both pages show "reconnecting", reconnect with new dev tokens, report recovered:false (in-memory history is lost), and messages sent after the restart reach both', async () => {
   const alice = await env.browser.page();
   const bob = await env.browser.page();
@@ -142,6 +153,8 @@ test('server restart on the same port: both pages show "reconnecting", reconnect
   for (const page of [alice, bob]) {
     await page.waitForSelector('#state[data-state="reconnecting"]');
     assert.match(await page.$eval('#state', (el) => el.textContent ?? ''), /^reconnecting/);
+    // Who is in the room is not known while reconnecting: not "(0)".
+    assert.equal(await page.$eval('#presence-count', (el) => el.textContent), '…');
   }
   await screenshot(alice, 'chat-reconnecting');
 
