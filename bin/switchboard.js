@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the CLI from dist/ (built by `npm install` through `prepare`, or `npm run build`).
+// Runs the CLI from dist/: in the package it is there (`npm pack` builds it through `prepack`); in a
+// checkout, `npm start` builds it when missing or stale, or run `npm run build`.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

@@ -61,7 +61,8 @@ describe('browser bundle', () => {
 
   test('the package exports it as switchboard/client.js (dist/client.js, as built by npm run build)', () => {
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
-    assert.equal(pkg.exports['./client.js'], './dist/client.js');
+    // With the SDK's types, so that `import 'switchboard/client.js'` type-checks under nodenext.
+    assert.deepEqual(pkg.exports['./client.js'], { types: './dist/client/index.d.ts', default: './dist/client.js' });
     assert.equal((pkg.exports['./client'] as Record<string, string>).browser, './dist/client.js');
   });
 
