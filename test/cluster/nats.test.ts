@@ -2,8 +2,8 @@
  * Three `switchboard serve` nodes on one real nats-server with JetStream (a
  * file store): fan-out, patterns, history and presence, the HTTP API across
  * nodes; a node killed with SIGKILL while publications flow; NATS restarted
- * with the same store (clients resume with recovered: true); NATS down for
- * 5 s and back.
+ * with the same store (clients resume with recovered: true) and with an
+ * empty one (recovered: false); NATS down for 5 s and back.
  */
 import { after, before, test } from 'node:test';
 import { Cluster } from '../support/cluster.js';
@@ -54,6 +54,18 @@ test('nats: restarted with the same file store → the same epoch, a client resu
       await nats!.start();
     },
     true,
+  );
+});
+
+test('nats: restarted with an empty store (JetStream lost its streams) → a new epoch, a client resuming on another node gets recovered: false', async (t) => {
+  await resumeAfterBrokerRestart(
+    t,
+    await nodes(),
+    async () => {
+      await nats!.stop();
+      await nats!.start({ fresh: true });
+    },
+    false,
   );
 });
 
