@@ -34,11 +34,30 @@ export interface NatsPresenceOptions extends NatsConnectOptions {
   replicas?: number;
 }
 
+type BucketConfig = Parameters<JetStreamManager['streams']['add']>[0] & { name: string; max_age: number; duplicate_window: number };
+
+/** The bucket's stream is not there: JetStream answers "stream not found", a KV write finds no stream to take it. */
+function bucketMissing(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10059;
+  return err instanceof Error && (err.name === 'JetStreamNotEnabled' || err.name === 'NoRespondersError');
+}
+
+/** Create the bucket's stream; when it exists already, keep it (`update`: with this store's TTL). */
+async function ensureBucket(jsm: JetStreamManager, config: BucketConfig, update: boolean): Promise<void> {
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== 10058) throw err;
+    if (update) await jsm.streams.update(config.name, { max_age: config.max_age, duplicate_window: config.duplicate_window });
+  }
+}
+
 export class NatsPresenceStore implements PresenceStore {
   readonly #link: Link;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #stream: string;
+  readonly #config: BucketConfig;
   readonly #subjectPrefix: string;
   readonly #onError: (err: unknown) => void;
   /** What this store added (channel → client → info), re-written before it expires. */
@@ -57,7 +76,7 @@ export class NatsPresenceStore implements PresenceStore {
     try {
       const js = jetstream(link.nc, { timeout });
       const jsm = await jetstreamManager(link.nc, { timeout });
-      const config = {
+      const config: BucketConfig = {
         name: `KV_${bucket}`,
         subjects: [`$KV.${bucket}.>`],
         max_msgs_per_subject: 1,
@@ -69,31 +88,28 @@ export class NatsPresenceStore implements PresenceStore {
         allow_direct: true,
         discard: 'new' as never,
       };
-      try {
-        await jsm.streams.add(config);
-      } catch (err) {
-        if (!(err instanceof JetStreamApiError) || err.code !== 10058) throw err;
-        // It exists (another node made it): keep it, with this TTL.
-        await jsm.streams.update(config.name, { max_age: config.max_age, duplicate_window: config.duplicate_window });
-      }
-      return new NatsPresenceStore(link, js, jsm, config.name, `$KV.${bucket}`, ttlMs, options);
+      // It may exist (another node made it): keep it, with this TTL.
+      await ensureBucket(jsm, config, true);
+      return new NatsPresenceStore(link, js, jsm, config, `$KV.${bucket}`, ttlMs, options);
     } catch (err) {
       await link.close();
       throw asBrokerError(err);
     }
   }
 
-  private constructor(link: Link, js: JetStreamClient, jsm: JetStreamManager, stream: string, subjectPrefix: string, ttlMs: number, options: NatsPresenceOptions) {
+  private constructor(link: Link, js: JetStreamClient, jsm: JetStreamManager, config: BucketConfig, subjectPrefix: string, ttlMs: number, options: NatsPresenceOptions) {
     this.#link = link;
     this.#js = js;
     this.#jsm = jsm;
-    this.#stream = stream;
+    this.#config = config;
+    this.#stream = config.name;
     this.#subjectPrefix = subjectPrefix;
     this.#onError = options.onError ?? ((err) => console.error('NatsPresenceStore:', err));
     this.#timer = setInterval(() => void this.#refresh(), Math.max(100, Math.floor(ttlMs / 3)));
     this.#timer.unref();
-    // After an outage the entries may have expired meanwhile: write them again now.
-    link.onReconnect(() => void this.#refresh());
+    // After an outage JetStream may have lost the bucket (a server with an empty store) and the entries
+    // may have expired meanwhile: find or re-create the bucket, then write them again.
+    link.onReconnect(() => void this.#afterReconnect());
   }
 
   /** Whether the NATS connection is up now. */
@@ -108,8 +124,10 @@ export class NatsPresenceStore implements PresenceStore {
       let mine = this.#mine.get(channel);
       const previous = mine?.get(info.client);
       // The user is part of the key: an entry under another user must go first.
-      if (previous === undefined || previous.user !== info.user) await this.#purge(channel, info.client);
-      await this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true }));
+      await this.#retryOnLostBucket(async () => {
+        if (previous === undefined || previous.user !== info.user) await this.#purge(channel, info.client);
+        await this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true }));
+      });
       if (mine === undefined) this.#mine.set(channel, (mine = new Map()));
       mine.set(info.client, info);
     } catch (err) {
@@ -124,7 +142,7 @@ export class NatsPresenceStore implements PresenceStore {
     if (!isValidChannel(channel)) return;
     this.#link.check();
     try {
-      await this.#purge(channel, clientId);
+      await this.#retryOnLostBucket(() => this.#purge(channel, clientId));
     } catch (err) {
       throw asBrokerError(err);
     }
@@ -133,7 +151,7 @@ export class NatsPresenceStore implements PresenceStore {
   async get(channel: string): Promise<Record<string, ClientInfo>> {
     this.#ready(channel);
     try {
-      const subjects = await this.#subjects(channel);
+      const subjects = await this.#retryOnLostBucket(() => this.#subjects(channel));
       const infos = await Promise.all(subjects.map((s) => this.#jsm.streams.getMessage(this.#stream, { last_by_subj: s })));
       const out: Record<string, ClientInfo> = {};
       for (const m of infos) {
@@ -150,7 +168,7 @@ export class NatsPresenceStore implements PresenceStore {
   async stats(channel: string): Promise<{ clients: number; users: number }> {
     this.#ready(channel);
     try {
-      const subjects = await this.#subjects(channel);
+      const subjects = await this.#retryOnLostBucket(() => this.#subjects(channel));
       const users = new Set<string>();
       for (const s of subjects) {
         const tokens = s.split('.');
@@ -187,17 +205,48 @@ export class NatsPresenceStore implements PresenceStore {
     await this.#jsm.streams.purge(this.#stream, { filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.${encodeToken(client)}` });
   }
 
+  async #afterReconnect(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await ensureBucket(this.#jsm, this.#config, false);
+    } catch (err) {
+      // JetStream may not answer yet right after the server came back: the next operation or refresh that
+      // finds the bucket missing creates it.
+      if (!this.#closed) this.#onError(err);
+      return;
+    }
+    await this.#refresh();
+  }
+
+  /** JetStream lost the bucket (a server with an empty store): re-create it and try once more. */
+  async #retryOnLostBucket<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!bucketMissing(err) || !this.#link.up) throw err;
+      await ensureBucket(this.#jsm, this.#config, false);
+      return await fn();
+    }
+  }
+
   async #refresh(): Promise<void> {
     if (this.#closed || !this.#link.up) return;
-    const writes: Promise<unknown>[] = [];
-    for (const [channel, clients] of this.#mine) {
-      for (const info of clients.values()) {
-        writes.push(this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true })));
+    // Written all at once, not one by one: settled together, so a failure is reported once.
+    const writeAll = async (): Promise<void> => {
+      const writes: Promise<unknown>[] = [];
+      for (const [channel, clients] of this.#mine) {
+        for (const info of clients.values()) {
+          writes.push(this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true })));
+        }
       }
+      const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    };
+    try {
+      await this.#retryOnLostBucket(writeAll);
+    } catch (err) {
+      if (!this.#closed) this.#onError(err);
     }
-    const results = await Promise.allSettled(writes);
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed !== undefined && !this.#closed) this.#onError((failed as PromiseRejectedResult).reason);
   }
 
   #ready(channel: string): void {
