@@ -455,15 +455,28 @@ export class Session implements Subscriber {
       sub.buffer = null;
       sub.live = true;
       for (const pub of buffered) this.deliverDirect(sub, pub);
-      if (ns.presence !== 'off') {
-        sub.inPresence = true;
-        await this.host.presence.add(channel, this.info);
-        await broker.publishPresence(channel, 'join', this.info);
-      }
+      if (ns.presence !== 'off') await this.joinPresence(sub);
     } catch (err) {
       if (this.subscriptions.get(channel) === sub) this.subscriptions.delete(channel);
       await this.host.removeSubscription(sub).catch(() => {});
       throw err;
+    }
+  }
+
+  /**
+   * Enter the channel's presence after the `ok` went out: the subscription
+   * stands whatever happens here (a second reply to the same request, or a
+   * subscription the client believes in and the node dropped, would be
+   * worse than a missing presence entry). A failure (the broker down) is
+   * logged; the entry is made at the next subscribe.
+   */
+  private async joinPresence(sub: Subscription): Promise<void> {
+    sub.inPresence = true;
+    try {
+      await this.host.presence.add(sub.channel, this.info);
+      await this.host.broker.publishPresence(sub.channel, 'join', this.info);
+    } catch (err) {
+      this.log.warn({ channel: sub.channel, err: err instanceof Error ? err.message : String(err) }, 'presence join failed: subscribed without a presence entry');
     }
   }
 

@@ -104,3 +104,22 @@ describe('isolation of per-connection failures', () => {
     assert.equal(closeCodeOf(other.transport), 1001);
   });
 });
+
+describe('a presence store that fails after the subscribe was answered', () => {
+  it('the subscription stands: one reply (ok), publications still delivered, the failure logged', async (t) => {
+    const s = setup();
+    t.after(() => s.close());
+    s.presence.add = async () => {
+      throw Object.assign(new Error('NATS is unavailable'), { code: 'RT_ERR_BROKER_UNAVAILABLE' });
+    };
+    const c = s.connect('a');
+    const reply = await s.request(c.session, c.transport, { op: 'sub', channel: 'room/x', presence: true });
+    assert.equal(reply.op, 'ok');
+    await settle();
+    const replies = c.transport.messages.filter((m) => m.id === reply.id);
+    assert.deepEqual(replies.map((m) => m.op), ['ok'], 'exactly one reply to the sub');
+    await s.broker.publish('room/x', 'still here');
+    await settle();
+    assert.deepEqual(c.transport.pushes('msg').map((m) => m.data), ['still here']);
+  });
+});
