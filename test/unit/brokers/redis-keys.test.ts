@@ -97,53 +97,36 @@ describe('redis keys: globs on a real Redis', () => {
     await broker.ready();
   };
 
-  it('metacharacters in names are literal: a*/+ does not receive ab/x', async () => {
+  /**
+   * On a fresh broker: subscribe to `patterns` and to `marker`, publish each
+   * `[channel, data]` and then `m` on `marker`; what was received once `m` is in.
+   */
+  const receivedAfter = async (patterns: string[], publications: ReadonlyArray<readonly [string, string | number]>): Promise<unknown[]> => {
     await fresh();
     try {
-      await broker.subscribe('a*/+');
-      await broker.subscribe('q?/[x]/\\/#');
-      await broker.subscribe('marker');
-      for (const [c, d] of [
-        ['ab/x', 'no'],
-        ['a*/x', 1],
-        ['a*/x/y', 'no'],
-        ['qq/x/\\', 'no'],
-        ['q?/[x]/\\', 2],
-        ['q?/[x]/\\/deep/er', 3],
-        ['q?/x/\\', 'no'],
-        ['marker', 'm'],
-      ] as const) {
-        await broker.publish(c, d);
-      }
+      for (const p of [...patterns, 'marker']) await broker.subscribe(p);
+      for (const [c, d] of [...publications, ['marker', 'm'] as const]) await broker.publish(c, d);
       await rec.waitFor('m');
-      assert.deepEqual(rec.data(), [1, 2, 3, 'm']);
+      return rec.data();
     } finally {
       await broker.close();
     }
+  };
+
+  it('metacharacters in names are literal: a*/+ does not receive ab/x', async () => {
+    const data = await receivedAfter(['a*/+', 'q?/[x]/\\/#'], [
+      ['ab/x', 'no'], ['a*/x', 1], ['a*/x/y', 'no'],
+      ['qq/x/\\', 'no'], ['q?/[x]/\\', 2], ['q?/[x]/\\/deep/er', 3], ['q?/x/\\', 'no'],
+    ]);
+    assert.deepEqual(data, [1, 2, 3, 'm']);
   });
 
   it('channels with } and % route by their own tag; + filters what the glob * lets through', async () => {
-    await fresh();
-    try {
-      await broker.subscribe('x}/+');
-      await broker.subscribe('%/#');
-      await broker.subscribe('marker');
-      for (const [c, d] of [
-        ['x}/a', 1],
-        ['x}/a/b', 'no: + is one segment'],
-        ['x%7D/a', 'no: the escape is not the character'],
-        ['%', 2],
-        ['%/a/b', 3],
-        ['%25/a', 'no'],
-        ['marker', 'm'],
-      ] as const) {
-        await broker.publish(c, d);
-      }
-      await rec.waitFor('m');
-      assert.deepEqual(rec.data(), [1, 2, 3, 'm']);
-    } finally {
-      await broker.close();
-    }
+    const data = await receivedAfter(['x}/+', '%/#'], [
+      ['x}/a', 1], ['x}/a/b', 'no: + is one segment'], ['x%7D/a', 'no: the escape is not the character'],
+      ['%', 2], ['%/a/b', 3], ['%25/a', 'no'],
+    ]);
+    assert.deepEqual(data, [1, 2, 3, 'm']);
   });
 
   it('overlapping patterns share a glob: dropping one keeps the other', async () => {
