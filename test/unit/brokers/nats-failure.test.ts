@@ -10,6 +10,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { NatsBroker, NatsPresenceStore } from '../../../src/brokers/nats/nats-broker.js';
 import { NatsServer } from '../../support/nats.js';
+import { serverForSuite } from '../../support/server-hooks.js';
 import { sleep, until } from '../../support/wait.js';
 
 class Recorder implements BrokerHandler {
@@ -189,17 +190,11 @@ describe('NatsBroker when nats-server goes away', () => {
 });
 
 describe('NatsPresenceStore expiry', () => {
-  let server: NatsServer;
-  before(async () => {
-    server = await NatsServer.start();
-  });
-  after(async () => {
-    await server.destroy();
-  });
+  const server = serverForSuite(() => NatsServer.start());
 
   it("a live store keeps its entries past the TTL; a gone store's entries expire", async () => {
-    const alive = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
-    const dying = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
+    const alive = await NatsPresenceStore.connect({ servers: server().url, presenceTtlMs: 1000 });
+    const dying = await NatsPresenceStore.connect({ servers: server().url, presenceTtlMs: 1000 });
     try {
       await alive.add('room', { client: 'a', user: 'ua' });
       await dying.add('room', { client: 'd', user: 'ud' });
