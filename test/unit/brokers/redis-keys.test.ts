@@ -7,12 +7,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isDeepStrictEqual } from 'node:util';
-import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { channelKeys, channelOf, decodeChannel, encodeChannel, patternGlobs, pubsubName } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { RedisServer } from '../../support/redis.js';
-import { until } from '../../support/wait.js';
 
 describe('redis keys: channel encoding', () => {
   it('escapes only % and } and round-trips', () => {
@@ -64,25 +62,10 @@ describe('redis keys: MQTT pattern to glob', () => {
   });
 });
 
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(_channel: string, _info: ClientInfo): void {}
-  onLeave(_channel: string, _info: ClientInfo): void {}
-  data(): unknown[] {
-    return this.pubs.map((p) => p.data);
-  }
-  waitFor(data: unknown): Promise<void> {
-    return until(() => this.pubs.some((p) => isDeepStrictEqual(p.data, data)), 3000, JSON.stringify(data));
-  }
-}
-
 describe('redis keys: globs on a real Redis', () => {
   let server: RedisServer;
   let broker: RedisBroker;
-  let rec: Recorder;
+  let rec: BrokerRecorder;
   before(async () => {
     server = await RedisServer.start();
   });
@@ -92,7 +75,7 @@ describe('redis keys: globs on a real Redis', () => {
 
   const fresh = async (): Promise<void> => {
     broker = new RedisBroker({ url: server.url, keyPrefix: `k${Math.random().toString(36).slice(2, 8)}:` });
-    rec = new Recorder();
+    rec = new BrokerRecorder();
     broker.setHandler(rec);
     await broker.ready();
   };

@@ -7,27 +7,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { isDeepStrictEqual } from 'node:util';
-import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { RedisBroker, RedisPresenceStore } from '../../../src/brokers/redis/redis-broker.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { freePort, RedisServer } from '../../support/redis.js';
 import { serverForSuite } from '../../support/server-hooks.js';
 import { sleep, until, within } from '../../support/wait.js';
-
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  readonly joins: string[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(_channel: string, info: ClientInfo): void {
-    this.joins.push(info.client);
-  }
-  onLeave(): void {}
-  waitFor(data: unknown): Promise<void> {
-    return until(() => this.pubs.some((p) => isDeepStrictEqual(p.data, data)), 5000, JSON.stringify(data));
-  }
-}
 
 async function rejectsUnavailable(promise: Promise<unknown>, what: string): Promise<void> {
   const started = Date.now();
@@ -47,7 +31,7 @@ describe('redis broker: Redis down 3 s and back', () => {
     const errors: unknown[] = [];
     const node = new RedisBroker({ url: server().url, onError: (e) => errors.push(e), onResubscribed: () => void resubscribed++ });
     const presence = new RedisPresenceStore({ url: server().url, onError: (e) => errors.push(e) });
-    const rec = new Recorder();
+    const rec = new BrokerRecorder(5000);
     node.setHandler(rec);
     try {
       await node.ready();
@@ -104,7 +88,7 @@ describe('redis broker: Redis down 3 s and back', () => {
     const node = new RedisBroker({ url: server().url, onError: () => {}, onResubscribed: () => void resubscribed++ });
     const other = new RedisBroker({ url: server().url });
     const admin = new Redis(server().url);
-    const rec = new Recorder();
+    const rec = new BrokerRecorder(5000);
     node.setHandler(rec);
     const H = { history: { size: 100, ttlMs: 0 } };
     try {
