@@ -297,30 +297,10 @@ function reservedBits(): ConformanceCase[] {
   const hello = 'Hello, world!';
   const cases: ConformanceCase[] = [
     { id: '3.1', title: 'text frame with RSV3 set', steps: send([text(hello, { rsv: 1 })]), expect: protocolError() },
-    {
-      id: '3.2',
-      title: 'text, then text with RSV2, then ping: echo, then failure',
-      steps: send([text(hello), text(hello, { rsv: 2 }), ping()], 'one'),
-      expect: protocolError(echoText(hello)),
-    },
-    {
-      id: '3.3',
-      title: 'same with RSV2+RSV3, frame by frame',
-      steps: send([text(hello), text(hello, { rsv: 3 }), ping()], 'frame'),
-      expect: protocolError(echoText(hello)),
-    },
-    {
-      id: '3.4',
-      title: 'same with RSV1 (no extension), byte by byte',
-      steps: send([text(hello), text(hello, { rsv: 4 }), ping()], 'octet'),
-      expect: protocolError(echoText(hello)),
-    },
-    {
-      id: '3.5',
-      title: 'binary frame with RSV1+RSV3',
-      steps: send([binary(Buffer.alloc(8, 0xff), { rsv: 5 })]),
-      expect: protocolError(),
-    },
+    { id: '3.2', title: 'text, then text with RSV2, then ping: echo, then failure', steps: send([text(hello), text(hello, { rsv: 2 }), ping()], 'one'), expect: protocolError(echoText(hello)) },
+    { id: '3.3', title: 'same with RSV2+RSV3, frame by frame', steps: send([text(hello), text(hello, { rsv: 3 }), ping()], 'frame'), expect: protocolError(echoText(hello)) },
+    { id: '3.4', title: 'same with RSV1 (no extension), byte by byte', steps: send([text(hello), text(hello, { rsv: 4 }), ping()], 'octet'), expect: protocolError(echoText(hello)) },
+    { id: '3.5', title: 'binary frame with RSV1+RSV3', steps: send([binary(Buffer.alloc(8, 0xff), { rsv: 5 })]), expect: protocolError() },
     { id: '3.6', title: 'ping with RSV1+RSV2', steps: send([ping('', { rsv: 6 })]), expect: protocolError() },
     {
       // The peer's frame is a close frame, if a bad one: the answer is a close with 1002.
@@ -834,66 +814,52 @@ function limits(): ConformanceCase[] {
   const cases: ConformanceCase[] = [];
   const wait = 20_000;
   const payload = (isText: boolean, n: number): Buffer => (isText ? utf8Text(n) : noise(n));
-  for (const [sub, isText] of [
-    [1, true],
-    [2, false],
-  ] as const) {
-    [64 * KiB, 256 * KiB, MiB, 4 * MiB].forEach((n, i) => {
-      const data = payload(isText, n);
-      cases.push({
-        id: `9.${sub}.${i + 1}`,
-        title: `${isText ? 'text' : 'binary'} message of ${n / KiB} KiB in one frame`,
-        steps: [{ kind: 'message', data, binary: !isText }],
-        expect: ok({ type: 'message', data, binary: !isText }),
-        wait,
+  const kind = (isText: boolean): string => (isText ? 'text' : 'binary');
+  /**
+   * Cases 9.`sub`.i (text) then 9.`sub + 1`.i (binary), one for each of
+   * `sizes`: the messages `make` gives, each sent in a step with `step`'s
+   * options, must all come back.
+   */
+  const textThenBinary = (
+    sub: number,
+    sizes: number[],
+    make: (isText: boolean, size: number) => { title: string; messages: Buffer[]; step?: { fragmentSize?: number; chop?: number; awaitEcho?: boolean } },
+  ): void => {
+    for (const [s, isText] of [
+      [sub, true],
+      [sub + 1, false],
+    ] as const) {
+      sizes.forEach((size, i) => {
+        const { title, messages, step } = make(isText, size);
+        cases.push({
+          id: `9.${s}.${i + 1}`,
+          title,
+          steps: messages.map((data) => ({ kind: 'message', data, binary: !isText, ...step })),
+          expect: ok(...messages.map((data) => ({ type: 'message', data, binary: !isText }) as const)),
+          wait,
+        });
       });
-    });
-  }
-  for (const [sub, isText] of [
-    [3, true],
-    [4, false],
-  ] as const) {
-    [4 * KiB, 64 * KiB, MiB].forEach((size, i) => {
-      const data = payload(isText, 4 * MiB);
-      cases.push({
-        id: `9.${sub}.${i + 1}`,
-        title: `${isText ? 'text' : 'binary'} message of 4 MiB in fragments of ${size / KiB} KiB`,
-        steps: [{ kind: 'message', data, binary: !isText, fragmentSize: size }],
-        expect: ok({ type: 'message', data, binary: !isText }),
-        wait,
-      });
-    });
-  }
-  for (const [sub, isText] of [
-    [5, true],
-    [6, false],
-  ] as const) {
-    [4 * KiB, 64 * KiB].forEach((chop, i) => {
-      const data = payload(isText, MiB);
-      cases.push({
-        id: `9.${sub}.${i + 1}`,
-        title: `${isText ? 'text' : 'binary'} message of 1 MiB written in chops of ${chop / KiB} KiB`,
-        steps: [{ kind: 'message', data, binary: !isText, chop }],
-        expect: ok({ type: 'message', data, binary: !isText }),
-        wait,
-      });
-    });
-  }
-  for (const [sub, isText] of [
-    [7, true],
-    [8, false],
-  ] as const) {
-    [0, 16, 4 * KiB].forEach((n, i) => {
-      const messages = Array.from({ length: 100 }, (_, k) => payload(isText, n + (k % 2)));
-      cases.push({
-        id: `9.${sub}.${i + 1}`,
-        title: `100 round trips of ${isText ? 'text' : 'binary'} messages of ${n} bytes`,
-        steps: messages.map((data) => ({ kind: 'message', data, binary: !isText, awaitEcho: true })),
-        expect: ok(...messages.map((data) => ({ type: 'message', data, binary: !isText }) as const)),
-        wait,
-      });
-    });
-  }
+    }
+  };
+  textThenBinary(1, [64 * KiB, 256 * KiB, MiB, 4 * MiB], (isText, n) => ({
+    title: `${kind(isText)} message of ${n / KiB} KiB in one frame`,
+    messages: [payload(isText, n)],
+  }));
+  textThenBinary(3, [4 * KiB, 64 * KiB, MiB], (isText, size) => ({
+    title: `${kind(isText)} message of 4 MiB in fragments of ${size / KiB} KiB`,
+    messages: [payload(isText, 4 * MiB)],
+    step: { fragmentSize: size },
+  }));
+  textThenBinary(5, [4 * KiB, 64 * KiB], (isText, chop) => ({
+    title: `${kind(isText)} message of 1 MiB written in chops of ${chop / KiB} KiB`,
+    messages: [payload(isText, MiB)],
+    step: { chop },
+  }));
+  textThenBinary(7, [0, 16, 4 * KiB], (isText, n) => ({
+    title: `100 round trips of ${kind(isText)} messages of ${n} bytes`,
+    messages: Array.from({ length: 100 }, (_, k) => payload(isText, n + (k % 2))),
+    step: { awaitEcho: true },
+  }));
   return cases;
 }
 
@@ -928,57 +894,33 @@ export const DEFLATE_DEFAULT: DeflateVariant = {
   params: FULL_WINDOWS,
 };
 
-/** The 13.x variants; every message is compressed (threshold 0). */
+/**
+ * A 13.x variant: every message is compressed (threshold 0 on both sides),
+ * the implementation as server has `server`'s other options, the peer offers
+ * `offer`; `params` are what differs from full windows with context takeover.
+ */
+const variantOf = (name: string, server: PerMessageDeflateOptions, response: string, params: Partial<PeerDeflateParams>, offer = DEFAULT_OFFER): DeflateVariant => ({
+  name,
+  server: { threshold: 0, ...server },
+  offer,
+  client: { threshold: 0 },
+  response,
+  params: { ...FULL_WINDOWS, ...params },
+});
+
+/** The 13.x variants. */
 const DEFLATE_VARIANTS: DeflateVariant[] = [
-  {
-    name: 'default parameters',
-    server: { threshold: 0 },
-    offer: DEFAULT_OFFER,
-    client: { threshold: 0 },
-    response: 'permessage-deflate',
-    params: FULL_WINDOWS,
-  },
-  {
-    name: 'no context takeover by the implementation (serverNoContextTakeover)',
-    server: { threshold: 0, serverNoContextTakeover: true },
-    offer: DEFAULT_OFFER,
-    client: { threshold: 0 },
-    response: 'permessage-deflate; client_no_context_takeover',
-    params: { ...FULL_WINDOWS, implNoContextTakeover: true },
-  },
-  {
-    name: 'no context takeover by the peer',
-    server: { threshold: 0 },
-    offer: 'permessage-deflate; client_no_context_takeover; client_max_window_bits',
-    client: { threshold: 0 },
-    response: 'permessage-deflate; server_no_context_takeover',
-    params: { ...FULL_WINDOWS, ownNoContextTakeover: true },
-  },
-  {
-    name: 'a 9-bit window for the implementation',
-    server: { threshold: 0, serverMaxWindowBits: 9 },
-    offer: DEFAULT_OFFER,
-    client: { threshold: 0 },
-    response: 'permessage-deflate; client_max_window_bits=9',
-    params: { ...FULL_WINDOWS, implWindowBits: 9 },
-  },
-  {
-    name: 'a 9-bit window for the peer (clientMaxWindowBits: 9)',
-    server: { threshold: 0, clientMaxWindowBits: 9 },
-    offer: DEFAULT_OFFER,
-    client: { threshold: 0 },
-    response: 'permessage-deflate; server_max_window_bits=9',
-    params: { ...FULL_WINDOWS, ownWindowBits: 9 },
-  },
-  {
-    name: 'no context takeover and 8-bit windows both ways',
-    server: { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
-    offer: DEFAULT_OFFER,
-    client: { threshold: 0 },
-    response:
-      'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8; client_max_window_bits=8',
-    params: { ownNoContextTakeover: true, ownWindowBits: 8, implNoContextTakeover: true, implWindowBits: 8 },
-  },
+  variantOf('default parameters', {}, 'permessage-deflate', {}),
+  variantOf('no context takeover by the implementation (serverNoContextTakeover)', { serverNoContextTakeover: true }, 'permessage-deflate; client_no_context_takeover', { implNoContextTakeover: true }),
+  variantOf('no context takeover by the peer', {}, 'permessage-deflate; server_no_context_takeover', { ownNoContextTakeover: true }, 'permessage-deflate; client_no_context_takeover; client_max_window_bits'),
+  variantOf('a 9-bit window for the implementation', { serverMaxWindowBits: 9 }, 'permessage-deflate; client_max_window_bits=9', { implWindowBits: 9 }),
+  variantOf('a 9-bit window for the peer (clientMaxWindowBits: 9)', { clientMaxWindowBits: 9 }, 'permessage-deflate; server_max_window_bits=9', { ownWindowBits: 9 }),
+  variantOf(
+    'no context takeover and 8-bit windows both ways',
+    { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
+    'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8; client_max_window_bits=8',
+    { ownNoContextTakeover: true, ownWindowBits: 8, implNoContextTakeover: true, implWindowBits: 8 },
+  ),
 ];
 
 /** ASCII JSON records: what realtime traffic looks like, and compressible. */

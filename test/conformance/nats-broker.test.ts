@@ -6,23 +6,15 @@
  * second node process would be. One server for the whole file; each test
  * uses channels under its own prefix. No injected clock: TTLs are slept.
  */
-import { after, before } from 'node:test';
 import { NatsBroker, NatsPresenceStore } from '../../src/brokers/nats/nats-broker.js';
 import { NatsServer } from '../support/nats.js';
+import { serverForSuite } from '../support/server-hooks.js';
 import { runBrokerSuite, type BrokerNode } from './broker.suite.js';
 
-let server: NatsServer;
-
-before(async () => {
-  server = await NatsServer.start();
-});
-
-after(async () => {
-  await server?.destroy();
-});
+const server = serverForSuite(() => NatsServer.start());
 
 async function node(): Promise<BrokerNode> {
-  const [broker, presence] = await Promise.all([NatsBroker.connect({ servers: server.url }), NatsPresenceStore.connect({ servers: server.url })]);
+  const [broker, presence] = await Promise.all([NatsBroker.connect({ servers: server().url }), NatsPresenceStore.connect({ servers: server().url })]);
   return { broker, presence };
 }
 

@@ -5,24 +5,16 @@
  * Redis-specific rules (glob translation, epochs after data loss, outages)
  * are tested in test/unit/brokers/redis-*.test.ts.
  */
-import { after, before } from 'node:test';
 import { RedisBroker, RedisPresenceStore } from '../../src/brokers/redis/redis-broker.js';
 import { RedisServer } from '../support/redis.js';
+import { serverForSuite } from '../support/server-hooks.js';
 import { runBrokerSuite, type BrokerNode } from './broker.suite.js';
 
-let server: RedisServer;
-
-before(async () => {
-  server = await RedisServer.start();
-});
-
-after(async () => {
-  await server?.dispose();
-});
+const server = serverForSuite(() => RedisServer.start());
 
 async function node(): Promise<BrokerNode> {
-  const broker = new RedisBroker({ url: server.url });
-  const presence = new RedisPresenceStore({ url: server.url });
+  const broker = new RedisBroker({ url: server().url });
+  const presence = new RedisPresenceStore({ url: server().url });
   await broker.ready();
   return { broker, presence };
 }

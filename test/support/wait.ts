@@ -58,3 +58,44 @@ export function waitEvent<T extends unknown[] = any[]>(emitter: EventEmitter, ev
     emitter.once(event, listener);
   });
 }
+
+/**
+ * Waits re-checked whenever something arrives: the receiver calls `wake()`,
+ * `until()` re-runs its probe then (and gives up at its deadline).
+ */
+export class Wakeup {
+  private waiters: Array<() => void> = [];
+
+  wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * The first value other than `undefined` that `probe()` returns, probed now
+   * and at each `wake()`. Rejects with the error `stop()` returns (asked after
+   * each probe that found nothing), or after `ms`; `got()` is added to both
+   * messages.
+   */
+  async until<T>(probe: () => T | undefined, ms: number, what: string, stop: () => Error | null = () => null, got: () => string = () => ''): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const value = probe();
+      if (value !== undefined) return value;
+      const error = stop();
+      if (error) throw error;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}${got()}`);
+      await new Promise<void>((resolve) => {
+        const waiter = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve();
+        }, left);
+        this.waiters.push(waiter);
+      });
+    }
+  }
+}

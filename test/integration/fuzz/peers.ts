@@ -15,46 +15,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { jsonCodec, msgpackCodec } from '../../../src/wire/codec.js';
-import { within } from '../../support/wait.js';
+import { Wakeup, within } from '../../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).href;
 /** tsx compiles on start. */
 const START_MS = 20_000;
-
-// ---------------------------------------------------------------------------
-// Wake-ups
-
-/** Waits re-checked whenever something arrives (a message, a close, a log line). */
-export class Wakeup {
-  private waiters: Array<() => void> = [];
-
-  wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Resolves with the first non-undefined `probe()`, checked now and at each wake; rejects after `ms`. */
-  async until<T>(probe: () => T | undefined, ms: number, what: string): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const value = probe();
-      if (value !== undefined) return value;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const waiter = (): void => {
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve();
-        }, left);
-        this.waiters.push(waiter);
-      });
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------
 // The server process

@@ -18,9 +18,9 @@ import { WebSocket, type ClientOptions } from '../../../src/index.js';
 import type { DeepPartial, NamespaceConfig, RealtimeConfig } from '../../../src/server/config/index.js';
 import { launchServer, type TestServer } from '../../support/realtime-server.js';
 import { SECRET, signToken, type TokenOptions } from '../../support/tokens.js';
-import { sleep, WAIT, within } from '../../support/wait.js';
+import { sleep, WAIT, Wakeup, within } from '../../support/wait.js';
 
-export { sleep, until, WAIT, within } from '../../support/wait.js';
+export { sleep, until, WAIT, Wakeup, within } from '../../support/wait.js';
 export { SECRET, signToken, type TokenOptions } from '../../support/tokens.js';
 export {
   API_KEY,
@@ -31,50 +31,6 @@ export {
   type ServerOptions,
   type TestServer,
 } from '../../support/realtime-server.js';
-
-// ---------------------------------------------------------------------------
-// Waits
-
-/**
- * Waits re-checked whenever something arrives: the receiver calls `wake()`,
- * `until()` re-runs its probe then (and gives up at its deadline).
- */
-export class Wakeup {
-  private waiters: Array<() => void> = [];
-
-  wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /**
-   * The first value other than `undefined` that `probe()` returns, probed now
-   * and at each `wake()`. Rejects with the error `stop()` returns (asked after
-   * each probe that found nothing), or after `ms`; `got()` is added to both
-   * messages.
-   */
-  async until<T>(probe: () => T | undefined, ms: number, what: string, stop: () => Error | null = () => null, got: () => string = () => ''): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const value = probe();
-      if (value !== undefined) return value;
-      const error = stop();
-      if (error) throw error;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}${got()}`);
-      await new Promise<void>((resolve) => {
-        const waiter = (): void => {
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve();
-        }, left);
-        this.waiters.push(waiter);
-      });
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Protocol clients

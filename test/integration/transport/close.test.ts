@@ -3,7 +3,7 @@
  * argument checks, terminate(), the close timeout, and WebSocketServer#close.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import http from 'node:http';
 import { WebSocket, WebSocketServer } from '../../../src/index.js';
 import {
@@ -19,11 +19,14 @@ import {
   type Harness,
 } from './helpers.js';
 
+/** A connected pair, both of whose close events are awaited from now on. */
+async function closingPair(t: TestContext) {
+  const { client, server } = await harness(t).pair();
+  return { client, server, clientClosed: closeOf(client), serverClosed: closeOf(server) };
+}
+
 test("client close(4000, 'bye'): the server sees 4000 'bye', the client sees the echo, both clean", async (t) => {
-  const h = harness(t);
-  const { client, server } = await h.pair();
-  const serverClosed = closeOf(server);
-  const clientClosed = closeOf(client);
+  const { client, server, clientClosed, serverClosed } = await closingPair(t);
   client.close(4000, 'bye');
   assert.equal(client.readyState, WebSocket.CLOSING);
   assert.deepEqual(await serverClosed, [4000, 'bye']);
@@ -34,10 +37,7 @@ test("client close(4000, 'bye'): the server sees 4000 'bye', the client sees the
 });
 
 test('server close(1001): the client sees 1001 and its reason', async (t) => {
-  const h = harness(t);
-  const { client, server } = await h.pair();
-  const clientClosed = closeOf(client);
-  const serverClosed = closeOf(server);
+  const { client, server, clientClosed, serverClosed } = await closingPair(t);
   server.close(1001, 'going away');
   assert.deepEqual(await clientClosed, [1001, 'going away']);
   assert.equal((await serverClosed)[0], 1001);
@@ -45,10 +45,7 @@ test('server close(1001): the client sees 1001 and its reason', async (t) => {
 });
 
 test('close() without a code: the peer sees 1005 (no status)', async (t) => {
-  const h = harness(t);
-  const { client, server } = await h.pair();
-  const serverClosed = closeOf(server);
-  const clientClosed = closeOf(client);
+  const { client, clientClosed, serverClosed } = await closingPair(t);
   client.close();
   assert.deepEqual(await serverClosed, [1005, '']);
   assert.deepEqual(await clientClosed, [1005, '']);
@@ -79,10 +76,7 @@ test('invalid close codes and a 124-byte reason throw synchronously; the connect
 });
 
 test('close() twice, or after the peer closed, is harmless', async (t) => {
-  const h = harness(t);
-  const { client, server } = await h.pair();
-  const serverClosed = closeOf(server);
-  const clientClosed = closeOf(client);
+  const { client, clientClosed, serverClosed } = await closingPair(t);
   client.close(1000);
   client.close(4001, 'ignored');
   assert.deepEqual(await serverClosed, [1000, '']);
@@ -93,10 +87,7 @@ test('close() twice, or after the peer closed, is harmless', async (t) => {
 });
 
 test('terminate() → 1006 on both sides, not clean', async (t) => {
-  const h = harness(t);
-  const { client, server } = await h.pair();
-  const serverClosed = closeOf(server);
-  const clientClosed = closeOf(client);
+  const { client, server, clientClosed, serverClosed } = await closingPair(t);
   client.terminate();
   assert.deepEqual(await clientClosed, [1006, '']);
   assert.deepEqual(await serverClosed, [1006, '']);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import zlib from 'node:zlib';
-import { WebSocket } from '../../../src/index.js';
+import { WebSocket, type PerMessageDeflateOptions } from '../../../src/index.js';
 import { buildFrame, closeOf, collectMessages, harness, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -110,12 +110,18 @@ async function rawDeflate(h: Harness, port: number, offer = 'permessage-deflate'
   return { raw, ext };
 }
 
+/** A server with `perMessageDeflate`, a raw client that negotiated `offer` with it, and the server's end of that connection. */
+async function rawDeflatePair(h: Harness, perMessageDeflate: PerMessageDeflateOptions, offer?: string) {
+  const { wss, port } = await h.server({ perMessageDeflate });
+  const conn = waitEvent<[WebSocket]>(wss, 'connection');
+  const { raw, ext } = await rawDeflate(h, port, offer);
+  const [server] = await conn;
+  return { raw, ext, server };
+}
+
 test('threshold: messages below it go out without RSV1, messages above it with RSV1', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ perMessageDeflate: { threshold: 100 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await rawDeflate(h, port);
-  const [server] = await conn;
+  const { raw, server } = await rawDeflatePair(h, { threshold: 100 });
   server.send('small');
   server.send('y'.repeat(99));
   server.send('z'.repeat(100));
@@ -148,10 +154,7 @@ test('default threshold (1024 bytes): small messages from our client arrive fine
 
 test('compress: false sends one message uncompressed, the next one compressed', async (t) => {
   const h = harness(t);
-  const { wss, port } = await h.server({ perMessageDeflate: { threshold: 0 } });
-  const conn = waitEvent<[WebSocket]>(wss, 'connection');
-  const { raw } = await rawDeflate(h, port);
-  const [server] = await conn;
+  const { raw, server } = await rawDeflatePair(h, { threshold: 0 });
   const big = 'q'.repeat(5000);
   server.send(big, { compress: false });
   server.send(big);
@@ -192,11 +195,8 @@ test('server_no_context_takeover: the same message compresses to the same bytes 
     ['permessage-deflate; server_no_context_takeover', true],
     ['permessage-deflate', false],
   ] as const) {
-    const { wss, port } = await h.server({ perMessageDeflate: { threshold: 0 } });
-    const conn = waitEvent<[WebSocket]>(wss, 'connection');
-    const { raw, ext } = await rawDeflate(h, port, offer);
+    const { raw, ext, server } = await rawDeflatePair(h, { threshold: 0 }, offer);
     assert.equal(/server_no_context_takeover/.test(ext), independent, ext);
-    const [server] = await conn;
     const msg = compressible(4000).toString();
     server.send(msg);
     server.send(msg);

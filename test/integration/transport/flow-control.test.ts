@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { WebSocket } from '../../../src/index.js';
-import { harness, sleep, waitEvent, within, WAIT, type Harness } from './helpers.js';
+import { harness, sleep, until, waitEvent, within, WAIT, type Harness } from './helpers.js';
 
 function pair(h: Harness, options: Parameters<Harness['server']>[0] = {}) {
   return h.pair(options, { perMessageDeflate: false });
@@ -76,13 +76,7 @@ test('pause() stops message events, resume() delivers them in order', async (t) 
   assert.deepEqual(got, [], 'no message while paused');
   server.resume();
   await ping;
-  await within(
-    (async () => {
-      while (got.length < 3) await sleep(5);
-    })(),
-    WAIT,
-    'three messages after resume',
-  );
+  await until(() => got.length >= 3, WAIT, 'three messages after resume');
   assert.deepEqual(got, ['one', 'two', 'three']);
 });
 
@@ -99,23 +93,11 @@ test("pause() from a 'message' listener holds back messages already received in 
   socket.cork();
   for (let i = 1; i <= 5; i++) client.send(`m${i}`);
   socket.uncork();
-  await within(
-    (async () => {
-      while (got.length < 1) await sleep(5);
-    })(),
-    WAIT,
-    'the first message',
-  );
+  await until(() => got.length >= 1, WAIT, 'the first message');
   await sleep(100);
   assert.deepEqual(got, ['m1']);
   server.resume();
-  await within(
-    (async () => {
-      while (got.length < 5) await sleep(5);
-    })(),
-    WAIT,
-    'the other messages',
-  );
+  await until(() => got.length >= 5, WAIT, 'the other messages');
   assert.deepEqual(got, ['m1', 'm2', 'm3', 'm4', 'm5']);
 });
 
@@ -129,25 +111,13 @@ test('pause() and resume() on the client side', async (t) => {
   server.send('a');
   server.send('b');
   // Both are out of the server's buffers (in the client's kernel buffer, on loopback) ...
-  await within(
-    (async () => {
-      while (server.bufferedAmount > 0) await sleep(5);
-    })(),
-    WAIT,
-    'the server to write both messages',
-  );
+  await until(() => server.bufferedAmount === 0, WAIT, 'the server to write both messages');
   // ... and a paused client reads none of them (an unpaused one gets them within a turn or two).
   await sleep(150);
   assert.deepEqual(got, [], 'no message while paused');
   client.resume();
   assert.equal(client.isPaused, false);
-  await within(
-    (async () => {
-      while (got.length < 2) await sleep(5);
-    })(),
-    WAIT,
-    'both messages after resume',
-  );
+  await until(() => got.length >= 2, WAIT, 'both messages after resume');
   assert.deepEqual(got, ['a', 'b']);
 });
 
@@ -186,18 +156,6 @@ test('backpressure with permessage-deflate: queued compressed sends count in buf
   server.on('message', () => received++);
   server.resume();
   await drained;
-  await within(
-    (async () => {
-      while (received < 50) await sleep(5);
-    })(),
-    WAIT,
-    '50 messages',
-  );
-  await within(
-    (async () => {
-      while (client.bufferedAmount > 0) await sleep(5);
-    })(),
-    WAIT,
-    'bufferedAmount back to 0',
-  );
+  await until(() => received >= 50, WAIT, '50 messages');
+  await until(() => client.bufferedAmount === 0, WAIT, 'bufferedAmount back to 0');
 });

@@ -4,8 +4,8 @@
  * surface, and the attributes (protocol, extensions, readyState, url).
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { WebSocket, type WebSocketServer } from '../../../src/index.js';
+import { test, type TestContext } from 'node:test';
+import { WebSocket, type ClientOptions, type WebSocketServer } from '../../../src/index.js';
 import { closeOf, collectMessages, harness, waitEvent, within, WAIT } from './helpers.js';
 
 /** Every connection echoes each message with its type. */
@@ -15,11 +15,16 @@ function echo(wss: WebSocketServer): void {
   });
 }
 
-test('text and binary messages are echoed with their type', async (t) => {
+/** A client connected to a server that echoes. */
+async function echoClient(t: TestContext, options?: ClientOptions): Promise<WebSocket> {
   const h = harness(t);
   const { wss, url } = await h.server();
   echo(wss);
-  const ws = await h.open(url);
+  return h.open(url, options);
+}
+
+test('text and binary messages are echoed with their type', async (t) => {
+  const ws = await echoClient(t);
   const got = collectMessages(ws, 2);
   ws.send('héllo ✓');
   ws.send(Buffer.from([0, 1, 2, 255]));
@@ -32,10 +37,7 @@ test('text and binary messages are echoed with their type', async (t) => {
 });
 
 test('send accepts strings, Buffers, ArrayBuffers, typed arrays and numbers', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   const got = collectMessages(ws, 4);
   const u16 = new Uint16Array([0x0102, 0x0304]);
   ws.send(new Uint8Array([9, 8, 7]).buffer);
@@ -51,10 +53,7 @@ test('send accepts strings, Buffers, ArrayBuffers, typed arrays and numbers', as
 });
 
 test('empty text and binary messages arrive as empty messages', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   const got = collectMessages(ws, 3);
   ws.send('');
   ws.send(Buffer.alloc(0));
@@ -71,10 +70,7 @@ test('empty text and binary messages arrive as empty messages', async (t) => {
 });
 
 test('a 10 MiB message round trips intact', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url, { perMessageDeflate: false });
+  const ws = await echoClient(t, { perMessageDeflate: false });
   const big = Buffer.alloc(10 * 1024 * 1024);
   for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
   const got = collectMessages(ws, 1, 20_000);
@@ -86,10 +82,7 @@ test('a 10 MiB message round trips intact', async (t) => {
 });
 
 test('1000 messages arrive in the order they were sent', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   const n = 1000;
   const got = collectMessages(ws, n, 10_000);
   for (let i = 0; i < n; i++) ws.send(i % 2 === 0 ? `m${i}` : Buffer.from(`b${i}`));
@@ -133,10 +126,7 @@ test('fragments sent with fin:false arrive as one message', async (t) => {
 });
 
 test('binaryType selects Buffer, ArrayBuffer or Buffer[] for binary messages; text stays a Buffer', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   assert.equal(ws.binaryType, 'nodebuffer');
 
   let got = collectMessages(ws, 1);
@@ -166,10 +156,7 @@ test('binaryType selects Buffer, ArrayBuffer or Buffer[] for binary messages; te
 });
 
 test('the send callback is called after the write, without an error', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   const results: Array<Error | null | undefined> = [];
   await within(
     new Promise<void>((resolve) => {
@@ -274,10 +261,7 @@ test('onclose reports wasClean false for an abnormal closure', async (t) => {
 });
 
 test('setting an on-handler replaces the previous one; null removes it', async (t) => {
-  const h = harness(t);
-  const { wss, url } = await h.server();
-  echo(wss);
-  const ws = await h.open(url);
+  const ws = await echoClient(t);
   const calls: string[] = [];
   const first = (): void => {
     calls.push('first');

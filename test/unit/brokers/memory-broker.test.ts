@@ -40,6 +40,19 @@ function setup(options: MemoryBrokerOptions = {}) {
 /** Let every queued microtask run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** A broker whose handler throws at the publication of 1 on 'a', once 1 and 2 were published there and delivered. */
+async function throwingOnOne(options: MemoryBrokerOptions = {}) {
+  const { broker, rec } = setup(options);
+  await broker.subscribe('a');
+  rec.onPub = (pub) => {
+    if (pub.data === 1) throw new Error('boom');
+  };
+  void broker.publish('a', 1);
+  void broker.publish('a', 2);
+  await settle();
+  return { broker, rec };
+}
+
 describe('MemoryBroker: epochs', () => {
   it('has an 8-character base36 id that prefixes its epochs', async () => {
     const { broker } = setup();
@@ -139,14 +152,7 @@ describe('MemoryBroker: delivery', () => {
     };
     process.on('uncaughtException', onUncaught);
     t.after(() => process.removeListener('uncaughtException', onUncaught));
-    const { broker, rec } = setup();
-    await broker.subscribe('a');
-    rec.onPub = (pub) => {
-      if (pub.data === 1) throw new Error('boom');
-    };
-    void broker.publish('a', 1);
-    void broker.publish('a', 2);
-    await settle();
+    const { broker, rec } = await throwingOnOne();
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(rec.log, ['pub a 1', 'pub a 2']);
     assert.equal(reported.length, 1);
@@ -157,14 +163,7 @@ describe('MemoryBroker: delivery', () => {
 
   it('a throwing handler does not stop delivery; the error goes to onError', async () => {
     const errors: unknown[] = [];
-    const { broker, rec } = setup({ onError: (err) => errors.push(err) });
-    await broker.subscribe('a');
-    rec.onPub = (pub) => {
-      if (pub.data === 1) throw new Error('boom');
-    };
-    void broker.publish('a', 1);
-    void broker.publish('a', 2);
-    await settle();
+    const { broker, rec } = await throwingOnOne({ onError: (err) => errors.push(err) });
     assert.deepEqual(rec.log, ['pub a 1', 'pub a 2']);
     assert.equal(errors.length, 1);
     assert.equal((errors[0] as Error).message, 'boom');

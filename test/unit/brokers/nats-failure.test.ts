@@ -7,25 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { NatsBroker, NatsPresenceStore } from '../../../src/brokers/nats/nats-broker.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { NatsServer } from '../../support/nats.js';
+import { serverForSuite } from '../../support/server-hooks.js';
 import { sleep, until } from '../../support/wait.js';
-
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  readonly joins: string[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(channel: string, info: ClientInfo): void {
-    this.joins.push(`${channel} ${info.client}`);
-  }
-  onLeave(): void {}
-  data(channel: string): unknown[] {
-    return this.pubs.filter((p) => p.channel === channel).map((p) => p.data);
-  }
-}
 
 const H = { size: 100, ttlMs: 0 };
 
@@ -46,7 +32,7 @@ describe('NatsBroker when nats-server goes away', () => {
   let server: NatsServer;
   let broker: NatsBroker;
   let presence: NatsPresenceStore;
-  let rec: Recorder;
+  let rec: BrokerRecorder;
   const reported: unknown[] = [];
 
   before(() => {
@@ -65,7 +51,7 @@ describe('NatsBroker when nats-server goes away', () => {
     };
     broker = await NatsBroker.connect({ servers: server.url, onError });
     presence = await NatsPresenceStore.connect({ servers: server.url, onError, presenceTtlMs: 2000 });
-    rec = new Recorder();
+    rec = new BrokerRecorder();
     broker.setHandler(rec);
   });
 
@@ -189,17 +175,11 @@ describe('NatsBroker when nats-server goes away', () => {
 });
 
 describe('NatsPresenceStore expiry', () => {
-  let server: NatsServer;
-  before(async () => {
-    server = await NatsServer.start();
-  });
-  after(async () => {
-    await server.destroy();
-  });
+  const server = serverForSuite(() => NatsServer.start());
 
   it("a live store keeps its entries past the TTL; a gone store's entries expire", async () => {
-    const alive = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
-    const dying = await NatsPresenceStore.connect({ servers: server.url, presenceTtlMs: 1000 });
+    const alive = await NatsPresenceStore.connect({ servers: server().url, presenceTtlMs: 1000 });
+    const dying = await NatsPresenceStore.connect({ servers: server().url, presenceTtlMs: 1000 });
     try {
       await alive.add('room', { client: 'a', user: 'ua' });
       await dying.add('room', { client: 'd', user: 'ud' });

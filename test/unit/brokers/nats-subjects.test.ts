@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { BrokerHandler, Publication } from '../../../src/brokers/broker.js';
 import { NatsBroker } from '../../../src/brokers/nats/nats-broker.js';
 import { channelTokens, decodeToken, encodeToken, patternFilters, tokensToChannel } from '../../../src/brokers/nats/subjects.js';
 import { isValidChannel, matchesPattern } from '../../../src/wire/channel.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { NatsServer } from '../../support/nats.js';
 import { until } from '../../support/wait.js';
 
@@ -67,19 +67,10 @@ describe('NATS subjects: escaping', () => {
   });
 });
 
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(): void {}
-  onLeave(): void {}
-}
-
 describe('NATS subjects: on a real nats-server', () => {
   let server: NatsServer;
   let broker: NatsBroker;
-  const rec = new Recorder();
+  const rec = new BrokerRecorder();
 
   before(async () => {
     server = await NatsServer.start();

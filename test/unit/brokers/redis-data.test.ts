@@ -3,24 +3,19 @@
  * bytes, non-UTF-8 bytes, unicode channel names, the publisher's info, in
  * delivery and in history alike.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Publication } from '../../../src/brokers/broker.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
 import { RedisServer } from '../../support/redis.js';
+import { serverForSuite } from '../../support/server-hooks.js';
 import { until } from '../../support/wait.js';
 
 describe('redis broker: data', () => {
-  let server: RedisServer;
-  before(async () => {
-    server = await RedisServer.start();
-  });
-  after(async () => {
-    await server?.dispose();
-  });
+  const server = serverForSuite(() => RedisServer.start());
 
   it('bytes (also invalid UTF-8, and colons) survive delivery and history', async () => {
-    const broker = new RedisBroker({ url: server.url });
+    const broker = new RedisBroker({ url: server().url });
     const got: Publication[] = [];
     broker.setHandler({ onPublication: (p) => void got.push(p), onJoin() {}, onLeave() {} });
     try {

@@ -7,12 +7,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isDeepStrictEqual } from 'node:util';
-import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { channelKeys, channelOf, decodeChannel, encodeChannel, patternGlobs, pubsubName } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { RedisServer } from '../../support/redis.js';
-import { until } from '../../support/wait.js';
 
 describe('redis keys: channel encoding', () => {
   it('escapes only % and } and round-trips', () => {
@@ -64,25 +62,10 @@ describe('redis keys: MQTT pattern to glob', () => {
   });
 });
 
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(_channel: string, _info: ClientInfo): void {}
-  onLeave(_channel: string, _info: ClientInfo): void {}
-  data(): unknown[] {
-    return this.pubs.map((p) => p.data);
-  }
-  waitFor(data: unknown): Promise<void> {
-    return until(() => this.pubs.some((p) => isDeepStrictEqual(p.data, data)), 3000, JSON.stringify(data));
-  }
-}
-
 describe('redis keys: globs on a real Redis', () => {
   let server: RedisServer;
   let broker: RedisBroker;
-  let rec: Recorder;
+  let rec: BrokerRecorder;
   before(async () => {
     server = await RedisServer.start();
   });
@@ -92,58 +75,41 @@ describe('redis keys: globs on a real Redis', () => {
 
   const fresh = async (): Promise<void> => {
     broker = new RedisBroker({ url: server.url, keyPrefix: `k${Math.random().toString(36).slice(2, 8)}:` });
-    rec = new Recorder();
+    rec = new BrokerRecorder();
     broker.setHandler(rec);
     await broker.ready();
   };
 
-  it('metacharacters in names are literal: a*/+ does not receive ab/x', async () => {
+  /**
+   * On a fresh broker: subscribe to `patterns` and to `marker`, publish each
+   * `[channel, data]` and then `m` on `marker`; what was received once `m` is in.
+   */
+  const receivedAfter = async (patterns: string[], publications: ReadonlyArray<readonly [string, string | number]>): Promise<unknown[]> => {
     await fresh();
     try {
-      await broker.subscribe('a*/+');
-      await broker.subscribe('q?/[x]/\\/#');
-      await broker.subscribe('marker');
-      for (const [c, d] of [
-        ['ab/x', 'no'],
-        ['a*/x', 1],
-        ['a*/x/y', 'no'],
-        ['qq/x/\\', 'no'],
-        ['q?/[x]/\\', 2],
-        ['q?/[x]/\\/deep/er', 3],
-        ['q?/x/\\', 'no'],
-        ['marker', 'm'],
-      ] as const) {
-        await broker.publish(c, d);
-      }
+      for (const p of [...patterns, 'marker']) await broker.subscribe(p);
+      for (const [c, d] of [...publications, ['marker', 'm'] as const]) await broker.publish(c, d);
       await rec.waitFor('m');
-      assert.deepEqual(rec.data(), [1, 2, 3, 'm']);
+      return rec.data();
     } finally {
       await broker.close();
     }
+  };
+
+  it('metacharacters in names are literal: a*/+ does not receive ab/x', async () => {
+    const data = await receivedAfter(['a*/+', 'q?/[x]/\\/#'], [
+      ['ab/x', 'no'], ['a*/x', 1], ['a*/x/y', 'no'],
+      ['qq/x/\\', 'no'], ['q?/[x]/\\', 2], ['q?/[x]/\\/deep/er', 3], ['q?/x/\\', 'no'],
+    ]);
+    assert.deepEqual(data, [1, 2, 3, 'm']);
   });
 
   it('channels with } and % route by their own tag; + filters what the glob * lets through', async () => {
-    await fresh();
-    try {
-      await broker.subscribe('x}/+');
-      await broker.subscribe('%/#');
-      await broker.subscribe('marker');
-      for (const [c, d] of [
-        ['x}/a', 1],
-        ['x}/a/b', 'no: + is one segment'],
-        ['x%7D/a', 'no: the escape is not the character'],
-        ['%', 2],
-        ['%/a/b', 3],
-        ['%25/a', 'no'],
-        ['marker', 'm'],
-      ] as const) {
-        await broker.publish(c, d);
-      }
-      await rec.waitFor('m');
-      assert.deepEqual(rec.data(), [1, 2, 3, 'm']);
-    } finally {
-      await broker.close();
-    }
+    const data = await receivedAfter(['x}/+', '%/#'], [
+      ['x}/a', 1], ['x}/a/b', 'no: + is one segment'], ['x%7D/a', 'no: the escape is not the character'],
+      ['%', 2], ['%/a/b', 3], ['%25/a', 'no'],
+    ]);
+    assert.deepEqual(data, [1, 2, 3, 'm']);
   });
 
   it('overlapping patterns share a glob: dropping one keeps the other', async () => {

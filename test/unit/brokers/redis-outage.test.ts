@@ -4,29 +4,14 @@
  * dies: nothing crashes, operations reject with RT_ERR_BROKER_UNAVAILABLE
  * meanwhile, and everything works again afterwards.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { isDeepStrictEqual } from 'node:util';
-import type { BrokerHandler, ClientInfo, Publication } from '../../../src/brokers/broker.js';
 import { RedisBroker, RedisPresenceStore } from '../../../src/brokers/redis/redis-broker.js';
+import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { freePort, RedisServer } from '../../support/redis.js';
+import { serverForSuite } from '../../support/server-hooks.js';
 import { sleep, until, within } from '../../support/wait.js';
-
-class Recorder implements BrokerHandler {
-  readonly pubs: Publication[] = [];
-  readonly joins: string[] = [];
-  onPublication(pub: Publication): void {
-    this.pubs.push(pub);
-  }
-  onJoin(_channel: string, info: ClientInfo): void {
-    this.joins.push(info.client);
-  }
-  onLeave(): void {}
-  waitFor(data: unknown): Promise<void> {
-    return until(() => this.pubs.some((p) => isDeepStrictEqual(p.data, data)), 5000, JSON.stringify(data));
-  }
-}
 
 async function rejectsUnavailable(promise: Promise<unknown>, what: string): Promise<void> {
   const started = Date.now();
@@ -35,13 +20,7 @@ async function rejectsUnavailable(promise: Promise<unknown>, what: string): Prom
 }
 
 describe('redis broker: Redis down 3 s and back', () => {
-  let server: RedisServer;
-  before(async () => {
-    server = await RedisServer.start();
-  });
-  after(async () => {
-    await server?.dispose();
-  });
+  const server = serverForSuite(() => RedisServer.start());
 
   it('rejects with RT_ERR_BROKER_UNAVAILABLE meanwhile, never crashes, and resubscribes after', async () => {
     const crashes: unknown[] = [];
@@ -50,9 +29,9 @@ describe('redis broker: Redis down 3 s and back', () => {
     process.on('unhandledRejection', onCrash);
     let resubscribed = 0;
     const errors: unknown[] = [];
-    const node = new RedisBroker({ url: server.url, onError: (e) => errors.push(e), onResubscribed: () => void resubscribed++ });
-    const presence = new RedisPresenceStore({ url: server.url, onError: (e) => errors.push(e) });
-    const rec = new Recorder();
+    const node = new RedisBroker({ url: server().url, onError: (e) => errors.push(e), onResubscribed: () => void resubscribed++ });
+    const presence = new RedisPresenceStore({ url: server().url, onError: (e) => errors.push(e) });
+    const rec = new BrokerRecorder(5000);
     node.setHandler(rec);
     try {
       await node.ready();
@@ -62,7 +41,7 @@ describe('redis broker: Redis down 3 s and back', () => {
       await rec.waitFor('before');
       assert.equal(node.available, true);
 
-      await server.stop();
+      await server().stop();
       await until(() => !node.available, 3000, 'the broker to notice');
       const downSince = Date.now();
       await rejectsUnavailable(node.publish('room', 'while down'), 'publish');
@@ -73,14 +52,14 @@ describe('redis broker: Redis down 3 s and back', () => {
       await node.unsubscribe('elsewhere'); // local: fine while down
       await sleep(3000 - (Date.now() - downSince));
 
-      await server.startAgain();
+      await server().startAgain();
       await until(() => node.available, 5000, 'the broker to reconnect');
       // Without persistence the stream is gone: a new epoch (see redis-epochs.test.ts).
       const again = await node.publish('room', 'after', { history: { size: 10, ttlMs: 0 } });
       assert.notEqual(again.epoch, first.epoch);
       await rec.waitFor('after');
       // Publications from another node reach both subscriptions again.
-      const other = new RedisBroker({ url: server.url });
+      const other = new RedisBroker({ url: server().url });
       try {
         await other.ready();
         await other.publish('rooms/a', 'pattern after');
@@ -106,10 +85,10 @@ describe('redis broker: Redis down 3 s and back', () => {
 
   it('a dropped subscriber connection: what was published meanwhile is refilled from history, in order, once', async () => {
     let resubscribed = 0;
-    const node = new RedisBroker({ url: server.url, onError: () => {}, onResubscribed: () => void resubscribed++ });
-    const other = new RedisBroker({ url: server.url });
-    const admin = new Redis(server.url);
-    const rec = new Recorder();
+    const node = new RedisBroker({ url: server().url, onError: () => {}, onResubscribed: () => void resubscribed++ });
+    const other = new RedisBroker({ url: server().url });
+    const admin = new Redis(server().url);
+    const rec = new BrokerRecorder(5000);
     node.setHandler(rec);
     const H = { history: { size: 100, ttlMs: 0 } };
     try {
@@ -148,18 +127,12 @@ describe('redis broker: Redis down 3 s and back', () => {
 });
 
 describe('redis presence: expiry', () => {
-  let server: RedisServer;
-  before(async () => {
-    server = await RedisServer.start();
-  });
-  after(async () => {
-    await server?.dispose();
-  });
+  const server = serverForSuite(() => RedisServer.start());
 
   it("a live node's entries outlive the TTL (heartbeat); a dead node's vanish after it", async () => {
-    const live = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
-    const dead = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
-    const reader = new RedisPresenceStore({ url: server.url, presenceTtlMs: 300 });
+    const live = new RedisPresenceStore({ url: server().url, presenceTtlMs: 300 });
+    const dead = new RedisPresenceStore({ url: server().url, presenceTtlMs: 300 });
+    const reader = new RedisPresenceStore({ url: server().url, presenceTtlMs: 300 });
     try {
       await live.add('room', { client: 'a', user: 'alice' });
       await dead.add('room', { client: 'b', user: 'bob' });
