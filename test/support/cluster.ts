@@ -21,7 +21,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { SignJWT } from 'jose';
+import { merge } from './realtime-server.js';
+import { signToken, type TokenOptions } from './tokens.js';
 import { sleep, within } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -84,17 +85,6 @@ export function clusterConfig(broker: ClusterBroker): Record<string, unknown> {
   };
 }
 
-function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] =
-      v && b && typeof v === 'object' && typeof b === 'object' && !Array.isArray(v) && !Array.isArray(b)
-        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
-}
 
 /** One HTTP request on a fresh connection (no keep-alive: nothing stays open after the test). */
 export function httpRequest(
@@ -347,17 +337,8 @@ export class Cluster {
   }
 
   /** An HS256 token for `sub` that every node accepts. */
-  token(sub: string, options: { ttl?: number; info?: unknown; channels?: Record<string, string[]> } = {}): Promise<string> {
-    const claims: Record<string, unknown> = {};
-    if (options.info !== undefined) claims.info = options.info;
-    if (options.channels !== undefined) claims.channels = options.channels;
-    const now = Math.floor(Date.now() / 1000);
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(sub)
-      .setIssuedAt(now)
-      .setExpirationTime(now + (options.ttl ?? 3600))
-      .sign(new TextEncoder().encode(CLUSTER_SECRET));
+  token(sub: string, options: Omit<TokenOptions, 'secret'> = {}): Promise<string> {
+    return signToken(sub, { ...options, secret: CLUSTER_SECRET });
   }
 
   /** Stop every node by PID (SIGTERM, SIGKILL after `graceMs`) and remove the config dir. For `after`. */
