@@ -28,6 +28,23 @@ import {
   type Msg,
 } from './fakes.js';
 
+/** Connect; WebSocket fails twice (1006), so the client falls back to SSE, which opens. */
+async function onSseAfterTwoFailures(
+  client: { connect(): unknown },
+  WS: { last: { drop(code: number): void } },
+  ES: { last: { open(): void } },
+  clock: { tick(ms: number): Promise<void> },
+): Promise<void> {
+  client.connect();
+  await flush();
+  WS.last.drop(1006);
+  await clock.tick(100);
+  WS.last.drop(1006);
+  await clock.tick(100);
+  ES.last.open();
+  await flush();
+}
+
 /** Answers session creation with 201 and message POSTs with 204 (auto). */
 function autoServer(call: FetchCall): { status: number; body?: unknown } | undefined {
   if (call.method === 'POST' && call.url.endsWith('/rt/session')) {
@@ -455,14 +472,7 @@ describe('fallback and the way back to WebSocket', () => {
     const clock = fakeClock(t);
     const { client, WS, ES, http, switches } = fallbackClient({ transports: ['websocket', 'sse'], upgradeProbeDelayMs: 5000, upgradeIntervalMs: 60000, pingTimeoutMs: 3600_000 });
     const sub = client.subscribe('chat/a');
-    client.connect();
-    await flush();
-    WS.last.drop(1006);
-    await clock.tick(100);
-    WS.last.drop(1006);
-    await clock.tick(100);
-    ES.last.open();
-    await flush();
+    await onSseAfterTwoFailures(client, WS, ES, clock);
     assert.equal(client.transport, 'sse');
     const subReq = http.posted().find((m) => m.op === 'sub')!;
     ES.last.receive(reply.sub(subReq.id, 'chat/a', { offset: 0, epoch: 'e' }));
@@ -500,14 +510,7 @@ describe('fallback and the way back to WebSocket', () => {
   test('after a fallback connection drops, WebSocket is tried first again once its last failure is old enough', async (t) => {
     const clock = fakeClock(t);
     const { client, WS, ES, switches } = fallbackClient({ transports: ['websocket', 'sse'], upgradeProbeDelayMs: 10_000_000, upgradeIntervalMs: 60000, pingTimeoutMs: 3600_000 });
-    client.connect();
-    await flush();
-    WS.last.drop(1006);
-    await clock.tick(100);
-    WS.last.drop(1006);
-    await clock.tick(100);
-    ES.last.open();
-    await flush();
+    await onSseAfterTwoFailures(client, WS, ES, clock);
     ES.last.error(true); // dropped soon: WebSocket failed < 60 s ago, stay on SSE
     await clock.tick(100);
     assert.equal(ES.instances.length, 2);
@@ -570,14 +573,7 @@ describe('fallback and the way back to WebSocket', () => {
       connectTimeoutMs: 3000,
       pingTimeoutMs: 3600_000,
     });
-    client.connect();
-    await flush();
-    WS.last.drop(1006);
-    await clock.tick(100);
-    WS.last.drop(1006);
-    await clock.tick(100);
-    ES.last.open();
-    await flush();
+    await onSseAfterTwoFailures(client, WS, ES, clock);
     await clock.tick(5000);
     const probe = WS.last;
     probe.open();
@@ -606,14 +602,7 @@ describe('fallback and the way back to WebSocket', () => {
     const events: Array<string> = [];
     client.on('disconnected', (e) => events.push(`disconnected ${e.code} ${e.willReconnect}`));
     client.on('state', (s) => events.push(s));
-    client.connect();
-    await flush();
-    WS.last.drop(1006);
-    await clock.tick(100);
-    WS.last.drop(1006);
-    await clock.tick(100);
-    ES.last.open();
-    await flush();
+    await onSseAfterTwoFailures(client, WS, ES, clock);
     const rpc = client.rpc('slow');
     await flush();
     const rpcReq = http.posted().find((m) => m.op === 'rpc')!;

@@ -10,6 +10,15 @@ import { describe, test } from 'node:test';
 import type { ClientError, DisconnectedEvent, ReconnectingEvent } from '../../../src/client/index.js';
 import { accept, fakeClock, flush, makeClient, track } from './fakes.js';
 
+/** Exactly one error was emitted: RT_CLIENT_UNAUTHORIZED for `closeCode`, its message saying each of `says`. */
+function expectUnauthorized(errors: unknown[], closeCode: number, ...says: RegExp[]): void {
+  assert.equal(errors.length, 1);
+  const err = errors[0] as ClientError;
+  assert.equal(err.code, 'RT_CLIENT_UNAUTHORIZED');
+  assert.equal(err.closeCode, closeCode);
+  for (const pattern of says) assert.match(err.message, pattern);
+}
+
 describe('authentication failures: said once, with what to do, and no reconnect loop', () => {
   test('no token and the server closes with 4001: one RT_CLIENT_UNAUTHORIZED error naming `token`/`getToken`, disconnected, no reconnect', async (t) => {
     const clock = fakeClock(t);
@@ -23,12 +32,7 @@ describe('authentication failures: said once, with what to do, and no reconnect 
     assert.equal(connected.settled, true);
     h.WS.last.drop(4001, 'no auth message in time');
     await flush();
-    assert.equal(h.errors.length, 1);
-    const err = h.errors[0] as ClientError;
-    assert.equal(err.code, 'RT_CLIENT_UNAUTHORIZED');
-    assert.equal(err.closeCode, 4001);
-    assert.match(err.message, /requires a token/);
-    assert.match(err.message, /pass `token` or `getToken`/);
+    expectUnauthorized(h.errors, 4001, /requires a token/, /pass `token` or `getToken`/);
     assert.deepEqual(
       disconnected.map((e) => [e.code, e.willReconnect]),
       [[4001, false]],
@@ -63,12 +67,7 @@ describe('authentication failures: said once, with what to do, and no reconnect 
     h.WS.last.receive({ op: 'error', id: auth.id, code: 401, message: 'invalid signature' });
     h.WS.last.drop(4500, 'invalid signature');
     await flush();
-    assert.equal(h.errors.length, 1);
-    const err = h.errors[0] as ClientError;
-    assert.equal(err.code, 'RT_CLIENT_UNAUTHORIZED');
-    assert.equal(err.closeCode, 4500);
-    assert.match(err.message, /refused the token.*invalid signature/);
-    assert.match(err.message, /pass a valid `token`, or a `getToken`/);
+    expectUnauthorized(h.errors, 4500, /refused the token.*invalid signature/, /pass a valid `token`, or a `getToken`/);
     assert.equal(p.error?.code, 'RT_CLIENT_CONNECT_FAILED');
     assert.match(p.error!.message, /pass a valid `token`/);
     await clock.tick(120_000);
