@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { MemoryBroker, MemoryPresenceStore } from '../../../src/brokers/memory/memory-broker.js';
 import { ClientError, type ClientState, type Publication, type ReconnectingEvent } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
-import { connectFollowing, connectRefreshing, createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import { blockableWebSocket, connectFollowing, connectRefreshing, createClient, createServer, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** A shared broker and presence store that outlive the servers of one test (closed after it). */
 function sharedBackend(t: { after(fn: () => Promise<void>): void }): { broker: MemoryBroker; presence: MemoryPresenceStore } {
@@ -430,16 +430,10 @@ describe('client SDK edge cases against the realtime server', () => {
 
   test('WebSocket blocked: the client falls back to long-polling, probes WebSocket (ping/pong through the real server) and moves back, resuming', async (t) => {
     const s = await startServer(t);
-    let blocked = true;
-    // A WebSocket that cannot get through while `blocked` (the connection is refused).
-    class MaybeBlockedWebSocket extends WebSocket {
-      constructor(url: string, protocols?: string | string[]) {
-        super(blocked ? 'ws://127.0.0.1:1/rt' : url, protocols);
-      }
-    }
+    const blockable = blockableWebSocket();
     const c = createClient(t, s.url, {
       token: await signToken('alice'),
-      WebSocket: MaybeBlockedWebSocket as never,
+      WebSocket: blockable.WebSocket as never,
       transports: ['websocket', 'poll'],
       upgradeProbeDelayMs: 50,
       upgradeIntervalMs: 100,
@@ -455,7 +449,7 @@ describe('client SDK edge cases against the realtime server', () => {
     await s.server.publish('chat/fb', 1);
     await until(() => got.length === 1, 3000, 'a publication over long-polling');
     const back = nextEvent(c, 'connected', 3000);
-    blocked = false;
+    blockable.unblock();
     const connected = await back;
     assert.equal(connected.transport, 'websocket');
     assert.deepEqual(switches, ['websocket>poll', 'poll>websocket']);

@@ -159,3 +159,22 @@ export async function waitForSnapshot(path: string, done: (snapshot: MemoryBroke
 export function snapshotOffset(snapshot: MemoryBrokerSnapshot, channel: string): number {
   return snapshot.streams.find((s) => s.channel === channel)?.offset ?? 0;
 }
+
+/**
+ * A WebSocket class whose connections are refused (they go to a closed
+ * port) until `unblock()`: the SDK falls back, then finds WebSocket again.
+ */
+export function blockableWebSocket(): { WebSocket: typeof WebSocket; unblock(): void } {
+  let blocked = true;
+  class MaybeBlockedWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(blocked ? 'ws://127.0.0.1:1/rt' : url, protocols);
+    }
+  }
+  return {
+    WebSocket: MaybeBlockedWebSocket,
+    unblock() {
+      blocked = false;
+    },
+  };
+}

@@ -21,7 +21,7 @@ import { WebSocket } from '../../../src/index.js';
 import type { ClosingPush, ClosePush, ErrorReply, MessagePush, RefreshPush } from '../../../src/wire/messages.js';
 import { DEFAULT_LIMITS, pollAnswer, reply, sessionOpened } from '../../unit/client/fakes.js';
 import * as fb from '../carriers/helpers.js';
-import { connectFollowing, connectRefreshing, createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
+import { blockableWebSocket, connectFollowing, connectRefreshing, createClient, nextEvent, signToken, sleep, startServer, until, within } from './helpers.js';
 
 /** The shape of a value: object keys (sorted) with the shapes of their values, an array's first element, else the type. */
 function shape(value: unknown): unknown {
@@ -236,16 +236,10 @@ describe('the SDK scenarios against the real server', () => {
   for (const kind of ['sse', 'poll'] as const) {
     test(`fallback: WebSocket blocked, the client connects over ${kind}, probes WebSocket through the real server and moves back, resuming`, async (t) => {
       const s = await startServer(t);
-      let blocked = true;
-      // A WebSocket that cannot get through while `blocked` (the connection is refused).
-      class MaybeBlockedWebSocket extends WebSocket {
-        constructor(url: string, protocols?: string | string[]) {
-          super(blocked ? 'ws://127.0.0.1:1/rt' : url, protocols);
-        }
-      }
+      const blockable = blockableWebSocket();
       const c = createClient(t, s.url, {
         token: await signToken('alice'),
-        WebSocket: MaybeBlockedWebSocket as never,
+        WebSocket: blockable.WebSocket as never,
         EventSource: fb.FetchEventSource as never,
         transports: ['websocket', kind],
         upgradeProbeDelayMs: 50,
@@ -266,7 +260,7 @@ describe('the SDK scenarios against the real server', () => {
       await until(() => got.length === 2, 3000, 'its own publication');
 
       const back = nextEvent(c, 'connected', 3000);
-      blocked = false;
+      blockable.unblock();
       assert.equal((await back).transport, 'websocket');
       assert.deepEqual(switches, [`websocket>${kind}`, `${kind}>websocket`]);
       await s.server.publish('chat/fallback', 3);
