@@ -1,7 +1,7 @@
 /**
  * `switchboard <command>`: serve (the realtime server with the chat demo and
- * the dashboard pages), echo (a plain echo server), connect (a wscat-like
- * client).
+ * the dashboard pages), token (sign and check tokens), echo (a plain echo
+ * server), connect (a wscat-like client).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -31,6 +31,8 @@ import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
+import type { AuthConfig } from '../realtime/auth.js';
+import { checkToken, HOW_TO_SET_A_KEY, parseChannelsOption, parseTtl, signToken } from './tokens.js';
 
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
 const COMMANDS = {
@@ -40,6 +42,15 @@ const COMMANDS = {
       'the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)',
       'and its pages: chat demo at /, live dashboard at /dashboard;',
       '--snapshot-file keeps the in-memory history across restarts',
+    ],
+  },
+  token: {
+    synopsis: '--user U [--ttl 1h] [--channels C]... [--info JSON] [--config F]  |  --check TOKEN [--config F]',
+    description: [
+      'sign a token (HS256) with the configured auth.hmacSecret and print it;',
+      '--ttl 90s|30m|1h|7d; --channels subscribe=chat/#,news/+ (repeatable) or the claim as JSON;',
+      '--check says whether the server accepts a token and why not (- reads it from stdin):',
+      'exit 0 valid, 1 refused, 2 no key or a bad configuration',
     ],
   },
   echo: {
@@ -106,6 +117,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'connect':
         return await connect(rest);
+      case 'token':
+        return await token(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -310,6 +323,61 @@ function configuredHost(options: LoadConfigOptions): string | undefined {
   const host = mergeConfigLayers(options)['host'];
   if (host === undefined || host === null) return defaultConfig().host;
   return typeof host === 'string' ? host : undefined;
+}
+
+async function token(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs('token', {
+    args,
+    options: {
+      ...HELP,
+      config: { type: 'string', short: 'c' },
+      user: { type: 'string', short: 'u' },
+      ttl: { type: 'string' },
+      channels: { type: 'string', multiple: true },
+      info: { type: 'string' },
+      check: { type: 'string' },
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  if (values.check !== undefined) {
+    const extra = (['user', 'ttl', 'channels', 'info'] as const).find((k) => values[k] !== undefined);
+    if (extra) throw new UsageError(`--check takes no --${extra} (only --config)`);
+    const text = (values.check === '-' ? readFileSync(0, 'utf8') : values.check).trim();
+    const result = await checkToken(tokenAuthConfig(values.config), text);
+    process.stdout.write(`${result.lines.join('\n')}\n`);
+    return result.valid ? 0 : 1;
+  }
+  if (values.user === undefined || values.user === '') throw new UsageError('--user is required (or --check TOKEN)');
+  const ttlS = parseTtl(values.ttl ?? '1h');
+  const channels = values.channels === undefined ? undefined : parseChannelsOption(values.channels);
+  let info: unknown;
+  if (values.info !== undefined) {
+    try {
+      info = JSON.parse(values.info);
+    } catch (err) {
+      throw new UsageError(`--info: not JSON (${(err as Error).message})`);
+    }
+  }
+  const signed = await signToken(tokenAuthConfig(values.config), { user: values.user, ttlS, channels, info });
+  process.stdout.write(`${signed.token}\n`);
+  process.stderr.write(`token for ${signed.identity.user}, HS256, expires ${new Date(signed.identity.expiresAt).toISOString()}\n`);
+  return 0;
+}
+
+/** The `auth` section of the configuration (file, environment), validated as `serve` would; no key is an error that says how to set one. */
+function tokenAuthConfig(file: string | undefined): AuthConfig {
+  try {
+    return loadConfig({ file }).auth;
+  } catch (err) {
+    if (err instanceof ConfigError && err.issues.length > 0 && err.issues.every(isMissingAuthKey)) {
+      throw new Error(
+        `no key configured to sign or check tokens with: ${HOW_TO_SET_A_KEY}. ` +
+          '(A server in development mode signs with a secret made at each start: its tokens come from POST /dev/token.)',
+      );
+    }
+    throw err;
+  }
 }
 
 async function connect(args: string[]): Promise<number> {
