@@ -1,11 +1,12 @@
 /**
  * `switchboard <command>`: serve (the realtime server with the chat demo and
- * the dashboard pages), token (sign and check tokens), echo (a plain echo
- * server), connect (a wscat-like client).
+ * the dashboard pages), token (sign and check tokens), init (write a config
+ * file), echo (a plain echo server), connect (a wscat-like client).
  */
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { closeCodeMeaning } from '../protocol/close-code.js';
@@ -32,6 +33,7 @@ import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
 import type { AuthConfig } from '../realtime/auth.js';
+import { configTemplate } from './init.js';
 import { checkToken, HOW_TO_SET_A_KEY, parseChannelsOption, parseTtl, signToken } from './tokens.js';
 
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
@@ -51,6 +53,13 @@ const COMMANDS = {
       '--ttl 90s|30m|1h|7d; --channels subscribe=chat/#,news/+ (repeatable) or the claim as JSON;',
       '--check says whether the server accepts a token and why not (- reads it from stdin):',
       'exit 0 valid, 1 refused, 2 no key or a bad configuration',
+    ],
+  },
+  init: {
+    synopsis: '[FILE] [--force]',
+    description: [
+      'write a commented YAML configuration (default switchboard.yaml) with a fresh',
+      'hmacSecret and apiKey; an existing file is kept unless --force',
     ],
   },
   echo: {
@@ -73,6 +82,7 @@ const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
 ${(Object.keys(COMMANDS) as Command[]).map((name) => `  ${name.padEnd(8)} ${COMMANDS[name].synopsis}\n${COMMANDS[name].description.map((d) => `${COLUMN}${d}\n`).join('')}`).join('')}  help${' '.repeat(COLUMN.length - 6)}this text (and switchboard <command> --help)
+  --version${' '.repeat(COLUMN.length - 11)}the version of switchboard
 `;
 
 function commandUsage(name: Command): string {
@@ -119,6 +129,13 @@ export async function main(argv: string[]): Promise<number> {
         return await connect(rest);
       case 'token':
         return await token(rest);
+      case 'init':
+        return init(rest);
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`switchboard ${packageVersion()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
@@ -325,6 +342,12 @@ function configuredHost(options: LoadConfigOptions): string | undefined {
   return typeof host === 'string' ? host : undefined;
 }
 
+/** The version in package.json (two levels up from src/cli/ and from dist/cli/). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return String(pkg.version);
+}
+
 async function token(args: string[]): Promise<number> {
   const parsed = parseCommandArgs('token', {
     args,
@@ -378,6 +401,35 @@ function tokenAuthConfig(file: string | undefined): AuthConfig {
     }
     throw err;
   }
+}
+
+function init(args: string[]): number {
+  const parsed = parseCommandArgs('init', {
+    args,
+    allowPositionals: true,
+    options: { ...HELP, force: { type: 'boolean', default: false } },
+  });
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' (one file)`);
+  const file = positionals[0] ?? 'switchboard.yaml';
+  const ext = extname(file).toLowerCase();
+  if (ext !== '.yaml' && ext !== '.yml') throw new UsageError(`${file}: init writes YAML: name the file .yaml or .yml`);
+  try {
+    // 'wx': never replace a file that appeared meanwhile; 0600: it holds secrets.
+    writeFileSync(file, configTemplate(), { flag: values.force ? 'w' : 'wx', mode: 0o600 });
+    if (values.force) chmodSync(file, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new Error(`${file} exists: left as it is (--force replaces it, with new secrets)`);
+    throw new Error(`cannot write ${file} (${code ?? (err as Error).message})`);
+  }
+  process.stdout.write(
+    `wrote ${file}: a new hmacSecret and apiKey (keep the file private). Next:\n` +
+      `  switchboard serve --config ${file}\n` +
+      `  switchboard token --user alice --config ${file}\n`,
+  );
+  return 0;
 }
 
 async function connect(args: string[]): Promise<number> {

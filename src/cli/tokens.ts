@@ -19,7 +19,7 @@ import {
 
 /** How to give a server a key it can sign with: the end of the "cannot sign" answers. */
 export const HOW_TO_SET_A_KEY =
-  'set auth.hmacSecret in the config file or SWITCHBOARD_JWT_SECRET (at least 32 bytes)';
+  'set auth.hmacSecret in the config file or SWITCHBOARD_JWT_SECRET (at least 32 bytes), or write a config file with one: switchboard init';
 
 /** The lifetime of a token from `--ttl`: `90` (seconds), `45s`, `30m`, `1h`, `7d`. In seconds. */
 export function parseTtl(text: string): number {

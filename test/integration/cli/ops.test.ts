@@ -1,7 +1,8 @@
 /**
  * The operator's commands of `switchboard`, as child processes (through tsx):
- * `token` signs tokens the server accepts; `--check` says why one is
- * refused, in the server's words.
+ * `--version`, `init` (a config that `serve --config` loads), `token` (signs
+ * tokens the running server accepts; `--check` says why one is refused, in
+ * the server's words).
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -219,11 +220,69 @@ test('token: signs with SWITCHBOARD_JWT_SECRET and the configured iss/aud; canno
   assert.match(pub.stderr, /cannot sign: this configuration verifies tokens with a public key \(auth\.publicKey, ES256\)/);
   assert.match(pub.stderr, /private key/);
   assert.equal(none.code, 2);
-  assert.match(none.stderr, /no key configured.*SWITCHBOARD_JWT_SECRET \(at least 32 bytes\)/);
+  assert.match(none.stderr, /no key configured.*SWITCHBOARD_JWT_SECRET \(at least 32 bytes\).*switchboard init/);
   assert.equal(tooDeep.code, 2);
   assert.match(tooDeep.stderr, /the server would refuse this token: the info claim is nested deeper than 32 levels/);
   assert.equal(badChannels.code, 2);
   assert.match(badChannels.stderr, /--channels: invalid channels claim: subscribe has an invalid channel/);
   assert.equal(badTtl.code, 2);
   assert.match(badTtl.stderr, /invalid --ttl 'soon'/);
+});
+
+test('--version prints the version of package.json; help lists token and init', async () => {
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const [v, help] = await runAll([[['--version']], [['help']]]);
+  assert.deepEqual(v, { code: 0, stdout: `switchboard ${version}\n`, stderr: '' });
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^ {2}token +--user U/m);
+  assert.match(help.stdout, /^ {2}init +\[FILE\] \[--force\]/m);
+  assert.match(help.stdout, /--version/);
+});
+
+test('init writes a commented config with fresh secrets that serve --config runs; tokens from token --config are accepted there', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'switchboard.yaml');
+  const made = await run(['init'], { cwd: dir });
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /wrote switchboard\.yaml/);
+  const text = readFileSync(file, 'utf8');
+  assert.match(text, /^# /m, 'commented');
+  assert.equal(statSync(file).mode & 0o777, 0o600, 'it holds secrets: owner only');
+  const config = parseYaml(text) as { auth: { hmacSecret: string }; apiKey: string };
+  assert.ok(Buffer.byteLength(config.auth.hmacSecret) >= 32, 'hmacSecret of at least 32 bytes');
+  assert.ok(config.apiKey.length >= 16);
+
+  // An existing file is kept; --force replaces it with new secrets.
+  const again = await run(['init', file]);
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /exists.*--force/);
+  assert.equal(readFileSync(file, 'utf8'), text, 'the file was changed');
+  const forced = await run(['init', file, '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  const replaced = parseYaml(readFileSync(file, 'utf8')) as { auth: { hmacSecret: string } };
+  assert.notEqual(replaced.auth.hmacSecret, config.auth.hmacSecret, 'a fresh secret each time');
+
+  const s = serve(t, ['--config', file, '--port', '0']);
+  const banner = await s.line(/^switchboard: http:/, 'the banner');
+  const port = Number(/:(\d+)\//.exec(banner)![1]);
+  assert.equal(s.logs.find((l) => /development mode/.test(String(l.msg))), undefined, 'a key is configured: no development mode');
+
+  const signed = await run(['token', '--user', 'alice', '--ttl', '10m', '--channels', 'subscribe=chat/#', '--info', '{"name":"Alice"}', '--config', file]);
+  assert.equal(signed.code, 0, signed.stderr);
+  const token = signed.stdout.trim();
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'stdout is the token alone');
+  const client = await connect(t, `ws://127.0.0.1:${port}/rt`);
+  const auth = await client.ok('auth', { token });
+  assert.equal(auth.user, 'alice');
+  await client.ok('sub', { channel: 'chat/lobby' });
+  assert.equal((await client.request('sub', { channel: 'news/today' })).op, 'error', 'the channels claim is in the token');
+
+  const checked = await run(['token', '--check', token, '--config', file]);
+  assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+  assert.match(checked.stdout, /^valid/);
+  assert.match(checked.stdout, /user: alice/);
+  assert.match(checked.stdout, /expires: \d{4}-\d\d-\d\dT.*\(in (9|10) min\)/);
+  assert.match(checked.stdout, /permissions: subscribe chat\/#/);
+  assert.match(checked.stdout, /info: \{"name":"Alice"\}/);
+  await stop(s);
 });
