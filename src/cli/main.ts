@@ -4,6 +4,7 @@
  * file), echo (a plain echo server), connect (a wscat-like client).
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import https from 'node:https';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname } from 'node:path';
@@ -277,11 +278,12 @@ async function serve(args: string[]): Promise<number> {
     if (!err.issues.every(isMissingAuthKey)) {
       // Other problems as well. Where development mode would apply once they are fixed
       // (loopback), the missing key is not one of them: report only the others.
-      if (isLoopback(configuredHost({ file: values.config, overrides }))) throw new ConfigError(err.issues.filter((i) => !isMissingAuthKey(i)));
-      throw err;
+      const host = configuredHost({ file: values.config, overrides });
+      if (isLoopback(host)) throw new ConfigError(err.issues.filter((i) => !isMissingAuthKey(i)));
+      throw new Error(`${err.message}\n\n${missingKeyAdvice(host)}`);
     }
     const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
-    if (!isLoopback(probe.host)) throw err;
+    if (!isLoopback(probe.host)) throw new Error(`${err.message}\n\n${missingKeyAdvice(probe.host)}`);
     devTokens = true;
     config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
   }
@@ -303,7 +305,12 @@ async function serve(args: string[]): Promise<number> {
   httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (!pages(req, res)) for (const listener of next) listener.call(httpServer, req, res);
   });
-  const address = await server.listen();
+  let address: AddressInfo;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    throw new Error(listenFailure(err as NodeJS.ErrnoException, config.host, config.port));
+  }
   // The dashboard's numbers, only where clients cannot forge them (a namespace without client publications).
   const feed = resolveNamespace(server.config, DASHBOARD_CHANNEL).clientPublish
     ? null
@@ -312,7 +319,7 @@ async function serve(args: string[]): Promise<number> {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
   process.stderr.write(
-    `switchboard: http://${config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
   );
   return new Promise((resolve) => {
     const stop = (signal: string) => {
@@ -329,6 +336,42 @@ async function serve(args: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+/**
+ * What to do when `serve` has no key and `host` is not loopback: development mode (a throwaway
+ * secret, tokens for anyone at /dev/token) would hand tokens to whoever reaches the port.
+ */
+function missingKeyAdvice(host: string | undefined): string {
+  return [
+    `No key to verify tokens with, and host ${host === undefined ? '(not a string)' : host} is not a loopback address.`,
+    'Development mode (a secret made at each start, tokens for anyone at POST /dev/token) runs only on loopback',
+    '(127.0.0.1, ::1, localhost), where nothing but this machine reaches the server; on any other interface',
+    'anyone who reaches the port could get a token for any user. Set a key, for example:',
+    '  export SWITCHBOARD_JWT_SECRET="$(openssl rand -base64 32)"     (auth.hmacSecret, at least 32 bytes)',
+    '  or write a config file with one: switchboard init, then switchboard serve --config switchboard.yaml',
+    '  or verify tokens your backend signs with a private key: auth.publicKey / auth.jwksFile',
+    '  (or allow connections without a token: auth.anonymous: true, SWITCHBOARD_ANONYMOUS=true)',
+  ].join('\n');
+}
+
+/** Why `serve` could not listen, in words, with what to do; without a stack trace. */
+function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return (
+        `port ${port} is in use on ${host} (EADDRINUSE): another process listens on ${where}.\n` +
+        `Pick another port with --port (e.g. --port ${port === 65535 ? 8081 : port + 1}; --port 0 takes any free one; or port: in the config, SWITCHBOARD_PORT),\n` +
+        `or stop the other process (lsof -iTCP:${port} -sTCP:LISTEN, or ss -ltnp, shows which).`
+      );
+    case 'EACCES':
+      return `not allowed to listen on ${where} (EACCES): ports below 1024 need privileges; pick another with --port (e.g. --port 8080).`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen on ${where} (EADDRNOTAVAIL): ${host} is not an address of this machine; pick one with --host (127.0.0.1, 0.0.0.0, ::1, ...).`;
+    default:
+      return err.message;
+  }
 }
 
 function isMissingAuthKey(issue: ConfigIssue): boolean {

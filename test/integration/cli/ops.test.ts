@@ -2,7 +2,9 @@
  * The operator's commands of `switchboard`, as child processes (through tsx):
  * `--version`, `init` (a config that `serve --config` loads), `token` (signs
  * tokens the running server accepts; `--check` says why one is refused, in
- * the server's words).
+ * the server's words), and what `serve` says when it cannot start (no key
+ * off loopback, a busy port, a YAML mistake), its banner for IPv6 hosts, and
+ * the 404 of a WebSocket upgrade to the wrong path.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -285,4 +287,48 @@ test('init writes a commented config with fresh secrets that serve --config runs
   assert.match(checked.stdout, /permissions: subscribe chat\/#/);
   assert.match(checked.stdout, /info: \{"name":"Alice"\}/);
   await stop(s);
+});
+
+test('serve: no key off loopback says how to set one; a busy port says so without a stack trace; [::1] in the banner; YAML errors keep their code frame; a wrong WebSocket path hints at /rt', async (t) => {
+  const dir = tempDir(t);
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.after(() => busy.close());
+  const busyPort = (busy.address() as net.AddressInfo).port;
+  const badYaml = join(dir, 'bad.yaml');
+  writeFileSync(badYaml, `port: 8080\nauth:\n  hmacSecret: "${SECRET}" trailing\n`);
+
+  const v6 = serve(t, ['--host', '::1', '--port', '0']);
+  const [wide, inUse, yamlError] = await runAll([
+    [['serve', '--host', '0.0.0.0', '--port', '0']],
+    [['serve', '--port', String(busyPort)]],
+    [['serve', '--config', badYaml]],
+  ]);
+
+  assert.equal(wide.code, 2);
+  assert.match(wide.stderr, /auth: set hmacSecret/);
+  assert.match(wide.stderr, /host 0\.0\.0\.0 is not a loopback address/);
+  assert.match(wide.stderr, /only on loopback/);
+  assert.match(wide.stderr, /SWITCHBOARD_JWT_SECRET/);
+  assert.match(wide.stderr, /at least 32 bytes/);
+  assert.match(wide.stderr, /switchboard init/);
+
+  assert.equal(inUse.code, 2);
+  assert.match(inUse.stderr, new RegExp(`port ${busyPort} is in use`));
+  assert.match(inUse.stderr, /--port/);
+  assert.doesNotMatch(inUse.stderr, /^\s+at /m, 'a stack trace');
+
+  assert.equal(yamlError.code, 2);
+  assert.match(yamlError.stderr, /bad\.yaml: invalid YAML: .* at line 3, column \d+:/);
+  assert.match(yamlError.stderr, /^ {4} {2}hmacSecret: \*+$/m, 'the snippet, with the secret masked');
+  assert.match(yamlError.stderr, /^ {4} *\^+$/m, 'the caret');
+  assert.doesNotMatch(yamlError.stderr, new RegExp(SECRET), 'the secret itself');
+
+  const banner = await v6.line(/^switchboard: http:/, 'the banner');
+  assert.match(banner, /^switchboard: http:\/\/\[::1\]:\d+\/ /);
+  // A WebSocket upgrade to another path: 404, and the body names the endpoint.
+  const wrong = await upgrade(/http:\/\/\[::1\]:\d+/.exec(banner)![0], '/');
+  assert.equal(wrong.status, 404);
+  assert.match(wrong.text, /no WebSocket endpoint here: connect to \/rt/);
+  await stop(v6);
 });
