@@ -53,7 +53,8 @@ const COMMANDS = {
       'sign a token (HS256) with the configured auth.hmacSecret and print it;',
       '--ttl 90s|30m|1h|7d; --channels subscribe=chat/#,news/+ (repeatable) or the claim as JSON;',
       '--check says whether the server accepts a token and why not (- reads it from stdin):',
-      'exit 0 valid, 1 refused, 2 no key or a bad configuration',
+      'exit 0 valid, 1 refused; 2: no key, a bad configuration, or only a public key',
+      '(auth.publicKey/jwksFile verify, they cannot sign: your backend signs with the private key)',
     ],
   },
   init: {

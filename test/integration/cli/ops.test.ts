@@ -231,14 +231,21 @@ test('token: signs with SWITCHBOARD_JWT_SECRET and the configured iss/aud; canno
   assert.match(badTtl.stderr, /invalid --ttl 'soon'/);
 });
 
-test('--version prints the version of package.json; help lists token and init', async () => {
+test('--version prints the version of package.json; help lists token and init; their --help, and a bad option exits 2', async () => {
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const [v, help] = await runAll([[['--version']], [['help']]]);
+  const [v, help, tokenHelp, initHelp, bogus] = await runAll([[['--version']], [['help']], [['token', '--help']], [['init', '-h']], [['init', '--bogus']]]);
   assert.deepEqual(v, { code: 0, stdout: `switchboard ${version}\n`, stderr: '' });
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^ {2}token +--user U/m);
   assert.match(help.stdout, /^ {2}init +\[FILE\] \[--force\]/m);
   assert.match(help.stdout, /--version/);
+  assert.equal(tokenHelp.code, 0);
+  assert.match(tokenHelp.stdout, /^Usage: switchboard token --user U .* --check TOKEN/);
+  assert.match(tokenHelp.stdout, /cannot sign/, 'says what a public-key configuration does');
+  assert.equal(initHelp.code, 0);
+  assert.match(initHelp.stdout, /^Usage: switchboard init \[FILE\] \[--force\]/);
+  assert.equal(bogus.code, 2);
+  assert.match(bogus.stderr, /^switchboard init: Unknown option '--bogus'[^]*Usage: switchboard init /);
 });
 
 test('init writes a commented config with fresh secrets that serve --config runs; tokens from token --config are accepted there', async (t) => {
