@@ -1,11 +1,13 @@
 /**
  * `switchboard <command>`: serve (the realtime server with the chat demo and
- * the dashboard pages), echo (a plain echo server), connect (a wscat-like
- * client).
+ * the dashboard pages), token (sign and check tokens), init (write a config
+ * file), echo (a plain echo server), connect (a wscat-like client).
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { closeCodeMeaning } from '../protocol/close-code.js';
@@ -31,6 +33,9 @@ import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
+import type { AuthConfig } from '../realtime/auth.js';
+import { configTemplate } from './init.js';
+import { checkToken, HOW_TO_SET_A_KEY, parseChannelsOption, parseTtl, signToken } from './tokens.js';
 
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
 const COMMANDS = {
@@ -40,6 +45,23 @@ const COMMANDS = {
       'the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)',
       'and its pages: chat demo at /, live dashboard at /dashboard;',
       '--snapshot-file keeps the in-memory history across restarts',
+    ],
+  },
+  token: {
+    synopsis: '--user U [--ttl 1h] [--channels C]... [--info JSON] [--config F]  |  --check TOKEN [--config F]',
+    description: [
+      'sign a token (HS256) with the configured auth.hmacSecret and print it;',
+      '--ttl 90s|30m|1h|7d; --channels subscribe=chat/#,news/+ (repeatable) or the claim as JSON;',
+      '--check says whether the server accepts a token and why not (- reads it from stdin):',
+      'exit 0 valid, 1 refused; 2: no key, a bad configuration, or only a public key',
+      '(auth.publicKey/jwksFile verify, they cannot sign: your backend signs with the private key)',
+    ],
+  },
+  init: {
+    synopsis: '[FILE] [--force]',
+    description: [
+      'write a commented YAML configuration (default switchboard.yaml) with a fresh',
+      'hmacSecret and apiKey; an existing file is kept unless --force',
     ],
   },
   echo: {
@@ -62,6 +84,7 @@ const USAGE = `Usage: switchboard <command> [options]
 
 Commands:
 ${(Object.keys(COMMANDS) as Command[]).map((name) => `  ${name.padEnd(8)} ${COMMANDS[name].synopsis}\n${COMMANDS[name].description.map((d) => `${COLUMN}${d}\n`).join('')}`).join('')}  help${' '.repeat(COLUMN.length - 6)}this text (and switchboard <command> --help)
+  --version${' '.repeat(COLUMN.length - 11)}the version of switchboard
 `;
 
 function commandUsage(name: Command): string {
@@ -106,6 +129,15 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'connect':
         return await connect(rest);
+      case 'token':
+        return await token(rest);
+      case 'init':
+        return init(rest);
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`switchboard ${packageVersion()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
@@ -247,11 +279,12 @@ async function serve(args: string[]): Promise<number> {
     if (!err.issues.every(isMissingAuthKey)) {
       // Other problems as well. Where development mode would apply once they are fixed
       // (loopback), the missing key is not one of them: report only the others.
-      if (isLoopback(configuredHost({ file: values.config, overrides }))) throw new ConfigError(err.issues.filter((i) => !isMissingAuthKey(i)));
-      throw err;
+      const host = configuredHost({ file: values.config, overrides });
+      if (isLoopback(host)) throw new ConfigError(err.issues.filter((i) => !isMissingAuthKey(i)));
+      throw new Error(`${err.message}\n\n${missingKeyAdvice(host)}`);
     }
     const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
-    if (!isLoopback(probe.host)) throw err;
+    if (!isLoopback(probe.host)) throw new Error(`${err.message}\n\n${missingKeyAdvice(probe.host)}`);
     devTokens = true;
     config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
   }
@@ -273,7 +306,12 @@ async function serve(args: string[]): Promise<number> {
   httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (!pages(req, res)) for (const listener of next) listener.call(httpServer, req, res);
   });
-  const address = await server.listen();
+  let address: AddressInfo;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    throw new Error(listenFailure(err as NodeJS.ErrnoException, config.host, config.port));
+  }
   // The dashboard's numbers, only where clients cannot forge them (a namespace without client publications).
   const feed = resolveNamespace(server.config, DASHBOARD_CHANNEL).clientPublish
     ? null
@@ -282,7 +320,7 @@ async function serve(args: string[]): Promise<number> {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
   process.stderr.write(
-    `switchboard: http://${config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
   );
   return new Promise((resolve) => {
     const stop = (signal: string) => {
@@ -301,6 +339,42 @@ async function serve(args: string[]): Promise<number> {
   });
 }
 
+/**
+ * What to do when `serve` has no key and `host` is not loopback: development mode (a throwaway
+ * secret, tokens for anyone at /dev/token) would hand tokens to whoever reaches the port.
+ */
+function missingKeyAdvice(host: string | undefined): string {
+  return [
+    `No key to verify tokens with, and host ${host === undefined ? '(not a string)' : host} is not a loopback address.`,
+    'Development mode (a secret made at each start, tokens for anyone at POST /dev/token) runs only on loopback',
+    '(127.0.0.1, ::1, localhost), where nothing but this machine reaches the server; on any other interface',
+    'anyone who reaches the port could get a token for any user. Set a key, for example:',
+    '  export SWITCHBOARD_JWT_SECRET="$(openssl rand -base64 32)"     (auth.hmacSecret, at least 32 bytes)',
+    '  or write a config file with one: switchboard init, then switchboard serve --config switchboard.yaml',
+    '  or verify tokens your backend signs with a private key: auth.publicKey / auth.jwksFile',
+    '  (or allow connections without a token: auth.anonymous: true, SWITCHBOARD_ANONYMOUS=true)',
+  ].join('\n');
+}
+
+/** Why `serve` could not listen, in words, with what to do; without a stack trace. */
+function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return (
+        `port ${port} is in use on ${host} (EADDRINUSE): another process listens on ${where}.\n` +
+        `Pick another port with --port (e.g. --port ${port === 65535 ? 8081 : port + 1}; --port 0 takes any free one; or port: in the config, SWITCHBOARD_PORT),\n` +
+        `or stop the other process (lsof -iTCP:${port} -sTCP:LISTEN, or ss -ltnp, shows which).`
+      );
+    case 'EACCES':
+      return `not allowed to listen on ${where} (EACCES): ports below 1024 need privileges; pick another with --port (e.g. --port 8080).`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen on ${where} (EADDRNOTAVAIL): ${host} is not an address of this machine; pick one with --host (127.0.0.1, 0.0.0.0, ::1, ...).`;
+    default:
+      return err.message;
+  }
+}
+
 function isMissingAuthKey(issue: ConfigIssue): boolean {
   return issue.path === 'auth' && issue.message === MISSING_AUTH_KEY;
 }
@@ -310,6 +384,96 @@ function configuredHost(options: LoadConfigOptions): string | undefined {
   const host = mergeConfigLayers(options)['host'];
   if (host === undefined || host === null) return defaultConfig().host;
   return typeof host === 'string' ? host : undefined;
+}
+
+/** The version in package.json (two levels up from src/cli/ and from dist/cli/). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return String(pkg.version);
+}
+
+async function token(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs('token', {
+    args,
+    options: {
+      ...HELP,
+      config: { type: 'string', short: 'c' },
+      user: { type: 'string', short: 'u' },
+      ttl: { type: 'string' },
+      channels: { type: 'string', multiple: true },
+      info: { type: 'string' },
+      check: { type: 'string' },
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  if (values.check !== undefined) {
+    const extra = (['user', 'ttl', 'channels', 'info'] as const).find((k) => values[k] !== undefined);
+    if (extra) throw new UsageError(`--check takes no --${extra} (only --config)`);
+    const text = (values.check === '-' ? readFileSync(0, 'utf8') : values.check).trim();
+    const result = await checkToken(tokenAuthConfig(values.config), text);
+    process.stdout.write(`${result.lines.join('\n')}\n`);
+    return result.valid ? 0 : 1;
+  }
+  if (values.user === undefined || values.user === '') throw new UsageError('--user is required (or --check TOKEN)');
+  const ttlS = parseTtl(values.ttl ?? '1h');
+  const channels = values.channels === undefined ? undefined : parseChannelsOption(values.channels);
+  let info: unknown;
+  if (values.info !== undefined) {
+    try {
+      info = JSON.parse(values.info);
+    } catch (err) {
+      throw new UsageError(`--info: not JSON (${(err as Error).message})`);
+    }
+  }
+  const signed = await signToken(tokenAuthConfig(values.config), { user: values.user, ttlS, channels, info });
+  process.stdout.write(`${signed.token}\n`);
+  process.stderr.write(`token for ${signed.identity.user}, HS256, expires ${new Date(signed.identity.expiresAt).toISOString()}\n`);
+  return 0;
+}
+
+/** The `auth` section of the configuration (file, environment), validated as `serve` would; no key is an error that says how to set one. */
+function tokenAuthConfig(file: string | undefined): AuthConfig {
+  try {
+    return loadConfig({ file }).auth;
+  } catch (err) {
+    if (err instanceof ConfigError && err.issues.length > 0 && err.issues.every(isMissingAuthKey)) {
+      throw new Error(
+        `no key configured to sign or check tokens with: ${HOW_TO_SET_A_KEY}. ` +
+          '(A server in development mode signs with a secret made at each start: its tokens come from POST /dev/token.)',
+      );
+    }
+    throw err;
+  }
+}
+
+function init(args: string[]): number {
+  const parsed = parseCommandArgs('init', {
+    args,
+    allowPositionals: true,
+    options: { ...HELP, force: { type: 'boolean', default: false } },
+  });
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' (one file)`);
+  const file = positionals[0] ?? 'switchboard.yaml';
+  const ext = extname(file).toLowerCase();
+  if (ext !== '.yaml' && ext !== '.yml') throw new UsageError(`${file}: init writes YAML: name the file .yaml or .yml`);
+  try {
+    // 'wx': never replace a file that appeared meanwhile; 0600: it holds secrets.
+    writeFileSync(file, configTemplate(), { flag: values.force ? 'w' : 'wx', mode: 0o600 });
+    if (values.force) chmodSync(file, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new Error(`${file} exists: left as it is (--force replaces it, with new secrets)`);
+    throw new Error(`cannot write ${file} (${code ?? (err as Error).message})`);
+  }
+  process.stdout.write(
+    `wrote ${file}: a new hmacSecret and apiKey (keep the file private). Next:\n` +
+      `  switchboard serve --config ${file}\n` +
+      `  switchboard token --user alice --config ${file}\n`,
+  );
+  return 0;
 }
 
 async function connect(args: string[]): Promise<number> {

@@ -308,7 +308,7 @@ export class RealtimeServer {
     if (pathname !== this.config.path) {
       // Other upgrade handlers on a shared server may want it.
       if (this.httpServer.listenerCount('upgrade') > 1) return;
-      this.refuse(socket, new HandshakeError('RT_ERR_NOT_FOUND', 'no WebSocket endpoint here', 404));
+      this.refuse(socket, new HandshakeError('RT_ERR_NOT_FOUND', `no WebSocket endpoint here: connect to ${this.config.path}`, 404));
       return;
     }
     socket.on('error', () => socket.destroy());

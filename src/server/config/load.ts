@@ -180,8 +180,10 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
   try {
     data = ext === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    const what = ext === '.json' ? 'JSON' : 'YAML';
-    issues.push({ path: file, message: `invalid ${what}: ${(err as Error).message.split('\n')[0]}` });
+    // YAML's message has a code frame (`at line 3, column 5:`, the lines, a caret): kept, with secrets
+    // masked, indented under the issue's line (ConfigError prints `  path: message`).
+    const message = ext === '.json' ? (err as Error).message.split('\n')[0] : indentFrame(maskSecrets((err as Error).message.trimEnd()));
+    issues.push({ path: file, message: `invalid ${ext === '.json' ? 'JSON' : 'YAML'}: ${message}` });
     return undefined;
   }
   if (data === null || data === undefined) return {};
@@ -203,6 +205,19 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
   rebase(data['broker'], 'snapshotFile');
   return data;
 }
+/**
+ * A YAML error's code frame quotes lines of the file: the value of a secret
+ * key on a quoted line (`hmacSecret`, `apiKey`, a PEM `publicKey`) becomes
+ * `*`s of the same length, so the caret still points where it did.
+ */
+function maskSecrets(message: string): string {
+  return message.replace(/^(\s*-?\s*["']?(?:hmacSecret|apiKey|publicKey)["']?\s*:[ \t]*)(.+)$/gm, (_, key: string, value: string) => key + '*'.repeat(value.length));
+}
+
+function indentFrame(message: string): string {
+  return message.split('\n').map((line, i) => (i === 0 || line === '' ? line : `    ${line}`)).join('\n');
+}
+
 /** `over` on top of `base`: objects key by key, the rest replaced; `undefined` keeps `base`, `null` is kept (reset marker). */
 function mergeLayer(base: unknown, over: unknown, path = ''): unknown {
   if (over === undefined) return base;
