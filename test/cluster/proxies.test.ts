@@ -18,12 +18,15 @@
  *   the other node and resumes (`recovered: true`), missing nothing.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { Client, type ClientOptions, type SubscribedEvent } from '../../src/client/index.js';
 import { WebSocket } from '../../src/index.js';
 import { Cluster, httpRequest, type ClusterNode } from '../support/cluster.js';
 import { Haproxy, Nginx, type Proxy } from '../support/proxies.js';
-import { RedisServer } from '../support/redis.js';
+import { freePort, RedisServer } from '../support/redis.js';
 import { sleep, until, within } from '../support/wait.js';
 
 type Transport = 'websocket' | 'sse' | 'poll';
@@ -130,6 +133,129 @@ const PROXIES: Array<[string, (ports: number[]) => Promise<Proxy>]> = [
   ['haproxy', (ports) => Haproxy.start(ports)],
 ];
 
+/** What a stand-in node saw of one request. */
+interface Seen {
+  method: string;
+  url: string;
+  httpVersion: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/**
+ * A stand-in for the nodes that records what the proxy sends: 200 `ready`
+ * on /readyz (HAProxy's check), 101 to any upgrade, and on
+ * `/rt/session/<id>/events` an event stream that sends one event and then
+ * stays open without `X-Accel-Buffering` (only the proxy's own config can
+ * make that event reach the client before the stream ends). The test's nginx
+ * main config compresses event streams (gzip on); the shipped session
+ * location must still stream: nginx 1.22 holds the events back only when
+ * both its `proxy_buffering off` and its `gzip off` are removed (either one
+ * alone is enough here, on loopback).
+ */
+async function recordingNode(): Promise<{ port: number; seen: Seen[]; close(): Promise<void> }> {
+  const seen: Seen[] = [];
+  const upgraded = new Set<net.Socket>();
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, headers: req.headers });
+    if (/^\/rt\/session\/[^/]+\/events/.test(req.url ?? '')) {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
+      res.write('data: {"first":true}\n\n');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.end('ready');
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, headers: req.headers });
+    socket.on('error', () => {});
+    upgraded.add(socket);
+    // A real accept value: HAProxy checks it (502 otherwise).
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    port,
+    seen,
+    close: () =>
+      within(
+        new Promise<void>((resolve) => {
+          // Upgraded sockets are no longer the server's: closeAllConnections does not see them.
+          for (const socket of upgraded) socket.destroy();
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+        5000,
+        'the stand-in node to close',
+      ),
+  };
+}
+
+/** A raw HTTP/1.1 upgrade request through the proxy; resolves with the status line it gets back. */
+function upgradeThrough(port: number, headers: Record<string, string>): Promise<string> {
+  return within(
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let head = '';
+      socket.on('error', reject);
+      socket.on('connect', () =>
+        socket.write(
+          ['GET /rt HTTP/1.1', 'Host: switchboard.test', 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n'),
+        ),
+      );
+      socket.on('data', (c: Buffer) => {
+        head += c.toString('latin1');
+        const end = head.indexOf('\r\n');
+        if (end !== -1) {
+          socket.destroy();
+          resolve(head.slice(0, end));
+        }
+      });
+    }),
+    5000,
+    'the upgrade answer through the proxy',
+  );
+}
+
+for (const [name, startProxy] of PROXIES) {
+  test(`${name} (the shipped config): a node gets HTTP/1.1, the Upgrade headers, X-Forwarded-For with the peer appended; SSE events pass unbuffered`, async () => {
+    const node = await recordingNode();
+    let proxy: Proxy | undefined;
+    try {
+      proxy = await startProxy([node.port, node.port]);
+      // A client behind another proxy: its X-Forwarded-For must be kept, with the address this proxy saw appended.
+      assert.match(await upgradeThrough(proxy.port, { 'X-Forwarded-For': '203.0.113.7' }), /^HTTP\/1\.1 101 /);
+      const up = node.seen.find((r) => r.url === '/rt');
+      assert.ok(up, `the upgrade reached the node: ${JSON.stringify(node.seen)}`);
+      assert.equal(up.httpVersion, '1.1');
+      assert.equal(up.headers.upgrade, 'websocket');
+      assert.match(String(up.headers.connection), /\bupgrade\b/i);
+      assert.equal(up.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+
+      const controller = new AbortController();
+      try {
+        const res = await within(
+          fetch(`${proxy.base}/rt/session/AAAAAAAAAAAAAAAAAAAAAA/events`, { headers: { Accept: 'text/event-stream' }, signal: controller.signal }),
+          5000,
+          'the SSE answer',
+        );
+        // The node never ends this stream: the event arrives only if the proxy does not buffer it.
+        const { value } = await within(res.body!.getReader().read(), 5000, 'the first SSE event through the proxy while the stream is open');
+        assert.match(new TextDecoder().decode(value), /data: \{"first":true\}/);
+      } finally {
+        controller.abort();
+      }
+      const sse = node.seen.find((r) => r.url.endsWith('/events'));
+      assert.equal(sse?.httpVersion, '1.1');
+      assert.equal(sse?.headers['x-forwarded-for'], '127.0.0.1');
+    } finally {
+      await proxy?.stop();
+      await node.close();
+    }
+  });
+}
+
 for (const [name, startProxy] of PROXIES) {
   describe(`two nodes on Redis behind ${name} (the shipped config)`, () => {
     let redis: RedisServer | undefined;
@@ -143,6 +269,18 @@ for (const [name, startProxy] of PROXIES) {
       // trustedProxies: what the shipped configs' comments ask of every node.
       cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 2, config: { trustedProxies: ['127.0.0.1'] } });
       proxy = await startProxy(cluster.nodes.map((n) => n.port));
+    });
+
+    // The clients of the test before are closed, but their nodes may not have counted that yet:
+    // `landing` needs the counts to move only for the client it watches.
+    beforeEach(async () => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const open = (await Promise.all((['websocket', 'sse', 'poll'] as const).map((t) => counts(c().nodes, t)))).flat();
+        if (open.every((n) => n === 0)) return;
+        if (Date.now() > deadline) throw new Error(`connections of the test before still open on the nodes: ${open}`);
+        await sleep(50);
+      }
     });
 
     after(async () => {
@@ -220,8 +358,10 @@ for (const [name, startProxy] of PROXIES) {
       const poller = sdk(p().url, await c().token('erin'), { transports: ['poll'] });
       const gotPoll: unknown[] = [];
       const sub = poller.subscribe('chat/poll', { onMessage: (m) => gotPoll.push(m.data) });
+      // Listening before connecting: the sub is answered right after the auth, maybe before `landing` returns.
+      const subscribed = nextSubscribed(sub, 10_000);
       const pollNode = await landing(nodes, 'poll', () => within(poller.connect(), 10_000, 'the poller connects'));
-      await nextSubscribed(sub, 5000);
+      await subscribed;
 
       const ws = sdk(p().url, await c().token('frank'));
       const gotWs: unknown[] = [];

@@ -202,6 +202,11 @@ export class Nginx extends Proxy {
         `  uwsgi_temp_path ${join(d, 'temp/uwsgi')};`,
         `  scgi_temp_path ${join(d, 'temp/scgi')};`,
         `  access_log ${join(d, 'access.log')};`,
+        // A main config that compresses everything, event streams included: the shipped
+        // session routes must still stream (gzip would hold the events back).
+        '  gzip on;',
+        '  gzip_types text/event-stream application/json;',
+        '  gzip_min_length 1;',
         `  include ${join(d, 'switchboard.conf')};`,
         '}',
         '',
