@@ -12,8 +12,11 @@
  *   all its requests reach one node (the session routes hash on the client
  *   address: the documented limitation), and the proxy's log never holds the
  *   session id.
+ * - What a node receives (a stand-in node that records): HTTP/1.1, the
+ *   Upgrade headers, X-Forwarded-For with the peer appended; SSE events
+ *   streamed, not held back.
  * - /readyz through the proxy; HAProxy's health checks and a drain through its
- *   runtime API.
+ *   runtime API; nginx's drain (node marked `down`, reload).
  * - A node stopped with SIGTERM: its client reconnects through the proxy to
  *   the other node and resumes (`recovered: true`), missing nothing.
  */
@@ -375,6 +378,30 @@ for (const [name, startProxy] of PROXIES) {
       assert.deepEqual(gotWs, ['to the poller', 'from the poller']);
       assert.deepEqual(await counts(nodes, 'poll'), nodes.map((n) => (n === pollNode ? 1 : 0)), 'one polling session, on the node that opened it');
     });
+
+    if (name === 'nginx') {
+      test('nginx: a node marked down in the upstreams and nginx reloaded gets no new connection (the documented drain); back after marking it up', async () => {
+        const ng = p() as Nginx;
+        const nodes = c().nodes;
+        await ng.setDown(nodes[0]!.port, true);
+        try {
+          // Round-robin would alternate; with node 1 down, all three go to node 2.
+          for (const user of ['n1', 'n2', 'n3']) {
+            const client = sdk(p().url, await c().token(user));
+            const node = await landing(nodes, 'websocket', () => within(client.connect(), 10_000, `${user} connects`));
+            assert.equal(node.index, 2, `${user} went to node ${node.index} while node 1 was down in nginx`);
+          }
+        } finally {
+          await ng.setDown(nodes[0]!.port, false);
+        }
+        const back: number[] = [];
+        for (const user of ['n4', 'n5']) {
+          const client = sdk(p().url, await c().token(user));
+          back.push((await landing(nodes, 'websocket', () => within(client.connect(), 10_000, `${user} connects`))).index);
+        }
+        assert.deepEqual(back.sort(), [1, 2], 'up again: round-robin over both nodes');
+      });
+    }
 
     if (name === 'haproxy') {
       test('HAProxy: both nodes pass the /readyz health check; a node drained through the runtime API gets no new connection, and is back when ready', async () => {

@@ -193,7 +193,8 @@ export class Nginx extends Proxy {
         ...(process.getuid?.() === 0 ? ['user root;'] : []),
         'worker_processes 2;',
         `pid ${join(d, 'nginx.pid')};`,
-        `error_log ${join(d, 'error.log')} warn;`,
+        // notice: the reload steps are logged (see takeDown).
+        `error_log ${join(d, 'error.log')} notice;`,
         'events { worker_connections 1024; }',
         'http {',
         `  client_body_temp_path ${join(d, 'temp/client_body')};`,
@@ -214,6 +215,28 @@ export class Nginx extends Proxy {
     );
     await proxy.launch(NGINX, ['-p', d, '-c', join(d, 'nginx.conf'), '-g', 'daemon off;']);
     return proxy;
+  }
+
+  /**
+   * What the shipped file tells an operator to do to take a node out: mark
+   * its lines `down` in both upstreams and reload (SIGHUP to the master);
+   * `down = false` puts it back. Resolves once the old workers are shutting
+   * down, so new connections meet the new configuration.
+   */
+  async setDown(nodePort: number, down: boolean, timeoutMs = 10_000): Promise<void> {
+    const file = join(this.dir, 'switchboard.conf');
+    const conf = readFileSync(file, 'utf8');
+    const line = new RegExp(`^(\\s*server 127\\.0\\.0\\.1:${nodePort} .*?)( down)?;$`, 'gm');
+    if ((conf.match(line) ?? []).length !== 2) throw new Error(`node ${nodePort} is not in both upstreams`);
+    writeFileSync(file, conf.replace(line, down ? '$1 down;' : '$1;'));
+    const before = this.errorLog().length;
+    process.kill(this.pid!, 'SIGHUP');
+    const deadline = Date.now() + timeoutMs;
+    while (!/gracefully shutting down/.test(this.errorLog().slice(before))) {
+      if (/\[emerg\]/.test(this.errorLog().slice(before))) throw new Error(`nginx refused the reload:\n${this.errorLog().slice(before)}`);
+      if (Date.now() > deadline) throw new Error(`nginx did not reload within ${timeoutMs} ms:\n${this.errorLog().slice(before)}`);
+      await sleep(20);
+    }
   }
 
   /** The access log (the shipped `switchboard` format). */
