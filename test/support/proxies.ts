@@ -16,6 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { accepts } from './child-server.js';
 import { freePort } from './redis.js';
 import { sleep, within } from './wait.js';
 
@@ -81,17 +82,6 @@ export function renderHaproxy(ports: readonly number[], port: number, socket: st
   return cfg;
 }
 
-/** Whether something accepts TCP connections on the loopback port. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** Processes still running: SIGKILLed if the test process exits without stopping them. */
 const live = new Set<ChildProcess>();

@@ -10,6 +10,16 @@ import { describe, test } from 'node:test';
 import type { ClientError, DisconnectedEvent, ReconnectingEvent } from '../../../src/client/index.js';
 import { accept, fakeClock, flush, makeClient, track } from './fakes.js';
 
+/** The socket opens; the server answers the client's auth with 401 `message` and closes with `code`. */
+async function refuseAuth(h: ReturnType<typeof makeClient>, message: string, code: number): Promise<void> {
+  await flush();
+  h.WS.last.open();
+  const auth = h.WS.last.sentOps('auth')[0]!;
+  h.WS.last.receive({ op: 'error', id: auth.id, code: 401, message });
+  h.WS.last.drop(code, message);
+  await flush();
+}
+
 /** Exactly one error was emitted: RT_CLIENT_UNAUTHORIZED for `closeCode`, its message saying each of `says`. */
 function expectUnauthorized(errors: unknown[], closeCode: number, ...says: RegExp[]): void {
   assert.equal(errors.length, 1);
@@ -61,12 +71,7 @@ describe('authentication failures: said once, with what to do, and no reconnect 
     const clock = fakeClock(t);
     const h = makeClient('ws://rt.test/rt', { token: 'bad' });
     const p = track(h.client.connect());
-    await flush();
-    h.WS.last.open();
-    const auth = h.WS.last.sentOps('auth')[0]!;
-    h.WS.last.receive({ op: 'error', id: auth.id, code: 401, message: 'invalid signature' });
-    h.WS.last.drop(4500, 'invalid signature');
-    await flush();
+    await refuseAuth(h, 'invalid signature', 4500);
     expectUnauthorized(h.errors, 4500, /refused the token.*invalid signature/, /pass a valid `token`, or a `getToken`/);
     assert.equal(p.error?.code, 'RT_CLIENT_CONNECT_FAILED');
     assert.match(p.error!.message, /pass a valid `token`/);
@@ -79,12 +84,7 @@ describe('authentication failures: said once, with what to do, and no reconnect 
     fakeClock(t);
     const h = makeClient('ws://rt.test/rt', { getToken: async () => 'old' });
     h.client.connect();
-    await flush();
-    h.WS.last.open();
-    const auth = h.WS.last.sentOps('auth')[0]!;
-    h.WS.last.receive({ op: 'error', id: auth.id, code: 401, message: 'token expired' });
-    h.WS.last.drop(4002, 'token expired');
-    await flush();
+    await refuseAuth(h, 'token expired', 4002);
     assert.deepEqual(
       h.errors.map((e) => [(e as ClientError).code, (e as ClientError).serverCode]),
       [['RT_CLIENT_SERVER_ERROR', 401]],
