@@ -34,6 +34,8 @@ import { SseTransport } from './transports/sse.js';
 import type { ClientTransport, TransportContext, TransportFactory, TransportName } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import type { ClientEvents, ClientState } from './types.js';
+import { CloseCode } from '../protocol/close-code.js';
+import { RealtimeCloseCode } from '../wire/messages.js';
 
 /** Where the reply to a request goes: `error` is set for an `error` reply. */
 export type ReplyHandler = (reply: OkReply, error: ClientError | null) => void;
@@ -100,7 +102,7 @@ export class Link {
 
   #reconnectTimer: Timer | null = null;
   #waitingForOnline = false;
-  #lastFailure = { code: 1006, reason: '' };
+  #lastFailure = { code: CloseCode.AbnormalClosure as number, reason: '' };
   #connectTimer: Timer | null = null;
   #stableTimer: Timer | null = null;
   /** The server's `closing` hint: reconnect after this many ms (used once). */
@@ -304,7 +306,7 @@ export class Link {
       const error = new ClientError('RT_CLIENT_TOKEN', `getToken did not answer within ${timeoutMs} ms`);
       this.#host.emit('error', error);
       if (abandoned !== this.#attemptSeq) return; // an 'error' listener closed or restarted the client
-      this.#attemptFailed(1006, error.message, false);
+      this.#attemptFailed(CloseCode.AbnormalClosure, error.message, false);
     }, timeoutMs);
     this.#tokens.forAttempt(this.#everConnected).then(
       (token) => {
@@ -317,8 +319,8 @@ export class Link {
         const error = err as ClientError;
         this.#host.emit('error', error);
         if (seq !== this.#attemptSeq) return; // an 'error' listener closed or restarted the client
-        if (isNoTokenError(error)) this.#giveUp(4500, error.message);
-        else this.#attemptFailed(1006, error.message, false);
+        if (isNoTokenError(error)) this.#giveUp(RealtimeCloseCode.Unauthorized, error.message);
+        else this.#attemptFailed(CloseCode.AbnormalClosure, error.message, false);
       },
     );
   }
@@ -437,7 +439,7 @@ export class Link {
     }
     // Blocked counts like refused: a transport that opened but never carried the auth exchange
     // (our connect timeout, or the connection lost, 1006; or the server's 4001: our auth never reached it).
-    const blocked = !opened || (!wasConnected && (code === 1006 || code === 4001));
+    const blocked = !opened || (!wasConnected && (code === CloseCode.AbnormalClosure || code === RealtimeCloseCode.AuthTimeout));
     this.#attemptFailed(code, reason, blocked, transport.name, wasConnected);
   }
 
@@ -466,7 +468,7 @@ export class Link {
       this.#giveUp(code, reason || closeMeaning(code), advice);
       return;
     }
-    let willReconnect = shouldReconnect(code) && !(code === 4002 && !this.#tokens.renewable);
+    let willReconnect = shouldReconnect(code) && !(code === RealtimeCloseCode.TokenExpired && !this.#tokens.renewable);
     let why = reason;
     if (willReconnect && !this.#backoff.canRetry) {
       willReconnect = false;
@@ -601,7 +603,7 @@ export class Link {
     const old = this.#transport;
     this.#transport = null;
     const reason = 'switching to websocket';
-    old.close(1000, reason);
+    old.close(CloseCode.NormalClosure, reason);
     this.#clearConnectionTimers();
     this.#afterTransportGone();
     this.#host.emit('disconnected', { code: 1000, reason, meaning: closeMeaning(1000), willReconnect: true });
@@ -666,13 +668,13 @@ export class Link {
  * sends no `auth`, so every connection would end the same way.
  */
 function isUnauthorizedClose(code: number, token: string | undefined): boolean {
-  return code === 4500 || (code === 4001 && token === undefined);
+  return code === RealtimeCloseCode.Unauthorized || (code === RealtimeCloseCode.AuthTimeout && token === undefined);
 }
 
 /** What an RT_CLIENT_UNAUTHORIZED error says: what happened, and what to do. */
 function unauthorizedAdvice(code: number, reason: string, hadToken: boolean): string {
   const said = `${code}${reason ? `: ${reason}` : ''}`;
-  if (code === 4001) {
+  if (code === RealtimeCloseCode.AuthTimeout) {
     return `the server requires a token and this client has none (closed with ${said}): pass \`token\` or \`getToken\` to new Client(url, { … }); not reconnecting`;
   }
   if (!hadToken) {

@@ -6,6 +6,7 @@
  */
 import { setTimer, type Timer } from './timer.js';
 import type { ClientTransport, TransportHandler } from './transports/transport.js';
+import { CloseCode } from '../protocol/close-code.js';
 
 /** What the probe needs from the link. */
 export interface ProbeHost {
@@ -50,7 +51,7 @@ export class UpgradeProbe {
     this.#timer = null;
     const probe = this.#probe;
     this.#probe = null;
-    probe?.close(1000, 'probe');
+    probe?.close(CloseCode.NormalClosure, 'probe');
   }
 
   #run(): void {
@@ -61,7 +62,7 @@ export class UpgradeProbe {
       if (this.#probe !== probe) return;
       if (timer) clearTimeout(timer);
       this.#probe = null;
-      probe.close(1000, 'probe');
+      probe.close(CloseCode.NormalClosure, 'probe');
       if (ok) {
         this.#host.reachable();
         return;

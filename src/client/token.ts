@@ -6,6 +6,7 @@
 import type { OkReply } from '../wire/messages.js';
 import { ClientError } from './errors.js';
 import { setTimer, type Timer } from './timer.js';
+import { RealtimeCloseCode } from '../wire/messages.js';
 
 /** `getToken()` answered with no token (empty, null): the application says the user is not authorized. */
 const NO_TOKEN = 'getToken returned no token (not authorized): not reconnecting';
@@ -177,7 +178,7 @@ export class Tokens {
           this.#refreshing = false;
           this.#host.error(error);
           // Unless an 'error' listener closed or restarted the client (which ends this connection).
-          if (seq === this.#refreshSeq && this.#host.connected) this.#host.giveUp(4500, error.message);
+          if (seq === this.#refreshSeq && this.#host.connected) this.#host.giveUp(RealtimeCloseCode.Unauthorized, error.message);
           return;
         }
         this.#refreshFailed(error);
