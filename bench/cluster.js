@@ -331,13 +331,15 @@ async function sioClients(urls, subscribers, onDelivery) {
 async function fanoutCell(makeClients) {
   const st = { delivered: 0, histSat: new LatencyHistogram(), histRate: new LatencyHistogram(), satFrom: Infinity, satTo: Infinity, rateFrom: Infinity, rateTo: Infinity, bad: 0 };
   let wake = null;
+  /** The closed loop sleeps until this many deliveries (one timer per wait would cost the load generator more than the deliveries). */
+  let wakeAt = 0;
   const onDelivery = (t) => {
     st.delivered++;
     const n = now();
     if (!(t === t)) st.bad++;
     else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
     else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
-    if (wake) {
+    if (wake && st.delivered >= wakeAt) {
       const w = wake;
       wake = null;
       w();
@@ -349,7 +351,6 @@ async function fanoutCell(makeClients) {
   const N = c.subs;
   let published = 0;
   let acked = 0;
-  const deadline = (ms) => Date.now() + ms;
 
   // Closed loop for `ms`; returns { publishes, deliveries, seconds }.
   const closedLoop = async (ms, record) => {
@@ -363,11 +364,17 @@ async function fanoutCell(makeClients) {
     }
     const inflightAcks = new Set();
     while (now() < end) {
-      if ((published - WINDOW + 1) * N > st.delivered || inflightAcks.size >= WINDOW) {
-        await within(new Promise((r) => (wake = r)).then(() => {}), DRAIN_MS, 'deliveries (saturated phase)').catch((e) => {
-          throw e;
-        });
-        if (inflightAcks.size >= WINDOW) await Promise.race(inflightAcks);
+      if ((published - WINDOW + 1) * N > st.delivered) {
+        wakeAt = (published - WINDOW + 1) * N;
+        const stuckAt = st.delivered;
+        const timer = setTimeout(() => wake?.(), DRAIN_MS);
+        await new Promise((r) => (wake = r));
+        clearTimeout(timer);
+        if (st.delivered === stuckAt) throw new Error(`no delivery for ${DRAIN_MS} ms in the saturated phase`);
+        continue;
+      }
+      if (inflightAcks.size >= WINDOW) {
+        await within(Promise.race(inflightAcks), DRAIN_MS, 'a publish ack (saturated phase)');
         continue;
       }
       const p = c.publish('bench/room', now()).then(() => {
@@ -382,7 +389,7 @@ async function fanoutCell(makeClients) {
     return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000 };
   };
   const drain = async () => {
-    const until = deadline(DRAIN_MS);
+    const until = Date.now() + DRAIN_MS;
     while ((st.delivered < published * N || acked < published) && Date.now() < until) await sleep(5);
     return published * N - st.delivered;
   };
@@ -479,7 +486,7 @@ async function main() {
         if (cell === 'sb3' || cell === 'sb1') {
           const n = cell === 'sb3' ? 3 : 1;
           results[cell] = await withServers(
-            () => startSwitchboard(n, n === 3 ? broker.config : broker.config),
+            () => startSwitchboard(n, broker.config),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
         } else if (cell === 'sio3') {
