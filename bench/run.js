@@ -48,6 +48,8 @@ const SUITES = {
   fanout: FANOUT_SCENARIOS.map((s) => s.id),
 };
 SUITES.all = [...SUITES.echo, ...SUITES.fanout];
+// Optional, not part of `all`: 3 nodes on Redis beside Socket.IO (bench/cluster.js, its own report).
+SUITES.cluster = [];
 
 // ---------------------------------------------------------------- settings
 
@@ -298,6 +300,12 @@ async function measure(label, runOnce, fmt, budget) {
 
 async function main() {
   const settings = readSettings();
+  if (settings.suite === 'cluster') {
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [path.join(BENCH_DIR, 'cluster.js')], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 2;
+    return;
+  }
   const meta = machineInfo();
   const notes = [];
   for (const name of settings.impls) {

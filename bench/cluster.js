@@ -1,0 +1,520 @@
+#!/usr/bin/env node
+// Cluster benchmark: 3 `switchboard serve` nodes on Redis, side by side with
+// Socket.IO 4 + @socket.io/redis-adapter on the same layout, and the same
+// Switchboard scenario on one node. Method: docs/benchmarks.md ("Cluster").
+//
+//   node bench/cluster.js            (needs `npm run build`: the nodes run from dist/)
+//
+// Knobs (env): BENCH_CLUSTER_SUBSCRIBERS (1000), BENCH_CLUSTER_SECONDS (8, per
+// phase), BENCH_CLUSTER_RATE (fixed-rate phase, publishes/s, 20),
+// BENCH_CLUSTER_WINDOW (publishes in flight in the saturated phase, 16),
+// BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1), BENCH_CLUSTER_BROKER
+// (redis | nats; nats needs nats-server on PATH, started with -js),
+// BENCH_OUT (markdown table also written there when set).
+//
+// Everything here is loopback only; every child (redis-server, nats-server,
+// nodes) is started by this process and killed by PID at the end, also on
+// error or signal. Every wait is bounded.
+//
+// The load generator (publisher and subscribers) is this process: publish
+// stamps and delivery times come from one clock (performance.now() is not
+// shared between processes, so stamps are Date-based: performance.timeOrigin
+// + performance.now(), which every process on the machine reads from the same
+// clock).
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { io as sioConnect } from 'socket.io-client';
+import WebSocket from 'ws';
+import { LatencyHistogram } from './lib/histogram.js';
+
+const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BIN = path.join(ROOT, 'bin', 'switchboard.js');
+const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
+const REDIS_SERVER = process.env.SWITCHBOARD_REDIS_SERVER ?? '/usr/bin/redis-server';
+const NATS_SERVER = process.env.SWITCHBOARD_NATS_SERVER ?? 'nats-server';
+
+const num = (name, def) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: expected a positive number`);
+  return n;
+};
+const S = Math.round(num('BENCH_CLUSTER_SUBSCRIBERS', 1000));
+const SECONDS = num('BENCH_CLUSTER_SECONDS', 8);
+const RATE = num('BENCH_CLUSTER_RATE', 20);
+const WINDOW = Math.round(num('BENCH_CLUSTER_WINDOW', 16));
+const HIST_WINDOW = 64;
+const WARMUP_MS = 1000;
+const DRAIN_MS = 10_000;
+const START_MS = 30_000;
+const CONNECT_MS = 10_000 + 10 * S;
+const CELLS = (process.env.BENCH_CLUSTER_CELLS || 'sb3,sio3,sb1,hist3,hist1').split(',').map((s) => s.trim()).filter(Boolean);
+const BROKER = process.env.BENCH_CLUSTER_BROKER || 'redis';
+if (!['redis', 'nats'].includes(BROKER)) throw new Error(`BENCH_CLUSTER_BROKER=${BROKER}: redis or nats`);
+
+const FILLER = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefgh';
+const T_KEY = Buffer.from('"t":');
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error('[cluster]', ...a);
+
+// ---------------------------------------------------------------- children, killed by PID
+
+const children = new Set();
+const tmpDirs = [];
+function killAll() {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {}
+    }
+  }
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+function within(promise, ms, what) {
+  let t;
+  return Promise.race([promise, new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+/** Spawn; resolve with the first stdout/stderr line `match` accepts (bounded). */
+function startChild(name, cmd, args, match, ms = START_MS) {
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_'))) });
+  children.add(child);
+  const tail = [];
+  const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  child.exited = exited;
+  const found = new Promise((resolve, reject) => {
+    const onLine = (line) => {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      const m = match(line);
+      if (m !== undefined && m !== null && m !== false) resolve(m);
+    };
+    createInterface({ input: child.stdout }).on('line', onLine);
+    createInterface({ input: child.stderr }).on('line', onLine);
+    exited.then(({ code, signal }) => reject(new Error(`${name} exited (${code ?? signal}) before it was ready: ${tail.join(' | ')}`)));
+  });
+  return within(found, ms, `${name} to start (${tail.join(' | ')})`).then((m) => ({ child, m }));
+}
+
+async function stopChild(child, graceMs = 3000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {}
+  const done = await Promise.race([child.exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!done) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {}
+    await within(child.exited, 5000, `pid ${child.pid} to exit`);
+  }
+  children.delete(child);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startBroker() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-broker-'));
+  tmpDirs.push(dir);
+  const port = await freePort();
+  if (BROKER === 'redis') {
+    const { child } = await startChild('redis-server', REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'], (l) => /Ready to accept connections/.test(l));
+    return { child, config: { type: 'redis', url: `redis://127.0.0.1:${port}` }, redisUrl: `redis://127.0.0.1:${port}` };
+  }
+  const { child } = await startChild('nats-server', NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], (l) => /Server is ready/.test(l));
+  return { child, config: { type: 'nats', servers: [`nats://127.0.0.1:${port}`] }, redisUrl: null };
+}
+
+// ---------------------------------------------------------------- servers
+
+function switchboardConfig(broker) {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    path: '/rt',
+    auth: { anonymous: true },
+    ...(broker ? { broker } : {}),
+    namespaces: [
+      { prefix: 'bench', anonymousSubscribe: true, anonymousPublish: true, clientPublish: true },
+      { prefix: 'hist', anonymousSubscribe: true, anonymousPublish: true, clientPublish: true, history: { size: 1000, ttlMs: 0 } },
+    ],
+    heartbeat: { intervalMs: 0 },
+    limits: {
+      maxConnectionsPerIp: 20_000,
+      connectionRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
+      messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
+      byteRate: { perSecond: 1e10, burst: 1e10 },
+      sendHighWaterMark: 64 * 1024 * 1024,
+    },
+    log: { level: 'info' },
+  };
+}
+
+async function startSwitchboard(n, broker) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-cluster-'));
+  tmpDirs.push(dir);
+  const file = path.join(dir, 'switchboard.json');
+  writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
+  const started = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      startChild(`switchboard node ${i + 1}`, process.execPath, [BIN, 'serve', '--config', file, '--port', '0'], (line) => {
+        try {
+          const l = JSON.parse(line);
+          return l.msg === 'listening' ? l.port : undefined;
+        } catch {
+          return undefined;
+        }
+      }),
+    ),
+  );
+  return started.map(({ child, m }) => ({ child, url: `ws://127.0.0.1:${m}/rt` }));
+}
+
+async function startSocketIo(n, redisUrl) {
+  const started = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      startChild(`socket.io node ${i + 1}`, process.execPath, [SIO_SERVER, redisUrl], (line) => {
+        try {
+          return JSON.parse(line).listening;
+        } catch {
+          return undefined;
+        }
+      }),
+    ),
+  );
+  return started.map(({ child, m }) => ({ child, url: `http://127.0.0.1:${m}` }));
+}
+
+// ---------------------------------------------------------------- clients
+
+/** Common shape: { publish(data) -> Promise<void>, close() } publisher; subscribers call onDelivery(t). */
+async function sbClients(urls, channel, subscribers, onDelivery) {
+  const open = (url) =>
+    within(
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url, 'switchboard.v1.json', { perMessageDeflate: false });
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      }),
+      CONNECT_MS,
+      `connect ${url}`,
+    );
+  const subs = [];
+  const errors = [];
+  // 100 handshakes + subscribes at a time.
+  for (let i = 0; i < subscribers; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, subscribers - i) }, async (_, j) => {
+        const ws = await open(urls[(i + j) % urls.length]);
+        ws.on('close', () => errors.push('subscriber closed'));
+        await within(
+          new Promise((resolve, reject) => {
+            ws.once('message', (buf) => (buf.includes('"op":"ok"') ? resolve() : reject(new Error(`subscribe refused: ${buf}`))));
+            ws.send(`{"op":"sub","id":1,"channel":"${channel}"}`);
+          }),
+          CONNECT_MS,
+          'subscribe',
+        );
+        ws.on('message', (buf) => {
+          const k = buf.indexOf(T_KEY);
+          onDelivery(k === -1 ? NaN : parseFloat(buf.toString('latin1', k + 4, k + 24)));
+        });
+        subs.push(ws);
+      }),
+    );
+  }
+  const pubWs = await open(urls[0]);
+  const pending = new Map();
+  let id = 1;
+  let pubErrors = 0;
+  let firstPubError = null;
+  pubWs.on('message', (buf) => {
+    const m = JSON.parse(buf.toString());
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.op !== 'ok') {
+      pubErrors++;
+      firstPubError ??= buf.toString().slice(0, 200);
+    }
+    p();
+  });
+  return {
+    subs: subs.length,
+    publish(ch, t) {
+      const i = id++;
+      return new Promise((resolve) => {
+        pending.set(i, resolve);
+        pubWs.send(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`);
+      });
+    },
+    problems: () => [...(errors.length ? [`${errors.length} subscriber(s) closed`] : []), ...(pubErrors ? [`${pubErrors} publish error(s), first: ${firstPubError}`] : [])],
+    async close() {
+      for (const ws of [...subs, pubWs]) {
+        ws.removeAllListeners('close');
+        ws.terminate();
+      }
+    },
+  };
+}
+
+async function sioClients(urls, subscribers, onDelivery) {
+  const open = (url, role) =>
+    within(
+      new Promise((resolve, reject) => {
+        const s = sioConnect(url, { transports: ['websocket'], query: { role }, reconnection: false, forceNew: true });
+        s.once('connect', () => resolve(s));
+        s.once('connect_error', reject);
+      }),
+      CONNECT_MS,
+      `connect ${url}`,
+    );
+  const subs = [];
+  const errors = [];
+  for (let i = 0; i < subscribers; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, subscribers - i) }, async (_, j) => {
+        const s = await open(urls[(i + j) % urls.length], 'sub');
+        s.on('disconnect', () => errors.push('subscriber disconnected'));
+        s.on('msg', (data) => onDelivery(data?.t));
+        subs.push(s);
+      }),
+    );
+  }
+  // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
+  await sleep(500);
+  const pub = await open(urls[0], 'pub');
+  return {
+    subs: subs.length,
+    publish(_ch, t) {
+      return new Promise((resolve) => pub.emit('pub', { t: Number(t.toFixed(3)), text: FILLER }, () => resolve()));
+    },
+    problems: () => (errors.length ? [`${errors.length} subscriber(s) disconnected`] : []),
+    async close() {
+      for (const s of [...subs, pub]) {
+        s.removeAllListeners('disconnect');
+        s.disconnect();
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------- phases
+
+/**
+ * Fan-out cell: saturated phase (at most WINDOW publishes not yet delivered
+ * to every subscriber, acks awaited) for throughput, then a fixed-rate phase
+ * (RATE publishes/s, open loop, stamped with the intended time) for latency.
+ */
+async function fanoutCell(makeClients) {
+  const st = { delivered: 0, histSat: new LatencyHistogram(), histRate: new LatencyHistogram(), satFrom: Infinity, satTo: Infinity, rateFrom: Infinity, rateTo: Infinity, bad: 0 };
+  let wake = null;
+  /** The closed loop sleeps until this many deliveries (one timer per wait would cost the load generator more than the deliveries). */
+  let wakeAt = 0;
+  const onDelivery = (t) => {
+    st.delivered++;
+    const n = now();
+    if (!(t === t)) st.bad++;
+    else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
+    else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
+    if (wake && st.delivered >= wakeAt) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  };
+  const setup0 = Date.now();
+  const c = await makeClients(onDelivery);
+  const setupS = (Date.now() - setup0) / 1000;
+  const N = c.subs;
+  let published = 0;
+  let acked = 0;
+
+  // Closed loop for `ms`; returns { publishes, deliveries, seconds }.
+  const closedLoop = async (ms, record) => {
+    const end = now() + ms;
+    const d0 = st.delivered;
+    const p0 = published;
+    const t0 = now();
+    if (record) {
+      st.satFrom = t0;
+      st.satTo = end;
+    }
+    const inflightAcks = new Set();
+    while (now() < end) {
+      if ((published - WINDOW + 1) * N > st.delivered) {
+        wakeAt = (published - WINDOW + 1) * N;
+        const stuckAt = st.delivered;
+        const timer = setTimeout(() => wake?.(), DRAIN_MS);
+        await new Promise((r) => (wake = r));
+        clearTimeout(timer);
+        if (st.delivered === stuckAt) throw new Error(`no delivery for ${DRAIN_MS} ms in the saturated phase`);
+        continue;
+      }
+      if (inflightAcks.size >= WINDOW) {
+        await within(Promise.race(inflightAcks), DRAIN_MS, 'a publish ack (saturated phase)');
+        continue;
+      }
+      const p = c.publish('bench/room', now()).then(() => {
+        acked++;
+        inflightAcks.delete(p);
+      });
+      inflightAcks.add(p);
+      published++;
+      if (published % 8 === 0) await new Promise((r) => setImmediate(r));
+    }
+    const t1 = now();
+    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000 };
+  };
+  const drain = async () => {
+    const until = Date.now() + DRAIN_MS;
+    while ((st.delivered < published * N || acked < published) && Date.now() < until) await sleep(5);
+    return published * N - st.delivered;
+  };
+
+  try {
+    await closedLoop(WARMUP_MS, false);
+    await drain();
+    const sat = await closedLoop(SECONDS * 1000, true);
+    const missingSat = await drain();
+    // Fixed rate.
+    const rateFrom = now();
+    st.rateFrom = rateFrom;
+    st.rateTo = rateFrom + SECONDS * 1000;
+    const total = Math.round(RATE * SECONDS);
+    let k = 0;
+    while (k < total) {
+      const due = rateFrom + (k * 1000) / RATE;
+      const wait = due - now();
+      if (wait > 0) await sleep(Math.min(wait, 50));
+      if (now() < due) continue;
+      published++;
+      c.publish('bench/room', due).then(() => acked++);
+      k++;
+    }
+    const missingRate = await drain();
+    const problems = [...c.problems()];
+    if (missingSat > 0 || missingRate > 0) problems.push(`${Math.max(missingSat, missingRate)} deliveries missing ${DRAIN_MS / 1000} s after the last publish`);
+    if (st.bad) problems.push(`${st.bad} deliveries without a stamp`);
+    if (st.delivered !== published * N) problems.push(`delivered ${st.delivered} != ${published} × ${N}`);
+    return {
+      subscribers: N,
+      setupS,
+      deliveriesPerSec: sat.deliveries / sat.seconds,
+      publishesPerSec: sat.publishes / sat.seconds,
+      sat: summarize(st.histSat),
+      rate: summarize(st.histRate),
+      problems,
+    };
+  } finally {
+    await c.close();
+  }
+}
+
+function summarize(h) {
+  return { p50Ms: h.percentileMs(50), p99Ms: h.percentileMs(99), maxMs: h.percentileMs(100), count: h.count };
+}
+
+/** Publish-with-history: WINDOW acks in flight, no subscriber, for SECONDS. */
+async function historyCell(urls) {
+  const c = await sbClients(urls, 'hist/none', 0, () => {});
+  try {
+    let acked = 0;
+    const end = now() + WARMUP_MS + SECONDS * 1000;
+    const from = now() + WARMUP_MS;
+    let a0 = null;
+    let tFrom = 0;
+    const lane = async (l) => {
+      for (let i = 0; now() < end; i++) {
+        await within(c.publish(`hist/ch${l % 8}`, now()), DRAIN_MS, 'a history publish ack');
+        if (a0 === null && now() >= from) {
+          a0 = acked;
+          tFrom = now();
+        }
+        acked++;
+      }
+    };
+    await Promise.all(Array.from({ length: HIST_WINDOW }, (_, l) => lane(l)));
+    return { acksPerSec: (acked - a0) / ((now() - tFrom) / 1000), problems: c.problems() };
+  } finally {
+    await c.close();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function withServers(start, fn) {
+  const nodes = await start();
+  try {
+    return await fn(nodes.map((n) => n.url));
+  } finally {
+    await Promise.all(nodes.map((n) => stopChild(n.child)));
+  }
+}
+
+async function main() {
+  const load0 = os.loadavg();
+  log(`${S} subscribers, ${SECONDS} s per phase, window ${WINDOW}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+  const broker = await startBroker();
+  const results = {};
+  try {
+    for (const cell of CELLS) {
+      const t0 = Date.now();
+      try {
+        if (cell === 'sb3' || cell === 'sb1') {
+          const n = cell === 'sb3' ? 3 : 1;
+          results[cell] = await withServers(
+            () => startSwitchboard(n, broker.config),
+            (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
+          );
+        } else if (cell === 'sio3') {
+          if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter only');
+          results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
+        } else if (cell === 'hist3' || cell === 'hist1') {
+          results[cell] = await withServers(() => startSwitchboard(cell === 'hist3' ? 3 : 1, broker.config), (urls) => historyCell(urls));
+        } else throw new Error(`unknown cell ${cell}`);
+      } catch (err) {
+        results[cell] = { error: err.message };
+      }
+      log(`${cell} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${JSON.stringify(results[cell])}`);
+    }
+  } finally {
+    await stopChild(broker.child);
+  }
+  const out = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadBefore: load0, loadAfter: os.loadavg(), broker: BROKER, subscribers: S, seconds: SECONDS, window: WINDOW, rate: RATE, results };
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  const failed = Object.values(results).some((r) => r.error || r.problems?.length);
+  if (failed) process.exitCode = 1;
+}
+
+main()
+  .catch((err) => {
+    console.error(`cluster bench: ${err.stack || err.message}`);
+    process.exitCode = 2;
+  })
+  .finally(() => {
+    killAll();
+    setTimeout(() => process.exit(), 200).unref();
+  });
