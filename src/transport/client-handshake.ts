@@ -174,6 +174,11 @@ export function connectClient(
       return;
     }
     handler.onUpgradeResponse(res);
+    // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
+    if (done) {
+      socket.destroy();
+      return;
+    }
     let codec: PerMessageDeflateCodec | null = null;
     let extensions = '';
     let protocol = '';

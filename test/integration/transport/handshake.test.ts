@@ -595,6 +595,25 @@ test("the client's 'upgrade' event carries the 101 response", async (t) => {
   assert.deepEqual(events, ['upgrade', 'open']);
 });
 
+test("close() from the client's 'upgrade' listener: the socket never opens; one close (1006), the error says why", async (t) => {
+  const h = harness(t);
+  const { url } = await h.server();
+  const ws = h.client(url);
+  const events: string[] = [];
+  ws.on('upgrade', () => {
+    events.push('upgrade');
+    ws.close();
+  });
+  ws.on('open', () => events.push('open'));
+  ws.on('error', (err: Error) => events.push(`error ${err.message}`));
+  const [code] = await waitEvent<[number]>(ws, 'close');
+  events.push(`close ${code}`);
+  // Another turn or two: an 'open' after the close would show up here.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(events, ['upgrade', 'error WebSocket was closed before the connection was established', 'close 1006']);
+  assert.equal(ws.readyState, WebSocket.CLOSED);
+});
+
 test('noServer + handleUpgrade from our own http server', async (t) => {
   const h = harness(t);
   const wss = new WebSocketServer({ noServer: true });
