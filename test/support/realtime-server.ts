@@ -5,7 +5,7 @@
  * node:test: the helpers that close a server after the test wrap these.
  */
 import { createRealtimeServer, type RealtimeServer, type RealtimeServerOptions } from '../../src/server/realtime-server.js';
-import type { Logger } from '../../src/realtime/transport.js';
+import { silentLogger, type Logger } from '../../src/realtime/transport.js';
 import { SECRET } from './tokens.js';
 
 /** API key of the test servers. */
@@ -32,16 +32,7 @@ export function captureLogger(lines: Array<Record<string, unknown>> = [], bindin
   };
 }
 
-/** A logger that drops everything. */
-export const silentLogger: Logger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  child() {
-    return silentLogger;
-  },
-};
+export { silentLogger };
 
 /** Recursive merge of plain objects (arrays and scalars replace). */
 export function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {

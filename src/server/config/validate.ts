@@ -10,6 +10,7 @@ import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES } from '../../realtime/a
 import { isValidChannel } from '../../wire/channel.js';
 import { MAX_DATA_DEPTH_LIMIT } from '../../wire/data.js';
 import { parseProxyEntry } from '../client-address.js';
+import { originEntryError } from '../../transport/origin.js';
 import {
   cloneNamespace,
   CONFIG_DEFAULTS,
@@ -213,22 +214,11 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
   }
 }
 
+/** One policy for origins (transport/origin.ts): its entry rules and messages, under the config path. */
 function checkOrigin(c: Checker, path: string, o: unknown): void {
   if (!c.string(path, o)) return;
-  const s = o as string;
-  if (s === '*') return;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    c.add(path, `not an origin (expected scheme://host[:port], like "https://example.com"), got ${JSON.stringify(s)}`);
-    return;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    c.add(path, `only http: and https: origins (or "*"), got ${JSON.stringify(s)}`);
-  } else if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '' || s.endsWith('/')) {
-    c.add(path, `an origin has no path, query or credentials (did you mean ${JSON.stringify(url.origin)}?)`);
-  }
+  const problem = originEntryError(o);
+  if (problem !== null) c.add(path, problem);
 }
 
 /** The message of the `auth` issue of a configuration that names no key (and does not allow anonymous connections). */
