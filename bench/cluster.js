@@ -209,6 +209,13 @@ async function startSocketIo(n, redisUrl) {
 
 // ---------------------------------------------------------------- clients
 
+/** `count` subscribers, round-robin over the nodes' `urls`, opened 100 (handshake + subscribe) at a time. */
+async function spreadOverNodes(urls, count, openOne) {
+  for (let i = 0; i < count; i += 100) {
+    await Promise.all(Array.from({ length: Math.min(100, count - i) }, (_, j) => openOne(urls[(i + j) % urls.length])));
+  }
+}
+
 /** Common shape: { publish(data) -> Promise<void>, close() } publisher; subscribers call onDelivery(t). */
 async function sbClients(urls, channel, subscribers, onDelivery) {
   const open = (url) =>
@@ -223,28 +230,23 @@ async function sbClients(urls, channel, subscribers, onDelivery) {
     );
   const subs = [];
   const errors = [];
-  // 100 handshakes + subscribes at a time.
-  for (let i = 0; i < subscribers; i += 100) {
-    await Promise.all(
-      Array.from({ length: Math.min(100, subscribers - i) }, async (_, j) => {
-        const ws = await open(urls[(i + j) % urls.length]);
-        ws.on('close', () => errors.push('subscriber closed'));
-        await within(
-          new Promise((resolve, reject) => {
-            ws.once('message', (buf) => (buf.includes('"op":"ok"') ? resolve() : reject(new Error(`subscribe refused: ${buf}`))));
-            ws.send(`{"op":"sub","id":1,"channel":"${channel}"}`);
-          }),
-          CONNECT_MS,
-          'subscribe',
-        );
-        ws.on('message', (buf) => {
-          const k = buf.indexOf(T_KEY);
-          onDelivery(k === -1 ? NaN : parseFloat(buf.toString('latin1', k + 4, k + 24)));
-        });
-        subs.push(ws);
+  await spreadOverNodes(urls, subscribers, async (url) => {
+    const ws = await open(url);
+    ws.on('close', () => errors.push('subscriber closed'));
+    await within(
+      new Promise((resolve, reject) => {
+        ws.once('message', (buf) => (buf.includes('"op":"ok"') ? resolve() : reject(new Error(`subscribe refused: ${buf}`))));
+        ws.send(`{"op":"sub","id":1,"channel":"${channel}"}`);
       }),
+      CONNECT_MS,
+      'subscribe',
     );
-  }
+    ws.on('message', (buf) => {
+      const k = buf.indexOf(T_KEY);
+      onDelivery(k === -1 ? NaN : parseFloat(buf.toString('latin1', k + 4, k + 24)));
+    });
+    subs.push(ws);
+  });
   const pubWs = await open(urls[0]);
   const pending = new Map();
   let id = 1;
@@ -293,16 +295,12 @@ async function sioClients(urls, subscribers, onDelivery) {
     );
   const subs = [];
   const errors = [];
-  for (let i = 0; i < subscribers; i += 100) {
-    await Promise.all(
-      Array.from({ length: Math.min(100, subscribers - i) }, async (_, j) => {
-        const s = await open(urls[(i + j) % urls.length], 'sub');
-        s.on('disconnect', () => errors.push('subscriber disconnected'));
-        s.on('msg', (data) => onDelivery(data?.t));
-        subs.push(s);
-      }),
-    );
-  }
+  await spreadOverNodes(urls, subscribers, async (url) => {
+    const s = await open(url, 'sub');
+    s.on('disconnect', () => errors.push('subscriber disconnected'));
+    s.on('msg', (data) => onDelivery(data?.t));
+    subs.push(s);
+  });
   // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
   await sleep(500);
   const pub = await open(urls[0], 'pub');
