@@ -107,6 +107,35 @@ export interface Identity {
   expiresAt: number;
   /** From the `channels` claim; `null` when the token has none (then the namespace rules alone decide). */
   permissions: ChannelPermissions | null;
+  /**
+   * The TLS client certificate the connection presented in its handshake
+   * (`tls.clientCertificates: request|require`), on the identity the
+   * handshake established (token, ticket, cookie or the server's
+   * `authenticateClientCertificate` hook). Not on an identity from a later
+   * `auth` message.
+   */
+  clientCertificate?: ClientCertificate;
+}
+
+/** A TLS client certificate, as the server saw it (strings as Node's `X509Certificate` gives them). */
+export interface ClientCertificate {
+  /** `C=.., O=.., CN=..` (the distinguished name, comma separated). */
+  subject: string;
+  /** The subject's CN, when it has one. */
+  commonName?: string;
+  /** `DNS:a.example, IP Address:10.0.0.1, email:...`. */
+  subjectAltName?: string;
+  issuer: string;
+  /** Hex, upper case. */
+  serialNumber: string;
+  /** SHA-256 of the DER, `AB:CD:...`. */
+  fingerprint256: string;
+  /** notAfter, ISO 8601. */
+  validTo: string;
+  /** Whether it verified against `tls.ca` (always true with `require`; a `request`ed one may not). */
+  authorized: boolean;
+  /** Why it did not verify (an OpenSSL code such as `SELF_SIGNED_CERT_IN_CHAIN`), when `authorized` is false. */
+  authorizationError?: string;
 }
 
 /** The actions that are authorized per channel. */

@@ -9,6 +9,7 @@ import type { Broker, PresenceStore } from '../brokers/broker.js';
 import type { DataLimits } from '../wire/data.js';
 import type { Disconnect } from '../wire/disconnect.js';
 import type { Publication } from '../wire/messages.js';
+import type { ClientCertificate } from './auth.js';
 import type { HubObserver, Logger, SharedMessage } from './transport.js';
 
 export interface NamespaceRules {
@@ -29,6 +30,8 @@ export interface Identity {
   info?: unknown;
   /** ms since the epoch; Infinity for none. */
   expiresAt: number;
+  /** The TLS client certificate of the handshake that established this identity (see auth.ts). */
+  clientCertificate?: ClientCertificate;
 }
 
 export type Action = 'subscribe' | 'publish' | 'presence' | 'history';

@@ -12,11 +12,12 @@
 import type http from 'node:http';
 import { HandshakeError } from '../protocol/errors.js';
 import { createOriginCheck, type OriginCheck } from '../transport/origin.js';
-import { tokenFromRequest, type Authenticator, type Identity, type TicketStore } from '../realtime/auth.js';
+import { tokenFromRequest, type Authenticator, type ClientCertificate, type Identity, type TicketStore } from '../realtime/auth.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Logger } from '../realtime/transport.js';
 import type { RealtimeConfig } from './config/index.js';
 import { clientAddress, trustedProxyList } from './client-address.js';
+import { clientCertificateOf } from './tls.js';
 
 export interface AdmissionOptions {
   config: RealtimeConfig;
@@ -25,6 +26,8 @@ export interface AdmissionOptions {
   logger: Logger;
   /** Whether the server is shutting down: then every new connection is refused (503). */
   closing: () => boolean;
+  /** The identity a verified client certificate proves when the handshake has no other credential (see RealtimeServerOptions). */
+  authenticateClientCertificate?: (certificate: ClientCertificate) => Identity | null | Promise<Identity | null>;
 }
 
 export class Admission {
@@ -33,6 +36,7 @@ export class Admission {
   private readonly tickets: TicketStore;
   private readonly logger: Logger;
   private readonly closing: () => boolean;
+  private readonly authenticateClientCertificate: AdmissionOptions['authenticateClientCertificate'];
   private readonly connectionRate: KeyedRateLimiter;
   private readonly connectionsPerIp = new Map<string, number>();
   private count = 0;
@@ -48,6 +52,7 @@ export class Admission {
     this.tickets = options.tickets;
     this.logger = options.logger;
     this.closing = options.closing;
+    this.authenticateClientCertificate = options.authenticateClientCertificate;
     this.trustedProxies = trustedProxyList(this.config.trustedProxies);
     const rate = this.config.limits.connectionRatePerIp;
     this.connectionRate = new KeyedRateLimiter(rate.perSecond, rate.burst);
@@ -70,7 +75,9 @@ export class Admission {
    * `beforeCredentials` (the carrier's own checks: subprotocol, body), then
    * the handshake credential — `Authorization: Bearer`, `?ticket=` or the
    * auth cookie (401 when invalid); none leaves the identity null (the client
-   * sends `auth` first). Throws `HandshakeError`s. The caller re-checks with
+   * sends `auth` first) unless a verified TLS client certificate proves one
+   * (`authenticateClientCertificate`). The client certificate, if any, is on
+   * the identity as `clientCertificate`. Throws `HandshakeError`s. The caller re-checks with
    * `checkAdmission(ip)` synchronously before it counts the connection.
    */
   async admit(req: http.IncomingMessage, beforeCredentials?: () => void | Promise<void>): Promise<{ ip: string; identity: Identity | null }> {
@@ -97,6 +104,14 @@ export class Admission {
       } catch (err) {
         throw new HandshakeError('RT_ERR_TOKEN_INVALID', (err as Error).message, 401);
       }
+    }
+    // A TLS client certificate (tls.clientCertificates, or the app's own server asking for one): on the identity, for auth.
+    const certificate = clientCertificateOf(req.socket);
+    if (certificate !== null) {
+      if (identity === null && certificate.authorized && this.authenticateClientCertificate) {
+        identity = await this.authenticateClientCertificate(certificate);
+      }
+      if (identity !== null) identity = { ...identity, clientCertificate: certificate };
     }
     return { ip, identity };
   }

@@ -5,8 +5,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { closeMeaning } from '../wire/close-codes.js';
 import type { HubObserver } from '../realtime/transport.js';
+import type { X509Certificate } from 'node:crypto';
+import { expirySeconds, type TlsObserver } from './tls.js';
 
-export class Metrics implements HubObserver {
+export class Metrics implements HubObserver, TlsObserver {
   readonly registry = new Registry();
   readonly connections: Gauge;
   readonly connectionsTotal: Counter;
@@ -23,6 +25,8 @@ export class Metrics implements HubObserver {
   readonly handshakeRejections: Counter;
   readonly gapsRefilled: Counter;
   readonly brokerUp: Gauge;
+  readonly tlsReloads: Counter;
+  readonly tlsCertificateExpiry: Gauge;
   /** Read at each scrape for `switchboard_broker_up` (the server sets it). */
   brokerAvailable: () => boolean = () => true;
 
@@ -56,6 +60,9 @@ export class Metrics implements HubObserver {
         this.set(metrics.brokerAvailable() ? 1 : 0);
       },
     });
+    this.tlsReloads = new Counter({ name: 'switchboard_tls_reloads_total', help: 'TLS certificate reloads (SIGHUP, a change of the files, reloadCertificates()), by result: success, failure (the old certificate kept)', labelNames: ['result'], registers });
+    // Only with TLS: a server without a certificate exports no expiry (rather than a 0 that alerts would read as expired).
+    this.tlsCertificateExpiry = new Gauge({ name: 'switchboard_tls_certificate_expiry_seconds', help: 'notAfter of the TLS certificate served now, in seconds since the epoch (alert on it minus time())', registers: [] });
     this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'WebSocket upgrades and fallback session openings refused, by HTTP status', labelNames: ['status'], registers });
   }
 
@@ -89,6 +96,14 @@ export class Metrics implements HubObserver {
   /** `missing` publications of a fan-out gap are being refilled from history. */
   gapRefilled(missing: number): void {
     this.gapsRefilled.inc(missing);
+  }
+
+  tlsReloaded(result: 'success' | 'failure'): void {
+    this.tlsReloads.inc({ result });
+  }
+  tlsCertificate(cert: X509Certificate): void {
+    if (this.registry.getSingleMetric('switchboard_tls_certificate_expiry_seconds') === undefined) this.registry.registerMetric(this.tlsCertificateExpiry);
+    this.tlsCertificateExpiry.set(expirySeconds(cert));
   }
 
   dropped(reason: string): void {

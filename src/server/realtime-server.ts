@@ -8,7 +8,6 @@
  * close); admission.ts admits connections for every carrier, http-api.ts
  * serves the HTTP routes, src/carriers/ carries sessions to the hub.
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +18,7 @@ import { createConfiguredBroker, type Connectable } from './brokers.js';
 import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse } from '../protocol/handshake.js';
-import { createAuthenticator, TicketStore, type Identity } from '../realtime/auth.js';
+import { createAuthenticator, TicketStore, type ClientCertificate, type Identity } from '../realtime/auth.js';
 import { Hub, type RpcHandler } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { codecFor } from '../wire/codec.js';
@@ -32,6 +31,7 @@ import { Admission } from './admission.js';
 import { HttpApi } from './http-api.js';
 import { sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
+import { CertificateReloader, certificateWarnings, describeCertificate, readTlsMaterial, tlsServerOptions, type ReloadResult } from './tls.js';
 import { WebSocketCarrier } from '../carriers/websocket.js';
 
 export interface RealtimeServerOptions {
@@ -53,6 +53,15 @@ export interface RealtimeServerOptions {
    * configured and it listens on loopback. Default false.
    */
   devTokens?: boolean;
+  /**
+   * mTLS authentication: a connection whose handshake carries no credential
+   * (token, ticket, cookie) but a client certificate that verified against
+   * `tls.ca` (`tls.clientCertificates: request|require`) gets the identity
+   * this returns (null: none, the client sends `auth` first as usual).
+   * Certificates that did not verify are never passed here. Whatever the
+   * identity's source, the certificate is on it as `identity.clientCertificate`.
+   */
+  authenticateClientCertificate?: (certificate: ClientCertificate) => Identity | null | Promise<Identity | null>;
 }
 
 export class RealtimeServer {
@@ -62,6 +71,8 @@ export class RealtimeServer {
   readonly logger: Logger;
   readonly tickets: TicketStore;
   readonly httpServer: http.Server | https.Server;
+  /** The certificate reloader when the server serves TLS itself (`config.tls`), else null. */
+  readonly certificates: CertificateReloader | null = null;
   private readonly ownsServer: boolean;
   private readonly wss: WebSocketServer;
   private readonly broker: Broker;
@@ -122,7 +133,14 @@ export class RealtimeServer {
     const authenticator = createAuthenticator(this.config.auth);
     this.tickets = new TicketStore({ ttlMs: this.config.auth.ticketTtlMs });
     const closing = () => this.closing !== null;
-    this.admission = new Admission({ config: this.config, authenticator, tickets: this.tickets, logger: this.logger, closing });
+    this.admission = new Admission({
+      config: this.config,
+      authenticator,
+      tickets: this.tickets,
+      logger: this.logger,
+      closing,
+      authenticateClientCertificate: options.authenticateClientCertificate,
+    });
     const limits = this.config.limits;
     this.hub = new Hub({
       broker: this.broker,
@@ -220,9 +238,14 @@ export class RealtimeServer {
         requestTimeout: 30_000,
         connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
       };
-      this.httpServer = this.config.tls
-        ? https.createServer({ ...timeouts, cert: readFileSync(this.config.tls.cert), key: readFileSync(this.config.tls.key), minVersion: 'TLSv1.2' }, handler)
-        : http.createServer(timeouts, handler);
+      const tls = this.config.tls;
+      if (tls) {
+        // Checked by validateConfig already; read again here, as served (the files may have changed since).
+        const material = readTlsMaterial(tls);
+        const server = https.createServer({ ...timeouts, ...tlsServerOptions(tls, material) }, handler);
+        this.httpServer = server;
+        this.certificates = new CertificateReloader({ server, config: tls, initial: material, logger: this.logger, observer: this.metrics, host: this.config.host });
+      } else this.httpServer = http.createServer(timeouts, handler);
       this.ownsServer = true;
     }
     this.httpServer.on('upgrade', this.onUpgrade);
@@ -286,9 +309,27 @@ export class RealtimeServer {
         server.removeListener('error', onError);
         const address = server.address() as AddressInfo;
         this.logger.info({ host: address.address, port: address.port, path: this.config.path, tls: Boolean(this.config.tls) }, 'listening');
+        if (this.certificates !== null) {
+          const cert = this.certificates.certificate;
+          this.logger.info({ certificate: describeCertificate(cert), fingerprint: cert.fingerprint256, clientCertificates: this.config.tls!.clientCertificates }, 'TLS certificate');
+          for (const warning of certificateWarnings(cert, this.config.host)) this.logger.warn({ certificate: describeCertificate(cert) }, warning);
+          this.certificates.watch();
+        }
         resolve(address);
       });
     });
+  }
+
+  /**
+   * Read the TLS certificate, key and CA files again and serve them to new
+   * handshakes; open connections stay as they are. A pair that fails the
+   * checks is refused and the old one kept (see tls.ts). `switchboard serve`
+   * calls it on SIGHUP; the server also reloads by itself when the files'
+   * directories change. Without `config.tls`: `{ ok: false }`.
+   */
+  reloadCertificates(trigger = 'api'): ReloadResult {
+    if (this.certificates === null) return { ok: false, error: 'the server does not serve TLS itself (no tls in its configuration)' };
+    return this.certificates.reload(trigger);
   }
 
   /** Register an `rpc` method clients can call. */
@@ -418,6 +459,7 @@ export class RealtimeServer {
       for (const ws of this.sockets) ws.terminate();
       this.fallbacks?.terminateAll();
       while (open() > 0) await sleep(5);
+      this.certificates?.close();
       if (this.ownsServer) {
         const serverClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
         (this.httpServer as http.Server).closeAllConnections?.();

@@ -127,6 +127,28 @@ export type BrokerConfig =
 /** pino levels. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** `tls`: the server's certificate, key and client-certificate policy (src/server/tls.ts). */
+export interface TlsConfig {
+  /** PEM file of the certificate chain, leaf first. Reloaded on SIGHUP and when its directory changes. */
+  cert: string;
+  /** PEM file of the private key of the leaf (PKCS#8, PKCS#1 or SEC1; encrypted needs `passphrase`). */
+  key: string;
+  /** PEM file of the CAs that verify client certificates (`clientCertificates`). Default: none (Node's root CAs). */
+  ca?: string;
+  /** Lowest TLS version accepted: `'TLSv1.2'` (default) or `'TLSv1.3'`. Older versions are never accepted. */
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Client certificates: `'off'` (default, none asked for); `'request'`
+   * (asked for and verified against `ca`; a connection without one, or with
+   * one that does not verify, is still admitted, and auth sees
+   * `identity.clientCertificate.authorized`); `'require'` (the TLS handshake
+   * fails without one that verifies against `ca`).
+   */
+  clientCertificates: 'off' | 'request' | 'require';
+  /** Passphrase of an encrypted key. */
+  passphrase?: string;
+}
+
 export interface RealtimeConfig {
   /** Interface to listen on. Default `'127.0.0.1'` (loopback only; `'0.0.0.0'` or `'::'` for all). */
   host: string;
@@ -134,10 +156,11 @@ export interface RealtimeConfig {
   port: number;
   /**
    * Serve HTTPS/WSS with this certificate chain and key (PEM file paths;
-   * relative paths in a config file are relative to that file). TLS 1.2 or
-   * newer. Default: none (plain HTTP).
+   * relative paths in a config file are relative to that file). Default:
+   * none (plain HTTP). Only when the server creates its own HTTP server.
+   * See {@link TlsConfig} and docs/configuration.md ("TLS").
    */
-  tls?: { cert: string; key: string };
+  tls?: TlsConfig;
   /** URL path of the WebSocket endpoint. Default `'/rt'`. */
   path: string;
   /**
@@ -316,7 +339,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
  * missing here does not compile.
  */
 export const KEYS_WITHOUT_DEFAULTS = {
-  tls: keysOf({ cert: true, key: true } satisfies Record<keyof NonNullable<RealtimeConfig['tls']>, true>),
+  tls: keysOf({ cert: true, key: true, ca: true, minVersion: true, clientCertificates: true, passphrase: true } satisfies Record<keyof TlsConfig, true>),
   redis: keysOf({ type: true, url: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'redis' }>, true>),
   nats: keysOf({ type: true, servers: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'nats' }>, true>),
 };

@@ -22,6 +22,7 @@ export {
   type NamespaceConfig,
   type RateConfig,
   type RealtimeConfig,
+  type TlsConfig,
 } from './defaults.js';
 export { ENV_VARS, loadConfig, mergeConfigLayers, type EnvVar, type LoadConfigOptions } from './load.js';
 export { ConfigError, MIN_API_KEY_LENGTH, MISSING_AUTH_KEY, validateConfig, type ConfigIssue } from './validate.js';

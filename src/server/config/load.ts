@@ -37,6 +37,10 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_PATH', key: 'path', kind: 'string' },
   { name: 'SWITCHBOARD_TLS_CERT', key: 'tls.cert', kind: 'string' },
   { name: 'SWITCHBOARD_TLS_KEY', key: 'tls.key', kind: 'string' },
+  { name: 'SWITCHBOARD_TLS_CA', key: 'tls.ca', kind: 'string' },
+  { name: 'SWITCHBOARD_TLS_PASSPHRASE', key: 'tls.passphrase', kind: 'string' },
+  { name: 'SWITCHBOARD_TLS_MIN_VERSION', key: 'tls.minVersion', kind: 'string' },
+  { name: 'SWITCHBOARD_TLS_CLIENT_CERTIFICATES', key: 'tls.clientCertificates', kind: 'string' },
   { name: 'SWITCHBOARD_ALLOWED_ORIGINS', key: 'allowedOrigins', kind: 'list' },
   { name: 'SWITCHBOARD_TRUSTED_PROXIES', key: 'trustedProxies', kind: 'list' },
   { name: 'SWITCHBOARD_COMPRESSION', key: 'compression.enabled', kind: 'bool' },
@@ -200,6 +204,7 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
   };
   rebase(data['tls'], 'cert');
   rebase(data['tls'], 'key');
+  rebase(data['tls'], 'ca');
   rebase(data['auth'], 'publicKey', true);
   rebase(data['auth'], 'jwksFile');
   rebase(data['broker'], 'snapshotFile');
@@ -211,7 +216,7 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
  * `*`s of the same length, so the caret still points where it did.
  */
 function maskSecrets(message: string): string {
-  return message.replace(/^(\s*-?\s*["']?(?:hmacSecret|apiKey|publicKey)["']?\s*:[ \t]*)(.+)$/gm, (_, key: string, value: string) => key + '*'.repeat(value.length));
+  return message.replace(/^(\s*-?\s*["']?(?:hmacSecret|apiKey|publicKey|passphrase)["']?\s*:[ \t]*)(.+)$/gm, (_, key: string, value: string) => key + '*'.repeat(value.length));
 }
 
 function indentFrame(message: string): string {

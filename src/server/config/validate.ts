@@ -10,6 +10,7 @@ import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES } from '../../realtime/a
 import { isValidChannel } from '../../wire/channel.js';
 import { MAX_DATA_DEPTH_LIMIT } from '../../wire/data.js';
 import { parseProxyEntry } from '../client-address.js';
+import { readTlsMaterial, TlsMaterialError } from '../tls.js';
 import { originEntryError } from '../../transport/origin.js';
 import {
   cloneNamespace,
@@ -135,22 +136,52 @@ const BROKER_KEYS: Readonly<Record<BrokerConfig['type'], readonly string[]>> = {
 const ANY_BROKER_KEYS: ReadonlySet<string> = new Set(Object.values(BROKER_KEYS).flat().filter((k) => k !== 'type'));
 /** Upper bound of `fallbacks.pollTimeoutMs`: proxies commonly cut idle requests after 60-120 s. */
 const MAX_POLL_TIMEOUT_MS = 120_000;
+const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+const CLIENT_CERTIFICATE_MODES = ['off', 'request', 'require'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** RFC 6265 §4.1.1 cookie-name: an RFC 7230 token. */
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Minimum length of `apiKey`, in characters. */
 export const MIN_API_KEY_LENGTH = 16;
 
+/**
+ * `tls`: the files exist and make a usable pair (readTlsMaterial: parseable,
+ * the key belongs to the certificate), the version and client-certificate
+ * policy are known values; fills in `minVersion` and `clientCertificates`.
+ */
+function checkTls(c: Checker, tls: Record<string, unknown>): void {
+  tls['minVersion'] ??= 'TLSv1.2';
+  tls['clientCertificates'] ??= 'off';
+  let files = true;
+  for (const k of ['cert', 'key'] as const) {
+    if (tls[k] === undefined) {
+      c.add(`tls.${k}`, k === 'cert' ? 'required (the certificate chain, PEM)' : 'required (the private key, PEM)');
+      files = false;
+    } else files = c.string(`tls.${k}`, tls[k], { nonEmpty: true }) && files;
+  }
+  if (tls['ca'] !== undefined) files = c.string('tls.ca', tls['ca'], { nonEmpty: true }) && files;
+  if (tls['passphrase'] !== undefined) files = c.string('tls.passphrase', tls['passphrase'], { secret: true }) && files;
+  c.oneOf('tls.minVersion', tls['minVersion'], TLS_VERSIONS);
+  if (c.oneOf('tls.clientCertificates', tls['clientCertificates'], CLIENT_CERTIFICATE_MODES) && tls['clientCertificates'] === 'require' && tls['ca'] === undefined) {
+    c.add('tls.clientCertificates', '"require" needs tls.ca: the CA bundle (PEM) that client certificates are verified against');
+  }
+  if (!files) return;
+  try {
+    readTlsMaterial(tls as { cert: string; key: string; ca?: string; passphrase?: string });
+  } catch (err) {
+    if (!(err instanceof TlsMaterialError)) throw err;
+    c.add(`tls.${err.key}`, err.message);
+  }
+}
+
 function checkConfig(c: Checker, v: Record<string, unknown>): void {
   c.keys('', v, TOP_KEYS);
   c.string('host', v['host'], { nonEmpty: true });
   c.int('port', v['port'], 0, 65535);
   if (v['tls'] !== undefined && c.keys('tls', v['tls'], TLS_KEYS)) {
-    const tls = v['tls'] as Record<string, unknown>;
-    for (const k of TLS_KEYS) {
-      if (tls[k] === undefined) c.add(`tls.${k}`, 'required');
-      else if (c.string(`tls.${k}`, tls[k], { nonEmpty: true })) c.readable(`tls.${k}`, tls[k] as string);
-    }
+    // A copy: the defaults filled in must not land in the caller's object.
+    v['tls'] = { ...(v['tls'] as Record<string, unknown>) };
+    checkTls(c, v['tls'] as Record<string, unknown>);
   }
   if (c.string('path', v['path'])) {
     const p = v['path'] as string;
