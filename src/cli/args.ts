@@ -7,11 +7,13 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
 export const COMMANDS = {
   serve: {
-    synopsis: '[--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F]',
+    synopsis: '[--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F] [--tls-cert F --tls-key F [--tls-ca F]]',
     description: [
       'the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)',
       'and its pages: chat demo at /, live dashboard at /dashboard;',
-      '--snapshot-file keeps the in-memory history across restarts',
+      '--snapshot-file keeps the in-memory history across restarts;',
+      '--tls-cert/--tls-key serve https and wss (reloaded on SIGHUP and when the files change);',
+      '--tls-ca: the CA of client certificates (tls.clientCertificates)',
     ],
   },
   token: {
@@ -40,6 +42,14 @@ export const COMMANDS = {
     description: [
       'interactive client: lines from stdin are sent as text (also those typed before',
       'the connection is open); end of input closes with 1000 and exits 0',
+    ],
+  },
+  cert: {
+    synopsis: '[--out DIR] [--days N] [--host H]...',
+    description: [
+      'a development certificate (openssl): a local CA and a leaf for localhost,',
+      '127.0.0.1 and ::1 (and each --host), written to DIR (default ./certs);',
+      'prints how to make browsers trust the CA and the serve command that uses them',
     ],
   },
 } as const;

@@ -1,7 +1,8 @@
 /**
  * `switchboard <command>`: serve (the realtime server with the chat demo and
  * the dashboard pages), token (sign and check tokens), init (write a config
- * file), echo (a plain echo server), connect (a wscat-like client). Each
+ * file), echo (a plain echo server), connect (a wscat-like client), cert (a
+ * development TLS certificate). Each
  * command's table entry is in args.ts.
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { extname } from 'node:path';
 import { ConfigError, loadConfig } from '../server/config/index.js';
 import type { AuthConfig } from '../realtime/auth.js';
 import { COMMANDS, commandUsage, HELP, parseCommandArgs, USAGE, UsageError, type Command } from './args.js';
+import { cert } from './cert.js';
 import { connect } from './connect.js';
 import { echo } from './echo.js';
 import { configTemplate } from './init.js';
@@ -31,6 +33,8 @@ export async function main(argv: string[]): Promise<number> {
         return await token(rest);
       case 'init':
         return init(rest);
+      case 'cert':
+        return cert(rest);
       case '--version':
       case '-v':
       case 'version':

@@ -42,6 +42,9 @@ export async function serve(args: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       'snapshot-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
     },
   });
   if (!parsed) return 0;
@@ -50,6 +53,8 @@ export async function serve(args: string[]): Promise<number> {
   if (values.port !== undefined) overrides.port = parsePort(values.port);
   if (values.host !== undefined) overrides.host = values.host;
   if (values['snapshot-file'] !== undefined) overrides.broker = { snapshotFile: values['snapshot-file'] };
+  const tls = { cert: values['tls-cert'], key: values['tls-key'], ca: values['tls-ca'] };
+  if (tls.cert !== undefined || tls.key !== undefined || tls.ca !== undefined) overrides.tls = tls;
   let config: RealtimeConfig;
   let devTokens = false;
   try {
@@ -102,7 +107,7 @@ export async function serve(args: string[]): Promise<number> {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
   process.stderr.write(
-    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    `switchboard: ${server.config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
   );
   return new Promise((resolve) => {
     const stop = (signal: string) => {
@@ -116,8 +121,20 @@ export async function serve(args: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // SIGHUP: read the TLS certificate and key again (the server also watches their directories).
+    const reload = () => {
+      if (server.certificates === null) server.logger.info({ signal: 'SIGHUP' }, 'SIGHUP: nothing to reload (no tls)');
+      else server.reloadCertificates('SIGHUP');
+    };
+    process.on('SIGHUP', reload);
+    process.once('SIGINT', (signal) => {
+      process.removeListener('SIGHUP', reload);
+      stop(signal);
+    });
+    process.once('SIGTERM', (signal) => {
+      process.removeListener('SIGHUP', reload);
+      stop(signal);
+    });
   });
 }
 
