@@ -11,6 +11,7 @@
  * (channels-leak-child.ts) imports ./helpers-core.ts instead.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import '../../support/leak-check.js';
@@ -112,7 +113,7 @@ function readResponse(res: http.IncomingMessage, resolve: (result: HttpResult) =
 export function httpRequest(
   base: string,
   path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: unknown; ms?: number } = {},
+  options: { method?: string; headers?: Record<string, string>; body?: unknown; ms?: number; /** CA of an https `base`. */ ca?: Buffer } = {},
 ): Promise<HttpResult> {
   const { method = options.body === undefined ? 'GET' : 'POST', ms = WAIT } = options;
   const headers: Record<string, string> = { ...options.headers };
@@ -124,7 +125,11 @@ export function httpRequest(
   }
   return within(
     new Promise<HttpResult>((resolve, reject) => {
-      const req = http.request(new URL(path, base), { method, headers, agent: false }, (res) => readResponse(res, resolve, reject));
+      const url = new URL(path, base);
+      const req =
+        url.protocol === 'https:'
+          ? https.request(url, { method, headers, agent: false, ca: options.ca }, (res) => readResponse(res, resolve, reject))
+          : http.request(url, { method, headers, agent: false }, (res) => readResponse(res, resolve, reject));
       req.on('error', reject);
       req.end(body);
     }),

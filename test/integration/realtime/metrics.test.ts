@@ -7,13 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makePki } from '../../support/tls.js';
 import { api, connect, connectAs, httpRequest, sleep, startServer, until, upgrade, type RtClient, type TestServer } from './helpers.js';
 
 /** One sample per series: `name{labels}` → value (labels as the text has them). */
 type Samples = Map<string, number>;
 
-async function scrape(s: TestServer): Promise<{ text: string; samples: Samples }> {
-  const res = await httpRequest(s.base, '/metrics');
+async function scrape(s: TestServer, ca?: Buffer): Promise<{ text: string; samples: Samples }> {
+  const res = await httpRequest(s.base, '/metrics', { ca });
   assert.equal(res.status, 200);
   const samples: Samples = new Map();
   for (const line of res.text.split('\n')) {
@@ -223,6 +227,33 @@ describe('/metrics: each metric counts what its help says', () => {
     assert.equal(diff('switchboard_messages_out_total'), 1);
     assert.equal(diff('switchboard_bytes_out_total'), Buffer.byteLength(got[0]!));
     await httpRequest(s.base, `/rt/session/${session}`, { method: 'DELETE' });
+  });
+
+  test('TLS: reloads by result (one that took, one refused) and the expiry of the certificate served; no expiry without TLS', async (t) => {
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const dir = join(pki.dir, 'live');
+    mkdirSync(dir);
+    const files = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    copyFileSync(pki.serverA.cert, files.cert);
+    copyFileSync(pki.serverA.key, files.key);
+    const plain = await startServer(t);
+    assert.doesNotMatch((await scrape(plain)).text, /switchboard_tls_certificate_expiry_seconds \d/);
+    const started = await startServer(t, { config: { tls: files } });
+    started.server.certificates!.close(); // reloads driven here only
+    const s = { ...started, base: `https://localhost:${started.port}` };
+    const expiry = (file: string) => Math.floor(Date.parse(new X509Certificate(readFileSync(file)).validTo) / 1000);
+    assert.equal(value((await scrape(s, pki.caPem)).samples, 'switchboard_tls_certificate_expiry_seconds'), expiry(pki.serverA.cert));
+    copyFileSync(pki.serverB.key, files.key);
+    copyFileSync(pki.serverB.cert, files.cert);
+    assert.equal(s.server.reloadCertificates().ok, true);
+    copyFileSync(pki.serverA.key, files.key); // B's certificate with A's key: refused
+    assert.equal(s.server.reloadCertificates().ok, false);
+    const { samples } = await scrape(s, pki.caPem);
+    assert.equal(value(samples, 'switchboard_tls_reloads_total{result="success"}'), 1);
+    assert.equal(value(samples, 'switchboard_tls_reloads_total{result="failure"}'), 1);
+    assert.equal(value(samples, 'switchboard_tls_certificate_expiry_seconds'), expiry(pki.serverB.cert), 'the expiry of the certificate that took, not of the refused pair');
+    assert.notEqual(expiry(pki.serverA.cert), expiry(pki.serverB.cert));
   });
 
   test('broker up (1 with the memory broker), gaps refilled (0: the memory broker has no gaps), process CPU, RSS and event-loop lag', async (t) => {
