@@ -72,15 +72,16 @@ export function readTlsMaterial(config: Pick<TlsConfig, 'cert' | 'key' | 'ca' | 
   const chain = parseCertificates('cert', config.cert, cert);
   if (ca !== undefined) parseCertificates('ca', config.ca!, ca);
   const leaf = chain[0]!;
+  // PKCS#8 `ENCRYPTED PRIVATE KEY`, or a traditional PEM with `Proc-Type: 4,ENCRYPTED`.
+  const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(key.toString('latin1'));
+  if (encrypted && config.passphrase === undefined) {
+    throw new TlsMaterialError('passphrase', `${config.key} is encrypted: set tls.passphrase (SWITCHBOARD_TLS_PASSPHRASE)`);
+  }
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey({ key, passphrase: config.passphrase });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MISSING_PASSPHRASE') throw new TlsMaterialError('passphrase', `${config.key} is encrypted: set tls.passphrase (SWITCHBOARD_TLS_PASSPHRASE)`);
-    if (config.passphrase !== undefined && /bad decrypt|decrypt/i.test((err as Error).message)) {
-      throw new TlsMaterialError('passphrase', `cannot decrypt ${config.key} with tls.passphrase (wrong passphrase?)`);
-    }
+    if (encrypted) throw new TlsMaterialError('passphrase', `cannot decrypt ${config.key} with tls.passphrase (wrong passphrase?)`);
     throw new TlsMaterialError('key', `${config.key}: not a private key in PEM (${(err as Error).message})`);
   }
   if (privateKey.type !== 'private') throw new TlsMaterialError('key', `${config.key}: not a private key`);

@@ -9,11 +9,16 @@
  * The certificates come from `openssl` through src/cli/cert.ts (test/support/tls.ts).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { issueCertificate } from '../../../src/cli/cert.js';
 import { ConfigError, validateConfig } from '../../../src/server/config/index.js';
+import { CertificateReloader, certificateWarnings, readTlsMaterial } from '../../../src/server/tls.js';
+import { captureLogger } from '../../support/realtime-server.js';
 import { fingerprintOf, handshake, makePki, type Pki } from '../../support/tls.js';
 import { connect, httpRequest, signToken, sleep, startServer, until, type ConnectOptions, type RtClient, type TestServer } from './helpers.js';
 
@@ -102,6 +107,8 @@ describe('client certificates', () => {
   test('require: no certificate, or an untrusted one, fails the TLS handshake; a trusted one connects', async (t) => {
     const s = await startTls(t, { ca: pki.ca.cert, clientCertificates: 'require' });
     whoami(s);
+    // The refusal is TLS's (an alert in the handshake), before any HTTP.
+    await assert.rejects(httpRequest(s.base, '/healthz', { ca: pki.caPem }), /certificate required|CERTIFICATE_REQUIRED/i);
     await assert.rejects(wss(t, s, 'bob', { ignoreErrors: true }));
     await assert.rejects(wss(t, s, 'mallory', { cert: readFileSync(pki.untrustedClient.cert), key: readFileSync(pki.untrustedClient.key), ignoreErrors: true } as ConnectOptions));
     const ok = await wss(t, s, 'alice', clientKey());
@@ -243,6 +250,28 @@ describe('certificate reload', () => {
   });
 });
 
+describe('expiry', () => {
+  test('a reload refuses a certificate that has expired (the clock moved past its notAfter) and keeps serving the old one', async (t) => {
+    const server = https.createServer({ cert: readFileSync(pki.serverA.cert), key: readFileSync(pki.serverA.key) });
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const logger = captureLogger();
+    const reloads: string[] = [];
+    const config = { cert: pki.serverB.cert, key: pki.serverB.key, minVersion: 'TLSv1.2', clientCertificates: 'off' } as const;
+    const initial = readTlsMaterial({ cert: pki.serverA.cert, key: pki.serverA.key });
+    const inAYear = Date.now() + 365 * 86_400_000; // past B's 60 days
+    const reloader = new CertificateReloader({ server, config, initial, logger, host: '127.0.0.1', now: () => inAYear, observer: { tlsReloaded: (r) => reloads.push(r), tlsCertificate: () => {} } });
+    const result = reloader.reload('test');
+    assert.equal(result.ok, false);
+    assert.match(!result.ok ? result.error : '', /expired on/);
+    assert.deepEqual(reloads, ['failure']);
+    assert.equal((await handshake(port, { ca: pki.caPem })).fingerprint, fingerprintOf(pki.serverA.cert));
+    // The same clock at start: a warning, not a refusal (a reload can then fix it).
+    assert.match(certificateWarnings(initial.leaf, '127.0.0.1', inAYear).join('\n'), /^the certificate expired on/);
+  });
+});
+
 describe('warnings at start and configuration', () => {
   test('a certificate that expires within 14 days, or does not cover the host, is warned about at start', async (t) => {
     const dir = join(pki.dir, 'warn');
@@ -278,6 +307,12 @@ describe('warnings at start and configuration', () => {
     assert.deepEqual(issues({ cert: pki.serverA.cert, key: pki.serverA.key, clientCertificates: 'require' }), [
       'tls.clientCertificates: "require" needs tls.ca: the CA bundle (PEM) that client certificates are verified against',
     ]);
+    // An encrypted key: without its passphrase, with a wrong one, with the right one.
+    const encrypted = join(pki.dir, 'encrypted-key.pem');
+    execFileSync('openssl', ['pkcs8', '-topk8', '-in', pki.serverA.key, '-out', encrypted, '-passout', 'pass:s3cret-phrase'], { stdio: 'pipe' });
+    assert.match(issues({ cert: pki.serverA.cert, key: encrypted })[0]!, /^tls\.passphrase: .* is encrypted: set tls\.passphrase/);
+    assert.match(issues({ cert: pki.serverA.cert, key: encrypted, passphrase: 'wrong' })[0]!, /^tls\.passphrase: cannot decrypt/);
+    assert.deepEqual(issues({ cert: pki.serverA.cert, key: encrypted, passphrase: 's3cret-phrase' }), []);
     const ok = validateConfig({ auth: { anonymous: true }, tls: { cert: pki.serverA.cert, key: pki.serverA.key } });
     assert.equal(ok.tls!.minVersion, 'TLSv1.2');
     assert.equal(ok.tls!.clientCertificates, 'off');
