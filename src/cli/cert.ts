@@ -170,6 +170,7 @@ export function trustInstructions(made: DevCertificates): string {
     `    Fedora/RHEL:   sudo cp ${q(ca)} /etc/pki/ca-trust/source/anchors/switchboard-dev-ca.pem && sudo update-ca-trust`,
     '  Linux, Chromium and Chrome (their own NSS store; certutil is in libnss3-tools / nss-tools):',
     `    certutil -d sql:$HOME/.pki/nssdb -A -t "C,," -n "Switchboard development CA" -i ${q(ca)}`,
+    '    (no ~/.pki/nssdb yet, Chromium never ran: mkdir -p ~/.pki/nssdb && certutil -d sql:$HOME/.pki/nssdb -N --empty-password)',
     '    or Settings > Privacy and security > Security > Manage certificates > Authorities > Import',
     '  Firefox (its own store, every OS):',
     '    Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import,',

@@ -74,12 +74,12 @@ export interface TestBrowser {
  * new empty user-data-dir of its own in the temp dir (it refuses a
  * `--user-data-dir` flag), and removes it on close.
  */
-export async function launchBrowser(): Promise<TestBrowser> {
+export async function launchBrowser(options: { /** More environment for Chromium (e.g. a HOME whose ~/.pki/nssdb trusts a CA). */ env?: Record<string, string> } = {}): Promise<TestBrowser> {
   requirePrerequisites();
   // Chromium's own temp files (crash dumps, shared memory) go to a folder of this run.
   const tmp = mkdtempSync(join(tmpdir(), 'switchboard-e2e-'));
   const browser = await within(
-    chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, env: { ...process.env, TMPDIR: tmp } }),
+    chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, env: { ...process.env, TMPDIR: tmp, ...options.env } }),
     START_MS,
     'Chromium to start',
   );
