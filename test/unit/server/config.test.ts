@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair } from 'jose';
@@ -17,15 +17,24 @@ import {
   type NamespaceConfig,
   type RealtimeConfig,
 } from '../../../src/server/config/index.js';
+import { makePki, type Pki } from '../../support/tls.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
 const anon: DeepPartial<RealtimeConfig> = { auth: { anonymous: true } };
 
 let dir: string;
+/** Real certificates (tls is checked: the files must parse and the key match). */
+let pki: Pki;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'sb-config-'));
+  pki = makePki();
 });
-after(() => rmSync(dir, { recursive: true, force: true }));
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  pki?.dispose();
+});
+/** What validation fills into `tls` when only the files are given. */
+const TLS_DEFAULTS = { minVersion: 'TLSv1.2', clientCertificates: 'off' } as const;
 
 function file(name: string, text: string): string {
   const path = join(dir, name);
@@ -190,12 +199,12 @@ namespaces:
     const { publicKey } = await generateKeyPair('ES256', { extractable: true });
     writeFileSync(join(sub, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k' }] }));
     writeFileSync(join(sub, 'key.pem'), await exportSPKI(publicKey));
-    writeFileSync(join(sub, 'cert.pem'), 'cert');
-    writeFileSync(join(sub, 'tls.key'), 'key');
+    copyFileSync(pki.serverA.cert, join(sub, 'cert.pem'));
+    copyFileSync(pki.serverA.key, join(sub, 'tls.key'));
     const f = join(sub, 'c.json');
     writeFileSync(f, JSON.stringify({ tls: { cert: 'cert.pem', key: './tls.key' }, auth: { jwksFile: 'jwks.json', publicKey: 'key.pem' } }));
     const c = loadConfig({ file: f, env: {} });
-    assert.deepEqual(c.tls, { cert: join(sub, 'cert.pem'), key: join(sub, 'tls.key') });
+    assert.deepEqual(c.tls, { cert: join(sub, 'cert.pem'), key: join(sub, 'tls.key'), ...TLS_DEFAULTS });
     assert.equal(c.auth.jwksFile, join(sub, 'jwks.json'));
     assert.equal(c.auth.publicKey, join(sub, 'key.pem'));
   });
@@ -267,15 +276,20 @@ describe('environment', () => {
     const { publicKey } = await generateKeyPair('RS256', { extractable: true });
     const pem = await exportSPKI(publicKey);
     const jwks = file('env-jwks.json', JSON.stringify({ keys: [await exportJWK(publicKey)] }));
-    const cert = file('env-cert.pem', 'c');
-    const key = file('env-key.pem', 'k');
+    const cert = file('env-cert.pem', readFileSync(pki.serverA.cert, 'utf8'));
+    const key = file('env-key.pem', readFileSync(pki.serverA.key, 'utf8'));
     const c = loadConfig({ env: { SWITCHBOARD_JWT_PUBLIC_KEY: pem, SWITCHBOARD_JWKS_FILE: jwks, SWITCHBOARD_TLS_CERT: cert, SWITCHBOARD_TLS_KEY: key } });
     assert.equal(c.auth.publicKey, pem.trim());
     const oneLine = pem.trim().replace(/\n/g, '\\n');
     assert.ok(!oneLine.includes('\n'));
     assert.equal(loadConfig({ env: { SWITCHBOARD_JWT_PUBLIC_KEY: oneLine } }).auth.publicKey, pem.trim());
     assert.equal(c.auth.jwksFile, jwks);
-    assert.deepEqual(c.tls, { cert, key });
+    assert.deepEqual(c.tls, { cert, key, ...TLS_DEFAULTS });
+    const ca = pki.ca.cert;
+    const all = loadConfig({
+      env: { SWITCHBOARD_TLS_CERT: cert, SWITCHBOARD_TLS_KEY: key, SWITCHBOARD_TLS_CA: ca, SWITCHBOARD_TLS_MIN_VERSION: 'TLSv1.3', SWITCHBOARD_TLS_CLIENT_CERTIFICATES: 'require', SWITCHBOARD_ANONYMOUS: 'true' },
+    });
+    assert.deepEqual(all.tls, { cert, key, ca, minVersion: 'TLSv1.3', clientCertificates: 'require' });
   });
 
   it('selects the broker', () => {
@@ -365,8 +379,8 @@ describe('validation messages', () => {
     assert.deepEqual(failing({ namespaces: [{ prefix: 'a', presense: 'full' }] } as unknown as DeepPartial<RealtimeConfig>), ['namespaces[0].presense: unknown key (did you mean presence?)']);
     assert.deepEqual(failing({ heartbeat: { interval: 1 } } as DeepPartial<RealtimeConfig>), ['heartbeat.interval: unknown key (did you mean intervalMs?)']);
     assert.deepEqual(failing({ heartbeat: { period: 1 } } as DeepPartial<RealtimeConfig>), ['heartbeat.period: unknown key']);
-    const pem = file('any.pem', 'x');
-    assert.deepEqual(failing({ tls: { cert: pem, key: pem, ca: pem } } as DeepPartial<RealtimeConfig>), ['tls.ca: unknown key']);
+    const { cert, key } = pki.serverA;
+    assert.deepEqual(failing({ tls: { cert, key, caFile: cert } } as DeepPartial<RealtimeConfig>), ['tls.caFile: unknown key']);
   });
 
   it('wrong types', () => {
@@ -441,10 +455,11 @@ describe('validation messages', () => {
   });
 
   it('tls', () => {
-    const cert = file('cert.pem', 'c');
-    assert.deepEqual(failing({ tls: { cert } as { cert: string; key: string } }), ['tls.key: required']);
+    const { cert, key } = pki.serverA;
+    assert.deepEqual(failing({ tls: { cert } as { cert: string; key: string } }), ['tls.key: required (the private key, PEM)']);
     assert.deepEqual(failing({ tls: { cert, key: join(dir, 'nokey.pem') } }), [`tls.key: cannot read file ${JSON.stringify(join(dir, 'nokey.pem'))} (ENOENT)`]);
-    assert.deepEqual(load({ tls: { cert, key: cert } }).tls, { cert, key: cert });
+    assert.deepEqual(load({ tls: { cert, key } }).tls, { cert, key, ...TLS_DEFAULTS });
+    // More messages (a key of another certificate, versions, client certificates): test/integration/realtime/tls.test.ts.
   });
 
   it('namespaces', () => {
