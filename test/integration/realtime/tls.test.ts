@@ -113,6 +113,12 @@ describe('client certificates', () => {
     await assert.rejects(wss(t, s, 'mallory', { cert: readFileSync(pki.untrustedClient.cert), key: readFileSync(pki.untrustedClient.key), ignoreErrors: true } as ConnectOptions));
     const ok = await wss(t, s, 'alice', clientKey());
     assert.equal((await ok.ok('rpc', { method: 'whoami' })).data.certificate.authorized, true);
+    // A reload keeps the policy (it lives on the server, not in the secure context) and the CA.
+    assert.equal(s.server.reloadCertificates().ok, true);
+    await assert.rejects(httpRequest(s.base, '/healthz', { ca: pki.caPem }), /certificate required|CERTIFICATE_REQUIRED/i);
+    const after = await wss(t, s, 'alice', clientKey());
+    assert.equal((await after.ok('rpc', { method: 'whoami' })).data.certificate.authorized, true);
+    assert.equal((await ok.ok('rpc', { method: 'whoami' })).data.user, 'alice', 'the connection from before the reload');
   });
 
   test('authenticateClientCertificate: a verified certificate without a token authenticates the connection; an unverified one is never passed to it', async (t) => {
