@@ -6,23 +6,41 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import https from 'node:https';
 import { test } from 'node:test';
 import { createRealtimeServer } from '../../../src/server/realtime-server.js';
 import { silentLogger } from '../../../src/realtime/transport.js';
+import { makePki } from '../../support/tls.js';
 
 const DASHBOARD = new URL('../../../deploy/grafana/switchboard.json', import.meta.url);
 
 /** The metric names `/metrics` of a real server exports: each family, and a histogram's `_bucket`, `_sum`, `_count`. */
 async function exportedNames(): Promise<{ names: Set<string>; families: Set<string> }> {
+  // On TLS: the certificate's metrics are exported only by a server that serves TLS itself.
+  const pki = makePki();
   const server = createRealtimeServer({
     logger: silentLogger,
-    config: { host: '127.0.0.1', port: 0, auth: { hmacSecret: 'grafana-dashboard-test-secret-0123456789' }, log: { level: 'silent' } },
+    config: {
+      host: '127.0.0.1',
+      port: 0,
+      auth: { hmacSecret: 'grafana-dashboard-test-secret-0123456789' },
+      log: { level: 'silent' },
+      tls: { cert: pki.serverA.cert, key: pki.serverA.key },
+    },
   });
   try {
     const { port } = await server.listen();
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      https
+        .get({ host: '127.0.0.1', port, path: '/metrics', servername: 'localhost', ca: pki.caPem, agent: false }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+        })
+        .on('error', reject);
+    });
     assert.equal(res.status, 200);
-    const text = await res.text();
+    const text = res.text;
     const names = new Set<string>();
     const families = new Set<string>();
     for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
@@ -35,6 +53,7 @@ async function exportedNames(): Promise<{ names: Set<string>; families: Set<stri
     return { names, families };
   } finally {
     await server.close();
+    pki.dispose();
   }
 }
 
