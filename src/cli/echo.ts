@@ -1,7 +1,7 @@
 /** `switchboard echo`: a plain WebSocket echo server. */
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { readTlsMaterial, tlsServerOptions } from '../server/tls.js';
 import { closeCodeMeaning } from '../protocol/close-code.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import { HELP, parseCommandArgs, parsePort } from './args.js';
@@ -50,7 +50,7 @@ export async function echo(args: string[]): Promise<number> {
   if (tls && !(values['tls-cert'] && values['tls-key'])) throw new Error('--tls-cert and --tls-key go together');
 
   const server = tls
-    ? https.createServer({ cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!), minVersion: 'TLSv1.2' })
+    ? https.createServer(echoTlsOptions(values['tls-cert']!, values['tls-key']!))
     : http.createServer();
   server.on('request', (_req, res) => {
     res.writeHead(426, { 'Content-Type': 'text/plain' }).end('WebSocket echo server: connect with a WebSocket client\n');
@@ -78,4 +78,10 @@ export async function echo(args: string[]): Promise<number> {
   const address = server.address() as { port: number };
   log('listening', { url: `${tls ? 'wss' : 'ws'}://${values.host}:${address.port}/`, deflate: values.deflate });
   return closeOnSignal(wss, () => server.close());
+}
+
+/** The serve command's checks and options (src/server/tls.ts): a bad pair is refused with the reason (a key of another certificate, no PEM, ...). */
+function echoTlsOptions(cert: string, key: string) {
+  const config = { cert, key, minVersion: 'TLSv1.2', clientCertificates: 'off' } as const;
+  return tlsServerOptions(config, readTlsMaterial(config));
 }

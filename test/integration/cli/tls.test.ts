@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { runCli, type CliProcess } from '../../support/cli.js';
-import { handshake } from '../../support/tls.js';
+import { handshake, makePki } from '../../support/tls.js';
 import { CHILD_WAIT } from '../../support/wait.js';
 import { connect, httpRequest, sleep, within } from '../realtime/helpers.js';
 
@@ -98,4 +98,12 @@ test('cert --days out of range is a usage error (exit 2)', async (t) => {
   const { code, proc } = await run(t, ['cert', '--out', join(tmpdir(), 'never-made'), '--days', '9999']);
   assert.equal(code, 2);
   assert.match(proc.stderr.join('\n'), /--days: expected a whole number of days from 1 to 825/);
+});
+
+test('echo --tls-cert/--tls-key takes the same checks: a key of another certificate is refused with exit 2 and the reason', async (t) => {
+  const pki = makePki();
+  t.after(() => pki.dispose());
+  const { code, proc } = await run(t, ['echo', '--port', '0', '--tls-cert', pki.serverA.cert, '--tls-key', pki.serverB.key]);
+  assert.equal(code, 2);
+  assert.match(proc.stderr.join('\n'), /switchboard echo: .*server-b-key\.pem does not match the certificate .*server-a\.pem/);
 });
