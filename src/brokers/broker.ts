@@ -97,6 +97,20 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/**
+ * What a shared presence store tells the node about entries it did not
+ * remove itself: another node's entries that expired (that node died or was
+ * cut off longer than the TTL), and this node's own entries that had expired
+ * while it was cut off and are written again. The realtime layer turns them
+ * into `leave` and `join` events (`Broker#publishPresence`).
+ */
+export interface PresenceExpiryHandler {
+  /** Told to exactly one node of the cluster per expired entry (within the store's TTL plus a heartbeat). */
+  expired(channel: string, info: ClientInfo): void;
+  /** This node's entry had expired meanwhile (and may have been announced as gone): it is back. */
+  restored(channel: string, info: ClientInfo): void;
+}
+
 /** Who is in a channel. Entries of a vanished node expire after their TTL. */
 export interface PresenceStore {
   add(channel: string, info: ClientInfo): Promise<void>;
@@ -105,5 +119,12 @@ export interface PresenceStore {
   get(channel: string): Promise<Record<string, ClientInfo>>;
   /** Counts only (cheap for large rooms). */
   stats(channel: string): Promise<{ clients: number; users: number }>;
+  /**
+   * Set once by the realtime layer. Stores shared by several nodes find the
+   * entries of a node that is gone (in the channels where this node has
+   * entries of its own, as their heartbeat passes) and report each to one
+   * node; a store of one process has nothing to report and may omit this.
+   */
+  setExpiryHandler?(handler: PresenceExpiryHandler): void;
   close(): Promise<void>;
 }

@@ -159,3 +159,71 @@ describe('redis presence: expiry', () => {
     }
   });
 });
+
+describe('redis presence: the entries of a node that is gone are announced once', () => {
+  const server = serverForSuite(() => RedisServer.start());
+
+  /** A store whose heartbeat runs only when the test calls it, recording what it reports. */
+  function node(name: string, reports: string[]): RedisPresenceStore {
+    const store = new RedisPresenceStore({ url: server().url, presenceTtlMs: 300, heartbeatMs: 3_600_000 });
+    store.setExpiryHandler({
+      expired: (channel, info) => void reports.push(`${name} expired ${channel} ${info.client} ${info.user}`),
+      restored: (channel, info) => void reports.push(`${name} restored ${channel} ${info.client}`),
+    });
+    return store;
+  }
+
+  it('a dead node: each of its entries is reported expired by one survivor; a removed entry by none', async () => {
+    const reports: string[] = [];
+    const dead = node('dead', reports);
+    const b = node('b', reports);
+    const c = node('c', reports);
+    try {
+      await dead.add('room', { client: 'd1', user: 'dora', info: { seat: 1 } });
+      await dead.add('room', { client: 'd2', user: 'dora' });
+      await b.add('room', { client: 'b1', user: 'bob' });
+      await c.add('room', { client: 'c1', user: 'cy' });
+      await c.add('room', { client: 'c2', user: 'cy' });
+      await c.remove('room', 'c2'); // a normal leave: its node announces it, the store does not
+      await dead.close(); // no remove: as if the process died
+      // The survivors' heartbeats, well past the dead node's TTL: they keep their own entries and take what expired.
+      for (let i = 0; i < 6; i++) {
+        await b.heartbeat();
+        await c.heartbeat();
+        await sleep(100);
+      }
+      assert.deepEqual(reports.map((r) => r.replace(/^[bc] /, '')).sort(), ['expired room d1 dora', 'expired room d2 dora']);
+      assert.deepEqual(Object.keys(await c.get('room')).sort(), ['b1', 'c1']);
+    } finally {
+      await Promise.all([dead.close(), b.close(), c.close()]);
+    }
+  });
+
+  it("an own entry that expired while its node was cut off comes back and is reported restored (after another node announced it gone)", async () => {
+    const reports: string[] = [];
+    const b = node('b', reports);
+    const c = node('c', reports);
+    const admin = new Redis(server().url);
+    try {
+      await b.add('room2', { client: 'b1', user: 'bob' });
+      await c.add('room2', { client: 'c1', user: 'cy' });
+      // b's entry expires as if b had missed its heartbeats; c's next script drops it and c's heartbeat takes it.
+      const keys = (await admin.keys('*room2*:pe'))[0]!;
+      await admin.zadd(keys, 0, 'b1');
+      await c.heartbeat();
+      assert.deepEqual(reports, ['c expired room2 b1 bob']);
+      await b.heartbeat(); // b finds its entry missing: written again, and reported
+      assert.deepEqual(reports, ['c expired room2 b1 bob', 'b restored room2 b1']);
+      assert.deepEqual(Object.keys(await c.get('room2')).sort(), ['b1', 'c1']);
+
+      // Taken by its own node's heartbeat: nobody announced it gone, so it comes back silently.
+      await admin.zadd(keys, 0, 'b1');
+      await b.heartbeat();
+      assert.equal(reports.length, 2);
+      assert.deepEqual(Object.keys(await c.get('room2')).sort(), ['b1', 'c1']);
+    } finally {
+      admin.disconnect();
+      await Promise.all([b.close(), c.close()]);
+    }
+  });
+});
