@@ -14,6 +14,7 @@ import type {
   ClientInfo,
   HistoryFilter,
   HistoryResult,
+  PresenceExpiryHandler,
   PresenceStore,
   PublishOptions,
   PublishResult,
@@ -154,6 +155,9 @@ class ConnectingPresence<P extends PresenceStore> implements PresenceStore, Conn
   }
   async stats(channel: string): Promise<{ clients: number; users: number }> {
     return (await this.#connecting).stats(channel);
+  }
+  setExpiryHandler(handler: PresenceExpiryHandler): void {
+    void this.#connecting.then((store) => store.setExpiryHandler?.(handler), () => {});
   }
   async close(): Promise<void> {
     const store = await this.#connecting.catch(() => null);
