@@ -327,11 +327,18 @@ export async function leaveOnNodeDeath(t: TestContext, cluster: Cluster): Promis
     await watcher.waitUntil(() => gone.every((id) => watcher.pushes('join', ch).some((m) => (m.clients as Message[]).some((c) => c.client === id))), 5000, 'the joins of dave and erin');
   }
 
+  // The watchers stay longer than the nodes' heartbeat timeout (5 s): they answer the app-level pings.
+  const keepAlive = setInterval(() => {
+    for (const watcher of [alice, carol]) if (!watcher.isClosed) watcher.send({ op: 'pong' });
+  }, 1000);
+  t.after(() => clearInterval(keepAlive));
   const exit = await within(victim.kill('SIGKILL'), 10_000, 'node 2 to die');
   assert.equal((exit as { signal: string }).signal, 'SIGKILL');
   const killedAt = Date.now();
   for (const watcher of [alice, carol]) {
-    await watcher.waitUntil(() => gone.every((id) => leavesOf(watcher, id) >= 1), 15_000 - (Date.now() - killedAt), `the leaves of dave and erin at ${watcher.user}, within 15 s of the kill`);
+    await watcher.waitUntil(() => gone.every((id) => leavesOf(watcher, id) >= 1), 15_000 - (Date.now() - killedAt), `the leaves of dave and erin at ${watcher.user}, within 15 s of the kill`).catch((err) => {
+      throw new Error(`${(err as Error).message}; node ${cluster.node(1).index}'s last log lines: ${JSON.stringify(cluster.node(1).logs.slice(-10))}`);
+    });
   }
   await sleep(4000); // one more presence heartbeat: nobody announces them a second time
   for (const watcher of [alice, carol]) {
