@@ -93,6 +93,16 @@ export interface Broker {
   history(channel: string, filter?: HistoryFilter): Promise<HistoryResult>;
   /** Forget a channel's history (its next publication starts a new epoch). */
   removeHistory(channel: string): Promise<void>;
+  /**
+   * A round trip through the broker's fan-out: a message only this node
+   * receives, published and received back; resolves with the time it took in
+   * ms. Rejects after `timeoutMs` without it (or at once while the broker is
+   * down). A broker whose subscription connection went silently dead (no
+   * error, nothing delivered) finds out this way: after a probe that timed
+   * out it makes its connection and subscriptions again (and refills what
+   * its channels missed). A broker of one process may omit it.
+   */
+  probe?(timeoutMs: number): Promise<number>;
   /** Release connections and timers. */
   close(): Promise<void>;
 }
