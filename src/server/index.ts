@@ -5,6 +5,6 @@ export type { ClientCertificate } from '../realtime/auth.js';
 export type { ReloadResult } from './tls.js';
 export { Metrics } from './metrics.js';
 export { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
-export type { Broker, PresenceStore, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
+export type { Broker, PresenceStore, PresenceExpiryHandler, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
 export type { RpcHandler, Identity as HubIdentity } from '../realtime/hub.js';
 export * from '../wire/messages.js';

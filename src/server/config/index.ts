@@ -14,6 +14,7 @@ export {
   defaultConfig,
   type AuthConfig,
   type BrokerConfig,
+  type BrokerProbeConfig,
   type CompressionConfig,
   type DeepPartial,
   type FallbacksConfig,
