@@ -3,7 +3,7 @@ import type http from 'node:http';
 import { isValidChannel } from '../wire/channel.js';
 import { HttpError } from '../carriers/http-json.js';
 
-export { HttpError, sendJson, readJsonBody as readJson } from '../carriers/http-json.js';
+export { HttpError, sendJson, readBody, readJsonBody as readJson } from '../carriers/http-json.js';
 
 export function sendText(res: http.ServerResponse, status: number, text: string, contentType = 'text/plain; charset=utf-8', headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), ...headers });
