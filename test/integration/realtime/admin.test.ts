@@ -1,0 +1,349 @@
+/**
+ * The admin UI (src/server/admin.ts) over real HTTP against a real server on
+ * a free port, with real realtime clients: login (password, API key, wrong,
+ * rate limit), the session cookie (flags, tampering, another server's,
+ * expiry, logout), CSRF (token and Origin), the 401s of the JSON API, the
+ * views (overview, nodes, connections, channels, channel) and each action
+ * (publish, disconnect a user, close a connection) checked from the clients.
+ */
+import { describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
+import { startDashboardFeed } from '../../../src/server/dashboard-feed.js';
+import { API_KEY, connectAs, httpRequest, sleep, startServer, until, WAIT, type HttpResult, type TestServer } from './helpers.js';
+
+const PASSWORD = 'correct horse battery';
+const NAMESPACES = [
+  { prefix: 'chat', history: { size: 50, ttlMs: 0 }, presence: 'full', presenceBatchMs: 0 },
+  { prefix: 'sys', history: { size: 120, ttlMs: 0 }, clientPublish: false },
+];
+
+function startAdmin(t: TestContext, admin: Record<string, unknown> = {}, more: Record<string, unknown> = {}): Promise<TestServer> {
+  return startServer(t, { config: { namespaces: NAMESPACES, admin: { enabled: true, password: PASSWORD, ...admin }, ...more } });
+}
+
+function login(base: string, password: string, headers: Record<string, string> = {}): Promise<HttpResult> {
+  return httpRequest(base, '/admin/login', {
+    method: 'POST',
+    body: new URLSearchParams({ password }).toString(),
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
+  });
+}
+
+/** The `sb_admin` cookie a response sets (`name=value`), and the whole header. */
+function setCookie(res: HttpResult): { pair: string; header: string } {
+  const header = (res.headers['set-cookie'] ?? []).find((c) => c.startsWith('sb_admin='));
+  assert.ok(header, `no sb_admin cookie set (status ${res.status})`);
+  return { pair: header.split(';')[0]!, header };
+}
+
+interface Admin {
+  cookie: string;
+  csrf: string;
+}
+
+async function loggedIn(base: string, password = PASSWORD): Promise<Admin> {
+  const res = await login(base, password);
+  assert.equal(res.status, 303, res.text);
+  const cookie = setCookie(res).pair;
+  const page = await httpRequest(base, '/admin/', { headers: { Cookie: cookie } });
+  assert.equal(page.status, 200);
+  const csrf = /name="switchboard-csrf-token" content="([^"]+)"/.exec(page.text)?.[1];
+  assert.ok(csrf, 'the console page carries the CSRF token');
+  return { cookie, csrf };
+}
+
+function get(base: string, route: string, cookie?: string): Promise<HttpResult> {
+  return httpRequest(base, `/admin/api/${route}`, { headers: cookie ? { Cookie: cookie } : {} });
+}
+
+function post(base: string, route: string, body: unknown, admin: Admin, headers: Record<string, string> = {}): Promise<HttpResult> {
+  return httpRequest(base, `/admin/api/${route}`, { body, headers: { Cookie: admin.cookie, 'X-CSRF-Token': admin.csrf, ...headers } });
+}
+
+describe('admin UI: off by default', () => {
+  it('serves nothing under /admin unless admin.enabled', async (t) => {
+    const { base } = await startServer(t);
+    assert.equal((await httpRequest(base, '/admin/')).status, 404);
+    assert.equal((await httpRequest(base, '/admin/login')).status, 404);
+    assert.equal((await get(base, 'overview')).status, 404);
+  });
+});
+
+describe('admin UI: login and session', () => {
+  it('shows the login form, refuses a wrong password with 401 and the message, logs in with the password or the API key', async (t) => {
+    const { base, logs } = await startAdmin(t, { loginRatePerIp: { perSecond: 1, burst: 20 } }, { log: { level: 'info' } });
+    const root = await httpRequest(base, '/admin/');
+    assert.equal(root.status, 303);
+    assert.equal(root.headers.location, '/admin/login');
+    assert.equal((await httpRequest(base, '/admin')).headers.location, '/admin/');
+    const form = await httpRequest(base, '/admin/login');
+    assert.equal(form.status, 200);
+    assert.match(form.text, /<form id="login" class="panel" method="post" action="\/admin\/login">/);
+    assert.match(form.text, /<p id="error" class="notice" role="alert"><\/p>/);
+
+    const wrong = await login(base, 'not the password');
+    assert.equal(wrong.status, 401);
+    assert.match(wrong.text, /<p id="error" class="notice" role="alert">Wrong password or API key\.<\/p>/);
+    assert.equal(wrong.headers['set-cookie'], undefined);
+    assert.ok(logs.some((l) => l.msg === 'admin login failed: wrong password' && l.ip === '127.0.0.1'));
+    // An empty password, and the password with something appended, are wrong too.
+    assert.equal((await login(base, '')).status, 401);
+    assert.equal((await login(base, `${PASSWORD}x`)).status, 401);
+
+    const ok = await login(base, PASSWORD);
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.location, '/admin/');
+    const { header } = setCookie(ok);
+    assert.match(header, /^sb_admin=[0-9a-z]+\.[\w-]{22}\.[\w-]{43}; Path=\/admin; Max-Age=28800; HttpOnly; SameSite=Strict$/);
+    assert.ok(logs.some((l) => l.msg === 'admin login'));
+
+    const byKey = await login(base, API_KEY);
+    assert.equal(byKey.status, 303);
+    const { cookie } = await loggedIn(base, API_KEY);
+    assert.equal((await get(base, 'overview', cookie)).status, 200);
+    // Logged in: the login form sends to the console.
+    assert.equal((await httpRequest(base, '/admin/login', { headers: { Cookie: cookie } })).headers.location, '/admin/');
+  });
+
+  it('marks the cookie Secure when a TLS-terminating proxy says https', async (t) => {
+    const { base } = await startAdmin(t);
+    const res = await login(base, PASSWORD, { 'X-Forwarded-Proto': 'https' });
+    assert.match(setCookie(res).header, /; Secure$/);
+  });
+
+  it('answers 401 to every API route without a valid session: none, tampered, expired format, another server\'s', async (t) => {
+    const { base } = await startAdmin(t);
+    const other = await startAdmin(t, { password: 'another admin password' });
+    const { cookie } = await loggedIn(base);
+    const [name, value] = cookie.split('=') as [string, string];
+    const [exp, nonce, mac] = value.split('.') as [string, string, string];
+    const flip = (s: string) => (s[0] === 'A' ? 'B' : 'A') + s.slice(1);
+    const forged = [
+      undefined,
+      `${name}=`,
+      `${name}=garbage`,
+      `${name}=${exp}.${nonce}.${flip(mac)}`,
+      `${name}=${exp}.${flip(nonce)}.${mac}`,
+      // A later expiry with the same MAC.
+      `${name}=${(parseInt(exp, 36) + 3600_000).toString(36)}.${nonce}.${mac}`,
+      // A cookie of another server (another password): another key.
+      (await loggedIn(other.base, 'another admin password')).cookie,
+    ];
+    for (const route of ['overview', 'connections', 'channels', 'channel?channel=chat/a']) {
+      for (const c of forged) {
+        const res = await get(base, route, c);
+        assert.equal(res.status, 401, `${route} with ${c}`);
+        assert.match(res.json().error, /^not logged in/);
+      }
+      assert.equal((await get(base, route, cookie)).status, 200, route);
+    }
+    for (const route of ['publish', 'disconnect', 'close']) {
+      const res = await httpRequest(base, `/admin/api/${route}`, { body: {}, headers: { Cookie: forged[3]! } });
+      assert.equal(res.status, 401, route);
+    }
+    // The console page itself sends to the login form.
+    assert.equal((await httpRequest(base, '/admin/', { headers: { Cookie: forged[3]! } })).status, 303);
+  });
+
+  it('ends a session after admin.sessionTtlMs', async (t) => {
+    const { base } = await startAdmin(t, { sessionTtlMs: 1000 });
+    const res = await login(base, PASSWORD);
+    assert.match(setCookie(res).header, /Max-Age=1;/);
+    const cookie = setCookie(res).pair;
+    assert.equal((await get(base, 'overview', cookie)).status, 200);
+    await sleep(1100);
+    assert.equal((await get(base, 'overview', cookie)).status, 401);
+  });
+
+  it('limits login attempts per address: 429 with Retry-After, even for the right password', async (t) => {
+    const { base } = await startAdmin(t, { loginRatePerIp: { perSecond: 0.01, burst: 3 } });
+    for (let i = 0; i < 3; i++) assert.equal((await login(base, 'wrong password')).status, 401);
+    const limited = await login(base, PASSWORD);
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers['retry-after'], '100');
+    assert.match(limited.text, /Too many login attempts from your address\. Try again in 100 s\./);
+    assert.equal(limited.headers['set-cookie'], undefined);
+  });
+
+  it('logs out: the cookie is cleared, the session refused afterwards, and logout needs the CSRF token', async (t) => {
+    const { base } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    const form = { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: admin.cookie };
+    const noToken = await httpRequest(base, '/admin/logout', { method: 'POST', body: '', headers: form });
+    assert.equal(noToken.status, 403);
+    assert.equal((await get(base, 'overview', admin.cookie)).status, 200);
+    const out = await httpRequest(base, '/admin/logout', { method: 'POST', body: `csrf=${admin.csrf}`, headers: form });
+    assert.equal(out.status, 303);
+    assert.equal(out.headers.location, '/admin/login');
+    assert.match(setCookie(out).header, /^sb_admin=; Path=\/admin; Max-Age=0; HttpOnly; SameSite=Strict$/);
+    // The old cookie, replayed, is refused.
+    assert.equal((await get(base, 'overview', admin.cookie)).status, 401);
+    assert.equal((await httpRequest(base, '/admin/', { headers: { Cookie: admin.cookie } })).status, 303);
+  });
+});
+
+describe('admin UI: CSRF', () => {
+  it('refuses an action without the CSRF token, with a wrong one, or from another origin', async (t) => {
+    const { base, port } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    const body = { channel: 'chat/a', data: 'x' };
+    const noToken = await httpRequest(base, '/admin/api/publish', { body, headers: { Cookie: admin.cookie } });
+    assert.equal(noToken.status, 403);
+    assert.equal(noToken.json().error, 'missing or wrong X-CSRF-Token');
+    assert.equal((await post(base, 'publish', body, { ...admin, csrf: admin.csrf.slice(1) + 'A' })).status, 403);
+    const other = await startAdmin(t);
+    assert.equal((await post(base, 'publish', body, { ...admin, csrf: (await loggedIn(other.base)).csrf })).status, 403);
+    const cross = await post(base, 'publish', body, admin, { Origin: 'http://evil.example' });
+    assert.equal(cross.status, 403);
+    assert.equal(cross.json().error, 'cross-origin request refused (Origin http://evil.example)');
+    assert.equal((await post(base, 'publish', body, admin, { Origin: 'null' })).status, 403);
+    // Same origin, or no Origin at all (not a browser): accepted.
+    assert.equal((await post(base, 'publish', body, admin, { Origin: `http://127.0.0.1:${port}` })).status, 200);
+    assert.equal((await post(base, 'publish', body, admin)).status, 200);
+    // A login form posted from another site is refused too (login CSRF).
+    assert.equal((await login(base, PASSWORD, { Origin: 'http://evil.example' })).status, 403);
+  });
+});
+
+describe('admin UI: views and actions', () => {
+  it('lists this node\'s connections and channels, shows presence and the last history of a channel', async (t) => {
+    const { base, url } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    const alice = await connectAs(t, url, 'alice');
+    await alice.ok('sub', { channel: 'chat/a', presence: true });
+    const bob = await connectAs(t, url, 'bob');
+    await bob.ok('sub', { channel: 'chat/a' });
+    await bob.ok('pub', { channel: 'chat/a', data: { text: 'first' } });
+    await bob.ok('pub', { channel: 'chat/a', data: { text: 'second' } });
+
+    const list = (await get(base, 'connections', admin.cookie)).json();
+    assert.equal(list.total, 2);
+    const a = list.connections.find((c: { user: string }) => c.user === 'alice');
+    assert.deepEqual([a.id, a.transport, a.remote, a.subscriptions], [alice.clientId, 'websocket', '127.0.0.1', ['chat/a']]);
+    assert.ok(Math.abs(a.connectedAt - Date.now()) < 60_000);
+    const onlyBob = (await get(base, 'connections?user=bob', admin.cookie)).json();
+    assert.deepEqual(
+      onlyBob.connections.map((c: { id: string }) => c.id),
+      [bob.clientId],
+    );
+
+    const channels = (await get(base, 'channels', admin.cookie)).json();
+    assert.deepEqual(channels.channels, [{ channel: 'chat/a', subscribers: 2 }]);
+
+    const channel = (await get(base, 'channel?channel=chat/a', admin.cookie)).json();
+    assert.equal(channel.subscribers, 2);
+    assert.deepEqual(channel.namespace, { prefix: 'chat', presence: 'full', history: { size: 50, ttlMs: 0 }, clientPublish: true });
+    assert.deepEqual(Object.values(channel.presence.clients).map((c) => (c as { user: string }).user).sort(), ['alice', 'bob']);
+    assert.deepEqual([channel.presence.count, channel.presence.users], [2, 2]);
+    assert.deepEqual(
+      channel.history.publications.map((p: { data: unknown }) => p.data),
+      [{ text: 'first' }, { text: 'second' }],
+    );
+    const off = (await get(base, 'channel?channel=other', admin.cookie)).json();
+    assert.deepEqual([off.presence, off.history], [null, null]);
+    assert.equal((await get(base, 'channel?channel=chat%2F%23', admin.cookie)).status, 400);
+    assert.equal((await get(base, 'nothing', admin.cookie)).status, 404);
+  });
+
+  it('overview: this node\'s snapshot with its connections by transport', async (t) => {
+    const { base, url, server } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    await connectAs(t, url, 'alice');
+    const overview = (await get(base, 'overview', admin.cookie)).json();
+    assert.equal(overview.node, server.nodeId);
+    assert.equal(overview.snapshot.node, server.nodeId);
+    assert.deepEqual(overview.snapshot.connections, { total: 1, byTransport: { websocket: 1 } });
+    assert.equal(overview.nodes.length, 1);
+    assert.deepEqual([overview.nodes[0].node, overview.nodes[0].self, overview.nodes[0].connections.total], [server.nodeId, true, 1]);
+  });
+
+  it('overview: the other nodes from the snapshots their feeds publish to sys/dashboard (a shared broker)', async (t) => {
+    const broker = new MemoryBroker();
+    t.after(() => broker.close());
+    // Node B first: node A's hub is then the broker's handler (a memory broker serves one), and reads the shared history.
+    const b = await startServer(t, { broker, config: { namespaces: NAMESPACES } });
+    const a = await startServer(t, { broker, config: { namespaces: NAMESPACES, admin: { enabled: true, password: PASSWORD } } });
+    await connectAs(t, b.url, 'carol');
+    await connectAs(t, b.url, 'dave');
+    const feed = startDashboardFeed(b.server, { intervalMs: 50 });
+    t.after(() => feed.stop());
+    const admin = await loggedIn(a.base);
+    let nodes: Array<{ node: string; self: boolean; connections: { total: number; byTransport: Record<string, number> } }> = [];
+    await until(
+      () => {
+        void get(a.base, 'overview', admin.cookie).then((r) => (nodes = r.json().nodes));
+        return nodes.some((n) => n.node === b.server.nodeId && n.connections.total === 2);
+      },
+      WAIT,
+      'node B in the overview',
+    );
+    assert.notEqual(a.server.nodeId, b.server.nodeId);
+    assert.deepEqual(
+      nodes.map((n) => [n.node, n.self, n.connections.total, n.connections.byTransport]),
+      [
+        [a.server.nodeId, true, 0, {}],
+        [b.server.nodeId, false, 2, { websocket: 2 }],
+      ],
+    );
+  });
+
+  it('publishes to a channel: a subscriber gets it', async (t) => {
+    const { base, url, logs } = await startAdmin(t, {}, { log: { level: 'info' } });
+    const admin = await loggedIn(base);
+    const alice = await connectAs(t, url, 'alice');
+    await alice.ok('sub', { channel: 'chat/a' });
+    const res = await post(base, 'publish', { channel: 'chat/a', data: { text: 'from the admin' } }, admin);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json().offset, 1);
+    const [msg] = await alice.waitMessages('chat/a', 1);
+    assert.deepEqual(msg!.data, { text: 'from the admin' });
+    assert.ok(logs.some((l) => l.msg === 'admin action' && l.action === 'publish' && l.channel === 'chat/a'));
+    // The HTTP API's checks: same answers.
+    const bad = await post(base, 'publish', { channel: 'chat//a', data: 1 }, admin);
+    assert.deepEqual([bad.status, bad.json().error], [400, 'invalid channel "chat//a"']);
+    assert.equal((await post(base, 'publish', { channel: 'chat/a' }, admin)).json().error, 'data is required');
+    assert.equal((await httpRequest(base, '/admin/api/publish', { headers: { Cookie: admin.cookie } })).status, 405);
+  });
+
+  it('closes one connection (4503), and disconnects every connection of a user', async (t) => {
+    const { base, url } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    const alice1 = await connectAs(t, url, 'alice');
+    const alice2 = await connectAs(t, url, 'alice');
+    const alice3 = await connectAs(t, url, 'alice');
+    const bob = await connectAs(t, url, 'bob');
+
+    const closed = await post(base, 'close', { id: alice1.clientId }, admin);
+    assert.deepEqual(closed.json(), { id: alice1.clientId, closed: true });
+    assert.equal((await alice1.closeOf()).code, 4503);
+    assert.equal((await post(base, 'close', { id: alice1.clientId }, admin)).status, 404);
+    assert.equal((await post(base, 'close', {}, admin)).status, 400);
+
+    const res = await post(base, 'disconnect', { user: 'alice' }, admin);
+    assert.deepEqual(res.json(), { user: 'alice', disconnected: 2 });
+    assert.equal((await alice2.closeOf()).code, 4503);
+    assert.equal((await alice3.closeOf()).code, 4503);
+    // Bob is still there.
+    await bob.ok('sub', { channel: 'chat/b' });
+    const left = (await get(base, 'connections', admin.cookie)).json();
+    assert.deepEqual(
+      left.connections.map((c: { user: string }) => c.user),
+      ['bob'],
+    );
+  });
+
+  it('serves its assets under its own path, and no others', async (t) => {
+    const { base } = await startAdmin(t, { path: '/ops/console' });
+    for (const file of ['admin.js', 'admin.css', 'metrics-view.js', 'sparkline.js', 'style.css', 'favicon.svg']) {
+      const res = await httpRequest(base, `/ops/console/assets/${file}`);
+      assert.equal(res.status, 200, file);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    }
+    for (const bad of ['../index.html', 'index.html', 'login.html', '..%2fadmin-session.ts', 'constructor', '__proto__']) {
+      assert.equal((await httpRequest(base, `/ops/console/assets/${bad}`)).status, 404, bad);
+    }
+    assert.equal((await httpRequest(base, '/ops/console/')).headers.location, '/ops/console/login');
+    assert.equal((await httpRequest(base, '/admin/')).status, 404);
+  });
+});
