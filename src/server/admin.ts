@@ -61,6 +61,13 @@ const ASSETS: Readonly<Record<string, string>> = {
   'favicon.svg': 'favicon.svg',
 };
 const WEB = join(PACKAGE_ROOT, 'web');
+/**
+ * The login form and the console page: never cached (the console holds the
+ * CSRF token), and `Referrer-Policy: same-origin` rather than the pages'
+ * `no-referrer`, under which a browser sends `Origin: null` with a form's
+ * POST, and the same-origin check could not tell our own forms from others.
+ */
+const PAGE_HEADERS = { 'Cache-Control': 'no-store', 'Referrer-Policy': 'same-origin' };
 const FORM_LIMIT = 4096;
 const API_BODY_LIMIT = 1024 * 1024;
 /** Connections and channels listed at most per answer. */
@@ -125,7 +132,7 @@ export class AdminConsole {
         else {
           await serveStaticFile(req, res, join(WEB, 'admin', 'index.html'), {
             replacements: { '%ADMIN_PATH%': this.path, '%CSRF_TOKEN%': this.sessions.csrfToken(session), '%NODE%': this.host.nodeId },
-            headers: { 'Cache-Control': 'no-store' },
+            headers: PAGE_HEADERS,
           });
         }
         return;
@@ -193,7 +200,7 @@ export class AdminConsole {
     return serveStaticFile(req, res, join(WEB, 'admin', 'login.html'), {
       status,
       replacements: { '%ADMIN_PATH%': this.path, '%ERROR%': error },
-      headers: { 'Cache-Control': 'no-store', ...headers },
+      headers: { ...PAGE_HEADERS, ...headers },
     });
   }
 
