@@ -263,6 +263,8 @@ export class RealtimeServer {
   start(): Promise<void> {
     this.starting ??= (async () => {
       await this.connectBroker();
+      // Standalone, listen() logs the whole URL; attached, only the path is known here.
+      if (this.admin !== null && !this.ownsServer) this.logger.info({ path: `${this.admin.path}/` }, 'admin UI');
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;

@@ -6,11 +6,13 @@
  * views (overview, nodes, connections, channels, channel) and each action
  * (publish, disconnect a user, close a connection) checked from the clients.
  */
+import http from 'node:http';
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
 import { startDashboardFeed } from '../../../src/server/dashboard-feed.js';
-import { API_KEY, connectAs, httpRequest, sleep, startServer, until, WAIT, type HttpResult, type TestServer } from './helpers.js';
+import { createTestServer } from '../../support/realtime-server.js';
+import { API_KEY, connectAs, httpRequest, listenApp, sleep, startServer, until, WAIT, within, type HttpResult, type TestServer } from './helpers.js';
 
 const PASSWORD = 'correct horse battery';
 const NAMESPACES = [
@@ -345,5 +347,49 @@ describe('admin UI: views and actions', () => {
     }
     assert.equal((await httpRequest(base, '/ops/console/')).headers.location, '/ops/console/login');
     assert.equal((await httpRequest(base, '/admin/')).status, 404);
+  });
+});
+
+describe('admin UI: bad input', () => {
+  it('answers each with its status, and keeps serving', async (t) => {
+    const { base } = await startAdmin(t);
+    const admin = await loggedIn(base);
+    const json = await httpRequest(base, '/admin/login', { body: { password: PASSWORD } });
+    assert.equal(json.status, 415);
+    const huge = await httpRequest(base, '/admin/login', { method: 'POST', body: `password=${'x'.repeat(10_000)}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+    assert.equal(huge.status, 413);
+    assert.equal((await httpRequest(base, '/admin/login', { method: 'PUT' })).status, 405);
+    assert.equal((await httpRequest(base, '/admin/logout')).status, 405);
+    const notJson = await post(base, 'publish', '{"channel":', admin, { 'Content-Type': 'application/json' });
+    assert.deepEqual([notJson.status, notJson.json().error], [400, 'body is not valid JSON']);
+    const deep = await post(base, 'publish', { channel: 'chat/a', data: JSON.parse('['.repeat(100) + ']'.repeat(100)) }, admin);
+    assert.equal(deep.status, 400);
+    assert.equal((await post(base, 'publish', [1, 2], admin)).status, 400);
+    assert.equal((await post(base, 'disconnect', { user: 42 }, admin)).status, 400);
+    for (const cookie of ['sb_admin', 'sb_admin=%zz', `sb_admin=${'a.'.repeat(5000)}`, 'sb_admin="a.b.c"; sb_admin=x']) {
+      assert.equal((await get(base, 'overview', cookie)).status, 401, cookie);
+    }
+    assert.equal((await get(base, 'connections?limit=-1', admin.cookie)).status, 400);
+    assert.equal((await httpRequest(base, '/admin/nothing')).status, 404);
+    assert.equal((await get(base, 'overview', admin.cookie)).status, 200);
+  });
+});
+
+describe('admin UI: as a library', () => {
+  it('is served by handleRequest on an app\'s own server (attach mode), and logs its path at start', async (t) => {
+    const { server: rt, logs } = createTestServer({
+      server: http.createServer((req, res) => {
+        if (!rt.handleRequest(req, res)) res.writeHead(404).end('app 404');
+      }),
+      config: { log: { level: 'info' }, admin: { enabled: true } },
+    });
+    t.after(() => within(rt.close(), 5000, 'RealtimeServer#close'));
+    await rt.start();
+    assert.ok(logs.some((l) => l.msg === 'admin UI' && l.path === '/admin/'));
+    const base = await listenApp(t, rt.httpServer as http.Server);
+    // The test server's API key logs in (no admin password configured).
+    const admin = await loggedIn(base, API_KEY);
+    assert.equal((await get(base, 'overview', admin.cookie)).json().node, rt.nodeId);
+    assert.equal((await httpRequest(base, '/elsewhere')).text, 'app 404');
   });
 });
