@@ -158,7 +158,7 @@ export class AdminConsole {
       }
     }
     if (rest.startsWith('/api/')) {
-      if (session === null) throw new HttpError(401, 'not logged in (or the session expired): log in at ' + `${this.path}/login`);
+      if (session === null) throw new HttpError(401, `not logged in (or the session expired): log in at ${this.path}/login`);
       if (method !== 'GET' && method !== 'HEAD') {
         this.requireSameOrigin(req);
         if (!this.sessions.checkCsrf(session, headerValue(req.headers['x-csrf-token']))) throw new HttpError(403, 'missing or wrong X-CSRF-Token');
