@@ -29,6 +29,7 @@ import { parseCookie } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { InvalidDataError } from '../wire/data.js';
+import { isLoopback } from './client-address.js';
 import { ADMIN_COOKIE, AdminSessions, type AdminSession } from './admin-session.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { createSnapshotter, DASHBOARD_CHANNEL, type DashboardSnapshot } from './dashboard-feed.js';
@@ -97,6 +98,13 @@ export class AdminConsole {
     if (p !== this.path && !p.startsWith(`${this.path}/`)) return false;
     const rest = p.slice(this.path.length);
     const api = rest.startsWith('/api/');
+    if (!this.host.config.admin.allowInsecure && !(req.socket as TLSSocket).encrypted && !isLoopback(req.socket.localAddress)) {
+      // Validation refuses a non-loopback `host` without TLS; this covers an app's own plain HTTP server (attach mode).
+      this.log.warn({ ip: this.host.clientIp(req), local: req.socket.localAddress }, 'admin request refused: plain HTTP on a non-loopback interface');
+      sendText(res, 403, 'the admin UI is not served over plain HTTP on a non-loopback interface: use TLS, or set admin.allowInsecure behind a TLS-terminating proxy\n');
+      req.resume();
+      return true;
+    }
     this.route(req, res, url, rest).catch((err: unknown) => {
       if (res.headersSent) return;
       if (err instanceof HttpError || err instanceof InvalidDataError) {

@@ -7,6 +7,7 @@
  * (publish, disconnect a user, close a connection) checked from the clients.
  */
 import http from 'node:http';
+import { PassThrough } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
@@ -391,5 +392,43 @@ describe('admin UI: as a library', () => {
     const admin = await loggedIn(base, API_KEY);
     assert.equal((await get(base, 'overview', admin.cookie)).json().node, rt.nodeId);
     assert.equal((await httpRequest(base, '/elsewhere')).text, 'app 404');
+  });
+
+  it('refuses plain HTTP on a non-loopback interface unless allowInsecure (an app\'s own server in attach mode)', async (t) => {
+    for (const allowInsecure of [false, true]) {
+      const { server: rt, logs } = createTestServer({ server: http.createServer(), config: { log: { level: 'info' }, admin: { enabled: true, allowInsecure } } });
+      t.after(() => within(rt.close(), 5000, 'RealtimeServer#close'));
+      // A request as it arrives on 10.0.0.5 (this test must not leave loopback): the socket's addresses are what counts.
+      const req = Object.assign(new PassThrough(), {
+        url: '/admin/login',
+        method: 'GET',
+        headers: { host: '10.0.0.5:8080' },
+        socket: { localAddress: '10.0.0.5', remoteAddress: '10.0.0.9', encrypted: false },
+      });
+      const answer = new Promise<{ status: number; body: string }>((resolve) => {
+        let status = 0;
+        const res = {
+          headersSent: false,
+          writeHead(s: number) {
+            status = s;
+            return res;
+          },
+          setHeader() {},
+          getHeader() {},
+          end(body?: string | Buffer) {
+            resolve({ status, body: String(body ?? '') });
+          },
+        };
+        assert.equal(rt.handleRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse), true);
+      });
+      req.end();
+      const { status, body } = await within(answer, WAIT, 'the answer');
+      if (allowInsecure) assert.equal(status, 200, body);
+      else {
+        assert.equal(status, 403);
+        assert.match(body, /not served over plain HTTP on a non-loopback interface/);
+        assert.ok(logs.some((l) => l.msg === 'admin request refused: plain HTTP on a non-loopback interface' && l.local === '10.0.0.5'));
+      }
+    }
   });
 });
