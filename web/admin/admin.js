@@ -211,4 +211,10 @@ $('disconnect-user').addEventListener('click', () => disconnectUser($('user-filt
 $('user-filter').addEventListener('input', () => poll());
 addEventListener('resize', () => renderMetrics($('metrics'), series));
 poll();
-setInterval(poll, POLL_MS);
+// A tab in the background does not poll; it catches up when shown again.
+setInterval(() => {
+  if (!document.hidden) poll();
+}, POLL_MS);
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) poll();
+});

@@ -6,7 +6,12 @@
  * views (overview, nodes, connections, channels, channel) and each action
  * (publish, disconnect a user, close a connection) checked from the clients.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -183,6 +188,38 @@ describe('admin UI: login and session', () => {
     // The old cookie, replayed, is refused.
     assert.equal((await get(base, 'overview', admin.cookie)).status, 401);
     assert.equal((await httpRequest(base, '/admin/', { headers: { Cookie: admin.cookie } })).status, 303);
+  });
+});
+
+describe('admin UI: over TLS', () => {
+  it('sets a Secure cookie, which works over https', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-admin-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '1', '-subj', '/CN=localhost'], {
+      cwd: dir,
+      stdio: 'pipe',
+      timeout: 30_000,
+    });
+    const ca = readFileSync(join(dir, 'c.pem'));
+    const { port } = await startAdmin(t, {}, { tls: { cert: join(dir, 'c.pem'), key: join(dir, 'k.pem') } });
+    const request = (path: string, method: string, headers: Record<string, string>, body?: string) =>
+      within(
+        new Promise<{ status: number; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+          const req = https.request({ host: '127.0.0.1', port, path, method, headers, ca, servername: 'localhost', agent: false }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+          });
+          req.on('error', reject);
+          req.end(body);
+        }),
+        WAIT,
+        `${method} ${path}`,
+      );
+    const res = await request('/admin/login', 'POST', { 'Content-Type': 'application/x-www-form-urlencoded' }, `password=${encodeURIComponent(PASSWORD)}`);
+    assert.equal(res.status, 303);
+    const header = res.headers['set-cookie']![0]!;
+    assert.match(header, /; HttpOnly; SameSite=Strict; Secure$/);
+    assert.equal((await request('/admin/api/overview', 'GET', { Cookie: header.split(';')[0]! })).status, 200);
   });
 });
 
