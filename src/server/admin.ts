@@ -155,7 +155,7 @@ export class AdminConsole {
         if (session !== null) {
           const form = new URLSearchParams(await readBody(req, FORM_LIMIT));
           this.requireSameOrigin(req);
-          if (!this.sessions.checkCsrf(session, form.get('csrf') ?? req.headers['x-csrf-token']?.toString())) {
+          if (!this.sessions.checkCsrf(session, form.get('csrf') ?? headerValue(req.headers['x-csrf-token']))) {
             throw new HttpError(403, 'logout refused: missing or wrong CSRF token');
           }
           this.sessions.revoke(session);
