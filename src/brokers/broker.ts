@@ -93,8 +93,32 @@ export interface Broker {
   history(channel: string, filter?: HistoryFilter): Promise<HistoryResult>;
   /** Forget a channel's history (its next publication starts a new epoch). */
   removeHistory(channel: string): Promise<void>;
+  /**
+   * A round trip through the broker's fan-out: a message only this node
+   * receives, published and received back; resolves with the time it took in
+   * ms. Rejects after `timeoutMs` without it (or at once while the broker is
+   * down). A broker whose subscription connection went silently dead (no
+   * error, nothing delivered) finds out this way: after a probe that timed
+   * out it makes its connection and subscriptions again (and refills what
+   * its channels missed). A broker of one process may omit it.
+   */
+  probe?(timeoutMs: number): Promise<number>;
   /** Release connections and timers. */
   close(): Promise<void>;
+}
+
+/**
+ * What a shared presence store tells the node about entries it did not
+ * remove itself: another node's entries that expired (that node died or was
+ * cut off longer than the TTL), and this node's own entries that had expired
+ * while it was cut off and are written again. The realtime layer turns them
+ * into `leave` and `join` events (`Broker#publishPresence`).
+ */
+export interface PresenceExpiryHandler {
+  /** Told to exactly one node of the cluster per expired entry (within the store's TTL plus a heartbeat). */
+  expired(channel: string, info: ClientInfo): void;
+  /** This node's entry had expired meanwhile (and may have been announced as gone): it is back. */
+  restored(channel: string, info: ClientInfo): void;
 }
 
 /** Who is in a channel. Entries of a vanished node expire after their TTL. */
@@ -105,5 +129,12 @@ export interface PresenceStore {
   get(channel: string): Promise<Record<string, ClientInfo>>;
   /** Counts only (cheap for large rooms). */
   stats(channel: string): Promise<{ clients: number; users: number }>;
+  /**
+   * Set once by the realtime layer. Stores shared by several nodes find the
+   * entries of a node that is gone (in the channels where this node has
+   * entries of its own, as their heartbeat passes) and report each to one
+   * node; a store of one process has nothing to report and may omit this.
+   */
+  setExpiryHandler?(handler: PresenceExpiryHandler): void;
   close(): Promise<void>;
 }

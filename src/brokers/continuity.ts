@@ -32,7 +32,11 @@ import type { BrokerHandler, ClientInfo, HistoryResult, Publication, StreamPosit
 export interface ContinuityOptions {
   /** The channel's publications after `since` (the broker's own `history(channel, { since, limit })`). */
   history(channel: string, since: StreamPosition): Promise<HistoryResult>;
-  /** A gap was found (`missing` publications) and is being refilled: for metrics and logs. */
+  /**
+   * A gap was found (`missing` publications) and is being refilled; after a
+   * `resync()`, the publications it refilled per channel (known only once
+   * read). For metrics and logs.
+   */
   onGap?(channel: string, missing: number): void;
   /** A refill failed (history unreachable): what was held is delivered anyway. */
   onError?(err: unknown, channel: string): void;
@@ -100,7 +104,7 @@ export class Continuity implements BrokerHandler {
     for (const [channel, track] of this.#tracks) {
       if (track.position === null || track.held !== null) continue;
       track.held = [];
-      refills.push(this.#refill(channel, track, track.position));
+      refills.push(this.#refill(channel, track, track.position, true));
     }
     await Promise.all(refills);
   }
@@ -127,14 +131,19 @@ export class Continuity implements BrokerHandler {
     this.#deliver(pub);
   }
 
-  async #refill(channel: string, track: Track, since: StreamPosition): Promise<void> {
+  async #refill(channel: string, track: Track, since: StreamPosition, reportRefilled = false): Promise<void> {
     try {
       const result = await this.#options.history(channel, since);
       if (this.#tracks.get(channel) !== track) return;
+      let refilled = 0;
       for (const pub of result.publications) {
         const last = track.position!;
-        if (pub.epoch === last.epoch && pub.offset > last.offset) this.#accept(track, pub);
+        if (pub.epoch === last.epoch && pub.offset > last.offset) {
+          this.#accept(track, pub);
+          refilled++;
+        }
       }
+      if (reportRefilled && refilled > 0) this.#options.onGap?.(channel, refilled);
     } catch (err) {
       this.#options.onError?.(err, channel);
     } finally {

@@ -79,6 +79,10 @@ export class Hub implements BrokerHandler, SessionHost {
     this.observer = options.observer ?? nullObserver;
     this.now = options.now ?? Date.now;
     options.broker.setHandler(this);
+    options.presence.setExpiryHandler?.({
+      expired: (channel, info) => this.announcePresence(channel, 'leave', info, 'expired (its node is gone)'),
+      restored: (channel, info) => this.announcePresence(channel, 'join', info, 'restored after it had expired'),
+    });
     if (options.ping.intervalMs > 0) {
       this.pingTimer = setInterval(() => this.heartbeat(), options.ping.intervalMs);
       this.pingTimer.unref();
@@ -211,6 +215,15 @@ export class Hub implements BrokerHandler, SessionHost {
         this.failedFor(session, err, what);
       }
     }
+  }
+
+  /** A presence change the store found (not a client's own join or leave), told to every node. */
+  private announcePresence(channel: string, kind: 'join' | 'leave', info: ClientInfo, why: string): void {
+    if (this.closing) return;
+    this.logger.info({ channel, client: info.client, user: info.user }, `presence entry ${why}: ${kind} sent`);
+    this.broker.publishPresence(channel, kind, info).catch((err: unknown) => {
+      this.logger.warn({ channel, client: info.client, err: err instanceof Error ? err.message : String(err) }, `presence ${kind} not sent`);
+    });
   }
 
   /** @internal */

@@ -14,6 +14,7 @@ import type {
   ClientInfo,
   HistoryFilter,
   HistoryResult,
+  PresenceExpiryHandler,
   PresenceStore,
   PublishOptions,
   PublishResult,
@@ -35,6 +36,8 @@ export interface Connectable {
 export interface BrokerEvents {
   /** A node-side gap in the fan-out was found and is being refilled from history. */
   onGap(channel: string, missing: number): void;
+  /** The broker's subscriptions came back after its connection was lost (and gaps were refilled). */
+  onReconnected(): void;
 }
 
 export interface ConfiguredBroker {
@@ -53,14 +56,14 @@ export function createConfiguredBroker(config: BrokerConfig, logger: Logger, eve
       return { broker: memory, presence: new MemoryPresenceStore(), memory };
     }
     case 'redis': {
-      const broker = new RedisBroker({ url: config.url, onError: onError('redis broker'), onGap: events.onGap });
+      const broker = new RedisBroker({ url: config.url, onError: onError('redis broker'), onGap: events.onGap, onResubscribed: events.onReconnected });
       const presence = new RedisPresenceStore({ url: config.url, onError: onError('redis presence') });
       return { broker, presence, memory: null };
     }
     case 'nats': {
       const options = { servers: config.servers, onError: onError('nats broker') };
       return {
-        broker: new ConnectingBroker(NatsBroker.connect(options), (b) => b.connected),
+        broker: new ConnectingBroker(NatsBroker.connect({ ...options, onGap: events.onGap, onResubscribed: events.onReconnected }), (b) => b.connected),
         presence: new ConnectingPresence(NatsPresenceStore.connect({ ...options, onError: onError('nats presence') }), (p) => p.connected),
         memory: null,
       };
@@ -117,6 +120,11 @@ class ConnectingBroker<B extends Broker> implements Broker, Connectable {
   async removeHistory(channel: string): Promise<void> {
     return (await this.#connecting).removeHistory(channel);
   }
+  async probe(timeoutMs: number): Promise<number> {
+    const broker = await this.#connecting;
+    if (broker.probe === undefined) return 0;
+    return broker.probe(timeoutMs);
+  }
   async close(): Promise<void> {
     const broker = await this.#connecting.catch(() => null);
     await broker?.close();
@@ -155,8 +163,60 @@ class ConnectingPresence<P extends PresenceStore> implements PresenceStore, Conn
   async stats(channel: string): Promise<{ clients: number; users: number }> {
     return (await this.#connecting).stats(channel);
   }
+  setExpiryHandler(handler: PresenceExpiryHandler): void {
+    void this.#connecting.then((store) => store.setExpiryHandler?.(handler), () => {});
+  }
   async close(): Promise<void> {
     const store = await this.#connecting.catch(() => null);
     await store?.close();
   }
+}
+
+export interface BrokerProbeOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Each answered probe's round trip, in ms. */
+  onRoundTrip(ms: number): void;
+  /** A probe not answered (timed out, or the broker down). */
+  onFailure(err: unknown): void;
+  logger: Logger;
+}
+
+/**
+ * Probe the broker's fan-out every `intervalMs` (`Broker#probe`): the round
+ * trip is measured, and a subscription connection that died silently is
+ * found and made again by the broker. One probe at a time; the first failure
+ * of a series and the recovery are logged, not every failed probe. Returns
+ * the function that stops it. A broker without `probe` is not probed.
+ */
+export function startBrokerProbe(broker: Broker, options: BrokerProbeOptions): () => void {
+  if (broker.probe === undefined) return () => {};
+  let failing = false;
+  let running = false;
+  let stopped = false;
+  const tick = async (): Promise<void> => {
+    if (running || stopped) return;
+    running = true;
+    try {
+      const ms = await broker.probe!(options.timeoutMs);
+      if (stopped) return;
+      options.onRoundTrip(ms);
+      if (failing) options.logger.info({ rttMs: Math.round(ms * 10) / 10 }, 'broker probe answered again');
+      failing = false;
+    } catch (err) {
+      if (stopped) return;
+      options.onFailure(err);
+      if (!failing) options.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'broker probe failed');
+      failing = true;
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), options.intervalMs);
+  timer.unref();
+  void tick();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
 }

@@ -3,6 +3,6 @@ export { createRealtimeServer, RealtimeServer, type RealtimeServerOptions } from
 export { loadConfig, validateConfig, defaultConfig, resolveNamespace, ConfigError, type RealtimeConfig, type NamespaceConfig, type LimitsConfig } from './config/index.js';
 export { Metrics } from './metrics.js';
 export { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
-export type { Broker, PresenceStore, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
+export type { Broker, PresenceStore, PresenceExpiryHandler, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
 export type { RpcHandler, Identity as HubIdentity } from '../realtime/hub.js';
 export * from '../wire/messages.js';

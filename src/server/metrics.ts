@@ -23,6 +23,9 @@ export class Metrics implements HubObserver {
   readonly handshakeRejections: Counter;
   readonly gapsRefilled: Counter;
   readonly brokerUp: Gauge;
+  readonly brokerRoundTrip: Histogram;
+  readonly brokerProbesFailed: Counter;
+  readonly brokerReconnects: Counter;
   /** Read at each scrape for `switchboard_broker_up` (the server sets it). */
   brokerAvailable: () => boolean = () => true;
 
@@ -56,6 +59,14 @@ export class Metrics implements HubObserver {
         this.set(metrics.brokerAvailable() ? 1 : 0);
       },
     });
+    this.brokerRoundTrip = new Histogram({
+      name: 'switchboard_broker_rtt_seconds',
+      help: "Round trip of the broker probe: a message published through the broker's fan-out and received back by this node",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.brokerProbesFailed = new Counter({ name: 'switchboard_broker_probes_failed_total', help: 'Broker probes not answered in time (or refused while the broker was down); a silently dead subscription is made again', registers });
+    this.brokerReconnects = new Counter({ name: 'switchboard_broker_reconnects_total', help: "Times the broker's subscriptions came back after its connection was lost (gaps refilled after each)", registers });
     this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'WebSocket upgrades and fallback session openings refused, by HTTP status', labelNames: ['status'], registers });
   }
 

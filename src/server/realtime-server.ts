@@ -16,7 +16,11 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import type { Broker, PresenceStore } from '../brokers/broker.js';
-import { createConfiguredBroker, type Connectable } from './brokers.js';
+import { createConfiguredBroker, startBrokerProbe, type Connectable } from './brokers.js';
+
+/** How often a networked broker's fan-out is probed, and how long a probe may take before the subscription is made again (`broker.probe*`). */
+const DEFAULT_PROBE_INTERVAL_MS = 10_000;
+const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse } from '../protocol/handshake.js';
@@ -28,7 +32,7 @@ import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
-import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
+import { ConfigError, resolveNamespace, validateConfig, type BrokerProbeConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
 import { AdminConsole } from './admin.js';
 import { HttpApi } from './http-api.js';
@@ -77,6 +81,7 @@ export class RealtimeServer {
   private readonly wss: WebSocketServer;
   private readonly broker: Broker;
   private readonly presence: PresenceStore;
+  private stopProbe: () => void = () => {};
   /** Created here (not passed in), so `close()` closes them; a passed-in one may be shared with other servers. */
   private readonly ownsBroker: boolean;
   private readonly ownsPresence: boolean;
@@ -116,7 +121,13 @@ export class RealtimeServer {
     // Only what is not passed in is made from the configuration (and closed by close()).
     const configured =
       options.broker === undefined || options.presence === undefined
-        ? createConfiguredBroker(brokerConfig, this.logger, { onGap: (channel, missing) => this.metrics.gapRefilled(missing) })
+        ? createConfiguredBroker(brokerConfig, this.logger, {
+            onGap: (_channel, missing) => this.metrics.gapRefilled(missing),
+            onReconnected: () => {
+              this.metrics.brokerReconnects.inc();
+              this.logger.info({ broker: brokerConfig.type }, 'broker reconnected: subscriptions made again, gaps refilled');
+            },
+          })
         : null;
     const memoryBroker = options.broker === undefined ? configured!.memory : null;
     this.broker = options.broker ?? configured!.broker;
@@ -297,6 +308,16 @@ export class RealtimeServer {
       throw new Error(`cannot reach the ${this.config.broker.type} broker at ${where}: ${err instanceof Error ? err.message : String(err)}`);
     }
     this.logger.info({ broker: this.config.broker.type, at: where }, 'broker connected');
+    const probe: BrokerProbeConfig = this.config.broker.type === 'memory' ? {} : this.config.broker;
+    const probeIntervalMs = probe.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    if (probeIntervalMs === 0) return;
+    this.stopProbe = startBrokerProbe(this.broker, {
+      intervalMs: probeIntervalMs,
+      timeoutMs: probe.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
+      onRoundTrip: (ms) => this.metrics.brokerRoundTrip.observe(ms / 1000),
+      onFailure: () => this.metrics.brokerProbesFailed.inc(),
+      logger: this.logger,
+    });
   }
 
   /** Whether the broker and presence store are connected now (`/readyz`); always for one in this process. */
@@ -474,6 +495,7 @@ export class RealtimeServer {
           },
         );
       }
+      this.stopProbe();
       // A broker or presence store passed in belongs to the caller (and may serve other servers).
       if (this.ownsBroker) await this.broker.close();
       if (this.ownsPresence) await this.presence.close();

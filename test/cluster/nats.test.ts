@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import { Cluster } from '../support/cluster.js';
 import { NatsServer } from '../support/nats.js';
-import { apiPublish, brokerOutage, fanOut, heal, historyAndPresence, killNode, resumeAfterBrokerRestart } from './scenarios.js';
+import { apiPublish, brokerOutage, fanOut, heal, historyAndPresence, killNode, leaveOnNodeDeath, resumeAfterBrokerRestart } from './scenarios.js';
 
 let nats: NatsServer | undefined;
 let cluster: Cluster | undefined;
@@ -43,6 +43,10 @@ test('nats: /api/publish on node 3 reaches subscribers on nodes 1 and 2; its key
 
 test('nats: kill -9 of node 2 while 200 publications/s with acks flow: its SDK clients resume on the others, 0 lost, 0 duplicated', async (t) => {
   await killNode(t, await nodes());
+});
+
+test('nats: kill -9 of node 2: its clients\' presence leave reaches the clients on nodes 1 and 3 within 15 s, once', async (t) => {
+  await leaveOnNodeDeath(t, await nodes());
 });
 
 test('nats: restarted with the same file store → the same epoch, a client resuming on another node gets recovered: true', async (t) => {

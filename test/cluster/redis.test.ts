@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import { Cluster } from '../support/cluster.js';
 import { RedisServer } from '../support/redis.js';
-import { apiPublish, brokerOutage, fanOut, heal, historyAndPresence, killNode, resumeAfterBrokerRestart } from './scenarios.js';
+import { apiPublish, brokerOutage, fanOut, heal, historyAndPresence, killNode, leaveOnNodeDeath, resumeAfterBrokerRestart } from './scenarios.js';
 
 let redis: RedisServer | undefined;
 let cluster: Cluster | undefined;
@@ -43,6 +43,10 @@ test('redis: /api/publish on node 3 reaches subscribers on nodes 1 and 2; its ke
 
 test('redis: kill -9 of node 2 while 200 publications/s with acks flow: its SDK clients resume on the others, 0 lost, 0 duplicated', async (t) => {
   await killNode(t, await nodes());
+});
+
+test('redis: kill -9 of node 2: its clients\' presence leave reaches the clients on nodes 1 and 3 within 15 s, once', async (t) => {
+  await leaveOnNodeDeath(t, await nodes());
 });
 
 test('redis: restarted without persistence → a new epoch, a client resuming on another node gets recovered: false', async (t) => {

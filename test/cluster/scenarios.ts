@@ -304,6 +304,53 @@ export async function killNode(t: TestContext, cluster: Cluster): Promise<void> 
 }
 
 /**
+ * kill -9 of node 2 while two of its clients are in a channel's presence:
+ * the clients on nodes 1 and 3 are told they left, once each, within 15 s
+ * (the presence TTL of 10 s plus a heartbeat: the survivors find the entries
+ * the dead node stopped refreshing and one of them announces the leave),
+ * and no node lists them any more.
+ */
+export async function leaveOnNodeDeath(t: TestContext, cluster: Cluster): Promise<void> {
+  const ch = channel('gone');
+  const victim = cluster.node(2);
+  const [alice, carol, dave, erin] = await Promise.all([
+    rt(t, cluster, cluster.node(1), 'alice'),
+    rt(t, cluster, cluster.node(3), 'carol'),
+    rt(t, cluster, victim, 'dave'),
+    rt(t, cluster, victim, 'erin'),
+  ]);
+  for (const client of [alice, carol, dave, erin]) await client.ok('sub', { channel: ch, presence: true });
+  const gone = [dave.clientId, erin.clientId];
+  const leavesOf = (watcher: RtClient, id: string): number =>
+    watcher.pushes('leave', ch).filter((m) => (m.clients as Message[]).some((c) => c.client === id)).length;
+  for (const watcher of [alice, carol]) {
+    await watcher.waitUntil(() => gone.every((id) => watcher.pushes('join', ch).some((m) => (m.clients as Message[]).some((c) => c.client === id))), 5000, 'the joins of dave and erin');
+  }
+
+  // The watchers stay longer than the nodes' heartbeat timeout (5 s): they answer the app-level pings.
+  const keepAlive = setInterval(() => {
+    for (const watcher of [alice, carol]) if (!watcher.isClosed) watcher.send({ op: 'pong' });
+  }, 1000);
+  t.after(() => clearInterval(keepAlive));
+  const exit = await within(victim.kill('SIGKILL'), 10_000, 'node 2 to die');
+  assert.equal((exit as { signal: string }).signal, 'SIGKILL');
+  const killedAt = Date.now();
+  for (const watcher of [alice, carol]) {
+    await watcher.waitUntil(() => gone.every((id) => leavesOf(watcher, id) >= 1), 15_000 - (Date.now() - killedAt), `the leaves of dave and erin at ${watcher.user}, within 15 s of the kill`).catch((err) => {
+      throw new Error(`${(err as Error).message}; node ${cluster.node(1).index}'s last log lines: ${JSON.stringify(cluster.node(1).logs.slice(-10))}`);
+    });
+  }
+  await sleep(4000); // one more presence heartbeat: nobody announces them a second time
+  for (const watcher of [alice, carol]) {
+    assert.deepEqual(gone.map((id) => leavesOf(watcher, id)), [1, 1], `one leave each at ${watcher.user}`);
+    assert.equal(watcher.pushes('leave', ch).some((m) => (m.clients as Message[]).some((c) => c.user === 'alice' || c.user === 'carol')), false, 'the living did not leave');
+  }
+  const presence = await alice.ok('presence', { channel: ch });
+  assert.deepEqual(Object.values(presence.clients as Record<string, Message>).map((c) => c.user).sort(), ['alice', 'carol']);
+  await victim.start();
+}
+
+/**
  * The broker restarts (`restart`); then node 1 dies, and a client that was on
  * it resumes on node 2 from its last position: `recovered` is `expected`
  * (true when the broker kept its data, false when it lost it: a new epoch,

@@ -78,6 +78,10 @@ export interface NatsBrokerOptions extends NatsConnectOptions {
   refillLimit?: number;
   /** The clock of publication times and history TTLs. Default `Date.now`. */
   now?: () => number;
+  /** A gap of `missing` publications was found on a channel and is being refilled (metrics, logs). */
+  onGap?: (channel: string, missing: number) => void;
+  /** Called after the connection came back and the continuity refilled what it could (metrics, logs). */
+  onResubscribed?: () => void;
 }
 
 /** Remembered heads of channels this node published on (the expected sequence of its next publish). */
@@ -114,6 +118,10 @@ export class NatsBroker implements Broker {
   readonly #seen = new Set<string>();
   readonly #nodeId = randomId(8);
   #counter = 0;
+  readonly #onResubscribed: (() => void) | undefined;
+  /** The probe subscription (`<prefix>.probe.<node id>`), made at the first probe; probes in flight by token. */
+  #probeSub: Subscription | null = null;
+  readonly #probes = new Map<string, () => void>();
   #closed = false;
 
   /** Connect to NATS and find (or create) the stream. Rejects with RT_ERR_BROKER_UNAVAILABLE when NATS or JetStream is not there. */
@@ -156,7 +164,9 @@ export class NatsBroker implements Broker {
     this.#continuity = new Continuity({
       history: (channel, since) => this.history(channel, { since, limit: this.#refillLimit }),
       onError: (err) => this.#onError(err),
+      ...(options.onGap === undefined ? {} : { onGap: options.onGap }),
     });
+    this.#onResubscribed = options.onResubscribed;
     link.onReconnect(() => void this.#afterReconnect());
   }
 
@@ -255,6 +265,7 @@ export class NatsBroker implements Broker {
     if (this.#closed) return;
     this.#closed = true;
     for (const channel of [...this.#subs.keys()]) this.#drop(channel);
+    this.#probeSub?.unsubscribe();
     this.#heads.clear();
     this.#seen.clear();
     await this.#link.close();
@@ -402,6 +413,34 @@ export class NatsBroker implements Broker {
     else this.#continuity.onLeave(channel, m.info);
   }
 
+  async probe(timeoutMs: number): Promise<number> {
+    this.#checkOpen();
+    this.#link.check();
+    const subject = `${this.#prefix}.probe.${this.#nodeId}`;
+    if (this.#probeSub === null) {
+      this.#probeSub = this.#link.nc.subscribe(subject, { callback: (err, msg) => void (err === null && this.#probes.get(msg.string())?.()) });
+    }
+    const token = randomId(12);
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const back = new Promise<void>((resolve) => this.#probes.set(token, resolve));
+    try {
+      this.#link.nc.publish(subject, token);
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      if ((await Promise.race([back, timedOut])) === 'timeout') {
+        // Published, never delivered: the connection is dead without knowing it. Made again (then resync).
+        if (!this.#closed) this.#link.nc.reconnect().catch((err: unknown) => this.#onError(err));
+        throw new Error(`probe: published, not delivered back within ${timeoutMs} ms; reconnecting`);
+      }
+      return performance.now() - started;
+    } catch (err) {
+      throw asBrokerError(err);
+    } finally {
+      clearTimeout(timer);
+      this.#probes.delete(token);
+    }
+  }
+
   /** Whether `id` arrived already (through another subscription of this node). */
   #seenBefore(id: string): boolean {
     if (this.#seen.has(id)) return true;
@@ -417,6 +456,7 @@ export class NatsBroker implements Broker {
       this.#heads.clear();
       await this.#stream.ensure(true);
       await this.#continuity.resync();
+      this.#onResubscribed?.();
     } catch (err) {
       this.#onError(err);
     }

@@ -5,21 +5,40 @@
  * `nats kv` tools can read it. Join and leave events travel over core NATS
  * through the broker's `publishPresence`; this is the state.
  *
- * Key: `<channel tokens>.<user>.<client>` (each escaped as one token,
- * subjects.ts; an anonymous user is `%`). With the user in the key, `stats`
- * is one stream-info call (the subjects under `<channel>.*.*`: clients, and
- * their distinct user tokens), `get` that call plus one read per client
- * (sent together), and `remove` one purge of `<channel>.*.<client>`.
+ * Key: `<channel tokens>.<user>.<client>.<nonce>` (each escaped as one
+ * token, subjects.ts; an anonymous user is `%`; the nonce is fresh for each
+ * entry, see below). With the user in the key, `stats` is one stream-info
+ * call (the subjects under `<channel>.*.*.*`: clients, and their distinct
+ * user tokens), `get` that call plus one read per client (sent together),
+ * and `remove` one purge of `<channel>.*.<client>.*`. The value is the
+ * client's info in MessagePack.
  *
  * Expiry: the bucket's max age is `presenceTtlMs`. Each store re-writes
  * the entries it added every third of that, so they live while their node
  * does, and the entries of a node that died (or lost NATS for longer)
  * expire on their own within the TTL.
+ *
+ * Announcing a dead node's clients (`setExpiryHandler`): JetStream drops
+ * an expired entry without a word, so before each re-write a store lists
+ * the channels it has entries in and compares with its previous listing.
+ * An entry that vanished was either removed by its node or expired; to
+ * tell them apart, and to have one node announce each expiry, whoever
+ * notices a vanished entry first *claims* it: a message with the
+ * deduplication id made of the entry's key on the bucket's `_gone_`
+ * subject, where JetStream's duplicate window (the TTL) lets only the
+ * first claim through. A node removing its entry claims it before the
+ * purge, so the others' claims are duplicates; of the nodes noticing an
+ * expiry, the one whose claim went through reports it. The nonce in the
+ * key makes a client that leaves and joins again (or an own entry written
+ * again after it expired) a new entry. Cost: one stream-info call per
+ * channel per heartbeat, and one read per entry the store has not seen yet
+ * (for the info its `leave` carries).
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { decode, encode } from '@msgpack/msgpack';
 import { isValidChannel } from '../../wire/channel.js';
-import type { ClientInfo, PresenceStore } from '../broker.js';
+import type { ClientInfo, PresenceExpiryHandler, PresenceStore } from '../broker.js';
 import { asBrokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';
 import { channelTokens, decodeToken, encodeToken } from './subjects.js';
 
@@ -28,10 +47,23 @@ const NS_PER_MS = 1_000_000;
 export interface NatsPresenceOptions extends NatsConnectOptions {
   /** The bucket's name prefix: the bucket is `<streamName>_presence`. Default `SWITCHBOARD`. */
   streamName?: string;
-  /** How long an entry outlives the store that wrote it, in ms. Default 15 000. */
+  /** How long an entry outlives the store that wrote it, in ms. Default 10 000 (a dead node's clients leave within 10 s plus a heartbeat). */
   presenceTtlMs?: number;
+  /** How often this store re-writes its entries and looks for expired ones, in ms. Default a third of `presenceTtlMs`. */
+  heartbeatMs?: number;
   /** Stream replicas (a NATS cluster). Default 1. */
   replicas?: number;
+}
+
+/** An entry as this store wrote it: who, and the nonce that tells this entry from a later one of the same client. */
+interface Entry {
+  info: ClientInfo;
+  nonce: string;
+}
+
+/** A nonce is one subject token (base64url has no `.`, `*`, `>` nor whitespace). */
+function newNonce(): string {
+  return randomBytes(9).toString('base64url');
 }
 
 type BucketConfig = Parameters<JetStreamManager['streams']['add']>[0] & { name: string; max_age: number; duplicate_window: number };
@@ -60,9 +92,12 @@ export class NatsPresenceStore implements PresenceStore {
   readonly #config: BucketConfig;
   readonly #subjectPrefix: string;
   readonly #onError: (err: unknown) => void;
-  /** What this store added (channel → client → info), re-written before it expires. */
-  readonly #mine = new Map<string, Map<string, ClientInfo>>();
+  /** What this store added (channel → client → entry), re-written before it expires. */
+  readonly #mine = new Map<string, Map<string, Entry>>();
+  /** Per channel of #mine: the entries (by subject) the last listing found, with their value once read. */
+  readonly #seen = new Map<string, Map<string, ClientInfo>>();
   readonly #timer: ReturnType<typeof setInterval>;
+  #expiry: PresenceExpiryHandler | undefined;
   #closed = false;
 
   /** Connect and find (or create) the bucket. Rejects with RT_ERR_BROKER_UNAVAILABLE when NATS or JetStream is not there. */
@@ -70,7 +105,7 @@ export class NatsPresenceStore implements PresenceStore {
     const base = options.streamName ?? 'SWITCHBOARD';
     if (!/^[A-Za-z0-9_-]+$/.test(base)) throw new TypeError(`streamName: letters, digits, - and _ only: ${JSON.stringify(base)}`);
     const bucket = `${base}_presence`;
-    const ttlMs = Math.max(1000, options.presenceTtlMs ?? 15_000);
+    const ttlMs = Math.max(1000, options.presenceTtlMs ?? 10_000);
     const timeout = options.requestTimeoutMs ?? 5000;
     const link = await Link.open(options, 'switchboard-presence');
     try {
@@ -105,7 +140,7 @@ export class NatsPresenceStore implements PresenceStore {
     this.#stream = config.name;
     this.#subjectPrefix = subjectPrefix;
     this.#onError = options.onError ?? ((err) => console.error('NatsPresenceStore:', err));
-    this.#timer = setInterval(() => void this.#refresh(), Math.max(100, Math.floor(ttlMs / 3)));
+    this.#timer = setInterval(() => void this.heartbeat(), Math.max(100, options.heartbeatMs ?? Math.floor(ttlMs / 3)));
     this.#timer.unref();
     // After an outage JetStream may have lost the bucket (a server with an empty store) and the entries
     // may have expired meanwhile: find or re-create the bucket, then write them again.
@@ -123,13 +158,16 @@ export class NatsPresenceStore implements PresenceStore {
     try {
       let mine = this.#mine.get(channel);
       const previous = mine?.get(info.client);
-      // The user is part of the key: an entry under another user must go first.
+      const sameKey = previous !== undefined && previous.info.user === info.user;
+      const entry: Entry = { info, nonce: sameKey ? previous.nonce : newNonce() };
+      // The user is part of the key: an entry under another user must go first (claimed, as a remove does).
       await this.#retryOnLostBucket(async () => {
-        if (previous === undefined || previous.user !== info.user) await this.#purge(channel, info.client);
-        await this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true }));
+        if (previous !== undefined && !sameKey) await this.#claim(this.#key(channel, previous));
+        if (!sameKey) await this.#purge(channel, info.client);
+        await this.#js.publish(this.#key(channel, entry), encode(info, { ignoreUndefined: true }));
       });
       if (mine === undefined) this.#mine.set(channel, (mine = new Map()));
-      mine.set(info.client, info);
+      mine.set(info.client, entry);
     } catch (err) {
       throw asBrokerError(err);
     }
@@ -138,10 +176,13 @@ export class NatsPresenceStore implements PresenceStore {
   async remove(channel: string, clientId: string): Promise<void> {
     this.#checkOpen();
     const mine = this.#mine.get(channel);
+    const entry = mine?.get(clientId);
     if (mine?.delete(clientId) && mine.size === 0) this.#mine.delete(channel);
     if (!isValidChannel(channel)) return;
     this.#link.check();
     try {
+      // Claimed first: a store that notices the entry gone finds the claim taken and announces nothing.
+      if (entry !== undefined) await this.#claim(this.#key(channel, entry));
       await this.#retryOnLostBucket(() => this.#purge(channel, clientId));
     } catch (err) {
       throw asBrokerError(err);
@@ -172,7 +213,7 @@ export class NatsPresenceStore implements PresenceStore {
       const users = new Set<string>();
       for (const s of subjects) {
         const tokens = s.split('.');
-        const user = decodeToken(tokens[tokens.length - 2]!);
+        const user = decodeToken(tokens[tokens.length - 3]!);
         if (user !== '') users.add(user);
       }
       return { clients: subjects.length, users: users.size };
@@ -181,28 +222,33 @@ export class NatsPresenceStore implements PresenceStore {
     }
   }
 
+  setExpiryHandler(handler: PresenceExpiryHandler): void {
+    this.#expiry = handler;
+  }
+
   /** Stop refreshing and close the connection (an owned one). The entries expire after the TTL unless removed. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
     this.#mine.clear();
+    this.#seen.clear();
     await this.#link.close();
   }
 
   // ---- internals ----------------------------------------------------------
 
-  #key(channel: string, user: string, client: string): string {
-    return `${this.#subjectPrefix}.${channelTokens(channel)}.${encodeToken(user)}.${encodeToken(client)}`;
+  #key(channel: string, entry: Entry): string {
+    return `${this.#subjectPrefix}.${channelTokens(channel)}.${encodeToken(entry.info.user)}.${encodeToken(entry.info.client)}.${entry.nonce}`;
   }
 
   async #subjects(channel: string): Promise<string[]> {
-    const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.*` });
+    const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.*.*` });
     return Object.keys(info.state.subjects ?? {});
   }
 
   async #purge(channel: string, client: string): Promise<void> {
-    await this.#jsm.streams.purge(this.#stream, { filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.${encodeToken(client)}` });
+    await this.#jsm.streams.purge(this.#stream, { filter: `${this.#subjectPrefix}.${channelTokens(channel)}.*.${encodeToken(client)}.*` });
   }
 
   async #afterReconnect(): Promise<void> {
@@ -215,7 +261,7 @@ export class NatsPresenceStore implements PresenceStore {
       if (!this.#closed) this.#onError(err);
       return;
     }
-    await this.#refresh();
+    await this.heartbeat();
   }
 
   /** JetStream lost the bucket (a server with an empty store): re-create it and try once more. */
@@ -229,14 +275,81 @@ export class NatsPresenceStore implements PresenceStore {
     }
   }
 
-  async #refresh(): Promise<void> {
+  /** Claim the announcement of an entry's end (by its key): true for the first claim (JetStream deduplicates the others). */
+  async #claim(key: string): Promise<boolean> {
+    const id = createHash('sha256').update(key).digest('base64url');
+    const ack = await this.#js.publish(`${this.#subjectPrefix}._gone_`, new Uint8Array(0), { msgID: `gone/${id}` });
+    return !ack.duplicate;
+  }
+
+  /**
+   * Compare each channel of #mine with the last listing: entries of other
+   * nodes that vanished are claimed, and reported expired when the claim
+   * is ours; own entries that vanished (expired while cut off) get a fresh
+   * nonce, so the next write makes them a new entry, and are reported
+   * restored when another node had claimed them (announced their leave).
+   */
+  async #sweep(): Promise<void> {
+    for (const channel of this.#seen.keys()) if (!this.#mine.has(channel)) this.#seen.delete(channel);
+    for (const [channel, mine] of this.#mine) {
+      const listed = await this.#subjects(channel);
+      const present = new Set(listed);
+      const seen = this.#seen.get(channel);
+      const own = new Set<string>();
+      for (const entry of mine.values()) {
+        const key = this.#key(channel, entry);
+        if (present.has(key) || seen === undefined) {
+          own.add(key);
+          continue;
+        }
+        const announced = !(await this.#claim(key));
+        entry.nonce = newNonce();
+        own.add(this.#key(channel, entry));
+        if (announced) this.#report('restored', channel, entry.info);
+      }
+      const next = new Map<string, ClientInfo>();
+      for (const subject of listed) {
+        if (own.has(subject)) continue;
+        let info = seen?.get(subject);
+        if (info === undefined) {
+          const m = await this.#jsm.streams.getMessage(this.#stream, { last_by_subj: subject });
+          if (m === null) continue; // gone since the listing: the next sweep reads nothing more of it
+          info = decode(m.data) as ClientInfo;
+        }
+        next.set(subject, info);
+      }
+      this.#seen.set(channel, next);
+      for (const [subject, info] of seen ?? []) {
+        if (present.has(subject) || own.has(subject)) continue;
+        if (await this.#claim(subject)) this.#report('expired', channel, info);
+      }
+    }
+  }
+
+  #report(kind: 'expired' | 'restored', channel: string, info: ClientInfo): void {
+    try {
+      this.#expiry?.[kind](channel, info);
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  /** Look for expired entries and re-write this store's own (the timer calls this). Never rejects: failures go to `onError`. */
+  async heartbeat(): Promise<void> {
     if (this.#closed || !this.#link.up) return;
+    if (this.#expiry !== undefined) {
+      try {
+        await this.#retryOnLostBucket(() => this.#sweep());
+      } catch (err) {
+        if (!this.#closed) this.#onError(err);
+      }
+    }
     // Written all at once, not one by one: settled together, so a failure is reported once.
     const writeAll = async (): Promise<void> => {
       const writes: Promise<unknown>[] = [];
       for (const [channel, clients] of this.#mine) {
-        for (const info of clients.values()) {
-          writes.push(this.#js.publish(this.#key(channel, info.user, info.client), encode(info, { ignoreUndefined: true })));
+        for (const entry of clients.values()) {
+          writes.push(this.#js.publish(this.#key(channel, entry), encode(entry.info, { ignoreUndefined: true })));
         }
       }
       const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');

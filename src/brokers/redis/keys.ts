@@ -16,6 +16,7 @@
  *   <prefix>{<enc>}:p      presence: client id → info (MessagePack)
  *   <prefix>{<enc>}:pe     presence: client id → expiry time (sorted set)
  *   <prefix>{<enc>}:pu     presence: user id → number of its clients
+ *   <prefix>{<enc>}:pg     presence: entries that expired, not yet announced (list)
  *   <prefix>id             the instance id (see redis-broker.ts, *Epochs*)
  *   <prefix>replid         the replication id last seen on the master
  */
@@ -51,6 +52,7 @@ export interface ChannelKeys {
   presence: string;
   presenceExpiry: string;
   presenceUsers: string;
+  presenceGone: string;
 }
 
 export function channelKeys(prefix: string, channel: string): ChannelKeys {
@@ -63,6 +65,7 @@ export function channelKeys(prefix: string, channel: string): ChannelKeys {
     presence: `${base}:p`,
     presenceExpiry: `${base}:pe`,
     presenceUsers: `${base}:pu`,
+    presenceGone: `${base}:pg`,
   };
 }
 

@@ -9,16 +9,20 @@
  * third of the TTL, one script per channel, pipelined). A node that dies
  * stops refreshing: its clients vanish from `get` and `stats` at most
  * `presenceTtlMs` later (expired entries are dropped by every script before
- * it answers; the keys themselves expire when nobody refreshes them). An
- * entry that expired while its node was cut off is added again by the next
- * heartbeat. Times are the Redis server's clock.
+ * it answers; the keys themselves expire when nobody refreshes them). A
+ * dropped entry is kept in the channel's list of gone entries until the
+ * heartbeat of a node with entries in that channel takes it and reports it
+ * (`setExpiryHandler`): the survivors announce a dead node's `leave` once,
+ * within the TTL plus one heartbeat. An entry that expired while its node
+ * was cut off is added again by the next heartbeat (and reported as
+ * restored). Times are the Redis server's clock.
  *
  * A Redis that is down: operations reject with RT_ERR_BROKER_UNAVAILABLE
  * (connection.ts); the heartbeat retries on its next beat.
  */
 import type { Redis } from 'ioredis';
 import { isValidChannel } from '../../wire/channel.js';
-import type { ClientInfo, PresenceStore } from '../broker.js';
+import type { ClientInfo, PresenceExpiryHandler, PresenceStore } from '../broker.js';
 import { closedError, invalidChannel, Link, type RedisConnectionOptions } from './connection.js';
 import { decodeInfo, encodeInfo } from './frames.js';
 import { channelKeys } from './keys.js';
@@ -27,7 +31,7 @@ import { PRESENCE_ADD_LUA, PRESENCE_GET_LUA, PRESENCE_REFRESH_LUA, PRESENCE_REMO
 export interface RedisPresenceStoreOptions extends RedisConnectionOptions {
   /** Prefix of every key. Default `sb:` (the broker's). */
   keyPrefix?: string;
-  /** How long an entry outlives its node's last heartbeat, in ms. Default 15 000. */
+  /** How long an entry outlives its node's last heartbeat, in ms. Default 10 000 (a dead node's clients leave within 10 s plus a heartbeat). */
   presenceTtlMs?: number;
   /** Heartbeat interval, in ms. Default a third of `presenceTtlMs`. */
   heartbeatMs?: number;
@@ -38,7 +42,8 @@ interface Scripted {
   sbPresenceRemove(...args: string[]): Promise<number>;
   sbPresenceGetBuffer(...args: string[]): Promise<Buffer[]>;
   sbPresenceStats(...args: string[]): Promise<[number, number]>;
-  sbPresenceRefresh(...args: Array<string | number>): Promise<string[]>;
+  sbPresenceRefresh(...args: Array<string | number>): Promise<[string[], Buffer[]]>;
+  sbPresenceRefreshBuffer(...args: Array<string | number>): Promise<[Buffer[], Buffer[]]>;
 }
 
 function scripted(redis: Redis): Scripted {
@@ -65,19 +70,20 @@ export class RedisPresenceStore implements PresenceStore {
   /** This node's own entries, refreshed by the heartbeat: channel → client id → info. */
   readonly #own = new Map<string, Map<string, ClientInfo>>();
   readonly #timer: NodeJS.Timeout;
+  #expiry: PresenceExpiryHandler | undefined;
   #closed = false;
 
   constructor(options: RedisPresenceStoreOptions = {}) {
     this.#prefix = options.keyPrefix ?? 'sb:';
-    this.#ttlMs = Math.max(100, Math.ceil(options.presenceTtlMs ?? 15_000));
+    this.#ttlMs = Math.max(100, Math.ceil(options.presenceTtlMs ?? 10_000));
     this.#onError = options.onError ?? ((err) => console.warn('switchboard redis presence:', err instanceof Error ? err.message : err));
     this.#link = new Link(options, 'presence', {});
     const redis = this.#link.redis;
-    redis.defineCommand('sbPresenceAdd', { lua: PRESENCE_ADD_LUA, numberOfKeys: 3 });
-    redis.defineCommand('sbPresenceRemove', { lua: PRESENCE_REMOVE_LUA, numberOfKeys: 3 });
-    redis.defineCommand('sbPresenceGet', { lua: PRESENCE_GET_LUA, numberOfKeys: 3 });
-    redis.defineCommand('sbPresenceStats', { lua: PRESENCE_STATS_LUA, numberOfKeys: 3 });
-    redis.defineCommand('sbPresenceRefresh', { lua: PRESENCE_REFRESH_LUA, numberOfKeys: 3 });
+    redis.defineCommand('sbPresenceAdd', { lua: PRESENCE_ADD_LUA, numberOfKeys: 4 });
+    redis.defineCommand('sbPresenceRemove', { lua: PRESENCE_REMOVE_LUA, numberOfKeys: 4 });
+    redis.defineCommand('sbPresenceGet', { lua: PRESENCE_GET_LUA, numberOfKeys: 4 });
+    redis.defineCommand('sbPresenceStats', { lua: PRESENCE_STATS_LUA, numberOfKeys: 4 });
+    redis.defineCommand('sbPresenceRefresh', { lua: PRESENCE_REFRESH_LUA, numberOfKeys: 4 });
     this.#timer = setInterval(() => void this.heartbeat(), Math.max(10, options.heartbeatMs ?? Math.floor(this.#ttlMs / 3)));
     this.#timer.unref();
   }
@@ -92,9 +98,9 @@ export class RedisPresenceStore implements PresenceStore {
     return this.#link.usable;
   }
 
-  #keys(channel: string): [string, string, string] {
+  #keys(channel: string): [string, string, string, string] {
     const k = channelKeys(this.#prefix, channel);
-    return [k.presence, k.presenceExpiry, k.presenceUsers];
+    return [k.presence, k.presenceExpiry, k.presenceUsers, k.presenceGone];
   }
 
   /** Add or replace (same client id) an entry; this node refreshes it until removed. */
@@ -132,7 +138,16 @@ export class RedisPresenceStore implements PresenceStore {
     return { clients: Number(clients), users: Number(users) };
   }
 
-  /** Refresh this node's entries now (the timer calls this); entries that expired meanwhile are added again. */
+  setExpiryHandler(handler: PresenceExpiryHandler): void {
+    this.#expiry = handler;
+  }
+
+  /**
+   * Refresh this node's entries now (the timer calls this): entries that
+   * expired meanwhile are added again, and the entries of other nodes that
+   * expired in these channels are taken from the channel's list of gone
+   * entries and reported (each to the one node whose heartbeat took it).
+   */
   async heartbeat(): Promise<void> {
     if (this.#closed || this.#own.size === 0 || !this.#link.usable) return;
     try {
@@ -140,21 +155,41 @@ export class RedisPresenceStore implements PresenceStore {
         const pipeline = redis.pipeline();
         const channels = [...this.#own.keys()];
         for (const channel of channels) {
-          (pipeline as unknown as Scripted).sbPresenceRefresh(...this.#keys(channel), this.#ttlMs, ...this.#own.get(channel)!.keys());
+          (pipeline as unknown as Scripted).sbPresenceRefreshBuffer(...this.#keys(channel), this.#ttlMs, ...this.#own.get(channel)!.keys());
         }
         const results = (await pipeline.exec()) ?? [];
         for (let i = 0; i < results.length; i++) {
-          const [err, missing] = results[i]!;
+          const [err, reply] = results[i]!;
           if (err !== null) throw err;
-          const own = this.#own.get(channels[i]!);
-          for (const client of missing as string[]) {
+          const channel = channels[i]!;
+          const [missing, gone] = reply as [Buffer[], Buffer[]];
+          const own = this.#own.get(channel);
+          /** Own entries this heartbeat took as gone: nobody announced their leave, so they come back silently. */
+          const tookOwn = new Set<string>();
+          for (const value of gone) {
+            const info = entryInfo(value);
+            if (own?.has(info.client)) tookOwn.add(info.client);
+            else this.#report('expired', channel, info);
+          }
+          for (const idBytes of missing) {
+            const client = idBytes.toString('utf8');
             const info = own?.get(client);
-            if (info !== undefined) await scripted(redis).sbPresenceAdd(...this.#keys(channels[i]!), client, info.user, entryValue(info), this.#ttlMs);
+            if (info === undefined) continue;
+            await scripted(redis).sbPresenceAdd(...this.#keys(channel), client, info.user, entryValue(info), this.#ttlMs);
+            if (!tookOwn.has(client)) this.#report('restored', channel, info);
           }
         }
       });
     } catch (err) {
       if (!this.#closed) this.#onError(err);
+    }
+  }
+
+  #report(kind: 'expired' | 'restored', channel: string, info: ClientInfo): void {
+    try {
+      this.#expiry?.[kind](channel, info);
+    } catch (err) {
+      this.#onError(err);
     }
   }
 

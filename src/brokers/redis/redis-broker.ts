@@ -84,7 +84,7 @@ import type {
   PublishResult,
 } from '../broker.js';
 import { Continuity } from '../continuity.js';
-import { closedError, invalidChannel, Link, randomId, type RedisConnectionOptions } from './connection.js';
+import { closedError, invalidChannel, Link, randomId, unavailable as unavailableError, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
 import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
 import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
@@ -150,6 +150,11 @@ export class RedisBroker implements Broker {
   #counter = 0;
   #lastNonce = '';
   #subscribedOnce = false;
+  /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
+  readonly #probeName: string;
+  #probeSubscribed: Promise<unknown> | null = null;
+  /** Probes in flight: token → resolve. */
+  readonly #probes = new Map<string, () => void>();
   #closed = false;
 
   constructor(options: RedisBrokerOptions = {}) {
@@ -159,6 +164,7 @@ export class RedisBroker implements Broker {
     this.#onError = options.onError ?? ((err) => console.error('switchboard redis broker:', err));
     this.#idKey = `${this.#prefix}id`;
     this.#replidKey = `${this.#prefix}replid`;
+    this.#probeName = `${this.#prefix}probe:${this.#nodeId}`;
     const refillLimit = Math.max(1, options.refillLimit ?? 1000);
     this.#continuity = new Continuity({
       history: (channel, since) => this.history(channel, { since, limit: refillLimit }),
@@ -178,7 +184,10 @@ export class RedisBroker implements Broker {
     // The subscriber: we resubscribe ourselves (then refill), not ioredis.
     this.#sub = new Link(options, 'sub', { autoResubscribe: false } satisfies RedisOptions, (redis) => this.#resubscribe(redis));
     const sub = this.#sub.redis;
-    sub.on('messageBuffer', (name: Buffer, frame: Buffer) => this.#receive(name, frame));
+    sub.on('messageBuffer', (name: Buffer, frame: Buffer) => {
+      if (name.length === this.#probeName.length && name.toString() === this.#probeName) this.#probes.get(frame.toString())?.();
+      else this.#receive(name, frame);
+    });
     sub.on('pmessageBuffer', (_glob: Buffer, name: Buffer, frame: Buffer) => this.#receive(name, frame));
   }
 
@@ -316,6 +325,35 @@ export class RedisBroker implements Broker {
     await this.#cmd.run((redis) => redis.del(keys.meta, keys.history));
   }
 
+  async probe(timeoutMs: number): Promise<number> {
+    this.#checkOpen();
+    if (this.#probeSubscribed === null) {
+      const done = this.#sub.run((redis) => redis.subscribe(this.#probeName));
+      this.#probeSubscribed = done;
+      done.catch(() => {
+        if (this.#probeSubscribed === done) this.#probeSubscribed = null;
+      });
+    }
+    await this.#probeSubscribed;
+    const token = randomId(12);
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const back = new Promise<void>((resolve) => this.#probes.set(token, resolve));
+    try {
+      await this.#cmd.run((redis) => redis.publish(this.#probeName, token));
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      if ((await Promise.race([back, timedOut])) === 'timeout') {
+        // Published, never delivered: the subscriber connection is dead without knowing it. Made again.
+        if (this.#sub.usable && !this.#closed) this.#sub.redis.disconnect(true);
+        throw unavailableError(new Error(`probe: published, not delivered back within ${timeoutMs} ms; reconnecting the subscriber connection`));
+      }
+      return performance.now() - started;
+    } finally {
+      clearTimeout(timer);
+      this.#probes.delete(token);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -367,6 +405,7 @@ export class RedisBroker implements Broker {
   /** After each (re)connection of the subscriber: make every subscription again, then let continuity refill. */
   async #resubscribe(redis: Redis): Promise<void> {
     const names = [...this.#exact.keys()].map((c) => pubsubName(this.#prefix, c));
+    if (this.#probeSubscribed !== null) names.push(this.#probeName);
     const globs = [...this.#globs.keys()];
     if (names.length > 0) await redis.subscribe(...names);
     if (globs.length > 0) await redis.psubscribe(...globs);

@@ -188,13 +188,18 @@ local function drop(client)
   end
   redis.call('ZREM', KEYS[2], client)
 end
--- Entries whose node stopped refreshing them.
+-- Entries whose node stopped refreshing them: dropped, and kept in KEYS[4] until a node's
+-- heartbeat takes them to announce their leave (so each is announced once, by one node).
 local function expire(now)
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-  for _, client in ipairs(dead) do drop(client) end
+  for _, client in ipairs(dead) do
+    local v = redis.call('HGET', KEYS[1], client)
+    if v then redis.call('RPUSH', KEYS[4], v) end
+    drop(client)
+  end
 end
 local function keep(ttl)
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 `;
 
@@ -229,7 +234,11 @@ expire(clock())
 return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[3])}
 `;
 
-/** refresh (heartbeat). ARGV: ttl ms, client ids. Returns the ids no longer there (expired meanwhile): re-add them. */
+/**
+ * refresh (heartbeat). ARGV: ttl ms, client ids. Returns [missing, gone]: the ids no longer
+ * there (expired meanwhile: re-add them) and the values of other entries that expired since
+ * the last heartbeat of any node (announce their leave; they are taken, so no other node does).
+ */
 export const PRESENCE_REFRESH_LUA = `${PRESENCE_PRELUDE}
 local now = clock()
 expire(now)
@@ -242,6 +251,8 @@ for i = 2, #ARGV do
     table.insert(missing, ARGV[i])
   end
 end
+local gone = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
 keep(ttl)
-return missing
+return {missing, gone}
 `;

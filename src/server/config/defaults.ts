@@ -121,8 +121,16 @@ export type BrokerConfig =
       /** Save the snapshot this often while the broker changes, in ms; 0: only at a graceful stop. Default 5000. */
       snapshotIntervalMs: number;
     }
-  | { type: 'redis'; /** `redis://` or `rediss://` URL. */ url: string }
-  | { type: 'nats'; /** Server URLs (`nats://host:port`). */ servers: string[] };
+  | ({ type: 'redis'; /** `redis://` or `rediss://` URL. */ url: string } & BrokerProbeConfig)
+  | ({ type: 'nats'; /** Server URLs (`nats://host:port`). */ servers: string[] } & BrokerProbeConfig);
+
+/** How a networked broker's fan-out is probed (a message to this node through the broker, `Broker#probe`). */
+export interface BrokerProbeConfig {
+  /** Probe this often, in ms; 0: never. Default 10000. */
+  probeIntervalMs?: number;
+  /** A probe not back within this many ms failed: the subscription connection is made again. Default 5000. */
+  probeTimeoutMs?: number;
+}
 
 /**
  * The admin UI at `path` (src/server/admin.ts): live metrics, connections,
@@ -352,8 +360,8 @@ export const CONFIG_DEFAULTS = deepFreeze({
  */
 export const KEYS_WITHOUT_DEFAULTS = {
   tls: keysOf({ cert: true, key: true } satisfies Record<keyof NonNullable<RealtimeConfig['tls']>, true>),
-  redis: keysOf({ type: true, url: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'redis' }>, true>),
-  nats: keysOf({ type: true, servers: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'nats' }>, true>),
+  redis: keysOf({ type: true, url: true, probeIntervalMs: true, probeTimeoutMs: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'redis' }>, true>),
+  nats: keysOf({ type: true, servers: true, probeIntervalMs: true, probeTimeoutMs: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'nats' }>, true>),
 };
 
 /** A fresh copy of the defaults. */

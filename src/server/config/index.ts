@@ -15,6 +15,7 @@ export {
   type AdminConfig,
   type AuthConfig,
   type BrokerConfig,
+  type BrokerProbeConfig,
   type CompressionConfig,
   type DeepPartial,
   type FallbacksConfig,

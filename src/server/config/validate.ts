@@ -408,6 +408,10 @@ function checkBroker(c: Checker, b: unknown): void {
       servers.forEach((s, i) => c.string(`broker.servers[${i}]`, s, { nonEmpty: true }));
     }
   }
+  if (type !== 'memory') {
+    if (b['probeIntervalMs'] !== undefined) c.int('broker.probeIntervalMs', b['probeIntervalMs'], 0);
+    if (b['probeTimeoutMs'] !== undefined) c.int('broker.probeTimeoutMs', b['probeTimeoutMs'], 1);
+  }
 }
 
 // ---- checker -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { NatsBroker, NatsPresenceStore } from '../../../src/brokers/nats/nats-broker.js';
 import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { NatsServer } from '../../support/nats.js';
@@ -195,6 +197,81 @@ describe('NatsPresenceStore expiry', () => {
     } finally {
       await alive.close();
       await dying.close();
+    }
+  });
+  /** A store that records what it reports; its heartbeat runs when the test calls it. */
+  async function node(name: string, reports: string[]): Promise<NatsPresenceStore> {
+    const store = await NatsPresenceStore.connect({ servers: server().url, presenceTtlMs: 1000, heartbeatMs: 3_600_000 });
+    store.setExpiryHandler({
+      expired: (channel, info) => void reports.push(`${name} expired ${channel} ${info.client} ${info.user} ${JSON.stringify(info.info ?? null)}`),
+      restored: (channel, info) => void reports.push(`${name} restored ${channel} ${info.client}`),
+    });
+    return store;
+  }
+
+  /** `rounds` heartbeats of each store, 200 ms apart (well inside the 1 s TTL). */
+  async function beat(stores: NatsPresenceStore[], rounds: number): Promise<void> {
+    for (let i = 0; i < rounds; i++) {
+      for (const store of stores) await store.heartbeat();
+      await sleep(200);
+    }
+  }
+
+  it("a dead store's entries are reported expired once, by one survivor; a removed entry by none", async () => {
+    const reports: string[] = [];
+    const dead = await node('dead', reports);
+    const b = await node('b', reports);
+    const c = await node('c', reports);
+    try {
+      await dead.add('hall', { client: 'd1', user: 'dora', info: { seat: 1 } });
+      await dead.add('hall', { client: 'd2', user: 'dora' });
+      await b.add('hall', { client: 'b1', user: 'bob' });
+      await c.add('hall', { client: 'c1', user: 'cy' });
+      await c.add('hall', { client: 'c2', user: 'cy' });
+      await beat([b, c], 1); // every survivor has listed the channel
+      await c.remove('hall', 'c2'); // a normal leave: its node announces it, the stores do not
+      await dead.close(); // no remove: as if the process died
+      await beat([b, c], 12); // 2.4 s: past the dead store's TTL, and more sweeps after
+      assert.deepEqual(reports.map((r) => r.replace(/^[bc] /, '')).sort(), ['expired hall d1 dora {"seat":1}', 'expired hall d2 dora null']);
+      assert.deepEqual(Object.keys(await b.get('hall')).sort(), ['b1', 'c1']);
+      assert.deepEqual(await b.stats('hall'), { clients: 2, users: 2 });
+    } finally {
+      await Promise.all([dead.close(), b.close(), c.close()]);
+    }
+  });
+
+  /** b1's entry vanishes from the bucket as an expired entry would (a purge leaves no marker). */
+  async function expireB1(): Promise<void> {
+    const nc = await connect({ servers: server().url });
+    try {
+      await (await jetstreamManager(nc)).streams.purge('KV_SWITCHBOARD_presence', { filter: '$KV.SWITCHBOARD_presence.hall2.bob.b1.*' });
+    } finally {
+      await nc.close();
+    }
+  }
+
+  it('an own entry that expired comes back; reported restored only when another node had announced it gone', async () => {
+    const reports: string[] = [];
+    const b = await node('b', reports);
+    const c = await node('c', reports);
+    try {
+      await b.add('hall2', { client: 'b1', user: 'bob' });
+      await c.add('hall2', { client: 'c1', user: 'cy' });
+      await beat([b, c], 1);
+      await expireB1();
+      await c.heartbeat(); // c notices first: it announces b1's leave
+      await b.heartbeat(); // b finds its entry gone: written again, announced back
+      assert.deepEqual(reports, ['c expired hall2 b1 bob null', 'b restored hall2 b1']);
+      assert.deepEqual(Object.keys(await c.get('hall2')).sort(), ['b1', 'c1']);
+
+      await beat([b, c], 1);
+      await expireB1();
+      await b.heartbeat(); // its own node notices first: nobody announced anything, it comes back silently
+      await beat([c, b], 2);
+      assert.equal(reports.length, 2, reports.join('; '));
+      assert.deepEqual(Object.keys(await c.get('hall2')).sort(), ['b1', 'c1']);
+    } finally {
+      await Promise.all([b.close(), c.close()]);
     }
   });
 });
