@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { configTemplate } from '../../../src/cli/init.js';
 import { runCli } from '../../support/cli.js';
 import { SECRET } from '../../support/tokens.js';
 import { CHILD_WAIT, within } from '../../support/wait.js';
@@ -40,10 +41,19 @@ test('serve refuses the admin UI on 0.0.0.0 without TLS, and without a password 
   ]);
 });
 
-test('serve on loopback with the admin UI logs its URL', async (t) => {
-  const s = runCli(t, ['serve', '--config', config('ok.json', { apiKey: 'an-api-key-of-16+chars', admin: { enabled: true, path: '/ops' } }), '--port', '0']);
+test("serve on loopback with the admin block of `init`'s config uncommented: logs the admin URL; the password and the API key log in", async (t) => {
+  const template = configTemplate({ hmacSecret: SECRET, apiKey: 'an-api-key-of-16+chars' });
+  const block = '# admin:\n#   enabled: true\n#   password: "at least 12 characters"\n';
+  assert.ok(template.includes(block), 'the admin block of the init template');
+  const file = join(dir, 'init.yaml');
+  writeFileSync(file, template.replace(block, block.replaceAll('# ', '').replaceAll('#', '')));
+  const s = runCli(t, ['serve', '--config', file, '--port', '0']);
   const listening = await s.log((l) => l.msg === 'listening', "the 'listening' line");
   const line = await s.log((l) => l.msg === 'admin UI', "the 'admin UI' line");
-  assert.equal(line.url, `http://127.0.0.1:${listening.port}/ops/`);
+  assert.equal(line.url, `http://127.0.0.1:${listening.port}/admin/`);
+  for (const password of ['at least 12 characters', 'an-api-key-of-16+chars']) {
+    const res: Response = await fetch(`${String(line.url)}login`, { method: 'POST', body: new URLSearchParams({ password }), redirect: 'manual' });
+    assert.equal(res.status, 303, password);
+  }
   await s.stop();
 });
