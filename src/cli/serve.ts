@@ -102,7 +102,7 @@ export async function serve(args: string[]): Promise<number> {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
   process.stderr.write(
-    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics${server.admin ? `, admin ${server.admin.path}/` : ''})\n`,
   );
   return new Promise((resolve) => {
     const stop = (signal: string) => {

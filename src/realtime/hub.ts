@@ -327,6 +327,14 @@ export class Hub implements BrokerHandler, SessionHost {
     return matching.length;
   }
 
+  /** Close one connection of this node (Kicked, 4503, by default). False when there is none with this id. */
+  disconnectConnection(id: string, code: number = Disconnect.Kicked.code, reason: string = Disconnect.Kicked.reason): boolean {
+    const session = this.sessions.get(id);
+    if (!session) return false;
+    this.forEachSession([session], 'disconnect failed', (s) => s.close(new Disconnect(code, reason)));
+    return true;
+  }
+
   /** Channels with local subscribers and their counts. */
   channelStats(): { channel: string; subscribers: number }[] {
     const out: { channel: string; subscribers: number }[] = [];

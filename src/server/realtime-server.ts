@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { hostname } from 'node:os';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -33,6 +34,7 @@ import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type BrokerProbeConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
+import { AdminConsole } from './admin.js';
 import { HttpApi } from './http-api.js';
 import { sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
@@ -59,8 +61,17 @@ export interface RealtimeServerOptions {
   devTokens?: boolean;
 }
 
+/** Servers made in this process so far: the second one's node id gets a suffix. */
+let serversMade = 0;
+
 export class RealtimeServer {
   readonly config: RealtimeConfig;
+  /**
+   * This node's name in the dashboard snapshots and the admin UI:
+   * `<hostname>/<pid>` (a pod's name under Kubernetes), with `#n` for the n-th
+   * further server of the same process.
+   */
+  readonly nodeId: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -77,6 +88,8 @@ export class RealtimeServer {
   /** Shutdown, origin, limits and credentials for every carrier; counts the open connections. */
   private readonly admission: Admission;
   private readonly api: HttpApi;
+  /** The admin UI under `config.admin.path` (null unless `admin.enabled`). */
+  readonly admin: AdminConsole | null;
   private readonly sockets = new Set<WebSocket>();
   /** SSE and long-polling sessions under `<path>/session` (null when `fallbacks.enabled` is false). */
   private readonly fallbacks: FallbackRouter | null;
@@ -95,6 +108,8 @@ export class RealtimeServer {
 
   constructor(options: RealtimeServerOptions = {}) {
     this.config = validateConfig(options.config ?? {});
+    const made = serversMade++;
+    this.nodeId = `${hostname()}/${process.pid}${made === 0 ? '' : `#${made}`}`;
     if (options.devTokens && !this.config.auth.hmacSecret) throw new TypeError('devTokens needs auth.hmacSecret');
     this.logger =
       options.logger ??
@@ -159,6 +174,18 @@ export class RealtimeServer {
       closing,
       brokerAvailable: () => this.brokerAvailable(),
     });
+    this.admin = this.config.admin.enabled
+      ? new AdminConsole({
+          config: this.config,
+          nodeId: this.nodeId,
+          hub: this.hub,
+          broker: this.broker,
+          presence: this.presence,
+          metrics: this.metrics,
+          logger: this.logger,
+          clientIp: (req) => this.admission.clientIp(req),
+        })
+      : null;
     const z = this.config.compression;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -247,6 +274,8 @@ export class RealtimeServer {
   start(): Promise<void> {
     this.starting ??= (async () => {
       await this.connectBroker();
+      // Standalone, listen() logs the whole URL; attached, only the path is known here.
+      if (this.admin !== null && !this.ownsServer) this.logger.info({ path: `${this.admin.path}/` }, 'admin UI');
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
@@ -306,7 +335,11 @@ export class RealtimeServer {
       server.listen(this.config.port, this.config.host, () => {
         server.removeListener('error', onError);
         const address = server.address() as AddressInfo;
-        this.logger.info({ host: address.address, port: address.port, path: this.config.path, tls: Boolean(this.config.tls) }, 'listening');
+        this.logger.info({ host: address.address, port: address.port, path: this.config.path, tls: Boolean(this.config.tls), node: this.nodeId }, 'listening');
+        if (this.admin !== null) {
+          const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
+          this.logger.info({ url: `${this.config.tls ? 'https' : 'http'}://${host}:${address.port}${this.admin.path}/` }, 'admin UI');
+        }
         resolve(address);
       });
     });
@@ -403,13 +436,15 @@ export class RealtimeServer {
   /**
    * Serve the server's HTTP routes: `/healthz`, `/readyz`, `/metrics`, `/api/*`,
    * the fallback transports under `<path>/session` (SSE and long-polling,
-   * unless `fallbacks.enabled` is false) and (development mode) `/dev/token`.
+   * unless `fallbacks.enabled` is false), the admin UI under `admin.path`
+   * (when `admin.enabled`) and (development mode) `/dev/token`.
    * Returns false for other paths, so an app can mount it in front of its
    * own routes.
    */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (this.api.handle(req, res, url)) return true;
+    if (this.admin?.handle(req, res, url)) return true;
     if (this.fallbacks?.handle(req, res, url)) return true;
     return false;
   }
