@@ -93,8 +93,9 @@ export async function serve(args: string[]): Promise<number> {
   }
   // The pages first; what they do not serve goes on to the server's own handler (its routes, else 404).
   // They answer asynchronously, so the server's handler must not run at all for their paths.
+  // The arena's (under /arena only) before the demo pages, which claim every path with a file extension.
   const demoPages = createStaticPages({ realtimePath: server.config.path });
-  const pages = game ? (req: http.IncomingMessage, res: http.ServerResponse) => demoPages(req, res) || game.pages(req, res) : demoPages;
+  const pages = game ? (req: http.IncomingMessage, res: http.ServerResponse) => game.pages(req, res) || demoPages(req, res) : demoPages;
   const httpServer = server.httpServer;
   const next = httpServer.listeners('request') as Array<(req: http.IncomingMessage, res: http.ServerResponse) => void>;
   httpServer.removeAllListeners('request');

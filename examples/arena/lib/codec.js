@@ -164,6 +164,7 @@ export class AreaEncoder {
  * - `'keyframe'`, `'delta'`: applied; the state is now at `seq`;
  * - `'gap'`: a delta that does not follow the last applied message (one was
  *   lost): ignored; the state is stale until a keyframe (`stale` is true);
+ * - `'waiting'`: a delta before the first keyframe (just subscribed): ignored;
  * - `'old'`: a message at or before the current `seq` (e.g. a delta older
  *   than the keyframe the rpc answered): ignored;
  * - `'invalid'`: not a message of this codec: ignored.
@@ -187,7 +188,7 @@ export class AreaState {
 
   /**
    * @param {unknown} data
-   * @returns {'keyframe' | 'delta' | 'gap' | 'old' | 'invalid'}
+   * @returns {'keyframe' | 'delta' | 'gap' | 'waiting' | 'old' | 'invalid'}
    */
   apply(data) {
     if (!Array.isArray(data) || data.length < 3) return 'invalid';
@@ -212,6 +213,8 @@ export class AreaState {
       this.stale = false;
       return 'keyframe';
     }
+    // Subscribed mid-stream: deltas until the first keyframe are not a loss.
+    if (this.seq === 0) return 'waiting';
     if (this.stale || seq !== this.seq + 1) {
       this.stale = true;
       return 'gap';

@@ -44,7 +44,9 @@ export const DEFAULT_ARENA = Object.freeze({
  * @returns {ArenaConfig}
  */
 export function arenaConfig(partial = {}) {
-  const c = { ...DEFAULT_ARENA, ...partial };
+  const c = { ...DEFAULT_ARENA };
+  // Fields given as undefined take their default.
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) /** @type {Record<string, unknown>} */ (c)[k] = v;
   /** @param {keyof ArenaConfig} key @param {number} min @param {number} max */
   const range = (key, min, max) => {
     const v = c[key];
