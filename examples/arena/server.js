@@ -31,6 +31,7 @@
  */
 import { AreaEncoder } from './lib/codec.js';
 import { arenaConfig } from './lib/config.js';
+import { startTickLoop } from './lib/loop.js';
 import { ALL_KEYS, World } from './lib/sim.js';
 
 /** @typedef {import('./lib/config.js').ArenaConfig} ArenaConfig */
@@ -46,21 +47,6 @@ import { ALL_KEYS, World } from './lib/sim.js';
 /** The namespace of the area channels: only the server publishes; no history, no presence. */
 export const ARENA_NAMESPACE = Object.freeze({ prefix: 'arena', clientPublish: false, presence: /** @type {const} */ ('off') });
 
-/** Durations kept for the percentiles (the last this many ticks). */
-const WINDOW = 4096;
-
-/**
- * @typedef {object} TickStats
- * @property {number} ticks ticks run since the start (or the last `resetStats`)
- * @property {number} overruns ticks whose work took longer than one period
- * @property {number} late ticks that started more than one period after their time
- * @property {number} p50Ms median tick duration, ms (the last WINDOW ticks)
- * @property {number} p99Ms
- * @property {number} maxMs
- * @property {number} players
- * @property {number} published area messages published
- */
-
 /**
  * Start the loop on `host`. Returns a handle to stop it and read its numbers.
  * @param {ArenaHost} host
@@ -71,17 +57,11 @@ export function startArena(host, options = {}) {
   const config = arenaConfig(partial);
   const world = new World(config, { seed });
   const grid = world.grid;
-  const now = nowOption ?? (() => performance.now());
   const encoders = Array.from({ length: grid.count }, (_, area) => new AreaEncoder(config.quantum, config.keyframeEvery, area));
   const channels = Array.from({ length: grid.count }, (_, area) => grid.channel(area));
   /** Connection id → player id. */
   const playerOf = new Map();
-  const periodMs = 1000 / config.tickHz;
-  const durations = new Float64Array(WINDOW);
-  let stats = { ticks: 0, overruns: 0, late: 0, published: 0 };
-  let stopped = false;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  let timer = null;
+  let published = 0;
   const report = onError ?? (() => {});
   const publishFailed = (/** @type {unknown} */ err) => report(err);
 
@@ -99,42 +79,12 @@ export function startArena(host, options = {}) {
     for (const g of world.gems.values()) gemsIn[g.area].push(g);
     for (let a = 0; a < grid.count; a++) {
       const data = encoders[a].encode(world.tick, playersIn[a], gemsIn[a]);
-      stats.published++;
+      published++;
       host.publish(channels[a], data, { volatile: true }).catch(publishFailed);
     }
   };
 
-  // Fixed-rate schedule: tick n is due at start + n·period. A tick that starts
-  // more than a period late is counted, and the schedule skips ahead instead of
-  // bursting the missed ticks (game time then runs slow: the honest failure).
-  let start = now();
-  let n = 0;
-  const run = () => {
-    if (stopped) return;
-    const t0 = now();
-    const due = start + n * periodMs;
-    if (t0 - due > periodMs) stats.late++;
-    try {
-      tick();
-    } catch (err) {
-      report(err);
-    }
-    const t1 = now();
-    const d = t1 - t0;
-    durations[stats.ticks % WINDOW] = d;
-    stats.ticks++;
-    if (d > periodMs) stats.overruns++;
-    n++;
-    let next = start + n * periodMs;
-    if (next < t1) {
-      // Behind: restart the schedule from now.
-      start = t1;
-      n = 0;
-      next = t1;
-    }
-    timer = setTimeout(run, Math.max(0, next - now()));
-  };
-  timer = setTimeout(run, periodMs);
+  const loop = startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
 
   host.rpc('arena.join', (data, ctx) => {
     const d = /** @type {{ name?: unknown, spawn?: unknown }} */ (data && typeof data === 'object' ? data : {});
@@ -174,29 +124,16 @@ export function startArena(host, options = {}) {
   return {
     config,
     world,
-    /** @returns {TickStats} */
+    /** The loop's numbers, the players, and the area messages published. */
     stats() {
-      const count = Math.min(stats.ticks, WINDOW);
-      const sorted = Array.from(durations.subarray(0, count)).sort((a, b) => a - b);
-      const pct = (/** @type {number} */ p) => (count === 0 ? 0 : sorted[Math.min(count - 1, Math.floor(p * count))]);
-      return {
-        ticks: stats.ticks,
-        overruns: stats.overruns,
-        late: stats.late,
-        p50Ms: pct(0.5),
-        p99Ms: pct(0.99),
-        maxMs: count === 0 ? 0 : sorted[count - 1],
-        players: world.players.size,
-        published: stats.published,
-      };
+      return { ...loop.stats(), players: world.players.size, published };
     },
     /** Start counting afresh (the benchmark's measurement window). */
     resetStats() {
-      stats = { ticks: 0, overruns: 0, late: 0, published: 0 };
+      loop.resetStats();
     },
     stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
+      loop.stop();
       offClosed();
     },
   };
