@@ -18,6 +18,8 @@ process.send({ type: 'ready', port: impl.port, token: impl.token });
 process.on('message', (msg) => {
   if (msg.type === 'stats') {
     impl.stats().then((s) => process.send({ type: 'stats', stats: { ...s, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } }), fail);
+  } else if (msg.type === 'start') {
+    impl.start();
   } else if (msg.type === 'reset') {
     impl.reset();
   } else if (msg.type === 'exit') {
@@ -57,8 +59,15 @@ async function switchboard() {
     token,
     async stats() {
       const bytesOut = await sum(server.metrics.bytesOut);
-      return { ...arena.stats(), bytesOut, bytesWanted: bytesOut, dropped: await dropped(), connections: server.hub.sessions.size };
+      const messagesOut = await sum(server.metrics.messagesOutTotal);
+      const drops = await dropped();
+      // What the design sends when every bot keeps up: the bytes written plus the frames dropped for
+      // bots that fell behind, at the average message size.
+      const bytesWanted = bytesOut + (messagesOut > 0 ? (drops * bytesOut) / messagesOut : 0);
+      return { ...arena.stats(), bytesOut, bytesWanted, dropped: drops, connections: server.hub.sessions.size };
     },
+    // Runs from the start: the bots need it to join.
+    start() {},
     reset: () => arena.resetStats(),
   };
 }
@@ -93,7 +102,9 @@ async function naive() {
     ws.playerId = player.id;
   });
   // What people write first: every tick, the whole world to everyone, one JSON text each (with "you").
-  const loop = startTickLoop(config.tickHz, () => {
+  // Started once the bots are in (with hundreds of players it would starve the accept loop meanwhile).
+  let loop = null;
+  const tick = () => {
     world.step();
     const players = [...world.players.values()].map((p) => ({ id: p.id, name: p.name, x: p.x, y: p.y, score: p.score }));
     const gems = [...world.gems.values()].map((g) => ({ id: g.id, x: g.x, y: g.y }));
@@ -108,13 +119,17 @@ async function naive() {
       bytesOut += bytes;
       ws.send(text);
     }
-  }, { onError: fail });
+  };
   return {
     port: wss.address().port,
     token: '',
     async stats() {
-      return { ...loop.stats(), players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
     },
-    reset: () => loop.resetStats(),
+    start() {
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail });
+    },
+    reset: () => loop?.resetStats(),
   };
 }

@@ -12,7 +12,7 @@
  * --seconds (play time once all have joined, default 10), --ramp (connections per
  * second, default 8: `switchboard serve` admits 10 a second per address by default),
  * --path (realtime path, default /rt), --token (one token for all; default: one per bot
- * from POST /dev/token), --quiet.
+ * from POST /dev/token), --join-timeout (seconds to wait for all to join, default 30), --quiet.
  *
  * Needs the library built (`npm run build`: it imports dist/). Exit status 0 when every
  * bot joined and received state, 1 otherwise; the last line of output is a one-line summary.
@@ -34,6 +34,7 @@ const { values } = parseArgs({
     path: { type: 'string', default: '/rt' },
     token: { type: 'string' },
     'id-offset': { type: 'string', default: '0' },
+    'join-timeout': { type: 'string', default: '30' },
     quiet: { type: 'boolean', default: false },
   },
 });
@@ -52,6 +53,7 @@ const count = Math.floor(number('bots', values.bots, 1, 5000));
 const seconds = number('seconds', values.seconds, 0.1, 3600);
 const ramp = number('ramp', values.ramp, 0.1, 100000);
 const idOffset = Math.floor(number('id-offset', values['id-offset'], 0, 1e9));
+const joinTimeoutS = number('join-timeout', values['join-timeout'], 1, 3600);
 let base;
 try {
   base = new URL(values.url ?? '');
@@ -172,7 +174,7 @@ for (let i = 0; i < count; i++) {
   if (i + 1 < count) await new Promise((r) => setTimeout(r, 1000 / ramp));
 }
 // Bounded: bots that have not joined by then are counted as not joined.
-const joinDeadline = 30_000;
+const joinDeadline = joinTimeoutS * 1000;
 await Promise.race([Promise.all(starting), new Promise((r) => setTimeout(r, joinDeadline).unref())]);
 const joined = bots.filter((b) => b.player.joined).length;
 log(`bots: ${joined}/${count} joined in ${((performance.now() - t0) / 1000).toFixed(1)} s; playing ${seconds} s`);

@@ -9,6 +9,8 @@
  * exactly.
  */
 import { AreaGrid } from './interest.js';
+import { prng } from './prng.js';
+
 
 /** @typedef {import('./config.js').ArenaConfig} ArenaConfig */
 
@@ -35,18 +37,6 @@ export const ALL_KEYS = 15;
  * @property {number} y
  * @property {number} area
  */
-
-/** A small seeded PRNG (mulberry32): the same seed, the same game. */
-export function prng(/** @type {number} */ seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const DIAGONAL = Math.SQRT1_2;
 
