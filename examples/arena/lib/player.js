@@ -78,8 +78,7 @@ export class ArenaPlayer {
     this.id = reply.id;
     this.joined = true;
     this.counters.joins++;
-    // Our keys start afresh on the server.
-    this.inputSeq = Math.max(this.inputSeq, 0);
+    // A new player holds no keys on the server: send ours (the numbers go on increasing).
     if (this.keys !== 0) this.#sendKeys();
     this.follow(reply.x, reply.y);
     this.options.onJoined?.({ id: this.id });
