@@ -12,7 +12,7 @@
 // GAME_BOTS (default 100,500,1000), GAME_HZ (default 30,60), GAME_IMPLS
 // (default switchboard,naive), BENCH_OUT (default bench/results/game.md).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +41,7 @@ const settings = {
 };
 for (const i of settings.impls) if (i !== 'switchboard' && i !== 'naive') throw new Error(`GAME_IMPLS: unknown "${i}"`);
 
+const NICE = spawnSync('nice', ['-n', '10', 'true']).status === 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Bot processes: spawned with IPC, killed by PID at the end of the cell (and if this process exits). */
@@ -55,7 +56,10 @@ function spawnBots(impl, count, offset, ready, seconds) {
       ? [path.join(ROOT, 'examples/arena/bots.mjs'), '--url', `http://127.0.0.1:${ready.port}`, '--bots', String(count), '--id-offset', String(offset),
          '--seconds', String(seconds), '--ramp', '400', '--token', ready.token, '--join-timeout', String(JOIN_TIMEOUT_S), '--quiet']
       : [path.join(BENCH_DIR, 'game-naive-bots.js'), JSON.stringify({ url: `ws://127.0.0.1:${ready.port}/`, bots: count })];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  // The bots run at a lower priority (nice 10) than the server they load: on a machine with fewer
+  // cores than processes the server then gets the CPU when it has a tick to run, and what is measured
+  // is the server, not the scheduler's choice between it and its load generators.
+  const proc = NICE ? spawn('nice', ['-n', '10', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   botProcs.add(proc);
   let stderr = '';
   proc.stderr.setEncoding('utf8');
@@ -90,11 +94,12 @@ async function runCell(impl, hz, bots) {
     await sleep(settings.warmup * 1000);
     server.send({ type: 'reset' });
     server.send({ type: 'stats' });
-    const s0 = (await server.next('stats', 10_000, 'stats')).stats;
+    // Generous: the naive server answers between two ticks, and its ticks take seconds with many players.
+    const s0 = (await server.next('stats', 60_000, 'stats')).stats;
     const sys0 = sampleCpu();
     await sleep(settings.seconds * 1000);
     server.send({ type: 'stats' });
-    const s1 = (await server.next('stats', 10_000, 'stats')).stats;
+    const s1 = (await server.next('stats', 60_000, 'stats')).stats;
     const sys = cpuBetween(sys0, sampleCpu());
     const secs = (s1.t - s0.t) / 1000;
     const cpuUs = s1.cpu.user - s0.cpu.user + (s1.cpu.system - s0.cpu.system);
@@ -151,7 +156,7 @@ for (const hz of settings.hz) {
 const lines = [];
 lines.push(`# Game benchmark (${new Date().toISOString()})`, '');
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, load average before the run ${loadBefore.map((l) => l.toFixed(2)).join(' ')}.`);
-lines.push(`World ${WORLD.width}×${WORLD.height} units in ${WORLD.areaSize}-unit areas; ${settings.warmup} s warm-up, ${settings.seconds} s measured per cell; bots in processes of ${BOTS_PER_PROCESS}.`, '');
+lines.push(`World ${WORLD.width}×${WORLD.height} units in ${WORLD.areaSize}-unit areas; ${settings.warmup} s warm-up, ${settings.seconds} s measured per cell; bots in processes of ${BOTS_PER_PROCESS}${NICE ? ' at nice 10' : ''}.`, '');
 lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | ratio (naive ÷ ours) | tick p50 / p99 / max ms | ticks run / due | overrun | late | dropped / s | RSS MB | machine busy |');
 lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
