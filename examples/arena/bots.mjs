@@ -54,6 +54,7 @@ const seconds = number('seconds', values.seconds, 0.1, 3600);
 const ramp = number('ramp', values.ramp, 0.1, 100000);
 const idOffset = Math.floor(number('id-offset', values['id-offset'], 0, 1e9));
 const joinTimeoutS = number('join-timeout', values['join-timeout'], 1, 3600);
+/** @type {URL} */
 let base;
 try {
   base = new URL(values.url ?? '');
@@ -67,7 +68,9 @@ const log = (/** @type {string} */ line) => {
   if (!values.quiet) process.stderr.write(`${line}\n`);
 };
 
+/** @type {any} */
 let sdk;
+/** @type {any} */
 let WebSocket;
 try {
   sdk = await import(new URL('dist/client/index.js', ROOT).href);
@@ -106,7 +109,8 @@ async function tokenFor(/** @type {string} */ user) {
   return /** @type {{ token: string }} */ (await res.json()).token;
 }
 
-const totals = { errors: 0, disconnects: 0, /** @type {string | null} */ firstError: null };
+/** @type {{ errors: number, disconnects: number, firstError: string | null }} */
+const totals = { errors: 0, disconnects: 0, firstError: null };
 /** @type {{ client: any, player: ArenaPlayer, target: { x: number, y: number } | null }[]} */
 const bots = [];
 const note = (/** @type {unknown} */ err) => {
