@@ -33,7 +33,8 @@ const LEFT = 4;
 
 async function join(page: Page, name: string): Promise<void> {
   await page.goto(`${env.server.base}/arena?name=${name}`, { timeout: 30_000 });
-  await page.waitForFunction(() => typeof arena !== 'undefined' && arena.connected && arena.self() !== null, undefined, { timeout: WAIT_MS });
+  // Generous: the first snapshot needs the SDK, a token, the connection, the join and a keyframe, on a busy machine.
+  await page.waitForFunction(() => typeof arena !== 'undefined' && arena.connected && arena.self() !== null, undefined, { timeout: 3 * WAIT_MS });
 }
 
 async function sees(page: Page, name: string): Promise<void> {
@@ -70,6 +71,7 @@ test('two pages join the arena and each sees the other move within two ticks', a
     await mover.evaluate(() => arena.press(0));
   }
   assert.deepEqual(env.browser.errors, []);
+  await Promise.all([alice.close(), bob.close()]);
 });
 
 test('a throttled page keeps playing (no disconnect), and catches up when its network recovers', async () => {
@@ -111,6 +113,7 @@ test('a throttled page keeps playing (no disconnect), and catches up when its ne
   assert.deepEqual(after, { connected: true, joins: before.joins });
   process.stderr.write(`# throttled page: ${aliceTick - throttled.tick} ticks behind while throttled, state age ${Math.round(throttled.age)} ms\n`);
   assert.deepEqual(env.browser.errors, []);
+  await Promise.all([alice.close(), slow.close()]);
 });
 
 test('a page that reloads joins again as a new player; the old one is gone', async () => {
@@ -121,7 +124,7 @@ test('a page that reloads joins again as a new player; the old one is gone', asy
   await sees(alice, 'bob3');
   const oldId = await alice.evaluate(() => arena.others()['bob3']!.id);
   await bob.reload();
-  await bob.waitForFunction(() => typeof arena !== 'undefined' && arena.connected && arena.self() !== null);
+  await bob.waitForFunction(() => typeof arena !== 'undefined' && arena.connected && arena.self() !== null, undefined, { timeout: 3 * WAIT_MS });
   await sees(bob, 'alice3');
   await alice.waitForFunction((old) => { const b = arena.others()['bob3']; return b !== undefined && b.id !== old; }, oldId);
   const ids = await alice.evaluate(() => Object.values(arena.others()).map((o) => o.id));
