@@ -350,8 +350,8 @@ export class RealtimeServer {
     this.hub.rpc(method, handler);
   }
 
-  /** Publish from the server side. */
-  publish(channel: string, data: unknown, options?: { key?: string }) {
+  /** Publish from the server side (`volatile`: see Hub#publish). */
+  publish(channel: string, data: unknown, options?: { key?: string; volatile?: boolean }) {
     return this.hub.publish(channel, data, options);
   }
 

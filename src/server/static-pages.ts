@@ -30,6 +30,15 @@ export interface StaticPagesOptions {
   clientBundle?: string;
   /** Path of the realtime WebSocket endpoint, written into the pages (`<meta name="switchboard-path">`). Default `/rt`. */
   realtimePath?: string;
+  /**
+   * Serve `webRoot` under this URL path instead of at `/` (e.g. `/arena`: `/arena/web/app.js`
+   * is `<webRoot>/web/app.js`). A mounted handler does not serve `/client.js`. Default `/`.
+   */
+  mountPath?: string;
+  /** Pages by URL path (relative to `mountPath`, e.g. `/`), to files of `webRoot`. Default: the demo pages. */
+  pages?: Readonly<Record<string, string>>;
+  /** Only files in these top-level folders of `webRoot` are served (besides `pages`). Default: all of it. */
+  folders?: readonly string[];
 }
 
 /** Returns true when it answered the request, false to leave it to the next handler. */
@@ -71,13 +80,16 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
   const webRoot = resolve(options.webRoot ?? join(PACKAGE_ROOT, 'web'));
   const clientBundle = resolve(options.clientBundle ?? join(PACKAGE_ROOT, 'dist', 'client.js'));
   const realtimePath = options.realtimePath ?? '/rt';
+  const mount = (options.mountPath ?? '/').replace(/\/+$/, '');
+  const pages = options.pages ?? PAGES;
+  const folders = options.folders;
 
-  /** The file for a URL path, or null when it is not one of ours. */
+  /** The file for a URL path (relative to the mount), or null when it is not one of ours. */
   const fileFor = (pathname: string): string | null => {
-    const page = PAGES[pathname];
+    const page = pages[pathname];
     if (page) return join(webRoot, page);
-    if (pathname === '/client.js') return clientBundle;
-    if (pathname === '/client.js.map') return `${clientBundle}.map`;
+    if (mount === '' && pathname === '/client.js') return clientBundle;
+    if (mount === '' && pathname === '/client.js.map') return `${clientBundle}.map`;
     let decoded: string;
     try {
       decoded = decodeURIComponent(pathname);
@@ -90,6 +102,7 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     if (segments.some((s) => s === '' || s.startsWith('.'))) return null;
     // The admin UI's files are served by the admin UI (admin.ts), under its own path, or not at all.
     if (segments[0] === 'admin') return null;
+    if (folders !== undefined && (segments.length < 2 || !folders.includes(segments[0]!))) return null;
     if (!(extname(decoded) in CONTENT_TYPES)) return null;
     const file = resolve(webRoot, ...segments);
     return file.startsWith(webRoot + sep) ? file : null;
@@ -102,6 +115,11 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     } catch {
       return false;
     }
+    if (mount !== '') {
+      // `/arena` itself is the mount's `/`; `/arenax` is not under it.
+      if (pathname !== mount && !pathname.startsWith(`${mount}/`)) return false;
+      pathname = pathname.slice(mount.length) || '/';
+    }
     // The raw path, before URL normalization resolved any `..`: a request that climbs is refused, not rewritten.
     const raw = (req.url ?? '/').split('?')[0]!;
     if (/(^|\/)(\.|%2e){2}(\/|$)/i.test(raw)) return false;
@@ -110,7 +128,7 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       // The pages answer 405; any other path (a POST to /x.js) is left to the 404.
-      if (!(pathname in PAGES) && pathname !== '/client.js') return false;
+      if (!(pathname in pages) && !(mount === '' && pathname === '/client.js')) return false;
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('use GET or HEAD\n');
       return true;
     }
