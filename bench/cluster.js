@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { io as sioConnect } from 'socket.io-client';
 import WebSocket from 'ws';
 import { LatencyHistogram } from './lib/histogram.js';
+import { positiveEnvNumber } from './lib/env.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
@@ -40,13 +41,7 @@ const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
 const REDIS_SERVER = process.env.SWITCHBOARD_REDIS_SERVER ?? '/usr/bin/redis-server';
 const NATS_SERVER = process.env.SWITCHBOARD_NATS_SERVER ?? 'nats-server';
 
-const num = (name, def) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: expected a positive number`);
-  return n;
-};
+const num = positiveEnvNumber;
 const S = Math.round(num('BENCH_CLUSTER_SUBSCRIBERS', 1000));
 const SECONDS = num('BENCH_CLUSTER_SECONDS', 8);
 const RATE = num('BENCH_CLUSTER_RATE', 20);

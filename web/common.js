@@ -59,7 +59,11 @@ export function noTokenNotice(element) {
     code('auth'),
     ' in the configuration. Your own app gets tokens from its backend and passes them to the SDK (',
     code('new Client(url, { getToken })'),
-    ').',
+    '). To watch and act on a production server, enable the admin UI (',
+    code('admin.enabled'),
+    ', at ',
+    code('/admin'),
+    ' by default).',
   );
   element.hidden = false;
 }

@@ -1,16 +1,6 @@
 // Deterministic payloads, generated identically in every process.
 
-/** mulberry32: tiny seeded PRNG, returns floats in [0, 1). */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../examples/arena/lib/prng.js';
 
 /** Pseudo-random (incompressible) bytes, so no path can shortcut on zeros. */
 export function binaryPayload(size, seed = 1) {

@@ -58,6 +58,19 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
       resolve(parsed);
       return;
     }
+    readBody(req, limit).then((text) => {
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new HttpError(400, 'body is not valid JSON'));
+      }
+    }, reject);
+  });
+}
+
+/** Read a body of at most `limit` bytes as UTF-8 text: 413 over the limit (declared or counted). */
+export function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       req.resume();
@@ -80,11 +93,7 @@ export function readJsonBody(req: http.IncomingMessage, limit: number): Promise<
     });
     req.on('end', () => {
       if (failed) return;
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
-      } catch {
-        reject(new HttpError(400, 'body is not valid JSON'));
-      }
+      resolve(Buffer.concat(chunks, size).toString('utf8'));
     });
     req.on('error', (err) => {
       if (failed) return;

@@ -40,6 +40,12 @@ auth:
 # Key for the HTTP API (/api/publish, /api/presence, ...), sent as "Authorization: Bearer <key>".
 apiKey: "${secrets.apiKey}"
 
+# The admin UI at /admin (README, "Admin UI"): log in with the API key above, or a password of its own.
+# On a host other than loopback it needs tls (or allowInsecure: true behind a proxy that terminates TLS).
+# admin:
+#   enabled: true
+#   password: "at least 12 characters"
+
 # Channel namespaces by prefix; channels of no namespace get the defaults (no history, no presence).
 namespaces:
   - prefix: chat

@@ -20,6 +20,7 @@ import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
 import { HELP, parseCommandArgs, parsePort } from './args.js';
+import { ARENA_PATH, loadDevArena } from './dev-arena.js';
 
 /**
  * The namespaces of development mode, for the demo pages, when the
@@ -77,16 +78,29 @@ export async function serve(args: string[]): Promise<number> {
   }
   // Development mode without namespaces of its own (only the default one): those of the demo pages.
   const devNamespaces = devTokens && config.namespaces.every((ns) => ns.prefix === '');
+  // The arena game (examples/arena/, in a checkout only): its namespace, and volatile state
+  // dropped rather than queued for a slow page unless the configuration says otherwise.
+  const arena = devNamespaces ? await loadDevArena() : null;
+  const slowConsumerSet = (mergeConfigLayers({ file: values.config, overrides })['limits'] as Record<string, unknown> | undefined)?.['slowConsumer'] !== undefined;
   const server = createRealtimeServer({
-    config: devNamespaces ? { ...config, namespaces: [...config.namespaces, ...DEV_NAMESPACES] } : config,
+    config: devNamespaces
+      ? {
+          ...config,
+          namespaces: [...config.namespaces, ...DEV_NAMESPACES, ...(arena ? [arena.namespace] : [])],
+          ...(arena && !slowConsumerSet ? { limits: { ...config.limits, slowConsumer: 'drop-volatile' as const } } : {}),
+        }
+      : config,
     devTokens,
   });
+  const game = arena?.start(server) ?? null;
   if (devTokens) {
     server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
   }
   // The pages first; what they do not serve goes on to the server's own handler (its routes, else 404).
   // They answer asynchronously, so the server's handler must not run at all for their paths.
-  const pages = createStaticPages({ realtimePath: server.config.path });
+  // The arena's (under /arena only) before the demo pages, which claim every path with a file extension.
+  const demoPages = createStaticPages({ realtimePath: server.config.path });
+  const pages = game ? (req: http.IncomingMessage, res: http.ServerResponse) => game.pages(req, res) || demoPages(req, res) : demoPages;
   const httpServer = server.httpServer;
   const next = httpServer.listeners('request') as Array<(req: http.IncomingMessage, res: http.ServerResponse) => void>;
   httpServer.removeAllListeners('request');
@@ -107,12 +121,13 @@ export async function serve(args: string[]): Promise<number> {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
   process.stderr.write(
-    `switchboard: ${server.config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    `switchboard: ${server.config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard,${game ? ` game ${ARENA_PATH},` : ''} WebSocket ${server.config.path}, metrics /metrics${server.admin ? `, admin ${server.admin.path}/` : ''})\n`,
   );
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       server.logger.info({ signal }, 'signal received');
       feed?.stop();
+      game?.stop();
       server.close().then(
         () => resolve(0),
         (err: Error) => {

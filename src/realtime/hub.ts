@@ -60,6 +60,7 @@ export class Hub implements BrokerHandler, SessionHost {
   /** patterns with local subscribers -> count (broker subscription held while > 0) */
   private readonly patternCounts = new Map<string, number>();
   readonly rpcHandlers = new Map<string, RpcHandler>();
+  private readonly closedListeners = new Set<(client: string) => void>();
   private readonly presenceBatches = new Map<string, PresenceBatch>();
   private pingTimer: NodeJS.Timeout | null = null;
   private readonly sharedPing = new SharedMessage({ op: 'ping' });
@@ -112,6 +113,27 @@ export class Hub implements BrokerHandler, SessionHost {
   /** @internal called by Session when its transport closed. */
   removeSession(session: Subscriber): void {
     this.sessions.delete(session.id);
+    for (const listener of this.closedListeners) {
+      try {
+        listener(session.id);
+      } catch (err) {
+        this.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'session-closed listener failed');
+      }
+    }
+  }
+
+  /**
+   * Call `listener` with the connection id (the `client` of an rpc context)
+   * of every connection that closes from now on, once it is
+   * gone from the hub. For applications that keep state per connection (a game's player).
+   * A listener that throws is logged and does not stop the others. Returns a
+   * function that removes the listener.
+   */
+  onSessionClosed(listener: (client: string) => void): () => void {
+    this.closedListeners.add(listener);
+    return () => {
+      this.closedListeners.delete(listener);
+    };
   }
 
   // ---- subscriptions ---------------------------------------------------------
@@ -306,14 +328,19 @@ export class Hub implements BrokerHandler, SessionHost {
   /**
    * Publish from the server (HTTP API, application code). Data that cannot
    * travel to every subscriber is refused with an InvalidDataError before
-   * anything is stored.
+   * anything is stored. `volatile`: delivered to those subscribed now, never
+   * kept in history, and the first thing a slow subscriber loses
+   * (`limits.slowConsumer: 'drop-volatile'`); for state that the next
+   * publication replaces (a game tick).
    */
-  publish(channel: string, data: unknown, options: { key?: string } = {}) {
+  publish(channel: string, data: unknown, options: { key?: string; volatile?: boolean } = {}) {
     const problem = dataProblem(data, this.dataLimits('server'));
     if (problem !== null) return Promise.reject(new InvalidDataError(problem));
     const ns = this.namespaceOf(channel);
+    const volatile = options.volatile === true;
     return this.broker.publish(channel, data, {
-      history: ns.history.size > 0 ? ns.history : undefined,
+      history: ns.history.size > 0 && !volatile ? ns.history : undefined,
+      volatile,
       // `s:`: the server's own keys (HTTP API, library) never meet a client's (see clientIdempotencyKey).
       idempotencyKey: options.key === undefined ? undefined : `s:${options.key}`,
     });
@@ -325,6 +352,14 @@ export class Hub implements BrokerHandler, SessionHost {
     const disconnect = new Disconnect(code, reason);
     this.forEachSession(matching, 'disconnect failed', (session) => session.close(disconnect));
     return matching.length;
+  }
+
+  /** Close one connection of this node (Kicked, 4503, by default). False when there is none with this id. */
+  disconnectConnection(id: string, code: number = Disconnect.Kicked.code, reason: string = Disconnect.Kicked.reason): boolean {
+    const session = this.sessions.get(id);
+    if (!session) return false;
+    this.forEachSession([session], 'disconnect failed', (s) => s.close(new Disconnect(code, reason)));
+    return true;
   }
 
   /** Channels with local subscribers and their counts. */

@@ -67,8 +67,8 @@ export class Session implements Subscriber {
   /** ms timestamp of the outstanding app-level ping (0: none). */
   pingSentAt = 0;
   lastActivity: number;
-  /** ms timestamp of the connection's start (the close line says how long it lasted). */
-  private readonly openedAt: number;
+  /** ms timestamp of the connection's start (the close line says how long it lasted; the admin UI shows it). */
+  readonly openedAt: number;
   private readonly host: SessionHost;
   private readonly log: Logger;
   private readonly messageBucket: TokenBucket;

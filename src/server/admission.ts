@@ -157,7 +157,7 @@ export class Admission {
   }
 
   /** The client's address: the socket's peer, or what a trusted proxy forwarded (see client-address.ts). */
-  private clientIp(req: http.IncomingMessage): string {
+  clientIp(req: http.IncomingMessage): string {
     return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies);
   }
 

@@ -20,6 +20,8 @@ export const DASHBOARD_CHANNEL = 'sys/dashboard';
 export interface DashboardSnapshot {
   /** Format version of this object. */
   v: 1;
+  /** The node that took it (`RealtimeServer#nodeId`): in a cluster every node publishes its own to the channel. */
+  node: string;
   /** Server time, ms since the epoch. */
   time: number;
   /** Seconds since the feed started. */
@@ -57,6 +59,8 @@ export const MAX_CHANNELS = 50;
 
 /** What the feed needs of a server (a `RealtimeServer` has it all). */
 export interface DashboardSource {
+  /** Names the node in each snapshot. Default `''`. */
+  readonly nodeId?: string;
   readonly metrics: Metrics;
   readonly hub: { channelStats(): { channel: string; subscribers: number }[] };
   publish(channel: string, data: unknown): Promise<unknown>;
@@ -101,16 +105,17 @@ async function sum(metric: { get(): Promise<{ values: Labelled[] }> }): Promise<
   return n;
 }
 
-/** Start publishing snapshots of `server` every `intervalMs`. The first one goes out after one interval. */
-export function startDashboardFeed(server: DashboardSource, options: DashboardFeedOptions = {}): DashboardFeed {
-  const channel = options.channel ?? DASHBOARD_CHANNEL;
-  const intervalMs = options.intervalMs ?? 1000;
+/**
+ * A snapshot taker with a rate window of its own: each call's rates are the
+ * counters' growth since its previous call (0 on the first). The feed and the
+ * admin UI (admin.ts) each have one, so neither moves the other's window.
+ */
+export function createSnapshotter(server: Omit<DashboardSource, 'publish'>): () => Promise<DashboardSnapshot> {
   const m = server.metrics;
   const startedAt = Date.now();
   let last: Totals | null = null;
-  let busy = false;
 
-  const snapshot = async (): Promise<DashboardSnapshot> => {
+  return async (): Promise<DashboardSnapshot> => {
     const now = Date.now();
     const [connections, opened, subscriptions, messagesIn, messagesOut, bytesIn, bytesOut, deliveries, closes, errors, rejections, dropped] =
       await Promise.all([
@@ -161,6 +166,7 @@ export function startDashboardFeed(server: DashboardSource, options: DashboardFe
 
     return {
       v: 1,
+      node: server.nodeId ?? '',
       time: now,
       uptimeS: Math.round((now - startedAt) / 1000),
       intervalS: round(intervalS),
@@ -185,6 +191,14 @@ export function startDashboardFeed(server: DashboardSource, options: DashboardFe
       process: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, eventLoopLagS },
     };
   };
+}
+
+/** Start publishing snapshots of `server` every `intervalMs`. The first one goes out after one interval. */
+export function startDashboardFeed(server: DashboardSource, options: DashboardFeedOptions = {}): DashboardFeed {
+  const channel = options.channel ?? DASHBOARD_CHANNEL;
+  const intervalMs = options.intervalMs ?? 1000;
+  const snapshot = createSnapshotter(server);
+  let busy = false;
 
   const tick = (): void => {
     // A slow broker must not pile up publications: skip a tick while one is under way.

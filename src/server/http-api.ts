@@ -6,7 +6,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import type { Broker, PresenceStore } from '../brokers/broker.js';
+import type { Broker, HistoryResult, PresenceStore } from '../brokers/broker.js';
+import type { ClientInfo } from '../wire/messages.js';
 import type { Authenticator, Identity, TicketStore } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
@@ -15,7 +16,7 @@ import { describeValue } from '../wire/validate.js';
 import { dataProblem, InvalidDataError } from '../wire/data.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { isLoopback } from './client-address.js';
-import { HttpError, readJson, sendJson, sendText } from './http-util.js';
+import { asObject, expectMethod, HttpError, optionalInt, readJson, requireChannel, requireChannelParam, requireString, sendJson, sendText } from './http-util.js';
 import type { Metrics } from './metrics.js';
 
 const API_BODY_LIMIT = 1024 * 1024;
@@ -162,12 +163,7 @@ export class HttpApi {
     switch (path) {
       case '/api/publish': {
         expectMethod(method, 'POST');
-        const body = asObject(await readJson(req, API_BODY_LIMIT));
-        const channel = requireChannel(body);
-        if (!('data' in body)) throw new HttpError(400, 'data is required');
-        const key = body.key === undefined ? undefined : requireString(body, 'key');
-        const result = await this.hub.publish(channel, body.data, { key });
-        sendJson(res, 200, { channel, offset: result.offset, epoch: result.epoch, duplicate: result.duplicate });
+        sendJson(res, 200, await publishRequest(this.hub, await readJson(req, API_BODY_LIMIT)));
         return;
       }
       case '/api/broadcast': {
@@ -198,32 +194,19 @@ export class HttpApi {
       case '/api/presence': {
         expectMethod(method, 'GET');
         const channel = requireChannelParam(url);
-        const ns = resolveNamespace(this.config, channel);
-        if (ns.presence === 'off') throw new HttpError(400, `presence is off for ${channel}`);
-        if (ns.presence === 'counts') sendJson(res, 200, { channel, ...(await this.presence.stats(channel)) });
-        else {
-          const stats = await this.presence.stats(channel);
-          sendJson(res, 200, { channel, clients: await this.presence.get(channel), count: stats.clients, users: stats.users });
-        }
+        const presence = await channelPresence(this.config, this.presence, channel);
+        if (presence === null) throw new HttpError(400, `presence is off for ${channel}`);
+        sendJson(res, 200, { channel, ...presence });
         return;
       }
       case '/api/history': {
         expectMethod(method, 'GET');
-        const channel = requireChannelParam(url);
-        const limit = optionalInt(url, 'limit') ?? 100;
-        const sinceOffset = optionalInt(url, 'since_offset');
-        const sinceEpoch = url.searchParams.get('since_epoch');
-        if ((sinceOffset === undefined) !== (sinceEpoch === null)) throw new HttpError(400, 'since_offset and since_epoch go together');
-        const since = sinceOffset !== undefined && sinceEpoch !== null ? { offset: sinceOffset, epoch: sinceEpoch } : undefined;
-        const result = await this.broker.history(channel, { since, limit: Math.min(limit, 1000) });
-        sendJson(res, 200, { channel, ...result });
+        sendJson(res, 200, await historyRequest(this.broker, url));
         return;
       }
       case '/api/disconnect': {
         expectMethod(method, 'POST');
-        const body = asObject(await readJson(req, API_BODY_LIMIT));
-        const user = requireString(body, 'user');
-        sendJson(res, 200, { user, disconnected: this.hub.disconnectUser(user) });
+        sendJson(res, 200, disconnectRequest(this.hub, await readJson(req, API_BODY_LIMIT)));
         return;
       }
       case '/api/stats': {
@@ -260,37 +243,48 @@ function bearerToken(req: http.IncomingMessage): string | null {
   return m ? m[1]! : null;
 }
 
-function expectMethod(method: string, expected: string): void {
-  if (method !== expected) throw new HttpError(405, `use ${expected}`, { Allow: expected });
+
+// ---- operations shared with the admin UI (admin.ts): one code path for each ----------------
+
+/** `{channel, data, key?}` published from the server: what `POST /api/publish` answers. */
+export async function publishRequest(hub: Hub, parsed: unknown): Promise<{ channel: string; offset: number; epoch: string; duplicate: boolean | undefined }> {
+  const body = asObject(parsed);
+  const channel = requireChannel(body);
+  if (!('data' in body)) throw new HttpError(400, 'data is required');
+  const key = body.key === undefined ? undefined : requireString(body, 'key');
+  const result = await hub.publish(channel, body.data, { key });
+  return { channel, offset: result.offset, epoch: result.epoch, duplicate: result.duplicate };
 }
 
-function asObject(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object');
-  return body as Record<string, unknown>;
+/** `{user}`: every connection of the user on this node closed with 4503; what `POST /api/disconnect` answers. */
+export function disconnectRequest(hub: Hub, parsed: unknown): { user: string; disconnected: number } {
+  const user = requireString(asObject(parsed), 'user');
+  return { user, disconnected: hub.disconnectUser(user) };
 }
 
-function requireString(body: Record<string, unknown>, field: string): string {
-  const v = body[field];
-  if (typeof v !== 'string' || v.length === 0 || v.length > 1024) throw new HttpError(400, `${field} must be a non-empty string`);
-  return v;
+/**
+ * Who is in a channel, as its namespace's presence mode allows: counts only
+ * (`counts`), the clients with counts (`full`), or null when presence is off.
+ */
+export async function channelPresence(
+  config: RealtimeConfig,
+  presence: PresenceStore,
+  channel: string,
+): Promise<{ clients: Record<string, ClientInfo>; count: number; users: number } | { clients: number; users: number } | null> {
+  const ns = resolveNamespace(config, channel);
+  if (ns.presence === 'off') return null;
+  const stats = await presence.stats(channel);
+  if (ns.presence === 'counts') return stats;
+  return { clients: await presence.get(channel), count: stats.clients, users: stats.users };
 }
 
-function requireChannel(body: Record<string, unknown>): string {
-  const channel = requireString(body, 'channel');
-  if (!isValidChannel(channel)) throw new HttpError(400, `invalid channel ${JSON.stringify(channel)}`);
-  return channel;
-}
-
-function requireChannelParam(url: URL): string {
-  const channel = url.searchParams.get('channel');
-  if (!channel || !isValidChannel(channel)) throw new HttpError(400, 'a valid channel query parameter is required');
-  return channel;
-}
-
-function optionalInt(url: URL, name: string): number | undefined {
-  const v = url.searchParams.get(name);
-  if (v === null) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new HttpError(400, `${name} must be an integer >= 0`);
-  return n;
+/** The history of `?channel=` (`limit`, at most 1000, default 100; `since_offset` with `since_epoch`): what `GET /api/history` answers. */
+export async function historyRequest(broker: Broker, url: URL, defaultLimit = 100): Promise<{ channel: string } & HistoryResult> {
+  const channel = requireChannelParam(url);
+  const limit = optionalInt(url, 'limit') ?? defaultLimit;
+  const sinceOffset = optionalInt(url, 'since_offset');
+  const sinceEpoch = url.searchParams.get('since_epoch');
+  if ((sinceOffset === undefined) !== (sinceEpoch === null)) throw new HttpError(400, 'since_offset and since_epoch go together');
+  const since = sinceOffset !== undefined && sinceEpoch !== null ? { offset: sinceOffset, epoch: sinceEpoch } : undefined;
+  return { channel, ...(await broker.history(channel, { since, limit: Math.min(limit, 1000) })) };
 }

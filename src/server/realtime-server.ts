@@ -9,6 +9,7 @@
  * serves the HTTP routes, src/carriers/ carries sessions to the hub.
  */
 import http from 'node:http';
+import { hostname } from 'node:os';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -32,6 +33,7 @@ import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type BrokerProbeConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
+import { AdminConsole } from './admin.js';
 import { HttpApi } from './http-api.js';
 import { sendText } from './http-util.js';
 import { Metrics } from './metrics.js';
@@ -68,8 +70,17 @@ export interface RealtimeServerOptions {
   authenticateClientCertificate?: (certificate: ClientCertificate) => Identity | null | Promise<Identity | null>;
 }
 
+/** Servers made in this process so far: the second one's node id gets a suffix. */
+let serversMade = 0;
+
 export class RealtimeServer {
   readonly config: RealtimeConfig;
+  /**
+   * This node's name in the dashboard snapshots and the admin UI:
+   * `<hostname>/<pid>` (a pod's name under Kubernetes), with `#n` for the n-th
+   * further server of the same process.
+   */
+  readonly nodeId: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -88,6 +99,8 @@ export class RealtimeServer {
   /** Shutdown, origin, limits and credentials for every carrier; counts the open connections. */
   private readonly admission: Admission;
   private readonly api: HttpApi;
+  /** The admin UI under `config.admin.path` (null unless `admin.enabled`). */
+  readonly admin: AdminConsole | null;
   private readonly sockets = new Set<WebSocket>();
   /** SSE and long-polling sessions under `<path>/session` (null when `fallbacks.enabled` is false). */
   private readonly fallbacks: FallbackRouter | null;
@@ -106,6 +119,8 @@ export class RealtimeServer {
 
   constructor(options: RealtimeServerOptions = {}) {
     this.config = validateConfig(options.config ?? {});
+    const made = serversMade++;
+    this.nodeId = `${hostname()}/${process.pid}${made === 0 ? '' : `#${made}`}`;
     if (options.devTokens && !this.config.auth.hmacSecret) throw new TypeError('devTokens needs auth.hmacSecret');
     this.logger =
       options.logger ??
@@ -177,6 +192,18 @@ export class RealtimeServer {
       closing,
       brokerAvailable: () => this.brokerAvailable(),
     });
+    this.admin = this.config.admin.enabled
+      ? new AdminConsole({
+          config: this.config,
+          nodeId: this.nodeId,
+          hub: this.hub,
+          broker: this.broker,
+          presence: this.presence,
+          metrics: this.metrics,
+          logger: this.logger,
+          clientIp: (req) => this.admission.clientIp(req),
+        })
+      : null;
     const z = this.config.compression;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -270,6 +297,8 @@ export class RealtimeServer {
   start(): Promise<void> {
     this.starting ??= (async () => {
       await this.connectBroker();
+      // Standalone, listen() logs the whole URL; attached, only the path is known here.
+      if (this.admin !== null && !this.ownsServer) this.logger.info({ path: `${this.admin.path}/` }, 'admin UI');
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
@@ -329,12 +358,16 @@ export class RealtimeServer {
       server.listen(this.config.port, this.config.host, () => {
         server.removeListener('error', onError);
         const address = server.address() as AddressInfo;
-        this.logger.info({ host: address.address, port: address.port, path: this.config.path, tls: Boolean(this.config.tls) }, 'listening');
+        this.logger.info({ host: address.address, port: address.port, path: this.config.path, tls: Boolean(this.config.tls), node: this.nodeId }, 'listening');
         if (this.certificates !== null) {
           const cert = this.certificates.certificate;
           this.logger.info({ certificate: describeCertificate(cert), fingerprint: cert.fingerprint256, clientCertificates: this.config.tls!.clientCertificates }, 'TLS certificate');
           for (const warning of certificateWarnings(cert, this.config.host)) this.logger.warn({ certificate: describeCertificate(cert) }, warning);
           this.certificates.watch();
+        }
+        if (this.admin !== null) {
+          const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
+          this.logger.info({ url: `${this.config.tls ? 'https' : 'http'}://${host}:${address.port}${this.admin.path}/` }, 'admin UI');
         }
         resolve(address);
       });
@@ -358,8 +391,8 @@ export class RealtimeServer {
     this.hub.rpc(method, handler);
   }
 
-  /** Publish from the server side. */
-  publish(channel: string, data: unknown, options?: { key?: string }) {
+  /** Publish from the server side (`volatile`: see Hub#publish). */
+  publish(channel: string, data: unknown, options?: { key?: string; volatile?: boolean }) {
     return this.hub.publish(channel, data, options);
   }
 
@@ -444,13 +477,15 @@ export class RealtimeServer {
   /**
    * Serve the server's HTTP routes: `/healthz`, `/readyz`, `/metrics`, `/api/*`,
    * the fallback transports under `<path>/session` (SSE and long-polling,
-   * unless `fallbacks.enabled` is false) and (development mode) `/dev/token`.
+   * unless `fallbacks.enabled` is false), the admin UI under `admin.path`
+   * (when `admin.enabled`) and (development mode) `/dev/token`.
    * Returns false for other paths, so an app can mount it in front of its
    * own routes.
    */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (this.api.handle(req, res, url)) return true;
+    if (this.admin?.handle(req, res, url)) return true;
     if (this.fallbacks?.handle(req, res, url)) return true;
     return false;
   }

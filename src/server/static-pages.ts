@@ -30,6 +30,15 @@ export interface StaticPagesOptions {
   clientBundle?: string;
   /** Path of the realtime WebSocket endpoint, written into the pages (`<meta name="switchboard-path">`). Default `/rt`. */
   realtimePath?: string;
+  /**
+   * Serve `webRoot` under this URL path instead of at `/` (e.g. `/arena`: `/arena/web/app.js`
+   * is `<webRoot>/web/app.js`). A mounted handler does not serve `/client.js`. Default `/`.
+   */
+  mountPath?: string;
+  /** Pages by URL path (relative to `mountPath`, e.g. `/`), to files of `webRoot`. Default: the demo pages. */
+  pages?: Readonly<Record<string, string>>;
+  /** Only files in these top-level folders of `webRoot` are served (besides `pages`). Default: all of it. */
+  folders?: readonly string[];
 }
 
 /** Returns true when it answered the request, false to leave it to the next handler. */
@@ -71,13 +80,16 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
   const webRoot = resolve(options.webRoot ?? join(PACKAGE_ROOT, 'web'));
   const clientBundle = resolve(options.clientBundle ?? join(PACKAGE_ROOT, 'dist', 'client.js'));
   const realtimePath = options.realtimePath ?? '/rt';
+  const mount = (options.mountPath ?? '/').replace(/\/+$/, '');
+  const pages = options.pages ?? PAGES;
+  const folders = options.folders;
 
-  /** The file for a URL path, or null when it is not one of ours. */
+  /** The file for a URL path (relative to the mount), or null when it is not one of ours. */
   const fileFor = (pathname: string): string | null => {
-    const page = PAGES[pathname];
+    const page = pages[pathname];
     if (page) return join(webRoot, page);
-    if (pathname === '/client.js') return clientBundle;
-    if (pathname === '/client.js.map') return `${clientBundle}.map`;
+    if (mount === '' && pathname === '/client.js') return clientBundle;
+    if (mount === '' && pathname === '/client.js.map') return `${clientBundle}.map`;
     let decoded: string;
     try {
       decoded = decodeURIComponent(pathname);
@@ -88,6 +100,9 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     const segments = decoded.split('/').slice(1);
     // No dotfiles, no `..`, no empty segments (`//x`, a trailing `/` of a folder).
     if (segments.some((s) => s === '' || s.startsWith('.'))) return null;
+    // The admin UI's files are served by the admin UI (admin.ts), under its own path, or not at all.
+    if (segments[0] === 'admin') return null;
+    if (folders !== undefined && (segments.length < 2 || !folders.includes(segments[0]!))) return null;
     if (!(extname(decoded) in CONTENT_TYPES)) return null;
     const file = resolve(webRoot, ...segments);
     return file.startsWith(webRoot + sep) ? file : null;
@@ -100,6 +115,11 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     } catch {
       return false;
     }
+    if (mount !== '') {
+      // `/arena` itself is the mount's `/`; `/arenax` is not under it.
+      if (pathname !== mount && !pathname.startsWith(`${mount}/`)) return false;
+      pathname = pathname.slice(mount.length) || '/';
+    }
     // The raw path, before URL normalization resolved any `..`: a request that climbs is refused, not rewritten.
     const raw = (req.url ?? '/').split('?')[0]!;
     if (/(^|\/)(\.|%2e){2}(\/|$)/i.test(raw)) return false;
@@ -108,25 +128,38 @@ export function createStaticPages(options: StaticPagesOptions = {}): StaticHandl
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       // The pages answer 405; any other path (a POST to /x.js) is left to the 404.
-      if (!(pathname in PAGES) && pathname !== '/client.js') return false;
+      if (!(pathname in pages) && !(mount === '' && pathname === '/client.js')) return false;
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('use GET or HEAD\n');
       return true;
     }
-    void serveFile(req, res, file, method === 'HEAD', {
-      isBundle: file === clientBundle || file === `${clientBundle}.map`,
-      realtimePath,
+    void serveStaticFile(req, res, file, {
+      head: method === 'HEAD',
+      missing: file === clientBundle || file === `${clientBundle}.map` ? 'dist/client.js is missing: run `npm run build` to build the browser SDK\n' : undefined,
+      replacements: { [PATH_PLACEHOLDER]: realtimePath },
     });
     return true;
   };
 }
 
-async function serveFile(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  file: string,
-  head: boolean,
-  info: { isBundle: boolean; realtimePath: string },
-): Promise<void> {
+export interface StaticFileOptions {
+  /** Answer HEAD: the headers only. */
+  head?: boolean;
+  /** The 404 text when the file is missing. Default `not found`. */
+  missing?: string;
+  /** In HTML files, each key (a placeholder) replaced by its value, HTML-escaped. */
+  replacements?: Readonly<Record<string, string>>;
+  /** Headers added to (or replacing) the defaults, e.g. `Cache-Control: no-store` for a page with a secret in it. */
+  headers?: Readonly<Record<string, string>>;
+  /** The status of the answer (a login page says 401). Default 200, the only one answered 304 on a matching ETag. */
+  status?: number;
+}
+
+/**
+ * One file of the package's pages with the security headers, `no-cache` and
+ * an ETag (304 when it matches); 404 when it is missing. Also used by the
+ * admin UI for its own files.
+ */
+export async function serveStaticFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, options: StaticFileOptions = {}): Promise<void> {
   const type = CONTENT_TYPES[extname(file)] ?? 'application/octet-stream';
   let body: Buffer;
   try {
@@ -137,16 +170,14 @@ async function serveFile(
     const code = (err as NodeJS.ErrnoException).code;
     const missing = code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
     if (res.headersSent) return;
-    const text = !missing
-      ? 'cannot read the file\n'
-      : info.isBundle
-        ? 'dist/client.js is missing: run `npm run build` to build the browser SDK\n'
-        : 'not found\n';
+    const text = !missing ? 'cannot read the file\n' : (options.missing ?? 'not found\n');
     res.writeHead(missing ? 404 : 500, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' }).end(text);
     return;
   }
-  if (type.startsWith('text/html')) {
-    body = Buffer.from(body.toString('utf8').replaceAll(PATH_PLACEHOLDER, escapeHtml(info.realtimePath)));
+  if (type.startsWith('text/html') && options.replacements !== undefined) {
+    let text = body.toString('utf8');
+    for (const [placeholder, value] of Object.entries(options.replacements)) text = text.replaceAll(placeholder, escapeHtml(value));
+    body = Buffer.from(text);
   }
   const etag = `"${createHash('sha1').update(body).digest('base64url').slice(0, 20)}"`;
   const headers: Record<string, string | number> = {
@@ -154,16 +185,18 @@ async function serveFile(
     'Cache-Control': 'no-cache',
     ETag: etag,
     ...SECURITY_HEADERS,
+    ...options.headers,
   };
-  if (req.headers['if-none-match'] === etag) {
+  const status = options.status ?? 200;
+  if (status === 200 && req.headers['if-none-match'] === etag) {
     res.writeHead(304, headers).end();
     return;
   }
   headers['Content-Length'] = body.length;
-  res.writeHead(200, headers);
-  res.end(head ? undefined : body);
+  res.writeHead(status, headers);
+  res.end(options.head ? undefined : body);
 }
 
-function escapeHtml(text: string): string {
+export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

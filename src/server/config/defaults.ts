@@ -132,6 +132,31 @@ export interface BrokerProbeConfig {
   probeTimeoutMs?: number;
 }
 
+/**
+ * The admin UI at `path` (src/server/admin.ts): live metrics, connections,
+ * channels, presence and history, and actions (publish, disconnect a user,
+ * close a connection), behind a login with `password` or the HTTP API key
+ * (`apiKey`) and a signed session cookie. See docs/configuration.md#admin.
+ */
+export interface AdminConfig {
+  /** Serve the admin UI. Default false. */
+  enabled: boolean;
+  /** The admin password, at least 12 characters. The HTTP API key (`apiKey`) logs in as well. Default: none (then `apiKey` is required). */
+  password?: string;
+  /** URL path of the admin UI. Default `'/admin'`. */
+  path: string;
+  /**
+   * Allow the admin UI on a non-loopback host without `tls` (a proxy in front
+   * terminates TLS). Without it such a configuration is refused: the password
+   * and the session cookie would cross the network in clear text. Default false.
+   */
+  allowInsecure: boolean;
+  /** How long a login lasts, in ms (the cookie's Max-Age). Default 28800000 (8 hours). */
+  sessionTtlMs: number;
+  /** Login attempts per client IP address: default one every 10 s, bursts of 5. Over the limit: 429. */
+  loginRatePerIp: RateConfig;
+}
+
 /** pino levels. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -232,6 +257,8 @@ export interface RealtimeConfig {
   metrics: { enabled: boolean };
   /** SSE and long-polling sessions (see FallbacksConfig for every field and default). */
   fallbacks: FallbacksConfig;
+  /** The admin UI (see AdminConfig for every field and default). Off by default. */
+  admin: AdminConfig;
 }
 
 /** Every key optional, recursively; arrays hold partial elements. */
@@ -339,6 +366,14 @@ export const CONFIG_DEFAULTS = deepFreeze({
     bufferMessages: 1000,
     bufferBytes: 1 * MiB,
   } satisfies Defaults<FallbacksConfig>,
+  admin: {
+    enabled: false,
+    password: undefined,
+    path: '/admin',
+    allowInsecure: false,
+    sessionTtlMs: 8 * 3600_000,
+    loginRatePerIp: { perSecond: 0.1, burst: 5 } satisfies Defaults<RateConfig>,
+  } satisfies Defaults<AdminConfig>,
 } satisfies Defaults<RealtimeConfig>);
 
 /**

@@ -12,6 +12,7 @@
 export {
   DEFAULT_NAMESPACE,
   defaultConfig,
+  type AdminConfig,
   type AuthConfig,
   type BrokerConfig,
   type BrokerProbeConfig,
@@ -26,5 +27,5 @@ export {
   type TlsConfig,
 } from './defaults.js';
 export { ENV_VARS, loadConfig, mergeConfigLayers, type EnvVar, type LoadConfigOptions } from './load.js';
-export { ConfigError, MIN_API_KEY_LENGTH, MISSING_AUTH_KEY, validateConfig, type ConfigIssue } from './validate.js';
+export { ConfigError, MIN_ADMIN_PASSWORD_LENGTH, MIN_API_KEY_LENGTH, MISSING_AUTH_KEY, validateConfig, type ConfigIssue } from './validate.js';
 export { namespacesReachedBy, resolveNamespace } from './namespaces.js';

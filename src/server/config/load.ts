@@ -62,6 +62,9 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_LOG_LEVEL', key: 'log.level', kind: 'string' },
   { name: 'SWITCHBOARD_METRICS', key: 'metrics.enabled', kind: 'bool' },
   { name: 'SWITCHBOARD_FALLBACKS', key: 'fallbacks.enabled', kind: 'bool' },
+  { name: 'SWITCHBOARD_ADMIN', key: 'admin.enabled', kind: 'bool' },
+  { name: 'SWITCHBOARD_ADMIN_PASSWORD', key: 'admin.password', kind: 'string' },
+  { name: 'SWITCHBOARD_ADMIN_PATH', key: 'admin.path', kind: 'string' },
 ];
 
 function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string, unknown> {
@@ -212,11 +215,11 @@ function readConfigFile(file: string, issues: ConfigIssue[]): unknown {
 }
 /**
  * A YAML error's code frame quotes lines of the file: the value of a secret
- * key on a quoted line (`hmacSecret`, `apiKey`, a PEM `publicKey`) becomes
+ * key on a quoted line (`hmacSecret`, `apiKey`, `password`, a PEM `publicKey`) becomes
  * `*`s of the same length, so the caret still points where it did.
  */
 function maskSecrets(message: string): string {
-  return message.replace(/^(\s*-?\s*["']?(?:hmacSecret|apiKey|publicKey|passphrase)["']?\s*:[ \t]*)(.+)$/gm, (_, key: string, value: string) => key + '*'.repeat(value.length));
+  return message.replace(/^(\s*-?\s*["']?(?:hmacSecret|apiKey|publicKey|password|passphrase)["']?\s*:[ \t]*)(.+)$/gm, (_, key: string, value: string) => key + '*'.repeat(value.length));
 }
 
 function indentFrame(message: string): string {

@@ -9,7 +9,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { loadJwks, loadPublicKey, MIN_HMAC_SECRET_BYTES } from '../../realtime/auth.js';
 import { isValidChannel } from '../../wire/channel.js';
 import { MAX_DATA_DEPTH_LIMIT } from '../../wire/data.js';
-import { parseProxyEntry } from '../client-address.js';
+import { isLoopback, parseProxyEntry } from '../client-address.js';
 import { readTlsMaterial, TlsMaterialError } from '../tls.js';
 import { originEntryError } from '../../transport/origin.js';
 import {
@@ -126,6 +126,7 @@ const SHUTDOWN_KEYS = keysOf(CONFIG_DEFAULTS.shutdown);
 const LOG_KEYS = keysOf(CONFIG_DEFAULTS.log);
 const METRICS_KEYS = keysOf(CONFIG_DEFAULTS.metrics);
 const FALLBACK_KEYS = keysOf(CONFIG_DEFAULTS.fallbacks);
+const ADMIN_KEYS = keysOf(CONFIG_DEFAULTS.admin);
 const TLS_KEYS = KEYS_WITHOUT_DEFAULTS.tls;
 const BROKER_KEYS: Readonly<Record<BrokerConfig['type'], readonly string[]>> = {
   memory: keysOf(CONFIG_DEFAULTS.broker),
@@ -143,6 +144,10 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Minimum length of `apiKey`, in characters. */
 export const MIN_API_KEY_LENGTH = 16;
+/** Minimum length of `admin.password`, in characters. */
+export const MIN_ADMIN_PASSWORD_LENGTH = 12;
+/** Paths the server serves itself, which `admin.path` must not take. */
+const RESERVED_PATHS = ['/api', '/dev', '/metrics', '/healthz', '/readyz'];
 
 /**
  * `tls`: the files exist and make a usable pair (readTlsMaterial: parseable,
@@ -242,6 +247,45 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
     c.int('fallbacks.sseRetryMs', f['sseRetryMs'], 0);
     c.int('fallbacks.bufferMessages', f['bufferMessages'], 1);
     c.int('fallbacks.bufferBytes', f['bufferBytes'], 1);
+  }
+  checkAdmin(c, v);
+}
+
+function checkAdmin(c: Checker, v: Record<string, unknown>): void {
+  if (!c.keys('admin', v['admin'], ADMIN_KEYS)) return;
+  const a = v['admin'] as Record<string, unknown>;
+  c.bool('admin.enabled', a['enabled']);
+  c.bool('admin.allowInsecure', a['allowInsecure']);
+  if (a['password'] !== undefined && c.string('admin.password', a['password'], { secret: true })) {
+    if ((a['password'] as string).length < MIN_ADMIN_PASSWORD_LENGTH) c.add('admin.password', `must be at least ${MIN_ADMIN_PASSWORD_LENGTH} characters`);
+  }
+  if (c.string('admin.path', a['path'])) {
+    const p = a['path'] as string;
+    const under = (base: string) => p === base || p.startsWith(`${base}/`);
+    if (!p.startsWith('/') || p === '/') c.add('admin.path', `must start with "/" and name a path below it, got ${JSON.stringify(p)}`);
+    else if (/[?#%\s]/.test(p) || p.endsWith('/') || p.includes('//')) c.add('admin.path', `must not contain "?", "#", "%", whitespace or empty segments, got ${JSON.stringify(p)}`);
+    else if (typeof v['path'] === 'string' && (under(v['path']) || v['path'].startsWith(`${p}/`))) {
+      c.add('admin.path', `must not overlap the realtime endpoint path (${v['path']})`);
+    }
+    else if (RESERVED_PATHS.some(under)) c.add('admin.path', `${p} is one of the server's own routes (${RESERVED_PATHS.join(', ')})`);
+  }
+  c.int('admin.sessionTtlMs', a['sessionTtlMs'], 1000);
+  if (c.keys('admin.loginRatePerIp', a['loginRatePerIp'], RATE_KEYS)) {
+    const r = a['loginRatePerIp'] as Record<string, unknown>;
+    c.positive('admin.loginRatePerIp.perSecond', r['perSecond']);
+    c.number('admin.loginRatePerIp.burst', r['burst'], 1);
+  }
+  if (a['enabled'] !== true) return;
+  if (a['password'] === undefined && v['apiKey'] === undefined) {
+    c.add('admin', `enabled without a password: set admin.password (SWITCHBOARD_ADMIN_PASSWORD, at least ${MIN_ADMIN_PASSWORD_LENGTH} characters) or apiKey (the HTTP API key also logs in)`);
+  }
+  const host = v['host'];
+  if (typeof host === 'string' && !isLoopback(host) && v['tls'] === undefined && a['allowInsecure'] !== true) {
+    c.add(
+      'admin',
+      `enabled on host ${host} without TLS: the password and the session cookie would cross the network in clear text. ` +
+        'Configure tls (cert and key), listen on loopback, or, when a proxy in front of the server terminates TLS, set admin.allowInsecure: true',
+    );
   }
 }
 

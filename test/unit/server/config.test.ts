@@ -115,6 +115,7 @@ const DEFAULTS: RealtimeConfig = {
     bufferMessages: 1000,
     bufferBytes: 1048576,
   },
+  admin: { enabled: false, path: '/admin', allowInsecure: false, sessionTtlMs: 28800000, loginRatePerIp: { perSecond: 0.1, burst: 5 } },
 };
 
 describe('defaults', () => {
@@ -610,5 +611,71 @@ describe('namespaces: resolution', () => {
     assert.equal(everything.prefix, '');
     assert.equal(everything.anonymousSubscribe, false);
     assert.equal(everything.presence, 'off');
+  });
+});
+
+describe('admin', () => {
+  const PASSWORD = 'a-long-admin-password';
+  it('is off by default and needs nothing then', () => {
+    assert.equal(load({}).admin.enabled, false);
+    assert.equal(load({ host: '0.0.0.0' }).admin.enabled, false);
+  });
+
+  it('takes a password, or the API key, on loopback', () => {
+    assert.equal(load({ admin: { enabled: true, password: PASSWORD } }).admin.password, PASSWORD);
+    assert.equal(load({ admin: { enabled: true }, apiKey: 'an-api-key-of-16+chars' }).admin.enabled, true);
+  });
+
+  it('refuses to be enabled without a password or an API key', () => {
+    assert.deepEqual(failing({ admin: { enabled: true } }), [
+      'admin: enabled without a password: set admin.password (SWITCHBOARD_ADMIN_PASSWORD, at least 12 characters) or apiKey (the HTTP API key also logs in)',
+    ]);
+  });
+
+  it('refuses a non-loopback host without TLS unless allowInsecure', () => {
+    const lines = failing({ host: '0.0.0.0', admin: { enabled: true, password: PASSWORD } });
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /^admin: enabled on host 0\.0\.0\.0 without TLS: the password and the session cookie would cross the network in clear text\. Configure tls/);
+    assert.match(lines[0]!, /admin\.allowInsecure: true/);
+    assert.equal(load({ host: '0.0.0.0', admin: { enabled: true, password: PASSWORD, allowInsecure: true } }).admin.allowInsecure, true);
+    assert.equal(load({ host: '::1', admin: { enabled: true, password: PASSWORD } }).admin.enabled, true);
+    assert.equal(load({ host: 'localhost', admin: { enabled: true, password: PASSWORD } }).admin.enabled, true);
+  });
+
+  it('checks every key', () => {
+    assert.deepEqual(
+      failing({
+        admin: { enabled: 'yes', password: 'short', path: 'admin', sessionTtlMs: 5, loginRatePerIp: { perSecond: 0, burst: 0 }, pasword: 'x' } as never,
+      }),
+      [
+        'admin.pasword: unknown key (did you mean password?)',
+        'admin.enabled: expected a boolean, got string "yes"',
+        'admin.password: must be at least 12 characters',
+        'admin.path: must start with "/" and name a path below it, got "admin"',
+        'admin.sessionTtlMs: must be at least 1000, got 5',
+        'admin.loginRatePerIp.perSecond: must be greater than 0, got 0',
+        'admin.loginRatePerIp.burst: must be at least 1, got 0',
+      ],
+    );
+    assert.deepEqual(failing({ admin: { path: '/' } }), ['admin.path: must start with "/" and name a path below it, got "/"']);
+    assert.deepEqual(failing({ admin: { path: '/ops/' } }), ['admin.path: must not contain "?", "#", "%", whitespace or empty segments, got "/ops/"']);
+    assert.deepEqual(failing({ admin: { path: '/rt/admin' } }), ['admin.path: must not overlap the realtime endpoint path (/rt)']);
+    assert.deepEqual(failing({ path: '/ops/rt', admin: { path: '/ops' } }), ['admin.path: must not overlap the realtime endpoint path (/ops/rt)']);
+    assert.deepEqual(failing({ admin: { path: '/api/admin' } }), ["admin.path: /api/admin is one of the server's own routes (/api, /dev, /metrics, /healthz, /readyz)"]);
+    // A secret is never quoted back.
+    assert.deepEqual(failing({ admin: { password: 42 } } as never), ['admin.password: expected a string, got number 42']);
+    assert.ok(!failing({ admin: { password: 'short-pass' } }).join('\n').includes('short-pass'));
+    assert.equal(load({ admin: { path: '/ops/console' } }).admin.path, '/ops/console');
+  });
+
+  it('reads SWITCHBOARD_ADMIN, SWITCHBOARD_ADMIN_PASSWORD and SWITCHBOARD_ADMIN_PATH', () => {
+    const c = loadConfig({ env: { SWITCHBOARD_ADMIN: 'true', SWITCHBOARD_ADMIN_PASSWORD: PASSWORD, SWITCHBOARD_ADMIN_PATH: '/ops' }, overrides: anon });
+    assert.deepEqual([c.admin.enabled, c.admin.password, c.admin.path], [true, PASSWORD, '/ops']);
+  });
+
+  it('masks the password in a YAML error frame', () => {
+    const f = file('admin-bad.yaml', `admin:\n  password: "secret-admin-pass\n  enabled: true\n`);
+    const lines = errorsOf(() => loadConfig({ file: f, env: {} }));
+    assert.ok(!lines.join('\n').includes('secret-admin-pass'), lines.join('\n'));
   });
 });

@@ -141,6 +141,36 @@ describe('static pages', () => {
     }
   });
 
+  it('mounted under a path (the arena at /arena): its pages and folders only, nothing outside the mount, no /client.js', async () => {
+    const root = join(dir, 'game');
+    mkdirSync(join(root, 'web'), { recursive: true });
+    mkdirSync(join(root, 'lib'), { recursive: true });
+    writeFileSync(join(root, 'web', 'index.html'), '<meta content="%SWITCHBOARD_PATH%"><p>game</p>');
+    writeFileSync(join(root, 'lib', 'codec.js'), 'export {};\n');
+    writeFileSync(join(root, 'server.js'), 'not for browsers');
+    const pages = createStaticPages({ webRoot: root, mountPath: '/arena', pages: { '/': 'web/index.html' }, folders: ['web', 'lib'], realtimePath: '/rt' });
+    const other = http.createServer((req, res) => {
+      if (!pages(req, res)) res.writeHead(404, { 'X-Next': 'yes' }).end();
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const p = (other.address() as AddressInfo).port;
+    try {
+      for (const path of ['/arena', '/arena/', '/arena?name=a']) {
+        const page = await request(p, path);
+        assert.equal(page.status, 200, path);
+        assert.equal(page.body, '<meta content="/rt"><p>game</p>');
+      }
+      assert.equal((await request(p, '/arena/lib/codec.js')).headers['content-type'], 'text/javascript; charset=utf-8');
+      assert.equal((await request(p, '/arena/web/index.html')).status, 200);
+      // Outside its folders, outside the mount, or climbing out: left to the next handler.
+      for (const path of ['/arena/server.js', '/arenax/lib/codec.js', '/lib/codec.js', '/client.js', '/arena/client.js', '/arena/lib/../server.js', '/arena/lib/%2e%2e/server.js', '/']) {
+        assert.equal((await request(p, path)).headers['x-next'], 'yes', path);
+      }
+    } finally {
+      await new Promise<void>((resolve) => other.close(() => resolve()));
+    }
+  });
+
   it('finds the package root from its own URL: web/ with the pages is there', () => {
     for (const f of ['index.html', 'dashboard.html', 'chat.js', 'dashboard.js', 'common.js', 'sparkline.js', 'style.css', 'favicon.svg']) {
       assert.ok(existsSync(join(PACKAGE_ROOT, 'web', f)), `web/${f} is missing`);

@@ -1,0 +1,135 @@
+// The server child of the game benchmark (bench/game.js): the arena on
+// Switchboard (`impl: 'switchboard'`: examples/arena/server.js, per-area
+// MessagePack keyframes and deltas, volatile, drop-volatile) or the naive
+// version (`impl: 'naive'`: `ws`, the whole state as one JSON text per player
+// per tick). Same world, same loop and the same tick measurement
+// (examples/arena/lib/loop.js). Answers `stats` over IPC with its CPU time,
+// bytes written and tick numbers.
+
+import { randomBytes } from 'node:crypto';
+import { guardChildProcess } from './lib/child.js';
+
+const config = JSON.parse(process.argv[2]);
+const fail = guardChildProcess(`game server ${config.impl}`);
+const ROOT = new URL('../', import.meta.url);
+
+const impl = config.impl === 'naive' ? await naive() : await switchboard();
+process.send({ type: 'ready', port: impl.port, token: impl.token });
+process.on('message', (msg) => {
+  if (msg.type === 'stats') {
+    impl.stats().then((s) => process.send({ type: 'stats', stats: { ...s, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } }), fail);
+  } else if (msg.type === 'start') {
+    impl.start();
+  } else if (msg.type === 'reset') {
+    impl.reset();
+  } else if (msg.type === 'exit') {
+    process.exit(0);
+  }
+});
+
+async function switchboard() {
+  const { createRealtimeServer } = await import(new URL('dist/server/index.js', ROOT).href);
+  const { startArena, ARENA_NAMESPACE } = await import(new URL('examples/arena/server.js', ROOT).href);
+  const secret = randomBytes(32).toString('base64url');
+  const server = createRealtimeServer({
+    config: {
+      host: '127.0.0.1',
+      port: 0,
+      auth: { hmacSecret: secret },
+      namespaces: [ARENA_NAMESPACE],
+      fallbacks: { enabled: false },
+      log: { level: 'error' },
+      limits: {
+        maxConnections: 20_000,
+        maxConnectionsPerIp: 20_000,
+        connectionRatePerIp: { perSecond: 100_000, burst: 100_000 },
+        slowConsumer: 'drop-volatile',
+        sendHighWaterMark: 256 * 1024,
+      },
+    },
+  });
+  const arena = startArena(server, { ...config.world, tickHz: config.tickHz, onError: fail });
+  const { port } = await server.listen();
+  const { SignJWT } = await import('jose');
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bot').setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+  const sum = async (metric) => (await metric.get()).values.reduce((n, v) => n + v.value, 0);
+  const dropped = async () => (await server.metrics.droppedTotal.get()).values.reduce((n, v) => n + (v.labels.reason === 'slow-consumer-volatile' ? v.value : 0), 0);
+  return {
+    port,
+    token,
+    async stats() {
+      const bytesOut = await sum(server.metrics.bytesOut);
+      const messagesOut = await sum(server.metrics.messagesOutTotal);
+      const drops = await dropped();
+      // What the design sends when every bot keeps up: the bytes written plus the frames dropped for
+      // bots that fell behind, at the average message size.
+      const bytesWanted = bytesOut + (messagesOut > 0 ? (drops * bytesOut) / messagesOut : 0);
+      return { ...arena.stats(), bytesOut, bytesWanted, dropped: drops, connections: server.hub.sessions.size };
+    },
+    // Runs from the start: the bots need it to join.
+    start() {},
+    reset: () => arena.resetStats(),
+  };
+}
+
+async function naive() {
+  const { WebSocketServer } = await import('ws');
+  const { arenaConfig } = await import(new URL('examples/arena/lib/config.js', ROOT).href);
+  const { World } = await import(new URL('examples/arena/lib/sim.js', ROOT).href);
+  const { startTickLoop } = await import(new URL('examples/arena/lib/loop.js', ROOT).href);
+  const world = new World(arenaConfig({ ...config.world, tickHz: config.tickHz }));
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  /** Bytes written, and what the design asks to write (also for the texts skipped below). */
+  let bytesOut = 0;
+  let bytesWanted = 0;
+  let skipped = 0;
+  /** The naive server still must not take the machine down: past this much queued per socket it skips (counted). */
+  const CAP = 256 * 1024;
+  wss.on('connection', (ws) => {
+    const player = world.addPlayer('bot', { spawn: 'random' });
+    let seq = 0;
+    ws.on('message', (data) => {
+      try {
+        const m = JSON.parse(data.toString());
+        world.setInput(player.id, ++seq, m.k);
+      } catch {
+        // a naive server ignores bad input
+      }
+    });
+    ws.on('close', () => world.removePlayer(player.id));
+    ws.on('error', () => {});
+    ws.playerId = player.id;
+  });
+  // What people write first: every tick, the whole world to everyone, one JSON text each (with "you").
+  // Started once the bots are in (with hundreds of players it would starve the accept loop meanwhile).
+  let loop = null;
+  const tick = () => {
+    world.step();
+    const players = [...world.players.values()].map((p) => ({ id: p.id, name: p.name, x: p.x, y: p.y, score: p.score }));
+    const gems = [...world.gems.values()].map((g) => ({ id: g.id, x: g.x, y: g.y }));
+    for (const ws of wss.clients) {
+      const text = JSON.stringify({ tick: world.tick, you: ws.playerId, players, gems });
+      const bytes = Buffer.byteLength(text);
+      bytesWanted += bytes;
+      if (ws.bufferedAmount > CAP) {
+        skipped++;
+        continue;
+      }
+      bytesOut += bytes;
+      ws.send(text);
+    }
+  };
+  return {
+    port: wss.address().port,
+    token: '',
+    async stats() {
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
+    },
+    start() {
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail });
+    },
+    reset: () => loop?.resetStats(),
+  };
+}

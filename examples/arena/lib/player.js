@@ -1,0 +1,174 @@
+// @ts-check
+/**
+ * One player's side of the arena over the Switchboard SDK, shared by the
+ * browser page and the bots: join, keep the subscriptions to the 2×2 block
+ * of areas around the player (interest.js), apply each area's keyframes and
+ * deltas (codec.js), ask for a keyframe at once after subscribing or after a
+ * gap, send the keys held (numbered, only when they change), and join again
+ * after a reconnect (the server forgets the player of a closed connection).
+ *
+ * Browser-safe; the SDK client comes in as a parameter.
+ */
+import { AreaState } from './codec.js';
+import { AreaGrid, interestChange } from './interest.js';
+
+/** @typedef {import('./config.js').ArenaConfig} ArenaConfig */
+/** @typedef {import('./interest.js').Block} Block */
+
+/**
+ * The part of the SDK's Client this needs.
+ * @typedef {object} SdkClient
+ * @property {(method: string, data?: unknown) => Promise<any>} rpc
+ * @property {(channel: string, options: { onMessage(pub: { channel: string, data: unknown }): void, onSubscribed?(): void }) => { unsubscribe(): Promise<void> }} subscribe
+ * @property {(event: string, listener: (...args: any[]) => void) => unknown} on
+ */
+
+/**
+ * @typedef {object} ArenaPlayerOptions
+ * @property {string} name
+ * @property {'centre' | 'random'} [spawn]
+ * @property {(area: number, state: AreaState, kind: string) => void} [onArea] after each applied message
+ * @property {(info: { id: number }) => void} [onJoined]
+ * @property {(err: unknown) => void} [onError]
+ */
+
+export class ArenaPlayer {
+  /**
+   * @param {SdkClient} client
+   * @param {ArenaPlayerOptions} options
+   */
+  constructor(client, options) {
+    this.client = client;
+    this.options = options;
+    /** @type {ArenaConfig | null} */
+    this.config = null;
+    /** @type {AreaGrid | null} */
+    this.grid = null;
+    /** Our player's id (changes when we join again). */
+    this.id = 0;
+    /** @type {Map<number, { state: AreaState, sub: { unsubscribe(): Promise<void> }, asking: boolean }>} */
+    this.areas = new Map();
+    /** @type {Block | null} */
+    this.block = null;
+    this.keys = 0;
+    this.inputSeq = 0;
+    /** Counters for the overlay and the bots' summary. */
+    this.counters = { messages: 0, keyframes: 0, deltas: 0, gaps: 0, waiting: 0, old: 0, invalid: 0, keyframeAsks: 0, joins: 0 };
+    this.joined = false;
+    this.#wasConnected = false;
+    client.on('connected', () => {
+      // A reconnect: the server removed the player of the old connection.
+      if (this.#wasConnected && this.joined) this.join().catch((err) => this.#fail(err));
+      this.#wasConnected = true;
+    });
+  }
+
+  /** @type {boolean} */
+  #wasConnected;
+
+  #fail(/** @type {unknown} */ err) {
+    this.options.onError?.(err);
+  }
+
+  /** Join (again): a new player for this connection, and the areas around it. */
+  async join() {
+    const reply = await this.client.rpc('arena.join', { name: this.options.name, spawn: this.options.spawn ?? 'centre' });
+    this.config = reply.config;
+    if (!this.grid) this.grid = new AreaGrid(/** @type {ArenaConfig} */ (this.config));
+    this.id = reply.id;
+    this.joined = true;
+    this.counters.joins++;
+    // A new player holds no keys on the server: send ours (the numbers go on increasing).
+    if (this.keys !== 0) this.#sendKeys();
+    this.follow(reply.x, reply.y);
+    this.options.onJoined?.({ id: this.id });
+    return reply;
+  }
+
+  /**
+   * Keep the subscriptions to the block around (x, y): call with the player's position
+   * as it moves. Areas left behind are unsubscribed, new ones subscribed.
+   */
+  follow(/** @type {number} */ x, /** @type {number} */ y) {
+    const grid = this.grid;
+    if (!grid) return;
+    const block = grid.blockFor(x, y, this.block);
+    if (block === this.block) return;
+    this.block = block;
+    const { subscribe, unsubscribe } = interestChange(this.areas.keys(), grid.areasOf(block));
+    for (const area of unsubscribe) {
+      const entry = this.areas.get(area);
+      this.areas.delete(area);
+      entry?.sub.unsubscribe().catch(() => {});
+    }
+    for (const area of subscribe) {
+      const state = new AreaState();
+      const entry = {
+        state,
+        asking: false,
+        sub: this.client.subscribe(grid.channel(area), {
+          onMessage: (pub) => this.#onMessage(area, state, pub.data),
+          // Subscribed (again, after a reconnect): the state now, without waiting for the periodic keyframe.
+          onSubscribed: () => this.#askKeyframe(area),
+        }),
+      };
+      this.areas.set(area, entry);
+    }
+  }
+
+  #onMessage(/** @type {number} */ area, /** @type {AreaState} */ state, /** @type {unknown} */ data) {
+    if (this.areas.get(area)?.state !== state) return;
+    this.counters.messages++;
+    const kind = state.apply(data);
+    if (kind === 'keyframe') this.counters.keyframes++;
+    else if (kind === 'delta') this.counters.deltas++;
+    else if (kind === 'waiting') this.counters.waiting++;
+    else if (kind === 'gap') {
+      this.counters.gaps++;
+      this.#askKeyframe(area);
+    } else if (kind === 'old') this.counters.old++;
+    else this.counters.invalid++;
+    if (kind === 'keyframe' || kind === 'delta') this.options.onArea?.(area, state, kind);
+  }
+
+  /** One keyframe request per area at a time; its answer goes through the same path as a published keyframe. */
+  #askKeyframe(/** @type {number} */ area) {
+    const entry = this.areas.get(area);
+    if (!entry || entry.asking) return;
+    entry.asking = true;
+    this.counters.keyframeAsks++;
+    this.client.rpc('arena.keyframe', { area }).then(
+      (data) => {
+        entry.asking = false;
+        if (this.areas.get(area) === entry) this.#onMessage(area, entry.state, data);
+      },
+      (err) => {
+        entry.asking = false;
+        this.#fail(err);
+      },
+    );
+  }
+
+  /** Our player as the areas last told (null before the first keyframe that has it). */
+  self() {
+    for (const { state } of this.areas.values()) {
+      const p = state.players.get(this.id);
+      if (p) return { p, tick: state.tick };
+    }
+    return null;
+  }
+
+  /** Hold these keys (Key bits) from now on. Sent only when they change. Returns the input's number, or 0 if unchanged. */
+  setKeys(/** @type {number} */ keys) {
+    if (keys === this.keys) return 0;
+    this.keys = keys;
+    if (!this.joined) return 0;
+    return this.#sendKeys();
+  }
+
+  #sendKeys() {
+    const s = ++this.inputSeq;
+    this.client.rpc('arena.input', { s, k: this.keys }).catch((err) => this.#fail(err));
+    return s;
+  }
+}
