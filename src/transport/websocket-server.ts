@@ -20,7 +20,8 @@ import { acceptDeflateOffer, type PerMessageDeflateOptions } from '../protocol/e
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/connection.js';
 import { PerMessageDeflateCodec } from './deflate.js';
 import { createOriginCheck, type OriginCheck } from './origin.js';
-import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type HeartbeatOptions } from './websocket.js';
+import { HeartbeatWheel, type HeartbeatOptions } from './heartbeat.js';
+import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type SocketOwner } from './websocket.js';
 
 export interface VerifyClientInfo {
   origin: string | undefined;
@@ -87,7 +88,7 @@ const CLOSED = 2;
 /** The WebSocketServers listening for upgrades on each HTTP server, in the order they were attached. */
 const attachedServers = new WeakMap<http.Server | https.Server, WebSocketServer[]>();
 
-export class WebSocketServer extends EventEmitter {
+export class WebSocketServer extends EventEmitter implements SocketOwner {
   readonly options: ServerOptions;
   /** The open connections (when `clientTracking` is on). */
   readonly clients: Set<WebSocket>;
@@ -97,6 +98,8 @@ export class WebSocketServer extends EventEmitter {
   private connectionCount = 0;
   private readonly deflateOptions: PerMessageDeflateOptions | null;
   private readonly originCheck: OriginCheck | null;
+  /** Every connection's heartbeat on one timer (created with the first connection). */
+  private heartbeatWheel: HeartbeatWheel | null = null;
   private readonly removeListeners: () => void = () => {};
 
   constructor(options: ServerOptions, callback?: () => void) {
@@ -333,6 +336,8 @@ export class WebSocketServer extends EventEmitter {
           idleReleaseMs: this.deflateOptions!.idleReleaseMs,
         })
       : null;
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat && heartbeat.interval > 0) this.heartbeatWheel ??= new HeartbeatWheel(heartbeat);
     const ws = new WebSocket(null);
     ws.setSocket(socket, head, {
       role: 'server',
@@ -340,19 +345,22 @@ export class WebSocketServer extends EventEmitter {
       codec,
       skipUTF8Validation: this.options.skipUTF8Validation,
       autoPong: this.options.autoPong,
-      heartbeat: this.options.heartbeat,
+      heartbeatWheel: this.heartbeatWheel,
       closeTimeout: this.options.closeTimeout,
       protocol,
       extensions: deflate ? deflate.responseHeader : '',
+      owner: this,
     });
     this.connectionCount++;
     if (this.options.clientTracking) this.clients.add(ws);
-    ws._onSocketClosed = () => {
-      this.connectionCount--;
-      this.clients.delete(ws);
-      if (this.state === CLOSING) this.maybeClosed();
-    };
     cb(ws, req);
+  }
+
+  /** @internal SocketOwner: one of our connections closed. */
+  _clientClosed(ws: WebSocket): void {
+    this.connectionCount--;
+    this.clients.delete(ws);
+    if (this.state === CLOSING) this.maybeClosed();
   }
 
   /**
