@@ -81,6 +81,16 @@ function rssOf(pid) {
   return Number(m[1]) * 1024;
 }
 
+const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+
+/** CPU seconds (user + system) a process used so far, from /proc. */
+function cpuOf(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces, hence from the last ')').
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -260,7 +270,9 @@ async function measureTarget(name) {
     await closeAll(gens);
     await sleep(5000);
     const base = rssOf(server.pid);
+    const cpu0 = cpuOf(server.pid);
     const b = await burst(gens, COUNT);
+    const cpuSeconds = cpuOf(server.pid) - cpu0;
     if (b.failed) throw new Error(`${b.failed} connection(s) failed: ${b.firstError}`);
     await sleep(1000);
     const afterBurst = rssOf(server.pid);
@@ -278,6 +290,9 @@ async function measureTarget(name) {
       connections: b.opened,
       handshakesPerSec: b.perSecond,
       burstSeconds: b.seconds,
+      // What a handshake costs the server, whatever else the machine is doing: handshakes per CPU-second of the server process.
+      handshakesPerCpuSec: b.opened / cpuSeconds,
+      serverCpuSeconds: cpuSeconds,
       baseRssMB: base / 2 ** 20,
       afterBurstRssMB: afterBurst / 2 ** 20,
       settledRssMB: settled / 2 ** 20,
@@ -288,7 +303,7 @@ async function measureTarget(name) {
       dropped: ls.dropped,
     };
     console.error(
-      `${name}: ${b.opened} connections, ${Math.round(b.perSecond)} handshakes/s; per connection ${result.perConnAfterBurstKiB.toFixed(2)} KiB after the burst, ${result.perConnSettledKiB.toFixed(2)} KiB after ${SETTLE_S} s (lowest ${result.perConnLowestKiB.toFixed(2)}); dropped ${ls.dropped}`,
+      `${name}: ${b.opened} connections, ${Math.round(b.perSecond)} handshakes/s (${Math.round(result.handshakesPerCpuSec)} per server CPU-second); per connection ${result.perConnAfterBurstKiB.toFixed(2)} KiB after the burst, ${result.perConnSettledKiB.toFixed(2)} KiB after ${SETTLE_S} s (lowest ${result.perConnLowestKiB.toFixed(2)}); dropped ${ls.dropped}`,
     );
     return result;
   } catch (err) {
@@ -374,22 +389,22 @@ function render(meta, results, hold) {
   const lines = [
     `# Cost per connection`,
     '',
-    `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}. ${COUNT} idle connections per target (after a warm-up of ${WARMUP}), settled = ${SETTLE_S} s later; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each.`,
+    `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}, load average at the start ${meta.loadAvg.map((l) => l.toFixed(1)).join(' ')}. ${COUNT} idle connections per target (after a warm-up of ${WARMUP}), settled = ${SETTLE_S} s later; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each.`,
     '',
-    '| target | RSS / connection after the burst | settled | handshakes/s | vs ws: memory after burst / settled | vs ws: handshakes |',
-    '|---|---|---|---|---|---|',
+    '| target | RSS / connection after the burst | settled | handshakes/s (wall clock) | handshakes per server CPU-second | vs ws: memory after burst / settled | vs ws: handshakes (wall / CPU) |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     if (r.error) {
-      lines.push(`| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | |`);
+      lines.push(`| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | | |`);
       continue;
     }
     const ratio = ws && r !== ws
       ? `${f(r.perConnAfterBurstKiB / ws.perConnAfterBurstKiB)}× / ${f(r.perConnSettledKiB / ws.perConnSettledKiB)}×`
       : '';
-    const hs = ws && r !== ws ? `${f(r.handshakesPerSec / ws.handshakesPerSec)}×` : '';
+    const hs = ws && r !== ws ? `${f(r.handshakesPerSec / ws.handshakesPerSec)}× / ${f(r.handshakesPerCpuSec / ws.handshakesPerCpuSec)}×` : '';
     lines.push(
-      `| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
+      `| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(r.handshakesPerCpuSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
     );
   }
   if (hold) {
