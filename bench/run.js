@@ -50,6 +50,8 @@ const SUITES = {
 SUITES.all = [...SUITES.echo, ...SUITES.fanout];
 // Optional, not part of `all`: 3 nodes on Redis beside Socket.IO (bench/cluster.js, its own report).
 SUITES.cluster = [];
+// Optional, not part of `all`: what an idle connection costs, handshakes/s, the heartbeat hold (bench/connections.js, its own report).
+SUITES.connections = [];
 
 // ---------------------------------------------------------------- settings
 
@@ -300,9 +302,9 @@ async function measure(label, runOnce, fmt, budget) {
 
 async function main() {
   const settings = readSettings();
-  if (settings.suite === 'cluster') {
+  if (settings.suite === 'cluster' || settings.suite === 'connections') {
     const { spawnSync } = await import('node:child_process');
-    const r = spawnSync(process.execPath, [path.join(BENCH_DIR, 'cluster.js')], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [path.join(BENCH_DIR, `${settings.suite}.js`)], { stdio: 'inherit' });
     process.exitCode = r.status ?? 2;
     return;
   }
