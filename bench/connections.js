@@ -33,12 +33,12 @@
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SignJWT } from 'jose';
 import { Child } from './lib/child.js';
+import { freePort } from './lib/ports.js';
 import { childEnv, implementations, ROOT } from './lib/impls.js';
 
 const BENCH_DIR = path.join(ROOT, 'bench');
@@ -91,16 +91,6 @@ function cpuOf(pid) {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------- servers
 
