@@ -24,7 +24,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +33,7 @@ import { io as sioConnect } from 'socket.io-client';
 import WebSocket from 'ws';
 import { LatencyHistogram } from './lib/histogram.js';
 import { positiveEnvNumber } from './lib/env.js';
+import { freePort } from './lib/ports.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
@@ -119,16 +119,6 @@ async function stopChild(child, graceMs = 3000) {
   children.delete(child);
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function startBroker() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-broker-'));

@@ -52,6 +52,8 @@ SUITES.all = [...SUITES.echo, ...SUITES.fanout];
 SUITES.cluster = [];
 // Optional, not part of `all`: the arena game vs a naive ws version (bench/game.js, its own report and GAME_* knobs).
 SUITES.game = [];
+// Optional, not part of `all`: what an idle connection costs, handshakes/s, the heartbeat hold (bench/connections.js, its own report).
+SUITES.connections = [];
 
 // ---------------------------------------------------------------- settings
 
@@ -302,7 +304,7 @@ async function measure(label, runOnce, fmt, budget) {
 
 async function main() {
   const settings = readSettings();
-  if (settings.suite === 'cluster' || settings.suite === 'game') {
+  if (settings.suite === 'cluster' || settings.suite === 'game' || settings.suite === 'connections') {
     const { spawnSync } = await import('node:child_process');
     const r = spawnSync(process.execPath, [path.join(BENCH_DIR, `${settings.suite}.js`)], { stdio: 'inherit' });
     process.exitCode = r.status ?? 2;

@@ -109,7 +109,7 @@ export function maskedFrames(opcode, payloads) {
 
 export class RawWebSocket {
   /**
-   * @param {{ host: string, port: number, path: string }} target
+   * @param {{ host: string, port: number, path: string, localAddress?: string }} target
    * @param {RawHandler} handler
    * @param {number} index  the caller's number for this connection
    */
@@ -118,6 +118,8 @@ export class RawWebSocket {
     this.index = index;
     /** Hand payloads to onMessage (else only their length). */
     this.collect = true;
+    /** Answer the server's pings (false: a peer that went silent, for heartbeat tests). */
+    this.answerPings = true;
     /** Counters the load generator keeps per connection. */
     this.ready = false;
     this.received = 0;
@@ -142,6 +144,7 @@ export class RawWebSocket {
     this.socket = net.connect({
       host: target.host,
       port: target.port,
+      localAddress: target.localAddress,
       noDelay: true,
       onread: { buffer: READ_BUFFER, callback: this.onRead.bind(this) },
     });
@@ -325,7 +328,7 @@ export class RawWebSocket {
     if (op === OP_TEXT || op === OP_BINARY) {
       this.handler.onMessage(this, payload, this.frameLength);
     } else if (op === OP_PING) {
-      this.socket.write(maskedFrames(0xa, [Buffer.from(payload)]));
+      if (this.answerPings) this.socket.write(maskedFrames(0xa, [Buffer.from(payload)]));
     } else if (op === OP_CLOSE) {
       const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
       const reason = payload.length > 2 ? payload.toString('utf8', 2) : '';

@@ -19,6 +19,7 @@ import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
+import { fdLimitWarning, openFilesLimit } from '../server/fd-limit.js';
 import { HELP, parseCommandArgs, parsePort } from './args.js';
 import { ARENA_PATH, loadDevArena } from './dev-arena.js';
 
@@ -107,6 +108,8 @@ export async function serve(args: string[]): Promise<number> {
   httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (!pages(req, res)) for (const listener of next) listener.call(httpServer, req, res);
   });
+  const fdWarning = fdLimitWarning(openFilesLimit(), server.config.limits.maxConnections);
+  if (fdWarning) server.logger.warn({ openFilesLimit: fdWarning.openFilesLimit, needed: fdWarning.needed }, fdWarning.msg);
   let address: AddressInfo;
   try {
     address = await server.listen();

@@ -75,23 +75,27 @@ export class Connection implements FrameHandler {
   readonly role: 'server' | 'client';
   readonly maxPayload: number;
   private readonly handler: ConnectionHandler;
-  private readonly parser: FrameParser;
+  /** Made with the first bytes from the peer: an idle connection has none. */
+  private parser: FrameParser | null = null;
   private readonly inflater: Inflater | null;
   private readonly autoPong: boolean;
   private readonly echoClose: boolean;
   private readonly validateUtf8: boolean;
   private readonly mask: boolean;
-  private readonly utf8 = new Utf8Validator();
+  /** Made with the first text message. */
+  private utf8: Utf8Validator | null = null;
 
   /** Opcode of the data message being received (0 when none). */
   private messageOpcode = 0;
   private messageCompressed = false;
   private messageLength = 0;
-  private fragments: Buffer[] = [];
+  /** Made with the first message and reused. */
+  private fragments: Buffer[] | null = null;
   /** The current frame. */
   private frameOpcode = 0;
   private frameFin = false;
-  private framePieces: Buffer[] = [];
+  /** Pieces of a control or compressed frame; made with the first such frame. */
+  private framePieces: Buffer[] | null = null;
 
   /** True while sending a fragmented message (the next frame is a continuation). */
   private sendingFragmented = false;
@@ -118,11 +122,16 @@ export class Connection implements FrameHandler {
     this.echoClose = options.echoClose ?? true;
     this.validateUtf8 = !options.skipUTF8Validation;
     this.mask = options.role === 'client';
-    this.parser = new FrameParser(this, {
-      expectMasked: options.role === 'server',
+  }
+
+  private createParser(): FrameParser {
+    const parser = new FrameParser(this, {
+      expectMasked: this.role === 'server',
       maxFrameSize: this.maxPayload,
       allowRsv1: this.inflater !== null,
     });
+    if (this.paused) parser.pause();
+    return parser;
   }
 
   get closeSent(): boolean {
@@ -149,7 +158,7 @@ export class Connection implements FrameHandler {
   receiveData(chunk: Buffer): void {
     if (this.inputClosed) return;
     try {
-      this.parser.write(chunk);
+      (this.parser ??= this.createParser()).write(chunk);
     } catch (err) {
       // A handler threw (application code). Report it without details and stop.
       this.fail(new InternalError('WS_ERR_INTERNAL', err instanceof Error ? err.message : String(err)));
@@ -170,22 +179,22 @@ export class Connection implements FrameHandler {
    */
   private maybeEndInput(): void {
     if (!this.eof || this.inputEndedFlag) return;
-    const pending = this.inflating || (this.paused && this.parser.bufferedAmount > 0);
+    const pending = this.inflating || (this.paused && this.parser !== null && this.parser.bufferedAmount > 0);
     if (pending && !this.failed && !this.closeReceivedFlag) return;
     this.inputEndedFlag = true;
-    this.parser.stop();
+    this.parser?.stop();
     this.handler.onInputEnd?.();
   }
 
   /** Stop handing out frames (backpressure on the receiving side); input is buffered until `resume`. */
   pause(): void {
     this.paused = true;
-    this.parser.pause();
+    this.parser?.pause();
   }
 
   resume(): void {
     this.paused = false;
-    if (!this.inputClosed && !this.inflating) this.parser.resume();
+    if (!this.inputClosed && !this.inflating) this.parser?.resume();
     this.maybeEndInput();
   }
 
@@ -193,7 +202,7 @@ export class Connection implements FrameHandler {
   onFrameStart(fin: boolean, rsv1: boolean, opcode: number, length: number): void {
     this.frameOpcode = opcode;
     this.frameFin = fin;
-    if (this.framePieces.length > 0) this.framePieces.length = 0;
+    if (this.framePieces !== null && this.framePieces.length > 0) this.framePieces.length = 0;
     if (opcode >= Opcode.Close) return;
 
     if (opcode === Opcode.Continuation) {
@@ -229,14 +238,14 @@ export class Connection implements FrameHandler {
   /** @internal FrameHandler */
   onFramePayload(data: Buffer): void {
     if (this.frameOpcode >= Opcode.Close || this.messageCompressed) {
-      this.framePieces.push(data);
+      (this.framePieces ??= []).push(data);
       return;
     }
-    if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !this.utf8.write(data)) {
+    if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !(this.utf8 ??= new Utf8Validator()).write(data)) {
       this.fail(new InvalidDataError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8'));
       return;
     }
-    this.fragments.push(data);
+    (this.fragments ??= []).push(data);
   }
 
   /** @internal FrameHandler */
@@ -249,7 +258,7 @@ export class Connection implements FrameHandler {
     } else if (this.frameFin) {
       this.finishMessage();
     }
-    if (this.framePieces.length > 0) this.framePieces.length = 0;
+    if (this.framePieces !== null && this.framePieces.length > 0) this.framePieces.length = 0;
   }
 
   /** @internal FrameHandler */
@@ -265,12 +274,14 @@ export class Connection implements FrameHandler {
   private inflateFrame(payload: Buffer, fin: boolean): void {
     this.inflating = true;
     this.inflateFin = fin;
-    this.parser.pause();
-    this.inflater!.inflate(payload, fin, this.onInflated);
+    this.parser!.pause();
+    this.inflater!.inflate(payload, fin, (this.onInflated ??= (err, data) => this.inflatedCallback(err, data)));
   }
 
-  /** One bound callback per connection (one inflation is in flight at a time). */
-  private readonly onInflated = (err: WebSocketError | null, data?: Buffer): void => {
+  /** One bound callback per connection (one inflation is in flight at a time), made with the first compressed frame. */
+  private onInflated: ((err: WebSocketError | null, data?: Buffer) => void) | null = null;
+
+  private inflatedCallback(err: WebSocketError | null, data?: Buffer): void {
     if (this.inputClosed) return;
     // The callback may run outside receiveData (async inflater): it never throws either.
     try {
@@ -278,7 +289,7 @@ export class Connection implements FrameHandler {
     } catch (e) {
       this.fail(new InternalError('WS_ERR_INTERNAL', e instanceof Error ? e.message : String(e)));
     }
-  };
+  }
 
   private inflated(err: WebSocketError | null, data: Buffer | undefined, fin: boolean): void {
     if (err) {
@@ -291,31 +302,31 @@ export class Connection implements FrameHandler {
         this.fail(new MessageTooBigError('WS_ERR_MESSAGE_TOO_BIG', 'inflated message over maxPayload'));
         return;
       }
-      if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !this.utf8.write(data)) {
+      if (this.messageOpcode === Opcode.Text && this.validateUtf8 && !(this.utf8 ??= new Utf8Validator()).write(data)) {
         this.fail(new InvalidDataError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8'));
         return;
       }
-      this.fragments.push(data);
+      (this.fragments ??= []).push(data);
     }
     if (fin) this.finishMessage();
     // Only now: a resume() from onMessage must not deliver the next message inside this one.
     this.inflating = false;
-    if (!this.paused) this.parser.resume();
+    if (!this.paused) this.parser!.resume();
     this.maybeEndInput();
   }
 
   private finishMessage(): void {
     const isBinary = this.messageOpcode === Opcode.Binary;
-    if (!isBinary && this.validateUtf8 && !this.utf8.end()) {
+    if (!isBinary && this.validateUtf8 && this.utf8 !== null && !this.utf8.end()) {
       this.fail(new InvalidDataError('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence'));
       return;
     }
     const fragments = this.fragments;
-    const data = fragments.length === 1 ? fragments[0]! : concat(fragments);
+    const data = fragments === null ? EMPTY : fragments.length === 1 ? fragments[0]! : concat(fragments);
     this.messageOpcode = 0;
     this.messageCompressed = false;
     this.messageLength = 0;
-    fragments.length = 0;
+    if (fragments !== null) fragments.length = 0;
     this.handler.onMessage(data, isBinary);
   }
 
@@ -351,7 +362,7 @@ export class Connection implements FrameHandler {
     this.closeReceivedFlag = true;
     this.closeCode = code;
     this.closeReason = reason;
-    this.parser.stop();
+    this.parser?.stop();
     if (!this.closeSentFlag && this.echoClose) this.echoCloseFrame();
     this.handler.onCloseFrame(code, reason);
   }
@@ -424,9 +435,9 @@ export class Connection implements FrameHandler {
     if (this.failed) return;
     this.failed = true;
     this.error = err;
-    this.parser.stop();
-    this.fragments = [];
-    this.framePieces = [];
+    this.parser?.stop();
+    this.fragments = null;
+    this.framePieces = null;
     if (!this.closeSentFlag) {
       this.closeSentFlag = true;
       // §7.4.1: 1005, 1006, 1015 and unassigned codes never go on the wire; an
@@ -450,8 +461,8 @@ export class Connection implements FrameHandler {
   }
 }
 
-function concat(pieces: Buffer[]): Buffer {
-  if (pieces.length === 0) return EMPTY;
+function concat(pieces: Buffer[] | null): Buffer {
+  if (pieces === null || pieces.length === 0) return EMPTY;
   if (pieces.length === 1) return pieces[0]!;
   return Buffer.concat(pieces);
 }

@@ -40,6 +40,16 @@ const GET_MASK = 3;
 const GET_PAYLOAD = 4;
 const FAILED = 5;
 
+const EMPTY: Buffer = Buffer.alloc(0);
+/**
+ * Header bytes cut by a chunk boundary are gathered here. One buffer for
+ * every parser: header bytes are read right after they are gathered, before
+ * anything else can run (an idle connection keeps no Buffer of its own).
+ */
+const SCRATCH = Buffer.alloc(8);
+/** The mask key of the frame being unmasked, written from the parser's fields just before use. */
+const MASK_KEY = Buffer.alloc(4);
+
 export class FrameParser {
   private readonly handler: FrameHandler;
   private readonly expectMasked: boolean;
@@ -50,9 +60,9 @@ export class FrameParser {
   private chunks: Buffer[] = [];
   private offset = 0;
   private buffered = 0;
-  private header: Buffer = Buffer.alloc(0);
+  /** Where the header bytes just read are (a chunk, or SCRATCH); only valid right after `readHeader`. */
+  private header: Buffer = EMPTY;
   private headerPos = 0;
-  private readonly scratch = Buffer.alloc(8);
   private state = GET_INFO;
   private paused = false;
   private looping = false;
@@ -63,7 +73,9 @@ export class FrameParser {
   private masked = false;
   private payloadLength = 0;
   private payloadRead = 0;
-  private readonly maskKey = Buffer.alloc(4);
+  /** The mask key as two 16-bit halves (small integers: no Buffer per connection). */
+  private maskHigh = 0;
+  private maskLow = 0;
 
   constructor(handler: FrameHandler, options: FrameParserOptions) {
     this.handler = handler;
@@ -81,7 +93,10 @@ export class FrameParser {
   write(chunk: Buffer): void {
     if (this.state === FAILED) return;
     if (chunk.length > 0) {
-      this.chunks.push(chunk);
+      // Nothing buffered (the usual case): a fresh one-element list, so an
+      // idle parser holds no list grown by an earlier burst.
+      if (this.buffered === 0) this.chunks = [chunk];
+      else this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
     this.run();
@@ -101,6 +116,7 @@ export class FrameParser {
   /** Drop buffered input and stop for good. */
   stop(): void {
     this.state = FAILED;
+    this.header = EMPTY;
     this.chunks = [];
     this.offset = 0;
     this.buffered = 0;
@@ -157,10 +173,10 @@ export class FrameParser {
     }
     for (let i = 0; i < n; i++) {
       const chunk = this.chunks[0]!;
-      this.scratch[i] = chunk[this.offset]!;
+      SCRATCH[i] = chunk[this.offset]!;
       this.advance(1);
     }
-    this.header = this.scratch;
+    this.header = SCRATCH;
     this.headerPos = 0;
   }
 
@@ -254,13 +270,16 @@ export class FrameParser {
   private getMask(): boolean {
     if (this.buffered < 4) return false;
     this.readHeader(4);
-    this.header.copy(this.maskKey, 0, this.headerPos, this.headerPos + 4);
+    this.maskHigh = this.header.readUInt16BE(this.headerPos);
+    this.maskLow = this.header.readUInt16BE(this.headerPos + 2);
     this.state = GET_PAYLOAD;
     this.startPayload();
     return true;
   }
 
   private startPayload(): void {
+    // The header is read: keep no reference to the chunk it came in.
+    this.header = EMPTY;
     this.payloadRead = 0;
     this.handler.onFrameStart(this.fin, this.rsv1, this.opcode, this.payloadLength);
   }
@@ -278,7 +297,11 @@ export class FrameParser {
     const piece =
       this.offset === 0 && take === first.length ? first : first.subarray(this.offset, this.offset + take);
     this.advance(take);
-    if (this.masked) maskInPlace(piece, this.maskKey, this.payloadRead);
+    if (this.masked) {
+      MASK_KEY.writeUInt16BE(this.maskHigh, 0);
+      MASK_KEY.writeUInt16BE(this.maskLow, 2);
+      maskInPlace(piece, MASK_KEY, this.payloadRead);
+    }
     this.payloadRead += take;
     this.handler.onFramePayload(piece);
     return true;

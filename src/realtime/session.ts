@@ -70,7 +70,8 @@ export class Session implements Subscriber {
   /** ms timestamp of the connection's start (the close line says how long it lasted; the admin UI shows it). */
   readonly openedAt: number;
   private readonly host: SessionHost;
-  private readonly log: Logger;
+  /** The connection's child logger, made at its first line above debug (a child per idle connection costs ~1 KiB). */
+  private childLog: Logger | null = null;
   private readonly messageBucket: TokenBucket;
   private readonly byteBucket: TokenBucket;
   private rateLimitedInARow = 0;
@@ -91,7 +92,6 @@ export class Session implements Subscriber {
     this.transport = transport;
     this.identity = identity;
     this.remoteAddress = remoteAddress;
-    this.log = host.logger.child({ conn: id });
     const { messageRate, byteRate } = host.limits;
     this.messageBucket = new TokenBucket(messageRate.perSecond, messageRate.burst, host.now);
     this.byteBucket = new TokenBucket(byteRate.perSecond, byteRate.burst, host.now);
@@ -107,7 +107,11 @@ export class Session implements Subscriber {
     }
     // One line per connection and one per close, at debug: at info a busy server would log two lines per
     // connection (docs/configuration.md, "log"). Failures worth an operator's eye are warn/error lines of their own.
-    this.log.debug({ transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
+    host.logger.debug({ conn: id, transport: transport.kind, remote: remoteAddress, user: identity?.user }, 'connected');
+  }
+
+  private get log(): Logger {
+    return (this.childLog ??= this.host.logger.child({ conn: this.id }));
   }
 
   get info(): ClientInfo {
@@ -359,7 +363,7 @@ export class Session implements Subscriber {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
     this.scheduleExpiry();
-    this.log.debug({ user: identity.user }, 'authenticated');
+    this.host.logger.debug({ conn: this.id, user: identity.user }, 'authenticated');
     // The rate budget, so a client can pace itself instead of learning it from 429s.
     const { messageRate, byteRate, maxMessageSize } = this.host.limits;
     this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS } });
@@ -601,8 +605,9 @@ export class Session implements Subscriber {
     this.authTimer = this.expiryTimer = null;
     this.host.removeSession(this);
     this.host.observer.connectionClosed(this.transport.kind, code);
-    this.log.debug(
+    this.host.logger.debug(
       {
+        conn: this.id,
         transport: this.transport.kind,
         remote: this.remoteAddress,
         user: this.identity?.user,

@@ -129,14 +129,22 @@ export class Admission {
 
   /** Count a connection toward `maxConnections` and `maxConnectionsPerIp`; returns its release (call once). */
   countConnection(ip: string): () => void {
+    this.addConnection(ip);
+    return () => this.removeConnection(ip);
+  }
+
+  /** Count a connection from `ip` (what `countConnection` does, without making its release function). */
+  addConnection(ip: string): void {
     this.count++;
     this.connectionsPerIp.set(ip, (this.connectionsPerIp.get(ip) ?? 0) + 1);
-    return () => {
-      this.count--;
-      const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
-      if (n > 0) this.connectionsPerIp.set(ip, n);
-      else this.connectionsPerIp.delete(ip);
-    };
+  }
+
+  /** The connection from `ip` that `addConnection` counted closed. */
+  removeConnection(ip: string): void {
+    this.count--;
+    const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
+    if (n > 0) this.connectionsPerIp.set(ip, n);
+    else this.connectionsPerIp.delete(ip);
   }
 
   /**

@@ -30,7 +30,8 @@ import { codecFor } from '../wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
-import type { WebSocket } from '../transport/websocket.js';
+import type { RawData, WebSocket } from '../transport/websocket.js';
+import type { Session } from '../realtime/session.js';
 import { ConfigError, resolveNamespace, validateConfig, type BrokerProbeConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
 import { AdminConsole } from './admin.js';
@@ -72,6 +73,33 @@ export interface RealtimeServerOptions {
 
 /** Servers made in this process so far: the second one's node id gets a suffix. */
 let serversMade = 0;
+
+/** What a realtime connection's WebSocket listeners need, kept on the WebSocket. */
+interface SessionLink {
+  server: RealtimeServer;
+  session: Session;
+  ip: string;
+}
+const kLink = Symbol('switchboard.session');
+type LinkedWebSocket = WebSocket & { [kLink]?: SessionLink };
+
+function onSessionMessage(this: LinkedWebSocket, data: RawData, isBinary: boolean): void {
+  this[kLink]!.session.receive(isBinary ? (data as Buffer) : (data as Buffer).toString());
+}
+
+function onSessionError(this: LinkedWebSocket, err: Error): void {
+  const link = this[kLink]!;
+  link.server._connectionFailed(link, err);
+}
+
+function onSessionClose(this: LinkedWebSocket, code: number): void {
+  const link = this[kLink]!;
+  link.server._connectionClosed(this, link, code);
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
 
 export class RealtimeServer {
   readonly config: RealtimeConfig;
@@ -406,7 +434,7 @@ export class RealtimeServer {
       this.refuse(socket, new HandshakeError('RT_ERR_NOT_FOUND', `no WebSocket endpoint here: connect to ${this.config.path}`, 404));
       return;
     }
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     this.acceptUpgrade(req, socket, head).catch((err: unknown) => {
       const status = err instanceof HandshakeError ? err : new HandshakeError('RT_ERR_INTERNAL', 'internal error', 500);
       if (!(err instanceof HandshakeError)) this.logger.error({ err: String(err) }, 'upgrade failed');
@@ -455,21 +483,27 @@ export class RealtimeServer {
 
   private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string): void {
     const codec = codecFor(protocol)!;
-    const release = this.admission.countConnection(ip);
+    this.admission.addConnection(ip);
     this.sockets.add(ws);
     const session = this.hub.connect(new WebSocketCarrier(ws, codec, this.config.compression.threshold), identity, ip);
-    const log = this.logger.child({ conn: session.id });
-    ws.on('message', (data, isBinary) => {
-      session.receive(isBinary ? (data as Buffer) : (data as Buffer).toString());
-    });
-    ws.on('error', (err: Error & { code?: string; closeCode?: number }) => {
-      log.info({ code: err.code, closeCode: err.closeCode, reason: err.message }, 'connection failed');
-    });
-    ws.on('close', (code: number) => {
-      release();
-      this.sockets.delete(ws);
-      session.closedByTransport(code);
-    });
+    // One small record and three listener functions shared by every connection (no closures, no
+    // child logger per connection: what an idle connection costs, see docs/benchmarks.md).
+    (ws as LinkedWebSocket)[kLink] = { server: this, session, ip };
+    ws.on('message', onSessionMessage);
+    ws.on('error', onSessionError);
+    ws.on('close', onSessionClose);
+  }
+
+  /** @internal A realtime connection's WebSocket failed (a protocol error of the peer, a heartbeat timeout). */
+  _connectionFailed(link: SessionLink, err: Error & { code?: string; closeCode?: number }): void {
+    this.logger.info({ conn: link.session.id, code: err.code, closeCode: err.closeCode, reason: err.message }, 'connection failed');
+  }
+
+  /** @internal A realtime connection's WebSocket closed. */
+  _connectionClosed(ws: WebSocket, link: SessionLink, code: number): void {
+    this.admission.removeConnection(link.ip);
+    this.sockets.delete(ws);
+    link.session.closedByTransport(code);
   }
 
   // ---- HTTP routes -----------------------------------------------------------------

@@ -3,6 +3,12 @@
  * server it creates (`port`), on one it is given (`server`), or through
  * `handleUpgrade` (`noServer`), with the option names and events of `ws`.
  *
+ * With `port` the server is a plain `net.Server` that reads the request head
+ * itself (upgrade-parser.ts): nothing of `node:http` (request object, parser,
+ * closures) stays with an open connection, and a handshake costs less. Other
+ * requests get 426; malformed ones 400, 414, 431 or 505; a head that does not
+ * arrive within `handshakeTimeout` 408.
+ *
  * Beyond `ws`: `allowedOrigins` (403 before the upgrade, against cross-site
  * WebSocket hijacking), `maxConnections` (503 with Retry-After), a handshake
  * timeout on servers it creates, a heartbeat that terminates dead peers, and
@@ -11,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-code.js';
 import { HandshakeError } from '../protocol/errors.js';
@@ -20,12 +26,23 @@ import { acceptDeflateOffer, type PerMessageDeflateOptions } from '../protocol/e
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/connection.js';
 import { PerMessageDeflateCodec } from './deflate.js';
 import { createOriginCheck, type OriginCheck } from './origin.js';
-import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type HeartbeatOptions } from './websocket.js';
+import { UpgradeRequestParser, type ParsedHead, type UpgradeParserLimits } from './upgrade-parser.js';
+import { HeartbeatWheel, type HeartbeatOptions } from './heartbeat.js';
+import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type SocketOwner } from './websocket.js';
+
+/**
+ * The upgrade request a server hands to its callbacks and events. On a server
+ * created with `port` it is an `IncomingMessage` made from the parsed head
+ * (`method`, `url`, `headers`, `rawHeaders`, `httpVersion`, `socket`): the
+ * same type as through `node:http`, dropped after the upgrade unless the
+ * application keeps it.
+ */
+type UpgradeRequest = http.IncomingMessage;
 
 export interface VerifyClientInfo {
   origin: string | undefined;
   secure: boolean;
-  req: http.IncomingMessage;
+  req: UpgradeRequest;
 }
 export type VerifyClientCallback = (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
 
@@ -47,7 +64,7 @@ export interface ServerOptions {
   /** Enable permessage-deflate (RFC 7692). Default false. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** Pick a subprotocol from those the client offered; `false` for none. Default: the first offered. */
-  handleProtocols?: (protocols: Set<string>, request: http.IncomingMessage) => string | false;
+  handleProtocols?: (protocols: Set<string>, request: UpgradeRequest) => string | false;
   /** Accept or refuse a client before the upgrade; sync (return a boolean) or async (call `cb`). */
   verifyClient?:
     | ((info: VerifyClientInfo) => boolean)
@@ -67,13 +84,15 @@ export interface ServerOptions {
    * origin throws a `TypeError` here. A predicate decides every request
    * alone, those without Origin too. Default: every origin (no check).
    */
-  allowedOrigins?: string[] | ((origin: string | undefined, request: http.IncomingMessage) => boolean);
+  allowedOrigins?: string[] | ((origin: string | undefined, request: UpgradeRequest) => boolean);
   /** Max open connections; more get 503 with Retry-After. Default: no limit. */
   maxConnections?: number;
   /** Seconds sent in Retry-After with a 503. Default 5. */
   retryAfter?: number;
-  /** On a server created with `port`: max time in ms for a client to send its whole request head. Default 10 s. */
+  /** On a server created with `port`: max time in ms for a client to send its whole request head (408 after). Default 10 s. */
   handshakeTimeout?: number;
+  /** On a server created with `port`: limits of the request head (defaults: 16 KiB, 100 fields, 8 KiB request-target). */
+  requestLimits?: UpgradeParserLimits;
   /** Ping each client every `interval` ms and terminate those that stay silent for `timeout` ms. Default: off. */
   heartbeat?: HeartbeatOptions;
   /** Time to wait for the peer's part of the closing handshake before destroying the socket, in ms. Default 30 s. */
@@ -84,19 +103,35 @@ const RUNNING = 0;
 const CLOSING = 1;
 const CLOSED = 2;
 
+/** A socket of a server created with `port` while its request head arrives. */
+interface PendingHandshake {
+  server: WebSocketServer;
+  parser: UpgradeRequestParser;
+  /** performance.now() by which the head must be complete. */
+  deadline: number;
+}
+const kHandshake = Symbol('switchboard.handshake');
+type HandshakingSocket = net.Socket & { [kHandshake]?: PendingHandshake | null };
+
 /** The WebSocketServers listening for upgrades on each HTTP server, in the order they were attached. */
 const attachedServers = new WeakMap<http.Server | https.Server, WebSocketServer[]>();
 
-export class WebSocketServer extends EventEmitter {
+export class WebSocketServer extends EventEmitter implements SocketOwner {
   readonly options: ServerOptions;
   /** The open connections (when `clientTracking` is on). */
   readonly clients: Set<WebSocket>;
-  private server: http.Server | https.Server | null = null;
+  private server: http.Server | https.Server | net.Server | null = null;
   private ownsServer = false;
   private state = RUNNING;
   private connectionCount = 0;
   private readonly deflateOptions: PerMessageDeflateOptions | null;
   private readonly originCheck: OriginCheck | null;
+  /** Every connection's heartbeat on one timer (created with the first connection). */
+  private heartbeatWheel: HeartbeatWheel | null = null;
+  /** Server created with `port`: sockets whose request head is still arriving, and the one timer that bounds them. */
+  private readonly handshaking = new Set<HandshakingSocket>();
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private readonly handshakeTimeout: number;
   private readonly removeListeners: () => void = () => {};
 
   constructor(options: ServerOptions, callback?: () => void) {
@@ -117,29 +152,17 @@ export class WebSocketServer extends EventEmitter {
       options.perMessageDeflate === true ? {} : options.perMessageDeflate ? options.perMessageDeflate : null;
     this.originCheck = Array.isArray(options.allowedOrigins) ? createOriginCheck(options.allowedOrigins) : null;
 
+    this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
     if (options.port !== undefined) {
-      const timeout = options.handshakeTimeout ?? 10_000;
-      const server = http.createServer(
-        {
-          headersTimeout: timeout,
-          requestTimeout: timeout,
-          connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(timeout / 2))),
-        },
-        (_req, res) => {
-          const body = http.STATUS_CODES[426]!;
-          res.writeHead(426, { 'Content-Length': body.length, 'Content-Type': 'text/plain' });
-          res.end(body);
-        },
-      );
+      const server = net.createServer((socket) => this.onRawConnection(socket));
+      server.on('listening', () => this.emit('listening'));
+      server.on('error', (err: Error) => this.emit('error', err));
       this.server = server;
       this.ownsServer = true;
       server.listen(options.port, options.host, options.backlog, callback);
     } else if (options.server) {
-      this.server = options.server;
-    }
-
-    if (this.server) {
-      const server = this.server;
+      const server = options.server;
+      this.server = server;
       const onListening = () => this.emit('listening');
       const onError = (err: Error) => this.emit('error', err);
       const peers = attachedServers.get(server) ?? [];
@@ -170,6 +193,82 @@ export class WebSocketServer extends EventEmitter {
     }
   }
 
+  // ---- the server created with `port`: request heads read here --------------------
+
+  private onRawConnection(socket: HandshakingSocket): void {
+    if (this.state !== RUNNING) {
+      socket.destroy();
+      return;
+    }
+    socket[kHandshake] = {
+      server: this,
+      parser: new UpgradeRequestParser(this.options.requestLimits),
+      deadline: performance.now() + this.handshakeTimeout,
+    };
+    socket.on('data', onHandshakeData);
+    socket.on('error', onHandshakeSocketError);
+    socket.on('close', onHandshakeClose);
+    this.handshaking.add(socket);
+    this.handshakeTimer ??= setInterval(sweepHandshakes, Math.max(100, Math.min(1000, Math.floor(this.handshakeTimeout / 2))), this).unref();
+  }
+
+  /** The head is complete (or broken): the socket leaves the handshake sweep, then is answered or upgraded. */
+  _handshakeParsed(socket: HandshakingSocket, result: ParsedHead | HandshakeError): void {
+    this.endHandshake(socket);
+    if (result instanceof HandshakeError) {
+      answerAndClose(socket, result);
+      return;
+    }
+    const { head, rest } = result;
+    const request = new http.IncomingMessage(socket);
+    request.method = head.method;
+    request.url = head.url;
+    request.httpVersionMajor = head.httpVersionMajor;
+    request.httpVersionMinor = head.httpVersionMinor;
+    request.httpVersion = `${head.httpVersionMajor}.${head.httpVersionMinor}`;
+    request.headers = head.headers;
+    request.rawHeaders = head.rawHeaders;
+    request.complete = true;
+    // As node:http: an upgrade is a request with both `Upgrade` and `Connection: upgrade`;
+    // anything else is a plain request, and this server only speaks WebSocket.
+    const connection = request.headers['connection'];
+    if (request.headers['upgrade'] === undefined || typeof connection !== 'string' || !/(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection)) {
+      answerAndClose(socket, new HandshakeError('WS_ERR_UPGRADE_REQUIRED', http.STATUS_CODES[426]!, 426, { Upgrade: 'websocket' }));
+      return;
+    }
+    // Back to "not flowing": bytes that arrive before the WebSocket listens (an async
+    // verifyClient) wait in the stream, as after node:http's 'upgrade'.
+    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    this.handleUpgrade(request, socket, rest, (ws) => this.emit('connection', ws, request));
+  }
+
+  /** @internal The socket closed before its head was complete. */
+  _handshakeClosed(socket: HandshakingSocket): void {
+    this.endHandshake(socket);
+  }
+
+  private endHandshake(socket: HandshakingSocket): void {
+    socket[kHandshake] = null;
+    socket.removeListener('data', onHandshakeData);
+    socket.removeListener('error', onHandshakeSocketError);
+    socket.removeListener('close', onHandshakeClose);
+    this.handshaking.delete(socket);
+    if (this.handshaking.size === 0 && this.handshakeTimer) {
+      clearInterval(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
+  }
+
+  /** @internal One timer for every pending handshake: those past their deadline get 408. */
+  _sweepHandshakes(): void {
+    const now = performance.now();
+    for (const socket of this.handshaking) {
+      if (socket[kHandshake]!.deadline > now) continue;
+      this.endHandshake(socket);
+      answerAndClose(socket, new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'the request head did not arrive in time', 408));
+    }
+  }
+
   /** The address the server listens on (not available with `noServer`). */
   address(): AddressInfo | string | null {
     if (this.options.noServer) throw new Error('The server is operating in "noServer" mode');
@@ -177,7 +276,7 @@ export class WebSocketServer extends EventEmitter {
   }
 
   /** Whether a request is for this server (the `path` option). */
-  shouldHandle(req: http.IncomingMessage): boolean {
+  shouldHandle(req: UpgradeRequest): boolean {
     if (this.options.path) {
       const q = req.url?.indexOf('?') ?? -1;
       const pathname = q !== -1 ? req.url!.slice(0, q) : req.url;
@@ -192,10 +291,10 @@ export class WebSocketServer extends EventEmitter {
    * not called.
    */
   handleUpgrade(
-    req: http.IncomingMessage,
+    req: UpgradeRequest,
     socket: Duplex,
     head: Buffer,
-    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+    cb: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
     socket.on('error', onHandshakeSocketError);
     let offer;
@@ -267,14 +366,14 @@ export class WebSocketServer extends EventEmitter {
     });
   }
 
-  private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
+  private originAllowed(origin: string | undefined, req: UpgradeRequest): boolean {
     const allowed = this.options.allowedOrigins;
     if (allowed === undefined) return true;
     if (typeof allowed === 'function') return allowed(origin, req);
     return this.originCheck!(origin, headerValue(req.headers.host));
   }
 
-  private refuse(socket: Duplex, req: http.IncomingMessage, err: Error): void {
+  private refuse(socket: Duplex, req: UpgradeRequest, err: Error): void {
     const handshakeErr =
       err instanceof HandshakeError ? err : new HandshakeError('WS_ERR_HANDSHAKE_FAILED', 'Internal Server Error', 500);
     if (this.listenerCount('wsClientError') > 0) {
@@ -289,10 +388,10 @@ export class WebSocketServer extends EventEmitter {
     key: string,
     protocol: string,
     deflate: ReturnType<typeof acceptDeflateOffer>,
-    req: http.IncomingMessage,
+    req: UpgradeRequest,
     socket: Duplex,
     head: Buffer,
-    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+    cb: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
     if (!socket.readable || !socket.writable) {
       socket.destroy();
@@ -333,6 +432,8 @@ export class WebSocketServer extends EventEmitter {
           idleReleaseMs: this.deflateOptions!.idleReleaseMs,
         })
       : null;
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat && heartbeat.interval > 0) this.heartbeatWheel ??= new HeartbeatWheel(heartbeat);
     const ws = new WebSocket(null);
     ws.setSocket(socket, head, {
       role: 'server',
@@ -340,19 +441,22 @@ export class WebSocketServer extends EventEmitter {
       codec,
       skipUTF8Validation: this.options.skipUTF8Validation,
       autoPong: this.options.autoPong,
-      heartbeat: this.options.heartbeat,
+      heartbeatWheel: this.heartbeatWheel,
       closeTimeout: this.options.closeTimeout,
       protocol,
       extensions: deflate ? deflate.responseHeader : '',
+      owner: this,
     });
     this.connectionCount++;
     if (this.options.clientTracking) this.clients.add(ws);
-    ws._onSocketClosed = () => {
-      this.connectionCount--;
-      this.clients.delete(ws);
-      if (this.state === CLOSING) this.maybeClosed();
-    };
     cb(ws, req);
+  }
+
+  /** @internal SocketOwner: one of our connections closed. */
+  _clientClosed(ws: WebSocket): void {
+    this.connectionCount--;
+    this.clients.delete(ws);
+    if (this.state === CLOSING) this.maybeClosed();
   }
 
   /**
@@ -369,14 +473,17 @@ export class WebSocketServer extends EventEmitter {
     if (this.state === CLOSING) return;
     this.state = CLOSING;
     this.removeListeners();
+    for (const socket of this.handshaking) {
+      this.endHandshake(socket);
+      socket.destroy();
+    }
     for (const ws of this.clients) ws.close(CloseCode.GoingAway, 'server shutting down');
     if (this.ownsServer && this.server) {
       this.server.close(() => {
         this.ownsServer = false;
         this.maybeClosed();
       });
-      // Idle keep-alive HTTP connections would hold server.close() open.
-      (this.server as http.Server).closeIdleConnections?.();
+
     } else {
       process.nextTick(() => this.maybeClosed());
     }
@@ -393,6 +500,37 @@ function onHandshakeSocketError(this: Duplex): void {
   this.destroy();
 }
 
+// Listeners of a socket whose request head is arriving (server created with `port`): shared functions.
+function onHandshakeData(this: HandshakingSocket, chunk: Buffer): void {
+  const pending = this[kHandshake];
+  if (!pending) return;
+  const result = pending.parser.write(chunk);
+  if (result !== null) pending.server._handshakeParsed(this, result);
+}
+
+function onHandshakeClose(this: HandshakingSocket): void {
+  this[kHandshake]?.server._handshakeClosed(this);
+}
+
+function sweepHandshakes(server: WebSocketServer): void {
+  server._sweepHandshakes();
+}
+
+/** Answer a refused request head and close; a peer that does not read the answer is cut off after a second. */
+function answerAndClose(socket: net.Socket, err: HandshakeError): void {
+  socket.on('error', onHandshakeSocketError);
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(buildErrorResponse(err));
+  setTimeout(destroySocket, 1000, socket).unref();
+}
+
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
+}
+
 /** The 'headers' event hands out `Name: value` lines (as `ws` does); the response builder takes a record. */
 function linesToHeaders(lines: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -405,7 +543,7 @@ function linesToHeaders(lines: string[]): Record<string, string[]> {
   return out;
 }
 
-function verifyInfo(req: http.IncomingMessage): VerifyClientInfo {
+function verifyInfo(req: UpgradeRequest): VerifyClientInfo {
   return {
     origin: headerValue(req.headers.origin) ?? headerValue(req.headers['sec-websocket-origin']),
     secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
@@ -419,13 +557,13 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 // Typed events (merged into the class).
 export interface WebSocketServer {
-  on(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: http.IncomingMessage) => void): this;
+  on(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: UpgradeRequest) => void): this;
   on(event: 'error', listener: (this: WebSocketServer, err: Error) => void): this;
-  on(event: 'headers', listener: (this: WebSocketServer, headers: string[], request: http.IncomingMessage) => void): this;
-  on(event: 'wsClientError', listener: (this: WebSocketServer, err: HandshakeError, socket: Duplex, request: http.IncomingMessage) => void): this;
+  on(event: 'headers', listener: (this: WebSocketServer, headers: string[], request: UpgradeRequest) => void): this;
+  on(event: 'wsClientError', listener: (this: WebSocketServer, err: HandshakeError, socket: Duplex, request: UpgradeRequest) => void): this;
   on(event: 'listening' | 'close', listener: (this: WebSocketServer) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
-  once(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: http.IncomingMessage) => void): this;
+  once(event: 'connection', listener: (this: WebSocketServer, ws: WebSocket, request: UpgradeRequest) => void): this;
   once(event: 'listening' | 'close', listener: (this: WebSocketServer) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }

@@ -18,7 +18,8 @@ import { CloseCode } from '../protocol/close-code.js';
 import { Connection, type ConnectionHandler, DEFAULT_MAX_PAYLOAD, encodeClosePayload } from '../protocol/connection.js';
 import { InvalidStateError, type WebSocketError } from '../protocol/errors.js';
 import type { PerMessageDeflateCodec } from './deflate.js';
-import { Sender, type SendCallback } from './sender.js';
+import { Sender, type SendCallback, type SenderHost } from './sender.js';
+import { sharedHeartbeatWheel, type HeartbeatMember, type HeartbeatOptions, type HeartbeatWheel } from './heartbeat.js';
 import {
   addEventListener,
   getOnProperty,
@@ -35,13 +36,7 @@ import {
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
 export type { SendCallback } from './sender.js';
-
-export interface HeartbeatOptions {
-  /** Ping the peer after this many ms. */
-  interval: number;
-  /** Terminate the connection when no data or pong arrived this many ms after a ping. Default: `interval`. */
-  timeout?: number;
-}
+export type { HeartbeatOptions } from './heartbeat.js';
 
 /** Options of a client `WebSocket`: the opening handshake's, and the connection's below. */
 export interface ClientOptions extends ClientHandshakeOptions {
@@ -61,9 +56,18 @@ export interface SocketSetup {
   skipUTF8Validation?: boolean;
   autoPong?: boolean;
   heartbeat?: HeartbeatOptions | null;
+  /** The server's heartbeat wheel (shared by its connections); else `heartbeat` picks a shared one. */
+  heartbeatWheel?: HeartbeatWheel | null;
   closeTimeout?: number;
   protocol?: string;
   extensions?: string;
+  /** Told once when the socket closed (the server's bookkeeping). */
+  owner?: SocketOwner | null;
+}
+
+/** @internal Who created a server-side `WebSocket` and counts it. */
+export interface SocketOwner {
+  _clientClosed(ws: WebSocket): void;
 }
 
 const CONNECTING = 0;
@@ -76,6 +80,10 @@ const READY_STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+/** The `WebSocket` a socket is bound to: the socket listeners are shared functions, not closures per connection. */
+const kWebSocket = Symbol('switchboard.websocket');
+type BoundSocket = Duplex & { [kWebSocket]?: WebSocket };
 
 function uncorkSocket(ws: WebSocket): void {
   ws._uncork();
@@ -102,7 +110,35 @@ function byteLengthAtLeast(payload: Buffer | string, n: number): boolean {
   return Buffer.byteLength(payload) >= n;
 }
 
-export class WebSocket extends EventEmitter implements ConnectionHandler {
+/**
+ * A listener table (EventEmitter's `_events`): a plain object, looked up by
+ * event name, whose prototype chain has nothing in it (no `toString` or
+ * `__proto__` to find), like the `{ __proto__: null }` it replaces.
+ */
+const ListenerTable = function ListenerTable() {} as unknown as new () => object;
+ListenerTable.prototype = Object.create(null) as object;
+
+/** The `SenderHost` of one socket: one small object instead of a closure per method. */
+class SenderLink implements SenderHost {
+  constructor(private readonly ws: WebSocket) {}
+  notOpenError(): Error {
+    return notOpen(this.ws.readyState);
+  }
+  isClosed(): boolean {
+    return this.ws.readyState === CLOSED;
+  }
+  answerClose(): void {
+    this.ws._answerClose();
+  }
+  onFlushed(): void {
+    this.ws._maybeDrain();
+  }
+  end(): void {
+    this.ws._endSocket();
+  }
+}
+
+export class WebSocket extends EventEmitter implements ConnectionHandler, HeartbeatMember {
   static readonly CONNECTING = CONNECTING;
   static readonly OPEN = OPEN;
   static readonly CLOSING = CLOSING;
@@ -127,17 +163,23 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   private compressingMessage = false;
   private needDrain = false;
   private paused = false;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  private pongTimer: NodeJS.Timeout | null = null;
-  private heartbeatTimeout = 0;
-  private awaitingPong = false;
   private closeEmitted = false;
   private socketClosed = false;
   private corked = false;
   /** The client's opening handshake while it is in progress. */
   private handshake: ClientHandshake | null = null;
-  /** @internal called once when the socket closes (server bookkeeping). */
-  _onSocketClosed: (() => void) | null = null;
+  private owner: SocketOwner | null = null;
+  private heartbeat: HeartbeatWheel | null = null;
+  /** @internal HeartbeatMember: a ping went out and nothing arrived since. */
+  awaitingPong = false;
+  /** @internal HeartbeatMember */
+  _hbNext: HeartbeatMember | null = null;
+  /** @internal HeartbeatMember */
+  _hbPrev: HeartbeatMember | null = null;
+  /** @internal HeartbeatMember */
+  _hbSlot = -1;
+  /** @internal HeartbeatMember */
+  _hbPinged = false;
   /** Whether the closing handshake completed before the TCP connection closed. */
   wasClean = false;
 
@@ -147,6 +189,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
    */
   constructor(address: string | URL | null, protocols?: string | string[] | ClientOptions, options?: ClientOptions) {
     super();
+    // EventEmitter starts with a dictionary-mode listener table ({ __proto__: null }, ~184 bytes);
+    // a fast-mode one without Object.prototype in its chain costs a fraction of it.
+    (this as unknown as { _events: object })._events = new ListenerTable();
     if (address === null) {
       this.url = '';
       return;
@@ -254,6 +299,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal Bind to an upgraded socket. `head` holds bytes read past the HTTP head. */
   setSocket(socket: Duplex, head: Buffer, setup: SocketSetup): void {
     this.socket = socket;
+    this.owner = setup.owner ?? null;
     this.codec = setup.codec ?? null;
     this._protocol = setup.protocol ?? '';
     this._extensions = setup.extensions ?? '';
@@ -266,72 +312,88 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       skipUTF8Validation: setup.skipUTF8Validation,
       echoClose: false,
     });
-    // Not `this`: the host's methods would become public names on the ws-compatible API.
-    this.sender = new Sender(this.conn, this.codec, {
-      notOpenError: () => notOpen(this._readyState),
-      isClosed: () => this._readyState === CLOSED,
-      answerClose: () => this.answerClose(),
-      onFlushed: () => this.maybeDrain(),
-      end: () => this.socket!.end(),
-    });
     const s = socket as Duplex & { setNoDelay?(b: boolean): void; setTimeout?(ms: number): void };
     s.setTimeout?.(0);
     s.setNoDelay?.(true);
     // Bytes that arrived with the HTTP head go back to the stream, so they are
     // read after 'open'/'connection' listeners are attached.
     if (head.length > 0) socket.unshift(head);
-    socket.on('data', this.onSocketData);
-    socket.on('end', this.onSocketEnd);
-    socket.on('close', this.onSocketClose);
-    socket.on('error', this.onSocketError);
-    socket.on('drain', this.onSocketDrain);
+    (socket as BoundSocket)[kWebSocket] = this;
+    socket.on('data', WebSocket.onSocketData);
+    socket.on('end', WebSocket.onSocketEnd);
+    socket.on('close', WebSocket.onSocketClose);
+    socket.on('error', WebSocket.onSocketError);
+    socket.on('drain', WebSocket.onSocketDrain);
     this._readyState = OPEN;
-    if (setup.heartbeat && setup.heartbeat.interval > 0) this.startHeartbeat(setup.heartbeat);
+    const wheel =
+      setup.heartbeatWheel ?? (setup.heartbeat && setup.heartbeat.interval > 0 ? sharedHeartbeatWheel(setup.heartbeat) : null);
+    if (wheel) {
+      this.heartbeat = wheel;
+      wheel.add(this);
+    }
   }
 
-  private readonly onSocketData = (chunk: Buffer): void => {
-    this.awaitingPong = false;
-    this.conn!.receiveData(chunk);
-  };
+  // The socket's listeners: one function each for every socket (`this` is the socket).
 
-  private readonly onSocketEnd = (): void => {
-    this.conn!.receiveEof();
-    if (this._readyState === OPEN) this._readyState = CLOSING;
+  private static onSocketData(this: BoundSocket, chunk: Buffer): void {
+    const ws = this[kWebSocket]!;
+    ws.awaitingPong = false;
+    ws.conn!.receiveData(chunk);
+  }
+
+  private static onSocketEnd(this: BoundSocket): void {
+    const ws = this[kWebSocket]!;
+    ws.conn!.receiveEof();
+    if (ws._readyState === OPEN) ws._readyState = CLOSING;
     // The peer will send nothing more; what we still have queued (a message
     // being compressed, the close answer behind it) goes out before our FIN.
-    this.sender!.endWhenFlushed();
-  };
+    if (ws.sender) ws.sender.endWhenFlushed();
+    else this.end();
+  }
 
-  private readonly onSocketError = (): void => {
+  private static onSocketError(this: BoundSocket): void {
     // The 'close' event follows and reports 1006; a socket error is not the
     // application's to handle (ECONNRESET from a vanished peer is routine).
-    this.socket!.destroy();
-  };
+    this.destroy();
+  }
 
-  private readonly onSocketDrain = (): void => {
-    this.maybeDrain();
-  };
+  private static onSocketDrain(this: BoundSocket): void {
+    this[kWebSocket]!._maybeDrain();
+  }
+
+  private static onSocketClose(this: BoundSocket): void {
+    const ws = this[kWebSocket]!;
+    ws.socketClosed = true;
+    ws.clearTimers();
+    // Input that arrived before the end (a message still being inflated, the
+    // close frame behind it) is processed first; then onInputEnd finishes.
+    ws.conn!.receiveEof();
+    if (ws.conn!.inputEnded) ws.finishClose();
+  }
+
+  /** The send queue, made with the first thing to send (an idle connection has none). */
+  private senderOf(): Sender {
+    // Not `this` as the host: the host's methods would become public names on the ws-compatible API.
+    return (this.sender ??= new Sender(this.conn!, this.codec, new SenderLink(this)));
+  }
+
+  /** @internal SenderLink */
+  _endSocket(): void {
+    this.socket!.end();
+  }
 
   /**
+   * @internal
    * 'drain' once a send() that returned false can be followed by more: our
    * compression queue is empty and the socket does not wait for its own drain.
    */
-  private maybeDrain(): void {
-    if (!this.needDrain || this.sender!.busy) return;
+  _maybeDrain(): void {
+    if (!this.needDrain || (this.sender !== null && this.sender.busy)) return;
     const socket = this.socket!;
     if (socket.writableNeedDrain || socket.writableLength >= socket.writableHighWaterMark) return;
     this.needDrain = false;
     this.emit('drain');
   }
-
-  private readonly onSocketClose = (): void => {
-    this.socketClosed = true;
-    this.clearTimers();
-    // Input that arrived before the end (a message still being inflated, the
-    // close frame behind it) is processed first; then onInputEnd finishes.
-    this.conn!.receiveEof();
-    if (this.conn!.inputEnded) this.finishClose();
-  };
 
   /** @internal ConnectionHandler */
   onInputEnd(): void {
@@ -348,8 +410,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     // the code we sent (as `ws` reports it); else 1006.
     const code = conn.closeReceived ? conn.closeCode : conn.error ? conn.sentCloseCode : CloseCode.AbnormalClosure;
     const reason = conn.closeReceived ? conn.closeReason : EMPTY;
-    this.sender!.fail(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
-    this._onSocketClosed?.();
+    this.sender?.fail(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
+    const owner = this.owner;
+    this.owner = null;
+    owner?._clientClosed(this);
     this.emitClose(code, reason);
   }
 
@@ -370,7 +434,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal */
   onWrite(chunks: Buffer[]): void {
     const socket = this.socket!;
-    const cb = this.sender!.takeWriteCallback();
+    // Frames the connection writes on its own (an automatic pong) come without a sender.
+    const cb = this.sender !== null ? this.sender.takeWriteCallback() : undefined;
     // Frames written in the same tick (a burst of sends, the replies to a
     // chunk of pipelined messages) leave in one writev: cork until the tick ends.
     if (!this.corked) {
@@ -387,7 +452,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   _uncork(): void {
     this.corked = false;
     this.socket!.uncork();
-    if (this.needDrain) this.maybeDrain();
+    if (this.needDrain) this._maybeDrain();
   }
 
   /** @internal */
@@ -418,12 +483,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   onCloseFrame(): void {
     this._readyState = CLOSING;
     // Messages accepted by send() before the close arrived go out first.
-    this.sender!.send({ kind: 'close-echo' });
+    this.senderOf().send({ kind: 'close-echo' });
     this.armCloseTimer();
   }
 
-  /** The close handshake is complete on our side: the server closes TCP first (§7.1.1). */
-  private answerClose(): void {
+  /** @internal The close handshake is complete on our side: the server closes TCP first (§7.1.1). */
+  _answerClose(): void {
     this.conn!.echoCloseFrame();
     if (this.conn!.role === 'server') this.socket!.end();
   }
@@ -431,7 +496,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** @internal */
   onFail(err: WebSocketError): void {
     this._readyState = CLOSING;
-    this.sender!.fail(err);
+    this.sender?.fail(err);
     // §7.1.1: the server closes the TCP connection first; a client that
     // failed waits for it (bounded by the close timer), as after any close.
     if (this.conn!.role === 'server') this.socket!.end();
@@ -472,7 +537,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       compress = this.compressingMessage || ((options?.compress ?? true) && byteLengthAtLeast(payload, this.codec.threshold));
       this.compressingMessage = compress && !fin;
     }
-    this.sender!.send({ kind: 'data', data: payload, isBinary, fin, compress, cb });
+    this.senderOf().send({ kind: 'data', data: payload, isBinary, fin, compress, cb });
     return this.checkBackpressure();
   }
 
@@ -489,7 +554,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       return false;
     }
     if (this.conn!.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
-    this.sender!.send({ kind: 'frame', data: frame, cb });
+    this.senderOf().send({ kind: 'frame', data: frame, cb });
     return this.checkBackpressure();
   }
 
@@ -513,7 +578,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       if (cb) process.nextTick(cb, notOpen(this._readyState));
       return;
     }
-    this.sender!.send({ kind, data: buf, cb });
+    this.senderOf().send({ kind, data: buf, cb });
   }
 
   /**
@@ -537,7 +602,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       encodeClosePayload(code, reason ?? '');
     }
     this._readyState = CLOSING;
-    this.sender!.send({ kind: 'close', code, reason: reason ?? '' });
+    this.senderOf().send({ kind: 'close', code, reason: reason ?? '' });
     this.armCloseTimer();
   }
 
@@ -580,49 +645,40 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
 
   private armCloseTimer(): void {
     if (this.closeTimer || this._readyState === CLOSED) return;
-    this.closeTimer = setTimeout(this.onCloseTimeout, this.closeTimeout);
+    this.closeTimer = setTimeout(destroySocketOf, this.closeTimeout, this);
     this.closeTimer.unref?.();
   }
 
-  private readonly onCloseTimeout = (): void => {
+  /** @internal */
+  _destroySocket(): void {
     this.socket?.destroy();
-  };
-
-  private startHeartbeat(options: HeartbeatOptions): void {
-    this.heartbeatTimeout = options.timeout ?? options.interval;
-    this.heartbeatTimer = setInterval(this.onHeartbeat, options.interval);
-    this.heartbeatTimer.unref?.();
   }
 
-  private readonly onHeartbeat = (): void => {
-    if (this._readyState !== OPEN) return;
-    const waiting = this.awaitingPong;
-    this.awaitingPong = true;
-    this.ping();
-    // Still no pong for an earlier ping (timeout >= interval): its deadline stands; pushing it back
-    // at every tick would never let it expire.
-    if (waiting) return;
-    if (!this.pongTimer) {
-      this.pongTimer = setTimeout(this.onPongTimeout, this.heartbeatTimeout);
-      this.pongTimer.unref?.();
-    } else {
-      this.pongTimer.refresh();
-    }
-  };
+  /** @internal HeartbeatMember: the wheel's ping (only while open; the closing handshake has its own timer). */
+  _heartbeatPing(): void {
+    if (this._readyState === OPEN && !this.conn!.closeSent) this.ping();
+    // Closing: the close timer bounds what is left, not the heartbeat.
+    else this.awaitingPong = false;
+  }
 
-  private readonly onPongTimeout = (): void => {
-    if (this.awaitingPong && this._readyState !== CLOSED) {
-      this.emitError(new InvalidStateError('WS_ERR_HEARTBEAT_TIMEOUT', 'no pong within the heartbeat timeout'));
-      this.terminate();
-    }
-  };
+  /** @internal HeartbeatMember: nothing arrived within the timeout after a ping. */
+  _heartbeatExpired(): void {
+    this.heartbeat = null;
+    if (this._readyState === CLOSED) return;
+    this.emitError(new InvalidStateError('WS_ERR_HEARTBEAT_TIMEOUT', 'no pong within the heartbeat timeout'));
+    this.terminate();
+  }
 
   private clearTimers(): void {
     if (this.closeTimer) clearTimeout(this.closeTimer);
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.pongTimer) clearTimeout(this.pongTimer);
-    this.closeTimer = this.heartbeatTimer = this.pongTimer = null;
+    this.closeTimer = null;
+    if (this.heartbeat) this.heartbeat.remove(this);
+    this.heartbeat = null;
   }
+}
+
+function destroySocketOf(ws: WebSocket): void {
+  ws._destroySocket();
 }
 
 /** What a 'message' listener receives for binary messages, by `binaryType` (text is always a Buffer). */

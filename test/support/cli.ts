@@ -29,6 +29,13 @@ export interface CliProcess {
   kill(): void;
 }
 
+export interface CliOptions {
+  /** 'pipe' for commands that read stdin (`connect`). */
+  stdin?: 'pipe' | 'ignore';
+  /** Run under this open-files limit (`ulimit -n`). */
+  openFiles?: number;
+}
+
 /** Children started and not exited: {@link killAll} ends them by PID. */
 const running = new Set<ChildProcess>();
 
@@ -37,10 +44,16 @@ const running = new Set<ChildProcess>();
  * variables are left out (no configuration from the test run). `stdin`:
  * 'pipe' for commands that read it (`connect`).
  */
-export function spawnCli(argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+export function spawnCli(argv: readonly string[], options: CliOptions = {}): CliProcess {
   const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  const nodeArgs = ['--import', 'tsx', '-e', code];
+  // A lower open-files limit: the shell sets it, then becomes node (same PID, killed as usual).
+  const [command, args] =
+    options.openFiles === undefined
+      ? [process.execPath, nodeArgs]
+      : ['/bin/sh', ['-c', `ulimit -n ${Math.floor(options.openFiles)} && exec "$0" "$@"`, process.execPath, ...nodeArgs]];
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
   running.add(child);
   const logs: Array<Record<string, unknown>> = [];
   const stdout: string[] = [];
@@ -118,7 +131,7 @@ export function spawnCli(argv: readonly string[], options: { stdin?: 'pipe' | 'i
 }
 
 /** {@link spawnCli}, killed after the test `t` (a node:test `TestContext`). */
-export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: CliOptions = {}): CliProcess {
   const proc = spawnCli(argv, options);
   t.after(() => proc.kill());
   return proc;

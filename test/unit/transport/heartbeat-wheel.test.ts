@@ -1,0 +1,67 @@
+/**
+ * The heartbeat timing wheel (transport/heartbeat.ts) with recording members:
+ * live members are pinged again and again and never expire, silent ones
+ * expire once, removed ones are left alone, and the wheel's one timer stops
+ * when it is empty (nothing keeps the process busy).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { HeartbeatWheel, type HeartbeatMember } from '../../../src/transport/heartbeat.js';
+import { sleep } from '../../support/wait.js';
+
+class Member implements HeartbeatMember {
+  awaitingPong = false;
+  _hbNext: HeartbeatMember | null = null;
+  _hbPrev: HeartbeatMember | null = null;
+  _hbSlot = -1;
+  _hbPinged = false;
+  pings = 0;
+  expired = 0;
+  constructor(private readonly answers: boolean) {}
+  _heartbeatPing(): void {
+    this.pings++;
+    // A live peer answers at once (anything it sends clears the flag).
+    if (this.answers) setImmediate(() => (this.awaitingPong = false));
+  }
+  _heartbeatExpired(): void {
+    this.expired++;
+  }
+}
+
+async function until(check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+for (const [interval, timeout] of [
+  [40, 40],
+  [40, 120],
+  [120, 40],
+] as const) {
+  test(`interval ${interval} ms, timeout ${timeout} ms: 200 live members pinged repeatedly, 20 silent ones expire once each`, async () => {
+    const wheel = new HeartbeatWheel({ interval, timeout });
+    const live = Array.from({ length: 200 }, () => new Member(true));
+    const silent = Array.from({ length: 20 }, () => new Member(false));
+    for (const m of [...live, ...silent]) wheel.add(m);
+    assert.equal(wheel.size, 220);
+    await until(() => silent.every((m) => m.expired === 1) && live.every((m) => m.pings >= 3));
+    assert.ok(live.every((m) => m.expired === 0), 'a live member expired');
+    assert.ok(silent.every((m) => m.pings === 1), 'a silent member is pinged once, then expires');
+    assert.equal(wheel.size, 200);
+    // Removing (what a closing connection does) is idempotent, also for members the wheel dropped.
+    for (const m of [...live, ...silent]) wheel.remove(m);
+    for (const m of live) wheel.remove(m);
+    assert.equal(wheel.size, 0);
+    const pings = live.map((m) => m.pings);
+    await sleep(Math.max(interval, timeout) * 3);
+    assert.deepEqual(
+      live.map((m) => m.pings),
+      pings,
+      'no ping after removal',
+    );
+    assert.equal((wheel as unknown as { timer: unknown }).timer, null, 'the timer stops when the wheel is empty');
+  });
+}
