@@ -427,8 +427,8 @@ function isValidKey(key: string): boolean {
   return KEY_SYNTAX.test(key) && Buffer.from(key, 'base64').toString('base64') === key;
 }
 
-/** `Sec-WebSocket-Protocol = 1#token` with no value twice. */
-function parseProtocols(value: string): string[] {
+/** `Sec-WebSocket-Protocol = 1#token` with no value twice (the HTTP/1.1 and the HTTP/2 handshake). @throws InvalidHeaderError */
+export function parseProtocols(value: string): string[] {
   const protocols: string[] = [];
   for (const element of value.split(',')) {
     const protocol = trimOws(element);
