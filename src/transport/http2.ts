@@ -21,7 +21,7 @@
 import type http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { addAbortSignal, type Duplex } from 'node:stream';
 import { HandshakeError } from '../protocol/errors.js';
 import { isToken } from '../protocol/extensions/header.js';
 
@@ -165,15 +165,20 @@ function ignore(): void {}
 /**
  * Make `destroy()` of an h2 stream that carries a WebSocket reset it with
  * CANCEL, RFC 8441 §6's counterpart of a TCP RST ("RST exceptions represent
- * RST_STREAM frames with the CANCEL error code"); node:http2 would send
- * NO_ERROR. The WebSocket destroys its `Duplex` on terminate(), on a close
- * timeout and on a stream error.
+ * RST_STREAM frames with the CANCEL error code"). node:http2 would send
+ * NO_ERROR, and `close(CANCEL)` ends the stream (END_STREAM, the
+ * counterpart of a FIN) before the reset. Destroying with an AbortError
+ * (what `addAbortSignal` does) sends the RST_STREAM(CANCEL) alone. The
+ * WebSocket destroys its `Duplex` on terminate(), on a close timeout and on
+ * a stream error.
  */
 export function resetWithCancel(stream: http2.Http2Stream): void {
+  const abort = new AbortController();
+  addAbortSignal(abort.signal, stream);
   const destroy = stream.destroy;
   stream.destroy = function destroyWithCancel(this: http2.Http2Stream, error?: Error) {
     if (error === undefined && !this.closed && !this.destroyed) {
-      this.close(NGHTTP2_CANCEL);
+      abort.abort();
       return this;
     }
     return destroy.call(this, error);
