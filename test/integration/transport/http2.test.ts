@@ -12,6 +12,7 @@ import type net from 'node:net';
 import { after, before, test } from 'node:test';
 import { Http2SessionPool, WebSocket, WebSocketServer, type ClientOptions, type ServerOptions, type VerifyClientInfo } from '../../../src/index.js';
 import { makeTestCertificate, type TestCertificate } from '../../support/certs.js';
+import { connectHeaders as h2ConnectHeaders, rawH2Request, type RawH2Answer } from '../../support/http2.js';
 import { closeOf, collectMessages, harness, listen, sleep, until, WAIT, waitEvent, within, type Harness } from './helpers.js';
 
 let tc: TestCertificate;
@@ -63,38 +64,15 @@ function echo(wss: WebSocketServer): void {
   });
 }
 
-interface RawAnswer {
-  status: number;
-  headers: http2.IncomingHttpHeaders;
-  body: string;
-  stream: http2.ClientHttp2Stream;
-}
-
-/** Send any h2 request on a fresh session and read the answer (status, headers, body until END_STREAM, bounded). */
-async function rawRequest(h: Harness, port: number, headers: http2.OutgoingHttpHeaders): Promise<RawAnswer> {
-  const session = http2.connect(`https://localhost:${port}`, { ca: tc.cert });
-  session.on('error', () => {});
-  h.defer(() => session.destroy());
-  await waitEvent(session, 'remoteSettings');
-  const stream = session.request(headers, { endStream: false });
-  stream.on('error', () => {});
-  const [answer] = await waitEvent<[http2.IncomingHttpHeaders]>(stream, 'response');
-  const chunks: Buffer[] = [];
-  stream.on('data', (c: Buffer) => chunks.push(c));
-  if (Number(answer[':status']) !== 200 || headers[':method'] !== 'CONNECT') await within(new Promise((r) => stream.once('close', r)), WAIT, 'the refusal to end');
-  return { status: Number(answer[':status']), headers: answer, body: Buffer.concat(chunks).toString(), stream };
+/** A raw h2 request on a fresh session (destroyed after the test). */
+async function rawRequest(h: Harness, port: number, headers: http2.OutgoingHttpHeaders): Promise<RawH2Answer> {
+  const answer = await rawH2Request({ origin: `https://localhost:${port}`, ca: tc.cert }, headers);
+  h.defer(() => answer.session.destroy());
+  return answer;
 }
 
 function connectHeaders(port: number, extra: http2.OutgoingHttpHeaders = {}): http2.OutgoingHttpHeaders {
-  return {
-    ':method': 'CONNECT',
-    ':protocol': 'websocket',
-    ':scheme': 'https',
-    ':path': '/',
-    ':authority': `localhost:${port}`,
-    'sec-websocket-version': '13',
-    ...extra,
-  };
+  return h2ConnectHeaders(`localhost:${port}`, extra);
 }
 
 test('h2: echo of text and binary; both sides see HTTP/2 (request httpVersion, upgrade response)', async (t) => {
