@@ -21,7 +21,7 @@
  */
 import { HandshakeError, InvalidHeaderError, NegotiationError } from './errors.js';
 import { type ExtensionOffer, parseExtensions } from './extensions/header.js';
-import { type HandshakeHeaders, parseProtocols, WEBSOCKET_VERSION } from './handshake.js';
+import { checkVersion, type HandshakeHeaders, parseProtocols, WEBSOCKET_VERSION } from './handshake.js';
 
 /** The `:protocol` value that asks for a WebSocket (RFC 8441 §5, registered in the HTTP Upgrade Token Registry). */
 export const WEBSOCKET_PROTOCOL_TOKEN = 'websocket';
@@ -82,17 +82,7 @@ export function validateConnectRequest(headers: HandshakeHeaders): ValidatedConn
     }
   }
   // §5: "The request MUST include a header field with the name |Sec-WebSocket-Version| ... 13".
-  const version = joined(headers['sec-websocket-version']);
-  if (version !== WEBSOCKET_VERSION) {
-    throw new InvalidHeaderError(
-      'WS_ERR_UNSUPPORTED_VERSION',
-      version === undefined
-        ? 'Missing sec-websocket-version header'
-        : `Unsupported WebSocket version ${JSON.stringify(version)}: this server speaks version ${WEBSOCKET_VERSION}`,
-      426,
-      { 'sec-websocket-version': WEBSOCKET_VERSION },
-    );
-  }
+  checkVersion(joined(headers['sec-websocket-version']), 'sec-websocket-version');
   const protocolHeader = joined(headers['sec-websocket-protocol']);
   const extensionHeader = joined(headers['sec-websocket-extensions']);
   return {
