@@ -9,3 +9,5 @@ export type { PerMessageDeflateOptions } from './protocol/extensions/permessage-
 export { CloseCode, closeCodeMeaning, isValidCloseCode } from './protocol/close-code.js';
 export * from './protocol/errors.js';
 export { WebSocket as default } from './transport/websocket.js';
+export { Http2SessionPool, Http2UpgradeResponse, defaultHttp2Pool, type Http2ClientOptions, type Http2SessionPoolOptions } from './transport/http2-client.js';
+export { Http2UpgradeRequest } from './transport/http2.js';

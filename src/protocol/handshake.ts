@@ -197,17 +197,7 @@ export function validateUpgradeRequest(req: UpgradeRequest): ValidatedUpgradeReq
 
   // Step 6: |Sec-WebSocket-Version| must be 13. §4.2.2 / §4.4: otherwise answer
   // 426 with the versions the server understands.
-  const version = headerValue(headers, 'sec-websocket-version');
-  if (version !== WEBSOCKET_VERSION) {
-    throw new InvalidHeaderError(
-      'WS_ERR_UNSUPPORTED_VERSION',
-      version === undefined
-        ? 'Missing Sec-WebSocket-Version header'
-        : `Unsupported WebSocket version ${JSON.stringify(version)}: this server speaks version ${WEBSOCKET_VERSION}`,
-      426,
-      { 'Sec-WebSocket-Version': WEBSOCKET_VERSION },
-    );
-  }
+  checkVersion(headerValue(headers, 'sec-websocket-version'), 'Sec-WebSocket-Version');
 
   // Step 5: |Sec-WebSocket-Key|, base64 that decodes to 16 bytes (§11.3.1:
   // it must not appear more than once; Node joins duplicates with ", ").
@@ -230,6 +220,25 @@ export function validateUpgradeRequest(req: UpgradeRequest): ValidatedUpgradeReq
   const extensions = extensionHeader === undefined ? [] : parseExtensions(extensionHeader);
 
   return { key, protocols, extensions };
+}
+
+/**
+ * The version check of both handshakes (RFC 6455 §4.2.2 / §4.4, RFC 8441 §5):
+ * anything but `13` (or none) throws `WS_ERR_UNSUPPORTED_VERSION`, answered
+ * with 426 and the field naming the version we speak. `field` is the field's
+ * name as the answer spells it (`Sec-WebSocket-Version`, lower case on h2).
+ * @throws InvalidHeaderError
+ */
+export function checkVersion(version: string | undefined, field: string): void {
+  if (version === WEBSOCKET_VERSION) return;
+  throw new InvalidHeaderError(
+    'WS_ERR_UNSUPPORTED_VERSION',
+    version === undefined
+      ? `Missing ${field} header`
+      : `Unsupported WebSocket version ${JSON.stringify(version)}: this server speaks version ${WEBSOCKET_VERSION}`,
+    426,
+    { [field]: WEBSOCKET_VERSION },
+  );
 }
 
 /**
@@ -427,8 +436,8 @@ function isValidKey(key: string): boolean {
   return KEY_SYNTAX.test(key) && Buffer.from(key, 'base64').toString('base64') === key;
 }
 
-/** `Sec-WebSocket-Protocol = 1#token` with no value twice. */
-function parseProtocols(value: string): string[] {
+/** `Sec-WebSocket-Protocol = 1#token` with no value twice (the HTTP/1.1 and the HTTP/2 handshake). @throws InvalidHeaderError */
+export function parseProtocols(value: string): string[] {
   const protocols: string[] = [];
   for (const element of value.split(',')) {
     const protocol = trimOws(element);

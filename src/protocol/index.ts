@@ -11,3 +11,4 @@ export * from './errors.js';
 export * from './handshake.js';
 export * from './extensions/header.js';
 export * from './extensions/permessage-deflate.js';
+export * from './extended-connect.js';

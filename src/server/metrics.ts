@@ -30,6 +30,10 @@ export class Metrics implements HubObserver, TlsObserver {
   readonly brokerRoundTrip: Histogram;
   readonly brokerProbesFailed: Counter;
   readonly brokerReconnects: Counter;
+  readonly http2Sessions: Gauge;
+  readonly http2SessionsTotal: Counter;
+  readonly websockets: Gauge;
+  readonly websocketsTotal: Counter;
   /** Read at each scrape for `switchboard_broker_up` (the server sets it). */
   brokerAvailable: () => boolean = () => true;
 
@@ -74,7 +78,27 @@ export class Metrics implements HubObserver, TlsObserver {
     });
     this.brokerProbesFailed = new Counter({ name: 'switchboard_broker_probes_failed_total', help: 'Broker probes not answered in time (or refused while the broker was down); a silently dead subscription is made again', registers });
     this.brokerReconnects = new Counter({ name: 'switchboard_broker_reconnects_total', help: "Times the broker's subscriptions came back after its connection was lost (gaps refilled after each)", registers });
+    this.http2Sessions = new Gauge({ name: 'switchboard_http2_sessions', help: 'Open HTTP/2 connections (sessions) on the TLS port, whatever their streams carry', registers });
+    this.http2SessionsTotal = new Counter({ name: 'switchboard_http2_sessions_total', help: 'HTTP/2 connections (sessions) accepted', registers });
+    this.websockets = new Gauge({ name: 'switchboard_websockets', help: 'Open WebSockets by the HTTP version that carries them: "1.1" (Upgrade, one TCP connection each) or "2" (RFC 8441, one stream of an HTTP/2 session)', labelNames: ['http_version'], registers });
+    this.websocketsTotal = new Counter({ name: 'switchboard_websockets_total', help: 'WebSockets opened, by the HTTP version that carries them ("1.1" or "2")', labelNames: ['http_version'], registers });
     this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'WebSocket upgrades and fallback session openings refused, by HTTP status', labelNames: ['status'], registers });
+  }
+
+  /** An HTTP/2 session opened / closed (Http2SessionObserver). */
+  sessionOpened(): void {
+    this.http2Sessions.inc();
+    this.http2SessionsTotal.inc();
+  }
+  sessionClosed(): void {
+    this.http2Sessions.dec();
+  }
+  /** A WebSocket opened over HTTP/1.1 (`'1.1'`) or an HTTP/2 stream (`'2'`); returns its close report (call once). */
+  websocketOpened(httpVersion: '1.1' | '2'): () => void {
+    const labels = { http_version: httpVersion };
+    this.websockets.inc(labels);
+    this.websocketsTotal.inc(labels);
+    return () => this.websockets.dec(labels);
   }
 
   connectionOpened(transport: string): void {

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import { hostname } from 'node:os';
 import https from 'node:https';
+import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
@@ -23,6 +24,7 @@ const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse } from '../protocol/handshake.js';
+import { validateConnectRequest } from '../protocol/extended-connect.js';
 import { createAuthenticator, TicketStore, type ClientCertificate, type Identity } from '../realtime/auth.js';
 import { Hub, type RpcHandler } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
@@ -32,6 +34,8 @@ import { FallbackRouter } from '../carriers/fallback-router.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { RawData, WebSocket } from '../transport/websocket.js';
 import type { Session } from '../realtime/session.js';
+import { attachHttp2Server, http2UpgradeRequest, isHttp2Request, isHttp2Server, isHttp2Stream, respondHttp2Refusal } from '../transport/http2.js';
+import { createHttp2Listener, type Http2Listener } from './http2-server.js';
 import { ConfigError, resolveNamespace, validateConfig, type BrokerProbeConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
 import { Admission } from './admission.js';
 import { AdminConsole } from './admin.js';
@@ -44,8 +48,11 @@ import { WebSocketCarrier } from '../carriers/websocket.js';
 export interface RealtimeServerOptions {
   /** Configuration (validated; missing fields take their defaults). See docs/configuration.md. */
   config?: DeepPartial<RealtimeConfig>;
-  /** Attach to this server instead of creating one: upgrades on `config.path` are taken; mount `handleRequest` for the HTTP routes. */
-  server?: http.Server | https.Server;
+  /**
+   * Attach to this server instead of creating one: upgrades on `config.path` are taken; mount `handleRequest` for the HTTP routes.
+   * An HTTP/2 server (node:http2) also gets its WebSockets over h2 extended CONNECT (RFC 8441) taken.
+   */
+  server?: http.Server | https.Server | http2.Http2SecureServer;
   /** Default: a new `MemoryBroker`. One passed in is not closed by `close()`: its owner closes it. */
   broker?: Broker;
   /** Default: a new `MemoryPresenceStore`. One passed in is not closed by `close()`. */
@@ -79,6 +86,8 @@ interface SessionLink {
   server: RealtimeServer;
   session: Session;
   ip: string;
+  /** Counts the WebSocket off `switchboard_websockets{http_version}`. */
+  carried: () => void;
 }
 const kLink = Symbol('switchboard.session');
 type LinkedWebSocket = WebSocket & { [kLink]?: SessionLink };
@@ -113,10 +122,15 @@ export class RealtimeServer {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly tickets: TicketStore;
-  readonly httpServer: http.Server | https.Server;
+  /** The listener: HTTP, HTTPS, or with `tls` and `http2.enabled` an HTTP/2 server with HTTP/1.1 beside it (ALPN h2,http/1.1). */
+  readonly httpServer: http.Server | https.Server | http2.Http2SecureServer;
   /** The certificate reloader when the server serves TLS itself (`config.tls`), else null. */
   readonly certificates: CertificateReloader | null = null;
   private readonly ownsServer: boolean;
+  /** The h2 sessions of the listener this server created (null without TLS or with `http2.enabled: false`). */
+  private readonly h2Listener: Http2Listener | null = null;
+  /** Stops taking WebSocket streams of an HTTP/2 listener. */
+  private readonly detachHttp2: (() => void) | null = null;
   private readonly wss: WebSocketServer;
   private readonly broker: Broker;
   private readonly presence: PresenceStore;
@@ -308,13 +322,35 @@ export class RealtimeServer {
       if (tls) {
         // Checked by validateConfig already; read again here, as served (the files may have changed since).
         const material = readTlsMaterial(tls);
-        const server = https.createServer({ ...timeouts, ...tlsServerOptions(tls, material) }, handler);
+        const tlsOptions = { ...timeouts, ...tlsServerOptions(tls, material) };
+        let server: https.Server | http2.Http2SecureServer;
+        if (this.config.http2.enabled) {
+          // h2 and HTTP/1.1 on one TLS port (ALPN h2,http/1.1): RFC 8441 CONNECTs and Upgrades alike.
+          this.h2Listener = createHttp2Listener(this.config.http2, tlsOptions, handler as unknown as Parameters<typeof createHttp2Listener>[2], this.metrics);
+          server = this.h2Listener.server;
+        } else server = https.createServer(tlsOptions, handler);
         this.httpServer = server;
+        // Both are tls.Server: setSecureContext() swaps the certificate for new handshakes on either.
         this.certificates = new CertificateReloader({ server, config: tls, initial: material, logger: this.logger, observer: this.metrics, host: this.config.host });
       } else this.httpServer = http.createServer(timeouts, handler);
       this.ownsServer = true;
     }
     this.httpServer.on('upgrade', this.onUpgrade);
+    if (isHttp2Server(this.httpServer)) {
+      this.detachHttp2 = attachHttp2Server(this.httpServer, {
+        shouldHandle: (req) => (req.url ?? '/').split('?')[0] === this.config.path,
+        handleStream: (stream, headers) => {
+          // The RFC 8441 checks first (501 for another :protocol, 426 for another version), then admission.
+          try {
+            validateConnectRequest(headers);
+          } catch (err) {
+            this.refuse(stream, err as HandshakeError);
+            return;
+          }
+          this.acceptStream(stream, http2UpgradeRequest(stream, headers));
+        },
+      });
+    }
   }
 
   /**
@@ -434,13 +470,18 @@ export class RealtimeServer {
       this.refuse(socket, new HandshakeError('RT_ERR_NOT_FOUND', `no WebSocket endpoint here: connect to ${this.config.path}`, 404));
       return;
     }
+    this.acceptStream(socket, req, head);
+  };
+
+  /** Admit and open a WebSocket: an HTTP/1.1 Upgrade's socket, or an h2 stream (RFC 8441) with its request. */
+  private acceptStream(socket: Duplex, req: http.IncomingMessage, head: Buffer = EMPTY): void {
     socket.on('error', destroyOnError);
     this.acceptUpgrade(req, socket, head).catch((err: unknown) => {
       const status = err instanceof HandshakeError ? err : new HandshakeError('RT_ERR_INTERNAL', 'internal error', 500);
       if (!(err instanceof HandshakeError)) this.logger.error({ err: String(err) }, 'upgrade failed');
       this.refuse(socket, status);
     });
-  };
+  }
 
   private async acceptUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     // Subprotocol: the best version both sides know; an offer of only unknown versions is refused.
@@ -462,11 +503,17 @@ export class RealtimeServer {
     // onConnection (which counts the connection) all is synchronous.
     this.admission.checkAdmission(ip);
     (req as RequestWithProtocol).switchboardProtocol = offered.length > 0 ? protocol : undefined;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip, identity, protocol));
+    const httpVersion = isHttp2Request(req) ? '2' : '1.1';
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip, identity, protocol, httpVersion));
   }
 
   private refuse(socket: Duplex, err: HandshakeError): void {
     this.metrics.handshakeRejections.inc({ status: String(err.statusCode) });
+    if (isHttp2Stream(socket)) {
+      // RFC 8441: a refusal is an ordinary response on the stream (403, 401, 429/503 with retry-after...).
+      respondHttp2Refusal(socket, err);
+      return;
+    }
     if (!socket.writable) {
       socket.destroy();
       return;
@@ -481,14 +528,15 @@ export class RealtimeServer {
     });
   }
 
-  private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string): void {
+  private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string, httpVersion: '1.1' | '2'): void {
     const codec = codecFor(protocol)!;
     this.admission.addConnection(ip);
+    const carried = this.metrics.websocketOpened(httpVersion);
     this.sockets.add(ws);
     const session = this.hub.connect(new WebSocketCarrier(ws, codec, this.config.compression.threshold), identity, ip);
     // One small record and three listener functions shared by every connection (no closures, no
     // child logger per connection: what an idle connection costs, see docs/benchmarks.md).
-    (ws as LinkedWebSocket)[kLink] = { server: this, session, ip };
+    (ws as LinkedWebSocket)[kLink] = { server: this, session, ip, carried };
     ws.on('message', onSessionMessage);
     ws.on('error', onSessionError);
     ws.on('close', onSessionClose);
@@ -502,6 +550,7 @@ export class RealtimeServer {
   /** @internal A realtime connection's WebSocket closed. */
   _connectionClosed(ws: WebSocket, link: SessionLink, code: number): void {
     this.admission.removeConnection(link.ip);
+    link.carried();
     this.sockets.delete(ws);
     link.session.closedByTransport(code);
   }
@@ -553,9 +602,13 @@ export class RealtimeServer {
       if (this.ownsServer) {
         const serverClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
         (this.httpServer as http.Server).closeAllConnections?.();
+        (this.httpServer as { closeIdleConnections?(): void }).closeIdleConnections?.();
+        // Every WebSocket stream has had its 1001: GOAWAY on the h2 sessions, cut off after a second.
+        await this.h2Listener?.closeSessions(1000);
         await serverClosed;
       }
       this.httpServer.removeListener('upgrade', this.onUpgrade);
+      this.detachHttp2?.();
       this.hub.dispose();
       // Nothing publishes any more: the history file can say so (the next start keeps the epochs).
       // A failed final save is the stop's failure: the next start would resume from an older file and
@@ -592,6 +645,8 @@ interface RequestWithProtocol extends http.IncomingMessage {
 export function createRealtimeServer(options: RealtimeServerOptions = {}): RealtimeServer {
   return new RealtimeServer(options);
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { HandshakeError, MAX_REFUSAL_BODY_BYTES } from '../protocol/errors.js';
 import { generateKey, validateUpgradeResponse } from '../protocol/handshake.js';
 import {
@@ -30,6 +30,67 @@ export interface ClientHandshakeOptions extends Omit<https.RequestOptions, 'head
   handshakeTimeout?: number;
   /** Max size of a received message in bytes (after inflation). Default 100 MiB. */
   maxPayload?: number;
+}
+
+/** A client URL checked and normalized (`http:`/`https:` → `ws:`/`wss:`). */
+export interface ClientTarget {
+  url: URL;
+  secure: boolean;
+  /** The TLS server name to send: the host, or none for an IP address. */
+  servername: string;
+}
+
+/**
+ * Check the URL, the subprotocol list and the version of a client handshake,
+ * over HTTP/1.1 or HTTP/2. Throws (synchronously) `SyntaxError`/`RangeError`, as `ws` does.
+ */
+export function checkClientTarget(address: string | URL, protocols: string[], options: ClientHandshakeOptions): ClientTarget {
+  let url: URL;
+  try {
+    url = address instanceof URL ? new URL(address.href) : new URL(address);
+  } catch {
+    throw new SyntaxError(`Invalid URL: ${String(address)}`);
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new SyntaxError(`The URL's protocol must be one of "ws:", "wss:", "http:" or "https:"`);
+  }
+  if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  const version = options.protocolVersion ?? 13;
+  if (version !== 13) throw new RangeError(`Unsupported protocol version: ${version} (supported versions: 13)`);
+  const seen = new Set<string>();
+  for (const p of protocols) {
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p) || seen.has(p)) {
+      throw new SyntaxError(`An invalid or duplicated subprotocol was specified: ${p}`);
+    }
+    seen.add(p);
+  }
+  return { url, secure: url.protocol === 'wss:', servername: options.servername ?? (isIp(url.hostname) ? '' : url.hostname) };
+}
+
+/** The deflate offer options (`perMessageDeflate`: default on), or null for no offer. */
+export function deflateOffer(options: ClientHandshakeOptions): PerMessageDeflateOptions | null {
+  return options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
+}
+
+/** The client's codec for an accepted permessage-deflate (extensions as the server's answer parsed them). */
+export function clientDeflateCodec(
+  accepted: Parameters<typeof acceptDeflateResponse>[0],
+  deflateOptions: PerMessageDeflateOptions,
+  maxPayload: number | undefined,
+): PerMessageDeflateCodec {
+  const params = acceptDeflateResponse(accepted, deflateOptions);
+  return new PerMessageDeflateCodec({
+    role: 'client',
+    params,
+    maxPayload: maxPayload ?? 100 * 1024 * 1024,
+    level: deflateOptions.level,
+    memLevel: deflateOptions.memLevel,
+    threshold: deflateOptions.threshold,
+    concurrencyLimit: deflateOptions.concurrencyLimit,
+    idleReleaseMs: deflateOptions.idleReleaseMs,
+  });
 }
 
 /** What the handshake tells the socket it opens for. Each handshake ends with exactly one of the last three calls. */
@@ -64,32 +125,10 @@ export function connectClient(
   protocols: string[],
   options: ClientHandshakeOptions,
 ): ClientHandshake {
-  let url: URL;
-  try {
-    url = address instanceof URL ? address : new URL(address);
-  } catch {
-    throw new SyntaxError(`Invalid URL: ${String(address)}`);
-  }
-  if (url.protocol === 'http:') url.protocol = 'ws:';
-  else if (url.protocol === 'https:') url.protocol = 'wss:';
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new SyntaxError(`The URL's protocol must be one of "ws:", "wss:", "http:" or "https:"`);
-  }
-  if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  const { url, secure, servername } = checkClientTarget(address, protocols, options);
   const version = options.protocolVersion ?? 13;
-  if (version !== 13) throw new RangeError(`Unsupported protocol version: ${version} (supported versions: 13)`);
-  const seen = new Set<string>();
-  for (const p of protocols) {
-    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p) || seen.has(p)) {
-      throw new SyntaxError(`An invalid or duplicated subprotocol was specified: ${p}`);
-    }
-    seen.add(p);
-  }
-
-  const secure = url.protocol === 'wss:';
   const key = generateKey();
-  const deflateOptions: PerMessageDeflateOptions | null =
-    options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
+  const deflateOptions = deflateOffer(options);
 
   const headers: Record<string, string | string[]> = {
     ...options.headers,
@@ -119,7 +158,7 @@ export function connectClient(
     path: `${url.pathname}${url.search}`,
     method: 'GET',
     headers,
-    ...(secure ? { servername: requestOptions.servername ?? (isIp(url.hostname) ? '' : url.hostname) } : {}),
+    ...(secure ? { servername } : {}),
   });
 
   let done = false;
@@ -146,27 +185,8 @@ export function connectClient(
       finish();
       return;
     }
-    // Keep the start of the body (why the server refused), bounded in size and time.
-    const status = res.statusCode ?? 0;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const refuse = (): void => {
-      if (done) return;
-      const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status);
-      err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
-      abort(err);
-    };
     if (timer) clearTimeout(timer);
-    timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
-    res.on('data', (chunk: Buffer) => {
-      if (done) return;
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= MAX_REFUSAL_BODY_BYTES) refuse();
-    });
-    res.on('end', refuse);
-    res.on('error', refuse);
-    res.on('close', refuse);
+    timer = readRefusal(res, res.statusCode ?? 0, abort);
   });
   request.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (done) {
@@ -189,17 +209,7 @@ export function connectClient(
       );
       protocol = result.protocol;
       if (deflateOptions && result.extensions.length > 0) {
-        const params = acceptDeflateResponse(result.extensions, deflateOptions);
-        codec = new PerMessageDeflateCodec({
-          role: 'client',
-          params,
-          maxPayload: maxPayload ?? 100 * 1024 * 1024,
-          level: deflateOptions.level,
-          memLevel: deflateOptions.memLevel,
-          threshold: deflateOptions.threshold,
-          concurrencyLimit: deflateOptions.concurrencyLimit,
-          idleReleaseMs: deflateOptions.idleReleaseMs,
-        });
+        codec = clientDeflateCodec(result.extensions, deflateOptions, maxPayload);
         extensions = String(res.headers['sec-websocket-extensions'] ?? '');
       }
     } catch (err) {
@@ -212,6 +222,37 @@ export function connectClient(
   });
   request.end();
   return { abort: (reason: string) => abort(new Error(reason)) };
+}
+
+/**
+ * Keep the start of a refused handshake's body (why the server refused),
+ * bounded in size ({@link MAX_REFUSAL_BODY_BYTES}) and time, then call `fail`
+ * once with a `WS_ERR_UNEXPECTED_STATUS` error carrying the status and that
+ * text. Returns the timer of the wait (cleared when the body ends first).
+ */
+export function readRefusal(body: Readable, status: number, fail: (err: HandshakeError) => void): NodeJS.Timeout {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  const refuse = (): void => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status);
+    err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
+    fail(err);
+  };
+  const timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
+  body.on('data', (chunk: Buffer) => {
+    if (ended) return;
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= MAX_REFUSAL_BODY_BYTES) refuse();
+  });
+  body.on('end', refuse);
+  body.on('error', refuse);
+  body.on('close', refuse);
+  return timer;
 }
 
 function isIp(host: string): boolean {

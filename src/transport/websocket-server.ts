@@ -17,11 +17,13 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type https from 'node:https';
+import type http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-code.js';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../protocol/handshake.js';
+import { validateConnectRequest } from '../protocol/extended-connect.js';
 import { acceptDeflateOffer, type PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/connection.js';
 import { PerMessageDeflateCodec } from './deflate.js';
@@ -38,6 +40,17 @@ import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type SocketOwner } from './websocket.
  * application keeps it.
  */
 type UpgradeRequest = http.IncomingMessage;
+import {
+  attachHttp2Server,
+  http2UpgradeRequest,
+  Http2SessionSet,
+  isHttp2Request,
+  isHttp2Server,
+  resetWithCancel,
+  respondHttp2Accept,
+  respondHttp2Refusal,
+  type AnyHttp2Server,
+} from './http2.js';
 
 export interface VerifyClientInfo {
   origin: string | undefined;
@@ -53,8 +66,13 @@ export interface ServerOptions {
   host?: string;
   /** Listen backlog with `port`. */
   backlog?: number;
-  /** Attach to this existing HTTP(S) server instead of creating one. */
-  server?: http.Server | https.Server;
+  /**
+   * Attach to this existing HTTP(S) server instead of creating one. An
+   * HTTP/2 server (node:http2, e.g. `createSecureServer({ allowHTTP1: true })`)
+   * also takes WebSockets over h2 extended CONNECT (RFC 8441) and gets
+   * `enableConnectProtocol` turned on while this server is attached.
+   */
+  server?: http.Server | https.Server | AnyHttp2Server;
   /** Create no server; call `handleUpgrade` from your own 'upgrade' handler. */
   noServer?: boolean;
   /** Accept upgrades only for this path (exact match of the pathname). */
@@ -114,13 +132,15 @@ const kHandshake = Symbol('switchboard.handshake');
 type HandshakingSocket = net.Socket & { [kHandshake]?: PendingHandshake | null };
 
 /** The WebSocketServers listening for upgrades on each HTTP server, in the order they were attached. */
-const attachedServers = new WeakMap<http.Server | https.Server, WebSocketServer[]>();
+const attachedServers = new WeakMap<http.Server | https.Server | AnyHttp2Server, WebSocketServer[]>();
 
 export class WebSocketServer extends EventEmitter implements SocketOwner {
   readonly options: ServerOptions;
   /** The open connections (when `clientTracking` is on). */
   readonly clients: Set<WebSocket>;
-  private server: http.Server | https.Server | net.Server | null = null;
+  private server: http.Server | https.Server | net.Server | AnyHttp2Server | null = null;
+  /** The h2 sessions that carried our WebSockets: GOAWAY once they answered the 1001 of close(). */
+  private readonly h2Sessions = new Http2SessionSet();
   private ownsServer = false;
   private state = RUNNING;
   private connectionCount = 0;
@@ -183,7 +203,14 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
       server.on('listening', onListening);
       server.on('error', onError);
       server.on('upgrade', onUpgrade);
+      const detachH2 = isHttp2Server(server)
+        ? attachHttp2Server(server, {
+            shouldHandle: (req) => this.shouldHandle(req),
+            handleStream: (stream, headers) => this.handleHttp2Stream(stream, headers, (ws, req) => this.emit('connection', ws, req)),
+          })
+        : null;
       this.removeListeners = () => {
+        detachH2?.();
         server.removeListener('listening', onListening);
         server.removeListener('error', onError);
         server.removeListener('upgrade', onUpgrade);
@@ -286,6 +313,23 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
   }
 
   /**
+   * Complete (or refuse) a WebSocket request on an HTTP/2 stream: an extended
+   * CONNECT with `:protocol` `websocket` (RFC 8441), from your server's
+   * `'stream'` listener. The same checks, negotiation and `WebSocket` as
+   * `handleUpgrade`; the answer is `:status` 200 on the stream, a refusal an
+   * ordinary HTTP response (400, 403, 404, 426, 501 for another `:protocol`,
+   * 503...). `req` (for `cb`, `verifyClient`, `handleProtocols`) has
+   * `httpVersion` `'2.0'` and the stream as `req.stream`.
+   */
+  handleHttp2Stream(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+  ): void {
+    this.handleUpgrade(http2UpgradeRequest(stream, headers), stream, EMPTY_HEAD, cb);
+  }
+
+  /**
    * Complete (or refuse) an upgrade. On success `cb(ws, req)` gets the open
    * connection; on failure the socket gets an HTTP error answer and `cb` is
    * not called.
@@ -305,7 +349,9 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
         });
       }
       if (!this.shouldHandle(req)) throw new HandshakeError('WS_ERR_INVALID_PATH', 'Unknown path', 400);
-      offer = validateUpgradeRequest({ method: req.method ?? '', httpVersion: req.httpVersion, headers: req.headers });
+      offer = isHttp2Request(req)
+        ? { key: '', ...validateConnectRequest(req.headers) }
+        : validateUpgradeRequest({ method: req.method ?? '', httpVersion: req.httpVersion, headers: req.headers });
       const origin = headerValue(req.headers.origin);
       if (!this.originAllowed(origin, req)) {
         throw new HandshakeError('WS_ERR_ORIGIN_NOT_ALLOWED', 'Origin not allowed', 403);
@@ -380,6 +426,10 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
       this.emit('wsClientError', handshakeErr, socket, req);
       return;
     }
+    if (isHttp2Request(req)) {
+      respondHttp2Refusal(req.stream, handshakeErr);
+      return;
+    }
     if (socket.writable) socket.end(buildErrorResponse(handshakeErr));
     socket.destroy();
   }
@@ -402,22 +452,28 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
       return;
     }
     const extraHeaders: string[] = [];
-    let response: string;
     try {
       this.emit('headers', extraHeaders, req);
-      response = buildUpgradeResponse({
-        key,
-        protocol: protocol || undefined,
-        extensions: deflate ? deflate.responseHeader : undefined,
-        headers: linesToHeaders(extraHeaders),
-      });
+      if (isHttp2Request(req)) {
+        respondHttp2Accept(req.stream, protocol, deflate ? deflate.responseHeader : '', extraHeaders);
+        this.h2Sessions.add(req.stream);
+        resetWithCancel(req.stream);
+      } else {
+        socket.write(
+          buildUpgradeResponse({
+            key,
+            protocol: protocol || undefined,
+            extensions: deflate ? deflate.responseHeader : undefined,
+            headers: linesToHeaders(extraHeaders),
+          }),
+        );
+      }
     } catch (err) {
       // A 'headers' listener that throws or sets a handshake header is the
       // application's bug: answer 500 rather than take the process down.
       this.refuse(socket, req, err as Error);
       return;
     }
-    socket.write(response);
     socket.removeListener('error', onHandshakeSocketError);
 
     const codec = deflate
@@ -492,9 +548,13 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
   private maybeClosed(): void {
     if (this.state !== CLOSING || this.ownsServer || this.connectionCount > 0) return;
     this.state = CLOSED;
+    // RFC 8441 streams have answered the 1001 (or were cut off): their sessions get a GOAWAY.
+    this.h2Sessions.goAway();
     this.emit('close');
   }
 }
+
+const EMPTY_HEAD = Buffer.alloc(0);
 
 function onHandshakeSocketError(this: Duplex): void {
   this.destroy();

@@ -31,15 +31,15 @@ import {
   connectClient,
   type ClientHandshake,
   type ClientHandshakeHandler,
-  type ClientHandshakeOptions,
 } from './client-handshake.js';
+import { connectHttp2Client, type Http2ClientHandshakeOptions } from './http2-client.js';
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
 export type { SendCallback } from './sender.js';
 export type { HeartbeatOptions } from './heartbeat.js';
 
 /** Options of a client `WebSocket`: the opening handshake's, and the connection's below. */
-export interface ClientOptions extends ClientHandshakeOptions {
+export interface ClientOptions extends Http2ClientHandshakeOptions {
   skipUTF8Validation?: boolean;
   autoPong?: boolean;
   /** Ping the server periodically and terminate when it stops answering. */
@@ -204,7 +204,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     this.url = typeof address === 'string' ? address : address.href;
     const { skipUTF8Validation, autoPong, heartbeat, closeTimeout, ...handshakeOptions } = options ?? {};
     const connection = { maxPayload: handshakeOptions.maxPayload, skipUTF8Validation, autoPong, heartbeat, closeTimeout };
-    this.handshake = connectClient(this.handshakeHandler(connection), address, list, handshakeOptions);
+    // RFC 8441 (`http2`): an extended CONNECT on a shared h2 session, HTTP/1.1 when the server has none.
+    const connect = handshakeOptions.http2 ? connectHttp2Client : connectClient;
+    this.handshake = connect(this.handshakeHandler(connection), address, list, handshakeOptions);
   }
 
   /** What the client handshake reports to; `options` are the connection's, used once it is open. */

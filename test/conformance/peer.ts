@@ -21,6 +21,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 
 export const Op = {
@@ -328,7 +329,8 @@ export class FuzzPeer {
   private partial: { bytes: Buffer; headerLength: number; sent: number } | null = null;
 
   constructor(
-    readonly socket: net.Socket,
+    /** A TCP socket, or an HTTP/2 stream opened by an extended CONNECT (RFC 8441; the suite replayed over h2). */
+    readonly socket: net.Socket | Duplex,
     /** The role the peer plays; the implementation under test plays the other one. */
     readonly role: 'client' | 'server',
     head: Buffer,
@@ -336,7 +338,7 @@ export class FuzzPeer {
   ) {
     this.masked = role === 'client';
     this.deflate = deflate ? new PeerDeflate(deflate) : null;
-    socket.setNoDelay(true);
+    (socket as Partial<net.Socket>).setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('end', () => {
       this.remoteEnded = true;

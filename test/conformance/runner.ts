@@ -14,7 +14,7 @@ import { connectPeer, FuzzServer, type FuzzPeer, type PeerEvent } from './peer.j
 import { sleep, within } from '../support/wait.js';
 
 /** Default bound of every wait in a case, in ms (loopback answers in well under a millisecond). */
-const WAIT = 2000;
+export const WAIT = 2000;
 /**
  * How long the peer playing the server waits after the closing handshake
  * before it closes the TCP connection: a client that closes first in that
@@ -39,7 +39,7 @@ export interface Harness {
 }
 
 /** The application of both implementations: text echoed as text, binary as binary. */
-function echoApp(ws: WebSocket): Promise<void> {
+export function echoApp(ws: WebSocket): Promise<void> {
   ws.on('message', (data, isBinary) => {
     ws.send(data, { binary: isBinary });
   });

@@ -398,6 +398,23 @@ export function requirePythonWebsockets(): string {
   return pythonCheck.version;
 }
 
+let h2Check: string | null | undefined;
+
+/**
+ * Throws a clear error when Python's `h2` and `wsproto` cannot be imported
+ * (the RFC 8441 interop test's peer): it fails, never skips. CI installs
+ * python3-h2 and python3-wsproto (.ci/run).
+ */
+export function requirePythonH2(): void {
+  if (h2Check === undefined) {
+    const r = spawnSync(PYTHON, ['-c', 'import h2, wsproto'], { encoding: 'utf8', timeout: 10_000 });
+    h2Check = r.status === 0 ? null : (r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit status ${r.status}`);
+  }
+  if (h2Check !== null) {
+    throw new Error(`Python's h2/wsproto are not available (${h2Check}): install them with \`apt-get install python3-h2 python3-wsproto\` (.ci/run does).`);
+  }
+}
+
 /**
  * A Python script run as a child process, stdout read line by line. Kill it
  * with `kill()` (by PID) in an `after` hook or a `finally`; it also exits by
@@ -412,8 +429,9 @@ export class PythonProcess {
   private waiters: Array<() => void> = [];
   private readonly exited: Promise<void>;
 
-  constructor(script: string, args: string[]) {
-    requirePythonWebsockets();
+  /** `requires` checks the Python libraries the script needs (default: websockets); it throws with how to install them. */
+  constructor(script: string, args: string[], requires: () => unknown = requirePythonWebsockets) {
+    requires();
     this.child = spawn(PYTHON, ['-u', `${PY_DIR}${script}`, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },

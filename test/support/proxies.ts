@@ -294,3 +294,45 @@ export class Haproxy extends Proxy {
     return states;
   }
 }
+
+/**
+ * HAProxy speaking RFC 8441 on both sides: a TLS front with ALPN h2,http/1.1
+ * (certificate + key in one PEM, `crt`) and a TLS back end that talks h2 to
+ * the node (`alpn h2`) and carries WebSockets as h2 extended CONNECTs
+ * (`ws h2`): an HTTP/1.1 Upgrade in front becomes a CONNECT behind, and an h2
+ * CONNECT in front stays one.
+ */
+export class HaproxyH2 extends Proxy {
+  private constructor() {
+    super('haproxy-h2');
+  }
+
+  static async start(nodePort: number, combinedPem: string): Promise<HaproxyH2> {
+    const proxy = new HaproxyH2();
+    proxy.port = await freePort();
+    const file = join(proxy.dir, 'haproxy.cfg');
+    writeFileSync(
+      file,
+      [
+        'global',
+        '  log stderr format raw local0 info',
+        'defaults',
+        '  mode http',
+        '  log global',
+        '  option httplog',
+        '  timeout connect 5s',
+        '  timeout client 30s',
+        '  timeout server 30s',
+        '  timeout tunnel 60s',
+        'frontend fe',
+        `  bind 127.0.0.1:${proxy.port} ssl crt ${combinedPem} alpn h2,http/1.1`,
+        '  default_backend nodes',
+        'backend nodes',
+        `  server node1 127.0.0.1:${nodePort} ssl verify none alpn h2 ws h2`,
+        '',
+      ].join('\n'),
+    );
+    await proxy.launch(HAPROXY, ['-f', file, '-db']);
+    return proxy;
+  }
+}

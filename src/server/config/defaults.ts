@@ -106,6 +106,24 @@ export interface CompressionConfig {
   concurrencyLimit: number;
 }
 
+/**
+ * HTTP/2 on the TLS port (docs/configuration.md#http2): WebSockets over h2
+ * extended CONNECT (RFC 8441) and h2 for the HTTP routes, beside HTTP/1.1
+ * (ALPN `h2,http/1.1`). Used only when `tls` is set.
+ */
+export interface Http2Config {
+  /** Offer h2 (ALPN) when `tls` is set. `http2: false` is short for `{ enabled: false }`. Default true. */
+  enabled: boolean;
+  /** Streams (WebSockets and requests together) one h2 connection may have open at once; more are refused by the protocol. Default 100. */
+  maxConcurrentStreams: number;
+  /** node:http2's `maxSessionMemory`, in MB: a connection that buffers more gets new streams refused. Default 10. */
+  maxSessionMemory: number;
+  /** The per-stream flow-control window we advertise, in bytes (what one slow WebSocket may have in flight towards us). Default 65535. */
+  initialWindowSize: number;
+  /** PING each h2 connection this often, in ms; one that has not answered by the next PING is closed. 0: off. Default 30000. */
+  pingIntervalMs: number;
+}
+
 /** Where publications, history and presence live. Only `memory` is implemented yet. */
 export type BrokerConfig =
   | {
@@ -194,6 +212,8 @@ export interface RealtimeConfig {
    * See {@link TlsConfig} and docs/configuration.md ("TLS").
    */
   tls?: TlsConfig;
+  /** HTTP/2 beside HTTP/1.1 on the TLS port (see Http2Config). */
+  http2: Http2Config;
   /** URL path of the WebSocket endpoint. Default `'/rt'`. */
   path: string;
   /**
@@ -308,6 +328,13 @@ export const CONFIG_DEFAULTS = deepFreeze({
   host: '127.0.0.1',
   port: 8080,
   tls: undefined,
+  http2: {
+    enabled: true,
+    maxConcurrentStreams: 100,
+    maxSessionMemory: 10,
+    initialWindowSize: 65535,
+    pingIntervalMs: 30000,
+  } satisfies Defaults<Http2Config>,
   path: '/rt',
   allowedOrigins: [],
   trustedProxies: [],

@@ -19,6 +19,7 @@ export {
   type CompressionConfig,
   type DeepPartial,
   type FallbacksConfig,
+  type Http2Config,
   type LimitsConfig,
   type LogLevel,
   type NamespaceConfig,

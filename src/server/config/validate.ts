@@ -88,6 +88,9 @@ export function validateConfig(input: unknown): RealtimeConfig {
   const defaults = defaultConfig();
   const { namespaces: defaultNamespaces, ...rest } = defaults;
   void defaultNamespaces;
+  // `http2: false` / `true` is short for `{ enabled: ... }`.
+  const h2 = (input as Record<string, unknown> | undefined)?.['http2'];
+  if (typeof h2 === 'boolean') input = { ...(input as Record<string, unknown>), http2: { enabled: h2 } };
   const value = withDefaults(rest, input ?? {}) as Record<string, unknown>;
   // namespaces: each entry over the namespace defaults; the default namespace added when missing
   const rawNamespaces = (input as Record<string, unknown> | undefined)?.['namespaces'];
@@ -128,6 +131,7 @@ const METRICS_KEYS = keysOf(CONFIG_DEFAULTS.metrics);
 const FALLBACK_KEYS = keysOf(CONFIG_DEFAULTS.fallbacks);
 const ADMIN_KEYS = keysOf(CONFIG_DEFAULTS.admin);
 const TLS_KEYS = KEYS_WITHOUT_DEFAULTS.tls;
+const HTTP2_KEYS = keysOf(CONFIG_DEFAULTS.http2);
 const BROKER_KEYS: Readonly<Record<BrokerConfig['type'], readonly string[]>> = {
   memory: keysOf(CONFIG_DEFAULTS.broker),
   redis: KEYS_WITHOUT_DEFAULTS.redis,
@@ -187,6 +191,15 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
     // A copy: the defaults filled in must not land in the caller's object.
     v['tls'] = { ...(v['tls'] as Record<string, unknown>) };
     checkTls(c, v['tls'] as Record<string, unknown>);
+  }
+  if (c.keys('http2', v['http2'], HTTP2_KEYS)) {
+    const h = v['http2'] as Record<string, unknown>;
+    c.bool('http2.enabled', h['enabled']);
+    // RFC 9113 §6.5.2: windows up to 2^31-1; below 1 KiB every WebSocket frame would wait for WINDOW_UPDATEs.
+    c.int('http2.maxConcurrentStreams', h['maxConcurrentStreams'], 1, 2 ** 31 - 1);
+    c.int('http2.maxSessionMemory', h['maxSessionMemory'], 1, 4096);
+    c.int('http2.initialWindowSize', h['initialWindowSize'], 1024, 2 ** 31 - 1);
+    c.int('http2.pingIntervalMs', h['pingIntervalMs'], 0);
   }
   if (c.string('path', v['path'])) {
     const p = v['path'] as string;

@@ -73,6 +73,7 @@ const NAMESPACE_DEFAULTS: NamespaceConfig = {
 const DEFAULTS: RealtimeConfig = {
   host: '127.0.0.1',
   port: 8080,
+  http2: { enabled: true, maxConcurrentStreams: 100, maxSessionMemory: 10, initialWindowSize: 65535, pingIntervalMs: 30000 },
   path: '/rt',
   allowedOrigins: [],
   trustedProxies: [],
@@ -509,6 +510,17 @@ describe('validation messages', () => {
     const env = loadConfig({ env: { SWITCHBOARD_ANONYMOUS: 'true', SWITCHBOARD_COMPRESSION: 'on', SWITCHBOARD_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8' } });
     assert.equal(env.compression.enabled, true);
     assert.deepEqual(env.trustedProxies, ['127.0.0.1', '10.0.0.0/8']);
+  });
+
+  it('http2: knobs with safe defaults, `http2: false` as a shorthand, bounds', () => {
+    assert.deepEqual(load({ http2: { maxConcurrentStreams: 50 } }).http2, { ...DEFAULTS.http2, maxConcurrentStreams: 50 });
+    assert.deepEqual(load({ http2: false as unknown as { enabled: boolean } }).http2, { ...DEFAULTS.http2, enabled: false });
+    assert.deepEqual(failing({ http2: { maxConcurrentStreams: 0, initialWindowSize: 10, pingIntervalMs: -1, maxSesionMemory: 1 } as object }), [
+      'http2.maxSesionMemory: unknown key (did you mean maxSessionMemory?)',
+      'http2.maxConcurrentStreams: must be between 1 and 2147483647, got 0',
+      'http2.initialWindowSize: must be between 1024 and 2147483647, got 10',
+      'http2.pingIntervalMs: must be at least 0, got -1',
+    ]);
   });
 
   it('idleTimeoutMs needs the heartbeat (idle connections are found on its ticks)', () => {

@@ -1,0 +1,412 @@
+/**
+ * The client side of WebSockets over HTTP/2 (RFC 8441): the extended
+ * CONNECT on a stream of a shared h2 session, and the pool of those
+ * sessions (one connection per origin carries many WebSockets, as a browser
+ * does).
+ *
+ * `new WebSocket('wss://host/path', { http2: true })`:
+ * 1. the pool gives a session to the origin, opening one if none has room;
+ * 2. it waits for the server's first SETTINGS: without
+ *    `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441 §3), or when the server does
+ *    not speak h2 at all (ALPN), the origin is remembered as HTTP/1.1-only for
+ *    a while and the handshake falls back to the HTTP/1.1 Upgrade
+ *    (client-handshake.ts) on a connection of its own;
+ * 3. else a CONNECT with `:protocol: websocket` goes out on a new stream; a
+ *    2xx answer opens the WebSocket on that stream (the same `WebSocket`
+ *    as over TCP), another status refuses it with the status and the start
+ *    of the body, like an HTTP/1.1 refusal.
+ *
+ * The `'upgrade'` event tells which protocol carries the connection: its
+ * response has `httpVersion` `'2.0'` (an {@link Http2UpgradeResponse}) or
+ * `'1.1'` (the `http.IncomingMessage` of the Upgrade).
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc8441
+ */
+import type http from 'node:http';
+import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { HandshakeError } from '../protocol/errors.js';
+import { buildConnectRequestHeaders, validateConnectResponse } from '../protocol/extended-connect.js';
+import { buildDeflateOffer } from '../protocol/extensions/permessage-deflate.js';
+import {
+  checkClientTarget,
+  clientDeflateCodec,
+  connectClient,
+  deflateOffer,
+  readRefusal,
+  type ClientHandshake,
+  type ClientHandshakeHandler,
+  type ClientHandshakeOptions,
+} from './client-handshake.js';
+import type { PerMessageDeflateCodec } from './deflate.js';
+import { resetWithCancel } from './http2.js';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+
+/** How to open WebSockets over HTTP/2. */
+export interface Http2ClientOptions {
+  /** The pool whose sessions carry the WebSockets. Default: {@link defaultHttp2Pool} (process-wide). */
+  pool?: Http2SessionPool;
+}
+
+/** The client handshake's options with `http2`. */
+export interface Http2ClientHandshakeOptions extends ClientHandshakeOptions {
+  /**
+   * Open the WebSocket on an HTTP/2 stream (RFC 8441 extended CONNECT),
+   * sharing one h2 session per origin with other WebSockets, and fall back to
+   * the HTTP/1.1 Upgrade when the server does not advertise
+   * `enableConnectProtocol` or does not speak h2. `wss:` negotiates h2 with
+   * ALPN; `ws:` speaks cleartext h2 with prior knowledge (h2c). Default false.
+   */
+  http2?: boolean | Http2ClientOptions;
+}
+
+export interface Http2SessionPoolOptions {
+  /** Close a session that carried no WebSocket for this many ms. Default 5000. */
+  idleTimeout?: number;
+  /** Give up on a server that sent no SETTINGS within this many ms (then HTTP/1.1). Default 10000. */
+  settingsTimeout?: number;
+  /** Remember an origin without RFC 8441 for this many ms (no new h2 attempt meanwhile). Default 60000. */
+  fallbackMemory?: number;
+}
+
+/** A session lent to one WebSocket; `release()` once its stream closed. */
+export interface Http2Lease {
+  readonly session: http2.ClientHttp2Session;
+  release(): void;
+}
+
+/** The TLS options that make two sessions to one origin different (others are per request). */
+const TLS_KEYS = [
+  'ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion',
+  'checkServerIdentity', 'secureContext', 'family', 'localAddress', 'lookup',
+] as const;
+
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+
+function optionId(value: unknown): string {
+  if (value === undefined) return '';
+  if ((typeof value === 'object' && value !== null) || typeof value === 'function') {
+    let id = objectIds.get(value);
+    if (id === undefined) objectIds.set(value, (id = nextObjectId++));
+    return `#${id}`;
+  }
+  return JSON.stringify(value);
+}
+
+class PooledSession {
+  readonly session: http2.ClientHttp2Session;
+  /** WebSockets on this session, and those about to open on it. */
+  streams = 0;
+  /** Resolves true once the server's SETTINGS allow extended CONNECT, false when it will not. */
+  readonly ready: Promise<boolean>;
+  draining = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private readonly idleTimeout: number;
+
+  constructor(session: http2.ClientHttp2Session, settingsTimeout: number, idleTimeout: number, onGone: () => void) {
+    this.session = session;
+    this.idleTimeout = idleTimeout;
+    // A session error (reset connection, GOAWAY with an error) reaches the streams as their close: no throw here.
+    session.on('error', () => {});
+    session.once('goaway', () => {
+      this.draining = true;
+      onGone();
+    });
+    session.once('close', () => {
+      this.draining = true;
+      this.clearIdle();
+      onGone();
+    });
+    this.ready = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), settingsTimeout);
+      timer.unref();
+      session.once('remoteSettings', (settings) => {
+        clearTimeout(timer);
+        resolve(settings.enableConnectProtocol === true);
+      });
+      session.once('close', () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+  }
+
+  /** Whether a new WebSocket may go on this session (not draining, below the server's stream limit). */
+  hasRoom(): boolean {
+    if (this.draining || this.session.closed || this.session.destroyed) return false;
+    const max = this.session.remoteSettings?.maxConcurrentStreams ?? 100;
+    return this.streams < max;
+  }
+
+  take(): Http2Lease {
+    this.streams++;
+    this.clearIdle();
+    this.session.ref();
+    let released = false;
+    return {
+      session: this.session,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.streams--;
+        if (this.streams === 0) this.idle();
+      },
+    };
+  }
+
+  /** No WebSocket left: let the process exit, and close after the idle timeout. */
+  idle(): void {
+    if (this.session.destroyed) return;
+    this.session.unref();
+    this.clearIdle();
+    this.idleTimer = setTimeout(() => {
+      if (this.streams === 0) this.session.close();
+    }, this.idleTimeout);
+    this.idleTimer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+}
+
+/**
+ * HTTP/2 sessions shared by the WebSockets to one origin (scheme, host,
+ * port, and the TLS options that make a connection differ: CA, client
+ * certificate, `rejectUnauthorized`, servername...). A new session is opened
+ * when the open ones are at the server's `maxConcurrentStreams` or draining
+ * after a GOAWAY. Idle sessions do not keep the process alive and close
+ * after `idleTimeout`.
+ */
+export class Http2SessionPool {
+  private readonly sessions = new Map<string, PooledSession[]>();
+  /** Origins (pool keys) that said no to RFC 8441, until when. */
+  private readonly noExtendedConnect = new Map<string, number>();
+  private readonly idleTimeout: number;
+  private readonly settingsTimeout: number;
+  private readonly fallbackMemory: number;
+
+  constructor(options: Http2SessionPoolOptions = {}) {
+    this.idleTimeout = options.idleTimeout ?? 5000;
+    this.settingsTimeout = options.settingsTimeout ?? 10_000;
+    this.fallbackMemory = options.fallbackMemory ?? 60_000;
+  }
+
+  /** Open sessions (every origin). */
+  get size(): number {
+    let n = 0;
+    for (const list of this.sessions.values()) n += list.length;
+    return n;
+  }
+
+  /**
+   * A session to `origin` (`https://host:port` or `http://host:port`) whose
+   * server allows extended CONNECT, or null when it does not (fall back to
+   * HTTP/1.1). `tls` are the connection's TLS options.
+   */
+  async acquire(origin: string, tls: ClientHandshakeOptions): Promise<Http2Lease | null> {
+    const key = `${origin}|${TLS_KEYS.map((k) => optionId((tls as Record<string, unknown>)[k])).join('|')}`;
+    const until = this.noExtendedConnect.get(key);
+    if (until !== undefined) {
+      if (until > Date.now()) return null;
+      this.noExtendedConnect.delete(key);
+    }
+    const list = this.sessions.get(key) ?? [];
+    this.sessions.set(key, list);
+    let pooled = list.find((p) => p.hasRoom());
+    if (!pooled) {
+      const options: http2.SecureClientSessionOptions = { settings: { enablePush: false } };
+      for (const k of TLS_KEYS) if ((tls as Record<string, unknown>)[k] !== undefined) (options as Record<string, unknown>)[k] = (tls as Record<string, unknown>)[k];
+      const session = http2.connect(origin, options);
+      const entry: PooledSession = new PooledSession(session, this.settingsTimeout, this.idleTimeout, () => {
+        const at = list.indexOf(entry);
+        if (at !== -1) list.splice(at, 1);
+        if (list.length === 0 && this.sessions.get(key) === list) this.sessions.delete(key);
+      });
+      list.push(entry);
+      pooled = entry;
+    }
+    // Reserve the slot before the wait, so concurrent handshakes count against the stream limit.
+    const lease = pooled.take();
+    if (await pooled.ready) return lease;
+    lease.release();
+    this.noExtendedConnect.set(key, Date.now() + this.fallbackMemory);
+    pooled.session.close();
+    return null;
+  }
+
+  /** Close every session (GOAWAY; WebSockets still open on them finish first). */
+  close(): void {
+    for (const list of this.sessions.values()) for (const p of list) p.session.close();
+    this.sessions.clear();
+    this.noExtendedConnect.clear();
+  }
+}
+
+/** The process-wide pool used by `{ http2: true }`. */
+export const defaultHttp2Pool = new Http2SessionPool();
+
+/**
+ * The answer to an extended CONNECT, shaped like the `http.IncomingMessage`
+ * of an HTTP/1.1 Upgrade for `'upgrade'` listeners: `statusCode`, `headers`
+ * (without pseudo-headers), `httpVersion` `'2.0'`; plus the `stream`.
+ */
+export class Http2UpgradeResponse {
+  readonly statusCode: number;
+  readonly statusMessage = '';
+  readonly httpVersion = '2.0';
+  readonly httpVersionMajor = 2;
+  readonly httpVersionMinor = 0;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly stream: http2.ClientHttp2Stream;
+  /** The TLS socket under the session (its ALPN protocol is `h2`); null over cleartext h2. */
+  readonly socket: TLSSocket | null;
+
+  constructor(stream: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) {
+    this.stream = stream;
+    this.statusCode = Number(headers[':status'] ?? 0);
+    const plain: http.IncomingHttpHeaders = {};
+    for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) plain[name] = value as string | string[];
+    this.headers = plain;
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    this.socket = socket && socket.encrypted ? socket : null;
+  }
+}
+
+/** Header names the client must not send on HTTP/2 (connection-specific) or that the handshake writes. */
+const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te']);
+
+/**
+ * Start the opening handshake over HTTP/2, or over HTTP/1.1 when the server
+ * does not allow extended CONNECT (see the module's doc). Throws
+ * (synchronously) for an invalid URL, subprotocol list or version.
+ */
+export function connectHttp2Client(
+  handler: ClientHandshakeHandler,
+  address: string | URL,
+  protocols: string[],
+  options: Http2ClientHandshakeOptions,
+): ClientHandshake {
+  const { url, secure, servername } = checkClientTarget(address, protocols, options);
+  const { http2: h2, ...rest } = options;
+  const pool = (typeof h2 === 'object' ? h2.pool : undefined) ?? defaultHttp2Pool;
+  const deflateOptions = deflateOffer(options);
+  const started = Date.now();
+
+  let done = false;
+  let fallback: ClientHandshake | null = null;
+  let stream: http2.ClientHttp2Stream | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const finish = (): void => {
+    done = true;
+    if (timer) clearTimeout(timer);
+  };
+  const abort = (err: Error): void => {
+    if (done) return;
+    finish();
+    if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
+    handler.onRefused(err);
+  };
+  const { handshakeTimeout } = options;
+  if (handshakeTimeout && handshakeTimeout > 0) {
+    timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
+  }
+
+  const origin = `${secure ? 'https' : 'http'}://${url.host}`;
+  pool.acquire(origin, { ...rest, servername }).then(
+    (lease) => {
+      if (done) {
+        lease?.release();
+        return;
+      }
+      if (lease === null) {
+        // No RFC 8441 at this origin: the HTTP/1.1 Upgrade, within what is left of the timeout.
+        finish();
+        const left = handshakeTimeout && handshakeTimeout > 0 ? Math.max(1, handshakeTimeout - (Date.now() - started)) : handshakeTimeout;
+        try {
+          fallback = connectClient(handler, url, protocols, { ...rest, handshakeTimeout: left });
+        } catch (err) {
+          handler.onRefused(err as Error);
+        }
+        return;
+      }
+      openStream(lease);
+    },
+    (err: Error) => abort(err),
+  );
+
+  function openStream(lease: Http2Lease): void {
+    const headers: http2.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(rest.headers ?? {})) {
+      const lower = name.toLowerCase();
+      if (!NOT_ON_H2.has(lower) && !lower.startsWith('sec-websocket-') && !lower.startsWith(':')) headers[lower] = value;
+    }
+    Object.assign(
+      headers,
+      buildConnectRequestHeaders({
+        path: `${url.pathname}${url.search}`,
+        authority: url.host,
+        scheme: secure ? 'https' : 'http',
+        protocols,
+        extensions: deflateOptions ? buildDeflateOffer(deflateOptions) : undefined,
+        origin: options.origin,
+      }),
+    );
+    let s: http2.ClientHttp2Stream;
+    try {
+      s = lease.session.request(headers, { endStream: false });
+    } catch (err) {
+      lease.release();
+      abort(err as Error);
+      return;
+    }
+    stream = s;
+    s.once('close', lease.release);
+    s.on('error', (err) => abort(err));
+    let answered = false;
+    s.once('close', () => {
+      if (!answered) abort(new HandshakeError('WS_ERR_STREAM_CLOSED', `The HTTP/2 stream closed before the answer (RST_STREAM code ${s.rstCode ?? 'none'})`, 0));
+    });
+    s.once('response', (answer) => {
+      if (done) return;
+      answered = true;
+      const response = new Http2UpgradeResponse(s, answer);
+      const status = response.statusCode;
+      if (status < 200 || status > 299) {
+        if (timer) clearTimeout(timer);
+        timer = readRefusal(s, status, abort);
+        return;
+      }
+      handler.onUpgradeResponse(response as unknown as http.IncomingMessage);
+      // An 'upgrade' listener may have closed the WebSocket: the handshake ended there.
+      if (done) return;
+      let protocol = '';
+      let codec: PerMessageDeflateCodec | null = null;
+      let extensions = '';
+      try {
+        const result = validateConnectResponse(status, answer, { protocols, extensionsOffered: deflateOptions !== null });
+        protocol = result.protocol;
+        if (deflateOptions && result.extensions.length > 0) {
+          codec = clientDeflateCodec(result.extensions, deflateOptions, options.maxPayload);
+          extensions = String(response.headers['sec-websocket-extensions'] ?? '');
+        }
+      } catch (err) {
+        abort(err as Error);
+        return;
+      }
+      finish();
+      resetWithCancel(s);
+      handler.onUpgraded(s, Buffer.alloc(0), protocol, extensions, codec);
+    });
+  }
+
+  return {
+    abort: (reason: string) => {
+      if (fallback) fallback.abort(reason);
+      else abort(new Error(reason));
+    },
+  };
+}
