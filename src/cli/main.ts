@@ -1,7 +1,9 @@
 /**
  * `switchboard <command>`: serve (the realtime server with the chat demo and
  * the dashboard pages), token (sign and check tokens), init (write a config
- * file), echo (a plain echo server), connect (a wscat-like client). Each
+ * file), echo (a plain echo server), connect (a wscat-like client), sub and
+ * pub (the realtime protocol), doctor (diagnose an endpoint), bench (a load
+ * generator). Each
  * command's table entry is in args.ts.
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,9 +11,12 @@ import { extname } from 'node:path';
 import { ConfigError, loadConfig } from '../server/config/index.js';
 import type { AuthConfig } from '../realtime/auth.js';
 import { COMMANDS, commandUsage, HELP, parseCommandArgs, USAGE, UsageError, type Command } from './args.js';
+import { bench } from './bench.js';
 import { connect } from './connect.js';
+import { doctor } from './doctor.js';
 import { echo } from './echo.js';
 import { configTemplate } from './init.js';
+import { pub, sub } from './realtime.js';
 import { isMissingAuthKey, serve } from './serve.js';
 import { checkToken, HOW_TO_SET_A_KEY, parseChannelsOption, parseTtl, signToken } from './tokens.js';
 
@@ -27,6 +32,14 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'connect':
         return await connect(rest);
+      case 'sub':
+        return await sub(rest);
+      case 'pub':
+        return await pub(rest);
+      case 'doctor':
+        return await doctor(rest);
+      case 'bench':
+        return await bench(rest);
       case 'token':
         return await token(rest);
       case 'init':

@@ -32,15 +32,25 @@ export interface CliProcess {
 /** Children started and not exited: {@link killAll} ends them by PID. */
 const running = new Set<ChildProcess>();
 
+/** How {@link spawnCli} starts the child. */
+export interface CliOptions {
+  /** 'pipe' for commands that read stdin (`connect`, `pub -`). Default 'ignore'. */
+  stdin?: 'pipe' | 'ignore';
+  /** Added to the environment (after the test run's `SWITCHBOARD_*` variables are left out). */
+  env?: Record<string, string>;
+  /** Working directory. Default the checkout's root. */
+  cwd?: string;
+}
+
 /**
  * `switchboard <argv>` as a child process. The environment's `SWITCHBOARD_*`
- * variables are left out (no configuration from the test run). `stdin`:
- * 'pipe' for commands that read it (`connect`).
+ * variables are left out (no configuration from the test run); `options.env`
+ * is added.
  */
-export function spawnCli(argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+export function spawnCli(argv: readonly string[], options: CliOptions = {}): CliProcess {
   const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_'))), ...options.env };
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: options.cwd ?? ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
   running.add(child);
   const logs: Array<Record<string, unknown>> = [];
   const stdout: string[] = [];
@@ -118,7 +128,7 @@ export function spawnCli(argv: readonly string[], options: { stdin?: 'pipe' | 'i
 }
 
 /** {@link spawnCli}, killed after the test `t` (a node:test `TestContext`). */
-export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: CliOptions = {}): CliProcess {
   const proc = spawnCli(argv, options);
   t.after(() => proc.kill());
   return proc;

@@ -1,0 +1,313 @@
+/**
+ * `switchboard bench fanout`: N subscribers on one channel and publishers
+ * that publish M publications at a fixed rate, all speaking the realtime
+ * protocol (docs/protocol.md) on our WebSocket, in this one process so
+ * that a publication's stamp and its delivery time come from the same
+ * clock.
+ *
+ * Not through the SDK on purpose: the SDK drops repeats and resyncs gaps,
+ * which would hide exactly what this counts. Each subscriber keeps a count
+ * per offset (from the position its `sub` was confirmed at): an acked
+ * offset it never got is lost, one it got twice is duplicated.
+ *
+ * Publishers: the server announces each connection's message budget in the
+ * `auth` reply (`limits.messageRate`); the load is spread over enough
+ * publisher connections to stay within it, so the server's rate limit is
+ * not what gets measured.
+ */
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_MESSAGE_RATE, DEFAULT_SUBPROTOCOL } from '../../wire/messages.js';
+import type { WebSocket } from '../../transport/websocket.js';
+import { bar, cpuPercent, openWebSocket, sleep, type Progress } from './common.js';
+import { LatencyHistogram, type LatencySummary } from './histogram.js';
+
+export interface FanoutBenchOptions {
+  url: string;
+  channel: string;
+  subscribers: number;
+  publications: number;
+  /** Publications per second. */
+  rate: number;
+  /** Publisher connections; 0: as many as the announced rate budget needs. */
+  publishers: number;
+  /** Bound of the publishing phase (publications not sent by then are not sent). */
+  durationMs: number;
+  /** How long to wait for the last deliveries after the last ack. */
+  drainMs: number;
+  /** Bound of connecting and subscribing everyone. */
+  setupMs: number;
+  token: string | undefined;
+  timeoutMs: number;
+}
+
+export interface FanoutBenchResult {
+  kind: 'fanout';
+  url: string;
+  channel: string;
+  subscribers: number;
+  /** Subscribers that could not connect or subscribe (reason → count). */
+  failures: Record<string, number>;
+  publishers: number;
+  setupMs: number;
+  publications: { requested: number; sent: number; acked: number; refused: number; firstRefusal?: string };
+  rate: { requestedPerSec: number; achievedPerSec: number };
+  deliveries: { expected: number; received: number; perSec: number };
+  /** Acked publications a subscriber never received (summed over subscribers). */
+  lost: number;
+  /** Receipts of an offset a subscriber had already received. */
+  duplicated: number;
+  /** Deliveries with an offset outside what was published here, or of another epoch. */
+  unexpected: number;
+  /** Subscribers the server closed during the run (close code → count). */
+  dropped: Record<string, number>;
+  latency: LatencySummary;
+  durationMs: number;
+  benchCpuPct: number;
+}
+
+interface Subscriber {
+  ws: WebSocket;
+  base: number;
+  epoch: string;
+  seen: Uint8Array;
+  ready: boolean;
+  closed: boolean;
+}
+
+/**
+ * A connection that spoke `auth` (when there is a token): its rate budget
+ * from the reply (the default for anonymous connections, which get none).
+ */
+async function openClient(o: FanoutBenchOptions): Promise<{ ws: WebSocket; perSecond: number } | { error: string; retryAfterS?: number }> {
+  const r = await openWebSocket(o.url, [DEFAULT_SUBPROTOCOL], { perMessageDeflate: false, handshakeTimeout: o.timeoutMs });
+  if (!r.ws) return r;
+  const ws = r.ws;
+  ws.on('error', () => {});
+  if (o.token === undefined) return { ws, perSecond: DEFAULT_MESSAGE_RATE.perSecond };
+  const reply = await request(ws, { op: 'auth', id: 1, token: o.token }, o.timeoutMs);
+  if ('error' in reply) {
+    ws.terminate();
+    return { error: `auth: ${reply.error}` };
+  }
+  const perSecond = Number((reply.ok['limits'] as { messageRate?: { perSecond?: unknown } } | undefined)?.messageRate?.perSecond);
+  return { ws, perSecond: perSecond > 0 ? perSecond : DEFAULT_MESSAGE_RATE.perSecond };
+}
+
+/** Send one request and wait for its `ok` (or `error`, or the close). Only for setup, before the message listeners. */
+function request(ws: WebSocket, message: Record<string, unknown>, timeoutMs: number): Promise<{ ok: Record<string, unknown> } | { error: string }> {
+  return new Promise((resolve) => {
+    const done = (r: { ok: Record<string, unknown> } | { error: string }): void => {
+      clearTimeout(timer);
+      ws.removeListener('message', onMessage);
+      ws.removeListener('close', onClose);
+      resolve(r);
+    };
+    const onMessage = (data: Buffer): void => {
+      let m: Record<string, unknown>;
+      try {
+        m = JSON.parse(String(data)) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (m['id'] !== message['id']) return;
+      if (m['op'] === 'ok') done({ ok: m });
+      else if (m['op'] === 'error') done({ error: `${String(m['code'])} ${String(m['message'])}` });
+    };
+    const onClose = (code: number, reason: Buffer): void => done({ error: `closed ${code}${reason.length ? ` ${reason}` : ''}` });
+    const timer = setTimeout(() => done({ error: `no answer to ${String(message['op'])} within ${timeoutMs / 1000} s` }), timeoutMs);
+    ws.on('message', onMessage);
+    ws.once('close', onClose);
+    ws.send(JSON.stringify(message));
+  });
+}
+
+/** Open a connection, retrying refusals the server asks to retry (429/503) until `deadline`. */
+async function openRetrying(o: FanoutBenchOptions, deadline: number): Promise<{ ws: WebSocket; perSecond: number } | { error: string }> {
+  for (;;) {
+    const r = await openClient(o);
+    if ('ws' in r) return r;
+    const retryable = r.error.startsWith('HTTP 429') || r.error.startsWith('HTTP 503');
+    const wait = (('retryAfterS' in r && r.retryAfterS) || 1) * 1000;
+    if (!retryable || performance.now() + wait > deadline) return r;
+    await sleep(wait);
+  }
+}
+
+export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress): Promise<FanoutBenchResult> {
+  const M = o.publications;
+  const hist = new LatencyHistogram();
+  const failures: Record<string, number> = {};
+  const dropped: Record<string, number> = {};
+  const subs: Subscriber[] = [];
+  let received = 0;
+  let duplicated = 0;
+  let unexpected = 0;
+  let sent = 0;
+  let acked = 0;
+  let refused = 0;
+  let firstRefusal: string | undefined;
+  let phase: 'setup' | 'publish' | 'drain' | 'done' = 'setup';
+  let lastDeliveryAt = 0;
+  let publishStart = 0;
+
+  progress.start(() =>
+    phase === 'setup'
+      ? `fanout setup ${bar(subs.length, o.subscribers)} ${subs.length} subscribed`
+      : `fanout ${bar(acked, M)} published ${acked}, delivered ${received} of ${acked * subs.length}`,
+  );
+  const t0 = performance.now();
+  const setupDeadline = t0 + o.setupMs;
+  const cpu0 = process.cpuUsage();
+
+  // Subscribers, 32 at a time.
+  let started = 0;
+  const subscribeOne = async (): Promise<void> => {
+    while (started < o.subscribers && performance.now() < setupDeadline) {
+      started++;
+      const c = await openRetrying(o, setupDeadline);
+      if ('error' in c) {
+        failures[c.error] = (failures[c.error] ?? 0) + 1;
+        continue;
+      }
+      const reply = await request(c.ws, { op: 'sub', id: 2, channel: o.channel }, o.timeoutMs);
+      if ('error' in reply) {
+        failures[`sub: ${reply.error}`] = (failures[`sub: ${reply.error}`] ?? 0) + 1;
+        c.ws.terminate();
+        continue;
+      }
+      const position = reply.ok['position'] as { offset: number; epoch: string } | undefined;
+      const sub: Subscriber = { ws: c.ws, base: position?.offset ?? 0, epoch: position?.epoch ?? '', seen: new Uint8Array(M), ready: true, closed: false };
+      c.ws.on('message', (data: Buffer) => onDelivery(sub, data));
+      c.ws.once('close', (code: number) => {
+        sub.closed = true;
+        if (phase !== 'done') dropped[code] = (dropped[code] ?? 0) + 1;
+      });
+      subs.push(sub);
+    }
+  };
+  const onDelivery = (sub: Subscriber, data: Buffer): void => {
+    const now = performance.timeOrigin + performance.now();
+    const m = JSON.parse(String(data)) as { op: string; offset?: number; epoch?: string; data?: { t?: number } };
+    if (m.op === 'ping') {
+      sub.ws.send('{"op":"pong"}');
+      return;
+    }
+    if (m.op !== 'msg') return;
+    const i = (m.offset ?? 0) - sub.base - 1;
+    if (m.epoch !== sub.epoch || i < 0 || i >= M) {
+      unexpected++;
+      return;
+    }
+    if (sub.seen[i]! > 0) {
+      duplicated++;
+      return;
+    }
+    sub.seen[i] = 1;
+    received++;
+    lastDeliveryAt = performance.now();
+    if (typeof m.data?.t === 'number') hist.recordMs(now - m.data.t);
+  };
+  await Promise.all(Array.from({ length: Math.min(32, o.subscribers) }, subscribeOne));
+
+  // Publishers: enough to keep each within its announced budget (at 80 % of it).
+  const pubs: Array<{ ws: WebSocket; perSecond: number }> = [];
+  const first = subs.length > 0 ? await openRetrying(o, setupDeadline) : { error: 'no subscriber' };
+  if ('ws' in first) {
+    pubs.push(first);
+    const wanted = o.publishers > 0 ? o.publishers : Math.max(1, Math.ceil(o.rate / (first.perSecond * 0.8)));
+    while (pubs.length < wanted) {
+      const c = await openRetrying(o, setupDeadline);
+      if ('error' in c) {
+        failures[`publisher: ${c.error}`] = (failures[`publisher: ${c.error}`] ?? 0) + 1;
+        break;
+      }
+      pubs.push(c);
+    }
+  } else if (subs.length > 0) {
+    failures[`publisher: ${first.error}`] = 1;
+  }
+  const setupMs = performance.now() - t0;
+
+  // Publish at the rate: publication k is due at start + k / rate, round-robin over the publishers.
+  phase = 'publish';
+  const ackWaiters = new Map<number, true>();
+  const ackedOffsets: number[] = [];
+  let allAcked: (() => void) | null = null;
+  for (const p of pubs) {
+    p.ws.on('message', (data: Buffer) => {
+      const m = JSON.parse(String(data)) as { op: string; id?: number; code?: number; message?: string; offset?: number };
+      if (m.op === 'ping') {
+        p.ws.send('{"op":"pong"}');
+        return;
+      }
+      if (typeof m.id !== 'number' || !ackWaiters.delete(m.id)) return;
+      if (m.op === 'ok') {
+        acked++;
+        ackedOffsets.push(Number(m.offset));
+      } else {
+        refused++;
+        firstRefusal ??= `${m.code} ${m.message}`;
+      }
+      if (ackWaiters.size === 0) allAcked?.();
+    });
+  }
+  publishStart = performance.now();
+  const publishDeadline = publishStart + o.durationMs;
+  if (pubs.length > 0) {
+    while (sent < M && performance.now() < publishDeadline) {
+      const due = Math.min(M, Math.floor(((performance.now() - publishStart) * o.rate) / 1000) + 1);
+      while (sent < due) {
+        const id = 100 + sent;
+        ackWaiters.set(id, true);
+        const t = performance.timeOrigin + performance.now();
+        pubs[sent % pubs.length]!.ws.send(`{"op":"pub","id":${id},"channel":${JSON.stringify(o.channel)},"data":{"t":${t},"i":${sent}}}`);
+        sent++;
+      }
+      await sleep(Math.max(1, Math.min(50, publishStart + ((sent * 1000) / o.rate) - performance.now())));
+    }
+  }
+  const publishMs = performance.now() - publishStart;
+
+  // Drain: every ack, then every delivery of what was acked (bounded).
+  phase = 'drain';
+  if (ackWaiters.size > 0) await Promise.race([new Promise<void>((resolve) => (allAcked = resolve)), sleep(o.drainMs)]);
+  const drainDeadline = performance.now() + o.drainMs;
+  const live = (): number => subs.filter((s) => !s.closed).length;
+  while (received < acked * live() && performance.now() < drainDeadline) await sleep(5);
+  const benchCpuPct = cpuPercent(cpu0, performance.now() - t0);
+  phase = 'done';
+  progress.stop();
+
+  // Lost: an acked offset a subscriber did not receive.
+  let lost = 0;
+  for (const s of subs) {
+    for (const offset of ackedOffsets) {
+      const i = offset - s.base - 1;
+      if (!(i >= 0 && i < M) || s.seen[i] === 0) lost++;
+    }
+  }
+  for (const c of [...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)]) c.close(1000);
+  await Promise.race([Promise.all([...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)].map((ws) => (ws.readyState === ws.CLOSED ? null : new Promise((r) => ws.once('close', r))))), sleep(2000)]);
+  for (const ws of [...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)]) if (ws.readyState !== ws.CLOSED) ws.terminate();
+
+  const deliverySpan = Math.max(1, (lastDeliveryAt || performance.now()) - publishStart);
+  return {
+    kind: 'fanout',
+    url: o.url,
+    channel: o.channel,
+    subscribers: subs.length,
+    failures,
+    publishers: pubs.length,
+    setupMs,
+    publications: { requested: M, sent, acked, refused, ...(firstRefusal ? { firstRefusal } : {}) },
+    rate: { requestedPerSec: o.rate, achievedPerSec: publishMs > 0 ? (sent / publishMs) * 1000 : 0 },
+    deliveries: { expected: acked * subs.length, received, perSec: (received / deliverySpan) * 1000 },
+    lost,
+    duplicated,
+    unexpected,
+    dropped,
+    latency: hist.summary(),
+    durationMs: publishMs,
+    benchCpuPct,
+  };
+}
