@@ -23,6 +23,8 @@ export interface CliProcess {
   log(match: (line: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
   /** The first log line with this `event` (the `echo` command's log format). */
   event(name: string, ms?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the first stderr line matching `match`; rejects if the process exits first, or after `ms`. */
+  stderrLine(match: RegExp, what: string, ms?: number): Promise<string>;
   /** SIGTERM (graceful shutdown), wait for the exit (at most `ms`), then SIGKILL. */
   stop(ms?: number): Promise<void>;
   /** SIGKILL unless it exited. */
@@ -86,6 +88,25 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
     wake();
   });
   const what = `switchboard ${argv[0] ?? ''}`;
+  /** The first value `probe()` finds, probed at each line of output; rejects when the process ended first, or after `ms`. */
+  const waitFor = <T>(probe: () => T | undefined, lineWhat: string, ms: number): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    return new Promise<T>((resolve, reject) => {
+      const check = (): void => {
+        if (settled) return;
+        const found = probe();
+        if (found !== undefined) resolve(found);
+        else if (ended) reject(new Error(`${what} exited (${ended.code ?? ended.signal}) before ${lineWhat}; stderr: ${stderr.join(' | ')}`));
+        else waiters.push(check);
+      };
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${lineWhat} (stderr: ${stderr.join(' | ')}; stdout: ${stdout.slice(-5).join(' | ')})`)), ms);
+      check();
+    }).finally(() => {
+      settled = true;
+      clearTimeout(timer);
+    });
+  };
   const proc: CliProcess = {
     child,
     logs,
@@ -93,19 +114,10 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
     stderr,
     exited,
     log(match, lineWhat, ms = CHILD_WAIT) {
-      return within(
-        new Promise<Record<string, unknown>>((resolve, reject) => {
-          const check = (): void => {
-            const found = logs.find(match);
-            if (found) resolve(found);
-            else if (ended) reject(new Error(`${what} exited (${ended.code ?? ended.signal}) before ${lineWhat}; stderr: ${stderr.join(' | ')}`));
-            else waiters.push(check);
-          };
-          check();
-        }),
-        ms,
-        `${lineWhat} (stderr: ${stderr.join(' | ')})`,
-      );
+      return waitFor(() => logs.find(match), lineWhat, ms);
+    },
+    stderrLine(match, lineWhat, ms = CHILD_WAIT) {
+      return waitFor(() => stderr.find((l) => match.test(l)), lineWhat, ms);
     },
     event(name, ms) {
       return proc.log((l) => l.event === name, `the '${name}' log line`, ms);
