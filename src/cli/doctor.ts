@@ -59,9 +59,9 @@ interface Options {
 const PROXY_HEADERS = ['via', 'x-cache', 'x-served-by', 'x-varnish', 'cf-ray', 'x-amz-cf-id', 'x-azure-ref', 'x-forwarded-for', 'x-proxy-id', 'proxy-connection'];
 const PROXY_SERVERS = /nginx|haproxy|envoy|apache|squid|varnish|traefik|caddy|cloudflare|cloudfront|akamai|istio|openresty|iis/i;
 
-/** Advice for a proxy in front: pass Upgrade and Connection through. */
-const PROXY_ADVICE =
-  'a proxy in front must pass the Upgrade and Connection headers (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; ' +
+/** What a proxy in front must do for WebSockets. */
+const PROXY_FIX =
+  'pass the Upgrade and Connection headers (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; ' +
   'proxy_set_header Connection "upgrade"; HAProxy and most CDNs do it by default; see deploy/nginx/switchboard.conf)';
 
 export async function doctor(args: string[]): Promise<number> {
@@ -119,8 +119,8 @@ export function formatLine(l: DoctorLine): string {
 function verdict(r: DoctorReport): string {
   if (r.ok) {
     const over = r.http1 && r.http2 ? 'HTTP/1.1 and HTTP/2' : r.http2 ? 'HTTP/2 (RFC 8441)' : 'HTTP/1.1';
-    const warnings = r.lines.filter((l) => l.mark === '!').length;
-    return `WebSocket works over ${over}${warnings ? ` (${warnings} warning${warnings > 1 ? 's' : ''} above)` : ''}.`;
+    const notes = r.lines.filter((l) => l.mark === '!' || l.mark === '✗').length;
+    return `WebSocket works over ${over}${notes ? ` (see the ${notes} line${notes > 1 ? 's' : ''} marked ! or ✗ above)` : ''}.`;
   }
   if ((r.http1 || r.http2) && !r.trusted) return 'A WebSocket opens, but only because the certificate check was skipped: clients that check it will fail (see ✗ above).';
   return 'No WebSocket could be opened: fix the first ✗ above.';
@@ -382,9 +382,9 @@ async function checkHttp1(url: URL, options: Options, add: (l: DoctorLine) => vo
           advice: 'fine for small or binary messages; for large JSON enable it on the server (perMessageDeflate, or compression in switchboard serve\'s config)',
         },
   );
-  await pingLine(ws, options.timeoutMs, 'Ping (HTTP/1.1)', add);
+  const answered = await pingLine(ws, options.timeoutMs, 'Ping (HTTP/1.1)', add);
   ws.close(CloseCode.NormalClosure);
-  return true;
+  return answered;
 }
 
 /** Words for an Upgrade the server (or something before it) did not take. */
@@ -416,30 +416,31 @@ function reportRefusedUpgrade(
   const upgradeIgnored = status === 200 || status === 400 || status === 426 || (status >= 300 && status < 400);
 
   let advice: string;
-  if (status === 401 || status === 403) advice = 'the WebSocket endpoint is there and refused this client: a token or cookie (401), or the Origin (403: --origin, the server\'s allowedOrigins)';
+  if (status === 403 && /ALPN/i.test(body)) advice = 'an HTTP/2-only server: HTTP/1.1 clients (and browsers when RFC 8441 is not used) cannot reach it; accept HTTP/1.1 too (Node: allowHTTP1)';
+  else if (status === 401 || status === 403) advice = 'the WebSocket endpoint is there and refused this client: a token or cookie (401), or the Origin (403: --origin, the server\'s allowedOrigins)';
   else if (status === 404) advice = 'no WebSocket endpoint at this path: check the path (switchboard serve: /rt)';
   else if (status === 429 || status === 503) advice = `the server is limiting connections (Retry-After: ${String(headers['retry-after'] ?? '-')}); try again later or raise its limits`;
   else if (status >= 300 && status < 400) advice = `a redirect to ${String(headers.location ?? '?')}: WebSocket clients do not follow it; use the final URL`;
-  else if (upgradeIgnored) advice = `the Upgrade was answered as a plain HTTP request: the path is not a WebSocket endpoint, or ${PROXY_ADVICE}`;
+  else if (upgradeIgnored) advice = `the Upgrade was answered as a plain HTTP request: the path is not a WebSocket endpoint, or a proxy in front does not ${PROXY_FIX}`;
   else advice = 'the server failed the request: see its logs';
   add({ mark: '✗', check: 'HTTP/1.1 Upgrade', found: `no 101: the server answered ${said}`, advice });
 
   if (upgradeIgnored) {
     add(
       proxyHints.length > 0
-        ? { mark: '✗', check: 'Proxy', found: `a proxy seems to be in between (${proxyHints.join('; ')}) and the Upgrade did not get through: Upgrade missing`, advice: PROXY_ADVICE }
+        ? { mark: '✗', check: 'Proxy', found: `a proxy seems to be in between (${proxyHints.join('; ')}) and the Upgrade did not get through: Upgrade missing`, advice: `the proxy must ${PROXY_FIX}` }
         : {
             mark: '!',
             check: 'Proxy',
             found: `Upgrade missing: the request got a ${status} instead of 101, with no header that names a proxy`,
-            advice: `if a proxy or load balancer is in front, ${PROXY_ADVICE}; else this is not a WebSocket endpoint`,
+            advice: `if a proxy or load balancer is in front, it must ${PROXY_FIX}; else this is not a WebSocket endpoint`,
           },
     );
   }
 }
 
-/** Five pings on an open WebSocket: RTT min/avg/max, or ✗ when no pong comes. */
-async function pingLine(ws: WebSocket, timeoutMs: number, check: string, add: (l: DoctorLine) => void): Promise<void> {
+/** Five pings on an open WebSocket: RTT min/avg/max, or ✗ when no pong comes. Whether every ping was answered. */
+async function pingLine(ws: WebSocket, timeoutMs: number, check: string, add: (l: DoctorLine) => void): Promise<boolean> {
   const rtts: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
@@ -468,12 +469,13 @@ async function pingLine(ws: WebSocket, timeoutMs: number, check: string, add: (l
         found: `no pong within ${timeoutMs / 1000} s${rtts.length ? ` (after ${rtts.length} answered)` : ''}`,
         advice: 'the peer does not answer WebSocket pings (RFC 6455 §5.5.2 requires it), or something in between swallows control frames',
       });
-      return;
+      return false;
     }
     rtts.push(performance.now() - t0);
   }
   const avg = rtts.reduce((a, b) => a + b, 0) / rtts.length;
   add({ mark: '✓', check, found: `RTT min ${Math.min(...rtts).toFixed(2)} / avg ${avg.toFixed(2)} / max ${Math.max(...rtts).toFixed(2)} ms (5 pings)` });
+  return true;
 }
 
 /** HTTP/2: is RFC 8441 advertised, and does an extended CONNECT open a WebSocket stream. Whether one did. */
@@ -557,10 +559,10 @@ async function checkHttp2(url: URL, options: Options, add: (l: DoctorLine) => vo
     const ws = new WebSocket(null);
     ws.setSocket(stream, Buffer.alloc(0), { role: 'client', closeTimeout: 1000 });
     ws.on('error', () => {});
-    await pingLine(ws, options.timeoutMs, 'Ping (HTTP/2)', add);
+    const answered = await pingLine(ws, options.timeoutMs, 'Ping (HTTP/2)', add);
     ws.terminate();
     stream.destroy();
-    return true;
+    return answered;
   } finally {
     session.destroy();
   }
