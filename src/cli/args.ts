@@ -60,7 +60,7 @@ export const COMMANDS = {
     ],
   },
   doctor: {
-    synopsis: 'URL [--insecure] [--ca FILE] [--timeout S] [--json]',
+    synopsis: 'URL [-k|--insecure] [--ca FILE] [--protocol P]... [--origin O] [--timeout S] [--json]',
     description: [
       'check a WebSocket endpoint step by step: DNS, TCP, TLS (chain, expiry, ALPN),',
       'HTTP/1.1 Upgrade (and a proxy stripping it), RFC 8441 over HTTP/2, compression,',

@@ -24,10 +24,11 @@ const KINDS = {
     ],
   },
   echo: {
-    synopsis: 'URL [--connections 10] [--size 32] [--inflight 1] [--duration 5] [--warmup 0.5] [--text] [--deflate] [--workers 1]',
+    synopsis: 'URL [--connections 10] [--size 32] [--inflight 1] [--warmup 0.5] [--text] [--deflate] [--workers 1]',
     description: [
       'each connection keeps --inflight messages of --size bytes outstanding against an echo',
-      'server (switchboard echo): msgs/s, MB/s, round-trip p50/p99/p99.9; --workers W spreads',
+      'server (switchboard echo) for --duration s (default 5): msgs/s, MB/s, round-trip',
+      'p50/p99/p99.9 (the run is measured after --warmup s); --workers W spreads',
       'the connections over W threads when one core is not enough to load the server',
     ],
   },
