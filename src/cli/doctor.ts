@@ -379,7 +379,7 @@ async function checkHttp1(url: URL, options: Options, add: (l: DoctorLine) => vo
           mark: '!',
           check: 'Compression',
           found: 'permessage-deflate not negotiated (offered, the server declined)',
-          advice: 'fine for small or binary messages; for large JSON enable it on the server (perMessageDeflate, or compression in switchboard serve\'s config)',
+          advice: 'fine for small or binary messages; for large JSON enable it on the server (ws-style servers: perMessageDeflate; switchboard serve: compression.enabled, SWITCHBOARD_COMPRESSION=true)',
         },
   );
   const answered = await pingLine(ws, options.timeoutMs, 'Ping (HTTP/1.1)', add);
