@@ -33,12 +33,13 @@ const KINDS = {
     ],
   },
   fanout: {
-    synopsis: 'URL [--subscribers 100] [--publications 1000] [--rate 200] [--publishers auto] [--channel C] [--token T] [--drain 5]',
+    synopsis: 'URL [--subscribers 100] [--publications 1000] [--rate 200] [--publishers auto] [--channel C] [--token T] [--drain 5] [--workers 1]',
     description: [
       'realtime protocol: --subscribers on one channel (default a fresh bench/<random>),',
       '--publications at --rate per second over enough publisher connections for the server\'s',
       'announced rate budget: deliveries/s, publish-to-delivery p50/p99/p99.9, lost and',
-      'duplicated counted by offset; token: --token, SWITCHBOARD_TOKEN or POST /dev/token',
+      'duplicated counted by offset; token: --token, SWITCHBOARD_TOKEN or POST /dev/token;',
+      '--workers W spreads the subscribers over W threads (receiving costs more than sending)',
     ],
   },
 } as const;
@@ -153,6 +154,7 @@ export async function bench(args: string[]): Promise<number> {
         token: { type: 'string' },
         user: { type: 'string' },
         drain: { type: 'string' },
+        workers: { type: 'string' },
       });
       json = values.json === true;
       const url = wsUrl(positionals[0], k);
@@ -171,6 +173,7 @@ export async function bench(args: string[]): Promise<number> {
           durationMs: num(values, 'duration', 600, 0.1, 86_400, false) * 1000,
           drainMs: num(values, 'drain', 5, 0, 3600, false) * 1000,
           setupMs: Math.max(30_000, timeoutMs),
+          workers: num(values, 'workers', 1, 1, 256),
           token,
           timeoutMs,
         },
@@ -269,7 +272,7 @@ export function table(r: ConnectBenchResult | EchoBenchResult | FanoutBenchResul
     const advice = limitAdvice(Object.keys(r.failures));
     if (advice) notes.push(advice);
   } else {
-    title = `bench fanout ${r.url}: ${r.subscribers} subscribers on ${r.channel}, ${r.publishers} publisher${r.publishers === 1 ? '' : 's'}`;
+    title = `bench fanout ${r.url}: ${r.subscribers} subscribers on ${r.channel}, ${r.publishers} publisher${r.publishers === 1 ? '' : 's'}${r.workers > 1 ? `, ${r.workers} workers` : ''}`;
     rows = [
       ['publications', `${int(r.publications.acked)} acked of ${int(r.publications.sent)} sent (${int(r.publications.requested)} asked)${r.publications.refused ? `, ${int(r.publications.refused)} refused: ${r.publications.firstRefusal}` : ''}`],
       ['publish rate', `${fixed(r.rate.achievedPerSec, 1)}/s (asked ${r.rate.requestedPerSec}/s)`],
@@ -285,7 +288,7 @@ export function table(r: ConnectBenchResult | EchoBenchResult | FanoutBenchResul
       ['setup', `${fixed(r.setupMs / 1000)} s`],
       ['bench CPU', `${int(r.benchCpuPct)} % of one core`],
     ];
-    if (r.benchCpuPct > 85) notes.push(`the load generator was CPU-bound (${int(r.benchCpuPct)} %): latency includes its own queueing; run fewer subscribers per process`);
+    if (r.benchCpuPct > 85 * r.workers) notes.push(`the load generator was CPU-bound (${int(r.benchCpuPct)} %): latency includes its own queueing; try --workers ${r.workers * 2}`);
     const advice = limitAdvice(Object.keys(r.failures).map((f) => f.replace(/^publisher: /, '')));
     if (advice) notes.push(advice);
   }

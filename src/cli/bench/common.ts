@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { Worker } from 'node:worker_threads';
 import { HandshakeError } from '../../protocol/errors.js';
 import { WebSocket, type ClientOptions } from '../../transport/websocket.js';
 
@@ -120,3 +121,16 @@ export function bar(done: number, total: number, width = 20): string {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A worker thread running `./<name>.js` of this folder. From source (src/
+ * through tsx, as the tests run the CLI) the thread loads tsx first:
+ * `--import tsx` of the main thread does not reach workers.
+ */
+export function startWorker(name: string, workerData: unknown): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, import.meta.url), { workerData });
+  const api = import.meta.resolve('tsx/esm/api');
+  const main = new URL(`./${name}.ts`, import.meta.url).href;
+  const code = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(main)}); })`;
+  return new Worker(code, { eval: true, workerData });
+}

@@ -18,8 +18,8 @@
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MESSAGE_RATE, DEFAULT_SUBPROTOCOL } from '../../wire/messages.js';
 import type { WebSocket } from '../../transport/websocket.js';
-import { bar, cpuPercent, openWebSocket, sleep, type Progress } from './common.js';
-import { LatencyHistogram, type LatencySummary } from './histogram.js';
+import { bar, cpuPercent, openWebSocket, sleep, startWorker, type Progress } from './common.js';
+import { LatencyHistogram, type HistogramData, type LatencySummary } from './histogram.js';
 
 export interface FanoutBenchOptions {
   url: string;
@@ -36,6 +36,8 @@ export interface FanoutBenchOptions {
   drainMs: number;
   /** Bound of connecting and subscribing everyone. */
   setupMs: number;
+  /** Worker threads the subscribers are spread over (1: this thread). */
+  workers: number;
   token: string | undefined;
   timeoutMs: number;
 }
@@ -45,6 +47,7 @@ export interface FanoutBenchResult {
   url: string;
   channel: string;
   subscribers: number;
+  workers: number;
   /** Subscribers that could not connect or subscribe (reason → count). */
   failures: Record<string, number>;
   publishers: number;
@@ -168,59 +171,77 @@ function readDelivery(data: Buffer): { offset: number; epoch: string; t: number 
   return { offset: Number(m.offset), epoch: String(m.epoch), t: typeof m.data?.t === 'number' ? m.data.t : NaN };
 }
 
-export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress): Promise<FanoutBenchResult> {
-  const M = o.publications;
-  const hist = new LatencyHistogram();
-  const failures: Record<string, number> = {};
-  const dropped: Record<string, number> = {};
-  const subs: Subscriber[] = [];
-  let received = 0;
-  let duplicated = 0;
-  let unexpected = 0;
-  let sent = 0;
-  let acked = 0;
-  let refused = 0;
-  let firstRefusal: string | undefined;
-  let phase: 'setup' | 'publish' | 'drain' | 'done' = 'setup';
-  let lastDeliveryAt = 0;
-  let publishStart = 0;
+/** What a group of subscribers reports at the end (one per worker thread, or the only one). */
+export interface SubscriberReport {
+  subscribed: number;
+  failures: Record<string, number>;
+  received: number;
+  duplicated: number;
+  unexpected: number;
+  lost: number;
+  dropped: Record<string, number>;
+  hist: HistogramData;
+  lastDeliveryAt: number;
+  cpuPct: number;
+}
 
-  progress.start(() =>
-    phase === 'setup'
-      ? `fanout setup ${bar(subs.length, o.subscribers)} ${subs.length} subscribed`
-      : `fanout ${bar(acked, M)} published ${acked}, delivered ${received} of ${acked * subs.length}`,
-  );
-  const t0 = performance.now();
-  const setupDeadline = t0 + o.setupMs;
-  const cpu0 = process.cpuUsage();
+/**
+ * A group of subscribers on the channel: opened and subscribed by
+ * `open()`, counting deliveries by offset, then `finish()` with the acked
+ * offsets waits (bounded) for every delivery and says what was lost. Runs
+ * in the main thread or in a worker thread (`--workers`).
+ */
+export class SubscriberGroup {
+  readonly hist = new LatencyHistogram();
+  readonly failures: Record<string, number> = {};
+  readonly dropped: Record<string, number> = {};
+  readonly subs: Subscriber[] = [];
+  received = 0;
+  duplicated = 0;
+  unexpected = 0;
+  /** Wall-clock ms (timeOrigin-based, comparable across threads) of the last delivery. */
+  lastDeliveryAt = 0;
+  #done = false;
+  readonly #cpu0 = process.cpuUsage();
+  readonly #t0 = performance.now();
 
-  // Subscribers, 32 at a time.
-  let started = 0;
-  const subscribeOne = async (): Promise<void> => {
-    while (started < o.subscribers && performance.now() < setupDeadline) {
-      started++;
-      const c = await openRetrying(o, setupDeadline);
-      if ('error' in c) {
-        failures[c.error] = (failures[c.error] ?? 0) + 1;
-        continue;
+  constructor(private readonly o: FanoutBenchOptions) {}
+
+  /** Open and subscribe `count` subscribers, 32 at a time, before `deadline` (performance.now()). */
+  async open(count: number, deadline: number): Promise<void> {
+    let started = 0;
+    const one = async (): Promise<void> => {
+      while (started < count && performance.now() < deadline) {
+        started++;
+        const c = await openRetrying(this.o, deadline);
+        if ('error' in c) {
+          this.#fail(c.error);
+          continue;
+        }
+        const reply = await request(c.ws, { op: 'sub', id: 2, channel: this.o.channel }, this.o.timeoutMs);
+        if ('error' in reply) {
+          this.#fail(`sub: ${reply.error}`);
+          c.ws.terminate();
+          continue;
+        }
+        const position = reply.ok['position'] as { offset: number; epoch: string } | undefined;
+        const sub: Subscriber = { ws: c.ws, base: position?.offset ?? 0, epoch: position?.epoch ?? '', seen: new Uint8Array(this.o.publications), ready: true, closed: false };
+        c.ws.on('message', (data: Buffer) => this.#onDelivery(sub, data));
+        c.ws.once('close', (code: number) => {
+          sub.closed = true;
+          if (!this.#done) this.dropped[code] = (this.dropped[code] ?? 0) + 1;
+        });
+        this.subs.push(sub);
       }
-      const reply = await request(c.ws, { op: 'sub', id: 2, channel: o.channel }, o.timeoutMs);
-      if ('error' in reply) {
-        failures[`sub: ${reply.error}`] = (failures[`sub: ${reply.error}`] ?? 0) + 1;
-        c.ws.terminate();
-        continue;
-      }
-      const position = reply.ok['position'] as { offset: number; epoch: string } | undefined;
-      const sub: Subscriber = { ws: c.ws, base: position?.offset ?? 0, epoch: position?.epoch ?? '', seen: new Uint8Array(M), ready: true, closed: false };
-      c.ws.on('message', (data: Buffer) => onDelivery(sub, data));
-      c.ws.once('close', (code: number) => {
-        sub.closed = true;
-        if (phase !== 'done') dropped[code] = (dropped[code] ?? 0) + 1;
-      });
-      subs.push(sub);
-    }
-  };
-  const onDelivery = (sub: Subscriber, data: Buffer): void => {
+    };
+    await Promise.all(Array.from({ length: Math.min(32, count) }, one));
+  }
+
+  #fail(reason: string): void {
+    this.failures[reason] = (this.failures[reason] ?? 0) + 1;
+  }
+
+  #onDelivery(sub: Subscriber, data: Buffer): void {
     const now = performance.timeOrigin + performance.now();
     const m = readDelivery(data);
     if (m === null) {
@@ -228,24 +249,133 @@ export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress):
       return;
     }
     const i = m.offset - sub.base - 1;
-    if (m.epoch !== sub.epoch || i < 0 || i >= M) {
-      unexpected++;
+    if (m.epoch !== sub.epoch || i < 0 || i >= this.o.publications) {
+      this.unexpected++;
       return;
     }
     if (sub.seen[i]! > 0) {
-      duplicated++;
+      this.duplicated++;
       return;
     }
     sub.seen[i] = 1;
-    received++;
-    lastDeliveryAt = performance.now();
-    if (m.t === m.t) hist.recordMs(now - m.t);
-  };
-  await Promise.all(Array.from({ length: Math.min(32, o.subscribers) }, subscribeOne));
+    this.received++;
+    this.lastDeliveryAt = now;
+    if (m.t === m.t) this.hist.recordMs(now - m.t);
+  }
 
+  /** Wait (at most `drainMs`) for every delivery of the acked offsets, count the lost ones, close everything. */
+  async finish(ackedOffsets: readonly number[], drainMs: number): Promise<SubscriberReport> {
+    const deadline = performance.now() + drainMs;
+    const live = (): number => this.subs.filter((s) => !s.closed).length;
+    while (this.received < ackedOffsets.length * live() && performance.now() < deadline) await sleep(5);
+    const cpuPct = cpuPercent(this.#cpu0, performance.now() - this.#t0);
+    this.#done = true;
+    let lost = 0;
+    for (const s of this.subs) {
+      for (const offset of ackedOffsets) {
+        const i = offset - s.base - 1;
+        if (!(i >= 0 && i < this.o.publications) || s.seen[i] === 0) lost++;
+      }
+    }
+    await closeAll(this.subs.map((s) => s.ws));
+    return {
+      subscribed: this.subs.length,
+      failures: this.failures,
+      received: this.received,
+      duplicated: this.duplicated,
+      unexpected: this.unexpected,
+      lost,
+      dropped: this.dropped,
+      hist: this.hist.data(),
+      lastDeliveryAt: this.lastDeliveryAt,
+      cpuPct,
+    };
+  }
+}
+
+/** Close politely (bounded), then cut what is left. */
+async function closeAll(sockets: WebSocket[]): Promise<void> {
+  for (const ws of sockets) ws.close(1000);
+  await Promise.race([Promise.all(sockets.map((ws) => (ws.readyState === ws.CLOSED ? null : new Promise((r) => ws.once('close', r))))), sleep(2000)]);
+  for (const ws of sockets) if (ws.readyState !== ws.CLOSED) ws.terminate();
+}
+
+/** What a fan-out worker thread and the main thread say to each other. */
+export type FanoutToMain =
+  | { type: 'ready'; subscribed: number }
+  | { type: 'progress'; received: number; subscribed: number }
+  | { type: 'result'; report: SubscriberReport }
+  | { type: 'error'; message: string };
+export type FanoutToWorker = { type: 'finish'; ackedOffsets: number[]; drainMs: number };
+
+/** The subscribers' side: in this thread, or spread over `o.workers` worker threads. */
+interface SubscriberSide {
+  /** Subscribed so far, and deliveries counted so far (for the progress line). */
+  counts(): { subscribed: number; received: number };
+  finish(ackedOffsets: number[], drainMs: number): Promise<SubscriberReport[]>;
+}
+
+async function openSubscribers(o: FanoutBenchOptions, deadline: number): Promise<SubscriberSide> {
+  if (o.workers <= 1) {
+    const group = new SubscriberGroup(o);
+    await group.open(o.subscribers, deadline);
+    return {
+      counts: () => ({ subscribed: group.subs.length, received: group.received }),
+      finish: async (acked, drainMs) => [await group.finish(acked, drainMs)],
+    };
+  }
+  const shares = Array.from({ length: o.workers }, (_, i) => Math.floor(o.subscribers / o.workers) + (i < o.subscribers % o.workers ? 1 : 0));
+  const counts = shares.map(() => ({ subscribed: 0, received: 0 }));
+  const workers = shares.map((count) => startWorker('fanout-worker', { options: o, count, deadlineInMs: deadline - performance.now() }));
+  const results = workers.map(
+    (w, i) =>
+      new Promise<SubscriberReport>((resolve, reject) => {
+        w.on('message', (m: FanoutToMain) => {
+          if (m.type === 'progress' || m.type === 'ready') Object.assign(counts[i]!, m.type === 'ready' ? { subscribed: m.subscribed } : m);
+          if (m.type === 'result') resolve(m.report);
+          if (m.type === 'error') reject(new Error(`worker ${i}: ${m.message}`));
+        });
+        w.once('error', (err) => reject(new Error(`worker ${i}: ${err.message}`)));
+        w.once('exit', (code) => reject(new Error(`worker ${i} exited (${code}) without a result`)));
+      }),
+  );
+  // Every worker subscribed (or failed) before anything is published.
+  await Promise.all(workers.map((w) => new Promise<void>((resolve) => w.on('message', (m: FanoutToMain) => m.type === 'ready' && resolve()))).map((p, i) => Promise.race([p, results[i]!.then(() => {})])));
+  return {
+    counts: () => counts.reduce((a, c) => ({ subscribed: a.subscribed + c.subscribed, received: a.received + c.received }), { subscribed: 0, received: 0 }),
+    async finish(ackedOffsets, drainMs) {
+      for (const w of workers) w.postMessage({ type: 'finish', ackedOffsets, drainMs } satisfies FanoutToWorker);
+      try {
+        return await Promise.all(results);
+      } finally {
+        await Promise.all(workers.map((w) => w.terminate()));
+      }
+    },
+  };
+}
+
+export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress): Promise<FanoutBenchResult> {
+  const M = o.publications;
+  let sent = 0;
+  let acked = 0;
+  let refused = 0;
+  let firstRefusal: string | undefined;
+  let side: SubscriberSide | null = null;
+
+  progress.start(() => {
+    if (!side) return 'fanout: connecting and subscribing';
+    const { subscribed, received } = side.counts();
+    return `fanout ${bar(acked, M)} published ${acked}, delivered ${received} of ${acked * subscribed}`;
+  });
+  const t0 = performance.now();
+  const setupDeadline = t0 + o.setupMs;
+  const cpu0 = process.cpuUsage();
+  side = await openSubscribers(o, setupDeadline);
+  const subscribed = side.counts().subscribed;
   // Publishers: enough to keep each at half its announced budget (room for catch-up bursts after a stall).
   const pubs: Array<{ ws: WebSocket; perSecond: number }> = [];
-  const first = subs.length > 0 ? await openRetrying(o, setupDeadline) : { error: 'no subscriber' };
+  const failures: Record<string, number> = {};
+  const first = subscribed > 0 ? await openRetrying(o, setupDeadline) : { error: 'no subscriber' };
   if ('ws' in first) {
     pubs.push(first);
     const wanted = o.publishers > 0 ? o.publishers : Math.max(1, Math.ceil(o.rate / (first.perSecond * 0.5)));
@@ -257,13 +387,12 @@ export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress):
       }
       pubs.push(c);
     }
-  } else if (subs.length > 0) {
+  } else if (subscribed > 0) {
     failures[`publisher: ${first.error}`] = 1;
   }
   const setupMs = performance.now() - t0;
 
   // Publish at the rate: publication k is due at start + k / rate, round-robin over the publishers.
-  phase = 'publish';
   const ackWaiters = new Map<number, true>();
   const ackedOffsets: number[] = [];
   let allAcked: (() => void) | null = null;
@@ -285,7 +414,8 @@ export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress):
       if (ackWaiters.size === 0) allAcked?.();
     });
   }
-  publishStart = performance.now();
+  const publishStart = performance.now();
+  const publishStartWall = performance.timeOrigin + publishStart;
   const publishDeadline = publishStart + o.durationMs;
   if (pubs.length > 0) {
     while (sent < M && performance.now() < publishDeadline) {
@@ -303,42 +433,39 @@ export async function runFanoutBench(o: FanoutBenchOptions, progress: Progress):
   const publishMs = performance.now() - publishStart;
 
   // Drain: every ack, then every delivery of what was acked (bounded).
-  phase = 'drain';
   if (ackWaiters.size > 0) await Promise.race([new Promise<void>((resolve) => (allAcked = resolve)), sleep(o.drainMs)]);
-  const drainDeadline = performance.now() + o.drainMs;
-  const live = (): number => subs.filter((s) => !s.closed).length;
-  while (received < acked * live() && performance.now() < drainDeadline) await sleep(5);
+  const reports = await side.finish(ackedOffsets, o.drainMs);
+  await closeAll(pubs.map((p) => p.ws));
+  // process.cpuUsage() counts every thread of the process, the workers' too.
   const benchCpuPct = cpuPercent(cpu0, performance.now() - t0);
-  phase = 'done';
   progress.stop();
 
-  // Lost: an acked offset a subscriber did not receive.
-  let lost = 0;
-  for (const s of subs) {
-    for (const offset of ackedOffsets) {
-      const i = offset - s.base - 1;
-      if (!(i >= 0 && i < M) || s.seen[i] === 0) lost++;
-    }
+  const hist = new LatencyHistogram();
+  const dropped: Record<string, number> = {};
+  for (const r of reports) {
+    hist.add(r.hist);
+    for (const [k, v] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.dropped)) dropped[k] = (dropped[k] ?? 0) + v;
   }
-  for (const c of [...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)]) c.close(1000);
-  await Promise.race([Promise.all([...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)].map((ws) => (ws.readyState === ws.CLOSED ? null : new Promise((r) => ws.once('close', r))))), sleep(2000)]);
-  for (const ws of [...subs.map((s) => s.ws), ...pubs.map((p) => p.ws)]) if (ws.readyState !== ws.CLOSED) ws.terminate();
-
-  const deliverySpan = Math.max(1, (lastDeliveryAt || performance.now()) - publishStart);
+  const sum = (f: (r: SubscriberReport) => number): number => reports.reduce((a, r) => a + f(r), 0);
+  const received = sum((r) => r.received);
+  const lastDeliveryAt = Math.max(...reports.map((r) => r.lastDeliveryAt));
+  const deliverySpan = Math.max(1, (lastDeliveryAt > 0 ? lastDeliveryAt : performance.timeOrigin + performance.now()) - publishStartWall);
   return {
     kind: 'fanout',
     url: o.url,
     channel: o.channel,
-    subscribers: subs.length,
+    subscribers: subscribed,
+    workers: o.workers,
     failures,
     publishers: pubs.length,
     setupMs,
     publications: { requested: M, sent, acked, refused, ...(firstRefusal ? { firstRefusal } : {}) },
     rate: { requestedPerSec: o.rate, achievedPerSec: publishMs > 0 ? (sent / publishMs) * 1000 : 0 },
-    deliveries: { expected: acked * subs.length, received, perSec: (received / deliverySpan) * 1000 },
-    lost,
-    duplicated,
-    unexpected,
+    deliveries: { expected: acked * subscribed, received, perSec: (received / deliverySpan) * 1000 },
+    lost: sum((r) => r.lost),
+    duplicated: sum((r) => r.duplicated),
+    unexpected: sum((r) => r.unexpected),
     dropped,
     latency: hist.summary(),
     durationMs: publishMs,

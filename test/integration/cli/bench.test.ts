@@ -92,27 +92,31 @@ test('bench echo: 4 connections × 64 B for 1 s; with --workers 2 the counts add
   }
 });
 
-test('bench fanout: 20 subscribers × 100 publications through the realtime protocol: all delivered once, lost 0, duplicated 0', async (t) => {
+test('bench fanout: 20 subscribers × 100 publications through the realtime protocol: all delivered once, lost 0, duplicated 0 (in one thread and over 2 workers)', async (t) => {
   const { server } = createTestServer({ config: { limits: { connectionRatePerIp: { perSecond: 1000, burst: 1000 } } } });
   t.after(() => server.close());
   const { port } = await server.listen();
   const { url } = addresses(server, port);
   const token = await signToken('bench');
-  const { code, result } = await bench<Record<string, any>>(t, ['fanout', url, '--token', token, '--subscribers', '20', '--publications', '100', '--rate', '200', '--channel', 'load/one']);
-  assert.equal(code, 0, JSON.stringify(result));
-  assert.equal(result.kind, 'fanout');
-  assert.equal(result.channel, 'load/one');
-  assert.equal(result.subscribers, 20);
-  assert.deepEqual(result.failures, {});
-  assert.ok(result.publishers >= 1, 'publishers sized from the announced budget (50/s each by default)');
-  assert.ok(result.publishers >= Math.ceil(200 / 50), `${result.publishers} publishers for 200/s at 50/s each`);
-  assert.deepEqual(result.publications, { requested: 100, sent: 100, acked: 100, refused: 0 });
-  assert.deepEqual(result.deliveries.expected, 2000);
-  assert.deepEqual(result.deliveries.received, 2000);
-  assert.deepEqual([result.lost, result.duplicated, result.unexpected], [0, 0, 0]);
-  assert.deepEqual(result.dropped, {});
-  assert.equal(result.latency.count, 2000);
-  latencyShape(result.latency);
+  for (const workers of [1, 2]) {
+    const channel = `load/w${workers}`;
+    const { code, result } = await bench<Record<string, any>>(t, ['fanout', url, '--token', token, '--subscribers', '20', '--publications', '100', '--rate', '200', '--channel', channel, '--workers', String(workers)]);
+    assert.equal(code, 0, JSON.stringify(result));
+    assert.equal(result.kind, 'fanout');
+    assert.equal(result.workers, workers);
+    assert.equal(result.channel, channel);
+    assert.equal(result.subscribers, 20);
+    assert.deepEqual(result.failures, {});
+    assert.ok(result.publishers >= 1, 'publishers sized from the announced budget (50/s each by default)');
+    assert.ok(result.publishers >= Math.ceil(200 / 50), `${result.publishers} publishers for 200/s at 50/s each`);
+    assert.deepEqual(result.publications, { requested: 100, sent: 100, acked: 100, refused: 0 });
+    assert.deepEqual(result.deliveries.expected, 2000);
+    assert.deepEqual(result.deliveries.received, 2000);
+    assert.deepEqual([result.lost, result.duplicated, result.unexpected], [0, 0, 0]);
+    assert.deepEqual(result.dropped, {});
+    assert.equal(result.latency.count, 2000);
+    latencyShape(result.latency);
+  }
 });
 
 test('bench fanout: publications the server refuses are counted with its words, and exit 1', async (t) => {
