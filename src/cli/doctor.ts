@@ -9,6 +9,7 @@
  * connection this machine trusts, else 1.
  */
 import dns from 'node:dns/promises';
+import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -213,6 +214,35 @@ export async function diagnose(url: URL, options: Options, onLine: (line: Doctor
   return report(http1, h2, trusted || options.insecure);
 }
 
+/**
+ * The arguments of `event`'s first emission, or an Error: the emitter's
+ * 'error', a 'close' first (when `onClose` says what that means), or no
+ * event within `timeoutMs`.
+ */
+function firstEvent<A extends unknown[]>(
+  emitter: EventEmitter,
+  event: string,
+  timeoutMs: number,
+  timeoutMessage: string,
+  onClose?: () => Error,
+): Promise<A | Error> {
+  return new Promise((resolve) => {
+    const done = (result: A | Error): void => {
+      clearTimeout(timer);
+      emitter.removeListener(event, onEvent);
+      emitter.removeListener('error', done);
+      if (onClose) emitter.removeListener('close', closed);
+      resolve(result);
+    };
+    const onEvent = (...args: unknown[]): void => done(args as A);
+    const closed = (): void => done(onClose!());
+    const timer = setTimeout(() => done(new Error(timeoutMessage)), timeoutMs);
+    emitter.once(event, onEvent);
+    emitter.once('error', done);
+    if (onClose) emitter.once('close', closed);
+  });
+}
+
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
@@ -230,29 +260,18 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<stri
 /** The TLS lines; null when no TLS session could be made at all. */
 async function checkTls(address: string, host: string, port: number, options: Options, add: (l: DoctorLine) => void): Promise<{ trusted: boolean; alpn: string | false | null } | null> {
   const t0 = performance.now();
-  const socket = await new Promise<tls.TLSSocket | Error>((resolve) => {
-    const s = tls.connect({
-      host: address,
-      port,
-      servername: net.isIP(host) ? undefined : host,
-      ALPNProtocols: ['h2', 'http/1.1'],
-      ca: options.ca,
-      // Checked below, in words: a failure here would say nothing about the rest.
-      rejectUnauthorized: false,
-    });
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve(new Error('no TLS handshake within the timeout'));
-    }, options.timeoutMs);
-    s.once('secureConnect', () => {
-      clearTimeout(timer);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      resolve(err);
-    });
+  const s = tls.connect({
+    host: address,
+    port,
+    servername: net.isIP(host) ? undefined : host,
+    ALPNProtocols: ['h2', 'http/1.1'],
+    ca: options.ca,
+    // Checked below, in words: a failure here would say nothing about the rest.
+    rejectUnauthorized: false,
   });
+  const connected = await firstEvent<[]>(s, 'secureConnect', options.timeoutMs, 'no TLS handshake within the timeout');
+  const socket = connected instanceof Error ? connected : s;
+  if (connected instanceof Error) s.destroy();
   if (socket instanceof Error) {
     add({
       mark: '✗',
@@ -485,17 +504,8 @@ async function checkHttp2(url: URL, options: Options, add: (l: DoctorLine) => vo
   const session = http2.connect(origin, { ...tlsOptions(options), servername: net.isIP(url.hostname) ? undefined : url.hostname });
   session.on('error', () => {});
   try {
-    const settings = await new Promise<http2.Settings | Error>((resolve) => {
-      const timer = setTimeout(() => resolve(new Error('no SETTINGS from the server within the timeout')), options.timeoutMs);
-      session.once('remoteSettings', (s) => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      session.once('error', (err) => {
-        clearTimeout(timer);
-        resolve(err);
-      });
-    });
+    const got = await firstEvent<[http2.Settings]>(session, 'remoteSettings', options.timeoutMs, 'no SETTINGS from the server within the timeout');
+    const settings = got instanceof Error ? got : got[0];
     if (settings instanceof Error) {
       add({ mark: '✗', check: 'HTTP/2', found: `no HTTP/2 session: ${settings.message}`, advice: 'the server chose h2 in ALPN but does not speak it: check the TLS terminator' });
       return false;
@@ -527,21 +537,10 @@ async function checkHttp2(url: URL, options: Options, add: (l: DoctorLine) => vo
       { endStream: false },
     );
     stream.on('error', () => {});
-    const response = await new Promise<http2.IncomingHttpHeaders | Error>((resolve) => {
-      const timer = setTimeout(() => resolve(new Error('no answer to the CONNECT within the timeout')), options.timeoutMs);
-      stream.once('response', (headers) => {
-        clearTimeout(timer);
-        resolve(headers);
-      });
-      stream.once('error', (err) => {
-        clearTimeout(timer);
-        resolve(err);
-      });
-      stream.once('close', () => {
-        clearTimeout(timer);
-        resolve(new Error(`the stream was closed without an answer (RST_STREAM ${stream.rstCode ?? '?'})`));
-      });
-    });
+    const answer = await firstEvent<[http2.IncomingHttpHeaders]>(stream, 'response', options.timeoutMs, 'no answer to the CONNECT within the timeout', () =>
+      new Error(`the stream was closed without an answer (RST_STREAM ${stream.rstCode ?? '?'})`),
+    );
+    const response = answer instanceof Error ? answer : answer[0];
     if (response instanceof Error || Number(response[':status']) !== 200) {
       const found = response instanceof Error ? response.message : `answered :status ${response[':status']}`;
       add({

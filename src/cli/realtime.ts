@@ -322,10 +322,11 @@ export async function pub(args: string[]): Promise<number> {
         : `published to ${channel}: offset ${r.offset}, epoch ${r.epoch}${r.duplicate ? ' (duplicate: the server had this key)' : ''}\n`,
     );
   };
-  const items: AsyncIterable<string> | string[] = data === '-' ? createInterface({ input: process.stdin, terminal: false }) : [data];
+  // Read stdin only once the loop below runs: lines a readline interface emitted before would be lost.
+  const items = (): AsyncIterable<string> | string[] => (data === '-' ? createInterface({ input: process.stdin, terminal: false }) : [data]);
 
   if (apiKey !== undefined && apiKey !== '') {
-    for await (const line of items) {
+    for await (const line of items()) {
       if (data === '-' && line === '') continue;
       const result = await publishOverApi(httpOrigin(url), apiKey, channel, parseData(line, values.string), timeoutMs);
       if ('error' in result) {
@@ -342,7 +343,7 @@ export async function pub(args: string[]): Promise<number> {
     const credentials = await resolveCredentials(url, values.token, values.user ?? 'cli');
     client = createCliClient(url, credentials, { requestTimeoutMs: timeoutMs, reconnect: { maxAttempts: 3 } });
     await connectWithin(client, timeoutMs);
-    for await (const line of items) {
+    for await (const line of items()) {
       if (data === '-' && line === '') continue;
       print(await client.publish(channel, parseData(line, values.string)));
     }

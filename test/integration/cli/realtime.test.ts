@@ -144,6 +144,20 @@ test('pub --api-key publishes through POST /api/publish; a wrong key exits 1 wit
   assert.match(wrong.stderr.join('\n'), /^switchboard pub: refused: HTTP 401/);
 });
 
+test('pub CHANNEL - publishes each stdin line (blank lines skipped) and prints each ack', async (t) => {
+  const s = await listening(t, 0);
+  const pub = runCli(t, ['pub', 'chat/lines', '-', '--url', s.url, '--json'], { stdin: 'pipe', env: { SWITCHBOARD_TOKEN: await signToken('writer') } });
+  pub.child.stdin!.end('first line\n\n{"n":2}\n');
+  assert.equal(await exitOf(pub), 0, pub.stderr.join('\n'));
+  assert.deepEqual(
+    pub.stdout.map((l) => (JSON.parse(l) as { offset: number }).offset),
+    [1, 2],
+  );
+  const reader = runCli(t, ['sub', 'chat/lines', '--url', s.url, '--token', await signToken('reader'), '--since', '0', '--count', '2']);
+  assert.equal(await exitOf(reader), 0, reader.stderr.join('\n'));
+  assert.deepEqual(reader.stdout, ['"first line"', '{"n":2}']);
+});
+
 test('sub and pub: usage errors exit 2 with the command\'s usage', async (t) => {
   const noChannel = runCli(t, ['sub']);
   assert.equal(await exitOf(noChannel), 2);
