@@ -52,6 +52,40 @@ export const COMMANDS = {
       'prints how to make browsers trust the CA and the serve command that uses them',
     ],
   },
+  sub: {
+    synopsis: 'CHANNEL [--since OFFSET [--epoch E]] [--url URL] [--token T] [--json | -v] [--count N]',
+    description: [
+      'subscribe with the realtime protocol and print each publication\'s data as JSON',
+      '(-v: with offset and epoch; --json: the whole publication); reconnects and resumes',
+      'like the SDK and says on stderr whether it recovered or may have lost messages;',
+      'token: --token, SWITCHBOARD_TOKEN, else POST /dev/token of a dev server, else anonymous',
+    ],
+  },
+  pub: {
+    synopsis: 'CHANNEL DATA|- [--url URL] [--token T | --api-key K] [--string] [--json]',
+    description: [
+      'publish DATA (JSON, else the text; - reads one publication per stdin line) and',
+      'print the ack (offset, epoch); a refusal exits 1 with the server\'s words;',
+      '--api-key (or SWITCHBOARD_API_KEY) publishes through POST /api/publish instead',
+    ],
+  },
+  doctor: {
+    synopsis: 'URL [-k|--insecure] [--ca FILE] [--protocol P]... [--origin O] [--timeout S] [--json]',
+    description: [
+      'check a WebSocket endpoint step by step: DNS, TCP, TLS (chain, expiry, ALPN),',
+      'HTTP/1.1 Upgrade (and a proxy stripping it), RFC 8441 over HTTP/2, compression,',
+      'ping RTT; one line each, with what to do; exit 0 when a WebSocket opens, else 1',
+    ],
+  },
+  bench: {
+    synopsis: 'connect|echo|fanout URL [--connections N] [--duration S] [--json] ...',
+    description: [
+      'load generator: connect (handshakes/s, failures, server RSS with --pid),',
+      'echo (msgs/s, MB/s, latency percentiles), fanout (realtime: deliveries/s,',
+      'publish-to-delivery percentiles, lost and duplicated by offset);',
+      'switchboard bench <kind> --help for each one\'s options',
+    ],
+  },
 } as const;
 export type Command = keyof typeof COMMANDS;
 

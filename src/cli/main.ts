@@ -2,7 +2,8 @@
  * `switchboard <command>`: serve (the realtime server with the chat demo and
  * the dashboard pages), token (sign and check tokens), init (write a config
  * file), echo (a plain echo server), connect (a wscat-like client), cert (a
- * development TLS certificate). Each
+ * development TLS certificate), sub and pub (the realtime protocol), doctor
+ * (diagnose an endpoint), bench (a load generator). Each
  * command's table entry is in args.ts.
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,9 +12,12 @@ import { ConfigError, loadConfig } from '../server/config/index.js';
 import type { AuthConfig } from '../realtime/auth.js';
 import { COMMANDS, commandUsage, HELP, parseCommandArgs, USAGE, UsageError, type Command } from './args.js';
 import { cert } from './cert.js';
+import { bench } from './bench.js';
 import { connect } from './connect.js';
+import { doctor } from './doctor.js';
 import { echo } from './echo.js';
 import { configTemplate } from './init.js';
+import { pub, sub } from './realtime.js';
 import { isMissingAuthKey, serve } from './serve.js';
 import { checkToken, HOW_TO_SET_A_KEY, parseChannelsOption, parseTtl, signToken } from './tokens.js';
 
@@ -29,6 +33,14 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'connect':
         return await connect(rest);
+      case 'sub':
+        return await sub(rest);
+      case 'pub':
+        return await pub(rest);
+      case 'doctor':
+        return await doctor(rest);
+      case 'bench':
+        return await bench(rest);
       case 'token':
         return await token(rest);
       case 'init':

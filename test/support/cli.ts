@@ -23,6 +23,8 @@ export interface CliProcess {
   log(match: (line: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
   /** The first log line with this `event` (the `echo` command's log format). */
   event(name: string, ms?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the first stderr line matching `match`; rejects if the process exits first, or after `ms`. */
+  stderrLine(match: RegExp, what: string, ms?: number): Promise<string>;
   /** SIGTERM (graceful shutdown), wait for the exit (at most `ms`), then SIGKILL. */
   stop(ms?: number): Promise<void>;
   /** SIGKILL unless it exited. */
@@ -39,21 +41,31 @@ export interface CliOptions {
 /** Children started and not exited: {@link killAll} ends them by PID. */
 const running = new Set<ChildProcess>();
 
+/** How {@link spawnCli} starts the child. */
+export interface CliOptions {
+  /** 'pipe' for commands that read stdin (`connect`, `pub -`). Default 'ignore'. */
+  stdin?: 'pipe' | 'ignore';
+  /** Added to the environment (after the test run's `SWITCHBOARD_*` variables are left out). */
+  env?: Record<string, string>;
+  /** Working directory. Default the checkout's root. */
+  cwd?: string;
+}
+
 /**
  * `switchboard <argv>` as a child process. The environment's `SWITCHBOARD_*`
- * variables are left out (no configuration from the test run). `stdin`:
- * 'pipe' for commands that read it (`connect`).
+ * variables are left out (no configuration from the test run); `options.env`
+ * is added.
  */
 export function spawnCli(argv: readonly string[], options: CliOptions = {}): CliProcess {
   const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_'))), ...options.env };
   const nodeArgs = ['--import', 'tsx', '-e', code];
   // A lower open-files limit: the shell sets it, then becomes node (same PID, killed as usual).
   const [command, args] =
     options.openFiles === undefined
       ? [process.execPath, nodeArgs]
       : ['/bin/sh', ['-c', `ulimit -n ${Math.floor(options.openFiles)} && exec "$0" "$@"`, process.execPath, ...nodeArgs]];
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
   running.add(child);
   const logs: Array<Record<string, unknown>> = [];
   const stdout: string[] = [];
@@ -89,6 +101,25 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
     wake();
   });
   const what = `switchboard ${argv[0] ?? ''}`;
+  /** The first value `probe()` finds, probed at each line of output; rejects when the process ended first, or after `ms`. */
+  const waitFor = <T>(probe: () => T | undefined, lineWhat: string, ms: number): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    return new Promise<T>((resolve, reject) => {
+      const check = (): void => {
+        if (settled) return;
+        const found = probe();
+        if (found !== undefined) resolve(found);
+        else if (ended) reject(new Error(`${what} exited (${ended.code ?? ended.signal}) before ${lineWhat}; stderr: ${stderr.join(' | ')}`));
+        else waiters.push(check);
+      };
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${lineWhat} (stderr: ${stderr.join(' | ')}; stdout: ${stdout.slice(-5).join(' | ')})`)), ms);
+      check();
+    }).finally(() => {
+      settled = true;
+      clearTimeout(timer);
+    });
+  };
   const proc: CliProcess = {
     child,
     logs,
@@ -96,19 +127,10 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
     stderr,
     exited,
     log(match, lineWhat, ms = CHILD_WAIT) {
-      return within(
-        new Promise<Record<string, unknown>>((resolve, reject) => {
-          const check = (): void => {
-            const found = logs.find(match);
-            if (found) resolve(found);
-            else if (ended) reject(new Error(`${what} exited (${ended.code ?? ended.signal}) before ${lineWhat}; stderr: ${stderr.join(' | ')}`));
-            else waiters.push(check);
-          };
-          check();
-        }),
-        ms,
-        `${lineWhat} (stderr: ${stderr.join(' | ')})`,
-      );
+      return waitFor(() => logs.find(match), lineWhat, ms);
+    },
+    stderrLine(match, lineWhat, ms = CHILD_WAIT) {
+      return waitFor(() => stderr.find((l) => match.test(l)), lineWhat, ms);
     },
     event(name, ms) {
       return proc.log((l) => l.event === name, `the '${name}' log line`, ms);
