@@ -14,7 +14,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
-import type { Broker, PresenceStore } from '../brokers/broker.js';
+import { isNodeBus, type Broker, type PresenceStore } from '../brokers/broker.js';
 import { createConfiguredBroker, type Connectable } from './brokers.js';
 import { SnapshotFile } from '../brokers/memory/snapshot-file.js';
 import { HandshakeError } from '../protocol/errors.js';
@@ -25,6 +25,7 @@ import type { Logger } from '../realtime/transport.js';
 import { codecFor } from '../wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
+import { SessionRelay } from '../carriers/session-relay.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { WebSocket } from '../transport/websocket.js';
 import { ConfigError, resolveNamespace, validateConfig, type DeepPartial, type RealtimeConfig } from './config/index.js';
@@ -200,6 +201,8 @@ export class RealtimeServer {
             bufferBytes: fb.bufferBytes,
             maxMessageSize: limits.maxMessageSize,
             allowedOrigins: this.config.allowedOrigins,
+            // With a broker of many nodes, a session's requests may reach any of them (no sticky sessions).
+            ...(isNodeBus(this.broker) ? { relay: new SessionRelay({ bus: this.broker, logger: this.logger, maxBacklogBytes: fb.bufferBytes * 2 }) } : {}),
           },
         )
       : null;
@@ -236,6 +239,7 @@ export class RealtimeServer {
   start(): Promise<void> {
     this.starting ??= (async () => {
       await this.connectBroker();
+      await this.fallbacks?.listenRelay();
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
