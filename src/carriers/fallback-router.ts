@@ -142,7 +142,12 @@ export class FallbackRouter {
 
   /** The id of this node (the first part of its session ids). */
   get nodeId(): string {
-    return this.relay?.nodeId ?? this.localNodeId;
+    try {
+      return this.relay?.nodeId ?? this.localNodeId;
+    } catch {
+      // A broker still connecting (attach mode before start()): sessions opened now are reachable on this node only.
+      return this.localNodeId;
+    }
   }
 
   /** Take requests other nodes relay for this node's sessions (once the broker is connected). */
@@ -160,6 +165,8 @@ export class FallbackRouter {
     const base = this.options.basePath;
     const path = url.pathname;
     if (path !== base && !path.startsWith(`${base}/`)) return false;
+    // Which node took the request (the session's own node is the first part of its id): for operators and tests.
+    res.setHeader('X-Switchboard-Node', this.nodeId);
     this.route(req, res, url, path.slice(base.length)).catch((err: unknown) => this.fail(req, res, err));
     return true;
   }
