@@ -1,7 +1,9 @@
 /** `switchboard serve`: the realtime server with the demo pages. */
+import cluster from 'node:cluster';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import pino from 'pino';
 import {
   ConfigError,
   defaultConfig,
@@ -19,7 +21,12 @@ import { DASHBOARD_CHANNEL, startDashboardFeed } from '../server/dashboard-feed.
 import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
-import { HELP, parseCommandArgs, parsePort } from './args.js';
+import type { Logger } from '../realtime/transport.js';
+import { HELP, parseCommandArgs, parsePort, UsageError } from './args.js';
+import { reportListening, runWorkers, workerIndex } from './workers.js';
+
+/** The development secret the primary made, for its workers (they must all verify the tokens /dev/token signs). */
+const DEV_SECRET_ENV = 'SWITCHBOARD_WORKER_DEV_SECRET';
 
 /**
  * The namespaces of development mode, for the demo pages, when the
@@ -42,6 +49,7 @@ export async function serve(args: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       'snapshot-file': { type: 'string' },
+      workers: { type: 'string', short: 'w' },
     },
   });
   if (!parsed) return 0;
@@ -50,6 +58,11 @@ export async function serve(args: string[]): Promise<number> {
   if (values.port !== undefined) overrides.port = parsePort(values.port);
   if (values.host !== undefined) overrides.host = values.host;
   if (values['snapshot-file'] !== undefined) overrides.broker = { snapshotFile: values['snapshot-file'] };
+  if (values.workers !== undefined) {
+    const n = Number(values.workers);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers: a number of processes from 1 to 256, got '${values.workers}'`);
+    overrides.workers = n;
+  }
   let config: RealtimeConfig;
   let devTokens = false;
   try {
@@ -68,14 +81,32 @@ export async function serve(args: string[]): Promise<number> {
     const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
     if (!isLoopback(probe.host)) throw new Error(`${err.message}\n\n${missingKeyAdvice(probe.host)}`);
     devTokens = true;
-    config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
+    // Workers take their primary's secret: a token from one worker's /dev/token must pass on every worker.
+    const secret = (cluster.isWorker && process.env[DEV_SECRET_ENV]) || randomBytes(32).toString('base64url');
+    config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: secret } } });
   }
+  if (cluster.isPrimary && config.workers > 1) {
+    const shown = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return runWorkers({
+      count: config.workers,
+      args,
+      env: devTokens ? { [DEV_SECRET_ENV]: config.auth.hmacSecret! } : {},
+      shutdownTimeoutMs: config.shutdown.timeoutMs,
+      logLevel: config.log.level,
+      banner: (port, nodes) =>
+        `switchboard: http://${shown}:${port}/  (${config.workers} workers on the ${config.broker.type} broker, nodes ${nodes.join(' ')}; chat demo; dashboard /dashboard, WebSocket ${config.path}, metrics /metrics per worker)\n`,
+    });
+  }
+  const worker = workerIndex();
   // Development mode without namespaces of its own (only the default one): those of the demo pages.
   const devNamespaces = devTokens && config.namespaces.every((ns) => ns.prefix === '');
   const server = createRealtimeServer({
     config: devNamespaces ? { ...config, namespaces: [...config.namespaces, ...DEV_NAMESPACES] } : config,
     devTokens,
+    // A worker of `serve --workers N` says which one it is in every log line and metric.
+    ...(worker > 0 ? { logger: pino({ level: config.log.level, base: { service: 'switchboard', worker }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger } : {}),
   });
+  if (worker > 0) server.metrics.registry.setDefaultLabels({ worker: String(worker) });
   if (devTokens) {
     server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
   }
@@ -101,11 +132,19 @@ export async function serve(args: string[]): Promise<number> {
   if (!feed) {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
-  process.stderr.write(
-    `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
-  );
+  if (worker > 0) reportListening(address.port, server.nodeId);
+  else {
+    process.stderr.write(
+      `switchboard: http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard, WebSocket ${server.config.path}, metrics /metrics)\n`,
+    );
+  }
   return new Promise((resolve) => {
+    let stopping = false;
+    // Kept while stopping: a second signal (a worker gets one from its primary and, under systemd or a
+    // terminal, one for the whole group) must not kill the process in the middle of its graceful shutdown.
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       server.logger.info({ signal }, 'signal received');
       feed?.stop();
       server.close().then(
@@ -116,8 +155,10 @@ export async function serve(args: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    // A worker whose primary is gone (killed: no SIGTERM came) stops too, rather than serve on unsupervised.
+    if (worker > 0) process.once('disconnect', () => stop('primary gone'));
   });
 }
 

@@ -274,6 +274,19 @@ export class RealtimeServer {
     this.logger.info({ broker: this.config.broker.type, at: where }, 'broker connected');
   }
 
+  /**
+   * This node's id in a cluster: its broker's node id (`NodeBus`), the first
+   * part of its fallback session ids; '' before a connecting broker is up.
+   */
+  get nodeId(): string {
+    if (this.fallbacks !== null) return this.fallbacks.nodeId;
+    try {
+      return isNodeBus(this.broker) ? this.broker.nodeId : '';
+    } catch {
+      return '';
+    }
+  }
+
   /** Whether the broker and presence store are connected now (`/readyz`); always for one in this process. */
   brokerAvailable(): boolean {
     return [this.broker, this.presence].every((b) => (b as Partial<Connectable>).available !== false);

@@ -58,6 +58,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_LOG_LEVEL', key: 'log.level', kind: 'string' },
   { name: 'SWITCHBOARD_METRICS', key: 'metrics.enabled', kind: 'bool' },
   { name: 'SWITCHBOARD_FALLBACKS', key: 'fallbacks.enabled', kind: 'bool' },
+  { name: 'SWITCHBOARD_WORKERS', key: 'workers', kind: 'int' },
 ];
 
 function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string, unknown> {
