@@ -11,6 +11,8 @@
  *   publication once, in order.
  * - SIGTERM to the primary: every client gets `closing` with a reconnect
  *   hint and 1001, every worker exits, then the primary (exit 0).
+ * - A worker that keeps dying (five deaths within a minute) is a crash loop:
+ *   every worker stops and the primary exits 1, saying so.
  * - The memory broker with --workers 2 is refused at start, in words.
  */
 import assert from 'node:assert/strict';
@@ -183,4 +185,30 @@ test('serve --workers 2 with the memory broker is refused at start, saying why',
   assert.match(text, /workers/);
   assert.match(text, /broker\.type "redis" or "nats"/);
   assert.ok(!cli.logs.some((l) => l.msg === 'listening'), 'nothing listened');
+});
+
+test('a worker killed five times within a minute is a crash loop: every worker stops, serve exits 1 and says so', async () => {
+  const redis = await RedisServer.start();
+  const cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2 } });
+  const node = cluster.node(1);
+  try {
+    const all = await node.waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", 60_000);
+    const [first, other] = all.pids as number[];
+    let victim = first!;
+    for (let death = 1; death <= 5; death++) {
+      const from = node.logs.length;
+      process.kill(victim, 'SIGKILL');
+      if (death === 5) break;
+      const restarted = await node.waitLog((l) => l.msg === 'worker restarted and listening' && l.worker === 1, `restart ${death} of worker 1`, 60_000, from);
+      victim = restarted.pid as number;
+    }
+    const exit = await within(node.exited, 60_000, 'serve to give up on the crash loop');
+    assert.deepEqual(exit, { code: 1, signal: null }, node.tail());
+    assert.match(node.stderr.join('\n'), /worker 1 died 5 times within 60 s .*crash loop/);
+    assert.ok(node.logs.some((l) => l.msg === 'worker crash loop: stopping'), node.tail());
+    assert.ok(!alive(other!), 'the other worker was stopped too');
+  } finally {
+    await cluster.stop();
+    await redis.dispose();
+  }
 });
