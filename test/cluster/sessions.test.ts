@@ -1,6 +1,7 @@
 /**
  * Fallback sessions without sticky sessions (issue 10): three `switchboard
- * serve` nodes on Redis behind the shipped nginx and HAProxy configs, which
+ * serve` nodes on Redis behind the shipped nginx and HAProxy configs (and on
+ * NATS behind nginx), which
  * spread every request round-robin. The SDK over SSE and over long-polling
  * talks through the proxy; each of its HTTP requests is recorded with the
  * `X-Switchboard-Node` header of the node that took it (the node holding the
@@ -19,6 +20,7 @@ import { WebSocket } from '../../src/index.js';
 import { FetchEventSource } from '../integration/carriers/helpers.js';
 import { Cluster, httpRequest, type ClusterNode } from '../support/cluster.js';
 import { Haproxy, Nginx, type Proxy } from '../support/proxies.js';
+import { NatsServer } from '../support/nats.js';
 import { RedisServer } from '../support/redis.js';
 import { sleep, until, within } from '../support/wait.js';
 
@@ -73,14 +75,16 @@ function nextSubscribed(sub: { once(event: 'subscribed', fn: (e: SubscribedEvent
   return within(new Promise<SubscribedEvent>((resolve) => (off = sub.once('subscribed', resolve))), ms, "a 'subscribed' event").finally(() => off?.());
 }
 
-const PROXIES: Array<[string, (ports: number[]) => Promise<Proxy>]> = [
-  ['nginx', (ports) => Nginx.start(ports)],
-  ['haproxy', (ports) => Haproxy.start(ports)],
+type BrokerServer = { url: string; dispose(): Promise<void> };
+const COMBOS: Array<{ name: string; startProxy: (ports: number[]) => Promise<Proxy>; broker: 'redis' | 'nats'; killed: 'poll' | 'sse' }> = [
+  { name: 'nginx', startProxy: (ports) => Nginx.start(ports), broker: 'redis', killed: 'poll' },
+  { name: 'haproxy', startProxy: (ports) => Haproxy.start(ports), broker: 'redis', killed: 'sse' },
+  { name: 'nginx', startProxy: (ports) => Nginx.start(ports), broker: 'nats', killed: 'poll' },
 ];
 
-for (const [name, startProxy] of PROXIES) {
-  describe(`fallback sessions through ${name} round-robin over three nodes on Redis (no stickiness)`, () => {
-    let redis: RedisServer | undefined;
+for (const { name, startProxy, broker: brokerType, killed } of COMBOS) {
+  describe(`fallback sessions through ${name} round-robin over three nodes on ${brokerType} (no stickiness)`, () => {
+    let backend: BrokerServer | undefined;
     let cluster: Cluster | undefined;
     let proxy: Proxy | undefined;
     /** Node id → the cluster node. */
@@ -89,9 +93,9 @@ for (const [name, startProxy] of PROXIES) {
     const p = (): Proxy => proxy!;
 
     before(async () => {
-      redis = await RedisServer.start();
+      backend = brokerType === 'redis' ? await RedisServer.start() : await NatsServer.start();
       cluster = await Cluster.start({
-        broker: { type: 'redis', url: redis.url },
+        broker: brokerType === 'redis' ? { type: 'redis', url: backend.url } : { type: 'nats', servers: [backend.url] },
         nodes: 3,
         // Short polls and a quick EventSource retry: many requests per session within a test.
         config: { trustedProxies: ['127.0.0.1'], fallbacks: { pollTimeoutMs: 2000, sseRetryMs: 200 } },
@@ -117,7 +121,7 @@ for (const [name, startProxy] of PROXIES) {
     after(async () => {
       await proxy?.stop();
       await cluster?.stop();
-      await redis?.dispose();
+      await backend?.dispose();
     });
 
     for (const transport of ['sse', 'poll'] as const) {
@@ -174,7 +178,6 @@ for (const [name, startProxy] of PROXIES) {
     }
 
     // Last in the describe: it kills a node (restarted afterwards).
-    const killed = name === 'nginx' ? ('poll' as const) : ('sse' as const);
     test(`${killed}: the session's node is killed (SIGKILL): the client gets "session gone", opens a session on another node and resumes, nothing lost`, async () => {
       const seen: Seen[] = [];
       const fb = sdk(p().url, await c().token(`kill-${killed}`), { transports: [killed], fetch: recordingFetch(seen) });
