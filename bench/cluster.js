@@ -25,7 +25,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +32,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as sioConnect } from 'socket.io-client';
 import WebSocket from 'ws';
+import { freePort } from './lib/child.js';
 import { LatencyHistogram } from './lib/histogram.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -123,17 +123,6 @@ async function stopChild(child, graceMs = 3000) {
     await within(child.exited, 5000, `pid ${child.pid} to exit`);
   }
   children.delete(child);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function startBroker() {
