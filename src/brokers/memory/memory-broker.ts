@@ -42,17 +42,17 @@
  */
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import {
-  checkNodeMessage,
-  type Broker,
-  type BrokerHandler,
-  type NodeBus,
+import { checkNodeMessage } from '../broker.js';
+import type {
+  Broker,
+  BrokerHandler,
   ClientInfo,
-  type HistoryFilter,
-  type HistoryResult,
-  type Publication,
-  type PublishOptions,
-  type PublishResult,
+  HistoryFilter,
+  HistoryResult,
+  NodeBus,
+  Publication,
+  PublishOptions,
+  PublishResult,
 } from '../broker.js';
 import { brokerError, invalidChannel } from '../errors.js';
 import { checkSnapshot, loadSnapshot, takeSnapshot, type MemoryBrokerSnapshot } from './snapshot.js';

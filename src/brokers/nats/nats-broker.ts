@@ -40,18 +40,18 @@ import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstre
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import {
-  checkNodeMessage,
-  type Broker,
-  type BrokerHandler,
-  type ClientInfo,
-  type HistoryFilter,
-  type HistoryResult,
-  type NodeBus,
-  type Publication,
-  type PublishOptions,
-  type PublishResult,
-  type StreamPosition,
+import { checkNodeMessage } from '../broker.js';
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  NodeBus,
+  Publication,
+  PublishOptions,
+  PublishResult,
+  StreamPosition,
 } from '../broker.js';
 import { Continuity } from '../continuity.js';
 import { asBrokerError, brokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';

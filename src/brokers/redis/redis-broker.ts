@@ -73,17 +73,17 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import {
-  checkNodeMessage,
-  type Broker,
-  type BrokerHandler,
-  type ClientInfo,
-  type HistoryFilter,
-  type HistoryResult,
-  type NodeBus,
-  type Publication,
-  type PublishOptions,
-  type PublishResult,
+import { checkNodeMessage } from '../broker.js';
+import type {
+  Broker,
+  BrokerHandler,
+  ClientInfo,
+  HistoryFilter,
+  HistoryResult,
+  NodeBus,
+  Publication,
+  PublishOptions,
+  PublishResult,
 } from '../broker.js';
 import { Continuity } from '../continuity.js';
 import { closedError, invalidChannel, Link, randomId, type RedisConnectionOptions } from './connection.js';
