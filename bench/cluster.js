@@ -8,7 +8,8 @@
 // Knobs (env): BENCH_CLUSTER_SUBSCRIBERS (1000), BENCH_CLUSTER_SECONDS (8, per
 // phase), BENCH_CLUSTER_RATE (fixed-rate phase, publishes/s, 20),
 // BENCH_CLUSTER_WINDOW (publishes in flight in the saturated phase, 16),
-// BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1), BENCH_CLUSTER_BROKER
+// BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
+// --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
 // BENCH_OUT (markdown table also written there when set).
 //
@@ -31,6 +32,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as sioConnect } from 'socket.io-client';
 import WebSocket from 'ws';
+import { freePort } from './lib/child.js';
 import { LatencyHistogram } from './lib/histogram.js';
 import { positiveEnvNumber } from './lib/env.js';
 import { freePort } from './lib/ports.js';
@@ -175,6 +177,23 @@ async function startSwitchboard(n, broker) {
     ),
   );
   return started.map(({ child, m }) => ({ child, url: `ws://127.0.0.1:${m}/rt` }));
+}
+
+/** One `serve --workers n` (node:cluster): one URL, the primary spreads the connections over its workers. */
+async function startWorkers(n, broker) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-workers-'));
+  tmpDirs.push(dir);
+  const file = path.join(dir, 'switchboard.json');
+  writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
+  const { child, m } = await startChild(`switchboard serve --workers ${n}`, process.execPath, [BIN, 'serve', '--config', file, '--port', '0', '--workers', String(n)], (line) => {
+    try {
+      const l = JSON.parse(line);
+      return l.msg === 'all workers listening' ? l.port : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return [{ child, url: `ws://127.0.0.1:${m}/rt` }];
 }
 
 async function startSocketIo(n, redisUrl) {
@@ -470,6 +489,12 @@ async function main() {
           const n = cell === 'sb3' ? 3 : 1;
           results[cell] = await withServers(
             () => startSwitchboard(n, broker.config),
+            (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
+          );
+        } else if (/^w\d+$/.test(cell)) {
+          const n = Number(cell.slice(1));
+          results[cell] = await withServers(
+            () => startWorkers(n, broker.config),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
         } else if (cell === 'sio3') {

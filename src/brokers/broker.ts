@@ -138,3 +138,59 @@ export interface PresenceStore {
   setExpiryHandler?(handler: PresenceExpiryHandler): void;
   close(): Promise<void>;
 }
+
+/**
+ * Messages between the nodes of one backend: how a request of a fallback
+ * session (SSE, long-polling) that reached another node is relayed to the
+ * node holding the session (carriers/session-relay.ts). `MemoryBroker`
+ * (its peers), `RedisBroker` (a pub/sub channel per node) and `NatsBroker`
+ * (a subject per node) implement it.
+ *
+ * Ordering: the messages one node sends to another arrive in send order.
+ * Delivery: at most once; a node that is not listening (never was, closed,
+ * or its process died and the broker noticed its connection go) gets
+ * nothing, and `sendToNode` says so when the broker can tell.
+ */
+export interface NodeBus {
+  /** This node's id: 4-32 characters of `[0-9a-z]`, random, fixed for the broker's life. */
+  readonly nodeId: string;
+  /** Largest message `sendToNode` carries, in UTF-8 bytes (NATS: the server's max_payload less room for headers). */
+  readonly maxNodeMessageBytes: number;
+  /**
+   * Receive the messages other nodes send to this one. Resolves once the
+   * broker routes them here (a `sendToNode` made afterwards, from any node,
+   * arrives). Call once; a handler that throws is reported, never thrown
+   * into the broker.
+   */
+  listenNodes(handler: (message: string) => void): Promise<void>;
+  /**
+   * Send `message` to node `to`. Resolves true when the broker took it for
+   * a listening node, false when the broker knows that no node `to` listens
+   * (memory: no such open node; Redis: PUBLISH reached no subscriber; NATS:
+   * no responders). Rejects with RT_ERR_BROKER_UNAVAILABLE while the
+   * broker is down, and with a TypeError for a malformed node id or a
+   * message over `maxNodeMessageBytes`.
+   */
+  sendToNode(to: string, message: string): Promise<boolean>;
+}
+
+const UTF8 = new TextEncoder();
+
+/** A node id as {@link NodeBus} makes them. */
+export const NODE_ID = /^[0-9a-z]{4,32}$/;
+
+/** Whether `broker` also carries messages between nodes. */
+export function isNodeBus(broker: object): broker is NodeBus {
+  // `nodeId` is not read: a broker still connecting may not know it yet.
+  const b = broker as Partial<NodeBus>;
+  return 'nodeId' in b && typeof b.listenNodes === 'function' && typeof b.sendToNode === 'function';
+}
+
+/** The check every implementation makes before it sends. */
+export function checkNodeMessage(bus: NodeBus, to: string, message: string): void {
+  if (!NODE_ID.test(to)) throw new TypeError(`not a node id: ${JSON.stringify(to.slice(0, 40))}`);
+  // UTF-8 is at most 3 bytes per UTF-16 unit: count only when it could matter.
+  if (message.length * 3 <= bus.maxNodeMessageBytes) return;
+  const bytes = UTF8.encode(message).length;
+  if (bytes > bus.maxNodeMessageBytes) throw new TypeError(`node message of ${bytes} bytes over the limit of ${bus.maxNodeMessageBytes}`);
+}

@@ -28,8 +28,9 @@ import { HandshakeError } from '../protocol/errors.js';
 import type { Hub, Identity } from '../realtime/hub.js';
 import type { Logger } from '../realtime/transport.js';
 import { HttpSessionCarrier, type HttpTransportKind } from './http-session.js';
-import { HttpError, readJsonBody, sendJson, sendNoContent } from './http-json.js';
+import { HttpError, readJsonBody, sendJson, sendNoContent, type ResponseLike } from './http-json.js';
 import { PendingPoll } from './long-polling.js';
+import type { SessionOp, SessionRelay, SessionRequest } from './session-relay.js';
 import { SseStream } from './sse.js';
 
 /** What the server lends the fallback routes: the hub and the admission checks shared with WebSocket upgrades. */
@@ -97,14 +98,26 @@ export interface FallbackRouterOptions extends FallbackSessionOptions {
   maxMessageSize: number;
   /** `allowedOrigins`: with `'*'`, CORS answers do not allow credentials. */
   allowedOrigins: readonly string[];
+  /**
+   * The relay of requests between nodes (on the broker's node messages):
+   * with it, the requests of one session may reach any node. Without it,
+   * every session is this node's, and a request for another node's session
+   * is 404.
+   */
+  relay?: SessionRelay;
 }
 
 /** Messages per `POST <path>/session/<id>`. */
 export const MAX_BATCH = 100;
 /** Body limit of `POST <path>/session`, in bytes. */
 const OPEN_BODY_LIMIT = 1024;
-/** 128 random bits in base64url. */
-const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
+/**
+ * A session id: the id of the node holding the session (a broker node id,
+ * `NodeBus.nodeId`), a dot, and 128 random bits in base64url. The random
+ * part is the capability; the node part tells every other node where to
+ * relay the session's requests (session-relay.ts).
+ */
+const SESSION_ID = /^[0-9a-z]{4,32}\.[A-Za-z0-9_-]{22}$/;
 const SEQ = /^[0-9]{1,15}$/;
 
 export class FallbackRouter {
@@ -116,10 +129,30 @@ export class FallbackRouter {
   /** Largest body of a message batch: 100 messages of `maxMessageSize`, commas and brackets. */
   private readonly batchLimit: number;
 
+  private readonly relay: SessionRelay | null;
+  /** This node's id without a relay. */
+  private readonly localNodeId = randomBytes(6).readUIntBE(0, 6).toString(36).padStart(8, '0').slice(-8);
+
   constructor(host: FallbackHost, options: FallbackRouterOptions) {
     this.host = host;
     this.options = options;
+    this.relay = options.relay ?? null;
     this.batchLimit = MAX_BATCH * (options.maxMessageSize + 1) + 2;
+  }
+
+  /** The id of this node (the first part of its session ids). */
+  get nodeId(): string {
+    try {
+      return this.relay?.nodeId ?? this.localNodeId;
+    } catch {
+      // A broker still connecting (attach mode before start()): sessions opened now are reachable on this node only.
+      return this.localNodeId;
+    }
+  }
+
+  /** Take requests other nodes relay for this node's sessions (once the broker is connected). */
+  async listenRelay(): Promise<void> {
+    await this.relay?.listen((request, res) => this.runRelayed(request, res));
   }
 
   /** Open sessions (closing ones included): counted in the shutdown wait. */
@@ -132,6 +165,8 @@ export class FallbackRouter {
     const base = this.options.basePath;
     const path = url.pathname;
     if (path !== base && !path.startsWith(`${base}/`)) return false;
+    // Which node took the request (the session's own node is the first part of its id): for operators and tests.
+    res.setHeader('X-Switchboard-Node', this.nodeId);
     this.route(req, res, url, path.slice(base.length)).catch((err: unknown) => this.fail(req, res, err));
     return true;
   }
@@ -139,6 +174,7 @@ export class FallbackRouter {
   /** End every session at once (the end of a graceful shutdown). */
   terminateAll(): void {
     for (const transport of this.sessions.values()) transport.terminate();
+    this.relay?.close();
   }
 
   // ---- routes ------------------------------------------------------------------------
@@ -171,26 +207,78 @@ export class FallbackRouter {
       req.resume();
       throw new HttpError(404, 'no such route');
     }
+    const id = m[1]!;
     const route = m[2];
+    let op: SessionOp;
     if (route === undefined && method === 'POST') {
-      const transport = await this.owned(req, m[1]!);
-      const messages = checkBatch(await readJsonBody(req, this.batchLimit));
-      if (transport.ended) throw new HttpError(404, 'no such session');
-      this.receive(transport, messages);
-      sendNoContent(res, this.cors(req));
+      // A malformed id is refused before its body is read, and never reaches the broker.
+      if (!SESSION_ID.test(id)) {
+        req.resume();
+        throw new HttpError(404, 'no such session');
+      }
+      op = { op: 'post', messages: checkBatch(await readJsonBody(req, this.batchLimit)) };
+    } else {
+      req.resume();
+      if (route === undefined) {
+        if (method !== 'DELETE') throw new HttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
+        op = { op: 'delete' };
+      } else {
+        expectMethod(method, 'GET');
+        if (route === '/events') {
+          const header = req.headers['last-event-id'];
+          const raw = (Array.isArray(header) ? header[0] : header)?.trim() || url.searchParams.get('lastEventId') || '0';
+          op = { op: 'events', last: parseSeq(raw, 'Last-Event-ID') };
+        } else op = { op: 'poll', ack: parseSeq(url.searchParams.get('ack') ?? '0', 'ack') };
+      }
+      if (!SESSION_ID.test(id)) throw new HttpError(404, 'no such session');
+    }
+    const request: SessionRequest = { session: id, credential: this.host.requestCredential(req), headers: this.cors(req), op };
+    const owner = id.slice(0, id.indexOf('.'));
+    if (owner !== this.nodeId && this.relay !== null) {
+      // Another node holds this session: the request goes there, the answer comes back (session-relay.ts).
+      await this.relay.forward(owner, request, res);
       return;
     }
-    req.resume();
-    if (route === undefined) {
-      if (method !== 'DELETE') throw new HttpError(405, 'use POST or DELETE', { Allow: 'POST, DELETE, OPTIONS' });
-      (await this.owned(req, m[1]!)).endByClient();
-      sendNoContent(res, this.cors(req));
-      return;
+    await this.execute(request, res);
+  }
+
+  /**
+   * Run one request on a session this node holds: `res` is the request's own
+   * response, or the relay back to the node that took it.
+   */
+  private async execute(request: SessionRequest, res: ResponseLike): Promise<void> {
+    const { op, headers } = request;
+    const transport = await this.owned(request.credential, request.session);
+    switch (op.op) {
+      case 'post':
+        if (transport.ended) throw new HttpError(404, 'no such session');
+        this.receive(transport, op.messages);
+        sendNoContent(res, headers);
+        return;
+      case 'delete':
+        transport.endByClient();
+        sendNoContent(res, headers);
+        return;
+      case 'events': {
+        if (transport.kind !== 'sse') throw new HttpError(409, 'this is a long-polling session: use /poll');
+        if (transport.checkAck(op.last) === 'ahead') throw new HttpError(400, `Last-Event-ID ${op.last} was never sent`);
+        const stream = new SseStream(transport, res, { keepAliveMs: this.options.sseKeepAliveMs, retryMs: this.options.sseRetryMs, headers });
+        transport.attach(stream, op.last);
+        return;
+      }
+      case 'poll': {
+        if (transport.kind !== 'poll') throw new HttpError(409, 'this is an SSE session: use /events');
+        if (transport.checkAck(op.ack) === 'ahead') throw new HttpError(400, `ack ${op.ack} is beyond the last message sent`);
+        const poll = new PendingPoll(transport, res, { timeoutMs: this.options.pollTimeoutMs, headers });
+        transport.attach(poll, op.ack);
+        return;
+      }
     }
-    expectMethod(method, 'GET');
-    const transport = await this.owned(req, m[1]!);
-    if (route === '/events') this.events(req, res, url, transport);
-    else this.poll(req, res, url, transport);
+  }
+
+  /** A request another node took for a session of this node (session-relay.ts). */
+  private runRelayed(request: SessionRequest, res: ResponseLike): void {
+    this.execute(request, res).catch((err: unknown) => this.answerError(res, err, request.headers, `relayed ${request.op.op}`));
   }
 
   /** `POST <path>/session`: admission (as for a WebSocket), then a new session on the hub. */
@@ -207,7 +295,7 @@ export class FallbackRouter {
     if (gone) return;
     // Synchronous from the re-check to the hub: nothing else can be admitted in between.
     const release = this.host.openConnection(ip);
-    const id = randomBytes(16).toString('base64url');
+    const id = `${this.nodeId}.${randomBytes(16).toString('base64url')}`;
     const { graceMs, bufferMessages, bufferBytes } = this.options;
     const transport = new HttpSessionCarrier(kind, id, { graceMs, bufferMessages, bufferBytes, observer: this.host.hub.observer }, () => {
       this.sessions.delete(id);
@@ -216,7 +304,7 @@ export class FallbackRouter {
     this.sessions.set(id, transport);
     const session = this.host.hub.connect(transport, identity, ip);
     transport.attachSession(session);
-    this.host.logger.debug({ conn: session.id, transport: kind, session: `${id.slice(0, 6)}…` }, 'fallback session opened');
+    this.host.logger.debug({ conn: session.id, transport: kind, session: `${id.slice(0, id.indexOf('.') + 5)}…` }, 'fallback session opened');
     sendJson(res, 201, { session: id, transport: kind, pollTimeoutMs: this.options.pollTimeoutMs, retryMs: this.options.sseRetryMs }, this.cors(req));
   }
 
@@ -239,24 +327,6 @@ export class FallbackRouter {
     }
   }
 
-  private events(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionCarrier): void {
-    if (transport.kind !== 'sse') throw new HttpError(409, 'this is a long-polling session: use /poll');
-    const header = req.headers['last-event-id'];
-    const raw = (Array.isArray(header) ? header[0] : header)?.trim() || url.searchParams.get('lastEventId') || '0';
-    const last = parseSeq(raw, 'Last-Event-ID');
-    if (transport.checkAck(last) === 'ahead') throw new HttpError(400, `Last-Event-ID ${last} was never sent`);
-    const stream = new SseStream(transport, res, { keepAliveMs: this.options.sseKeepAliveMs, retryMs: this.options.sseRetryMs, headers: this.cors(req) });
-    transport.attach(stream, last);
-  }
-
-  private poll(req: http.IncomingMessage, res: http.ServerResponse, url: URL, transport: HttpSessionCarrier): void {
-    if (transport.kind !== 'poll') throw new HttpError(409, 'this is an SSE session: use /events');
-    const ack = parseSeq(url.searchParams.get('ack') ?? '0', 'ack');
-    if (transport.checkAck(ack) === 'ahead') throw new HttpError(400, `ack ${ack} is beyond the last message sent`);
-    const poll = new PendingPoll(transport, res, { timeoutMs: this.options.pollTimeoutMs, headers: this.cors(req) });
-    transport.attach(poll, ack);
-  }
-
   // ---- helpers -----------------------------------------------------------------------
 
   /**
@@ -268,9 +338,8 @@ export class FallbackRouter {
    * not verify (an expired cookie, say), is not checked: for it the id alone
    * is the capability, as before. 404 when there is no such session (any more).
    */
-  private async owned(req: http.IncomingMessage, id: string): Promise<HttpSessionCarrier> {
+  private async owned(credential: string | null, id: string): Promise<HttpSessionCarrier> {
     const transport = this.lookup(id);
-    const credential = this.host.requestCredential(req);
     if (credential === null || this.ownerCredential.get(transport) === credential) return transport;
     const user = await this.host.credentialUser(credential);
     if (user === null) return this.lookup(id);
@@ -284,7 +353,7 @@ export class FallbackRouter {
   }
 
   private lookup(id: string): HttpSessionCarrier {
-    const transport = SESSION_ID.test(id) ? this.sessions.get(id) : undefined;
+    const transport = this.sessions.get(id);
     if (!transport || transport.ended) throw new HttpError(404, 'no such session');
     return transport;
   }
@@ -314,7 +383,11 @@ export class FallbackRouter {
     res.end();
   }
 
-  private fail(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+  private fail(req: http.IncomingMessage, res: ResponseLike, err: unknown): void {
+    this.answerError(res, err, this.cors(req), req.url?.split('?')[0] ?? '');
+  }
+
+  private answerError(res: ResponseLike, err: unknown, cors: Record<string, string>, what: string): void {
     let status: number;
     let message: string;
     let headers: Record<string, string>;
@@ -324,7 +397,7 @@ export class FallbackRouter {
       ({ statusCode: status, message, headers } = err);
       this.host.refused?.(status);
     } else {
-      this.host.logger.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'fallback request failed');
+      this.host.logger.error({ err: err instanceof Error ? err.message : String(err), path: what }, 'fallback request failed');
       status = 500;
       message = 'internal error';
       headers = {};
@@ -333,7 +406,7 @@ export class FallbackRouter {
       res.destroy();
       return;
     }
-    sendJson(res, status, { error: message }, { ...this.cors(req), ...headers });
+    sendJson(res, status, { error: message }, { ...cors, ...headers });
   }
 }
 

@@ -17,13 +17,31 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * What the session routes answer through: the request's own
+ * `http.ServerResponse`, or — for a request another node took — a
+ * `RelayedResponse` (session-relay.ts) that carries the answer back to it
+ * through the broker.
+ */
+export interface ResponseLike {
+  writeHead(status: number, headers?: Record<string, string | number>): unknown;
+  write(chunk: string): boolean;
+  end(chunk?: string): unknown;
+  destroy(): unknown;
+  /** Bytes written and not yet taken by the network. */
+  readonly writableLength: number;
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  on(event: 'close' | 'drain' | 'error', listener: (...args: any[]) => void): unknown;
+}
+
 /** A JSON answer, never cached. */
-export function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: ResponseLike, status: number, body: unknown, headers: Record<string, string> = {}): void {
   writeJsonText(res, status, JSON.stringify(body), headers);
 }
 
 /** A JSON answer whose text is already encoded (poll answers are built from pre-encoded messages). */
-export function writeJsonText(res: http.ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+export function writeJsonText(res: ResponseLike, status: number, text: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
@@ -34,7 +52,7 @@ export function writeJsonText(res: http.ServerResponse, status: number, text: st
 }
 
 /** An empty answer (204). */
-export function sendNoContent(res: http.ServerResponse, headers: Record<string, string> = {}): void {
+export function sendNoContent(res: ResponseLike, headers: Record<string, string> = {}): void {
   res.writeHead(204, { 'Cache-Control': 'no-store', ...headers });
   res.end();
 }

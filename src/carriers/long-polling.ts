@@ -16,9 +16,8 @@
  * session has no receiver, so a client that stops polling is gone after the
  * grace period.
  */
-import type http from 'node:http';
 import type { BufferedMessage, HttpSessionCarrier, Receiver } from './http-session.js';
-import { writeJsonText } from './http-json.js';
+import { writeJsonText, type ResponseLike } from './http-json.js';
 
 export interface PollOptions {
   /** How long to wait for a message, in ms. */
@@ -33,12 +32,12 @@ function pollTimedOut(poll: PendingPoll): void {
 
 export class PendingPoll implements Receiver {
   private readonly transport: HttpSessionCarrier;
-  private readonly res: http.ServerResponse;
+  private readonly res: ResponseLike;
   private readonly headers: Record<string, string> | undefined;
   private readonly timer: NodeJS.Timeout;
   private done = false;
 
-  constructor(transport: HttpSessionCarrier, res: http.ServerResponse, options: PollOptions) {
+  constructor(transport: HttpSessionCarrier, res: ResponseLike, options: PollOptions) {
     this.transport = transport;
     this.res = res;
     this.headers = options.headers;

@@ -15,8 +15,8 @@
  * cannot write stays in the session's buffer (and counts as the session's
  * `bufferedAmount`), and goes out on 'drain'.
  */
-import type http from 'node:http';
 import type { HttpSessionCarrier, Receiver } from './http-session.js';
+import type { ResponseLike } from './http-json.js';
 
 export interface SseStreamOptions {
   /** Keep-alive comment interval, in ms. */
@@ -33,12 +33,12 @@ function keepAlive(stream: SseStream): void {
 
 export class SseStream implements Receiver {
   private readonly transport: HttpSessionCarrier;
-  private readonly res: http.ServerResponse;
+  private readonly res: ResponseLike;
   private readonly timer: NodeJS.Timeout;
   private released = false;
   private draining = false;
 
-  constructor(transport: HttpSessionCarrier, res: http.ServerResponse, options: SseStreamOptions) {
+  constructor(transport: HttpSessionCarrier, res: ResponseLike, options: SseStreamOptions) {
     this.transport = transport;
     this.res = res;
     res.writeHead(200, {

@@ -7,13 +7,15 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** Each command's synopsis and description, for `switchboard help` and `switchboard <command> --help`. */
 export const COMMANDS = {
   serve: {
-    synopsis: '[--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F] [--tls-cert F --tls-key F [--tls-ca F]]',
+    synopsis: '[--config file.yaml] [--port 8080] [--host 127.0.0.1] [--snapshot-file F] [--tls-cert F --tls-key F [--tls-ca F]] [--workers N]',
     description: [
       'the realtime server (WebSocket /rt, /api, /metrics, /healthz, /readyz)',
       'and its pages: chat demo at /, live dashboard at /dashboard;',
       '--snapshot-file keeps the in-memory history across restarts;',
       '--tls-cert/--tls-key serve https and wss (reloaded on SIGHUP and when the files change);',
       '--tls-ca: the CA of client certificates (tls.clientCertificates)',
+      '--workers N: N processes sharing the port (node:cluster), each a node',
+      'on the Redis or NATS broker (config workers, SWITCHBOARD_WORKERS)',
     ],
   },
   token: {

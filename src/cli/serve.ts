@@ -1,7 +1,9 @@
 /** `switchboard serve`: the realtime server with the demo pages. */
+import cluster from 'node:cluster';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import pino from 'pino';
 import {
   ConfigError,
   defaultConfig,
@@ -20,8 +22,13 @@ import { createRealtimeServer } from '../server/realtime-server.js';
 import { isLoopback } from '../server/client-address.js';
 import { createStaticPages } from '../server/static-pages.js';
 import { fdLimitWarning, openFilesLimit } from '../server/fd-limit.js';
-import { HELP, parseCommandArgs, parsePort } from './args.js';
+import type { Logger } from '../realtime/transport.js';
+import { HELP, parseCommandArgs, parsePort, UsageError } from './args.js';
 import { ARENA_PATH, loadDevArena } from './dev-arena.js';
+import { reportListening, runWorkers, workerIndex } from './workers.js';
+
+/** The development secret the primary made, for its workers (they must all verify the tokens /dev/token signs). */
+const DEV_SECRET_ENV = 'SWITCHBOARD_WORKER_DEV_SECRET';
 
 /**
  * The namespaces of development mode, for the demo pages, when the
@@ -47,6 +54,7 @@ export async function serve(args: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
+      workers: { type: 'string', short: 'w' },
     },
   });
   if (!parsed) return 0;
@@ -57,6 +65,11 @@ export async function serve(args: string[]): Promise<number> {
   if (values['snapshot-file'] !== undefined) overrides.broker = { snapshotFile: values['snapshot-file'] };
   const tls = { cert: values['tls-cert'], key: values['tls-key'], ca: values['tls-ca'] };
   if (tls.cert !== undefined || tls.key !== undefined || tls.ca !== undefined) overrides.tls = tls;
+  if (values.workers !== undefined) {
+    const n = Number(values.workers);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers: a number of processes from 1 to 256, got '${values.workers}'`);
+    overrides.workers = n;
+  }
   let config: RealtimeConfig;
   let devTokens = false;
   try {
@@ -75,8 +88,23 @@ export async function serve(args: string[]): Promise<number> {
     const probe = loadConfig({ file: values.config, overrides: { ...overrides, auth: { anonymous: true } } });
     if (!isLoopback(probe.host)) throw new Error(`${err.message}\n\n${missingKeyAdvice(probe.host)}`);
     devTokens = true;
-    config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: randomBytes(32).toString('base64url') } } });
+    // Workers take their primary's secret: a token from one worker's /dev/token must pass on every worker.
+    const secret = (cluster.isWorker && process.env[DEV_SECRET_ENV]) || randomBytes(32).toString('base64url');
+    config = loadConfig({ file: values.config, overrides: { ...overrides, auth: { hmacSecret: secret } } });
   }
+  if (cluster.isPrimary && config.workers > 1) {
+    const shown = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return runWorkers({
+      count: config.workers,
+      args,
+      env: devTokens ? { [DEV_SECRET_ENV]: config.auth.hmacSecret! } : {},
+      shutdownTimeoutMs: config.shutdown.timeoutMs,
+      logLevel: config.log.level,
+      banner: (port, nodes) =>
+        `switchboard: http://${shown}:${port}/  (${config.workers} workers on the ${config.broker.type} broker, nodes ${nodes.join(' ')}; chat demo; dashboard /dashboard, WebSocket ${config.path}, metrics /metrics per worker)\n`,
+    });
+  }
+  const worker = workerIndex();
   // Development mode without namespaces of its own (only the default one): those of the demo pages.
   const devNamespaces = devTokens && config.namespaces.every((ns) => ns.prefix === '');
   // The arena game (examples/arena/, in a checkout only): its namespace, and volatile state
@@ -92,7 +120,10 @@ export async function serve(args: string[]): Promise<number> {
         }
       : config,
     devTokens,
+    // A worker of `serve --workers N` says which one it is in every log line and metric.
+    ...(worker > 0 ? { logger: pino({ level: config.log.level, base: { service: 'switchboard', worker }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger } : {}),
   });
+  if (worker > 0) server.metrics.registry.setDefaultLabels({ worker: String(worker) });
   const game = arena?.start(server) ?? null;
   if (devTokens) {
     server.logger.warn({}, 'no auth key configured: development mode (ephemeral secret, tokens for anyone at POST /dev/token, loopback only)');
@@ -123,11 +154,19 @@ export async function serve(args: string[]): Promise<number> {
   if (!feed) {
     server.logger.info({ channel: DASHBOARD_CHANNEL }, 'dashboard feed off: clients may publish to its channel (configure a namespace "sys" with clientPublish: false)');
   }
-  process.stderr.write(
-    `switchboard: ${server.config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard,${game ? ` game ${ARENA_PATH},` : ''} WebSocket ${server.config.path}, metrics /metrics${server.admin ? `, admin ${server.admin.path}/` : ''})\n`,
-  );
+  if (worker > 0) reportListening(address.port, server.clusterNodeId);
+  else {
+    process.stderr.write(
+      `switchboard: ${server.config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}/  (chat demo; dashboard /dashboard,${game ? ` game ${ARENA_PATH},` : ''} WebSocket ${server.config.path}, metrics /metrics${server.admin ? `, admin ${server.admin.path}/` : ''})\n`,
+    );
+  }
   return new Promise((resolve) => {
+    let stopping = false;
+    // Kept while stopping: a second signal (a worker gets one from its primary and, under systemd or a
+    // terminal, one for the whole group) must not kill the process in the middle of its graceful shutdown.
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       server.logger.info({ signal }, 'signal received');
       feed?.stop();
       game?.stop();
@@ -145,14 +184,14 @@ export async function serve(args: string[]): Promise<number> {
       else server.reloadCertificates('SIGHUP');
     };
     process.on('SIGHUP', reload);
-    process.once('SIGINT', (signal) => {
+    const stopOn = (signal: string) => {
       process.removeListener('SIGHUP', reload);
       stop(signal);
-    });
-    process.once('SIGTERM', (signal) => {
-      process.removeListener('SIGHUP', reload);
-      stop(signal);
-    });
+    };
+    process.on('SIGINT', stopOn);
+    process.on('SIGTERM', stopOn);
+    // A worker whose primary is gone (killed: no SIGTERM came) stops too, rather than serve on unsupervised.
+    if (worker > 0) process.once('disconnect', () => stopOn('primary gone'));
   });
 }
 

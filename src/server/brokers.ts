@@ -15,6 +15,7 @@ import type {
   HistoryFilter,
   HistoryResult,
   PresenceExpiryHandler,
+  NodeBus,
   PresenceStore,
   PublishOptions,
   PublishResult,
@@ -72,7 +73,7 @@ export function createConfiguredBroker(config: BrokerConfig, logger: Logger, eve
 }
 
 /** A broker whose connection is still being made: every call waits for it. */
-class ConnectingBroker<B extends Broker> implements Broker, Connectable {
+class ConnectingBroker<B extends Broker & NodeBus> implements Broker, NodeBus, Connectable {
   #broker: B | null = null;
   readonly #connecting: Promise<B>;
   readonly #available: (broker: B) => boolean;
@@ -124,6 +125,20 @@ class ConnectingBroker<B extends Broker> implements Broker, Connectable {
     const broker = await this.#connecting;
     if (broker.probe === undefined) return 0;
     return broker.probe(timeoutMs);
+  }
+  /** Known once connected (the server reads it after `ready()`). */
+  get nodeId(): string {
+    if (this.#broker === null) throw new Error('the broker is not connected yet: no node id');
+    return this.#broker.nodeId;
+  }
+  get maxNodeMessageBytes(): number {
+    return this.#broker?.maxNodeMessageBytes ?? 1024 * 1024;
+  }
+  async listenNodes(handler: (message: string) => void): Promise<void> {
+    return (await this.#connecting).listenNodes(handler);
+  }
+  async sendToNode(to: string, message: string): Promise<boolean> {
+    return (await this.#connecting).sendToNode(to, message);
   }
   async close(): Promise<void> {
     const broker = await this.#connecting.catch(() => null);

@@ -15,7 +15,7 @@ import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
-import type { Broker, PresenceStore } from '../brokers/broker.js';
+import { isNodeBus, type Broker, type PresenceStore } from '../brokers/broker.js';
 import { createConfiguredBroker, startBrokerProbe, type Connectable } from './brokers.js';
 
 /** How often a networked broker's fan-out is probed, and how long a probe may take before the subscription is made again (`broker.probe*`). */
@@ -31,6 +31,7 @@ import type { Logger } from '../realtime/transport.js';
 import { codecFor } from '../wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
+import { SessionRelay } from '../carriers/session-relay.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { RawData, WebSocket } from '../transport/websocket.js';
 import type { Session } from '../realtime/session.js';
@@ -298,6 +299,8 @@ export class RealtimeServer {
             bufferBytes: fb.bufferBytes,
             maxMessageSize: limits.maxMessageSize,
             allowedOrigins: this.config.allowedOrigins,
+            // With a broker of many nodes, a session's requests may reach any of them (no sticky sessions).
+            ...(isNodeBus(this.broker) ? { relay: new SessionRelay({ bus: this.broker, logger: this.logger, maxBacklogBytes: fb.bufferBytes * 2 }) } : {}),
           },
         )
       : null;
@@ -363,6 +366,7 @@ export class RealtimeServer {
       await this.connectBroker();
       // Standalone, listen() logs the whole URL; attached, only the path is known here.
       if (this.admin !== null && !this.ownsServer) this.logger.info({ path: `${this.admin.path}/` }, 'admin UI');
+      await this.fallbacks?.listenRelay();
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
@@ -405,6 +409,21 @@ export class RealtimeServer {
       onFailure: () => this.metrics.brokerProbesFailed.inc(),
       logger: this.logger,
     });
+  }
+
+  /**
+   * This node's id in a cluster: its broker's node id (`NodeBus`), the first
+   * part of its fallback session ids and the `X-Switchboard-Node` header; ''
+   * before a connecting broker is up. (`nodeId` is the name dashboards and
+   * the admin UI show: host and pid.)
+   */
+  get clusterNodeId(): string {
+    if (this.fallbacks !== null) return this.fallbacks.nodeId;
+    try {
+      return isNodeBus(this.broker) ? this.broker.nodeId : '';
+    } catch {
+      return '';
+    }
   }
 
   /** Whether the broker and presence store are connected now (`/readyz`); always for one in this process. */

@@ -9,8 +9,9 @@
  * - WebSocket: round-robin puts two clients on different nodes; they chat
  *   across them.
  * - SSE (raw, through the proxy) and long-polling (the SDK): a session works,
- *   all its requests reach one node (the session routes hash on the client
- *   address: the documented limitation), and the proxy's log never holds the
+ *   its requests are spread round-robin and the session stays on the node
+ *   that opened it (the others relay to it: test/cluster/sessions.test.ts
+ *   shows that in detail), and the proxy's log never holds the
  *   session id.
  * - What a node receives (a stand-in node that records): HTTP/1.1, the
  *   Upgrade headers, X-Forwarded-For with the peer appended; SSE events
@@ -320,7 +321,7 @@ for (const [name, startProxy] of PROXIES) {
       assert.deepEqual(gotB, all);
     });
 
-    test('SSE: a session through the proxy gets its replies and a publication from a WebSocket client; its requests reach one node; the log has no session id', async () => {
+    test('SSE: a session through the proxy gets its replies and a publication from a WebSocket client; the session stays on one node; the log has no session id', async () => {
       const nodes = c().nodes;
       const token = await c().token('carol');
       const auth = { Authorization: `Bearer ${token}` };
@@ -335,7 +336,7 @@ for (const [name, startProxy] of PROXIES) {
       try {
         assert.equal(stream.status, 200);
         assert.match(stream.headers?.get('content-type') ?? '', /^text\/event-stream/);
-        // Every later request of the session must reach the node that opened it (404 elsewhere).
+        // Later requests of the session go round-robin: the other node relays them to the one holding the session.
         const sent = await httpRequest(p().base, `/rt/session/${id}`, { body: [{ op: 'sub', id: 1, channel: 'chat/sse' }], headers: auth });
         assert.equal(sent.status, 204, sent.text);
         await until(() => stream.messages.some((m) => m.op === 'ok' && m.id === 1), 5000, "the sub's ok on the SSE stream");
@@ -380,7 +381,7 @@ for (const [name, startProxy] of PROXIES) {
     });
 
     if (name === 'nginx') {
-      test('nginx: a node marked down in the upstreams and nginx reloaded gets no new connection (the documented drain); back after marking it up', async () => {
+      test('nginx: a node marked down in the upstream and nginx reloaded gets no new connection (the documented drain); back after marking it up', async () => {
         const ng = p() as Nginx;
         const nodes = c().nodes;
         await ng.setDown(nodes[0]!.port, true);

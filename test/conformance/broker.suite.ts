@@ -36,14 +36,17 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import type {
-  Broker,
-  BrokerHandler,
-  ClientInfo,
-  HistoryOptions,
-  PresenceStore,
-  Publication,
-  StreamPosition,
+import {
+  isNodeBus,
+  NODE_ID,
+  type Broker,
+  type BrokerHandler,
+  type ClientInfo,
+  type HistoryOptions,
+  type NodeBus,
+  type PresenceStore,
+  type Publication,
+  type StreamPosition,
 } from '../../src/brokers/broker.js';
 
 /** One node: a broker and a presence store, connected to the implementation's backend. */
@@ -98,6 +101,10 @@ export const BROKER_SUITE_TESTS = [
   // across nodes
   'a second node on the same backend sees publications and history',
   'a second node on the same backend sees presence',
+  // node messages (NodeBus: the fallback sessions' relay)
+  'node messages: each node has its own id; a message to a peer arrives, in send order, both ways',
+  'node messages: to a node nobody listens on, or one that closed, sendToNode resolves false',
+  'node messages: a malformed node id or a message over maxNodeMessageBytes is refused before the broker',
   // history
   'history keeps the last size publications',
   'history drops publications older than ttlMs',
@@ -507,6 +514,70 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
         assert.deepEqual(await presence.stats(room), { clients: 1, users: 1 });
       } finally {
         await closeNode(other);
+      }
+    });
+
+    // ---- node messages ---------------------------------------------------
+
+    /** The broker as a NodeBus: every implementation carries node messages. */
+    const bus = (b: Broker): NodeBus => {
+      assert.ok(isNodeBus(b), 'the broker implements NodeBus (listenNodes, sendToNode, nodeId)');
+      return b;
+    };
+
+    test('node messages: each node has its own id; a message to a peer arrives, in send order, both ways', async ({ node, broker }) => {
+      assert.ok(node.peer, 'create() returned no peer(): give one, or skip this test with a reason');
+      const other = await node.peer();
+      try {
+        const a = bus(broker);
+        const b = bus(other.broker);
+        assert.match(a.nodeId, NODE_ID);
+        assert.match(b.nodeId, NODE_ID);
+        assert.notEqual(a.nodeId, b.nodeId);
+        const gotA: string[] = [];
+        const gotB: string[] = [];
+        await a.listenNodes((m) => gotA.push(m));
+        await b.listenNodes((m) => gotB.push(m));
+        const toB = Array.from({ length: 50 }, (_, i) => JSON.stringify({ i, text: `é ${'x'.repeat(i * 10)} ✓` }));
+        const sent = await Promise.all(toB.map((m) => a.sendToNode(b.nodeId, m)));
+        assert.ok(sent.every((d) => d === true), `every send to a listening peer resolves true: ${sent}`);
+        await waitUntil(() => gotB.length >= 50, '50 node messages on the peer');
+        assert.deepEqual(gotB, toB, 'in send order, unchanged (UTF-8 included)');
+        assert.equal(await b.sendToNode(a.nodeId, 'back'), true);
+        await waitUntil(() => gotA.length >= 1, 'the answer on the first node');
+        assert.deepEqual(gotA, ['back']);
+        await sleep(50);
+        assert.equal(gotB.length, 50, 'a node does not get its own messages to others');
+      } finally {
+        await closeNode(other);
+      }
+    });
+
+    test('node messages: to a node nobody listens on, or one that closed, sendToNode resolves false', async ({ node, broker }) => {
+      assert.ok(node.peer, 'create() returned no peer(): give one, or skip this test with a reason');
+      const a = bus(broker);
+      await a.listenNodes(() => {});
+      assert.equal(await a.sendToNode('zz9nobody', 'hello'), false, 'no such node');
+      const other = await node.peer();
+      const b = bus(other.broker);
+      const got: string[] = [];
+      await b.listenNodes((m) => got.push(m));
+      assert.equal(await a.sendToNode(b.nodeId, 'one'), true);
+      await waitUntil(() => got.length === 1, 'the message before the close');
+      const id = b.nodeId;
+      await closeNode(other);
+      assert.equal(await a.sendToNode(id, 'two'), false, 'the peer closed');
+      await sleep(50);
+      assert.deepEqual(got, ['one']);
+    });
+
+    test('node messages: a malformed node id or a message over maxNodeMessageBytes is refused before the broker', async ({ broker }) => {
+      const a = bus(broker);
+      for (const to of ['', 'ABC', 'a.b', 'a*', 'a>', 'x'.repeat(33), 'sb:{x}', '../../x']) {
+        await assert.rejects(a.sendToNode(to, 'm'), TypeError, `node id ${JSON.stringify(to)}`);
+      }
+      if (a.maxNodeMessageBytes < 64 * 1024 * 1024) {
+        await assert.rejects(a.sendToNode(a.nodeId, 'x'.repeat(a.maxNodeMessageBytes + 1)), TypeError);
       }
     });
 

@@ -67,7 +67,7 @@ function renderNodeGroups(text: string, line: RegExp, ports: readonly number[], 
 /** deploy/nginx/switchboard.conf for nodes on `ports`, listening on 127.0.0.1:`port`, logging to `dir`. */
 export function renderNginx(ports: readonly number[], port: number, dir: string): string {
   let conf = readFileSync(NGINX_CONF, 'utf8');
-  conf = renderNodeGroups(conf, /^(\s*server )127\.0\.0\.1:\d+( .*;)$/, ports, 2);
+  conf = renderNodeGroups(conf, /^(\s*server )127\.0\.0\.1:\d+( .*;)$/, ports, 1);
   conf = substitute(conf, /^(\s*)listen \d+;$/m, (m) => `${m[1]}listen 127.0.0.1:${port};`, 1, 'listen');
   conf = substitute(conf, /access_log \S+ switchboard;/, () => `access_log ${join(dir, 'access.log')} switchboard;`, 1, 'access_log');
   return conf;
@@ -76,7 +76,7 @@ export function renderNginx(ports: readonly number[], port: number, dir: string)
 /** deploy/haproxy/haproxy.cfg for nodes on `ports`, bound to 127.0.0.1:`port`, its runtime socket at `socket`. */
 export function renderHaproxy(ports: readonly number[], port: number, socket: string): string {
   let cfg = readFileSync(HAPROXY_CFG, 'utf8');
-  cfg = renderNodeGroups(cfg, /^(\s*server node\d+ )127\.0\.0\.1:\d+(.*)$/, ports, 2);
+  cfg = renderNodeGroups(cfg, /^(\s*server node\d+ )127\.0\.0\.1:\d+(.*)$/, ports, 1);
   cfg = substitute(cfg, /^(\s*)bind :\d+$/m, (m) => `${m[1]}bind 127.0.0.1:${port}`, 1, 'bind');
   cfg = substitute(cfg, /stats socket \S+/, () => `stats socket ${socket}`, 1, 'stats socket');
   return cfg;
@@ -209,7 +209,7 @@ export class Nginx extends Proxy {
 
   /**
    * What the shipped file tells an operator to do to take a node out: mark
-   * its lines `down` in both upstreams and reload (SIGHUP to the master);
+   * its line `down` in the upstream and reload (SIGHUP to the master);
    * `down = false` puts it back. Resolves once the old workers are shutting
    * down, so new connections meet the new configuration.
    */
@@ -217,7 +217,7 @@ export class Nginx extends Proxy {
     const file = join(this.dir, 'switchboard.conf');
     const conf = readFileSync(file, 'utf8');
     const line = new RegExp(`^(\\s*server 127\\.0\\.0\\.1:${nodePort} .*?)( down)?;$`, 'gm');
-    if ((conf.match(line) ?? []).length !== 2) throw new Error(`node ${nodePort} is not in both upstreams`);
+    if ((conf.match(line) ?? []).length !== 1) throw new Error(`node ${nodePort} is not in the upstream once`);
     writeFileSync(file, conf.replace(line, down ? '$1 down;' : '$1;'));
     const before = this.errorLog().length;
     process.kill(this.pid!, 'SIGHUP');

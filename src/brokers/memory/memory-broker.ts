@@ -42,12 +42,14 @@
  */
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
+import { checkNodeMessage } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
   ClientInfo,
   HistoryFilter,
   HistoryResult,
+  NodeBus,
   Publication,
   PublishOptions,
   PublishResult,
@@ -122,7 +124,12 @@ let joining: MemoryBroker | undefined;
  * A single-process Broker. See the module comment for the rules on delivery
  * and nodes, and stream.ts for those on state and epochs.
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements Broker, NodeBus {
+  /** This node's id among its peers (NodeBus). */
+  readonly nodeId = randomId(8);
+  /** No wire in between: any size. */
+  readonly maxNodeMessageBytes = Number.MAX_SAFE_INTEGER;
+  #nodeHandler: ((message: string) => void) | undefined = undefined;
   readonly #now: () => number;
   readonly #timer: ReturnType<typeof setInterval> | undefined;
   readonly #onError: (err: unknown) => void;
@@ -207,6 +214,31 @@ export class MemoryBroker implements Broker {
 
   setHandler(handler: BrokerHandler): void {
     this.#handler = handler;
+  }
+
+  async listenNodes(handler: (message: string) => void): Promise<void> {
+    this.#checkOpen();
+    this.#nodeHandler = handler;
+  }
+
+  /** To an open peer that listens: delivered in a microtask (in send order); otherwise false. */
+  async sendToNode(to: string, message: string): Promise<boolean> {
+    this.#checkOpen();
+    checkNodeMessage(this, to, message);
+    for (const node of this.#nodes) {
+      if (node.nodeId !== to || node.#nodeHandler === undefined) continue;
+      queueMicrotask(() => {
+        const handler = node.#nodeHandler;
+        if (handler === undefined) return;
+        try {
+          handler(message);
+        } catch (err) {
+          node.#onError(err);
+        }
+      });
+      return true;
+    }
+    return false;
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -312,6 +344,7 @@ export class MemoryBroker implements Broker {
     this.#patterns.clear();
     this.#queue.length = 0;
     this.#handler = undefined;
+    this.#nodeHandler = undefined;
   }
 
   /**

@@ -40,12 +40,14 @@ import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstre
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
+import { checkNodeMessage } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
   ClientInfo,
   HistoryFilter,
   HistoryResult,
+  NodeBus,
   Publication,
   PublishOptions,
   PublishResult,
@@ -101,7 +103,12 @@ function streamMissing(err: unknown): boolean {
   return err instanceof Error && (err.name === 'JetStreamNotEnabled' || err.name === 'NoRespondersError');
 }
 
-export class NatsBroker implements Broker {
+/** How long a node message waits for the receiving node's receipt (NodeBus over NATS request/reply). */
+const NODE_RECEIPT_TIMEOUT_MS = 3000;
+const UTF8_DECODER = new TextDecoder();
+
+export class NatsBroker implements Broker, NodeBus {
+  #nodeSub: Subscription | undefined = undefined;
   readonly #link: Link;
   readonly #stream: HistoryStream;
   readonly #prefix: string;
@@ -173,6 +180,57 @@ export class NatsBroker implements Broker {
   /** The id of the JetStream stream (part of every epoch; a re-created stream has another). */
   get streamId(): string | undefined {
     return this.#stream.id;
+  }
+
+  /** This node's id (NodeBus; also the prefix of its message ids). */
+  get nodeId(): string {
+    return this.#nodeId;
+  }
+
+  /** The server's max_payload, less room for headers. */
+  get maxNodeMessageBytes(): number {
+    return Math.max(1024, (this.#link.nc.info?.max_payload ?? 1024 * 1024) - 1024);
+  }
+
+  /**
+   * Node messages are requests on `<prefix>.n.<node id>`: the receiving node
+   * answers each at once (an empty receipt), so a node nobody listens for is
+   * told apart — NATS answers "no responders" — and `sendToNode` says false.
+   */
+  async listenNodes(handler: (message: string) => void): Promise<void> {
+    this.#checkOpen();
+    this.#link.check();
+    this.#nodeSub?.unsubscribe();
+    this.#nodeSub = this.#link.nc.subscribe(`${this.#prefix}.n.${this.#nodeId}`, {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        try {
+          msg.respond();
+          handler(UTF8_DECODER.decode(msg.data));
+        } catch (e) {
+          this.#onError(e);
+        }
+      },
+    });
+    await this.#link.nc.flush().catch((err: unknown) => {
+      throw asBrokerError(err);
+    });
+  }
+
+  async sendToNode(to: string, message: string): Promise<boolean> {
+    this.#checkOpen();
+    checkNodeMessage(this, to, message);
+    this.#link.check();
+    try {
+      await this.#link.nc.request(`${this.#prefix}.n.${to}`, message, { timeout: NODE_RECEIPT_TIMEOUT_MS });
+      return true;
+    } catch (err) {
+      // No subscriber (NATS saw the node's connection go), or none answered in time: not there for us.
+      const name = err instanceof Error ? err.name : '';
+      if (name === 'NoRespondersError' || name === 'TimeoutError') return false;
+      if (err instanceof Error && /no responders|timeout/i.test(err.message)) return false;
+      throw asBrokerError(err);
+    }
   }
 
   /** Whether the NATS connection is up now. */
@@ -266,6 +324,8 @@ export class NatsBroker implements Broker {
     this.#closed = true;
     for (const channel of [...this.#subs.keys()]) this.#drop(channel);
     this.#probeSub?.unsubscribe();
+    this.#nodeSub?.unsubscribe();
+    this.#nodeSub = undefined;
     this.#heads.clear();
     this.#seen.clear();
     await this.#link.close();

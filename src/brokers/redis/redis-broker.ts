@@ -73,12 +73,14 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
+import { checkNodeMessage } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
   ClientInfo,
   HistoryFilter,
   HistoryResult,
+  NodeBus,
   Publication,
   PublishOptions,
   PublishResult,
@@ -127,7 +129,16 @@ interface GlobSubscription {
   done: Promise<unknown>;
 }
 
-export class RedisBroker implements Broker {
+export class RedisBroker implements Broker, NodeBus {
+  /**
+   * Node messages (NodeBus) go over pub/sub, on `<prefix>n:<node id>`; Redis
+   * drops a subscriber whose unread output passes its pubsub
+   * client-output-buffer-limit (32 MiB by default): a few MiB per message
+   * keeps well below it.
+   */
+  readonly maxNodeMessageBytes = 4 * 1024 * 1024;
+  #nodeHandler: ((message: string) => void) | undefined = undefined;
+  readonly #inbox: string;
   readonly #prefix: string;
   readonly #metaTtlMs: number;
   readonly #onError: (err: unknown) => void;
@@ -148,6 +159,10 @@ export class RedisBroker implements Broker {
   /** Frame nonces: this node's id and a counter. */
   readonly #nodeId = randomId(8);
   #counter = 0;
+  /** This node's id (NodeBus; also the prefix of its frame nonces). */
+  get nodeId(): string {
+    return this.#nodeId;
+  }
   #lastNonce = '';
   #subscribedOnce = false;
   /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
@@ -165,6 +180,7 @@ export class RedisBroker implements Broker {
     this.#idKey = `${this.#prefix}id`;
     this.#replidKey = `${this.#prefix}replid`;
     this.#probeName = `${this.#prefix}probe:${this.#nodeId}`;
+    this.#inbox = `${this.#prefix}n:${this.#nodeId}`;
     const refillLimit = Math.max(1, options.refillLimit ?? 1000);
     this.#continuity = new Continuity({
       history: (channel, since) => this.history(channel, { since, limit: refillLimit }),
@@ -203,6 +219,20 @@ export class RedisBroker implements Broker {
 
   setHandler(handler: BrokerHandler): void {
     this.#handler = handler;
+  }
+
+  async listenNodes(handler: (message: string) => void): Promise<void> {
+    this.#checkOpen();
+    this.#nodeHandler = handler;
+    await this.#sub.run((redis) => redis.subscribe(this.#inbox));
+  }
+
+  /** PUBLISH on the node's channel: false when no subscriber got it (no such node, or Redis saw its connection go). */
+  async sendToNode(to: string, message: string): Promise<boolean> {
+    this.#checkOpen();
+    checkNodeMessage(this, to, message);
+    const receivers = await this.#cmd.run((redis) => redis.publish(`${this.#prefix}n:${to}`, message));
+    return receivers > 0;
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -358,6 +388,7 @@ export class RedisBroker implements Broker {
     if (this.#closed) return;
     this.#closed = true;
     this.#handler = undefined;
+    this.#nodeHandler = undefined;
     for (const channel of this.#exact.keys()) this.#continuity.untrack(channel);
     this.#exact.clear();
     this.#patterns.clear();
@@ -409,6 +440,7 @@ export class RedisBroker implements Broker {
     const globs = [...this.#globs.keys()];
     if (names.length > 0) await redis.subscribe(...names);
     if (globs.length > 0) await redis.psubscribe(...globs);
+    if (this.#nodeHandler !== undefined) await redis.subscribe(this.#inbox);
     const again = this.#subscribedOnce;
     this.#subscribedOnce = true;
     if (again) {
@@ -450,9 +482,24 @@ export class RedisBroker implements Broker {
     }
   }
 
+  #receiveNodeMessage(bytes: Buffer): void {
+    const handler = this.#nodeHandler;
+    if (handler === undefined) return;
+    try {
+      handler(bytes.toString('utf8'));
+    } catch (err) {
+      this.#report(err);
+    }
+  }
+
   #receive(name: Buffer, bytes: Buffer): void {
+    const pubsub = name.toString();
+    if (pubsub === this.#inbox) {
+      this.#receiveNodeMessage(bytes);
+      return;
+    }
     if (this.#handler === undefined) return;
-    const channel = channelOf(this.#prefix, name.toString());
+    const channel = channelOf(this.#prefix, pubsub);
     if (channel === undefined) return;
     // Still subscribed (unsubscribe is local first), and matched for real (a glob's * spans segments).
     if (!this.#exact.has(channel) && !this.#index.hasMatch(channel)) return;

@@ -271,6 +271,13 @@ export interface RealtimeConfig {
   shutdown: { timeoutMs: number; reconnectJitterMs: number };
   /** Broker. Default `{ type: 'memory' }`. */
   broker: BrokerConfig;
+  /**
+   * `switchboard serve` only: processes that share the port (`node:cluster`),
+   * each a full node on the broker (which must then be Redis or NATS: the
+   * memory broker is one process's). Limits (`limits.maxConnections`, …)
+   * and `/metrics` are per worker. Default 1 (no cluster). At most 256.
+   */
+  workers: number;
   /** Log level. Default `'info'`. */
   log: { level: LogLevel };
   /** Prometheus metrics at `/metrics`. Default enabled. */
@@ -376,6 +383,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
   } satisfies Defaults<LimitsConfig>,
   heartbeat: { intervalMs: 25000, timeoutMs: 10000 } satisfies Defaults<RealtimeConfig['heartbeat']>,
   idleTimeoutMs: 0,
+  workers: 1,
   shutdown: { timeoutMs: 10000, reconnectJitterMs: 5000 } satisfies Defaults<RealtimeConfig['shutdown']>,
   broker: {
     type: 'memory',

@@ -65,6 +65,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_ADMIN', key: 'admin.enabled', kind: 'bool' },
   { name: 'SWITCHBOARD_ADMIN_PASSWORD', key: 'admin.password', kind: 'string' },
   { name: 'SWITCHBOARD_ADMIN_PATH', key: 'admin.path', kind: 'string' },
+  { name: 'SWITCHBOARD_WORKERS', key: 'workers', kind: 'int' },
 ];
 
 function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string, unknown> {

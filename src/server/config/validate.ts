@@ -249,6 +249,12 @@ function checkConfig(c: Checker, v: Record<string, unknown>): void {
     c.int('shutdown.reconnectJitterMs', s['reconnectJitterMs'], 0);
   }
   checkBroker(c, v['broker']);
+  if (c.int('workers', v['workers'], 1, 256) && (v['workers'] as number) > 1) {
+    const type = (v['broker'] as Record<string, unknown> | undefined)?.['type'] ?? 'memory';
+    if (type === 'memory') {
+      c.add('workers', `${v['workers'] as number} workers need a broker they share (broker.type "redis" or "nats"): with the memory broker each worker would be an island, its clients never seeing what is published on another`);
+    }
+  }
   if (c.keys('log', v['log'], LOG_KEYS)) c.oneOf('log.level', (v['log'] as Record<string, unknown>)['level'], LOG_LEVELS);
   if (c.keys('metrics', v['metrics'], METRICS_KEYS)) c.bool('metrics.enabled', (v['metrics'] as Record<string, unknown>)['enabled']);
   if (c.keys('fallbacks', v['fallbacks'], FALLBACK_KEYS)) {

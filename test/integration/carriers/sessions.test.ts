@@ -30,8 +30,9 @@ test('POST /rt/session opens a session: 201 with a 128-bit base64url id, the tra
   assert.match(a.headers.get('content-type') ?? '', /^application\/json/);
   assert.equal(a.headers.get('cache-control'), 'no-store');
   const body = a.json();
-  assert.match(body.session, /^[A-Za-z0-9_-]{22}$/);
-  assert.equal(Buffer.from(body.session, 'base64url').length, 16);
+  // The node holding the session (its broker node id), a dot, 128 random bits.
+  assert.match(body.session, /^[0-9a-z]{4,32}\.[A-Za-z0-9_-]{22}$/);
+  assert.equal(Buffer.from(body.session.split('.')[1], 'base64url').length, 16);
   assert.deepEqual({ ...body, session: 'x' }, { session: 'x', transport: 'sse', pollTimeoutMs: 1234, retryMs: 567 });
   const b = await openRaw(base, 'poll', { headers: await bearer('alice') });
   assert.equal(b.json().transport, 'poll');

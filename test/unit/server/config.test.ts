@@ -103,6 +103,7 @@ const DEFAULTS: RealtimeConfig = {
   },
   heartbeat: { intervalMs: 25000, timeoutMs: 10000 },
   idleTimeoutMs: 0,
+  workers: 1,
   shutdown: { timeoutMs: 10000, reconnectJitterMs: 5000 },
   broker: { type: 'memory', snapshotIntervalMs: 5000 },
   log: { level: 'info' },
