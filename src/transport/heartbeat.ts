@@ -11,13 +11,16 @@
  * slot it reaches. Pings are spread over the slots by when each connection
  * opened, so a tick pings a share of the connections, not all of them at once.
  *
- * A member's cycle: `interval` ms after it joined (or after its last
- * deadline passed) it is pinged and `awaitingPong` is set; the connection
- * clears the flag whenever anything arrives from the peer. `timeout` ms
- * later, still set: `_heartbeatExpired()` (the connection terminates);
- * cleared: the next ping is due `interval` ms after the previous one (at
- * once when `timeout >= interval`). Deadlines are kept to within one
- * `step` (at most 250 ms, and 1/16 of the shorter period).
+ * A member's cycle: `interval` ms after it joined it is pinged and
+ * `awaitingPong` is set; the connection clears the flag whenever anything
+ * arrives from the peer. The member is looked at again after the shorter of
+ * `interval` and `timeout`: still waiting `timeout` ms after the ping,
+ * `_heartbeatExpired()` (the connection terminates); still waiting but not
+ * for that long, it waits on (no second ping before the answer to the
+ * first); answered, the next ping goes out `interval` ms after the previous
+ * one. So pings come every `interval` whatever the timeout, as with one
+ * timer per connection. Deadlines are kept to within one `step` (at most
+ * 250 ms, and 1/16 of the shorter period).
  */
 
 export interface HeartbeatOptions {
@@ -35,8 +38,10 @@ export interface HeartbeatMember {
   _hbPrev: HeartbeatMember | null;
   /** The slot the member waits in; -1 when it is in none. */
   _hbSlot: number;
-  /** Whether the member waits for its pong deadline (else for its next ping). */
+  /** Whether the member waits for the answer to a ping (else for its next ping). */
   _hbPinged: boolean;
+  /** When the last ping went out (the wheel's clock, ms). */
+  _hbPingAt: number;
   /** Send a ping. */
   _heartbeatPing(): void;
   /** No pong (nor anything else) within the timeout. */
@@ -124,17 +129,18 @@ export class HeartbeatWheel {
 
   /** @internal The timer: handle every slot whose time has come (a late timer catches up). */
   _advance(): void {
-    const due = Math.floor((performance.now() - this.origin) / this.step);
+    const now = performance.now() - this.origin;
+    const due = Math.floor(now / this.step);
     // A timer late by more than a turn of the wheel: one turn handles every member once.
     let n = Math.min(due - this.ticks, this.slots.length);
     this.ticks = due;
     while (n-- > 0 && this.members > 0) {
       this.cursor = (this.cursor + 1) % this.slots.length;
-      this.handleSlot(this.cursor);
+      this.handleSlot(this.cursor, now);
     }
   }
 
-  private handleSlot(slot: number): void {
+  private handleSlot(slot: number, now: number): void {
     let member = this.slots[slot]!;
     // Detach the whole list first: members rescheduled below go to other slots.
     this.slots[slot] = null;
@@ -144,7 +150,7 @@ export class HeartbeatWheel {
       member._hbSlot = -1;
       member._hbPrev = member._hbNext = null;
       try {
-        this.handle(member);
+        this.handle(member, now);
       } catch (err) {
         // An application listener threw (an 'error' listener, say): the other members still get their turn.
         thrown ??= { err };
@@ -159,23 +165,29 @@ export class HeartbeatWheel {
     }
   }
 
-  private handle(member: HeartbeatMember): void {
+  private handle(member: HeartbeatMember, now: number): void {
     if (member._hbPinged) {
+      const since = now - member._hbPingAt;
       if (member.awaitingPong) {
-        // Out of the wheel first: the member's close handler will call remove() and find nothing to do.
-        if (--this.members === 0) this.stop();
-        member._heartbeatExpired();
+        if (since >= this.timeout - this.step / 2) {
+          // Out of the wheel first: the member's close handler will call remove() and find nothing to do.
+          if (--this.members === 0) this.stop();
+          member._heartbeatExpired();
+          return;
+        }
+        this.schedule(member, this.timeout - since);
         return;
       }
       member._hbPinged = false;
-      if (this.interval > this.timeout) {
-        this.schedule(member, this.interval - this.timeout);
+      if (since < this.interval - this.step / 2) {
+        this.schedule(member, this.interval - since);
         return;
       }
     }
     member.awaitingPong = true;
     member._hbPinged = true;
-    this.schedule(member, this.timeout);
+    member._hbPingAt = now;
+    this.schedule(member, Math.min(this.interval, this.timeout));
     member._heartbeatPing();
   }
 }

@@ -180,6 +180,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   _hbSlot = -1;
   /** @internal HeartbeatMember */
   _hbPinged = false;
+  /** @internal HeartbeatMember */
+  _hbPingAt = 0;
   /** Whether the closing handshake completed before the TCP connection closed. */
   wasClean = false;
 

@@ -15,6 +15,7 @@ class Member implements HeartbeatMember {
   _hbPrev: HeartbeatMember | null = null;
   _hbSlot = -1;
   _hbPinged = false;
+  _hbPingAt = 0;
   pings = 0;
   expired = 0;
   constructor(private readonly answers: boolean) {}
@@ -65,3 +66,17 @@ for (const [interval, timeout] of [
     assert.equal((wheel as unknown as { timer: unknown }).timer, null, 'the timer stops when the wheel is empty');
   });
 }
+
+test('a timeout longer than the interval: live members are pinged every interval (not every timeout) while a silent one waits out its timeout', async () => {
+  const wheel = new HeartbeatWheel({ interval: 40, timeout: 1000 });
+  const live = new Member(true);
+  const silent = new Member(false);
+  wheel.add(live);
+  wheel.add(silent);
+  await until(() => silent.expired === 1);
+  // Both joined together: by the silent member's deadline (one interval plus the timeout), the live one was pinged about 25 times.
+  assert.ok(live.pings >= 10, `live member pinged ${live.pings} times before the silent one expired`);
+  assert.equal(silent.pings, 1, 'no second ping before the answer to the first');
+  assert.equal(live.expired, 0);
+  wheel.remove(live);
+});
