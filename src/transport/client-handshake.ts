@@ -2,7 +2,8 @@
  * The client side of the opening handshake (RFC 6455 §4.1): send the
  * Upgrade request over http/https, check the server's answer, then hand the
  * socket to its {@link ClientHandshakeHandler} (the `WebSocket`, which this
- * module does not import).
+ * module does not import). With `followRedirects`, 3xx answers are followed
+ * (at most `maxRedirects`).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -30,10 +31,19 @@ export interface ClientHandshakeOptions extends Omit<https.RequestOptions, 'head
   handshakeTimeout?: number;
   /** Max size of a received message in bytes (after inflation). Default 100 MiB. */
   maxPayload?: number;
+  /**
+   * Follow a 3xx answer's `Location` (301, 302, 303, 307, 308). Default false
+   * (as `ws`): the answer refuses the handshake (`WS_ERR_UNEXPECTED_STATUS`).
+   */
+  followRedirects?: boolean;
+  /** Most redirects followed; one more fails the handshake with `WS_ERR_MAX_REDIRECTS`. Default 10 (as `ws`). */
+  maxRedirects?: number;
 }
 
 /** What the handshake tells the socket it opens for. Each handshake ends with exactly one of the last three calls. */
 export interface ClientHandshakeHandler {
+  /** A redirect is followed: `request` is the new request, to `url` (the 'redirect' event of `ws`). */
+  onRedirect?(url: string, request: http.ClientRequest): void;
   /** The server answered 101; called before the answer is checked (the 'upgrade' event). */
   onUpgradeResponse(response: http.IncomingMessage): void;
   /**
@@ -57,16 +67,17 @@ export interface ClientHandshake {
 /** How long a client waits for the body of a refused handshake (for {@link HandshakeError.body}) once the status is in, in ms. */
 const REFUSAL_BODY_WAIT_MS = 1000;
 
-/** Start the opening handshake. Throws (synchronously) for an invalid URL, subprotocol list or version. */
-export function connectClient(
-  handler: ClientHandshakeHandler,
-  address: string | URL,
-  protocols: string[],
-  options: ClientHandshakeOptions,
-): ClientHandshake {
+/** Default of {@link ClientHandshakeOptions.maxRedirects} (as `ws`). */
+export const DEFAULT_MAX_REDIRECTS = 10;
+
+/** The statuses whose `Location` a client following redirects goes to. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** A WebSocket URL from a ws/wss/http/https address; throws SyntaxError otherwise (RFC 6455 §3). */
+function webSocketUrl(address: string | URL, base?: URL): URL {
   let url: URL;
   try {
-    url = address instanceof URL ? address : new URL(address);
+    url = address instanceof URL ? new URL(address.href) : new URL(address, base);
   } catch {
     throw new SyntaxError(`Invalid URL: ${String(address)}`);
   }
@@ -76,6 +87,23 @@ export function connectClient(
     throw new SyntaxError(`The URL's protocol must be one of "ws:", "wss:", "http:" or "https:"`);
   }
   if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  return url;
+}
+
+/**
+ * Start the opening handshake. Throws (synchronously) for an invalid URL,
+ * subprotocol list or version. With `followRedirects`, a 3xx answer with a
+ * `Location` starts the handshake again there (the handler's `onRedirect`
+ * first); a redirect to another host, or from wss: to ws:, drops the
+ * `Authorization` and `Cookie` headers and the `auth` option (as `ws` does).
+ */
+export function connectClient(
+  handler: ClientHandshakeHandler,
+  address: string | URL,
+  protocols: string[],
+  options: ClientHandshakeOptions,
+): ClientHandshake {
+  const firstUrl = webSocketUrl(address);
   const version = options.protocolVersion ?? 13;
   if (version !== 13) throw new RangeError(`Unsupported protocol version: ${version} (supported versions: 13)`);
   const seen = new Set<string>();
@@ -85,42 +113,24 @@ export function connectClient(
     }
     seen.add(p);
   }
-
-  const secure = url.protocol === 'wss:';
-  const key = generateKey();
   const deflateOptions: PerMessageDeflateOptions | null =
     options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
-
-  const headers: Record<string, string | string[]> = {
-    ...options.headers,
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Version': String(version),
-    'Sec-WebSocket-Key': key,
-  };
-  if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
-  if (deflateOptions) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(deflateOptions);
-  if (options.origin) headers['Origin'] = options.origin;
-
   const {
-    headers: _h,
+    headers: extraHeaders,
     origin: _o,
     protocolVersion: _v,
     perMessageDeflate: _d,
     handshakeTimeout,
     maxPayload,
-    ...requestOptions
+    followRedirects,
+    maxRedirects = DEFAULT_MAX_REDIRECTS,
+    ...firstRequestOptions
   } = options;
-
-  const request = (secure ? https : http).request({
-    ...requestOptions,
-    host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-    port: url.port || (secure ? 443 : 80),
-    path: `${url.pathname}${url.search}`,
-    method: 'GET',
-    headers,
-    ...(secure ? { servername: requestOptions.servername ?? (isIp(url.hostname) ? '' : url.hostname) } : {}),
-  });
+  /** Headers and request options of the next request (credentials dropped by a cross-host redirect). */
+  let userHeaders: Record<string, string | string[]> = { ...extraHeaders };
+  let requestOptions: Omit<https.RequestOptions, 'headers' | 'timeout'> = firstRequestOptions;
+  let redirects = 0;
+  let request: http.ClientRequest;
 
   let done = false;
   let timer: NodeJS.Timeout | null = null;
@@ -139,79 +149,142 @@ export function connectClient(
     timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
   }
 
-  request.on('error', (err) => abort(err));
-  request.on('response', (res) => {
-    if (done) return;
-    if (handler.onUnexpectedResponse(request, res)) {
-      finish();
-      return;
-    }
-    // Keep the start of the body (why the server refused), bounded in size and time.
-    const status = res.statusCode ?? 0;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const refuse = (): void => {
-      if (done) return;
-      const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status);
-      err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
-      abort(err);
+  /** One HTTP request of the handshake: the first, or one after a redirect. */
+  const start = (url: URL): void => {
+    const secure = url.protocol === 'wss:';
+    const key = generateKey();
+    const headers: Record<string, string | string[]> = {
+      ...userHeaders,
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': String(version),
+      'Sec-WebSocket-Key': key,
     };
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
-    res.on('data', (chunk: Buffer) => {
-      if (done) return;
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= MAX_REFUSAL_BODY_BYTES) refuse();
+    if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
+    if (deflateOptions) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(deflateOptions);
+    if (options.origin) headers['Origin'] = options.origin;
+
+    request = (secure ? https : http).request({
+      ...requestOptions,
+      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port || (secure ? 443 : 80),
+      path: `${url.pathname}${url.search}`,
+      method: 'GET',
+      headers,
+      ...(secure ? { servername: requestOptions.servername ?? (isIp(url.hostname) ? '' : url.hostname) } : {}),
     });
-    res.on('end', refuse);
-    res.on('error', refuse);
-    res.on('close', refuse);
-  });
-  request.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (done) {
-      socket.destroy();
-      return;
-    }
-    handler.onUpgradeResponse(res);
-    // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
-    if (done) {
-      socket.destroy();
-      return;
-    }
-    let codec: PerMessageDeflateCodec | null = null;
-    let extensions = '';
-    let protocol = '';
-    try {
-      const result = validateUpgradeResponse(
-        { statusCode: res.statusCode ?? 0, headers: res.headers },
-        { key, protocols, extensionsOffered: deflateOptions !== null },
-      );
-      protocol = result.protocol;
-      if (deflateOptions && result.extensions.length > 0) {
-        const params = acceptDeflateResponse(result.extensions, deflateOptions);
-        codec = new PerMessageDeflateCodec({
-          role: 'client',
-          params,
-          maxPayload: maxPayload ?? 100 * 1024 * 1024,
-          level: deflateOptions.level,
-          memLevel: deflateOptions.memLevel,
-          threshold: deflateOptions.threshold,
-          concurrencyLimit: deflateOptions.concurrencyLimit,
-          idleReleaseMs: deflateOptions.idleReleaseMs,
-        });
-        extensions = String(res.headers['sec-websocket-extensions'] ?? '');
+    const req = request;
+
+    req.on('error', (err) => {
+      if (req === request) abort(err);
+    });
+    req.on('response', (res) => {
+      if (done || req !== request) return;
+      const status = res.statusCode ?? 0;
+      const location = res.headers.location;
+      // RFC 6455 §4.1: "the client MAY redirect" on a 3xx; only when asked to (as `ws`).
+      if (followRedirects && REDIRECT_STATUSES.has(status) && location) {
+        res.resume();
+        if (++redirects > maxRedirects) {
+          abort(new HandshakeError('WS_ERR_MAX_REDIRECTS', `Maximum redirects exceeded (${maxRedirects})`, status));
+          return;
+        }
+        let next: URL;
+        try {
+          next = webSocketUrl(location, url);
+        } catch (err) {
+          abort(err as Error);
+          return;
+        }
+        req.destroy();
+        if (next.host !== url.host || (url.protocol === 'wss:' && next.protocol === 'ws:')) {
+          userHeaders = Object.fromEntries(Object.entries(userHeaders).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+          const { auth: _auth, ...rest } = requestOptions;
+          requestOptions = rest;
+        }
+        start(next);
+        handler.onRedirect?.(next.href, request);
+        return;
       }
-    } catch (err) {
-      socket.destroy();
-      abort(err as Error);
-      return;
-    }
-    finish();
-    handler.onUpgraded(socket, head, protocol, extensions, codec);
-  });
-  request.end();
+      if (handler.onUnexpectedResponse(req, res)) {
+        finish();
+        return;
+      }
+      // Keep the start of the body (why the server refused), bounded in size and time.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const refuse = (): void => {
+        if (done) return;
+        const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status, flatHeaders(res.headers));
+        err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
+        abort(err);
+      };
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
+      res.on('data', (chunk: Buffer) => {
+        if (done) return;
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size >= MAX_REFUSAL_BODY_BYTES) refuse();
+      });
+      res.on('end', refuse);
+      res.on('error', refuse);
+      res.on('close', refuse);
+    });
+    req.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (done || req !== request) {
+        socket.destroy();
+        return;
+      }
+      handler.onUpgradeResponse(res);
+      // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
+      if (done) {
+        socket.destroy();
+        return;
+      }
+      let codec: PerMessageDeflateCodec | null = null;
+      let extensions = '';
+      let protocol = '';
+      try {
+        const result = validateUpgradeResponse(
+          { statusCode: res.statusCode ?? 0, headers: res.headers },
+          { key, protocols, extensionsOffered: deflateOptions !== null },
+        );
+        protocol = result.protocol;
+        if (deflateOptions && result.extensions.length > 0) {
+          const params = acceptDeflateResponse(result.extensions, deflateOptions);
+          codec = new PerMessageDeflateCodec({
+            role: 'client',
+            params,
+            maxPayload: maxPayload ?? 100 * 1024 * 1024,
+            level: deflateOptions.level,
+            memLevel: deflateOptions.memLevel,
+            threshold: deflateOptions.threshold,
+            concurrencyLimit: deflateOptions.concurrencyLimit,
+            idleReleaseMs: deflateOptions.idleReleaseMs,
+          });
+          extensions = String(res.headers['sec-websocket-extensions'] ?? '');
+        }
+      } catch (err) {
+        socket.destroy();
+        abort(err as Error);
+        return;
+      }
+      finish();
+      handler.onUpgraded(socket, head, protocol, extensions, codec);
+    });
+    req.end();
+  };
+
+  start(firstUrl);
   return { abort: (reason: string) => abort(new Error(reason)) };
+}
+
+/** Response headers as one string each (repeated ones joined with ', '), for {@link HandshakeError.headers}. */
+function flatHeaders(headers: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
 }
 
 function isIp(host: string): boolean {

@@ -112,8 +112,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   readonly CLOSING = CLOSING;
   readonly CLOSED = CLOSED;
 
-  /** The URL the client connected to ('' on the server side). */
-  readonly url: string;
+  private _url: string;
   private _readyState = CONNECTING;
   private _protocol = '';
   private _extensions = '';
@@ -148,7 +147,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   constructor(address: string | URL | null, protocols?: string | string[] | ClientOptions, options?: ClientOptions) {
     super();
     if (address === null) {
-      this.url = '';
+      this._url = '';
       return;
     }
     if (protocols !== undefined && !Array.isArray(protocols) && typeof protocols === 'object') {
@@ -156,7 +155,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
       protocols = undefined;
     }
     const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
-    this.url = typeof address === 'string' ? address : address.href;
+    this._url = typeof address === 'string' ? address : address.href;
     const { skipUTF8Validation, autoPong, heartbeat, closeTimeout, ...handshakeOptions } = options ?? {};
     const connection = { maxPayload: handshakeOptions.maxPayload, skipUTF8Validation, autoPong, heartbeat, closeTimeout };
     this.handshake = connectClient(this.handshakeHandler(connection), address, list, handshakeOptions);
@@ -165,6 +164,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
   /** What the client handshake reports to; `options` are the connection's, used once it is open. */
   private handshakeHandler(options: Pick<SocketSetup, 'maxPayload' | 'skipUTF8Validation' | 'autoPong' | 'heartbeat' | 'closeTimeout'>): ClientHandshakeHandler {
     return {
+      onRedirect: (url, request) => {
+        this._url = url;
+        this.emit('redirect', url, request);
+      },
       onUpgradeResponse: (response) => {
         this.emit('upgrade', response);
       },
@@ -190,6 +193,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler {
     };
   }
 
+  /** The URL the client connected to: after a followed redirect, where it went ('' on the server side). */
+  get url(): string {
+    return this._url;
+  }
   get readyState(): number {
     return this._readyState;
   }
@@ -638,6 +645,7 @@ export interface WebSocket {
   on(event: 'ping' | 'pong', listener: WsListener<[data: Buffer]>): this;
   on(event: 'open' | 'drain', listener: WsListener<[]>): this;
   on(event: 'upgrade', listener: WsListener<[response: import('node:http').IncomingMessage]>): this;
+  on(event: 'redirect', listener: WsListener<[url: string, request: import('node:http').ClientRequest]>): this;
   on(event: 'unexpected-response', listener: WsListener<[request: import('node:http').ClientRequest, response: import('node:http').IncomingMessage]>): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'message', listener: WsListener<[data: RawData, isBinary: boolean]>): this;
