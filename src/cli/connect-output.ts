@@ -155,10 +155,12 @@ export function traceRequests(write: (line: string) => void): () => void {
     const started = performance.now();
     const times: { dns?: number; tcp?: number; tls?: number } = {};
     const watch = (socket: net.Socket): void => {
-      if (!socket.connecting) return;
-      socket.once('lookup', () => (times.dns = performance.now()));
-      socket.once('connect', () => (times.tcp = performance.now()));
-      socket.once('secureConnect', () => (times.tls = performance.now()));
+      if (socket.connecting) {
+        socket.once('lookup', () => (times.dns = performance.now()));
+        socket.once('connect', () => (times.tcp = performance.now()));
+      }
+      // TLS over a proxy's tunnel starts on a connected socket: its handshake is still to come.
+      if ((socket as tls.TLSSocket).encrypted) socket.once('secureConnect', () => (times.tls = performance.now()));
     };
     if (request.socket) watch(request.socket);
     else request.once('socket', watch);
@@ -182,10 +184,13 @@ export function traceRequests(write: (line: string) => void): () => void {
       for (const line of tlsLines(socket)) write(`* ${line}`);
       const tunnel = tunnelOf(socket);
       const phases: string[] = [];
+      let begin = started;
       let last = started;
       if (tunnel) {
-        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectMs)}`, `CONNECT ${tunnel.target} ${ms(tunnel.tunnelMs - tunnel.proxyConnectMs)}`);
-        last = started + tunnel.tunnelMs;
+        // The dialer starts the tunnel as the request is made, just before the trace hears of it.
+        begin = Math.min(started, tunnel.startedAt);
+        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectedAt - begin)}`, `CONNECT ${tunnel.target} ${ms(tunnel.tunnelAt - tunnel.proxyConnectedAt)}`);
+        last = tunnel.tunnelAt;
       } else {
         phases.push(times.dns !== undefined ? `DNS ${ms(times.dns - started)}` : 'DNS none (an address or a reused socket)');
         if (times.dns !== undefined) last = times.dns;
@@ -199,7 +204,7 @@ export function traceRequests(write: (line: string) => void): () => void {
         last = times.tls;
       }
       phases.push(`HTTP ${ms(done - last)}`);
-      write(`* timings: ${phases.join(', ')}; total ${ms(done - started)}`);
+      write(`* timings: ${phases.join(', ')}; total ${ms(done - begin)}`);
     };
     // Before the handshake's own listeners: the answer prints before 'connected' or the refusal.
     request.prependOnceListener('upgrade', printResponse);

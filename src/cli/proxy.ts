@@ -18,10 +18,12 @@ export interface TunnelInfo {
   proxy: string;
   /** What the CONNECT asked for (host:port). */
   target: string;
-  /** From the start to the TCP connection with the proxy, in ms. */
-  proxyConnectMs: number;
-  /** From the start to the proxy's 200 answer, in ms. */
-  tunnelMs: number;
+  /** When the dialer started (`performance.now()`, ms). */
+  startedAt: number;
+  /** When the TCP connection with the proxy was up. */
+  proxyConnectedAt: number;
+  /** When the proxy's 2xx answer to CONNECT arrived. */
+  tunnelAt: number;
 }
 
 /** The tunnel behind each socket a {@link proxyDialer} made. */
@@ -138,7 +140,7 @@ export function proxyDialer(explicit: string | undefined, env: NodeJS.ProcessEnv
       headers['Proxy-Authorization'] = `Basic ${Buffer.from(credentials).toString('base64')}`;
     }
     const started = performance.now();
-    let proxyConnectMs = 0;
+    let proxyConnectedAt = started;
     const proxyName = proxy.host;
     const connectRequest = http.request({
       host: proxy.hostname.replace(/^\[|\]$/g, ''),
@@ -148,7 +150,7 @@ export function proxyDialer(explicit: string | undefined, env: NodeJS.ProcessEnv
       headers,
       agent: false,
     });
-    connectRequest.on('socket', (socket) => socket.once('connect', () => (proxyConnectMs = performance.now() - started)));
+    connectRequest.on('socket', (socket) => socket.once('connect', () => (proxyConnectedAt = performance.now())));
     connectRequest.on('error', (err) => callback(new Error(`proxy ${proxyName}: ${err.message}`)));
     connectRequest.on('response', (res) => {
       // Anything but a 2xx to CONNECT is a refusal; its head was all there is to read.
@@ -163,7 +165,7 @@ export function proxyDialer(explicit: string | undefined, env: NodeJS.ProcessEnv
         return;
       }
       if (head.length > 0) socket.unshift(head);
-      const info: TunnelInfo = { proxy: proxyName, target: authority, proxyConnectMs, tunnelMs: performance.now() - started };
+      const info: TunnelInfo = { proxy: proxyName, target: authority, startedAt: started, proxyConnectedAt, tunnelAt: performance.now() };
       const stream = secure ? tls.connect({ ...connectOptions, host, socket }) : socket;
       tunnels.set(stream, info);
       callback(null, stream);
