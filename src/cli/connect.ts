@@ -336,6 +336,7 @@ class ConnectSession {
       }
       this.readInput();
       process.on('SIGINT', this.onInterrupt);
+      process.stdout.on('error', this.onOutputError);
     });
   }
 
@@ -408,6 +409,13 @@ class ConnectSession {
     // Ctrl-C on a terminal (readline takes it from the process).
     rl.on('SIGINT', this.onInterrupt);
   }
+
+  /** stdout closed by its reader (`connect … | head -1`): nothing more can be shown, so close (normally). */
+  private readonly onOutputError = (err: NodeJS.ErrnoException): void => {
+    if (this.stopping) return;
+    this.status(`stdout: ${err.code ?? err.message}: closing`);
+    this.stop();
+  };
 
   private readonly onInterrupt = (): void => {
     if (this.stopping) {
@@ -671,6 +679,7 @@ class ConnectSession {
 
   private finish(code: number): void {
     process.removeListener('SIGINT', this.onInterrupt);
+    process.stdout.removeListener('error', this.onOutputError);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.resolve(code);
   }

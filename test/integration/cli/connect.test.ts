@@ -379,11 +379,14 @@ test('on a terminal: a prompt, "< " and colours, --json coloured, slash commands
   await until(() => seen.closes.length === 1, 5000, 'the close');
   assert.equal(seen.closes[0]!.code, 1000);
 
-  // --no-color on a terminal: the same prefix, no escape codes around it.
-  const plain = connect(t, [seen.url, '--no-color', '-x', '{"a":1}', '--json', '-w', '0.5'], { tty: true });
-  assert.equal(await exitOf(plain), 0);
-  assert.ok(plain.stdout.some((l) => l.includes('< [binary 2 bytes] cafe')), plain.stdout.join(' | '));
+  // --no-color on a terminal: the same prefix, no escape codes around it. Ctrl-C closes with 1000 and exits 0.
+  const plain = connect(t, [seen.url, '--no-color'], { tty: true });
+  await until(() => plain.stdout.some((l) => l.includes('< [binary 2 bytes] cafe')), CHILD_WAIT, `the binary message (output: ${plain.stdout.join(' | ')})`);
+  plain.child.stdin!.write('\x03');
+  assert.equal(await exitOf(plain), 0, plain.stdout.join(' | '));
   assert.doesNotMatch(plain.stdout.join('\n'), /\x1b\[\d+m/, 'no colour codes');
+  await until(() => seen.closes.length === 2, 5000, 'the close after Ctrl-C');
+  assert.equal(seen.closes[1]!.code, 1000);
 });
 
 test('--close-code/--close-reason are used at the end of input; exit 0 after the clean close this side started', async (t) => {
@@ -567,4 +570,18 @@ test('--http2 is accepted and passes http2: true to the client; a server without
   assert.equal(await exitOf(cli), 0, cli.stderr.join(' | '));
   assert.deepEqual(texts(seen), ['h2 asked']);
   assert.equal(seen.requests[0]!.httpVersion, '1.1');
+});
+
+test('stdout closed by its reader (connect … | head -1): EPIPE closes the connection normally, no crash', async (t) => {
+  const h = harness(t);
+  const seen = await observedServer(h, {}, { onConnection: (ws) => ws.send('one') });
+  const cli = connect(t, [seen.url]);
+  await until(() => cli.stdout.includes('one'), CHILD_WAIT, `the first message (stderr: ${cli.stderr.join(' | ')})`);
+  cli.child.stdout!.destroy();
+  seen.sockets[0]!.send('two');
+  const { code } = await within(cli.exited, CHILD_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
+  assert.equal(code, 0, cli.stderr.join(' | '));
+  assert.ok(cli.stderr.includes('stdout: EPIPE: closing'), cli.stderr.join(' | '));
+  await until(() => seen.closes.length === 1, 5000, 'the close');
+  assert.equal(seen.closes[0]!.code, 1000);
 });
