@@ -23,6 +23,9 @@ import { COMMANDS } from '../../../src/cli/args.js';
 import { CONNECT_OPTIONS } from '../../../src/cli/connect.js';
 import { runCli, type CliProcess, type SpawnOptions } from '../../support/cli.js';
 import { CHILD_WAIT } from '../../support/wait.js';
+
+/** Waits that include a CLI's start through tsx: generous, the machine may be loaded (other test runs). */
+const CLI_WAIT = 3 * CHILD_WAIT;
 import { harness, listen, until, within, type Harness } from '../transport/helpers.js';
 import { startServer } from '../realtime/helpers.js';
 import { signToken } from '../../support/tokens.js';
@@ -105,14 +108,14 @@ function connect(t: { after(fn: () => unknown): void }, args: string[], options:
 }
 
 async function exitOf(cli: CliProcess): Promise<number | null> {
-  const { code } = await within(cli.exited, CHILD_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
+  const { code } = await within(cli.exited, CLI_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
   // 'exit' can come before the last lines are read: wait for the output to end too.
   await new Promise<void>((resolve) => (cli.child.stdout!.readableEnded ? resolve() : cli.child.stdout!.once('close', () => resolve())));
   return code;
 }
 
 function connected(cli: CliProcess, what = 'connected'): Promise<void> {
-  return until(() => cli.stderr.some((l) => l.startsWith(what)), CHILD_WAIT, `'${what}' on stderr (stderr: ${cli.stderr.join(' | ')})`);
+  return until(() => cli.stderr.some((l) => l.startsWith(what)), CLI_WAIT, `'${what}' on stderr (stderr: ${cli.stderr.join(' | ')})`);
 }
 
 const texts = (seen: Observed): string[] => seen.messages.map((m) => String(m.data));
@@ -172,7 +175,7 @@ test('-k/--insecure, --ca, --cert/--key against an HTTPS server with a self-sign
   assert.equal(await exitOf(refused), 1);
   assert.match(refused.stderr[0]!, /^error: self-signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\): --ca FILE trusts a CA, -k skips the check$/);
 
-  const insecure = connect(t, [seen.url, '-k', '-x', 'over tls', '-w', '0.3']);
+  const insecure = connect(t, [seen.url, '-k', '-x', 'over tls', '--count', '1']);
   assert.equal(await exitOf(insecure), 0, insecure.stderr.join(' | '));
   assert.deepEqual(insecure.stdout, ['over tls']);
 
@@ -265,7 +268,7 @@ test('binary: --hex and --base64 show binary messages and decode stdin lines; -x
 
   const file = path.join(dir, 'payload.bin');
   writeFileSync(file, Buffer.from('RAW BYTES\n'));
-  const raw = connect(t, [seen.url, '-x', `@${file}`, '-x', '@@at sign', '-w', '0.4']);
+  const raw = connect(t, [seen.url, '-x', `@${file}`, '-x', '@@at sign', '--count', '2']);
   assert.equal(await exitOf(raw), 0);
   assert.deepEqual(seen.messages.slice(3).map((m) => [String(m.data), m.isBinary]), [['RAW BYTES\n', true], ['@at sign', false]]);
   // Piped stdout: the binary echo as its bytes (no prefix, no separator), the text with a newline.
@@ -278,7 +281,7 @@ test('binary: --hex and --base64 show binary messages and decode stdin lines; -x
 test('-P/--show-ping-pong with --ping-interval: pongs with their round-trip time; the server\'s pings are shown', async (t) => {
   const h = harness(t);
   const seen = await observedServer(h, {}, { onConnection: (ws) => ws.ping('from-server') });
-  const cli = connect(t, [seen.url, '-P', '--ping-interval', '0.2', '-w', '1']);
+  const cli = connect(t, [seen.url, '-P', '--ping-interval', '0.2', '-w', '5']);
   assert.equal(await exitOf(cli), 0);
   assert.ok(cli.stderr.includes('< ping from-server'), cli.stderr.join(' | '));
   assert.ok(cli.stderr.some((l) => /^< pong 1 \(rtt \d+\.\d ms\)$/.test(l)), cli.stderr.join(' | '));
@@ -309,7 +312,7 @@ test('slash commands on piped stdin with --slash: /ping /pong /binary /json // /
   const cli = connect(t, [seen.url, '--slash']);
   await connected(cli);
   cli.child.stdin!.write(['/ping abc', '/pong xyz', '/binary 0102ff', '/binary AQID', '/json {"a": [1, 2]}', '/json nope', '//not a command', '/bogus', '/help', 'plain'].join('\n') + '\n');
-  await until(() => seen.messages.length === 5 && cli.stderr.some((l) => l.startsWith('< pong')), CHILD_WAIT, 'the messages and the pong');
+  await until(() => seen.messages.length === 5 && cli.stderr.some((l) => l.startsWith('< pong')), CLI_WAIT, 'the messages and the pong');
   cli.child.stdin!.write('/close 4001 all done\n');
   assert.equal(await exitOf(cli), 0, cli.stderr.join(' | '));
   assert.deepEqual(seen.messages.map((m) => [m.isBinary ? m.data.toString('hex') : String(m.data), m.isBinary]), [
@@ -361,11 +364,11 @@ test('on a terminal: a prompt, "< " and colours, --json coloured, slash commands
   const h = harness(t);
   const seen = await observedServer(h, {}, { onConnection: (ws) => ws.send(Buffer.from([0xca, 0xfe])) });
   const cli = connect(t, [seen.url, '--json'], { tty: true });
-  await until(() => cli.stdout.some((l) => l.includes('connected (protocol: none')), CHILD_WAIT, `connected (output: ${cli.stdout.join(' | ')})`);
+  await until(() => cli.stdout.some((l) => l.includes('connected (protocol: none')), CLI_WAIT, `connected (output: ${cli.stdout.join(' | ')})`);
   cli.child.stdin!.write('{"hello":"world","n":42}\n');
-  await until(() => seen.messages.length === 1 && cli.stdout.some((l) => l.includes('"world"')), CHILD_WAIT, `the echo (output: ${cli.stdout.join(' | ')})`);
+  await until(() => seen.messages.length === 1 && cli.stdout.some((l) => l.includes('"world"')), CLI_WAIT, `the echo (output: ${cli.stdout.join(' | ')})`);
   cli.child.stdin!.write('/ping tty\n');
-  await until(() => cli.stdout.some((l) => l.includes('< pong')), CHILD_WAIT, `the pong (output: ${cli.stdout.join(' | ')})`);
+  await until(() => cli.stdout.some((l) => l.includes('< pong')), CLI_WAIT, `the pong (output: ${cli.stdout.join(' | ')})`);
   cli.child.stdin!.write('/quit\n');
   assert.equal(await exitOf(cli), 0, cli.stdout.join(' | '));
   const screen = cli.stdout.join('\n');
@@ -381,7 +384,7 @@ test('on a terminal: a prompt, "< " and colours, --json coloured, slash commands
 
   // --no-color on a terminal: the same prefix, no escape codes around it. Ctrl-C closes with 1000 and exits 0.
   const plain = connect(t, [seen.url, '--no-color'], { tty: true });
-  await until(() => plain.stdout.some((l) => l.includes('< [binary 2 bytes] cafe')), CHILD_WAIT, `the binary message (output: ${plain.stdout.join(' | ')})`);
+  await until(() => plain.stdout.some((l) => l.includes('< [binary 2 bytes] cafe')), CLI_WAIT, `the binary message (output: ${plain.stdout.join(' | ')})`);
   plain.child.stdin!.write('\x03');
   assert.equal(await exitOf(plain), 0, plain.stdout.join(' | '));
   assert.doesNotMatch(plain.stdout.join('\n'), /\x1b\[\d+m/, 'no colour codes');
@@ -576,10 +579,10 @@ test('stdout closed by its reader (connect … | head -1): EPIPE closes the conn
   const h = harness(t);
   const seen = await observedServer(h, {}, { onConnection: (ws) => ws.send('one') });
   const cli = connect(t, [seen.url]);
-  await until(() => cli.stdout.includes('one'), CHILD_WAIT, `the first message (stderr: ${cli.stderr.join(' | ')})`);
+  await until(() => cli.stdout.includes('one'), CLI_WAIT, `the first message (stderr: ${cli.stderr.join(' | ')})`);
   cli.child.stdout!.destroy();
   seen.sockets[0]!.send('two');
-  const { code } = await within(cli.exited, CHILD_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
+  const { code } = await within(cli.exited, CLI_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
   assert.equal(code, 0, cli.stderr.join(' | '));
   assert.ok(cli.stderr.includes('stdout: EPIPE: closing'), cli.stderr.join(' | '));
   await until(() => seen.closes.length === 1, 5000, 'the close');
