@@ -125,9 +125,10 @@ test('--help lists every flag of connect, one line each, and the exit codes', as
   assert.equal(await exitOf(cli), 0);
   const help = cli.stdout.join('\n');
   for (const [name, spec] of Object.entries(CONNECT_OPTIONS)) {
-    const line = cli.stdout.find((l) => l.includes(`--${name}`));
-    assert.ok(line, `--${name} is in connect --help`);
-    if ('short' in spec) assert.ok(line.includes(`-${spec.short}, --${name}`), `-${spec.short} is on the line of --${name}`);
+    // Its own line, starting with it (and its short form).
+    const line = cli.stdout.find((l) => new RegExp(`^  (-\\w, |    )--${name}\\b`).test(l));
+    assert.ok(line, `--${name} has its line in connect --help`);
+    if ('short' in spec) assert.ok(line.startsWith(`  -${spec.short}, --${name}`), `-${spec.short} is on the line of --${name}`);
   }
   assert.match(help, /exit 0\s+on a normal close, 1 otherwise .* 2 usage/s);
   assert.equal(COMMANDS.connect.options.length + 6, cli.stdout.length - 1, 'usage, blank, 3 description lines, blank, Options:, one line per entry');
