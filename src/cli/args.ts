@@ -40,10 +40,47 @@ export const COMMANDS = {
     description: ['plain WebSocket echo server (any path)'],
   },
   connect: {
-    synopsis: 'URL [--protocol P]... [--header "K: V"]... [--no-deflate] [--insecure]',
+    synopsis: 'URL [options]   (ws://, wss://, http://, https://)',
     description: [
-      'interactive client: lines from stdin are sent as text (also those typed before',
-      'the connection is open); end of input closes with 1000 and exits 0',
+      'WebSocket client (as wscat, websocat): stdin lines go out as text,',
+      'messages print to stdout (raw when piped); end of input closes; exit 0',
+      'on a normal close, 1 otherwise (refused, dropped, other codes), 2 usage',
+    ],
+    options: [
+      '-H, --header "K: V"      add a request header (repeatable)',
+      '-s, --subprotocol P      offer a subprotocol (repeatable, in order)',
+      '    --protocol P         the same as --subprotocol',
+      '-o, --origin O           send Origin: O',
+      '-k, --insecure           do not verify the server certificate',
+      '    --ca FILE            trust this CA (PEM) for wss://',
+      '    --cert FILE          client certificate (PEM), with --key',
+      '    --key FILE           its private key (PEM)',
+      '    --passphrase P       the passphrase of --key',
+      '    --auth USER:PASS     HTTP Basic authentication',
+      '    --token JWT          realtime token, sent as Authorization: Bearer',
+      '-x, --execute MSG        send MSG once open (repeatable; @file: its bytes, binary)',
+      '-w, --wait SECONDS       close SECONDS after open (default 2 with -x)',
+      '    --count N            exit 0 after N messages received',
+      '    --hex                binary messages shown as hex; stdin lines decoded from hex',
+      '    --base64             the same in base64',
+      '-P, --show-ping-pong     show pings and pongs (with round-trip times)',
+      '    --ping-interval S    ping every S seconds',
+      '    --ping-timeout S     drop the connection when a ping has no pong in S seconds',
+      '    --slash              slash commands on piped stdin too (always on a terminal)',
+      '    --json               pretty-print incoming JSON; send only lines that are JSON',
+      '    --close-code N       close code at end of input, -w, --count, /quit (1000)',
+      '    --close-reason TEXT  close reason with it (at most 123 bytes)',
+      '-L, --location           follow redirects (301, 302, 303, 307, 308)',
+      '    --max-redirects N    at most N redirects (default 10; implies -L)',
+      '    --proxy URL          HTTP CONNECT proxy (default HTTPS_PROXY/HTTP_PROXY, NO_PROXY)',
+      '    --reconnect          reconnect with backoff and jitter, replaying -x',
+      '-v, --verbose            request/response headers, TLS, certificate, timings',
+      '    --http2              WebSocket over HTTP/2 (RFC 8441) when the client supports it',
+      '    --no-deflate         do not offer permessage-deflate',
+      '    --no-color           no colours (also NO_COLOR=1)',
+      '-h, --help               this text',
+      'slash commands: /ping [data] /pong /close [CODE [REASON]] /binary HEX|BASE64|@F',
+      '                /json [VALUE] /quit /help',
     ],
   },
   cert: {
@@ -101,8 +138,11 @@ ${(Object.keys(COMMANDS) as Command[]).map((name) => `  ${name.padEnd(8)} ${COMM
 `;
 
 export function commandUsage(name: Command): string {
-  const { synopsis, description } = COMMANDS[name];
-  return `Usage: switchboard ${name} ${synopsis}\n\n${description.map((d) => `  ${d}\n`).join('')}`;
+  const entry = COMMANDS[name];
+  const { synopsis, description } = entry;
+  // A command with many flags lists them under its description, in `<command> --help` only.
+  const options = 'options' in entry ? `\nOptions:\n${entry.options.map((o) => `  ${o}\n`).join('')}` : '';
+  return `Usage: switchboard ${name} ${synopsis}\n\n${description.map((d) => `  ${d}\n`).join('')}${options}`;
 }
 
 /** A mistake in the command line: reported with the command's usage, exit 2. */

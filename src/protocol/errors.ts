@@ -72,6 +72,11 @@ export class InternalError extends WebSocketError {
 /** A handshake failure: answered with an HTTP status on the server side. */
 export class HandshakeError extends WebSocketError {
   readonly statusCode: number;
+  /**
+   * Server side: headers of the refusal (e.g. `Retry-After`). Client side,
+   * `WS_ERR_UNEXPECTED_STATUS`: the response's headers, lower-case names
+   * (e.g. the `location` of a 3xx not followed).
+   */
   readonly headers: Record<string, string>;
   /**
    * Client side, `WS_ERR_UNEXPECTED_STATUS`: the start of the body the

@@ -2,7 +2,8 @@
  * The client side of the opening handshake (RFC 6455 §4.1): send the
  * Upgrade request over http/https, check the server's answer, then hand the
  * socket to its {@link ClientHandshakeHandler} (the `WebSocket`, which this
- * module does not import).
+ * module does not import). With `followRedirects`, 3xx answers are followed
+ * (at most `maxRedirects`).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -30,6 +31,13 @@ export interface ClientHandshakeOptions extends Omit<https.RequestOptions, 'head
   handshakeTimeout?: number;
   /** Max size of a received message in bytes (after inflation). Default 100 MiB. */
   maxPayload?: number;
+  /**
+   * Follow a 3xx answer's `Location` (301, 302, 303, 307, 308). Default false
+   * (as `ws`): the answer refuses the handshake (`WS_ERR_UNEXPECTED_STATUS`).
+   */
+  followRedirects?: boolean;
+  /** Most redirects followed; one more fails the handshake with `WS_ERR_MAX_REDIRECTS`. Default 10 (as `ws`). */
+  maxRedirects?: number;
 }
 
 /** A client URL checked and normalized (`http:`/`https:` → `ws:`/`wss:`). */
@@ -45,18 +53,7 @@ export interface ClientTarget {
  * over HTTP/1.1 or HTTP/2. Throws (synchronously) `SyntaxError`/`RangeError`, as `ws` does.
  */
 export function checkClientTarget(address: string | URL, protocols: string[], options: ClientHandshakeOptions): ClientTarget {
-  let url: URL;
-  try {
-    url = address instanceof URL ? new URL(address.href) : new URL(address);
-  } catch {
-    throw new SyntaxError(`Invalid URL: ${String(address)}`);
-  }
-  if (url.protocol === 'http:') url.protocol = 'ws:';
-  else if (url.protocol === 'https:') url.protocol = 'wss:';
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new SyntaxError(`The URL's protocol must be one of "ws:", "wss:", "http:" or "https:"`);
-  }
-  if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  const url = webSocketUrl(address);
   const version = options.protocolVersion ?? 13;
   if (version !== 13) throw new RangeError(`Unsupported protocol version: ${version} (supported versions: 13)`);
   const seen = new Set<string>();
@@ -66,7 +63,12 @@ export function checkClientTarget(address: string | URL, protocols: string[], op
     }
     seen.add(p);
   }
-  return { url, secure: url.protocol === 'wss:', servername: options.servername ?? (isIp(url.hostname) ? '' : url.hostname) };
+  return { url, secure: url.protocol === 'wss:', servername: serverName(url, options.servername) };
+}
+
+/** The TLS server name for `url`: the configured one, else the host (none for an IP address). */
+function serverName(url: URL, configured: string | undefined): string {
+  return configured ?? (isIp(url.hostname) ? '' : url.hostname);
 }
 
 /** The deflate offer options (`perMessageDeflate`: default on), or null for no offer. */
@@ -95,6 +97,8 @@ export function clientDeflateCodec(
 
 /** What the handshake tells the socket it opens for. Each handshake ends with exactly one of the last three calls. */
 export interface ClientHandshakeHandler {
+  /** A redirect is followed: `request` is the new request, to `url` (the 'redirect' event of `ws`). */
+  onRedirect?(url: string, request: http.ClientRequest): void;
   /** The server answered 101; called before the answer is checked (the 'upgrade' event). */
   onUpgradeResponse(response: http.IncomingMessage): void;
   /**
@@ -118,48 +122,61 @@ export interface ClientHandshake {
 /** How long a client waits for the body of a refused handshake (for {@link HandshakeError.body}) once the status is in, in ms. */
 const REFUSAL_BODY_WAIT_MS = 1000;
 
-/** Start the opening handshake. Throws (synchronously) for an invalid URL, subprotocol list or version. */
+/** Default of {@link ClientHandshakeOptions.maxRedirects} (as `ws`). */
+export const DEFAULT_MAX_REDIRECTS = 10;
+
+/** The statuses whose `Location` a client following redirects goes to. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** A WebSocket URL from a ws/wss/http/https address; throws SyntaxError otherwise (RFC 6455 §3). */
+function webSocketUrl(address: string | URL, base?: URL): URL {
+  let url: URL;
+  try {
+    url = address instanceof URL ? new URL(address.href) : new URL(address, base);
+  } catch {
+    throw new SyntaxError(`Invalid URL: ${String(address)}`);
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new SyntaxError(`The URL's protocol must be one of "ws:", "wss:", "http:" or "https:"`);
+  }
+  if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  return url;
+}
+
+/**
+ * Start the opening handshake. Throws (synchronously) for an invalid URL,
+ * subprotocol list or version. With `followRedirects`, a 3xx answer with a
+ * `Location` starts the handshake again there (the handler's `onRedirect`
+ * first); a redirect to another host, or from wss: to ws:, drops the
+ * `Authorization` and `Cookie` headers and the `auth` option (as `ws` does).
+ */
 export function connectClient(
   handler: ClientHandshakeHandler,
   address: string | URL,
   protocols: string[],
   options: ClientHandshakeOptions,
 ): ClientHandshake {
-  const { url, secure, servername } = checkClientTarget(address, protocols, options);
-  const version = options.protocolVersion ?? 13;
-  const key = generateKey();
+  const firstUrl = checkClientTarget(address, protocols, options).url;
+  const version = 13;
   const deflateOptions = deflateOffer(options);
-
-  const headers: Record<string, string | string[]> = {
-    ...options.headers,
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Version': String(version),
-    'Sec-WebSocket-Key': key,
-  };
-  if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
-  if (deflateOptions) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(deflateOptions);
-  if (options.origin) headers['Origin'] = options.origin;
-
   const {
-    headers: _h,
+    headers: extraHeaders,
     origin: _o,
     protocolVersion: _v,
     perMessageDeflate: _d,
     handshakeTimeout,
     maxPayload,
-    ...requestOptions
+    followRedirects,
+    maxRedirects = DEFAULT_MAX_REDIRECTS,
+    ...firstRequestOptions
   } = options;
-
-  const request = (secure ? https : http).request({
-    ...requestOptions,
-    host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-    port: url.port || (secure ? 443 : 80),
-    path: `${url.pathname}${url.search}`,
-    method: 'GET',
-    headers,
-    ...(secure ? { servername } : {}),
-  });
+  /** Headers and request options of the next request (credentials dropped by a cross-host redirect). */
+  let userHeaders: Record<string, string | string[]> = { ...extraHeaders };
+  let requestOptions: Omit<https.RequestOptions, 'headers' | 'timeout'> = firstRequestOptions;
+  let redirects = 0;
+  let request: http.ClientRequest;
 
   let done = false;
   let timer: NodeJS.Timeout | null = null;
@@ -178,59 +195,117 @@ export function connectClient(
     timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
   }
 
-  request.on('error', (err) => abort(err));
-  request.on('response', (res) => {
-    if (done) return;
-    if (handler.onUnexpectedResponse(request, res)) {
-      finish();
-      return;
-    }
-    if (timer) clearTimeout(timer);
-    timer = readRefusal(res, res.statusCode ?? 0, abort);
-  });
-  request.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (done) {
-      socket.destroy();
-      return;
-    }
-    handler.onUpgradeResponse(res);
-    // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
-    if (done) {
-      socket.destroy();
-      return;
-    }
-    let codec: PerMessageDeflateCodec | null = null;
-    let extensions = '';
-    let protocol = '';
-    try {
-      const result = validateUpgradeResponse(
-        { statusCode: res.statusCode ?? 0, headers: res.headers },
-        { key, protocols, extensionsOffered: deflateOptions !== null },
-      );
-      protocol = result.protocol;
-      if (deflateOptions && result.extensions.length > 0) {
-        codec = clientDeflateCodec(result.extensions, deflateOptions, maxPayload);
-        extensions = String(res.headers['sec-websocket-extensions'] ?? '');
+  /** One HTTP request of the handshake: the first, or one after a redirect. */
+  const start = (url: URL): void => {
+    const secure = url.protocol === 'wss:';
+    const key = generateKey();
+    const headers: Record<string, string | string[]> = {
+      ...userHeaders,
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': String(version),
+      'Sec-WebSocket-Key': key,
+    };
+    if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
+    if (deflateOptions) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(deflateOptions);
+    if (options.origin) headers['Origin'] = options.origin;
+
+    request = (secure ? https : http).request({
+      ...requestOptions,
+      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port || (secure ? 443 : 80),
+      path: `${url.pathname}${url.search}`,
+      method: 'GET',
+      headers,
+      ...(secure ? { servername: serverName(url, requestOptions.servername) } : {}),
+    });
+    const req = request;
+
+    req.on('error', (err) => {
+      if (req === request) abort(err);
+    });
+    req.on('response', (res) => {
+      if (done || req !== request) return;
+      const status = res.statusCode ?? 0;
+      const location = res.headers.location;
+      // RFC 6455 §4.1: "the client MAY redirect" on a 3xx; only when asked to (as `ws`).
+      if (followRedirects && REDIRECT_STATUSES.has(status) && location) {
+        res.resume();
+        if (++redirects > maxRedirects) {
+          abort(new HandshakeError('WS_ERR_MAX_REDIRECTS', `Maximum redirects exceeded (${maxRedirects})`, status));
+          return;
+        }
+        let next: URL;
+        try {
+          next = webSocketUrl(location, url);
+        } catch (err) {
+          abort(err as Error);
+          return;
+        }
+        req.destroy();
+        if (next.host !== url.host || (url.protocol === 'wss:' && next.protocol === 'ws:')) {
+          userHeaders = Object.fromEntries(Object.entries(userHeaders).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+          const { auth: _auth, ...rest } = requestOptions;
+          requestOptions = rest;
+        }
+        start(next);
+        handler.onRedirect?.(next.href, request);
+        return;
       }
-    } catch (err) {
-      socket.destroy();
-      abort(err as Error);
-      return;
-    }
-    finish();
-    handler.onUpgraded(socket, head, protocol, extensions, codec);
-  });
-  request.end();
+      if (handler.onUnexpectedResponse(req, res)) {
+        finish();
+        return;
+      }
+      if (timer) clearTimeout(timer);
+      timer = readRefusal(res, status, abort, flatHeaders(res.headers));
+    });
+    req.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (done || req !== request) {
+        socket.destroy();
+        return;
+      }
+      handler.onUpgradeResponse(res);
+      // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
+      if (done) {
+        socket.destroy();
+        return;
+      }
+      let codec: PerMessageDeflateCodec | null = null;
+      let extensions = '';
+      let protocol = '';
+      try {
+        const result = validateUpgradeResponse(
+          { statusCode: res.statusCode ?? 0, headers: res.headers },
+          { key, protocols, extensionsOffered: deflateOptions !== null },
+        );
+        protocol = result.protocol;
+        if (deflateOptions && result.extensions.length > 0) {
+          codec = clientDeflateCodec(result.extensions, deflateOptions, maxPayload);
+          extensions = String(res.headers['sec-websocket-extensions'] ?? '');
+        }
+      } catch (err) {
+        socket.destroy();
+        abort(err as Error);
+        return;
+      }
+      finish();
+      handler.onUpgraded(socket, head, protocol, extensions, codec);
+    });
+    req.end();
+  };
+
+  start(firstUrl);
   return { abort: (reason: string) => abort(new Error(reason)) };
 }
 
 /**
  * Keep the start of a refused handshake's body (why the server refused),
  * bounded in size ({@link MAX_REFUSAL_BODY_BYTES}) and time, then call `fail`
- * once with a `WS_ERR_UNEXPECTED_STATUS` error carrying the status and that
- * text. Returns the timer of the wait (cleared when the body ends first).
+ * once with a `WS_ERR_UNEXPECTED_STATUS` error carrying the status, the
+ * response headers and that text. Returns the timer of the wait (cleared when
+ * the body ends first).
  */
-export function readRefusal(body: Readable, status: number, fail: (err: HandshakeError) => void): NodeJS.Timeout {
+export function readRefusal(body: Readable, status: number, fail: (err: HandshakeError) => void, headers?: Record<string, string>): NodeJS.Timeout {
   const chunks: Buffer[] = [];
   let size = 0;
   let ended = false;
@@ -238,7 +313,7 @@ export function readRefusal(body: Readable, status: number, fail: (err: Handshak
     if (ended) return;
     ended = true;
     clearTimeout(timer);
-    const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status);
+    const err = new HandshakeError('WS_ERR_UNEXPECTED_STATUS', `Unexpected server response: ${status}`, status, headers);
     err.body = Buffer.concat(chunks, size).subarray(0, MAX_REFUSAL_BODY_BYTES).toString('utf8');
     fail(err);
   };
@@ -253,6 +328,13 @@ export function readRefusal(body: Readable, status: number, fail: (err: Handshak
   body.on('error', refuse);
   body.on('close', refuse);
   return timer;
+}
+
+/** Response headers as one string each (repeated ones joined with ', '), for {@link HandshakeError.headers}. */
+function flatHeaders(headers: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
 }
 
 function isIp(host: string): boolean {

@@ -148,8 +148,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   readonly CLOSING = CLOSING;
   readonly CLOSED = CLOSED;
 
-  /** The URL the client connected to ('' on the server side). */
-  readonly url: string;
+  private _url: string;
   private _readyState = CONNECTING;
   private _protocol = '';
   private _extensions = '';
@@ -195,7 +194,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     // a fast-mode one without Object.prototype in its chain costs a fraction of it.
     (this as unknown as { _events: object })._events = new ListenerTable();
     if (address === null) {
-      this.url = '';
+      this._url = '';
       return;
     }
     if (protocols !== undefined && !Array.isArray(protocols) && typeof protocols === 'object') {
@@ -203,7 +202,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
       protocols = undefined;
     }
     const list = protocols === undefined ? [] : Array.isArray(protocols) ? protocols : [protocols];
-    this.url = typeof address === 'string' ? address : address.href;
+    this._url = typeof address === 'string' ? address : address.href;
     const { skipUTF8Validation, autoPong, heartbeat, closeTimeout, ...handshakeOptions } = options ?? {};
     const connection = { maxPayload: handshakeOptions.maxPayload, skipUTF8Validation, autoPong, heartbeat, closeTimeout };
     // RFC 8441 (`http2`): an extended CONNECT on a shared h2 session, HTTP/1.1 when the server has none.
@@ -214,6 +213,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   /** What the client handshake reports to; `options` are the connection's, used once it is open. */
   private handshakeHandler(options: Pick<SocketSetup, 'maxPayload' | 'skipUTF8Validation' | 'autoPong' | 'heartbeat' | 'closeTimeout'>): ClientHandshakeHandler {
     return {
+      onRedirect: (url, request) => {
+        this._url = url;
+        this.emit('redirect', url, request);
+      },
       onUpgradeResponse: (response) => {
         this.emit('upgrade', response);
       },
@@ -239,6 +242,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     };
   }
 
+  /** The URL the client connected to: after a followed redirect, where it went ('' on the server side). */
+  get url(): string {
+    return this._url;
+  }
   get readyState(): number {
     return this._readyState;
   }
@@ -698,6 +705,7 @@ export interface WebSocket {
   on(event: 'ping' | 'pong', listener: WsListener<[data: Buffer]>): this;
   on(event: 'open' | 'drain', listener: WsListener<[]>): this;
   on(event: 'upgrade', listener: WsListener<[response: import('node:http').IncomingMessage]>): this;
+  on(event: 'redirect', listener: WsListener<[url: string, request: import('node:http').ClientRequest]>): this;
   on(event: 'unexpected-response', listener: WsListener<[request: import('node:http').ClientRequest, response: import('node:http').IncomingMessage]>): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'message', listener: WsListener<[data: RawData, isBinary: boolean]>): this;

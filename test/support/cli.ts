@@ -31,41 +31,60 @@ export interface CliProcess {
   kill(): void;
 }
 
-export interface CliOptions {
-  /** 'pipe' for commands that read stdin (`connect`). */
-  stdin?: 'pipe' | 'ignore';
-  /** Run under this open-files limit (`ulimit -n`). */
-  openFiles?: number;
-}
 
 /** Children started and not exited: {@link killAll} ends them by PID. */
 const running = new Set<ChildProcess>();
 
-/** How {@link spawnCli} starts the child. */
-export interface CliOptions {
-  /** 'pipe' for commands that read stdin (`connect`, `pub -`). Default 'ignore'. */
+/** How {@link spawnCli} runs the command. */
+export interface SpawnOptions {
+  /** 'pipe' for commands that read stdin (`connect`). Default 'ignore' ('pipe' with `tty`). */
   stdin?: 'pipe' | 'ignore';
-  /** Added to the environment (after the test run's `SWITCHBOARD_*` variables are left out). */
-  env?: Record<string, string>;
-  /** Working directory. Default the checkout's root. */
+  /** Variables set (or, with undefined, removed) over the test run's environment. */
+  env?: Record<string, string | undefined>;
+  /** Working directory. Default: the repository root. */
   cwd?: string;
+  /**
+   * Run it on a pseudo-terminal (util-linux `script -qfec`): stdin, stdout
+   * and stderr are a TTY; what is written to `child.stdin` is typed on it,
+   * and `stdout` has everything the terminal shows (stderr too, the echo of
+   * typed lines; `\r` removed).
+   */
+  tty?: boolean;
+  /** Run under this open-files limit (`ulimit -n`; not with `tty`). */
+  openFiles?: number;
+}
+
+/** The options' old name. */
+export type CliOptions = SpawnOptions;
+
+/** Variables of the test run that a CLI child does not inherit: its configuration, and proxies (a test sets them itself). */
+const NOT_INHERITED = /^(SWITCHBOARD_|(https?|all|no)_proxy$)/i;
+
+/** A word for `sh -c`, quoted. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
  * `switchboard <argv>` as a child process. The environment's `SWITCHBOARD_*`
- * variables are left out (no configuration from the test run); `options.env`
- * is added.
+ * and proxy variables are left out (no configuration from the test run),
+ * `options.env` is set over it.
  */
-export function spawnCli(argv: readonly string[], options: CliOptions = {}): CliProcess {
+export function spawnCli(argv: readonly string[], options: SpawnOptions = {}): CliProcess {
   const code = `import(${JSON.stringify(MAIN)}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(argv)}); })`;
-  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_'))), ...options.env };
-  const nodeArgs = ['--import', 'tsx', '-e', code];
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !NOT_INHERITED.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(options.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const command = [process.execPath, '--import', 'tsx', '-e', code];
   // A lower open-files limit: the shell sets it, then becomes node (same PID, killed as usual).
-  const [command, args] =
-    options.openFiles === undefined
-      ? [process.execPath, nodeArgs]
-      : ['/bin/sh', ['-c', `ulimit -n ${Math.floor(options.openFiles)} && exec "$0" "$@"`, process.execPath, ...nodeArgs]];
-  const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  const limited =
+    options.openFiles === undefined ? command : ['/bin/sh', '-c', `ulimit -n ${Math.floor(options.openFiles)} && exec "$0" "$@"`, ...command];
+  const child = options.tty
+    ? spawn('script', ['-qfec', command.map(shellWord).join(' '), '/dev/null'], { cwd: options.cwd ?? ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(limited[0]!, limited.slice(1), { cwd: options.cwd ?? ROOT, env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
   running.add(child);
   const logs: Array<Record<string, unknown>> = [];
   const stdout: string[] = [];
@@ -76,7 +95,8 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
   const wake = (): void => {
     for (const w of waiters.splice(0)) w();
   };
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    const line = options.tty ? text.replace(/\r/g, '') : text;
     stdout.push(line);
     try {
       logs.push(JSON.parse(line) as Record<string, unknown>);
@@ -153,7 +173,7 @@ export function spawnCli(argv: readonly string[], options: CliOptions = {}): Cli
 }
 
 /** {@link spawnCli}, killed after the test `t` (a node:test `TestContext`). */
-export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: CliOptions = {}): CliProcess {
+export function runCli(t: { after(fn: () => unknown): void }, argv: readonly string[], options: SpawnOptions = {}): CliProcess {
   const proc = spawnCli(argv, options);
   t.after(() => proc.kill());
   return proc;

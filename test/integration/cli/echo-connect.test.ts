@@ -108,7 +108,7 @@ test('connect: sends stdin lines as text, prints what arrives, exits 0 when stdi
     'two echoed lines on stdout',
   );
   assert.deepEqual(received, ['first line', 'second line']);
-  assert.deepEqual(cli.stdout.slice(0, 2), ['< echo: first line', '< echo: second line']);
+  assert.deepEqual(cli.stdout.slice(0, 2), ['echo: first line', 'echo: second line'], 'piped stdout: the payloads only');
   cli.child.stdin!.end();
   assert.deepEqual(await within(cli.exited, 10_000, 'exit'), { code: 0, signal: null });
   assert.ok(cli.stderr.some((l) => l.startsWith('closed: 1000')));
@@ -154,7 +154,7 @@ test("connect: lines and EOF piped before the socket opens (printf 'hello\\nseco
   const exit = await within(cli.exited, CHILD_WAIT, `the CLI to exit (stderr: ${cli.stderr.join(' | ')})`);
   assert.deepEqual(exit, { code: 0, signal: null }, cli.stderr.join(' | '));
   assert.deepEqual(server.received, ['hello', 'second']);
-  assert.deepEqual(cli.stdout, ['< hello', '< second']);
+  assert.deepEqual(cli.stdout, ['hello', 'second']);
   assert.deepEqual(cli.stderr, ['connected (protocol: none, extensions: none)', 'closed: 1000 (normal closure)']);
   await until(() => server.closes.length === 1, 5000, 'the server to see the close');
   assert.deepEqual(server.closes, [1000]);
