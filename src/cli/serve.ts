@@ -145,6 +145,8 @@ export async function serve(args: string[]): Promise<number> {
   try {
     address = await server.listen();
   } catch (err) {
+    // The game's tick loop runs from its start: without a stop the process would stay, having failed.
+    game?.stop();
     throw new Error(listenFailure(err as NodeJS.ErrnoException, config.host, config.port));
   }
   // The dashboard's numbers, only where clients cannot forge them (a namespace without client publications).

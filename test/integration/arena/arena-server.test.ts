@@ -46,8 +46,13 @@ describe('arena server loop', () => {
     assert.notEqual(ja.id, jb.id);
     await b.ok('sub', { channel: 'arena/0' });
     const seen = new AreaState();
-    // Just subscribed: the state now, by rpc.
-    assert.equal(seen.apply(await rpc(b, 'arena.keyframe', { area: 0 })), 'keyframe');
+    // Just subscribed: the state now, by rpc. The state is the last tick's: the players joined
+    // above are in it from the first tick after their join (a quiet machine answers within one tick).
+    for (let tries = 0; ; tries++) {
+      assert.equal(seen.apply(await rpc(b, 'arena.keyframe', { area: 0 })), 'keyframe');
+      if (seen.players.size === 2 || tries === 100) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     assert.deepEqual([...seen.players.values()].map((p) => p.name).sort(), ['alice', 'bob']);
     let read = 0;
     const x0 = seen.players.get(ja.id)!.qx;

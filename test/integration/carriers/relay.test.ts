@@ -49,8 +49,8 @@ async function pollFor(base: string, id: string, ack: number, match: (m: any) =>
 test('a long-polling session opened on node A is used through node B: batches and polls relayed, answers from A', async (t) => {
   const { a, b } = await twoNodes(t);
   const id = await openSession(t, a.base, 'poll');
-  const nodeA = a.server.nodeId;
-  const nodeB = b.server.nodeId;
+  const nodeA = a.server.clusterNodeId;
+  const nodeB = b.server.clusterNodeId;
   assert.notEqual(nodeA, nodeB);
   assert.ok(id.startsWith(`${nodeA}.`), `the session id names its node: ${id}`);
 
@@ -87,7 +87,7 @@ test('an SSE stream relayed from the node holding the session: events, Last-Even
   const id = await openSession(t, b.base, 'sse');
   const stream = await SseReader.open(t, `${a.base}/rt/session/${id}/events`);
   assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
-  assert.equal(stream.headers.get('x-switchboard-node'), a.server.nodeId, 'node A took the stream');
+  assert.equal(stream.headers.get('x-switchboard-node'), a.server.clusterNodeId, 'node A took the stream');
   assert.equal((await post(a.base, id, [{ op: 'sub', id: 1, channel: 'chat/sse' }])).status, 204);
   const ok = JSON.parse((await stream.next(5000)).data);
   assert.deepEqual([ok.op, ok.id], ['ok', 1]);
@@ -114,7 +114,7 @@ test('hostile session ids never reach the broker; an id naming no live node is 4
     if (to === 'hung0000') return Promise.resolve(true);
     return send(to, message);
   };
-  const nodeA = a.server.nodeId;
+  const nodeA = a.server.clusterNodeId;
   const hostile = [
     'x',
     'A'.repeat(5000),
