@@ -32,7 +32,6 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as sioConnect } from 'socket.io-client';
 import WebSocket from 'ws';
-import { freePort } from './lib/child.js';
 import { LatencyHistogram } from './lib/histogram.js';
 import { positiveEnvNumber } from './lib/env.js';
 import { freePort } from './lib/ports.js';

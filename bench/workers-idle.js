@@ -25,7 +25,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { freePort } from './lib/child.js';
+import { freePort } from './lib/ports.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');

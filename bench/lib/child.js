@@ -3,7 +3,6 @@
 // child still alive when the parent exits for any reason.
 
 import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 
 /** @type {Set<import('node:child_process').ChildProcess>} */
 const live = new Set();
@@ -145,14 +144,3 @@ export function guardChildProcess(label, watchdogMs) {
   return fail;
 }
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
