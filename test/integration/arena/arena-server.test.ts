@@ -45,10 +45,11 @@ describe('arena server loop', () => {
     assert.equal(ja.config.tickHz, 60);
     assert.notEqual(ja.id, jb.id);
     await b.ok('sub', { channel: 'arena/0' });
-    const seen = new AreaState();
+    let seen = new AreaState();
     // Just subscribed: the state now, by rpc. The state is the last tick's: the players joined
     // above are in it from the first tick after their join (a quiet machine answers within one tick).
     for (let tries = 0; ; tries++) {
+      seen = new AreaState();
       assert.equal(seen.apply(await rpc(b, 'arena.keyframe', { area: 0 })), 'keyframe');
       if (seen.players.size === 2 || tries === 100) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
