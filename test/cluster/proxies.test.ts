@@ -35,16 +35,8 @@ import { sleep, until, within } from '../support/wait.js';
 
 type Transport = 'websocket' | 'sse' | 'poll';
 
-/** Open realtime connections of `transport` on the node, from its own /metrics. */
-async function connections(node: ClusterNode, transport: Transport): Promise<number> {
-  const res = await httpRequest(node.base, '/metrics');
-  assert.equal(res.status, 200, `node ${node.index} /metrics`);
-  const m = new RegExp(`^switchboard_connections\\{transport="${transport}"\\} (\\d+)$`, 'm').exec(res.text);
-  return m ? Number(m[1]) : 0;
-}
-
 async function counts(nodes: readonly ClusterNode[], transport: Transport): Promise<number[]> {
-  return Promise.all(nodes.map((n) => (n.running ? connections(n, transport) : Promise.resolve(0))));
+  return Promise.all(nodes.map((n) => (n.running ? n.openConnections(transport) : Promise.resolve(0))));
 }
 
 /**
@@ -464,7 +456,7 @@ for (const [name, startProxy] of PROXIES) {
       await sleep(100);
       assert.deepEqual(gotA, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 'each once, in order');
       nodeB = nodes.find((n) => n !== nodeA)!;
-      assert.equal(await connections(nodeB, 'websocket'), 2, 'both clients now on the surviving node');
+      assert.equal(await nodeB.openConnections('websocket'), 2, 'both clients now on the surviving node');
 
       // /readyz through the proxy: the surviving node answers (nginx moves on from the dead one, HAProxy's check marks it down).
       assert.equal((await httpRequest(p().base, '/readyz')).status, 200);

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { Cluster, httpRequest, type ClusterNode } from '../support/cluster.js';
+import { Cluster } from '../support/cluster.js';
 import { Nginx } from '../support/proxies.js';
 import { RedisServer } from '../support/redis.js';
 import { launchBrowser, say, screenshot, waitForMessage, WAIT_MS, type TestBrowser } from './helpers.js';
@@ -38,13 +38,6 @@ after(async () => {
   await cluster?.stop();
   await redis?.dispose();
 });
-
-/** Open WebSocket connections on `node`, from its /metrics. */
-async function websockets(node: ClusterNode): Promise<number> {
-  const res = await httpRequest(node.base, '/metrics');
-  const m = /^switchboard_connections\{transport="websocket"\} (\d+)$/m.exec(res.text);
-  return m ? Number(m[1]) : 0;
-}
 
 /** The chat page of `user` in `room`, through nginx, with its token from the cluster's key. */
 async function openChat(user: string, room: string): Promise<Page> {
@@ -71,7 +64,7 @@ test('chat through nginx over two nodes on Redis: the node of a page is killed; 
     await waitForMessage(page, 'one');
     await waitForMessage(page, 'two');
   }
-  const perNode = await Promise.all(cluster!.nodes.map(websockets));
+  const perNode = await Promise.all(cluster!.nodes.map((n) => n.openConnections('websocket')));
   assert.equal(perNode[0]! + perNode[1]!, 2, `two pages on the nodes: ${perNode}`);
   // The node with the most pages dies (with both on one node, both pages move).
   const victim = cluster!.nodes[perNode[0]! >= perNode[1]! ? 0 : 1]!;
@@ -86,7 +79,7 @@ test('chat through nginx over two nodes on Redis: the node of a page is killed; 
   }
   await say(bob, 'four');
   for (const page of [alice, bob]) await waitForMessage(page, 'four', 30_000);
-  assert.equal(await websockets(survivor), 2, 'both pages on the node that is left');
+  assert.equal(await survivor.openConnections('websocket'), 2, 'both pages on the node that is left');
   for (const page of [alice, bob]) {
     assert.deepEqual(await texts(page), ['one', 'two', 'three', 'four'], 'each message once, in order');
     const notices = await page.$$eval('#messages li.sys', (items) => items.map((li) => li.textContent ?? ''));

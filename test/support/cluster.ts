@@ -256,6 +256,14 @@ export class ClusterNode {
     return (await httpRequest(this.base, '/readyz')).status;
   }
 
+  /** Its open realtime connections of `transport`, from its own `/metrics` (0 when none was ever opened). */
+  async openConnections(transport: 'websocket' | 'sse' | 'poll'): Promise<number> {
+    const res = await httpRequest(this.base, '/metrics');
+    if (res.status !== 200) throw new Error(`node ${this.index} /metrics answered ${res.status}`);
+    const m = new RegExp(`^switchboard_connections\\{transport="${transport}"\\} (\\d+)$`, 'm').exec(res.text);
+    return m ? Number(m[1]) : 0;
+  }
+
   /** A request to the node's HTTP API (`/api/...`) with the API key. */
   api(path: string, body?: unknown, method?: string): Promise<HttpResult> {
     return httpRequest(this.base, path, { method, body, headers: { Authorization: `Bearer ${CLUSTER_API_KEY}` } });
