@@ -167,6 +167,8 @@ export class RedisBroker implements Broker, NodeBus {
   #subscribedOnce = false;
   /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
   readonly #probeName: string;
+  /** The same, as the subscriber's message events give names: compared without making a string per message. */
+  readonly #probeNameBytes: Buffer;
   #probeSubscribed: Promise<unknown> | null = null;
   /** Probes in flight: token → resolve. */
   readonly #probes = new Map<string, () => void>();
@@ -180,6 +182,7 @@ export class RedisBroker implements Broker, NodeBus {
     this.#idKey = `${this.#prefix}id`;
     this.#replidKey = `${this.#prefix}replid`;
     this.#probeName = `${this.#prefix}probe:${this.#nodeId}`;
+    this.#probeNameBytes = Buffer.from(this.#probeName);
     this.#inbox = `${this.#prefix}n:${this.#nodeId}`;
     const refillLimit = Math.max(1, options.refillLimit ?? 1000);
     this.#continuity = new Continuity({
@@ -201,7 +204,7 @@ export class RedisBroker implements Broker, NodeBus {
     this.#sub = new Link(options, 'sub', { autoResubscribe: false } satisfies RedisOptions, (redis) => this.#resubscribe(redis));
     const sub = this.#sub.redis;
     sub.on('messageBuffer', (name: Buffer, frame: Buffer) => {
-      if (name.length === this.#probeName.length && name.toString() === this.#probeName) this.#probes.get(frame.toString())?.();
+      if (name.equals(this.#probeNameBytes)) this.#probes.get(frame.toString())?.();
       else this.#receive(name, frame);
     });
     sub.on('pmessageBuffer', (_glob: Buffer, name: Buffer, frame: Buffer) => this.#receive(name, frame));
