@@ -74,7 +74,6 @@ const EMPTY: Buffer = Buffer.alloc(0);
 /** Frame parsers between uses (see Connection#releaseParser); a few are enough, whatever the number of connections. */
 const IDLE_PARSERS: FrameParser[] = [];
 const MAX_IDLE_PARSERS = 16;
-const NO_OPTIONS = { expectMasked: false, maxFrameSize: 0, allowRsv1: false };
 const NO_HANDLER: FrameHandler = {
   onFrameStart() {},
   onFramePayload() {},
@@ -139,9 +138,13 @@ export class Connection implements FrameHandler {
   }
 
   private createParser(): FrameParser {
-    const options = { expectMasked: this.role === 'server', maxFrameSize: this.maxPayload, allowRsv1: this.inflater !== null };
+    const expectMasked = this.role === 'server';
+    const allowRsv1 = this.inflater !== null;
     const spare = IDLE_PARSERS.pop();
-    const parser = spare !== undefined ? spare.reuse(this, options) : new FrameParser(this, options);
+    const parser =
+      spare !== undefined
+        ? spare.reuse(this, expectMasked, this.maxPayload, allowRsv1)
+        : new FrameParser(this, { expectMasked, maxFrameSize: this.maxPayload, allowRsv1 });
     if (this.paused) parser.pause();
     return parser;
   }
@@ -158,7 +161,7 @@ export class Connection implements FrameHandler {
       this.fragments = null;
     }
     this.framePieces = null;
-    if (IDLE_PARSERS.length < MAX_IDLE_PARSERS) IDLE_PARSERS.push(parser.reuse(NO_HANDLER, NO_OPTIONS));
+    if (IDLE_PARSERS.length < MAX_IDLE_PARSERS) IDLE_PARSERS.push(parser.reuse(NO_HANDLER, false, 0, false));
   }
 
   get closeSent(): boolean {

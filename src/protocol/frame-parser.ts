@@ -97,13 +97,12 @@ export class FrameParser {
     return this.state === GET_INFO && this.buffered === 0 && !this.paused && !this.looping;
   }
 
-  /** An idle parser, set up for another connection (or none: `reuse(null)` lets go of the handler). */
-  reuse(handler: FrameHandler, options: FrameParserOptions): this {
+  /** An idle parser, set up for another connection (or none: `NO_HANDLER` lets go of the handler). Allocates nothing. */
+  reuse(handler: FrameHandler, expectMasked: boolean, maxFrameSize: number, allowRsv1: boolean): this {
     this.handler = handler;
-    this.expectMasked = options.expectMasked;
-    this.maxFrameSize = options.maxFrameSize;
-    this.allowRsv1 = options.allowRsv1;
-    this.chunks = [];
+    this.expectMasked = expectMasked;
+    this.maxFrameSize = maxFrameSize;
+    this.allowRsv1 = allowRsv1;
     this.offset = 0;
     this.header = EMPTY;
     return this;
