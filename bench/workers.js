@@ -44,7 +44,7 @@
 // load generators are killed by PID; also on error, on a signal and when the
 // deadline passes.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -125,8 +125,17 @@ function killEverything() {
 }
 process.on('exit', killEverything);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(130));
+const RUN_STARTED = Date.now();
+/** What the run measured so far: written out as it is when the deadline passes. */
+const run = { meta: null, fanout: [], idle: null };
 setTimeout(() => {
-  console.error(`[workers] the whole run passed its deadline (BENCH_WORKERS_DEADLINE_S=${DEADLINE_S}): killing everything`);
+  console.error(`[workers] the whole run passed its deadline (BENCH_WORKERS_DEADLINE_S=${DEADLINE_S}): killing everything, writing what was measured`);
+  if (run.idle && !run.idle.error) run.idle.error = `the run's deadline (${DEADLINE_S} s) passed here`;
+  try {
+    writeReport();
+  } catch (err) {
+    console.error(`[workers] no report: ${err.message}`);
+  }
   process.exit(3);
 }, DEADLINE_S * 1000).unref();
 
@@ -412,7 +421,7 @@ async function idle(redis) {
     log: { level: 'warn' },
   };
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bench').setIssuedAt().setExpirationTime('2h').sign(new TextEncoder().encode(SECRET));
-  const result = { connections: N, workers: W, scheduling: SCHED, generators: G, concurrencyPerGenerator: CONCURRENCY, maxConnectionsPerWorker: maxConnections, holdSeconds: HOLD_S };
+  const result = (run.idle = { connections: N, workers: W, scheduling: SCHED, generators: G, concurrencyPerGenerator: CONCURRENCY, maxConnectionsPerWorker: maxConnections, holdSeconds: HOLD_S });
   let serve = null;
   const gens = [];
   try {
@@ -482,6 +491,7 @@ async function idle(redis) {
     let primaryRssMax = 0;
     let workerFdsMax = workerPids.map(() => 0);
     let minMem = Infinity;
+    let loggedRetry = false;
     let last = { t: t0, open: 0 };
     while (finished === null) {
       await sleep(2000);
@@ -501,13 +511,19 @@ async function idle(redis) {
       const mem = memAvailableMB();
       minMem = Math.min(minMem, mem);
       samples.push({ s: (now - t0) / 1000, open: openNow, perSec: Math.round(rate) });
+      if (retried > 0 && !loggedRetry) {
+        loggedRetry = true;
+        log(`ramp: connections are being retried; the first failure: ${s.find((x) => x.firstRetryError)?.firstRetryError}`);
+      }
       log(`ramp ${((now - t0) / 1000).toFixed(0)} s: ${openNow} open (${Math.round(rate)}/s), ${failed} failed or closed, ${retried} retried, primary fds ${primaryPid ? openFds(primaryPid) : '-'}, worker fds ${workerPids.map(openFds).join(' ')}, MemAvailable ${mem} MB, load ${loadAvg().join(' ')}`);
       if (mem < MIN_FREE_MB) throw new Error(`MemAvailable ${mem} MB < ${MIN_FREE_MB} MB at ${openNow} connections: stopping (BENCH_WORKERS_MIN_FREE_MB)`);
       for (const [i, pid] of workerPids.entries()) if (!existsPid(pid)) throw new Error(`worker ${i + 1} (pid ${pid}) is gone during the ramp (see the warnings: ${serve.warnings.slice(-3).join(' | ')})`);
-      if (!result.rampHalted && now - t0 > RAMP_S * 1000) {
+      // Out of ramp time, or the rest of the run (drain, hold, publish, stop) would not fit before the deadline.
+      if (!result.rampHalted && (now - t0 > RAMP_S * 1000 || now - RUN_STARTED > (DEADLINE_S - HOLD_S - 100) * 1000)) {
         // Out of time: no new connections; those in flight finish, and the run goes on with what is open.
         result.rampHalted = true;
-        log(`ramp: ${RAMP_S} s passed (BENCH_WORKERS_RAMP_S) with ${openNow} of ${N} open: no new connections from here`);
+        result.rampHaltedAfterS = (now - t0) / 1000;
+        log(`ramp: stopped after ${((now - t0) / 1000).toFixed(0)} s (BENCH_WORKERS_RAMP_S ${RAMP_S}, or what the deadline leaves) with ${openNow} of ${N} open: no new connections from here`);
         for (const g of gens) g.send({ type: 'halt' });
       }
     }
@@ -660,11 +676,12 @@ function render(meta, fanout, idleResult) {
     const r = idleResult;
     lines.push('', `## Idle realtime connections: ${f(N)} over ${W} workers on Redis (JWT, 1 subscription each, heartbeat 25 s), held ${HOLD_S} s`, '');
     if (r.error) lines.push(`**ERROR**: ${r.error}`, '');
-    const row = (k, v) => lines.push(`| ${k} | ${v} |`);
+    const row = (k, v) => lines.push(`| ${k} | ${String(v).replace(/undefined/g, 'n/a')} |`);
     lines.push('| | |', '|---|---|');
     row('connections asked / open after the ramp / failed', `${f(N)} / ${f(r.opened)} / ${f(r.failed)}${r.firstError ? ` (first: ${r.firstError})` : ''}`);
     row('ramp', `${f(r.rampSeconds, 1)} s, ${f(r.handshakesPerSec)} handshakes/s (peak ${f(r.handshakesPerSecPeak2s)}/s over 2 s); ${G} generators × ${CONCURRENCY} in flight; scheduling ${SCHED}; load ${r.loadAvgAtRampStart?.join(' ')} at its start`);
-    if (r.rampHalted) row('ramp halted', `${RAMP_S} s passed (BENCH_WORKERS_RAMP_S) before every connection was open`);
+    if (r.rampHalted) row('ramp halted', `stopped opening connections after ${f(r.rampHaltedAfterS)} s (BENCH_WORKERS_RAMP_S ${RAMP_S}, or what the deadline left); in-flight handshakes finished`);
+    if (r.retried) row('connection attempts made again', `${f(r.retried)} (first failure: ${r.firstRetryError})`);
     row(
       'CPU during the ramp',
       `workers ${f(sum(r.workerCpuSecondsDuringRamp ?? []), 1)} CPU-s (${f(r.handshakesPerWorkerCpuSecond)} handshakes per worker CPU-second), generators ${f(r.generatorCpuSecondsDuringRamp, 1)} CPU-s; the machine's 2 CPUs ${f(r.machineBusyPctDuringRamp)} % busy (all processes)`,
@@ -685,32 +702,34 @@ function render(meta, fanout, idleResult) {
 }
 
 async function main() {
-  const { execFileSync } = await import('node:child_process');
   const uptime = () => execFileSync('uptime').toString().trim();
   let git = 'no commit';
   try {
     git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
   const meta = { date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cpus: os.cpus().length, git, uptimeStart: uptime(), memAvailableMBStart: memAvailableMB() };
+  run.meta = meta;
   log(`phases ${PHASES.join(', ')}; fan-out with ${FANOUT.join(', ')} worker(s); ${N} idle connections over ${W} workers, ${G} generators; ${meta.uptimeStart}; MemAvailable ${meta.memAvailableMBStart} MB`);
   let redis = null;
-  const fanout = [];
-  let idleResult = null;
   try {
     redis = await startRedis();
-    if (PHASES.includes('fanout')) for (const w of FANOUT) fanout.push(await fanoutCell(redis, w));
-    if (PHASES.includes('idle')) idleResult = await idle(redis);
+    if (PHASES.includes('fanout')) for (const w of FANOUT) run.fanout.push(await fanoutCell(redis, w));
+    if (PHASES.includes('idle')) await idle(redis);
   } finally {
     await stopGroup(redis, 2000);
   }
-  meta.uptimeEnd = uptime();
-  log(meta.uptimeEnd);
-  const markdown = render(meta, fanout, idleResult);
+  writeReport();
+  if (run.fanout.some((c) => c.error) || run.idle?.error) process.exitCode = 1;
+}
+
+function writeReport() {
+  run.meta.uptimeEnd = execFileSync('uptime').toString().trim();
+  log(run.meta.uptimeEnd);
+  const markdown = render(run.meta, run.fanout, run.idle);
   process.stdout.write(`${markdown}\n`);
   mkdirSync(path.dirname(OUT), { recursive: true });
   writeFileSync(OUT, `${markdown}\n`);
-  writeFileSync(`${OUT.replace(/\.md$/, '')}.json`, `${JSON.stringify({ meta, fanout, idle: idleResult }, null, 2)}\n`);
-  if (fanout.some((c) => c.error) || idleResult?.error) process.exitCode = 1;
+  writeFileSync(`${OUT.replace(/\.md$/, '')}.json`, `${JSON.stringify(run, null, 2)}\n`);
 }
 
 main()
