@@ -51,6 +51,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SignJWT } from 'jose';
 import { Child } from './lib/child.js';
+import { positiveEnvNumber } from './lib/env.js';
+import { FANOUT_RAISED_LIMITS } from './lib/fanout.js';
 import { freePort } from './lib/ports.js';
 import { ROOT } from './lib/impls.js';
 import { cpuBetween, sampleCpu } from './lib/sysload.js';
@@ -71,25 +73,19 @@ const ADDRESSES_PER_GENERATOR = 4;
 /** Open files of a worker besides its connections (fd-limit.ts FD_HEADROOM). */
 const FD_HEADROOM = 100;
 
-const num = (name, def, min = 0) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name}=${v}: expected a number >= ${min}`);
-  return n;
-};
+const num = positiveEnvNumber;
 const list = (name, def) => (process.env[name] ?? def).split(',').map((s) => s.trim()).filter(Boolean);
-const N = Math.round(num('BENCH_WORKERS_CONNECTIONS', 6000, 1));
-const W = Math.round(num('BENCH_WORKERS_COUNT', 6, 1));
-const G = Math.round(num('BENCH_WORKERS_GENERATORS', Math.max(2, Math.ceil(N / PER_GENERATOR)), 1));
-const CONCURRENCY = Math.round(num('BENCH_WORKERS_CONCURRENCY', 64, 1));
+const N = Math.round(num('BENCH_WORKERS_CONNECTIONS', 6000));
+const W = Math.round(num('BENCH_WORKERS_COUNT', 6));
+const G = Math.round(num('BENCH_WORKERS_GENERATORS', Math.max(2, Math.ceil(N / PER_GENERATOR))));
+const CONCURRENCY = Math.round(num('BENCH_WORKERS_CONCURRENCY', 64));
 const HOLD_S = num('BENCH_WORKERS_HOLD_S', 45);
-const RAMP_S = num('BENCH_WORKERS_RAMP_S', 200, 1);
+const RAMP_S = num('BENCH_WORKERS_RAMP_S', 200);
 const FANOUT = list('BENCH_WORKERS_FANOUT', '1,2').map(Number);
-const FANOUT_SUBSCRIBERS = Math.round(num('BENCH_WORKERS_FANOUT_SUBSCRIBERS', 1000, 1));
-const FANOUT_SECONDS = num('BENCH_WORKERS_FANOUT_SECONDS', 8, 1);
+const FANOUT_SUBSCRIBERS = Math.round(num('BENCH_WORKERS_FANOUT_SUBSCRIBERS', 1000));
+const FANOUT_SECONDS = num('BENCH_WORKERS_FANOUT_SECONDS', 8);
 const PHASES = list('BENCH_WORKERS_PHASES', 'fanout,idle');
-const DEADLINE_S = num('BENCH_WORKERS_DEADLINE_S', 600, 10);
+const DEADLINE_S = num('BENCH_WORKERS_DEADLINE_S', 600);
 /** Attempts again after a refused or failed connection, as a reconnecting client would. */
 const RETRIES = 5;
 /** node:cluster's scheduling (NODE_CLUSTER_SCHED_POLICY): rr, the primary accepts and hands out; none, the workers accept. */
@@ -307,14 +303,8 @@ async function fanoutCell(redis, w) {
     broker: { type: 'redis', url: redis.url },
     namespaces: [{ prefix: '', anonymousSubscribe: true, anonymousPublish: true, clientPublish: true }],
     // As the fan-out suite's server (bench/fanout-server.js): nothing rate-limits, no heartbeat.
-    limits: {
-      maxConnections: 19_000,
-      maxConnectionsPerIp: 1_000_000,
-      connectionRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
-      messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
-      byteRate: { perSecond: 1e10, burst: 1e10 },
-      sendHighWaterMark: 64 * 1024 * 1024,
-    },
+    // (maxConnections under the 20,000 open files less serve's 100, so that no fd warning is logged)
+    limits: { ...FANOUT_RAISED_LIMITS, maxConnections: 19_000 },
     heartbeat: { intervalMs: 0 },
     fallbacks: { enabled: false },
     log: { level: 'warn' },
