@@ -191,6 +191,11 @@ export class Link {
 
   /** What carries the connection: the transport and the HTTP version under it (null while not connected). */
   get transportInfo(): TransportInfo | null {
+    const info = this.#transportInfo;
+    // Nobody said when it connected; the warm-up's protocol may have come since.
+    if (info !== null && info.httpProtocolSource === null && this.#transport !== null) {
+      this.#transportInfo = transportInfoOf(this.#transport, null, this.#warmupProtocol);
+    }
     return this.#transportInfo;
   }
 
@@ -348,8 +353,13 @@ export class Link {
     if (path === null || fetch === undefined || this.#choice.transport !== 'websocket') return;
     const url = warmupUrl(webSocketUrl(this.url), path);
     if (url === null) return;
-    const protocol = await warmUp(url, fetch, Math.min(WARMUP_TIMEOUT_MS, this.#options.connectTimeoutMs / 2));
-    if (seq === this.#attemptSeq) this.#warmupProtocol = protocol;
+    await warmUp(url, fetch, Math.min(WARMUP_TIMEOUT_MS, this.#options.connectTimeoutMs / 2), {
+      wanted: () => seq === this.#attemptSeq,
+      // Known a moment after the answer, maybe once connected: transportInfo reads it then.
+      protocol: (protocol) => {
+        this.#warmupProtocol = protocol;
+      },
+    });
   }
 
   #openTransport(): void {

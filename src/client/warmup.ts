@@ -61,20 +61,25 @@ function timingEntries(url: string): EntryList | null {
   return typeof perf?.getEntriesByName === 'function' ? perf.getEntriesByName(url, 'resource') : null;
 }
 
-/** The `nextHopProtocol` of the entry for `url` added after the first `before` ones (this request's), if any. */
-function nextHopProtocol(url: string, before: number): string | null {
-  const entries = timingEntries(url);
-  if (entries === null || entries.length <= before) return null;
-  const protocol = entries[entries.length - 1]!.nextHopProtocol;
-  return typeof protocol === 'string' && protocol !== '' ? protocol : null;
-}
+/** How long after its answer the warm-up's Resource Timing entry is looked for, in ms (browsers add it a moment after the body). */
+export const WARMUP_ENTRY_WAIT_MS = 2000;
 
 /**
  * `GET url` (no-cors, credentialed, not cached), bounded by `timeoutMs`.
- * Resolves (never rejects) with the protocol the request went over when the
- * environment says (Resource Timing), else null.
+ * Resolves (never rejects) once it is answered, failed or timed out: the
+ * WebSocket may open then. The protocol it went over arrives later, when
+ * the environment says (Resource Timing; browsers add the entry a moment
+ * after the body, and expose `nextHopProtocol` across origins only with
+ * `Timing-Allow-Origin`, which Switchboard's health routes send):
+ * `report.protocol` is called once with it, within {@link WARMUP_ENTRY_WAIT_MS}
+ * (the search stops early once `report.wanted()` says no: the attempt is over).
  */
-export async function warmUp(url: string, fetch: FetchLike, timeoutMs: number): Promise<HttpProtocol | null> {
+export async function warmUp(
+  url: string,
+  fetch: FetchLike,
+  timeoutMs: number,
+  report: { wanted(): boolean; protocol(protocol: HttpProtocol): void },
+): Promise<void> {
   const Abort = (globalThis as { AbortController?: typeof AbortController }).AbortController;
   const controller = Abort ? new Abort() : null;
   const before = timingEntries(url)?.length ?? 0;
@@ -84,7 +89,6 @@ export async function warmUp(url: string, fetch: FetchLike, timeoutMs: number): 
   });
   const request = (async () => {
     const response = await fetch(url, { method: 'GET', mode: 'no-cors', credentials: 'include', cache: 'no-store', signal: controller?.signal });
-    // Resource Timing adds the entry once the body is in.
     await response.text();
     return 'done' as const;
   })().catch(() => 'failed' as const);
@@ -92,13 +96,20 @@ export async function warmUp(url: string, fetch: FetchLike, timeoutMs: number): 
   if (timer) clearTimeout(timer);
   if (outcome !== 'done') {
     controller?.abort();
-    return null;
+    return;
   }
-  let protocol = nextHopProtocol(url, before);
-  if (protocol === null) {
-    // Some engines queue the entry a moment after the body: look once more.
-    await new Promise<void>((resolve) => setTimer(resolve, 20));
-    protocol = nextHopProtocol(url, before);
-  }
-  return httpProtocolOf(protocol);
+  if (timingEntries(url) === null) return;
+  // Look for this request's entry now and then, in the background.
+  const deadline = Date.now() + WARMUP_ENTRY_WAIT_MS;
+  const look = (): void => {
+    if (!report.wanted()) return;
+    const entries = timingEntries(url)!;
+    if (entries.length > before) {
+      const protocol = httpProtocolOf(entries[entries.length - 1]!.nextHopProtocol);
+      if (protocol !== null) report.protocol(protocol);
+      return;
+    }
+    if (Date.now() < deadline) setTimer(look, 25);
+  };
+  look();
 }
