@@ -17,14 +17,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { makeTestCertificate, type TestCertificate } from '../support/certs.js';
 import { SECRET, signToken } from '../support/tokens.js';
-import { killAll, launchBrowser, ROOT, startServe, WAIT_MS, type Serve, type TestBrowser } from './helpers.js';
+import { handshakeRecordingPage, killAll, launchBrowser, ROOT, startServe, websocketsTotal, type Serve, type TestBrowser } from './helpers.js';
 
 let tc: TestCertificate;
 let tb: TestBrowser;
@@ -56,48 +55,32 @@ after(async () => {
   tc?.remove();
 });
 
-/** `serve` with TLS (h2 unless `http2: false`), the test secret, anonymous connections allowed, any origin. */
-async function startTlsServe(name: string, http2: boolean): Promise<Serve> {
-  const config = join(tc.dir, `${name}.json`);
-  writeFileSync(
-    config,
-    JSON.stringify({ tls: { cert: tc.certFile, key: tc.keyFile }, http2, allowedOrigins: ['*'], auth: { hmacSecret: SECRET, anonymous: true } }),
-  );
-  return startServe(0, ['--config', config]);
-}
-
-function metrics(serve: Serve): Promise<string> {
-  return new Promise((resolve, reject) => {
-    https
-      .get({ host: 'localhost', port: serve.port, path: '/metrics', ca: tc.cert }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve(text));
-      })
-      .on('error', reject);
+/**
+ * `serve` with TLS (h2 unless `http2: false`), the test secret, anonymous
+ * connections allowed, any origin: started before the suite's tests, stopped
+ * after them. Its `port` is known in the tests.
+ */
+function useTlsServe(name: string, http2: boolean): { port: number } {
+  let serve: Serve | null = null;
+  before(async () => {
+    const config = join(tc.dir, `${name}.json`);
+    writeFileSync(
+      config,
+      JSON.stringify({ tls: { cert: tc.certFile, key: tc.keyFile }, http2, allowedOrigins: ['*'], auth: { hmacSecret: SECRET, anonymous: true } }),
+    );
+    serve = await startServe(0, ['--config', config]);
   });
-}
-
-/** What `switchboard_websockets_total` counted by HTTP version. */
-async function websocketsTotal(serve: Serve): Promise<{ h2: number; h1: number }> {
-  const text = await metrics(serve);
-  const value = (series: string): number => {
-    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-    return line ? Number(line.slice(series.length + 1)) : 0;
+  after(() => serve?.stop());
+  return {
+    get port() {
+      return serve!.port;
+    },
   };
-  return { h2: value('switchboard_websockets_total{http_version="2"}'), h1: value('switchboard_websockets_total{http_version="1.1"}') };
 }
 
-/** A fresh context (no connection to the realtime server yet) on the page's origin; DevTools handshake statuses recorded. */
+/** A fresh context (no connection to the realtime server yet) on the page's origin, DevTools handshake statuses recorded, the SDK loaded. */
 async function sdkPage(): Promise<{ page: Page; statuses: number[] }> {
-  const context = await tb.browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  const cdp = await context.newCDPSession(page);
-  const statuses: number[] = [];
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e: { response: { status: number } }) => statuses.push(e.response.status));
-  await cdp.send('Network.enable');
+  const { page, statuses } = await handshakeRecordingPage(tb.browser);
   await page.goto(`${pageOrigin}/`);
   await page.waitForFunction(() => typeof (window as { Client?: unknown }).Client === 'function');
   return { page, statuses };
@@ -134,18 +117,14 @@ function connectInPage(page: Page, url: string, options: { token?: string; warmu
 }
 
 describe('the SDK in Chromium against serve over TLS', () => {
-  let serve: Serve;
-  before(async () => {
-    serve = await startTlsServe('h2', true);
-  });
-  after(() => serve?.stop());
+  const serve = useTlsServe('h2', true);
 
   test('with the warm-up (the default in a browser): the WebSocket runs over h2, the server saw an h2 CONNECT, the SDK reports h2', async () => {
     const url = `wss://localhost:${serve.port}/rt`;
-    const before = await websocketsTotal(serve);
+    const before = await websocketsTotal(serve.port, tc.cert);
     const { page, statuses } = await sdkPage();
     const result = await connectInPage(page, url, { token: await signToken('alice') });
-    const after = await websocketsTotal(serve);
+    const after = await websocketsTotal(serve.port, tc.cert);
     assert.deepEqual(after, { h2: before.h2 + 1, h1: before.h1 }, 'the server counted one WebSocket on an h2 stream');
     assert.deepEqual(statuses, [200], 'Chromium got a 200 (RFC 8441), not a 101');
     const expected = { transport: 'websocket', httpProtocol: 'h2', httpProtocolSource: 'server' };
@@ -157,10 +136,10 @@ describe('the SDK in Chromium against serve over TLS', () => {
   });
 
   test('anonymous (no auth reply): the SDK reports h2 from the warm-up request', async () => {
-    const before = await websocketsTotal(serve);
+    const before = await websocketsTotal(serve.port, tc.cert);
     const { page, statuses } = await sdkPage();
     const result = await connectInPage(page, `wss://localhost:${serve.port}/rt`, {});
-    assert.deepEqual(await websocketsTotal(serve), { h2: before.h2 + 1, h1: before.h1 });
+    assert.deepEqual(await websocketsTotal(serve.port, tc.cert), { h2: before.h2 + 1, h1: before.h1 });
     assert.deepEqual(statuses, [200]);
     assert.deepEqual(result.warmups.map((w) => w.nextHopProtocol), ['h2']);
     assert.deepEqual(result.info, { transport: 'websocket', httpProtocol: 'h2', httpProtocolSource: 'warmup' });
@@ -168,10 +147,10 @@ describe('the SDK in Chromium against serve over TLS', () => {
   });
 
   test('with warmup: false, a fresh page has no h2 connection to pool onto: HTTP/1.1, and the SDK says so', async () => {
-    const before = await websocketsTotal(serve);
+    const before = await websocketsTotal(serve.port, tc.cert);
     const { page, statuses } = await sdkPage();
     const result = await connectInPage(page, `wss://localhost:${serve.port}/rt`, { token: await signToken('bob'), warmup: false });
-    assert.deepEqual(await websocketsTotal(serve), { h2: before.h2, h1: before.h1 + 1 }, 'the server counted one HTTP/1.1 Upgrade');
+    assert.deepEqual(await websocketsTotal(serve.port, tc.cert), { h2: before.h2, h1: before.h1 + 1 }, 'the server counted one HTTP/1.1 Upgrade');
     assert.deepEqual(statuses, [101]);
     assert.deepEqual(result.warmups, []);
     assert.deepEqual(result.info, { transport: 'websocket', httpProtocol: 'http/1.1', httpProtocolSource: 'server' });
@@ -180,19 +159,15 @@ describe('the SDK in Chromium against serve over TLS', () => {
 });
 
 describe('the SDK in Chromium against serve with http2: false', () => {
-  let serve: Serve;
-  before(async () => {
-    serve = await startTlsServe('h1', false);
-  });
-  after(() => serve?.stop());
+  const serve = useTlsServe('h1', false);
 
   test('the warm-up goes over HTTP/1.1, the WebSocket is an Upgrade, and the SDK reports http/1.1', async () => {
-    const before = await websocketsTotal(serve);
+    const before = await websocketsTotal(serve.port, tc.cert);
     const url = `wss://localhost:${serve.port}/rt`;
     const { page, statuses } = await sdkPage();
     const withToken = await connectInPage(page, url, { token: await signToken('carol') });
     const anonymous = await connectInPage(page, url, {});
-    assert.deepEqual(await websocketsTotal(serve), { h2: before.h2, h1: before.h1 + 2 });
+    assert.deepEqual(await websocketsTotal(serve.port, tc.cert), { h2: before.h2, h1: before.h1 + 2 });
     assert.deepEqual(statuses, [101, 101]);
     assert.deepEqual(withToken.info, { transport: 'websocket', httpProtocol: 'http/1.1', httpProtocolSource: 'server' });
     assert.deepEqual(anonymous.info, { transport: 'websocket', httpProtocol: 'http/1.1', httpProtocolSource: 'warmup' });
