@@ -351,7 +351,12 @@ export class Link {
     const path = this.#options.warmup;
     const fetch = this.#options.fetch;
     if (path === null || fetch === undefined || this.#choice.transport !== 'websocket') return;
-    const url = warmupUrl(webSocketUrl(this.url), path);
+    let url: string | null;
+    try {
+      url = warmupUrl(webSocketUrl(this.url), path);
+    } catch {
+      return; // a URL the WebSocket transport will refuse, with its own close
+    }
     if (url === null) return;
     await warmUp(url, fetch, Math.min(WARMUP_TIMEOUT_MS, this.#options.connectTimeoutMs / 2), {
       wanted: () => seq === this.#attemptSeq,
