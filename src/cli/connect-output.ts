@@ -11,7 +11,7 @@ import type http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { tunnelOf } from './proxy.js';
+import { tunnelOf, type TunnelInfo } from './proxy.js';
 
 export type BinaryEncoding = 'hex' | 'base64';
 
@@ -141,6 +141,19 @@ function tlsLines(socket: net.Socket | undefined): string[] {
   return lines;
 }
 
+/** What `-v` prints about the proxy a tunnel goes through (the timings apart). */
+function tunnelLines(tunnel: TunnelInfo): string[] {
+  const lines: string[] = [];
+  if (tunnel.scheme === 'socks5' || tunnel.scheme === 'socks5h') {
+    const resolved = tunnel.remoteDns ? 'the proxy resolves the name' : 'the address resolved here';
+    lines.push(`proxy: ${tunnel.scheme}://${tunnel.proxy}, SOCKS5 CONNECT ${tunnel.target} (${resolved}); the proxy connects from ${tunnel.bound ?? '?'}`);
+  } else {
+    lines.push(`proxy: ${tunnel.scheme}://${tunnel.proxy}, HTTP CONNECT ${tunnel.target}`);
+  }
+  if (tunnel.proxyTls) for (const line of tlsLines(tunnel.proxyTls)) lines.push(`proxy ${line}`);
+  return lines;
+}
+
 /**
  * Trace every handshake request of this process (the first, each redirect,
  * each reconnect) to `write`, one line at a time: `>` what was sent, `<` what
@@ -187,9 +200,16 @@ export function traceRequests(write: (line: string) => void): () => void {
       let begin = started;
       let last = started;
       if (tunnel) {
+        for (const line of tunnelLines(tunnel)) write(`* ${line}`);
         // The dialer starts the tunnel as the request is made, just before the trace hears of it.
         begin = Math.min(started, tunnel.startedAt);
-        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectedAt - begin)}`, `CONNECT ${tunnel.target} ${ms(tunnel.tunnelAt - tunnel.proxyConnectedAt)}`);
+        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectedAt - begin)}`);
+        let before = tunnel.proxyConnectedAt;
+        if (tunnel.proxyTlsAt !== undefined) {
+          phases.push(`proxy TLS ${ms(tunnel.proxyTlsAt - before)}`);
+          before = tunnel.proxyTlsAt;
+        }
+        phases.push(`${tunnel.scheme.startsWith('socks') ? 'SOCKS5 ' : ''}CONNECT ${tunnel.target} ${ms(tunnel.tunnelAt - before)}`);
         last = tunnel.tunnelAt;
       } else {
         phases.push(times.dns !== undefined ? `DNS ${ms(times.dns - started)}` : 'DNS none (an address or a reused socket)');

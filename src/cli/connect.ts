@@ -142,6 +142,8 @@ export const CONNECT_OPTIONS = {
   location: { type: 'boolean', short: 'L', default: false },
   'max-redirects': { type: 'string' },
   proxy: { type: 'string' },
+  'proxy-ca': { type: 'string' },
+  'proxy-insecure': { type: 'boolean', default: false },
   reconnect: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   http2: { type: 'boolean', default: false },
@@ -192,7 +194,7 @@ function parse(args: string[]): Settings | null {
     closeTimeout: 5000,
   };
   if (values.origin !== undefined) options.origin = values.origin;
-  const readOption = (name: 'ca' | 'cert' | 'key'): Buffer | undefined => {
+  const readOption = (name: 'ca' | 'cert' | 'key' | 'proxy-ca'): Buffer | undefined => {
     const file = values[name];
     if (file === undefined) return undefined;
     try {
@@ -222,8 +224,11 @@ function parse(args: string[]): Settings | null {
     }
   }
   // A proxy from --proxy or the environment: every request of the handshake (redirects too) is dialled through it.
+  // An https:// proxy's certificate is checked with --proxy-ca / --proxy-insecure (-k and --ca: the server's only).
+  const proxyCa = readOption('proxy-ca');
   if (values.proxy !== undefined || hasProxyVariable(process.env)) {
-    options.createConnection = proxyDialer(values.proxy, process.env) as unknown as ClientOptions['createConnection'];
+    const proxyTls = { ca: proxyCa, rejectUnauthorized: !values['proxy-insecure'] };
+    options.createConnection = proxyDialer(values.proxy, process.env, proxyTls) as unknown as ClientOptions['createConnection'];
   }
   if (values.http2) {
     // The RFC 8441 client option (`http2: true`) of the h2 work; an older client ignores it (and speaks HTTP/1.1).

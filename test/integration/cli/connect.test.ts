@@ -13,7 +13,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,6 +21,7 @@ import { WebSocketServer, type WebSocket } from '../../../src/index.js';
 import { COMMANDS } from '../../../src/cli/args.js';
 import { CONNECT_OPTIONS } from '../../../src/cli/connect.js';
 import { runCli, type CliProcess, type SpawnOptions } from '../../support/cli.js';
+import { httpConnectProxy } from '../../support/forward-proxies.js';
 import { CHILD_WAIT } from '../../support/wait.js';
 
 /** Waits that include a CLI's start through tsx: generous, the machine may be loaded (other test runs). */
@@ -414,7 +414,7 @@ test('exit codes: a server close other than 1000 → 1 with the code named; usag
   const cli = connect(t, [seen.url]);
   assert.equal(await exitOf(cli), 1);
   assert.equal(cli.stderr.at(-1), 'closed: 1011 (internal server error) reason: boom');
-  for (const args of [['ftp://example.com/'], [seen.url, '-s', 'bad protocol'], [seen.url, '--proxy', 'https://proxy:3128'], [seen.url, '-w', '-1'], []]) {
+  for (const args of [['ftp://example.com/'], [seen.url, '-s', 'bad protocol'], [seen.url, '--proxy', 'socks4://proxy:1080'], [seen.url, '-w', '-1'], []]) {
     const usage = connect(t, args);
     assert.equal(await exitOf(usage), 2, args.join(' '));
     assert.match(usage.stderr.find((l) => l.startsWith('Usage:')) ?? '', /^Usage: switchboard connect URL/);
@@ -462,36 +462,11 @@ test('-L/--location follows 301 and 302 to the WebSocket server; without -L the 
   assert.equal(bounded.stderr[1], 'error: Maximum redirects exceeded (1): more redirects than --max-redirects allows', bounded.stderr.join(' | '));
 });
 
-/** A real HTTP CONNECT proxy (node:http): records each CONNECT target and Proxy-Authorization; `refuse` answers that status instead. */
+/** {@link httpConnectProxy}, closed after the test. */
 async function connectProxy(h: Harness, refuse?: number) {
-  const targets: string[] = [];
-  const auth: Array<string | undefined> = [];
-  const sockets = new Set<net.Socket>();
-  const server = http.createServer((_req, res) => res.writeHead(405).end());
-  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    targets.push(req.url ?? '');
-    auth.push(req.headers['proxy-authorization']);
-    sockets.add(socket);
-    socket.on('error', () => {});
-    if (refuse) {
-      socket.end(`HTTP/1.1 ${refuse} ${http.STATUS_CODES[refuse]}\r\nContent-Length: 0\r\n\r\n`);
-      return;
-    }
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '')!;
-    const upstream = net.connect(Number(m[2]), m[1], () => {
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) upstream.write(head);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
-    });
-    sockets.add(upstream);
-    upstream.on('error', () => socket.destroy());
-    socket.on('close', () => upstream.destroy());
-  });
-  h.defer(() => sockets.forEach((s) => s.destroy()));
-  h.trackServer(server);
-  const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}`, targets, auth };
+  const proxy = await httpConnectProxy({ refuse });
+  h.defer(() => proxy.close());
+  return proxy;
 }
 
 test('--proxy tunnels through HTTP CONNECT (with Proxy-Authorization from the URL); HTTP_PROXY and HTTPS_PROXY are honoured, NO_PROXY bypasses', async (t) => {
