@@ -59,6 +59,7 @@ interface Settings {
   closeReason: string;
   reconnect: boolean;
   verbose: boolean;
+  http2: boolean;
   colour: boolean;
 }
 
@@ -268,6 +269,7 @@ function parse(args: string[]): Settings | null {
     closeReason,
     reconnect: values.reconnect,
     verbose: values.verbose,
+    http2: values.http2,
     colour: Boolean(process.stdout.isTTY) && !values['no-color'] && !process.env.NO_COLOR,
   };
 }
@@ -319,6 +321,8 @@ class ConnectSession {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pingSeq = 0;
   private readonly pings = new Map<string, PendingPing>();
+  /** The HTTP version of the last handshake's answer ('2.0' over RFC 8441). */
+  private httpVersion = '1.1';
   /** The last handshake's refusal, if any (a 4xx is not retried). */
   private refusedStatus = 0;
   private resolve: (code: number) => void = () => {};
@@ -565,6 +569,7 @@ class ConnectSession {
     const ws = new WebSocket(this.s.url, this.s.protocols, this.s.options);
     this.ws = ws;
     ws.on('redirect', (url: string) => this.status(`redirected to ${url}`));
+    ws.on('upgrade', (response: http.IncomingMessage) => (this.httpVersion = response.httpVersion));
     ws.on('open', () => this.onOpen(ws));
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('ping', (data: Buffer) => {
@@ -581,7 +586,9 @@ class ConnectSession {
   private onOpen(ws: WebSocket): void {
     this.openedAt = performance.now();
     const redirected = ws.url !== this.s.url ? ` at ${ws.url}` : '';
-    this.status(`connected${redirected} (protocol: ${ws.protocol || 'none'}, extensions: ${ws.extensions || 'none'})`);
+    // With --http2, which protocol carries it (RFC 8441 or the HTTP/1.1 fallback).
+    const carrier = this.s.http2 ? `, over HTTP/${this.httpVersion === '2.0' ? '2' : this.httpVersion}` : '';
+    this.status(`connected${redirected} (protocol: ${ws.protocol || 'none'}, extensions: ${ws.extensions || 'none'}${carrier})`);
     for (const message of this.s.execute) this.sendNow(ws, message);
     const queued = this.queue;
     this.queue = [];
