@@ -250,3 +250,13 @@ test('--proxy: a URL of no supported kind is a usage error (exit 2) that lists t
     assert.match(cli.stderr.join('\n'), words);
   }
 });
+
+test('--http2 with a proxy: the WebSocket goes through the proxy over HTTP/1.1 (never around it), and the CLI says so', async (t) => {
+  const target = await echoServer(t);
+  const socks = await microsocks(t);
+  const { code, cli } = await connect(t, [target.url, '--http2', '--proxy', `socks5h://127.0.0.1:${socks.port}`, '-x', 'h2 asked, proxied', '-w', '0.3']);
+  assert.equal(code, 0, cli.stderr.join('\n'));
+  assert.equal(cli.stderr[0], `--http2: not through a proxy (the HTTP/2 client connects directly); HTTP/1.1 through socks5h://127.0.0.1:${socks.port}`);
+  assert.deepEqual(socks.tunnels, [`localhost:${target.port}`], 'through the proxy');
+  assert.deepEqual(target.messages, ['h2 asked, proxied']);
+});
