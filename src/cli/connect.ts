@@ -30,7 +30,7 @@ import {
   type BinaryEncoding,
   type Palette,
 } from './connect-output.js';
-import { parseProxyUrl, proxyDialer, proxyFor } from './proxy.js';
+import { CERTIFICATE_ERRORS, parseProxyUrl, proxyDialer, proxyFor } from './proxy.js';
 
 /** A message to send: text, or binary bytes. */
 interface Outgoing {
@@ -707,17 +707,6 @@ class ConnectSession {
     this.resolve(code);
   }
 }
-
-/** The TLS errors about the server's certificate (Node's codes), answered with how to trust it. */
-const CERTIFICATE_ERRORS = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /**
  * A close code's meaning for `connect`: the realtime layer's codes

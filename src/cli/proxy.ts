@@ -154,13 +154,22 @@ export function proxyFor(target: URL, explicit: string | undefined, env: NodeJS.
 type Callback = (err: Error | null, socket?: Duplex) => void;
 type DialOptions = http.ClientRequestArgs & tls.ConnectionOptions & { _defaultAgent?: { protocol?: string } };
 
-/** The TLS errors about a certificate (Node's codes). */
-const CERTIFICATE_ERRORS = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+/** The TLS errors about a peer's certificate (Node's codes), answered with how to trust it (the server's in connect.ts, a proxy's here). */
+export const CERTIFICATE_ERRORS: ReadonlySet<string> = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 /** An error on the way to the proxy, named as the proxy's (with how to trust an https:// proxy's certificate). */
 function proxyError(proxy: URL, err: Error): Error {
   const code = String((err as NodeJS.ErrnoException).code ?? '');
-  if (CERTIFICATE_ERRORS.test(code)) {
+  if (CERTIFICATE_ERRORS.has(code)) {
     return new Error(
       `proxy ${proxy.protocol}//${proxy.host}: its certificate: ${err.message} (${code}): --proxy-ca FILE trusts the proxy's CA, ` +
         '--proxy-insecure skips the check (-k and --ca are for the WebSocket server)',
