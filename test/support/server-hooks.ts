@@ -5,10 +5,9 @@
  * hook-free part).
  */
 import { after, before } from 'node:test';
-import type { ChildServer } from './child-server.js';
 
 /** Start `start()`'s server before the tests of the enclosing suite (the file, at top level); `server()` is it, inside them. */
-export function serverForSuite<S extends ChildServer>(start: () => Promise<S>): () => S {
+export function serverForSuite<S extends { dispose(): Promise<void> }>(start: () => Promise<S>): () => S {
   let server: S | undefined;
   before(async () => {
     server = await start();
