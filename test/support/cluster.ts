@@ -42,7 +42,11 @@ export const CLUSTER_NAMESPACES = [
   { prefix: 'arena', history: { size: 1000, ttlMs: 0 }, presence: 'counts' },
 ];
 
-export type ClusterBroker = { type: 'redis'; url: string } | { type: 'nats'; servers: string[] };
+export type ClusterBroker =
+  | { type: 'redis'; url: string }
+  | { type: 'redis'; cluster: string[] }
+  | { type: 'redis'; sentinels: string[]; name: string }
+  | { type: 'nats'; servers: string[] };
 
 export interface ClusterOptions {
   broker: ClusterBroker;

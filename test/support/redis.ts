@@ -144,6 +144,63 @@ export class RedisCluster {
     throw new Error(`no master for slot ${slot}: ${csv}`);
   }
 
+  /** `CLUSTER NODES` of a running node: id, port, flags and master id of every node. */
+  async clusterNodes(): Promise<Array<{ id: string; port: number; master: boolean; masterId: string }>> {
+    const any = this.nodes.find((n) => n.running)!;
+    const out = await redisCli(any.port, 'CLUSTER', 'NODES');
+    return out
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => {
+        const [id, address, flags, masterId] = line.split(' ') as [string, string, string, string];
+        return { id, port: Number(/:(\d+)@/.exec(address)?.[1]), master: flags.split(',').includes('master'), masterId };
+      });
+  }
+
+  /**
+   * `CLUSTER FAILOVER` on a replica of the master serving `slot` (a manual,
+   * coordinated failover: the replica catches up, then takes over); resolves
+   * once the replica is that slot's master and the cluster is ok.
+   */
+  async failover(slot: number, timeoutMs = 20_000): Promise<RedisServer> {
+    const master = await this.masterOf(slot);
+    const nodes = await this.clusterNodes();
+    const masterId = nodes.find((n) => n.port === master.port)!.id;
+    const replica = this.nodes.find((n) => n.port === nodes.find((x) => x.masterId === masterId)?.port);
+    if (replica === undefined) throw new Error(`the master of slot ${slot} has no replica (start the cluster with replicas)`);
+    await redisCli(replica.port, 'CLUSTER', 'FAILOVER');
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.masterOf(slot)).port !== replica.port) {
+      if (Date.now() > deadline) throw new Error(`the replica on ${replica.port} did not take over slot ${slot} within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+    await this.waitOk(timeoutMs);
+    return replica;
+  }
+
+  /**
+   * Move `slot` with its keys to the master `to` (as `redis-cli --cluster
+   * reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then NODE on
+   * every master); clients get MOVED afterwards, and ASK while it runs.
+   */
+  async moveSlot(slot: number, to: RedisServer): Promise<void> {
+    const from = await this.masterOf(slot);
+    if (from.port === to.port) return;
+    const nodes = await this.clusterNodes();
+    const idOf = (s: RedisServer): string => nodes.find((n) => n.port === s.port)!.id;
+    await redisCli(to.port, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', idOf(from));
+    await redisCli(from.port, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', idOf(to));
+    for (;;) {
+      const keys = (await redisCli(from.port, 'CLUSTER', 'GETKEYSINSLOT', String(slot), '1000')).split('\n').filter((k) => k !== '');
+      if (keys.length === 0) break;
+      await redisCli(from.port, 'MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys);
+    }
+    for (const master of nodes.filter((n) => n.master)) {
+      await redisCli(master.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', idOf(to));
+    }
+    await this.waitOk();
+  }
+
   async dispose(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.dispose()));
   }

@@ -97,9 +97,12 @@
  *   ignores the plain one.
  * - *Continuity*: ioredis makes the shard subscriptions again after a
  *   reconnect or a slot move; the node cannot see the moment it is done, so
- *   after every change of the subscriber connections (`+node`, `-node`,
- *   `±subscriber`) it refills every channel from history (`resync`) twice,
- *   after 0.5 s and 3 s.
+ *   after every change of the subscriber connections (`±node`,
+ *   `±subscriber`, and `refresh`: the slots were read again after a MOVED
+ *   or a slot migration's SUNSUBSCRIBE) it refills every channel from
+ *   history (`resync`) twice, after 0.5 s and 3 s. A publication lost in
+ *   between is refilled at the latest when the channel's next one shows the
+ *   gap.
  *
  * ## Continuity
  *
@@ -251,7 +254,8 @@ export class RedisBroker implements Broker, NodeBus {
       this.#sub = new Link(options, 'sub', {}, async () => this.#resyncSoon(), { shardedSubscribers: true });
       this.#cluster = new ClusterPatterns(this.#cmd, this.#prefix, (err) => this.#report(err));
       const client = this.#sub.client;
-      for (const event of ['+node', '-node', '+subscriber', '-subscriber']) client.on(event, () => this.#resyncSoon());
+      // `refresh`: the slots were read again (after a MOVED, a slot migration's SUNSUBSCRIBE, a lost subscriber).
+      for (const event of ['+node', '-node', '+subscriber', '-subscriber', 'refresh']) client.on(event, () => this.#resyncSoon());
       client.on('smessageBuffer', (name: Buffer, frame: Buffer) => this.#message(name, frame));
       client.on('messageBuffer', (name: Buffer, frame: Buffer) => {
         if (name.toString() === this.#cluster?.channel) this.#cluster.onAnnounce(frame.toString());
