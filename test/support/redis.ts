@@ -248,6 +248,33 @@ export class RedisSentinel extends ChildServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** Wait (bounded) until the sentinel knows `count` replicas of its master (it learns them from the master's INFO). */
+  async waitReplicas(count: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const out = await redisCli(this.port, 'SENTINEL', 'REPLICAS', this.name).catch(() => '');
+      const lines = out.split('\n');
+      const field = (name: string): string[] => lines.flatMap((line, i) => (line === name ? [lines[i + 1] ?? ''] : []));
+      const linked = field('master-link-status').filter((v) => v === 'ok').length;
+      if (linked >= count && !field('flags').some((f) => /s_down|o_down|disconnected/.test(f))) return;
+      if (Date.now() > deadline) throw new Error(`the sentinel does not know ${count} replicas after ${timeoutMs} ms:\n${out}`);
+      await sleep(100);
+    }
+  }
+
+  /** `SENTINEL FAILOVER <name>` (a replica is promoted without agreement from other sentinels); resolves once the sentinel names another master. */
+  async failover(timeoutMs = 20_000): Promise<number> {
+    const before = await this.masterPortNow();
+    await redisCli(this.port, 'SENTINEL', 'FAILOVER', this.name);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const now = await this.masterPortNow();
+      if (now !== before) return now;
+      if (Date.now() > deadline) throw new Error(`no failover within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
   /** The port of the master the sentinel names now (`SENTINEL GET-MASTER-ADDR-BY-NAME`). */
   async masterPortNow(): Promise<number> {
     const out = await redisCli(this.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.name);
