@@ -159,6 +159,7 @@ export class Link {
         nodes.map(({ host, port }) => ({ host, port })),
         {
           redisOptions: { ...perNode, ...credentials(nodes[0]!, 'node') },
+          // Never queued while the cluster is down: a command refused to its caller must not run later.
           enableOfflineQueue: false,
           clusterRetryStrategy: (times) => (retryStrategy === undefined || retryStrategy === null ? Math.min(50 * times, 1000) : retryStrategy(times)),
           // A failover or a slot moving: MOVED/ASK/TRYAGAIN/CLUSTERDOWN are retried (up to maxRedirections).
@@ -195,6 +196,39 @@ export class Link {
       this.#usable = false;
     });
     this.client.on('ready', () => void this.#ready());
+    // A new master after a failover or a reshard: connected at once (see #connectMasters).
+    if (this.client instanceof Cluster) {
+      const cluster = this.client;
+      cluster.on('refresh', () => {
+        if (cluster.status === 'ready') void this.#connectMasters().catch(() => undefined);
+      });
+    }
+  }
+
+  /**
+   * Redis Cluster: connect to every master now. ioredis connects to each
+   * lazily, and a command sent while its master's connection is still
+   * being made is refused and retried on another node, redirected, and so
+   * overtakes the commands sent after it (node messages must keep their
+   * order). Resolves once each is ready or failed.
+   */
+  async #connectMasters(): Promise<void> {
+    if (!(this.client instanceof Cluster)) return;
+    await Promise.all(
+      this.client.nodes('master').map((node) => {
+        if (node.status === 'ready') return undefined;
+        if (node.status === 'wait') return node.connect().catch(() => undefined);
+        return new Promise<void>((resolve) => {
+          const done = (): void => {
+            node.off('ready', done);
+            node.off('end', done);
+            resolve();
+          };
+          node.once('ready', done);
+          node.once('end', done);
+        });
+      }),
+    );
   }
 
   get usable(): boolean {
@@ -203,6 +237,7 @@ export class Link {
 
   async #ready(): Promise<void> {
     try {
+      await this.#connectMasters();
       if (this.#onReady !== undefined) await this.#onReady(this.redis);
     } catch (err) {
       this.#report(err);

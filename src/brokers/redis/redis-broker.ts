@@ -72,7 +72,11 @@
  * hash tag (keys.ts), so each script touches one slot, and it fans out with
  * `SPUBLISH` on the channel's shard: a publication costs one master, not
  * the whole cluster. A node SSUBSCRIBEs to the channels its clients hold.
- * Node messages (`<prefix>n:<node id>`) and the probe are shard channels too.
+ * Node messages (`<prefix>n:<node id>`) and the probe are shard channels too;
+ * the probe so checks the subscriber connection of one master (the one
+ * holding its slot), and ioredis' health check PINGs every shard subscriber
+ * (`shardedSubscriberHealthCheckInterval`, 10 s) and replaces one that does
+ * not answer.
  *
  * - *Epochs*: the instance id key would be in another slot, so scripts get
  *   none; instead each meta carries the replication id of the master that

@@ -87,6 +87,13 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     }
   });
 
+  it('the probe goes through a shard subscription and back', async () => {
+    const b = await broker();
+    const rtt = await b.probe(5000);
+    assert.ok(rtt > 0 && rtt < 5000, `a round trip in ms: ${rtt}`);
+    assert.ok((await b.probe(5000)) > 0, 'and again, on the subscription kept');
+  });
+
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
     const [publisher, subscriber] = [await broker(), await broker()];
     const got = recorder(subscriber);
@@ -124,6 +131,51 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     assert.deepEqual(got.get(channel)!.map((p) => p.data), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     const h = await publisher.history(channel, { since: { offset: 1, epoch: first.epoch } });
     assert.deepEqual([h.recovered, h.publications.length], [true, 9]);
+  });
+});
+
+describe('redis broker on Redis Cluster (3 masters): the whole cluster down and back', () => {
+  let cluster: RedisCluster;
+  const brokers: RedisBroker[] = [];
+  before(async () => {
+    cluster = await RedisCluster.start({ masters: 3 });
+  });
+  after(async () => {
+    for (const b of brokers) await b.close();
+    await cluster?.dispose();
+  });
+
+  it('publishes fail fast with RT_ERR_BROKER_UNAVAILABLE while it is down, and work again (and reach the subscriber) once it is back', async () => {
+    const publisher = new RedisBroker({ cluster: cluster.urls, ...quiet });
+    const subscriber = new RedisBroker({ cluster: cluster.urls, ...quiet });
+    brokers.push(publisher, subscriber);
+    await Promise.all([publisher.ready(), subscriber.ready()]);
+    const got = recorder(subscriber);
+    const [{ channel }] = await channelsOnShards(cluster, 'down', 1);
+    await subscriber.subscribe(channel);
+    await publisher.publish(channel, 'before', H);
+    await until(() => got.get(channel)?.length === 1, 5000, 'before');
+
+    await Promise.all(cluster.nodes.map((n) => n.stop()));
+    const started = Date.now();
+    await assert.rejects(
+      settled(async () => {
+        // The first may still be in flight as the connections close; one of the next is refused.
+        await publisher.publish(channel, 'during', H);
+      }, 0).catch(async () => publisher.publish(channel, 'during', H)),
+      (err: { code?: string }) => err.code === 'RT_ERR_BROKER_UNAVAILABLE',
+    );
+    assert.ok(Date.now() - started < 15_000, 'refused, not queued');
+    assert.equal(publisher.available, false);
+
+    // Same ports and node ids (nodes.conf): the cluster comes back, without its data (no persistence).
+    await Promise.all(cluster.nodes.map((n) => n.startAgain()));
+    await cluster.waitOk();
+    // Retried with a key, as clients do: an attempt refused while the cluster settles may still have run.
+    const back = await settled(() => publisher.publish(channel, 'after', { ...H, idempotencyKey: 'after-1' }), 30_000);
+    assert.equal(back.offset, 1, `the data went with the servers: a new stream (${JSON.stringify(await publisher.history(channel))})`);
+    await until(() => (got.get(channel) ?? []).some((p) => p.data === 'after'), 15_000, "'after' at the subscriber made before the outage");
+    assert.deepEqual(got.get(channel)!.map((p) => p.data), ['before', 'after']);
   });
 });
 
