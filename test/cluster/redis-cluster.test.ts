@@ -7,38 +7,25 @@
  * KEYSLOT) published on node 1 and received on nodes 2 and 3 once and in
  * order, and a client resuming with its positions on another node.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { channelKeys } from '../../src/brokers/redis/keys.js';
-import { Cluster } from '../support/cluster.js';
 import { RedisCluster } from '../support/redis.js';
+import { clusterForSuite } from '../support/server-hooks.js';
 import { sleep } from '../support/wait.js';
-import { apiPublish, channel, fanOut, heal, historyAndPresence, killNode, rt } from './scenarios.js';
+import { apiPublish, channel, fanOut, historyAndPresence, killNode, rt } from './scenarios.js';
 
-let redis: RedisCluster | undefined;
-let cluster: Cluster | undefined;
-
-before(async () => {
-  redis = await RedisCluster.start({ masters: 3 });
-  cluster = await Cluster.start({ broker: { type: 'redis', cluster: redis.urls } });
-});
-
-after(async () => {
-  await cluster?.stop();
-  await redis?.dispose();
-});
-
-async function nodes(): Promise<Cluster> {
-  await heal(cluster!);
-  return cluster!;
-}
+const { broker, nodes } = clusterForSuite(
+  () => RedisCluster.start({ masters: 3 }),
+  (redis) => ({ type: 'redis', cluster: redis.urls }),
+);
 
 /** Three channels (`chat/…`) served by three different masters. */
 async function onThreeShards(): Promise<string[]> {
   const byMaster = new Map<number, string>();
   for (let i = 0; byMaster.size < 3 && i < 200; i++) {
     const ch = channel(`shard${i}`);
-    const master = await redis!.masterOf(await redis!.keySlot(channelKeys('sb:', ch).pubsub));
+    const master = await broker().masterOf(await broker().keySlot(channelKeys('sb:', ch).pubsub));
     if (!byMaster.has(master.port)) byMaster.set(master.port, ch);
   }
   assert.equal(byMaster.size, 3, 'channels on three masters');

@@ -8,35 +8,22 @@
  * no offset is handed out twice in one epoch; a client resuming from before
  * the failover gets `recovered: false`).
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster } from '../support/cluster.js';
-import { RedisSentinel, RedisServer } from '../support/redis.js';
+import { RedisSentinelGroup } from '../support/redis.js';
+import { clusterForSuite } from '../support/server-hooks.js';
 import { sleep } from '../support/wait.js';
 import { channel, rt } from './scenarios.js';
 
-let master: RedisServer | undefined;
-let replica: RedisServer | undefined;
-let sentinel: RedisSentinel | undefined;
-let cluster: Cluster | undefined;
-
-before(async () => {
-  master = await RedisServer.start();
-  replica = await RedisServer.start({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
-  sentinel = await RedisSentinel.start(master, 'mymaster');
-  await sentinel.waitReplicas(1);
-  cluster = await Cluster.start({ broker: { type: 'redis', sentinels: [`127.0.0.1:${sentinel.port}`], name: 'mymaster' }, nodes: 2 });
-});
-
-after(async () => {
-  await cluster?.stop();
-  await sentinel?.dispose();
-  await replica?.dispose();
-  await master?.dispose();
-});
+const { broker, nodes } = clusterForSuite(
+  () => RedisSentinelGroup.start('mymaster'),
+  (group) => ({ type: 'redis', sentinels: [`127.0.0.1:${group.sentinel.port}`], name: 'mymaster' }),
+  { nodes: 2 },
+);
 
 test('redis sentinel: publish on node 1 reaches node 2; SENTINEL FAILOVER → the nodes follow, publishes work again in a new epoch, resuming from before is recovered: false', async (t) => {
-  const c = cluster!;
+  const c = await nodes();
+  const { sentinel, replica } = broker();
   const ch = channel('sentinel');
   const [publisher, subscriber] = await Promise.all([rt(t, c, c.node(1), 'publisher'), rt(t, c, c.node(2), 'subscriber')]);
   await subscriber.ok('sub', { channel: ch });
@@ -48,8 +35,8 @@ test('redis sentinel: publish on node 1 reaches node 2; SENTINEL FAILOVER → th
   }
   await subscriber.waitMessages(ch, 3, 5000);
 
-  const promoted = await sentinel!.failover();
-  assert.equal(promoted, replica!.port, 'the sentinel names the replica as master');
+  const promoted = await sentinel.failover();
+  assert.equal(promoted, replica.port, 'the sentinel names the replica as master');
 
   // Publications while the nodes move to the new master may get 503; then they work again.
   const deadline = Date.now() + 20_000;

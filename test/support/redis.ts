@@ -281,3 +281,34 @@ export class RedisSentinel extends ChildServer {
     return Number(out.split('\n')[1]);
   }
 }
+
+/** A master, a replica of it and a sentinel watching them (as `name`), on loopback; `dispose()` stops all three. */
+export class RedisSentinelGroup {
+  private constructor(
+    readonly master: RedisServer,
+    readonly replica: RedisServer,
+    readonly sentinel: RedisSentinel,
+  ) {}
+
+  static async start(name = 'mymaster'): Promise<RedisSentinelGroup> {
+    const servers: Array<{ dispose(): Promise<void> }> = [];
+    try {
+      const master = await RedisServer.start();
+      servers.push(master);
+      const replica = await RedisServer.start({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
+      servers.push(replica);
+      const sentinel = await RedisSentinel.start(master, name);
+      servers.push(sentinel);
+      await sentinel.waitReplicas(1);
+      return new RedisSentinelGroup(master, replica, sentinel);
+    } catch (err) {
+      await Promise.all(servers.map((s) => s.dispose()));
+      throw err;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.sentinel.dispose();
+    await Promise.all([this.replica.dispose(), this.master.dispose()]);
+  }
+}

@@ -13,23 +13,15 @@ import assert from 'node:assert/strict';
 import type { Publication } from '../../../src/brokers/broker.js';
 import { channelKeys } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
-import { RedisCluster } from '../../support/redis.js';
-import { sleep, until } from '../../support/wait.js';
+import { RedisCluster, type RedisClusterOptions } from '../../support/redis.js';
+import { retrying, sleep, until } from '../../support/wait.js';
 
 const H = { history: { size: 100, ttlMs: 0 } };
 const quiet = { onError: () => {} };
 
 /** Retry `fn` while it rejects (the cluster settling after a change), for at most `ms`. */
-async function settled<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(100);
-    }
-  }
+function settled<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
+  return retrying(fn, ms, () => true, 100);
 }
 
 /** A subscribing broker that records what it receives per channel. */
@@ -60,25 +52,35 @@ async function channelsOnShards(cluster: RedisCluster, stem: string, count: numb
   return out;
 }
 
-describe('redis broker on Redis Cluster (3 masters)', () => {
-  let cluster: RedisCluster;
+/**
+ * A Redis Cluster for the tests of one describe block (`cluster()`), and
+ * `pair()`: a publishing and a subscribing broker on it, ready, closed after
+ * the block (before the cluster stops).
+ */
+function onCluster(options: RedisClusterOptions): { cluster: () => RedisCluster; broker: () => Promise<RedisBroker>; pair: () => Promise<[RedisBroker, RedisBroker]> } {
   const brokers: RedisBroker[] = [];
+  let cluster: RedisCluster | undefined;
   before(async () => {
-    cluster = await RedisCluster.start({ masters: 3 });
+    cluster = await RedisCluster.start(options);
   });
   after(async () => {
     for (const b of brokers) await b.close();
     await cluster?.dispose();
   });
-
-  async function broker(): Promise<RedisBroker> {
-    const b = new RedisBroker({ cluster: cluster.urls, ...quiet });
+  const broker = async (): Promise<RedisBroker> => {
+    const b = new RedisBroker({ cluster: cluster!.urls, ...quiet });
     brokers.push(b);
     await b.ready();
     return b;
-  }
+  };
+  return { cluster: () => cluster!, broker, pair: async () => Promise.all([broker(), broker()]) };
+}
+
+describe('redis broker on Redis Cluster (3 masters)', () => {
+  const { cluster: redis, broker, pair } = onCluster({ masters: 3 });
 
   it('every key of a channel (stream, history, idempotency, presence) is in its pub/sub name\'s slot', async () => {
+    const cluster = redis();
     for (const channel of ['chat/room', 'a}b{c', 'x%7Dy', 'chat/deeper/still']) {
       const k = channelKeys('sb:', channel);
       const names = [k.pubsub, k.meta, k.history, k.idempotency('key-1'), k.presence, k.presenceExpiry, k.presenceUsers, k.presenceGone];
@@ -95,7 +97,8 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
   });
 
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
-    const [publisher, subscriber] = [await broker(), await broker()];
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
     const got = recorder(subscriber);
     const channels = await channelsOnShards(cluster, 'shards', 3);
     for (const { channel } of channels) await subscriber.subscribe(channel);
@@ -112,7 +115,8 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
   });
 
   it('a slot moved to another master while subscribed: publishes follow (MOVED), the subscriber gets what follows, same epoch', async () => {
-    const [publisher, subscriber] = [await broker(), await broker()];
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
     const got = recorder(subscriber);
     const [{ channel, slot, port }] = await channelsOnShards(cluster, 'moving', 1);
     await subscriber.subscribe(channel);
@@ -135,21 +139,11 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
 });
 
 describe('redis broker on Redis Cluster (3 masters): the whole cluster down and back', () => {
-  let cluster: RedisCluster;
-  const brokers: RedisBroker[] = [];
-  before(async () => {
-    cluster = await RedisCluster.start({ masters: 3 });
-  });
-  after(async () => {
-    for (const b of brokers) await b.close();
-    await cluster?.dispose();
-  });
+  const { cluster: redis, pair } = onCluster({ masters: 3 });
 
   it('publishes fail fast with RT_ERR_BROKER_UNAVAILABLE while it is down, and work again (and reach the subscriber) once it is back', async () => {
-    const publisher = new RedisBroker({ cluster: cluster.urls, ...quiet });
-    const subscriber = new RedisBroker({ cluster: cluster.urls, ...quiet });
-    brokers.push(publisher, subscriber);
-    await Promise.all([publisher.ready(), subscriber.ready()]);
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
     const got = recorder(subscriber);
     const [{ channel }] = await channelsOnShards(cluster, 'down', 1);
     await subscriber.subscribe(channel);
@@ -180,21 +174,11 @@ describe('redis broker on Redis Cluster (3 masters): the whole cluster down and 
 });
 
 describe('redis broker on Redis Cluster (3 masters, a replica each): a master failover', () => {
-  let cluster: RedisCluster;
-  const brokers: RedisBroker[] = [];
-  before(async () => {
-    cluster = await RedisCluster.start({ masters: 3, replicas: 1 });
-  });
-  after(async () => {
-    for (const b of brokers) await b.close();
-    await cluster?.dispose();
-  });
+  const { cluster: redis, pair } = onCluster({ masters: 3, replicas: 1 });
 
   it('CLUSTER FAILOVER: publishes work again on the new master, the subscriber gets them, the channel has a new epoch (recovered: false)', async () => {
-    const publisher = new RedisBroker({ cluster: cluster.urls, ...quiet });
-    const subscriber = new RedisBroker({ cluster: cluster.urls, ...quiet });
-    brokers.push(publisher, subscriber);
-    await Promise.all([publisher.ready(), subscriber.ready()]);
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
     const got = recorder(subscriber);
     const [{ channel, slot }] = await channelsOnShards(cluster, 'failover', 1);
     await subscriber.subscribe(channel);
