@@ -113,6 +113,8 @@ export class Link {
   readonly #connectTimeoutMs: number;
   readonly #onError: (err: unknown) => void;
   readonly #onReady: ((redis: Redis) => Promise<void>) | undefined;
+  /** Redis Cluster, a link for commands: connect to every master at once (see #connectMasters). */
+  readonly #eager: boolean;
   /** Whether commands may go: connected and the onReady step done. */
   #usable = false;
   #everUsable = false;
@@ -136,6 +138,8 @@ export class Link {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.#onError = options.onError ?? ((err) => console.warn(`switchboard redis (${name}):`, err instanceof Error ? err.message : err));
     this.#onReady = onReady;
+    // A subscriber cluster sends its commands through per-master subscriber connections of its own.
+    this.#eager = options.cluster !== undefined && clusterExtra.shardedSubscribers !== true;
     this.#firstUsable = new Promise((resolve) => (this.#resolveFirst = resolve));
     const defaults: RedisOptions = {
       connectionName: `switchboard-${name}`,
@@ -213,7 +217,7 @@ export class Link {
    * order). Resolves once each is ready or failed.
    */
   async #connectMasters(): Promise<void> {
-    if (!(this.client instanceof Cluster)) return;
+    if (!(this.client instanceof Cluster) || !this.#eager) return;
     await Promise.all(
       this.client.nodes('master').map((node) => {
         if (node.status === 'ready') return undefined;

@@ -212,6 +212,8 @@ export class RedisBroker implements Broker, NodeBus {
     return this.#nodeId;
   }
   #lastNonce = '';
+  /** The same for frames through patterns (on Redis Cluster another connection than the shard ones). */
+  #lastPatternNonce = '';
   #subscribedOnce = false;
   /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
   readonly #probeName: string;
@@ -625,8 +627,15 @@ export class RedisBroker implements Broker, NodeBus {
     if (viaPattern && exact && this.#cluster !== null) return;
     try {
       const frame = decodeFrame(channel, bytes);
-      if (frame === undefined || frame.nonce === this.#lastNonce) return;
-      this.#lastNonce = frame.nonce;
+      if (frame === undefined) return;
+      // Standalone: one connection, so one last nonce; Redis Cluster: the plain (pattern) connection has its own.
+      if (viaPattern && this.#cluster !== null) {
+        if (frame.nonce === this.#lastPatternNonce) return;
+        this.#lastPatternNonce = frame.nonce;
+      } else {
+        if (frame.nonce === this.#lastNonce) return;
+        this.#lastNonce = frame.nonce;
+      }
       if (frame.kind === 'pub') this.#continuity.onPublication(frame.pub);
       else if (frame.kind === 'join') this.#continuity.onJoin(channel, frame.info);
       else this.#continuity.onLeave(channel, frame.info);
