@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { Publication } from '../../../src/brokers/broker.js';
 import { channelKeys } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
-import { RedisCluster, type RedisClusterOptions } from '../../support/redis.js';
+import { RedisCluster, redisCli, type RedisClusterOptions } from '../../support/redis.js';
 import { retrying, sleep, until } from '../../support/wait.js';
 
 const H = { history: { size: 100, ttlMs: 0 } };
@@ -94,6 +94,27 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     const rtt = await b.probe(5000);
     assert.ok(rtt > 0 && rtt < 5000, `a round trip in ms: ${rtt}`);
     assert.ok((await b.probe(5000)) > 0, 'and again, on the subscription kept');
+  });
+
+  it('patterns: a plain PUBLISH copy only for channels a pattern held on some node matches; the pattern node gets it once', async () => {
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
+    const got = recorder(subscriber);
+    /** Plain PUBLISH calls on every master so far (commandstats count the commands scripts run). */
+    const plainPublishes = async (): Promise<number> => {
+      let calls = 0;
+      for (const node of cluster.nodes) calls += Number(/cmdstat_publish:calls=(\d+)/.exec(await redisCli(node.port, 'INFO', 'commandstats'))?.[1] ?? 0);
+      return calls;
+    };
+    await subscriber.subscribe('pat/+');
+    const before = await plainPublishes();
+    for (let i = 1; i <= 5; i++) await publisher.publish(`other/${i}`, i, H); // matched by no pattern: sharded only
+    assert.equal(await plainPublishes(), before, 'no plain copy for channels no pattern matches');
+    await publisher.publish('pat/x', 'matched', H);
+    assert.equal(await plainPublishes(), before + 1, 'one plain copy for a channel a pattern matches');
+    await until(() => got.get('pat/x')?.length === 1, 5000, 'the pattern delivery');
+    await sleep(100);
+    assert.deepEqual([...got.keys()], ['pat/x']);
   });
 
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
