@@ -80,6 +80,8 @@ export class AreaEncoder {
     this.players = new Map();
     /** @type {Map<number, GemState>} */
     this.gems = new Map();
+    /** Ids seen in this tick's players and gems (reused from tick to tick). */
+    this.seen = new Set();
   }
 
   /**
@@ -97,7 +99,11 @@ export class AreaEncoder {
     /** @type {number[]} */ const moved = [];
     /** @type {unknown[]} */ const entered = [];
     /** @type {number[]} */ const changed = [];
-    const seen = new Set();
+    const seen = this.seen;
+    seen.clear();
+    /** Players that were here before: when it is all of them, nobody left. */
+    let stayed = 0;
+    const before = this.players.size;
     for (const p of players) {
       seen.add(p.id);
       const qx = Math.round(p.x * this.inv);
@@ -109,6 +115,7 @@ export class AreaEncoder {
         entered.push(p.id, qx, qy, p.score, p.name, p.ack, p.ackTick);
         continue;
       }
+      stayed++;
       if (was.qx !== qx || was.qy !== qy) {
         moved.push(p.id, qx - was.qx, qy - was.qy);
         was.qx = qx;
@@ -123,29 +130,38 @@ export class AreaEncoder {
       // A rename is not a thing in this game; the name travels on entering and in keyframes.
     }
     /** @type {number[]} */ const left = [];
-    for (const id of this.players.keys()) {
-      if (!seen.has(id)) {
-        left.push(id);
-        this.players.delete(id);
+    if (stayed < before) {
+      for (const id of this.players.keys()) {
+        if (!seen.has(id)) {
+          left.push(id);
+          this.players.delete(id);
+        }
       }
     }
     /** @type {number[]} */ const gemsAdded = [];
     /** @type {number[]} */ const gemsRemoved = [];
-    const gemIds = new Set();
+    seen.clear();
+    let kept = 0;
+    const gemsBefore = this.gems.size;
     for (const g of gems) {
-      gemIds.add(g.id);
-      if (!this.gems.has(g.id)) {
-        const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv) };
-        this.gems.set(g.id, s);
-        gemsAdded.push(g.id, s.qx, s.qy);
+      seen.add(g.id);
+      if (this.gems.has(g.id)) {
+        kept++;
+        continue;
+      }
+      const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv) };
+      this.gems.set(g.id, s);
+      gemsAdded.push(g.id, s.qx, s.qy);
+    }
+    if (kept < gemsBefore) {
+      for (const id of this.gems.keys()) {
+        if (!seen.has(id)) {
+          gemsRemoved.push(id);
+          this.gems.delete(id);
+        }
       }
     }
-    for (const id of this.gems.keys()) {
-      if (!gemIds.has(id)) {
-        gemsRemoved.push(id);
-        this.gems.delete(id);
-      }
-    }
+    seen.clear();
     if (keyframe) return this.keyframe();
     const msg = [DELTA, this.seq, tick, moved, entered, left, changed, gemsAdded, gemsRemoved];
     while (msg.length > 3 && /** @type {unknown[]} */ (msg[msg.length - 1]).length === 0) msg.pop();
