@@ -51,11 +51,14 @@ export const ARENA_NAMESPACE = Object.freeze({ prefix: 'arena', clientPublish: f
 
 /**
  * Start the loop on `host`. Returns a handle to stop it and read its numbers.
+ * `autoStart: false` registers the rpcs (players can join) but ticks only
+ * from `start()` on: the benchmark lets a thousand bots join before the
+ * state starts flowing to them.
  * @param {ArenaHost} host
- * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number }} [options]
+ * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number, autoStart?: boolean }} [options]
  */
 export function startArena(host, options = {}) {
-  const { seed, onError, now: nowOption, ...partial } = options;
+  const { seed, onError, now: nowOption, autoStart, ...partial } = options;
   const config = arenaConfig(partial);
   const world = new World(config, { seed });
   const grid = world.grid;
@@ -88,7 +91,13 @@ export function startArena(host, options = {}) {
     }
   };
 
-  const loop = startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
+  /** @type {ReturnType<typeof startTickLoop> | null} */
+  let loop = null;
+  let stopped = false;
+  const begin = () => {
+    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
+  };
+  if (autoStart !== false) begin();
 
   host.rpc('arena.join', (data, ctx) => {
     const d = /** @type {{ name?: unknown, spawn?: unknown }} */ (data && typeof data === 'object' ? data : {});
@@ -128,16 +137,20 @@ export function startArena(host, options = {}) {
   return {
     config,
     world,
+    /** Start the loop (with `autoStart: false`; else it runs already). */
+    start: begin,
     /** The loop's numbers, the players, and the block messages published. */
     stats() {
-      return { ...loop.stats(), players: world.players.size, published };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
+      return { ...ticks, players: world.players.size, published };
     },
     /** Start counting afresh (the benchmark's measurement window). */
     resetStats() {
-      loop.resetStats();
+      loop?.resetStats();
     },
     stop() {
-      loop.stop();
+      stopped = true;
+      loop?.stop();
       offClosed();
     },
   };
