@@ -19,9 +19,7 @@
 // GAME_BOT_KIND (sdk: examples/arena/bots.mjs, full SDK players that decode
 // and apply every message — the default; light: bench/game-light-bots.js,
 // which read and count without decoding, like the naive bots, so that 1,000
-// of them keep up on one CPU at 60 Hz), GAME_NICE=1 (bots at nice 10), GAME_SERVER_NICE=N (the server child at
-// nice N, e.g. -20 to keep other programs on a shared machine off its core;
-// negative needs the privilege to raise priority), GAME_CPU_PROF=DIR (the server runs with
+// of them keep up on one CPU at 60 Hz), GAME_NICE=1 (bots at nice 10), GAME_CPU_PROF=DIR (the server runs with
 // --cpu-prof, its profile written to DIR when the cell ends), BENCH_OUT
 // (default bench/results/game.md).
 
@@ -64,8 +62,6 @@ if (process.env.GAME_PIN === '1' && !PIN) throw new Error('GAME_PIN=1: needs tas
 /** Where the server and the bots run when pinned. */
 const SERVER_CPU = 0;
 const BOTS_CPU = 1;
-const SERVER_NICE = process.env.GAME_SERVER_NICE === undefined || process.env.GAME_SERVER_NICE === '' ? null : Number(process.env.GAME_SERVER_NICE);
-if (SERVER_NICE !== null && !(Number.isInteger(SERVER_NICE) && SERVER_NICE >= -20 && SERVER_NICE <= 19)) throw new Error(`GAME_SERVER_NICE=${process.env.GAME_SERVER_NICE}: expected an integer from -20 to 19`);
 const CPU_PROF = process.env.GAME_CPU_PROF ? path.resolve(process.env.GAME_CPU_PROF) : null;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,8 +103,6 @@ async function runCell(impl, hz, bots) {
   const nodeArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=game-${impl}-${hz}hz-${bots}-${Date.now()}.cpuprofile`] : [];
   const server = new Child(`game server ${impl}`, path.join(BENCH_DIR, 'game-server.js'), { impl, tickHz: hz, world: WORLD }, process.env, PIN ? SERVER_CPU : null, nodeArgs);
   const load0 = os.loadavg()[0];
-  // Throws (and the cell fails) without the privilege: a measurement that did not get what it asked for.
-  if (SERVER_NICE !== null) os.setPriority(server.proc.pid, SERVER_NICE);
   const procs = [];
   try {
     const ready = await server.next('ready', 20_000, 'the game server to listen');
@@ -207,8 +201,7 @@ lines.push(`# Game benchmark (${new Date().toISOString()})`, '');
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, load average before the run ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
 lines.push(
   `World ${WORLD.width}×${WORLD.height} units in ${WORLD.areaSize}-unit areas; ${settings.warmup} s warm-up, ${settings.seconds} s measured per cell; ${BOT_KIND === 'light' ? 'light' : 'SDK'} bots for Switchboard in processes of ${BOTS_PER_PROCESS}${NICE ? ' at nice 10' : ''}; ` +
-    (PIN ? `server pinned to CPU ${SERVER_CPU}, all bots to CPU ${BOTS_CPU} (taskset)` : 'no CPU pinning (server and bots share the CPUs)') +
-    (SERVER_NICE !== null ? `; server at nice ${SERVER_NICE}.` : '.'),
+    (PIN ? `server pinned to CPU ${SERVER_CPU}, all bots to CPU ${BOTS_CPU} (taskset).` : 'no CPU pinning (server and bots share the CPUs).'),
   '',
 );
 lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
