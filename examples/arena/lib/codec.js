@@ -130,14 +130,7 @@ export class AreaEncoder {
       // A rename is not a thing in this game; the name travels on entering and in keyframes.
     }
     /** @type {number[]} */ const left = [];
-    if (stayed < before) {
-      for (const id of this.players.keys()) {
-        if (!seen.has(id)) {
-          left.push(id);
-          this.players.delete(id);
-        }
-      }
-    }
+    if (stayed < before) forgetUnseen(this.players, seen, left);
     /** @type {number[]} */ const gemsAdded = [];
     /** @type {number[]} */ const gemsRemoved = [];
     seen.clear();
@@ -153,14 +146,7 @@ export class AreaEncoder {
       this.gems.set(g.id, s);
       gemsAdded.push(g.id, s.qx, s.qy);
     }
-    if (kept < gemsBefore) {
-      for (const id of this.gems.keys()) {
-        if (!seen.has(id)) {
-          gemsRemoved.push(id);
-          this.gems.delete(id);
-        }
-      }
-    }
+    if (kept < gemsBefore) forgetUnseen(this.gems, seen, gemsRemoved);
     seen.clear();
     if (keyframe) return this.keyframe();
     const msg = [DELTA, this.seq, tick, moved, entered, left, changed, gemsAdded, gemsRemoved];
@@ -175,6 +161,16 @@ export class AreaEncoder {
     /** @type {number[]} */ const gems = [];
     for (const g of this.gems.values()) gems.push(g.id, g.qx, g.qy);
     return [KEYFRAME, this.seq, this.tick, players, gems];
+  }
+}
+
+/** Delete from `known` every id not in `seen`, listing it in `out`. */
+function forgetUnseen(/** @type {Map<number, unknown>} */ known, /** @type {Set<number>} */ seen, /** @type {number[]} */ out) {
+  for (const id of known.keys()) {
+    if (!seen.has(id)) {
+      out.push(id);
+      known.delete(id);
+    }
   }
 }
 
