@@ -23,11 +23,26 @@ const { AreaGrid } = await import(new URL('examples/arena/lib/interest.js', ROOT
 let bytesIn = 0;
 let joined = 0;
 let failed = 0;
+/** The first reason a bot did not join (closed, refused), for the parent's error message. */
+let firstFailure = null;
 const send = (ws, message) => ws.send(msgpackCodec.encode(message));
+/** Every bot has joined or failed: tell the parent (it checks the count). */
+function settled() {
+  if (joined + failed !== config.bots) return;
+  if (failed > 0) process.stderr.write(`light bots: ${failed} did not join (first: ${firstFailure})\n`);
+  process.send({ type: 'joined', joined });
+}
+function fail(bot, why) {
+  if (bot.ready || bot.failed) return;
+  bot.failed = true;
+  failed++;
+  firstFailure ??= why;
+  settled();
+}
 
 function startBot() {
   const ws = new WebSocket(config.url, msgpackCodec.subprotocol, { perMessageDeflate: false });
-  const bot = { ws, seq: 0, ready: false };
+  const bot = { ws, seq: 0, ready: false, failed: false };
   // Replies by id: 1 auth, 2 join, 3 sub; inputs use 100 and up (their replies are counted, not read).
   ws.on('open', () => {
     send(ws, { op: 'auth', id: 1, token: config.token });
@@ -39,18 +54,19 @@ function startBot() {
     // Until subscribed, replies are decoded (a handful per bot).
     const m = msgpackCodec.decode(data);
     if (m.op === 'error') {
-      failed++;
-      process.send({ type: 'error', message: `light bot: ${m.code} ${m.message}` });
+      fail(bot, `${m.code} ${m.message}`);
       ws.close();
     } else if (m.op === 'ok' && m.id === 2) {
       const grid = new AreaGrid(m.data.config);
       send(ws, { op: 'sub', id: 3, channel: grid.channel(grid.blockFor(m.data.x, m.data.y)) });
     } else if (m.op === 'ok' && m.id === 3) {
       bot.ready = true;
-      if (++joined + failed === config.bots) process.send({ type: 'joined', joined });
+      joined++;
+      settled();
     }
   });
-  ws.on('error', () => {});
+  ws.on('close', (code) => fail(bot, `closed ${code} before joining`));
+  ws.on('error', (err) => fail(bot, err.message));
   return bot;
 }
 

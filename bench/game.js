@@ -96,7 +96,7 @@ function spawnBots(impl, count, offset, ready, seconds) {
     });
     proc.once('exit', (code) => reject(new Error(`bots exited (${code}) before joining: ${stderr.trim().split('\n').slice(-2).join(' | ')}`)));
   });
-  return { proc, joined };
+  return { proc, joined, stderr: () => stderr.trim().split('\n').slice(-1)[0] ?? '' };
 }
 
 async function runCell(impl, hz, bots) {
@@ -108,14 +108,16 @@ async function runCell(impl, hz, bots) {
     const ready = await server.next('ready', 20_000, 'the game server to listen');
     const botSeconds = settings.warmup + settings.seconds + 60;
     const joins = [];
+    const botStderr = [];
     for (let offset = 0; offset < bots; offset += BOTS_PER_PROCESS) {
       const b = spawnBots(impl, Math.min(BOTS_PER_PROCESS, bots - offset), offset, ready, botSeconds);
       procs.push(b.proc);
       joins.push(b.joined);
+      botStderr.push(b.stderr);
     }
     const timeout = sleep((JOIN_TIMEOUT_S + 30) * 1000).then(() => { throw new Error(`the bots did not join within ${JOIN_TIMEOUT_S + 30} s`); });
     const joined = (await Promise.race([Promise.all(joins), timeout])).reduce((a, b) => a + b, 0);
-    if (joined < bots) throw new Error(`only ${joined} of ${bots} bots joined`);
+    if (joined < bots) throw new Error(`only ${joined} of ${bots} bots joined (${botStderr.map((f) => f()).filter(Boolean).join(' | ')})`);
     // Both servers' loops start now: the naive one would starve its own accept loop while the bots
     // connect, and a thousand SDK bots join far faster before the state flows to them.
     server.send({ type: 'start' });
