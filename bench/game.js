@@ -151,6 +151,10 @@ async function runCell(impl, hz, bots) {
       p99Ms: s1.p99Ms,
       maxMs: s1.maxMs,
       syncP99Ms: s1.syncP99Ms,
+      cpuP50Ms: s1.cpuP50Ms,
+      cpuP99Ms: s1.cpuP99Ms,
+      cpuMaxMs: s1.cpuMaxMs,
+      cpuOverrunPct: s1.ticks > 0 ? (s1.cpuOverruns / s1.ticks) * 100 : NaN,
       lateP50Ms: s1.lateP50Ms,
       lateP99Ms: s1.lateP99Ms,
       lateMaxMs: s1.lateMaxMs,
@@ -186,7 +190,7 @@ for (const hz of settings.hz) {
       try {
         r = await runCell(impl, hz, bots);
         process.stderr.write(
-          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}%, ` +
+          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}%, tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
             `start late p99 ${fmt(r.lateP99Ms, 2)} ms, ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
         );
       } catch (err) {
@@ -206,12 +210,12 @@ lines.push(
     (PIN ? `server pinned to CPU ${SERVER_CPU}, all bots to CPU ${BOTS_CPU} (taskset).` : 'no CPU pinning (server and bots share the CPUs).'),
   '',
 );
-lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
-lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | start late p50 / p99 / max ms | late | ticks run / due | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period. Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
+lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   if (r.error) {
-    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||`);
+    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||||`);
     continue;
   }
   const other = rows.find((o) => o.hz === r.hz && o.bots === r.bots && o.impl === 'naive' && !o.error);
@@ -219,7 +223,7 @@ for (const r of rows) {
   const bytes = r.wantedPerPlayerS > r.bytesPerPlayerS * 1.01 ? `${kb(r.bytesPerPlayerS)} (wants ${kb(r.wantedPerPlayerS)})` : kb(r.bytesPerPlayerS);
   lines.push(
     `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${ratio} | ` +
-      `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
+      `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.cpuP50Ms, 2)} / ${fmt(r.cpuP99Ms, 2)} / ${fmt(r.cpuMaxMs, 1)} | ${fmt(r.cpuOverrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
       `${r.ticks} / ${r.expectedTicks} | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
   );
 }

@@ -13,6 +13,11 @@
  *   one period is an **overrun**;
  * - the synchronous part alone (`syncP99Ms`), to tell the loop's own code
  *   from the fan-out;
+ * - the CPU time the process used over the same span (`cpuP50Ms`…, from
+ *   `process.cpuUsage()` where there is one): unlike the work's wall time,
+ *   it does not grow while the process waits for a CPU, so on a machine
+ *   shared with other programs it still says whether a tick would fit in
+ *   its period on a core of its own (`cpuOverruns`);
  * - its **lateness** (start jitter): how long after its due time it started
  *   — timer slack, other work on the event loop, or the process waiting for
  *   a CPU. One that started more than a period late is **late**.
@@ -31,6 +36,15 @@ const WINDOW = 4096;
 
 const afterIo = globalThis.setImmediate ?? ((/** @type {() => void} */ fn) => setTimeout(fn, 0));
 
+/** CPU time the process used so far, ms (user + system), or null where it cannot be read (a browser). */
+const processCpuMs =
+  typeof globalThis.process?.cpuUsage === 'function'
+    ? () => {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1000;
+      }
+    : () => null;
+
 /**
  * @typedef {object} TickStats
  * @property {number} ticks ticks run since the start (or the last `resetStats`)
@@ -40,6 +54,10 @@ const afterIo = globalThis.setImmediate ?? ((/** @type {() => void} */ fn) => se
  * @property {number} p99Ms
  * @property {number} maxMs
  * @property {number} syncP99Ms 99th percentile of the synchronous `tick()` alone, ms
+ * @property {number} cpuP50Ms median CPU time of a tick's work (the process's, over the same span), ms; 0 without a CPU clock
+ * @property {number} cpuP99Ms
+ * @property {number} cpuMaxMs
+ * @property {number} cpuOverruns ticks whose work took more CPU time than one period
  * @property {number} lateP50Ms median start lateness (start − due time), ms (the last 4096 ticks)
  * @property {number} lateP99Ms
  * @property {number} lateMaxMs
@@ -48,15 +66,18 @@ const afterIo = globalThis.setImmediate ?? ((/** @type {() => void} */ fn) => se
 /**
  * @param {number} tickHz
  * @param {() => void} tick the work of one tick (an exception goes to `onError`; the loop goes on)
- * @param {{ onError?: (err: unknown) => void, now?: () => number }} [options]
+ * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null }} [options] `now`: the clock, ms;
+ *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known)
  */
 export function startTickLoop(tickHz, tick, options = {}) {
   const now = options.now ?? (() => performance.now());
+  const cpuNow = options.cpu ?? processCpuMs;
   const periodMs = 1000 / tickHz;
   const durations = new Float64Array(WINDOW);
   const syncDurations = new Float64Array(WINDOW);
   const lateness = new Float64Array(WINDOW);
-  let counts = { ticks: 0, overruns: 0, late: 0 };
+  const cpuTimes = new Float64Array(WINDOW);
+  let counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
   let stopped = false;
   /** @type {ReturnType<typeof setTimeout> | null} */
   let timer = null;
@@ -64,12 +85,15 @@ export function startTickLoop(tickHz, tick, options = {}) {
   let n = 0;
   /** The tick in progress: its start, lateness and synchronous part (recorded when it finishes). */
   let t0 = 0;
+  /** @type {number | null} */
+  let cpu0 = null;
   let lateMs = 0;
   let syncMs = 0;
 
   const run = () => {
     if (stopped) return;
     t0 = now();
+    cpu0 = cpuNow();
     lateMs = Math.max(0, t0 - (start + n * periodMs));
     try {
       tick();
@@ -84,8 +108,12 @@ export function startTickLoop(tickHz, tick, options = {}) {
   const finish = () => {
     if (stopped) return;
     const t1 = now();
+    const cpu1 = cpuNow();
+    const cpuMs = cpu0 === null || cpu1 === null ? 0 : cpu1 - cpu0;
     const d = t1 - t0;
     const slot = counts.ticks % WINDOW;
+    cpuTimes[slot] = cpuMs;
+    if (cpuMs > periodMs) counts.cpuOverruns++;
     durations[slot] = d;
     syncDurations[slot] = syncMs;
     lateness[slot] = lateMs;
@@ -109,12 +137,16 @@ export function startTickLoop(tickHz, tick, options = {}) {
       const count = Math.min(counts.ticks, WINDOW);
       const work = percentiles(durations, count);
       const late = percentiles(lateness, count);
+      const cpu = percentiles(cpuTimes, count);
       return {
         ...counts,
         p50Ms: work.p50,
         p99Ms: work.p99,
         maxMs: work.max,
         syncP99Ms: percentiles(syncDurations, count).p99,
+        cpuP50Ms: cpu.p50,
+        cpuP99Ms: cpu.p99,
+        cpuMaxMs: cpu.max,
         lateP50Ms: late.p50,
         lateP99Ms: late.p99,
         lateMaxMs: late.max,
@@ -122,7 +154,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
     },
     /** Count afresh from now (a benchmark's measurement window). */
     resetStats() {
-      counts = { ticks: 0, overruns: 0, late: 0 };
+      counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
     },
     stop() {
       stopped = true;

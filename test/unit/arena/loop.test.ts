@@ -32,6 +32,31 @@ describe('arena tick loop', () => {
     }
   });
 
+  it("measures a tick's CPU time apart from its wall time: waiting for a CPU is not work", async () => {
+    let clock = 0;
+    let cpu = 0;
+    // Each tick: 2 ms of CPU, but 40 ms of wall time (the process was descheduled meanwhile).
+    const loop = startTickLoop(
+      100,
+      () => {
+        cpu += 2;
+        clock += 40;
+      },
+      { now: () => clock, cpu: () => cpu },
+    );
+    try {
+      await until(() => loop.stats().ticks >= 3, BOUND, 'three ticks');
+      const s = loop.stats();
+      assert.equal(s.maxMs, 40);
+      assert.equal(s.overruns, s.ticks);
+      assert.equal(s.cpuP50Ms, 2);
+      assert.equal(s.cpuMaxMs, 2);
+      assert.equal(s.cpuOverruns, 0);
+    } finally {
+      loop.stop();
+    }
+  });
+
   it('reports a tick that started late as late, with its lateness, and not as an overrun', async () => {
     let clock = 0;
     let ticks = 0;
