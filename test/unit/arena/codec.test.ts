@@ -48,6 +48,14 @@ function* ticks(seed: number, count: number) {
   }
 }
 
+/** The encoder's message for the next tick of `gen`, each call. */
+function encodeNext(enc: AreaEncoder, gen: ReturnType<typeof ticks>) {
+  return () => {
+    const t = gen.next().value!;
+    return enc.encode(t.tick, t.players, t.gems);
+  };
+}
+
 describe('arena codec', () => {
   it('round trip: a receiver that gets every message holds exactly what the encoder sent, tick after tick', () => {
     const enc = new AreaEncoder(Q, 30);
@@ -89,10 +97,7 @@ describe('arena codec', () => {
     const enc = new AreaEncoder(Q, 10);
     const state = new AreaState();
     const gen = ticks(3, 40);
-    const next = () => {
-      const t = gen.next().value!;
-      return enc.encode(t.tick, t.players, t.gems);
-    };
+    const next = encodeNext(enc, gen);
     for (let i = 0; i < 3; i++) assert.notEqual(state.apply(wire(next())), 'gap');
     const before = held(state);
     next(); // lost (a dropped volatile frame)
@@ -115,10 +120,7 @@ describe('arena codec', () => {
   it("the keyframe rpc's answer (keyframe() at the current seq) resumes at once; older deltas still in flight are ignored", () => {
     const enc = new AreaEncoder(Q, 1000);
     const gen = ticks(11, 30);
-    const step = () => {
-      const t = gen.next().value!;
-      return enc.encode(t.tick, t.players, t.gems);
-    };
+    const step = encodeNext(enc, gen);
     const inFlight = [step(), step(), step()];
     const late = new AreaState();
     // Joined late: the periodic keyframe is far away; the rpc answers the state now.
@@ -133,10 +135,7 @@ describe('arena codec', () => {
   it("deltas that overtake the keyframe rpc's answer (while waiting, or stale after a gap) are kept and applied after it", () => {
     const enc = new AreaEncoder(Q, 1000);
     const gen = ticks(12, 40);
-    const step = () => {
-      const t = gen.next().value!;
-      return enc.encode(t.tick, t.players, t.gems);
-    };
+    const step = encodeNext(enc, gen);
     step();
     // Just subscribed: the answer is the state at seq 2, but deltas 3 and 4 are handed over first.
     step();
