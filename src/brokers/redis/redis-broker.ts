@@ -73,7 +73,7 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import { checkNodeMessage } from '../broker.js';
+import { checkNodeMessage, NODE_ID } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
@@ -88,7 +88,7 @@ import type {
 import { Continuity } from '../continuity.js';
 import { closedError, invalidChannel, Link, randomId, unavailable as unavailableError, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
-import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
+import { channelKeys, channelOf, escapeGlob, patternGlobs, pubsubName } from './keys.js';
 import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
 
 export { RedisPresenceStore, type RedisPresenceStoreOptions } from './presence.js';
@@ -236,6 +236,23 @@ export class RedisBroker implements Broker, NodeBus {
     checkNodeMessage(this, to, message);
     const receivers = await this.#cmd.run((redis) => redis.publish(`${this.#prefix}n:${to}`, message));
     return receivers > 0;
+  }
+
+  /**
+   * The node channels with a subscriber: `PUBSUB CHANNELS <prefix>n:*`
+   * (one pass over the server's pub/sub channels, for an operator's action,
+   * not for every message). A node whose connection Redis saw go is absent.
+   */
+  async nodes(): Promise<string[]> {
+    this.#checkOpen();
+    const inboxes = `${this.#prefix}n:`;
+    const names = await this.#cmd.run((redis) => redis.pubsub('CHANNELS', `${escapeGlob(inboxes)}*`) as Promise<string[]>);
+    const out: string[] = [];
+    for (const name of names) {
+      const id = name.slice(inboxes.length);
+      if (name.startsWith(inboxes) && NODE_ID.test(id)) out.push(id);
+    }
+    return out;
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
