@@ -33,7 +33,8 @@ import { isLoopback } from './client-address.js';
 import { ADMIN_COOKIE, AdminSessions, type AdminSession } from './admin-session.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { createSnapshotter, DASHBOARD_CHANNEL, type DashboardSnapshot } from './dashboard-feed.js';
-import { channelPresence, disconnectRequest, historyRequest, publishRequest } from './http-api.js';
+import { channelPresence, closeRequest, disconnectRequest, historyRequest, publishRequest } from './http-api.js';
+import type { ClusterOps } from '../realtime/cluster-ops.js';
 import { asObject, expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, requireString, sendJson, sendText } from './http-util.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Metrics } from './metrics.js';
@@ -44,6 +45,8 @@ export interface AdminHost {
   config: RealtimeConfig;
   nodeId: string;
   hub: Hub;
+  /** Disconnects and closes on whichever node holds the connections. */
+  ops: ClusterOps;
   broker: Broker;
   presence: PresenceStore;
   metrics: Metrics;
@@ -301,17 +304,16 @@ export class AdminConsole {
       }
       case 'disconnect': {
         expectMethod(method, 'POST');
-        const result = disconnectRequest(hub, await readJson(req, API_BODY_LIMIT));
-        this.action(req, 'disconnect user', { user: result.user, disconnected: result.disconnected });
+        const result = await disconnectRequest(this.host.ops, await readJson(req, API_BODY_LIMIT));
+        this.action(req, 'disconnect user', { user: result.user, disconnected: result.disconnected, nodes: result.nodes.length, unanswered: result.unanswered });
         sendJson(res, 200, result);
         return;
       }
       case 'close': {
         expectMethod(method, 'POST');
-        const id = requireString(asObject(await readJson(req, API_BODY_LIMIT)), 'id');
-        if (!hub.disconnectConnection(id)) throw new HttpError(404, `no connection ${id} on this node (closed already, or on another node)`);
-        this.action(req, 'close connection', { conn: id });
-        sendJson(res, 200, { id, closed: true });
+        const result = await closeRequest(this.host.ops, await readJson(req, API_BODY_LIMIT));
+        this.action(req, 'close connection', { conn: result.id, node: result.node });
+        sendJson(res, 200, result);
         return;
       }
       default:
