@@ -38,6 +38,8 @@ import type { Logger } from './transport.js';
 
 /** How long the asking node waits for the others' answers, in ms, unless told otherwise. */
 export const DEFAULT_NODE_ANSWER_TIMEOUT_MS = 5000;
+/** A node heard from this recently is asked even when the broker does not list it (see ClusterOps#targets), in ms. */
+const KNOWN_NODE_MS = 10 * 60_000;
 /** Bounds of a caller's `timeoutMs`. */
 const MIN_TIMEOUT_MS = 100;
 const MAX_TIMEOUT_MS = 60_000;
@@ -111,6 +113,8 @@ export class ClusterOps {
   readonly #messages: NodeMessages | null;
   readonly #log: Logger;
   readonly #pending = new Map<number, Pending>();
+  /** Nodes heard from (listed, or answering), with when: see #targets. */
+  readonly #known = new Map<string, number>();
   #nextId = 1;
   #closed = false;
 
@@ -150,14 +154,13 @@ export class ClusterOps {
     const local = this.#hub.disconnectUser(user, disconnect.code, disconnect.reason);
     const result: ClusterDisconnectResult = { user, disconnected: local, nodes: [self], unanswered: [] };
     if (this.#messages === null) return result;
-    let nodes: string[];
+    let others: string[];
     try {
-      nodes = await this.#messages.nodes();
+      others = await this.#targets();
     } catch (err) {
       this.#log.warn({ user, disconnected: local, err: message(err) }, 'disconnect user: the broker is unreachable, only this node was reached');
       throw new NodeOpError('RT_ERR_BROKER_UNAVAILABLE', 503, `the broker is unreachable: ${local} connection(s) of ${user} closed on this node, the other nodes not reached; try again`);
     }
-    const others = nodes.filter((n) => n !== self);
     const answers = await Promise.all(others.map((node) => this.#ask(node, { k: 'disconnect', u: user, c: disconnect.code, rs: disconnect.reason }, timeoutMs)));
     for (const [i, answer] of answers.entries()) {
       const node = others[i]!;
@@ -240,20 +243,57 @@ export class ClusterOps {
       timer.unref();
       this.#pending.set(r, { node, resolve, timer });
     });
-    let delivered: boolean;
-    try {
-      delivered = await messages.send(node, { t: 'ask', f: this.nodeId, r, ...question });
-    } catch (err) {
-      this.#settle(r, null);
-      if (err instanceof TypeError) throw new NodeOpError('RT_ERR_BAD_REQUEST', 400, err.message);
-      this.#log.warn({ node, err: message(err) }, 'a question to another node could not be sent');
-      throw new NodeOpError('RT_ERR_BROKER_UNAVAILABLE', 503, 'the broker is unreachable: try again later');
+    // The answer may come before the broker's word that it delivered (NATS' receipt), and a stuck
+    // node's receipt may take longer than our timeout: whichever settles first.
+    const sent = messages.send(node, { t: 'ask', f: this.nodeId, r, ...question }).then<NodeFrame | null | 'gone', never>(
+      (delivered) => {
+        if (delivered) return answered;
+        this.#forget(r);
+        this.#known.delete(node);
+        return 'gone';
+      },
+      (err: unknown): never => {
+        this.#forget(r);
+        if (err instanceof TypeError) throw new NodeOpError('RT_ERR_BAD_REQUEST', 400, err.message);
+        this.#log.warn({ node, err: message(err) }, 'a question to another node could not be sent');
+        throw new NodeOpError('RT_ERR_BROKER_UNAVAILABLE', 503, 'the broker is unreachable: try again later');
+      },
+    );
+    const answer = await Promise.race([answered, sent]);
+    if (answer !== null && answer !== 'gone') this.#seen(node);
+    return answer;
+  }
+
+  /**
+   * Whom to ask: the nodes the broker lists now, and those heard from in
+   * the last {@link KNOWN_NODE_MS} that it does not list (a NATS roll call
+   * misses a node that is stuck, or slower than its stall time: asked all
+   * the same, it answers or counts as unanswered; one that is truly gone
+   * is dropped at once, the broker says so).
+   */
+  async #targets(): Promise<string[]> {
+    const listed = await this.#messages!.nodes();
+    const now = Date.now();
+    for (const node of listed) this.#known.set(node, now);
+    const out = new Set(listed);
+    for (const [node, seen] of this.#known) {
+      if (now - seen > KNOWN_NODE_MS) this.#known.delete(node);
+      else out.add(node);
     }
-    if (!delivered) {
-      this.#settle(r, null);
-      return 'gone';
-    }
-    return answered;
+    out.delete(this.nodeId);
+    return [...out];
+  }
+
+  #seen(node: string): void {
+    this.#known.set(node, Date.now());
+  }
+
+  /** No answer will come (the broker said so): the question is dropped, its `answered` never settles. */
+  #forget(r: number): void {
+    const pending = this.#pending.get(r);
+    if (pending === undefined) return;
+    this.#pending.delete(r);
+    clearTimeout(pending.timer);
   }
 
   #settle(r: number, frame: NodeFrame | null): void {
@@ -274,6 +314,7 @@ export class ClusterOps {
 
   /** Another node's question: done on this node's connections, answered at once. */
   #answer(frame: NodeFrame): void {
+    this.#seen(frame.f);
     const reply = (fields: Record<string, unknown>): void => {
       void this.#messages!.send(frame.f, { t: 'answer', f: this.nodeId, r: frame.r, ...fields }).catch((err: unknown) => {
         this.#log.warn({ node: frame.f, err: message(err) }, 'an answer to another node could not be sent');
