@@ -120,8 +120,10 @@ async function closeConnection(id) {
 async function disconnectUser(user) {
   if (!user) return;
   try {
-    const { disconnected } = await api('disconnect', { user });
-    showResult('connections-result', `Disconnected ${user}: ${disconnected} connection${disconnected === 1 ? '' : 's'} closed.`, true);
+    const { disconnected, nodes, unanswered } = await api('disconnect', { user });
+    const where = nodes.length > 1 ? ` on ${nodes.length} nodes` : '';
+    const missing = unanswered.length > 0 ? ` ${unanswered.length} node${unanswered.length === 1 ? '' : 's'} did not answer (${unanswered.join(', ')}): try again.` : '';
+    showResult('connections-result', `Disconnected ${user}: ${disconnected} connection${disconnected === 1 ? '' : 's'} closed${where}.${missing}`, unanswered.length === 0);
   } catch (err) {
     if (!(err instanceof NotLoggedIn)) showResult('connections-result', `Could not disconnect ${user}: ${err.message}`, false);
   }
