@@ -1,7 +1,8 @@
 /**
  * Operations on connections that may be on any node of a cluster: close
  * every connection of a user (`disconnectUser`), close one connection by
- * its id (`closeConnection`). `POST /api/disconnect`, the admin UI's
+ * its id (`closeConnection`), list them for the admin UI
+ * (`listConnections`). `POST /api/disconnect`, the admin UI's
  * actions and `RealtimeServer#disconnectUser` / `#closeConnection` go
  * through here (docs/architecture.md, "Operations across nodes").
  *
@@ -25,7 +26,8 @@
  * |---|---|---|
  * | asker → node | `{t:"ask", f, r, k:"disconnect", u, c, rs}` | close every connection of user `u` with code `c`, reason `rs` |
  * | asker → node | `{t:"ask", f, r, k:"close", i, c, rs}` | close connection `i` |
- * | node → asker | `{t:"answer", f, r, n}` / `{…, ok}` / `{…, e}` | how many were closed / whether it was there / what was wrong |
+ * | asker → node | `{t:"ask", f, r, k:"list", u, l}` | its newest `l` connections (of user `u`, when not null) |
+ * | node → asker | `{t:"answer", f, r, n}` / `{…, ok}` / `{…, n, c}` / `{…, e}` | how many were closed / whether it was there / how many match and the listed ones / what was wrong |
  *
  * Without a node bus (a broker passed in that carries no node messages)
  * every operation is this node's alone.
@@ -38,6 +40,8 @@ import type { Logger } from './transport.js';
 
 /** How long the asking node waits for the others' answers, in ms, unless told otherwise. */
 export const DEFAULT_NODE_ANSWER_TIMEOUT_MS = 5000;
+/** Channels listed per connection in another node's answer (the answer must fit in one node message). */
+const MAX_LISTED_SUBSCRIPTIONS = 20;
 /** A node heard from this recently is asked even when the broker does not list it (see ClusterOps#targets), in ms. */
 const KNOWN_NODE_MS = 10 * 60_000;
 /** Bounds of a caller's `timeoutMs`. */
@@ -93,6 +97,30 @@ export interface CloseConnectionResult {
   closed: boolean;
   /** Why not, when not closed: no such connection on its node, or its node is not in the cluster. */
   reason?: 'no such connection' | 'its node is not in the cluster';
+}
+
+/** One connection as the admin UI lists it. */
+export interface ConnectionSummary {
+  id: string;
+  /** The node holding it (its broker node id; '' without a node bus). */
+  node: string;
+  user: string | null;
+  transport: string;
+  remote: string;
+  /** ms since the epoch. */
+  connectedAt: number;
+  /** Its channels and patterns (at most {@link MAX_LISTED_SUBSCRIPTIONS} from another node). */
+  subscriptions: string[];
+}
+
+/** What `listConnections` found. */
+export interface ConnectionList {
+  /** Matching connections on the nodes that answered. */
+  total: number;
+  /** The newest `limit` of them, newest first. */
+  connections: ConnectionSummary[];
+  nodes: string[];
+  unanswered: string[];
 }
 
 interface Pending {
@@ -216,6 +244,64 @@ export class ClusterOps {
     return answer.ok ? { id, node: owner, closed: true } : { id, node: owner, closed: false, reason: 'no such connection' };
   }
 
+  /**
+   * The connections of every node (of `user` only, when given): the newest
+   * `limit` (1-500), newest first, and how many match in all, summed over
+   * the nodes that answered within `timeoutMs`. For the admin UI; the
+   * broker unreachable: this node's alone, every other node unanswered
+   * is not known, so 503.
+   */
+  async listConnections(options: { user?: string; limit?: number; timeoutMs?: number } = {}): Promise<ConnectionList> {
+    const limit = Math.max(1, Math.min(500, Math.floor(options.limit ?? 500)));
+    const user = options.user === undefined || options.user === '' ? undefined : options.user;
+    const { timeoutMs } = checkOptions({ timeoutMs: options.timeoutMs });
+    const self = this.nodeId;
+    const own = this.#localConnections(user, limit);
+    const result: ConnectionList = { total: own.total, connections: own.connections, nodes: [self], unanswered: [] };
+    if (this.#messages === null) return result;
+    let others: string[];
+    try {
+      others = await this.#targets();
+    } catch (err) {
+      this.#log.warn({ err: message(err) }, 'list connections: the broker is unreachable, only this node listed');
+      throw new NodeOpError('RT_ERR_BROKER_UNAVAILABLE', 503, 'the broker is unreachable: only this node could be listed; try again');
+    }
+    const answers = await Promise.all(others.map((node) => this.#ask(node, { k: 'list', u: user ?? null, l: limit }, timeoutMs)));
+    for (const [i, answer] of answers.entries()) {
+      const node = others[i]!;
+      if (answer === 'gone') continue;
+      if (answer === null || typeof answer.n !== 'number' || !Array.isArray(answer.c)) {
+        result.unanswered.push(node);
+        continue;
+      }
+      result.nodes.push(node);
+      result.total += answer.n;
+      for (const c of answer.c as ConnectionSummary[]) if (c !== null && typeof c === 'object' && typeof c.id === 'string') result.connections.push({ ...c, node });
+    }
+    result.connections.sort((a, b) => b.connectedAt - a.connectedAt);
+    result.connections.length = Math.min(result.connections.length, limit);
+    return result;
+  }
+
+  /** This node's matching connections, newest first: the first `limit` and how many in all. */
+  #localConnections(user: string | undefined, limit: number, maxSubscriptions = Infinity): { total: number; connections: ConnectionSummary[] } {
+    const node = this.nodeId;
+    const all = [...this.#hub.sessions.values()].filter((s) => user === undefined || s.identity?.user === user);
+    all.sort((a, b) => b.openedAt - a.openedAt);
+    return {
+      total: all.length,
+      connections: all.slice(0, limit).map((s) => ({
+        id: s.id,
+        node,
+        user: s.identity?.user ?? null,
+        transport: s.transport.kind,
+        remote: s.remoteAddress,
+        connectedAt: s.openedAt,
+        subscriptions: [...s.subscriptions.keys()].slice(0, maxSubscriptions),
+      })),
+    };
+  }
+
   /** Stop: questions still waiting resolve as unanswered. */
   close(): void {
     this.#closed = true;
@@ -333,6 +419,16 @@ export class ClusterOps {
         const ok = this.#hub.disconnectConnection(frame.i, disconnect.code, disconnect.reason);
         this.#log.info({ conn: frame.i, closed: ok, from: frame.f }, 'close connection, asked by another node');
         return reply({ ok });
+      }
+      case 'list': {
+        const user = typeof frame.u === 'string' && frame.u !== '' ? frame.u : undefined;
+        const limit = typeof frame.l === 'number' ? Math.max(1, Math.min(500, Math.floor(frame.l))) : 500;
+        const { total, connections } = this.#localConnections(user, limit, MAX_LISTED_SUBSCRIPTIONS);
+        // The answer must fit in one node message: fewer connections until it does.
+        const room = this.#messages!.maxNodeMessageBytes - 1024;
+        let c = connections.map(({ node: _node, ...rest }) => rest);
+        while (c.length > 0 && Buffer.byteLength(JSON.stringify(c)) > room) c = c.slice(0, Math.floor(c.length / 2));
+        return reply({ n: total, c });
       }
       default:
         this.#log.warn({ op: String(frame.k).slice(0, 40), from: frame.f }, 'another node asked for an operation this node does not know');

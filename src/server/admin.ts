@@ -33,7 +33,7 @@ import { isLoopback } from './client-address.js';
 import { ADMIN_COOKIE, AdminSessions, type AdminSession } from './admin-session.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { createSnapshotter, DASHBOARD_CHANNEL, type DashboardSnapshot } from './dashboard-feed.js';
-import { channelPresence, closeRequest, disconnectRequest, historyRequest, publishRequest } from './http-api.js';
+import { channelPresence, closeRequest, disconnectRequest, historyRequest, nodeOp, publishRequest } from './http-api.js';
 import type { ClusterOps } from '../realtime/cluster-ops.js';
 import { asObject, expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, requireString, sendJson, sendText } from './http-util.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
@@ -253,22 +253,11 @@ export class AdminConsole {
       }
       case 'connections': {
         expectMethod(method, 'GET');
-        const user = url.searchParams.get('user');
-        const limit = Math.min(optionalInt(url, 'limit') ?? MAX_LISTED, MAX_LISTED);
-        const all = [...hub.sessions.values()].filter((s) => !user || s.identity?.user === user);
-        all.sort((a, b) => b.openedAt - a.openedAt);
-        sendJson(res, 200, {
-          node: this.host.nodeId,
-          total: all.length,
-          connections: all.slice(0, limit).map((s) => ({
-            id: s.id,
-            user: s.identity?.user ?? null,
-            transport: s.transport.kind,
-            remote: s.remoteAddress,
-            connectedAt: s.openedAt,
-            subscriptions: [...s.subscriptions.keys()],
-          })),
-        });
+        // Every node's (realtime/cluster-ops.ts): the newest first, each with its node.
+        const list = await nodeOp(
+          this.host.ops.listConnections({ user: url.searchParams.get('user') ?? undefined, limit: Math.min(optionalInt(url, 'limit') ?? MAX_LISTED, MAX_LISTED) }),
+        );
+        sendJson(res, 200, { node: this.host.ops.nodeId, ...list });
         return;
       }
       case 'channels': {

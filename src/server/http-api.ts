@@ -304,7 +304,7 @@ function closeOptions(body: Record<string, unknown>): DisconnectOptions {
 }
 
 /** A cluster operation's refusal (NodeOpError) as its HTTP answer. */
-async function nodeOp<T>(operation: Promise<T>): Promise<T> {
+export async function nodeOp<T>(operation: Promise<T>): Promise<T> {
   try {
     return await operation;
   } catch (err) {

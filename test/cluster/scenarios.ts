@@ -14,7 +14,7 @@ import { Client, type ClientOptions, type PublishResult, type SubscribedEvent, t
 import type { Publication } from '../../src/wire/messages.js';
 import { WebSocket } from '../../src/index.js';
 import { RtClient, type Message } from '../integration/realtime/helpers-core.js';
-import { adminAction, adminLogin, type Cluster, type ClusterNode } from '../support/cluster.js';
+import { adminAction, adminLogin, httpRequest, type Cluster, type ClusterNode } from '../support/cluster.js';
 import { sleep, until, within } from '../support/wait.js';
 
 /** A channel name no other test uses (`chat/<what>-<random>`). */
@@ -496,6 +496,13 @@ export async function closeAcrossNodes(t: TestContext, cluster: Cluster): Promis
     rt(t, cluster, cluster.node(2), 'dave'),
   ]);
   const node3 = nodeOf(bob3);
+  // Node 1's admin UI lists the connections of every node, each with its node.
+  const listed = await httpRequest(cluster.node(1).base, '/admin/api/connections', { headers: { Cookie: session.cookie } });
+  assert.equal(listed.status, 200, listed.text);
+  const rows = listed.json().connections as Array<{ id: string; node: string; user: string }>;
+  assert.deepEqual(rows.find((c) => c.id === bob3.clientId), { ...rows.find((c) => c.id === bob3.clientId), node: node3, user: 'bob' }, listed.text);
+  assert.ok(rows.some((c) => c.id === dave2.clientId && c.node === nodeOf(dave2)), 'a connection of node 2 too');
+  assert.deepEqual(listed.json().unanswered, []);
   const res = await adminAction(cluster.node(1).base, session, 'close', { id: bob3.clientId });
   assert.equal(res.status, 200, res.text);
   assert.deepEqual(res.json(), { id: bob3.clientId, node: node3, closed: true });

@@ -94,8 +94,10 @@ function renderConnections(answer) {
     const actions = document.createElement('span');
     actions.append(button('Close', 'danger', () => closeConnection(c.id)));
     if (c.user) actions.append(' ', button('Disconnect user', 'danger', () => disconnectUser(c.user)));
-    return [code(c.id), c.user ?? '(anonymous)', c.transport, c.remote, new Date(c.connectedAt).toLocaleTimeString(), c.subscriptions.join(', '), actions];
+    const node = c.node === answer.node ? `${c.node} (this node)` : c.node;
+    return [code(c.id), node, c.user ?? '(anonymous)', c.transport, c.remote, new Date(c.connectedAt).toLocaleTimeString(), c.subscriptions.join(', '), actions];
   });
+  if (answer.unanswered.length > 0) showResult('connections-result', `Not listed: ${answer.unanswered.join(', ')} did not answer in time.`, false);
   for (const tr of $('connections-list').querySelectorAll('tbody tr')) tr.lastElementChild.className = 'actions';
 }
 
