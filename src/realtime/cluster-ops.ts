@@ -47,8 +47,8 @@ const KNOWN_NODE_MS = 10 * 60_000;
 /** Bounds of a caller's `timeoutMs`. */
 const MIN_TIMEOUT_MS = 100;
 const MAX_TIMEOUT_MS = 60_000;
-/** Longest user name or connection id carried (a user name longer than this has no connection: tokens are smaller). */
-const MAX_FIELD_CHARS = 4096;
+/** Longest user name or connection id carried (the server refuses tokens longer than this, so no user name is longer). */
+const MAX_FIELD_CHARS = 8192;
 /** A connection id as Hub#connect makes it in a cluster: `<node id>.<hub-local part>`. */
 const CONNECTION_ID = /^([0-9a-z]{4,32})\.[0-9a-z-]{1,64}$/;
 
@@ -247,9 +247,9 @@ export class ClusterOps {
   /**
    * The connections of every node (of `user` only, when given): the newest
    * `limit` (1-500), newest first, and how many match in all, summed over
-   * the nodes that answered within `timeoutMs`. For the admin UI; the
-   * broker unreachable: this node's alone, every other node unanswered
-   * is not known, so 503.
+   * the nodes that answered within `timeoutMs`. For the admin UI. Rejects
+   * with a NodeOpError 503 while the broker is unreachable (which nodes
+   * there are is not known then).
    */
   async listConnections(options: { user?: string; limit?: number; timeoutMs?: number } = {}): Promise<ConnectionList> {
     const limit = Math.max(1, Math.min(500, Math.floor(options.limit ?? 500)));
