@@ -9,9 +9,10 @@
  *   redirect to the login form without a valid session.
  * - `POST <path>/logout`  ends the session (cookie cleared, revoked here).
  * - `GET  <path>/assets/<file>` the page's scripts and styles (public).
- * - `<path>/api/...`      JSON: `overview`, `connections`, `channels`,
- *   `channel` (presence and last history), and the actions `publish`,
- *   `disconnect` (a user), `close` (a connection). 401 without a valid
+ * - `<path>/api/...`      JSON: `overview`, `connections` (every node's),
+ *   `channels`, `channel` (presence and last history), and the actions
+ *   `publish`, `disconnect` (a user, on every node), `close` (a connection,
+ *   on its node: realtime/cluster-ops.ts). 401 without a valid
  *   session; an action also needs the session's CSRF token in
  *   `X-CSRF-Token` and, when the browser sends `Origin`, this server's origin
  *   (403 otherwise).
@@ -27,6 +28,7 @@ import { join } from 'node:path';
 import type { Broker, PresenceStore } from '../brokers/broker.js';
 import { parseCookie } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
+import type { ClusterOps } from '../realtime/cluster-ops.js';
 import type { Logger } from '../realtime/transport.js';
 import { InvalidDataError } from '../wire/data.js';
 import { isLoopback } from './client-address.js';
@@ -34,8 +36,7 @@ import { ADMIN_COOKIE, AdminSessions, type AdminSession } from './admin-session.
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { createSnapshotter, DASHBOARD_CHANNEL, type DashboardSnapshot } from './dashboard-feed.js';
 import { channelPresence, closeRequest, disconnectRequest, historyRequest, nodeOp, publishRequest } from './http-api.js';
-import type { ClusterOps } from '../realtime/cluster-ops.js';
-import { asObject, expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, requireString, sendJson, sendText } from './http-util.js';
+import { expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, sendJson, sendText } from './http-util.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Metrics } from './metrics.js';
 import { PACKAGE_ROOT, serveStaticFile } from './static-pages.js';
