@@ -167,7 +167,9 @@ export interface NodeBus {
    * Send `message` to node `to`. Resolves true when the broker took it for
    * a listening node, false when the broker knows that no node `to` listens
    * (memory: no such open node; Redis: PUBLISH reached no subscriber; NATS:
-   * no responders). Rejects with RT_ERR_BROKER_UNAVAILABLE while the
+   * no responders). True says nothing of an answer: a node that listens but
+   * is stuck (Redis: a stopped process; NATS: no receipt within 3 s) gets it
+   * later or never; callers time out on their own. Rejects with RT_ERR_BROKER_UNAVAILABLE while the
    * broker is down, and with a TypeError for a malformed node id or a
    * message over `maxNodeMessageBytes`.
    */
