@@ -366,7 +366,10 @@ export class Session implements Subscriber {
     this.host.logger.debug({ conn: this.id, user: identity.user }, 'authenticated');
     // The rate budget, so a client can pace itself instead of learning it from 429s.
     const { messageRate, byteRate, maxMessageSize } = this.host.limits;
-    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS } });
+    const limits = { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS };
+    // What carries the connection (HTTP/2 or 1.1), when the carrier knows: a browser cannot tell for its WebSocket.
+    const http = this.transport.httpVersion;
+    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits, ...(http ? { http } : {}) });
   }
 
   private async refresh(id: RequestId, token: string): Promise<void> {

@@ -400,7 +400,13 @@ export class RealtimeServer {
   private async connectBroker(): Promise<void> {
     const waits = [this.broker, this.presence].map((b) => (b as Partial<Connectable>).ready?.());
     if (waits.every((w) => w === undefined)) return;
-    const where = this.config.broker.type === 'redis' ? this.config.broker.url : this.config.broker.type === 'nats' ? this.config.broker.servers.join(',') : 'the broker';
+    const b = this.config.broker;
+    const where =
+      b.type === 'redis'
+        ? (b.cluster?.join(',') ?? (b.sentinels === undefined ? b.url : `${b.sentinels.join(',')} (sentinels, master ${b.name})`))
+        : b.type === 'nats'
+          ? b.servers.join(',')
+          : 'the broker';
     try {
       await Promise.all(waits);
     } catch (err) {

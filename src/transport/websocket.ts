@@ -257,6 +257,18 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   get extensions(): string {
     return this._extensions;
   }
+  /**
+   * What carries this WebSocket: `'2'` for a stream of an HTTP/2 connection
+   * (RFC 8441 extended CONNECT), `'1.1'` for a connection of its own (the
+   * HTTP/1.1 Upgrade, also when a client with `http2` fell back to it); `''`
+   * before it opened. Not in the WHATWG API (nor in `ws`).
+   */
+  get httpVersion(): '2' | '1.1' | '' {
+    const socket = this.socket;
+    if (socket === null) return '';
+    // An Http2Stream (client or server side) has its session; a net/tls socket has none.
+    return 'session' in socket && 'rstCode' in socket ? '2' : '1.1';
+  }
   get binaryType(): BinaryType {
     return this._binaryType;
   }
