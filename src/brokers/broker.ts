@@ -180,7 +180,8 @@ export interface NodeBus {
    * (a user's disconnect) must reach. What the broker sees, no registry of
    * our own: memory, its open peers; Redis, the node channels with a
    * subscriber (`PUBSUB CHANNELS <prefix>n:*`, one pass over the server's
-   * pub/sub channels); NATS, a roll call on `<prefix>.nodes` that every
+   * pub/sub channels; Redis Cluster: `PUBSUB SHARDCHANNELS` on every
+   * master); NATS, a roll call on `<prefix>.nodes` that every
    * listening node answers, collected until no answer came for 500 ms (at
    * most 3 s). A node whose process died is absent
    * once the broker saw its connection go. Rejects with
