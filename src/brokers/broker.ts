@@ -167,11 +167,27 @@ export interface NodeBus {
    * Send `message` to node `to`. Resolves true when the broker took it for
    * a listening node, false when the broker knows that no node `to` listens
    * (memory: no such open node; Redis: PUBLISH reached no subscriber; NATS:
-   * no responders). Rejects with RT_ERR_BROKER_UNAVAILABLE while the
+   * no responders). True says nothing of an answer: a node that listens but
+   * is stuck (Redis: a stopped process; NATS: no receipt within 3 s) gets it
+   * later or never; callers time out on their own. Rejects with RT_ERR_BROKER_UNAVAILABLE while the
    * broker is down, and with a TypeError for a malformed node id or a
    * message over `maxNodeMessageBytes`.
    */
   sendToNode(to: string, message: string): Promise<boolean>;
+  /**
+   * The ids of the nodes that listen now (`listenNodes`), this one included
+   * once it listens, in no particular order: whom a cluster-wide operation
+   * (a user's disconnect) must reach. What the broker sees, no registry of
+   * our own: memory, its open peers; Redis, the node channels with a
+   * subscriber (`PUBSUB CHANNELS <prefix>n:*`, one pass over the server's
+   * pub/sub channels; Redis Cluster: `PUBSUB SHARDCHANNELS` on every
+   * master); NATS, a roll call on `<prefix>.nodes` that every
+   * listening node answers, collected until no answer came for 500 ms (at
+   * most 3 s). A node whose process died is absent
+   * once the broker saw its connection go. Rejects with
+   * RT_ERR_BROKER_UNAVAILABLE while the broker is down.
+   */
+  nodes(): Promise<string[]>;
 }
 
 const UTF8 = new TextEncoder();
@@ -183,7 +199,7 @@ export const NODE_ID = /^[0-9a-z]{4,32}$/;
 export function isNodeBus(broker: object): broker is NodeBus {
   // `nodeId` is not read: a broker still connecting may not know it yet.
   const b = broker as Partial<NodeBus>;
-  return 'nodeId' in b && typeof b.listenNodes === 'function' && typeof b.sendToNode === 'function';
+  return 'nodeId' in b && typeof b.listenNodes === 'function' && typeof b.sendToNode === 'function' && typeof b.nodes === 'function';
 }
 
 /** The check every implementation makes before it sends. */

@@ -1,7 +1,8 @@
 /**
  * Fallback sessions without sticky sessions: a request of an SSE or
  * long-polling session that a load balancer sent to another node is relayed,
- * through the broker's node messages (`NodeBus`, brokers/broker.ts), to the
+ * through the broker's node messages (`NodeBus`, brokers/broker.ts, through
+ * the node's one listener, brokers/node-messages.ts), to the
  * node that holds the session, and that node's answer — one JSON answer, or
  * an SSE stream — comes back the same way and is written to the client by
  * the node that took the request (docs/architecture.md, "Fallback sessions
@@ -42,7 +43,7 @@
  * it did not acknowledge).
  */
 import { EventEmitter } from 'node:events';
-import { NODE_ID, type NodeBus } from '../brokers/broker.js';
+import type { NodeFrame, NodeMessages } from '../brokers/node-messages.js';
 import type { Logger } from '../realtime/transport.js';
 import { HttpError, sendJson, type ResponseLike } from './http-json.js';
 
@@ -64,7 +65,8 @@ export interface SessionRequest {
 }
 
 export interface SessionRelayOptions {
-  bus: NodeBus;
+  /** The node's one listener on the broker's node messages, shared with the other parts that use them. */
+  messages: NodeMessages;
   logger: Logger;
   /** How long the node holding a session has to take a relayed request, in ms. Default 5000. */
   timeoutMs?: number;
@@ -76,6 +78,9 @@ export interface SessionRelayOptions {
 
 /** Runs a relayed request on the node that holds the session (the fallback router). */
 export type RelayedRequestRunner = (request: SessionRequest, res: ResponseLike) => void;
+
+/** The kinds of node message the relay sends and takes (node-messages.ts routes them here). */
+const RELAY_KINDS = ['op', 'ack', 'head', 'data', 'end', 'cancel', 'beat'] as const;
 
 /** Frames carry at most this many characters of body (so that the frame fits in any broker's message). */
 const FRAME_OVERHEAD = 1024;
@@ -177,7 +182,7 @@ interface Peer {
 }
 
 export class SessionRelay {
-  readonly #bus: NodeBus;
+  readonly #messages: NodeMessages;
   readonly #logger: Logger;
   readonly #timeoutMs: number;
   readonly #beatMs: number;
@@ -193,7 +198,7 @@ export class SessionRelay {
   #closed = false;
 
   constructor(options: SessionRelayOptions) {
-    this.#bus = options.bus;
+    this.#messages = options.messages;
     this.#logger = options.logger;
     this.#timeoutMs = options.timeoutMs ?? 5000;
     this.#beatMs = options.beatMs ?? 5000;
@@ -202,7 +207,7 @@ export class SessionRelay {
 
   /** This node's id (sessions opened here carry it). */
   get nodeId(): string {
-    return this.#bus.nodeId;
+    return this.#messages.nodeId;
   }
 
   /** Relayed requests open, both ways (for tests and stats). */
@@ -213,7 +218,8 @@ export class SessionRelay {
   /** Start taking relayed requests for this node's sessions (after the broker is connected). */
   async listen(runner: RelayedRequestRunner): Promise<void> {
     this.#runner = runner;
-    await this.#bus.listenNodes((message) => this.#receive(message));
+    this.#messages.handle(RELAY_KINDS, (frame) => this.#receive(frame));
+    await this.#messages.listen();
     this.#timer = setInterval(() => this.#beat(), this.#beatMs);
     this.#timer.unref();
   }
@@ -229,8 +235,8 @@ export class SessionRelay {
     if (this.#closed) throw new HttpError(503, 'shutting down');
     const relay = new OutgoingRelay(this.#nextId++, owner, res);
     const frame = JSON.stringify({ t: 'op', f: this.nodeId, r: relay.id, s: request.session, c: request.credential, h: request.headers, o: request.op } satisfies Frame);
-    if (Buffer.byteLength(frame) > this.#bus.maxNodeMessageBytes) {
-      throw new HttpError(413, `a batch this large cannot be relayed to the session's node (over ${this.#bus.maxNodeMessageBytes} bytes): send fewer messages per request`);
+    if (Buffer.byteLength(frame) > this.#messages.maxNodeMessageBytes) {
+      throw new HttpError(413, `a batch this large cannot be relayed to the session's node (over ${this.#messages.maxNodeMessageBytes} bytes): send fewer messages per request`);
     }
     this.#outgoing.set(relay.id, relay);
     this.#peer(owner);
@@ -249,7 +255,7 @@ export class SessionRelay {
     relay.timer.unref();
     let delivered: boolean;
     try {
-      delivered = await this.#bus.sendToNode(owner, frame);
+      delivered = await this.#messages.send(owner, frame);
     } catch (err) {
       this.#finishOutgoing(relay);
       if (err instanceof TypeError) throw new HttpError(400, err.message);
@@ -283,7 +289,7 @@ export class SessionRelay {
   /** @internal Body text, cut into pieces that fit in a broker message. */
   _replyText(res: RelayedResponse, kind: 'data', text: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit; JSON escaping at most 6 per unit (\uXXXX).
-    const piece = Math.max(1, Math.floor((this.#bus.maxNodeMessageBytes - FRAME_OVERHEAD) / 6));
+    const piece = Math.max(1, Math.floor((this.#messages.maxNodeMessageBytes - FRAME_OVERHEAD) / 6));
     for (let i = 0; i < text.length; i += piece) {
       let to = Math.min(text.length, i + piece);
       // Never split a surrogate pair.
@@ -370,15 +376,9 @@ export class SessionRelay {
 
   // ---- frames and liveness ----------------------------------------------------------
 
-  #receive(message: string): void {
-    let frame: Frame;
-    try {
-      frame = JSON.parse(message) as Frame;
-    } catch {
-      this.#logger.warn({ bytes: message.length }, 'node message is not JSON: dropped');
-      return;
-    }
-    if (typeof frame !== 'object' || frame === null || typeof frame.f !== 'string' || !NODE_ID.test(frame.f)) return;
+  /** A relay frame (node-messages.ts checked that it is an object with a kind and a sender). */
+  #receive(message: NodeFrame): void {
+    const frame = message as Frame;
     const peer = this.#peers.get(frame.f);
     if (peer) peer.lastHeard = Date.now();
     switch (frame.t) {
@@ -406,7 +406,7 @@ export class SessionRelay {
   /** Send, with any failure (the broker down, a peer gone) as false. */
   async #send(to: string, frame: Frame): Promise<boolean> {
     try {
-      return await this.#bus.sendToNode(to, JSON.stringify(frame));
+      return await this.#messages.send(to, frame);
     } catch {
       return false;
     }

@@ -6,7 +6,7 @@
  * Fan-out: a publication is encoded once per wire encoding (SharedMessage)
  * and the same bytes go to every local subscriber.
  */
-import type { Broker, BrokerHandler, PresenceStore } from '../brokers/broker.js';
+import { isNodeBus, NODE_ID, type Broker, type BrokerHandler, type PresenceStore } from '../brokers/broker.js';
 import { isPattern, PatternIndex } from '../wire/channel.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { messagePush, Session } from './session.js';
@@ -66,6 +66,8 @@ export class Hub implements BrokerHandler, SessionHost {
   private readonly sharedPing = new SharedMessage({ op: 'ping' });
   private readonly hubId = (nextHubId++).toString(36);
   private nextSessionId = 0;
+  /** The node part of connection ids (see connect), once known. */
+  private idPrefix: string | null = null;
   /** Stamp per fan-out, so a session matching a channel and a pattern gets a publication once. */
   private fanoutSeq = 0;
   private closing = false;
@@ -100,14 +102,31 @@ export class Hub implements BrokerHandler, SessionHost {
     this.rpcHandlers.set(method, handler);
   }
 
-  /** A new connection. `identity` is set when the handshake authenticated it (header, cookie, ticket). */
+  /**
+   * A new connection. `identity` is set when the handshake authenticated it (header, cookie, ticket).
+   * Its id: `<node id>.<hub>-<n>-<random>` on a broker that carries node messages (the node id is
+   * the broker's, so any node knows where a connection lives: realtime/cluster-ops.ts), else
+   * `<hub>-<n>-<random>`.
+   */
   connect(transport: RealtimeTransport, identity: Identity | null, remoteAddress: string): Session {
-    const id = `${this.hubId}-${(this.nextSessionId++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const id = `${this.idPrefix ?? this.nodePrefix()}${this.hubId}-${(this.nextSessionId++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const session = new Session(this, id, transport, identity, remoteAddress);
     this.sessions.set(id, session);
     this.observer.connectionOpened(transport.kind);
     if (this.closing) session.close(Disconnect.Shutdown);
     return session;
+  }
+
+  /** `<node id>.` once the broker knows its node id (a connecting broker does not yet), else ''. */
+  private nodePrefix(): string {
+    if (!isNodeBus(this.broker)) return (this.idPrefix = '');
+    try {
+      const node = this.broker.nodeId;
+      if (NODE_ID.test(node)) return (this.idPrefix = `${node}.`);
+    } catch {
+      // Not connected yet: no prefix for now, asked again at the next connection.
+    }
+    return '';
   }
 
   /** @internal called by Session when its transport closed. */

@@ -9,9 +9,10 @@
  *   redirect to the login form without a valid session.
  * - `POST <path>/logout`  ends the session (cookie cleared, revoked here).
  * - `GET  <path>/assets/<file>` the page's scripts and styles (public).
- * - `<path>/api/...`      JSON: `overview`, `connections`, `channels`,
- *   `channel` (presence and last history), and the actions `publish`,
- *   `disconnect` (a user), `close` (a connection). 401 without a valid
+ * - `<path>/api/...`      JSON: `overview`, `connections` (every node's),
+ *   `channels`, `channel` (presence and last history), and the actions
+ *   `publish`, `disconnect` (a user, on every node), `close` (a connection,
+ *   on its node: realtime/cluster-ops.ts). 401 without a valid
  *   session; an action also needs the session's CSRF token in
  *   `X-CSRF-Token` and, when the browser sends `Origin`, this server's origin
  *   (403 otherwise).
@@ -27,14 +28,15 @@ import { join } from 'node:path';
 import type { Broker, PresenceStore } from '../brokers/broker.js';
 import { parseCookie } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
+import type { ClusterOps } from '../realtime/cluster-ops.js';
 import type { Logger } from '../realtime/transport.js';
 import { InvalidDataError } from '../wire/data.js';
 import { isLoopback } from './client-address.js';
 import { ADMIN_COOKIE, AdminSessions, type AdminSession } from './admin-session.js';
 import { resolveNamespace, type RealtimeConfig } from './config/index.js';
 import { createSnapshotter, DASHBOARD_CHANNEL, type DashboardSnapshot } from './dashboard-feed.js';
-import { channelPresence, disconnectRequest, historyRequest, publishRequest } from './http-api.js';
-import { asObject, expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, requireString, sendJson, sendText } from './http-util.js';
+import { channelPresence, closeRequest, disconnectRequest, historyRequest, nodeOp, publishRequest } from './http-api.js';
+import { expectMethod, HttpError, optionalInt, readBody, readJson, requireChannelParam, sendJson, sendText } from './http-util.js';
 import { KeyedRateLimiter } from '../realtime/rate-limit.js';
 import type { Metrics } from './metrics.js';
 import { PACKAGE_ROOT, serveStaticFile } from './static-pages.js';
@@ -44,6 +46,8 @@ export interface AdminHost {
   config: RealtimeConfig;
   nodeId: string;
   hub: Hub;
+  /** Disconnects and closes on whichever node holds the connections. */
+  ops: ClusterOps;
   broker: Broker;
   presence: PresenceStore;
   metrics: Metrics;
@@ -250,22 +254,11 @@ export class AdminConsole {
       }
       case 'connections': {
         expectMethod(method, 'GET');
-        const user = url.searchParams.get('user');
-        const limit = Math.min(optionalInt(url, 'limit') ?? MAX_LISTED, MAX_LISTED);
-        const all = [...hub.sessions.values()].filter((s) => !user || s.identity?.user === user);
-        all.sort((a, b) => b.openedAt - a.openedAt);
-        sendJson(res, 200, {
-          node: this.host.nodeId,
-          total: all.length,
-          connections: all.slice(0, limit).map((s) => ({
-            id: s.id,
-            user: s.identity?.user ?? null,
-            transport: s.transport.kind,
-            remote: s.remoteAddress,
-            connectedAt: s.openedAt,
-            subscriptions: [...s.subscriptions.keys()],
-          })),
-        });
+        // Every node's (realtime/cluster-ops.ts): the newest first, each with its node.
+        const list = await nodeOp(
+          this.host.ops.listConnections({ user: url.searchParams.get('user') ?? undefined, limit: Math.min(optionalInt(url, 'limit') ?? MAX_LISTED, MAX_LISTED) }),
+        );
+        sendJson(res, 200, { node: this.host.ops.nodeId, ...list });
         return;
       }
       case 'channels': {
@@ -301,17 +294,16 @@ export class AdminConsole {
       }
       case 'disconnect': {
         expectMethod(method, 'POST');
-        const result = disconnectRequest(hub, await readJson(req, API_BODY_LIMIT));
-        this.action(req, 'disconnect user', { user: result.user, disconnected: result.disconnected });
+        const result = await disconnectRequest(this.host.ops, await readJson(req, API_BODY_LIMIT));
+        this.action(req, 'disconnect user', { user: result.user, disconnected: result.disconnected, nodes: result.nodes.length, unanswered: result.unanswered });
         sendJson(res, 200, result);
         return;
       }
       case 'close': {
         expectMethod(method, 'POST');
-        const id = requireString(asObject(await readJson(req, API_BODY_LIMIT)), 'id');
-        if (!hub.disconnectConnection(id)) throw new HttpError(404, `no connection ${id} on this node (closed already, or on another node)`);
-        this.action(req, 'close connection', { conn: id });
-        sendJson(res, 200, { id, closed: true });
+        const result = await closeRequest(this.host.ops, await readJson(req, API_BODY_LIMIT));
+        this.action(req, 'close connection', { conn: result.id, node: result.node });
+        sendJson(res, 200, result);
         return;
       }
       default:

@@ -145,6 +145,9 @@ class ConnectingBroker<B extends Broker & NodeBus> implements Broker, NodeBus, C
   async sendToNode(to: string, message: string): Promise<boolean> {
     return (await this.#connecting).sendToNode(to, message);
   }
+  async nodes(): Promise<string[]> {
+    return (await this.#connecting).nodes();
+  }
   async close(): Promise<void> {
     const broker = await this.#connecting.catch(() => null);
     await broker?.close();

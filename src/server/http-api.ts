@@ -1,7 +1,7 @@
 /**
  * The server's own HTTP routes: `/healthz`, `/readyz`, `/metrics`, the HTTP
  * API under `/api/` (publish, broadcast, presence, history, disconnect,
- * stats, tickets) and, in development mode, `/dev/token`. The API speaks
+ * close, stats, tickets) and, in development mode, `/dev/token`. The API speaks
  * JSON and answers every refusal as `{"error": message}` with its status.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -10,6 +10,7 @@ import type { Broker, HistoryResult, PresenceStore } from '../brokers/broker.js'
 import type { ClientInfo } from '../wire/messages.js';
 import type { Authenticator, Identity, TicketStore } from '../realtime/auth.js';
 import type { Hub } from '../realtime/hub.js';
+import { NodeOpError, type ClusterOps, type CloseConnectionResult, type ClusterDisconnectResult, type DisconnectOptions } from '../realtime/cluster-ops.js';
 import type { Logger } from '../realtime/transport.js';
 import { isValidChannel } from '../wire/channel.js';
 import { describeValue } from '../wire/validate.js';
@@ -25,6 +26,8 @@ const DEV_TOKEN_TTL_S = 3600;
 export interface HttpApiOptions {
   config: RealtimeConfig;
   hub: Hub;
+  /** Disconnects and closes on whichever node holds the connections. */
+  ops: ClusterOps;
   broker: Broker;
   presence: PresenceStore;
   authenticator: Authenticator;
@@ -50,6 +53,7 @@ const HEALTH_HEADERS = { 'Timing-Allow-Origin': '*' };
 export class HttpApi {
   private readonly config: RealtimeConfig;
   private readonly hub: Hub;
+  private readonly ops: ClusterOps;
   private readonly broker: Broker;
   private readonly presence: PresenceStore;
   private readonly authenticator: Authenticator;
@@ -64,6 +68,7 @@ export class HttpApi {
   constructor(options: HttpApiOptions) {
     this.config = options.config;
     this.hub = options.hub;
+    this.ops = options.ops;
     this.broker = options.broker;
     this.presence = options.presence;
     this.authenticator = options.authenticator;
@@ -214,7 +219,12 @@ export class HttpApi {
       }
       case '/api/disconnect': {
         expectMethod(method, 'POST');
-        sendJson(res, 200, disconnectRequest(this.hub, await readJson(req, API_BODY_LIMIT)));
+        sendJson(res, 200, await disconnectRequest(this.ops, await readJson(req, API_BODY_LIMIT)));
+        return;
+      }
+      case '/api/close': {
+        expectMethod(method, 'POST');
+        sendJson(res, 200, await closeRequest(this.ops, await readJson(req, API_BODY_LIMIT)));
         return;
       }
       case '/api/stats': {
@@ -264,10 +274,51 @@ export async function publishRequest(hub: Hub, parsed: unknown): Promise<{ chann
   return { channel, offset: result.offset, epoch: result.epoch, duplicate: result.duplicate };
 }
 
-/** `{user}`: every connection of the user on this node closed with 4503; what `POST /api/disconnect` answers. */
-export function disconnectRequest(hub: Hub, parsed: unknown): { user: string; disconnected: number } {
-  const user = requireString(asObject(parsed), 'user');
-  return { user, disconnected: hub.disconnectUser(user) };
+/**
+ * `{user, code?, reason?, timeoutMs?}`: every connection of the user on every
+ * node closed (4503 unless `code`); what `POST /api/disconnect` answers:
+ * `{user, disconnected, nodes, unanswered}` (realtime/cluster-ops.ts).
+ */
+export async function disconnectRequest(ops: ClusterOps, parsed: unknown): Promise<ClusterDisconnectResult> {
+  const body = asObject(parsed);
+  const user = requireString(body, 'user');
+  return nodeOp(ops.disconnectUser(user, closeOptions(body)));
+}
+
+/**
+ * `{id, code?, reason?, timeoutMs?}`: the connection closed on whichever node
+ * holds it; what `POST /api/close` answers: `{id, node, closed: true}`, 404
+ * when no node has it.
+ */
+export async function closeRequest(ops: ClusterOps, parsed: unknown): Promise<CloseConnectionResult> {
+  const body = asObject(parsed);
+  const id = requireString(body, 'id');
+  const result = await nodeOp(ops.closeConnection(id, closeOptions(body)));
+  if (!result.closed) {
+    throw new HttpError(404, result.reason === 'no such connection' ? `no connection ${id} (closed already?)` : `no connection ${id}: its node ${result.node} is not in the cluster (gone?)`);
+  }
+  return result;
+}
+
+/** The optional `code`, `reason`, `timeoutMs` of a disconnect or close (checked by ClusterOps). */
+function closeOptions(body: Record<string, unknown>): DisconnectOptions {
+  const options: DisconnectOptions = {};
+  for (const key of ['code', 'reason', 'timeoutMs'] as const) {
+    if (body[key] === undefined) continue;
+    if (key === 'reason' ? typeof body[key] !== 'string' : typeof body[key] !== 'number') throw new HttpError(400, `${key} must be a ${key === 'reason' ? 'string' : 'number'}`);
+    (options as Record<string, unknown>)[key] = body[key];
+  }
+  return options;
+}
+
+/** A cluster operation's refusal (NodeOpError) as its HTTP answer. */
+export async function nodeOp<T>(operation: Promise<T>): Promise<T> {
+  try {
+    return await operation;
+  } catch (err) {
+    if (err instanceof NodeOpError) throw new HttpError(err.status, err.message);
+    throw err;
+  }
 }
 
 /**

@@ -7,4 +7,5 @@ export { Metrics } from './metrics.js';
 export { MemoryBroker, MemoryPresenceStore } from '../brokers/memory/memory-broker.js';
 export type { Broker, PresenceStore, PresenceExpiryHandler, BrokerHandler, PublishOptions, PublishResult, HistoryFilter, HistoryResult } from '../brokers/broker.js';
 export type { RpcHandler, Identity as HubIdentity } from '../realtime/hub.js';
+export { NodeOpError, type ClusterDisconnectResult, type CloseConnectionResult, type DisconnectOptions } from '../realtime/cluster-ops.js';
 export * from '../wire/messages.js';

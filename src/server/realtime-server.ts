@@ -32,6 +32,8 @@ import { codecFor } from '../wire/codec.js';
 import { DEFAULT_SUBPROTOCOL, SUBPROTOCOLS } from '../wire/messages.js';
 import { FallbackRouter } from '../carriers/fallback-router.js';
 import { SessionRelay } from '../carriers/session-relay.js';
+import { NodeMessages } from '../brokers/node-messages.js';
+import { ClusterOps, type CloseConnectionResult, type ClusterDisconnectResult, type DisconnectOptions } from '../realtime/cluster-ops.js';
 import { WebSocketServer } from '../transport/websocket-server.js';
 import type { RawData, WebSocket } from '../transport/websocket.js';
 import type { Session } from '../realtime/session.js';
@@ -139,6 +141,8 @@ export class RealtimeServer {
   /** Created here (not passed in), so `close()` closes them; a passed-in one may be shared with other servers. */
   private readonly ownsBroker: boolean;
   private readonly ownsPresence: boolean;
+  /** Disconnecting users and closing connections on whichever node holds them. */
+  private readonly ops: ClusterOps;
   /** Shutdown, origin, limits and credentials for every carrier; counts the open connections. */
   private readonly admission: Admission;
   private readonly api: HttpApi;
@@ -222,9 +226,13 @@ export class RealtimeServer {
       logger: this.logger,
       observer: this.metrics,
     });
+    // One listener on the broker's node messages, for the fallback relay and the cluster-wide operations.
+    const nodeMessages = isNodeBus(this.broker) ? new NodeMessages(this.broker, this.logger) : null;
+    this.ops = new ClusterOps({ hub: this.hub, messages: nodeMessages, logger: this.logger });
     this.api = new HttpApi({
       config: this.config,
       hub: this.hub,
+      ops: this.ops,
       broker: this.broker,
       presence: this.presence,
       authenticator,
@@ -240,6 +248,7 @@ export class RealtimeServer {
           config: this.config,
           nodeId: this.nodeId,
           hub: this.hub,
+          ops: this.ops,
           broker: this.broker,
           presence: this.presence,
           metrics: this.metrics,
@@ -300,7 +309,7 @@ export class RealtimeServer {
             maxMessageSize: limits.maxMessageSize,
             allowedOrigins: this.config.allowedOrigins,
             // With a broker of many nodes, a session's requests may reach any of them (no sticky sessions).
-            ...(isNodeBus(this.broker) ? { relay: new SessionRelay({ bus: this.broker, logger: this.logger, maxBacklogBytes: fb.bufferBytes * 2 }) } : {}),
+            ...(nodeMessages !== null ? { relay: new SessionRelay({ messages: nodeMessages, logger: this.logger, maxBacklogBytes: fb.bufferBytes * 2 }) } : {}),
           },
         )
       : null;
@@ -366,7 +375,8 @@ export class RealtimeServer {
       await this.connectBroker();
       // Standalone, listen() logs the whole URL; attached, only the path is known here.
       if (this.admin !== null && !this.ownsServer) this.logger.info({ path: `${this.admin.path}/` }, 'admin UI');
-      await this.fallbacks?.listenRelay();
+      // Both register their kinds of node message before the one listener starts.
+      await Promise.all([this.ops.listen(), this.fallbacks?.listenRelay()]);
       if (this.snapshotFile === null) return;
       const load = await this.snapshotFile.open();
       const file = this.config.broker.type === 'memory' ? this.config.broker.snapshotFile : undefined;
@@ -478,6 +488,34 @@ export class RealtimeServer {
   /** Register an `rpc` method clients can call. */
   rpc(method: string, handler: RpcHandler): void {
     this.hub.rpc(method, handler);
+  }
+
+  /**
+   * Close every connection of `user` on every node of the cluster (code
+   * 4503 unless `options.code`): this node's at once, the others' through
+   * the broker's node messages. Resolves how many were closed, summed over
+   * the nodes that answered within `options.timeoutMs` (default 5000), and
+   * which nodes did not answer (`unanswered`; their connections of the user
+   * may still be open). Rejects with a `NodeOpError` (`status` 400 for bad
+   * options, 503 while the broker is unreachable). On one node (memory
+   * broker) it is `hub.disconnectUser`, which stays this node's alone.
+   * Connections the user opens afterwards are not refused: revoke the
+   * user's tokens for that.
+   */
+  disconnectUser(user: string, options?: DisconnectOptions): Promise<ClusterDisconnectResult> {
+    return this.ops.disconnectUser(user, options);
+  }
+
+  /**
+   * Close connection `id` (as the rpc context's `client`, presence and the
+   * admin UI name it: `<node id>.<…>`) on whichever node holds it (4503
+   * unless `options.code`). Resolves `closed: false` when no node has it.
+   * Rejects with a `NodeOpError`: 400 for an id that names no node, 503
+   * while the broker is unreachable, 504 when its node does not answer in
+   * time. `hub.disconnectConnection` is this node's alone.
+   */
+  closeConnection(id: string, options?: DisconnectOptions): Promise<CloseConnectionResult> {
+    return this.ops.closeConnection(id, options);
   }
 
   /** Publish from the server side (`volatile`: see Hub#publish). */
@@ -650,6 +688,7 @@ export class RealtimeServer {
         );
       }
       this.stopProbe();
+      this.ops.close();
       // A broker or presence store passed in belongs to the caller (and may serve other servers).
       if (this.ownsBroker) await this.broker.close();
       if (this.ownsPresence) await this.presence.close();

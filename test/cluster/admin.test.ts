@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Cluster, CLUSTER_API_KEY, CLUSTER_NAMESPACES, CLUSTER_SECRET } from '../support/cluster.js';
+import { adminLogin as login, Cluster, CLUSTER_NAMESPACES, CLUSTER_SECRET } from '../support/cluster.js';
 import { RedisServer } from '../support/redis.js';
 import { sleep } from '../support/wait.js';
 import { RtClient } from '../integration/realtime/helpers-core.js';
@@ -42,18 +42,6 @@ async function client(url: string, user: string): Promise<RtClient> {
   await c.opened();
   await c.auth(user, { secret: CLUSTER_SECRET });
   return c;
-}
-
-async function login(base: string): Promise<{ cookie: string; csrf: string }> {
-  const res = await fetch(`${base}/admin/login`, {
-    method: 'POST',
-    body: new URLSearchParams({ password: CLUSTER_API_KEY }),
-    redirect: 'manual',
-  });
-  assert.equal(res.status, 303);
-  const cookie = res.headers.getSetCookie()[0]!.split(';')[0]!;
-  const page = await (await fetch(`${base}/admin/`, { headers: { Cookie: cookie } })).text();
-  return { cookie, csrf: /name="switchboard-csrf-token" content="([^"]+)"/.exec(page)![1]! };
 }
 
 test('cluster: node 1\'s admin UI lists node 2 with its connections, its cookie works on node 2, its publication reaches node 2', async () => {

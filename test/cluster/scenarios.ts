@@ -14,7 +14,7 @@ import { Client, type ClientOptions, type PublishResult, type SubscribedEvent, t
 import type { Publication } from '../../src/wire/messages.js';
 import { WebSocket } from '../../src/index.js';
 import { RtClient, type Message } from '../integration/realtime/helpers-core.js';
-import type { Cluster, ClusterNode } from '../support/cluster.js';
+import { adminAction, adminLogin, httpRequest, type Cluster, type ClusterNode } from '../support/cluster.js';
 import { sleep, until, within } from '../support/wait.js';
 
 /** A channel name no other test uses (`chat/<what>-<random>`). */
@@ -429,4 +429,138 @@ export async function brokerOutage(t: TestContext, cluster: Cluster, broker: { s
   await pub2.ok('pub', { channel: ch, data: 'later' });
   await sub3.waitFor((m) => m.op === 'msg' && m.data === 'later', 10_000, "'later' on node 3");
   assert.equal(typeof ack.offset, 'number');
+}
+
+// ---- operations across nodes (realtime/cluster-ops.ts) ------------------------------------
+
+/** The node part of a connection id (`<node id>.<…>`): which node a client is on. */
+function nodeOf(client: RtClient): string {
+  const id = client.clientId ?? '';
+  const dot = id.indexOf('.');
+  assert.ok(dot > 0, `a connection id that names its node: ${id}`);
+  return id.slice(0, dot);
+}
+
+/** Still open and answering. */
+async function stillServed(client: RtClient, what: string): Promise<void> {
+  assert.equal(client.closeCode, null, `${what} is still open`);
+  await client.ok('sub', { channel: channel('alive') }, 5000);
+}
+
+/**
+ * `POST /api/disconnect` on node 1 for a user connected on nodes 2 and 3
+ * (twice on 3): every one of them closed with 4503, the answer counts 3 and
+ * names the three nodes; a bystander on node 3 stays; again: 0.
+ */
+export async function disconnectAcrossNodes(t: TestContext, cluster: Cluster): Promise<void> {
+  const user = `alice-${randomBytes(3).toString('hex')}`;
+  const [probe1, a2, a3, a3b, bob3] = await Promise.all([
+    rt(t, cluster, cluster.node(1), 'probe'),
+    rt(t, cluster, cluster.node(2), user),
+    rt(t, cluster, cluster.node(3), user),
+    rt(t, cluster, cluster.node(3), user),
+    rt(t, cluster, cluster.node(3), 'bob'),
+  ]);
+  const ids = [nodeOf(probe1), nodeOf(a2), nodeOf(a3)];
+  assert.equal(new Set(ids).size, 3, `three nodes, three node ids: ${ids}`);
+  const res = await cluster.node(1).api('/api/disconnect', { user });
+  assert.equal(res.status, 200, res.text);
+  const answer = res.json();
+  assert.equal(answer.user, user);
+  assert.equal(answer.disconnected, 3, `2 on node 3 + 1 on node 2: ${res.text}`);
+  assert.equal(answer.nodes[0], ids[0], 'the node asked answers first');
+  assert.deepEqual([...answer.nodes].sort(), [...ids].sort(), 'every node answered');
+  assert.deepEqual(answer.unanswered, []);
+  for (const [what, client] of [['node 2', a2], ['node 3', a3], ['node 3 (second)', a3b]] as const) {
+    const closed = await client.closeOf(5000);
+    assert.equal(closed.code, 4503, `${what}: closed with 4503 (${closed.reason})`);
+  }
+  await stillServed(bob3, 'another user on node 3');
+  await stillServed(probe1, 'the client on node 1');
+  const again = await cluster.node(2).api('/api/disconnect', { user });
+  assert.equal(again.status, 200, again.text);
+  assert.deepEqual([again.json().disconnected, again.json().unanswered], [0, []], 'nothing left to close');
+}
+
+/**
+ * The admin UI on node 1 closes a connection on node 3 (4503; a bystander
+ * stays); the same id again, an id of node 3 it never made, an id naming no
+ * node of the cluster: 404; a malformed id: 400. `POST /api/close` does the
+ * same through the HTTP API.
+ */
+export async function closeAcrossNodes(t: TestContext, cluster: Cluster): Promise<void> {
+  const session = await adminLogin(cluster.node(1).base);
+  const [bob3, carol3, dave2] = await Promise.all([
+    rt(t, cluster, cluster.node(3), 'bob'),
+    rt(t, cluster, cluster.node(3), 'carol'),
+    rt(t, cluster, cluster.node(2), 'dave'),
+  ]);
+  const node3 = nodeOf(bob3);
+  // Node 1's admin UI lists the connections of every node, each with its node.
+  const listed = await httpRequest(cluster.node(1).base, '/admin/api/connections', { headers: { Cookie: session.cookie } });
+  assert.equal(listed.status, 200, listed.text);
+  const rows = listed.json().connections as Array<{ id: string; node: string; user: string }>;
+  assert.deepEqual(rows.find((c) => c.id === bob3.clientId), { ...rows.find((c) => c.id === bob3.clientId), node: node3, user: 'bob' }, listed.text);
+  assert.ok(rows.some((c) => c.id === dave2.clientId && c.node === nodeOf(dave2)), 'a connection of node 2 too');
+  assert.deepEqual(listed.json().unanswered, []);
+  const res = await adminAction(cluster.node(1).base, session, 'close', { id: bob3.clientId });
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual(res.json(), { id: bob3.clientId, node: node3, closed: true });
+  const closed = await bob3.closeOf(5000);
+  assert.equal(closed.code, 4503, `closed with 4503 (${closed.reason})`);
+  await stillServed(carol3, 'another connection on node 3');
+
+  const again = await adminAction(cluster.node(1).base, session, 'close', { id: bob3.clientId });
+  assert.equal(again.status, 404, again.text);
+  assert.match(again.json().error, /no connection/);
+  const neverMade = await adminAction(cluster.node(1).base, session, 'close', { id: `${node3}.zz-0-nothing` });
+  assert.equal(neverMade.status, 404, neverMade.text);
+  const noNode = await adminAction(cluster.node(1).base, session, 'close', { id: 'zz9nobody.a-1-b' });
+  assert.equal(noNode.status, 404, noNode.text);
+  assert.match(noNode.json().error, /not in the cluster/);
+  for (const id of ['hello', 'UPPER.case', `${node3}.`, 'x'.repeat(5000)]) {
+    const bad = await adminAction(cluster.node(1).base, session, 'close', { id });
+    assert.equal(bad.status, 400, `${id.slice(0, 20)}: ${bad.text}`);
+  }
+  assert.equal((await adminAction(cluster.node(1).base, session, 'close', { id: 42 })).status, 400, 'an id that is not a string');
+
+  const viaApi = await cluster.node(1).api('/api/close', { id: dave2.clientId });
+  assert.equal(viaApi.status, 200, viaApi.text);
+  assert.equal((await dave2.closeOf(5000)).code, 4503);
+  await stillServed(carol3, 'the bystander, after all that');
+  for (const node of cluster.nodes) assert.ok(node.running, `node ${node.index} still runs`);
+}
+
+/**
+ * A node that stops answering in the middle (SIGSTOP: alive for the broker,
+ * silent): node 1's disconnect answers within the timeout, naming it
+ * unanswered; closing one of its connections is 504. After SIGCONT it
+ * catches up: its user's connection is closed (late).
+ */
+export async function stuckNode(t: TestContext, cluster: Cluster): Promise<void> {
+  const user = `erin-${randomBytes(3).toString('hex')}`;
+  const [erin3, frank3] = await Promise.all([rt(t, cluster, cluster.node(3), user), rt(t, cluster, cluster.node(3), 'frank')]);
+  const node3 = nodeOf(erin3);
+  // Node 1 hears of every node first (a NATS roll call does not list a node that does not answer).
+  assert.equal((await cluster.node(1).api('/api/disconnect', { user: 'nobody' })).json().nodes.length, 3);
+  const pid = cluster.node(3).pid!;
+  process.kill(pid, 'SIGSTOP');
+  let stopped = true;
+  t.after(() => {
+    if (stopped) process.kill(pid, 'SIGCONT');
+  });
+  const from = cluster.node(1).logs.length;
+  const res = await cluster.node(1).api('/api/disconnect', { user, timeoutMs: 1500 });
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual([res.json().disconnected, res.json().unanswered, res.json().nodes.length], [0, [node3], 2], res.text);
+  await cluster.node(1).waitLog((l) => String(l.msg).includes('did not answer') && JSON.stringify(l.unanswered) === JSON.stringify([node3]), 'the warning about node 3', 5000, from);
+  const close = await cluster.node(1).api('/api/close', { id: frank3.clientId, timeoutMs: 1500 });
+  assert.equal(close.status, 504, close.text);
+  assert.match(close.json().error, new RegExp(`node ${node3} did not answer`));
+  process.kill(pid, 'SIGCONT');
+  stopped = false;
+  // The questions waited in its socket: it does what was asked, late.
+  assert.equal((await erin3.closeOf(10_000)).code, 4503);
+  assert.equal((await frank3.closeOf(10_000)).code, 4503);
+  assert.ok(cluster.node(1).running && cluster.node(3).running);
 }

@@ -108,6 +108,7 @@ export const BROKER_SUITE_TESTS = [
   'node messages: each node has its own id; a message to a peer arrives, in send order, both ways',
   'node messages: to a node nobody listens on, or one that closed, sendToNode resolves false',
   'node messages: a malformed node id or a message over maxNodeMessageBytes is refused before the broker',
+  'node messages: nodes() lists the listening nodes, this one included, and no closed one',
   // history
   'history keeps the last size publications',
   'history drops publications older than ttlMs',
@@ -591,6 +592,31 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
       }
       if (a.maxNodeMessageBytes < 64 * 1024 * 1024) {
         await assert.rejects(a.sendToNode(a.nodeId, 'x'.repeat(a.maxNodeMessageBytes + 1)), TypeError);
+      }
+    });
+
+    test('node messages: nodes() lists the listening nodes, this one included, and no closed one', async ({ node, broker }) => {
+      assert.ok(node.peer, 'create() returned no peer(): give one, or skip this test with a reason');
+      const a = bus(broker);
+      await a.listenNodes(() => {});
+      assert.deepEqual(await a.nodes(), [a.nodeId], 'alone: itself');
+      const other = await node.peer();
+      const b = bus(other.broker);
+      const third = await node.peer();
+      const c = bus(third.broker);
+      let thirdOpen = true;
+      try {
+        assert.deepEqual(await a.nodes(), [a.nodeId], 'peers that do not listen are not listed');
+        await b.listenNodes(() => {});
+        await c.listenNodes(() => {});
+        assert.deepEqual((await a.nodes()).sort(), [a.nodeId, b.nodeId, c.nodeId].sort());
+        assert.deepEqual((await b.nodes()).sort(), [a.nodeId, b.nodeId, c.nodeId].sort(), 'the same list from another node');
+        thirdOpen = false;
+        await closeNode(third);
+        assert.deepEqual((await a.nodes()).sort(), [a.nodeId, b.nodeId].sort(), 'a closed node is gone');
+      } finally {
+        await closeNode(other);
+        if (thirdOpen) await closeNode(third);
       }
     });
 

@@ -11,7 +11,8 @@
  *   `moduleResolution: bundler`;
  * - run with Node: `library-echo` alone, `realtime-server` in the background
  *   with `sdk-node` against it, then SIGTERM (port 8080 replaced by a free one,
- *   the only edit);
+ *   the only edit); `backend-token` (a backend signing with `jose`), whose
+ *   token the installed `switchboard token --check` must accept;
  * - `sdk-browser` bundled with esbuild for `platform: 'browser'` (and once
  *   more without the `browser` condition, as a bundler that ignores it would):
  *   nothing may stay external and no `node:` module may appear.
@@ -135,7 +136,7 @@ describe('the package, installed into a fresh app', { timeout: 600_000 }, () => 
     app = join(work, 'app');
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'sb-pack-app', private: true, type: 'module' }, null, 2));
-    // jose for the sdk-node snippet, at the version this checkout uses (so npm's cache has it).
+    // jose for the sdk-node and backend-token snippets, at the version this checkout uses (so npm's cache has it).
     const jose = (JSON.parse(readFileSync(join(NODE_MODULES, 'jose', 'package.json'), 'utf8')) as { version: string }).version;
     await timed('npm install (tarball + jose)', () =>
       run('npm', ['install', join(work, pack.filename), `jose@${jose}`, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], {
@@ -170,8 +171,8 @@ describe('the package, installed into a fresh app', { timeout: 600_000 }, () => 
   });
 
   test('the README marks the snippets this test runs', () => {
-    assert.deepEqual([...snippets.keys()].sort(), ['library-echo', 'realtime-server', 'sdk-browser', 'sdk-node']);
-    for (const [name, code] of snippets) if (name !== 'sdk-browser') assert.match(code, /\b8080\b/, `${name} listens on or connects to 8080`);
+    assert.deepEqual([...snippets.keys()].sort(), ['backend-token', 'library-echo', 'realtime-server', 'sdk-browser', 'sdk-node']);
+    for (const [name, code] of snippets) if (name !== 'sdk-browser' && name !== 'backend-token') assert.match(code, /\b8080\b/, `${name} listens on or connects to 8080`);
   });
 
   test('the tarball: dist without source maps, bin, web, user docs; no tests, no sources, no install script', () => {
@@ -239,6 +240,19 @@ describe('the package, installed into a fresh app', { timeout: 600_000 }, () => 
     } finally {
       if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
     }
+  });
+
+  test('backend-token: the token the README\'s jose example signs is accepted by switchboard token --check (and a wrong key is refused)', async () => {
+    const env = childEnv({ SWITCHBOARD_JWT_SECRET: JWT_SECRET });
+    const { stdout } = await run(process.execPath, ['backend-token.mjs'], { cwd: app, env, timeoutMs: 20_000 });
+    const token = stdout.trim();
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `a JWT on stdout: ${stdout}`);
+    const bin = join(app, 'node_modules', '.bin', 'switchboard');
+    const checked = await run(bin, ['token', '--check', token], { cwd: app, env, timeoutMs: 30_000 });
+    assert.match(checked.stdout, /^valid: the server accepts this token/m, checked.stdout);
+    assert.match(checked.stdout, /alice/, 'the user is the sub the example set');
+    const wrongKey = childEnv({ SWITCHBOARD_JWT_SECRET: `${JWT_SECRET} but another one` });
+    await assert.rejects(run(bin, ['token', '--check', token], { cwd: app, env: wrongKey, timeoutMs: 30_000 }), /refused/);
   });
 
   test('sdk-browser bundles for the browser with esbuild: nothing external, no node: module', async () => {

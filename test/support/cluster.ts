@@ -364,3 +364,23 @@ export class Cluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** An admin session on a node with `admin.enabled` (the API key logs in): its cookie and CSRF token. */
+export async function adminLogin(base: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`${base}/admin/login`, {
+    method: 'POST',
+    body: new URLSearchParams({ password: CLUSTER_API_KEY }),
+    redirect: 'manual',
+  });
+  if (res.status !== 303) throw new Error(`admin login on ${base}: ${res.status} ${await res.text()}`);
+  const cookie = res.headers.getSetCookie()[0]!.split(';')[0]!;
+  const page = await (await fetch(`${base}/admin/`, { headers: { Cookie: cookie } })).text();
+  const csrf = /name="switchboard-csrf-token" content="([^"]+)"/.exec(page)?.[1];
+  if (csrf === undefined) throw new Error(`admin page on ${base} without a CSRF token`);
+  return { cookie, csrf };
+}
+
+/** An admin action (`POST /admin/api/<action>`) with the session's cookie and CSRF token. */
+export function adminAction(base: string, session: { cookie: string; csrf: string }, action: string, body: unknown, ms = 15_000): Promise<HttpResult> {
+  return httpRequest(base, `/admin/api/${action}`, { body, ms, headers: { Cookie: session.cookie, 'X-CSRF-Token': session.csrf } });
+}

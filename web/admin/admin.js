@@ -94,8 +94,10 @@ function renderConnections(answer) {
     const actions = document.createElement('span');
     actions.append(button('Close', 'danger', () => closeConnection(c.id)));
     if (c.user) actions.append(' ', button('Disconnect user', 'danger', () => disconnectUser(c.user)));
-    return [code(c.id), c.user ?? '(anonymous)', c.transport, c.remote, new Date(c.connectedAt).toLocaleTimeString(), c.subscriptions.join(', '), actions];
+    const node = c.node === answer.node ? `${c.node} (this node)` : c.node;
+    return [code(c.id), node, c.user ?? '(anonymous)', c.transport, c.remote, new Date(c.connectedAt).toLocaleTimeString(), c.subscriptions.join(', '), actions];
   });
+  if (answer.unanswered.length > 0) showResult('connections-result', `Not listed: ${answer.unanswered.join(', ')} did not answer in time.`, false);
   for (const tr of $('connections-list').querySelectorAll('tbody tr')) tr.lastElementChild.className = 'actions';
 }
 
@@ -120,8 +122,10 @@ async function closeConnection(id) {
 async function disconnectUser(user) {
   if (!user) return;
   try {
-    const { disconnected } = await api('disconnect', { user });
-    showResult('connections-result', `Disconnected ${user}: ${disconnected} connection${disconnected === 1 ? '' : 's'} closed.`, true);
+    const { disconnected, nodes, unanswered } = await api('disconnect', { user });
+    const where = nodes.length > 1 ? ` on ${nodes.length} nodes` : '';
+    const missing = unanswered.length > 0 ? ` ${unanswered.length} node${unanswered.length === 1 ? '' : 's'} did not answer (${unanswered.join(', ')}): try again.` : '';
+    showResult('connections-result', `Disconnected ${user}: ${disconnected} connection${disconnected === 1 ? '' : 's'} closed${where}.${missing}`, unanswered.length === 0);
   } catch (err) {
     if (!(err instanceof NotLoggedIn)) showResult('connections-result', `Could not disconnect ${user}: ${err.message}`, false);
   }

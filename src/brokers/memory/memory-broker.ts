@@ -241,6 +241,14 @@ export class MemoryBroker implements Broker, NodeBus {
     return false;
   }
 
+  /** The open peers that listen (this one included). */
+  async nodes(): Promise<string[]> {
+    this.#checkOpen();
+    const out: string[] = [];
+    for (const node of this.#nodes) if (node.#nodeHandler !== undefined) out.push(node.nodeId);
+    return out;
+  }
+
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     this.#checkOpen();
     if (!isValidChannel(channel)) throw invalidChannel(channel);

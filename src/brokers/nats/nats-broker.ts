@@ -40,7 +40,7 @@ import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstre
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import { checkNodeMessage } from '../broker.js';
+import { checkNodeMessage, NODE_ID } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
@@ -105,10 +105,15 @@ function streamMissing(err: unknown): boolean {
 
 /** How long a node message waits for the receiving node's receipt (NodeBus over NATS request/reply). */
 const NODE_RECEIPT_TIMEOUT_MS = 3000;
+/** The roll call of `nodes()` ends when no node answered for this long, in ms (the answers of live nodes come within a round trip of each other)… */
+const ROLL_CALL_STALL_MS = 500;
+/** …and after this long in any case, in ms. */
+const ROLL_CALL_MAX_MS = 3000;
 const UTF8_DECODER = new TextDecoder();
 
 export class NatsBroker implements Broker, NodeBus {
   #nodeSub: Subscription | undefined = undefined;
+  #rollCallSub: Subscription | undefined = undefined;
   readonly #link: Link;
   readonly #stream: HistoryStream;
   readonly #prefix: string;
@@ -201,6 +206,13 @@ export class NatsBroker implements Broker, NodeBus {
     this.#checkOpen();
     this.#link.check();
     this.#nodeSub?.unsubscribe();
+    this.#rollCallSub?.unsubscribe();
+    // The roll call of nodes(): every listening node answers with its id.
+    this.#rollCallSub = this.#link.nc.subscribe(`${this.#prefix}.nodes`, {
+      callback: (err, msg) => {
+        if (err === null) msg.respond(this.#nodeId);
+      },
+    });
     this.#nodeSub = this.#link.nc.subscribe(`${this.#prefix}.n.${this.#nodeId}`, {
       callback: (err, msg) => {
         if (err !== null) return;
@@ -225,12 +237,38 @@ export class NatsBroker implements Broker, NodeBus {
       await this.#link.nc.request(`${this.#prefix}.n.${to}`, message, { timeout: NODE_RECEIPT_TIMEOUT_MS });
       return true;
     } catch (err) {
-      // No subscriber (NATS saw the node's connection go), or none answered in time: not there for us.
+      // No subscriber: NATS saw the node's connection go (or it never listened).
       const name = err instanceof Error ? err.name : '';
-      if (name === 'NoRespondersError' || name === 'TimeoutError') return false;
-      if (err instanceof Error && /no responders|timeout/i.test(err.message)) return false;
+      if (name === 'NoRespondersError' || (err instanceof Error && /no responders/i.test(err.message))) return false;
+      // A subscriber that sent no receipt in time (its process stopped, its event loop blocked, its link
+      // half dead): NATS routed the message to a listening node, as a Redis PUBLISH counting one
+      // subscriber does; whether it answers is the caller's to wait for (its own timeout).
+      if (name === 'TimeoutError' || (err instanceof Error && /timeout/i.test(err.message))) return true;
       throw asBrokerError(err);
     }
+  }
+
+  /**
+   * A roll call on `<prefix>.nodes`: every listening node answers with its
+   * id; answers are collected until none came for {@link ROLL_CALL_STALL_MS}
+   * (at most {@link ROLL_CALL_MAX_MS}). No answer at all (no node listens):
+   * an empty list.
+   */
+  async nodes(): Promise<string[]> {
+    this.#checkOpen();
+    this.#link.check();
+    const out = new Set<string>();
+    try {
+      const answers = await this.#link.nc.requestMany(`${this.#prefix}.nodes`, '', { strategy: 'stall', stall: ROLL_CALL_STALL_MS, maxWait: ROLL_CALL_MAX_MS });
+      for await (const msg of answers) {
+        const id = UTF8_DECODER.decode(msg.data);
+        if (NODE_ID.test(id)) out.add(id);
+      }
+    } catch (err) {
+      const name = err instanceof Error ? err.name : '';
+      if (name !== 'NoRespondersError' && !(err instanceof Error && /no responders/i.test(err.message))) throw asBrokerError(err);
+    }
+    return [...out];
   }
 
   /** Whether the NATS connection is up now. */
@@ -326,6 +364,8 @@ export class NatsBroker implements Broker, NodeBus {
     this.#probeSub?.unsubscribe();
     this.#nodeSub?.unsubscribe();
     this.#nodeSub = undefined;
+    this.#rollCallSub?.unsubscribe();
+    this.#rollCallSub = undefined;
     this.#heads.clear();
     this.#seen.clear();
     await this.#link.close();

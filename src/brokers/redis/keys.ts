@@ -70,7 +70,7 @@ export function channelKeys(prefix: string, channel: string): ChannelKeys {
 }
 
 /** Glob metacharacters of Redis' stringmatchlen: escaped with `\` in literal segments. */
-function escapeGlob(s: string): string {
+export function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 

@@ -117,10 +117,10 @@
  * every such channel (`resync`). Patterns and volatile publications pass
  * through as received.
  */
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import { checkNodeMessage } from '../broker.js';
+import { checkNodeMessage, NODE_ID } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
@@ -136,7 +136,7 @@ import { Continuity } from '../continuity.js';
 import { ClusterPatterns } from './cluster-patterns.js';
 import { closedError, invalidChannel, Link, randomId, unavailable as unavailableError, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
-import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
+import { channelKeys, channelOf, escapeGlob, patternGlobs, pubsubName } from './keys.js';
 import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
 
 export { RedisPresenceStore, type RedisPresenceStoreOptions } from './presence.js';
@@ -308,6 +308,31 @@ export class RedisBroker implements Broker, NodeBus {
     const inbox = `${this.#prefix}n:${to}`;
     const receivers = await this.#cmd.run((redis) => (this.#cluster === null ? redis.publish(inbox, message) : redis.spublish(inbox, message)));
     return Number(receivers) > 0;
+  }
+
+  /**
+   * The node channels with a subscriber: `PUBSUB CHANNELS <prefix>n:*`
+   * (one pass over the server's pub/sub channels, for an operator's action,
+   * not for every message); on Redis Cluster `PUBSUB SHARDCHANNELS` on
+   * every master. A node whose connection Redis saw go is absent.
+   */
+  async nodes(): Promise<string[]> {
+    this.#checkOpen();
+    const inboxes = `${this.#prefix}n:`;
+    const pattern = `${escapeGlob(inboxes)}*`;
+    const names = await this.#cmd.run(async (redis) => {
+      if (this.#cluster === null) return (await redis.call('PUBSUB', 'CHANNELS', pattern)) as string[];
+      // Redis Cluster: the inboxes are sharded channels (SSUBSCRIBE), each on the master of its slot: ask every master.
+      const masters = (redis as unknown as Cluster).nodes('master');
+      const lists = await Promise.all(masters.map((node) => node.call('PUBSUB', 'SHARDCHANNELS', pattern) as Promise<string[]>));
+      return lists.flat();
+    });
+    const out: string[] = [];
+    for (const name of names) {
+      const id = name.slice(inboxes.length);
+      if (name.startsWith(inboxes) && NODE_ID.test(id)) out.push(id);
+    }
+    return out;
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {

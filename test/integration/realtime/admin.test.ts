@@ -261,7 +261,8 @@ describe('admin UI: views and actions', () => {
     const list = (await get(base, 'connections', admin.cookie)).json();
     assert.equal(list.total, 2);
     const a = list.connections.find((c: { user: string }) => c.user === 'alice');
-    assert.deepEqual([a.id, a.transport, a.remote, a.subscriptions], [alice.clientId, 'websocket', '127.0.0.1', ['chat/a']]);
+    assert.deepEqual([a.id, a.node, a.transport, a.remote, a.subscriptions], [alice.clientId, list.node, 'websocket', '127.0.0.1', ['chat/a']]);
+    assert.deepEqual([list.nodes, list.unanswered], [[list.node], []], 'one node, which answered');
     assert.ok(Math.abs(a.connectedAt - Date.now()) < 60_000);
     const onlyBob = (await get(base, 'connections?user=bob', admin.cookie)).json();
     assert.deepEqual(
@@ -356,13 +357,14 @@ describe('admin UI: views and actions', () => {
     const bob = await connectAs(t, url, 'bob');
 
     const closed = await post(base, 'close', { id: alice1.clientId }, admin);
-    assert.deepEqual(closed.json(), { id: alice1.clientId, closed: true });
+    const node = alice1.clientId!.slice(0, alice1.clientId!.indexOf('.'));
+    assert.deepEqual(closed.json(), { id: alice1.clientId, node, closed: true }, 'the id names its node (the memory broker\'s)');
     assert.equal((await alice1.closeOf()).code, 4503);
     assert.equal((await post(base, 'close', { id: alice1.clientId }, admin)).status, 404);
     assert.equal((await post(base, 'close', {}, admin)).status, 400);
 
     const res = await post(base, 'disconnect', { user: 'alice' }, admin);
-    assert.deepEqual(res.json(), { user: 'alice', disconnected: 2 });
+    assert.deepEqual(res.json(), { user: 'alice', disconnected: 2, nodes: [node], unanswered: [] });
     assert.equal((await alice2.closeOf()).code, 4503);
     assert.equal((await alice3.closeOf()).code, 4503);
     // Bob is still there.

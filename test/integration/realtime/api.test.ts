@@ -154,12 +154,13 @@ describe('HTTP API', () => {
     const other = await connectAs(t, url, 'alice');
     const res = await api(base, '/api/disconnect', { user: 'mallory' });
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.json(), { user: 'mallory', disconnected: 2 });
+    const node = m1.clientId!.slice(0, m1.clientId!.indexOf('.'));
+    assert.deepEqual(res.json(), { user: 'mallory', disconnected: 2, nodes: [node], unanswered: [] });
     assert.equal((await m1.closeOf()).code, 4503);
     assert.equal((await m2.closeOf()).code, 4503);
     assert.equal(other.isClosed, false);
     await other.ok('sub', { channel: 'x/y' });
-    assert.deepEqual((await api(base, '/api/disconnect', { user: 'nobody' })).json(), { user: 'nobody', disconnected: 0 });
+    assert.deepEqual((await api(base, '/api/disconnect', { user: 'nobody' })).json(), { user: 'nobody', disconnected: 0, nodes: [node], unanswered: [] });
   });
 
   test('stats: connections, subscriptions, channels', async (t) => {
