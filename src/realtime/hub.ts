@@ -196,8 +196,27 @@ export class Hub implements BrokerHandler, SessionHost {
     const seq = ++this.fanoutSeq;
     const shared = new SharedMessage(messagePush(pub));
     let delivered = 0;
-    if (exact) for (const sub of exact) if (this.deliverTo(sub, pub, shared, seq)) delivered++;
-    if (byPattern) for (const sub of byPattern) if (this.deliverTo(sub, pub, shared, seq)) delivered++;
+    let bytes = 0;
+    if (exact) {
+      for (const sub of exact) {
+        const n = this.deliverTo(sub, pub, shared, seq);
+        if (n > 0) {
+          delivered++;
+          bytes += n;
+        }
+      }
+    }
+    if (byPattern) {
+      for (const sub of byPattern) {
+        const n = this.deliverTo(sub, pub, shared, seq);
+        if (n > 0) {
+          delivered++;
+          bytes += n;
+        }
+      }
+    }
+    // Counted once per fan-out (two counter increments per subscriber were ~2 % of a node's CPU in the cluster bench).
+    if (delivered > 0) this.observer.messagesOut(delivered, bytes);
     this.observer.publicationDelivered(this.now() - pub.time, delivered);
   }
 
@@ -207,12 +226,12 @@ export class Hub implements BrokerHandler, SessionHost {
    * the subscriber, which has now missed a publication, is closed with
    * InternalError (1011) so that it reconnects and resumes from history.
    */
-  private deliverTo(sub: Subscription, pub: Publication, shared: SharedMessage, seq: number): boolean {
+  private deliverTo(sub: Subscription, pub: Publication, shared: SharedMessage, seq: number): number {
     try {
       return sub.session.deliver(sub, pub, shared, seq);
     } catch (err) {
       this.failedFor(sub.session, err, 'delivery failed', { channel: pub.channel, offset: pub.offset });
-      return false;
+      return 0;
     }
   }
 

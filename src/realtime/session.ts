@@ -155,44 +155,44 @@ export class Session implements Subscriber {
   }
 
   /**
-   * Deliver a live publication (called by the hub's fan-out). Returns whether
-   * it was written. Applies the slow-consumer policy.
+   * Deliver a live publication (called by the hub's fan-out). Returns the
+   * bytes written (0: not written), which the hub counts. Applies the
+   * slow-consumer policy.
    */
-  deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): boolean {
-    if (this.closed || this.closing) return false;
+  deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): number {
+    if (this.closed || this.closing) return 0;
     // A pattern defers to this session's subscription to the channel itself: that one may be
     // recovering (buffering), and delivers the publication in order with what it recovers.
-    if (sub.channel !== pub.channel && this.subscriptions.has(pub.channel)) return false;
+    if (sub.channel !== pub.channel && this.subscriptions.has(pub.channel)) return 0;
     if (!sub.live) {
       if (sub.buffer && sub.buffer.length < MAX_RECOVERY_BUFFER) sub.buffer.push(pub);
       else {
         this.host.observer.dropped('recovery-overflow');
         this.close(Disconnect.SlowConsumer.with('too many messages during recovery'));
       }
-      return false;
+      return 0;
     }
-    if (this.lastFanout === fanout) return false;
+    if (this.lastFanout === fanout) return 0;
     this.lastFanout = fanout;
     if (this.transport.bufferedAmount > this.host.limits.sendHighWaterMark) {
       if (pub.volatile && this.host.limits.slowConsumer === 'drop-volatile') {
         this.host.observer.dropped('slow-consumer-volatile');
-        return false;
+        return 0;
       }
       this.host.observer.dropped('slow-consumer');
       this.log.warn({ buffered: this.transport.bufferedAmount }, 'slow consumer disconnected');
       this.close(Disconnect.SlowConsumer);
-      return false;
+      return 0;
     }
     // Offsets (volatile publications have none of their own) dedupe what recovery already sent.
     const tracked = !pub.volatile && !isPattern(sub.channel);
-    if (tracked && sub.lastOffset !== 0 && pub.epoch === sub.epoch && pub.offset <= sub.lastOffset) return false;
+    if (tracked && sub.lastOffset !== 0 && pub.epoch === sub.epoch && pub.offset <= sub.lastOffset) return 0;
     if (tracked) {
       sub.lastOffset = pub.offset;
       sub.epoch = pub.epoch;
     }
     this.transport.sendShared(shared);
-    this.host.observer.messagesOut(1, shared.byteLength(this.transport.codec));
-    return true;
+    return shared.byteLength(this.transport.codec);
   }
 
   // ---- input -------------------------------------------------------------------
