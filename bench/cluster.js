@@ -11,34 +11,40 @@
 // BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
-// BENCH_OUT (markdown table also written there when set).
+// BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
+// BENCH_CLUSTER_PROF (a directory: nodes 1 and 2 of sb3/sb1 write V8 CPU profiles there),
+// BENCH_OUT (markdown table also written there when set). Cells sinksb and
+// sinksio run the clients against bench/cluster-sink-server.js (a fan-out
+// server doing as little as possible): the load generator's own ceiling.
 //
 // Everything here is loopback only; every child (redis-server, nats-server,
 // nodes) is started by this process and killed by PID at the end, also on
 // error or signal. Every wait is bounded.
 //
-// The load generator (publisher and subscribers) is this process: publish
+// The load generator (publisher and subscribers, raw-TCP WebSocket clients
+// that count frames and read stamps on every PROBE_EVERY-th subscriber only)
+// is this process: publish
 // stamps and delivery times come from one clock (performance.now() is not
 // shared between processes, so stamps are Date-based: performance.timeOrigin
 // + performance.now(), which every process on the machine reads from the same
 // clock).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { io as sioConnect } from 'socket.io-client';
-import WebSocket from 'ws';
 import { LatencyHistogram } from './lib/histogram.js';
 import { positiveEnvNumber } from './lib/env.js';
 import { freePort } from './lib/ports.js';
+import { RawWebSocket } from './lib/raw-ws.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
 const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
+const SINK_SERVER = path.join(ROOT, 'bench', 'cluster-sink-server.js');
 const REDIS_SERVER = process.env.SWITCHBOARD_REDIS_SERVER ?? '/usr/bin/redis-server';
 const NATS_SERVER = process.env.SWITCHBOARD_NATS_SERVER ?? 'nats-server';
 
@@ -47,6 +53,7 @@ const S = Math.round(num('BENCH_CLUSTER_SUBSCRIBERS', 1000));
 const SECONDS = num('BENCH_CLUSTER_SECONDS', 8);
 const RATE = num('BENCH_CLUSTER_RATE', 20);
 const WINDOW = Math.round(num('BENCH_CLUSTER_WINDOW', 16));
+const PROBE_EVERY = Math.round(num('BENCH_CLUSTER_PROBE_EVERY', 8));
 const HIST_WINDOW = 64;
 const WARMUP_MS = 1000;
 const DRAIN_MS = 10_000;
@@ -58,9 +65,35 @@ if (!['redis', 'nats'].includes(BROKER)) throw new Error(`BENCH_CLUSTER_BROKER=$
 
 const FILLER = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefgh';
 const T_KEY = Buffer.from('"t":');
+const OP_OK = Buffer.from('"op":"ok"');
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[cluster]', ...a);
+
+/** CPU time (user + system, ms) a process used so far, from /proc (Linux; NaN elsewhere). */
+function cpuMsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return NaN;
+  }
+}
+/** Processes whose CPU a cell reports: name → pid (the load generator is this process). */
+const cpuWatch = new Map();
+function cpuSample() {
+  const out = { t: performance.now(), gen: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
+  for (const [name, pid] of cpuWatch) out[name] = cpuMsOf(pid);
+  return out;
+}
+/** Percent of one CPU each watched process used between two samples. */
+function cpuPct(a, b) {
+  const ms = b.t - a.t;
+  const out = {};
+  for (const k of Object.keys(a)) if (k !== 't') out[k] = Math.round(((b[k] - a[k]) / ms) * 100);
+  return out;
+}
 
 // ---------------------------------------------------------------- children, killed by PID
 
@@ -165,7 +198,7 @@ async function startSwitchboard(n, broker) {
   writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
   const started = await Promise.all(
     Array.from({ length: n }, (_, i) =>
-      startChild(`switchboard node ${i + 1}`, process.execPath, [BIN, 'serve', '--config', file, '--port', '0'], (line) => {
+      startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), BIN, 'serve', '--config', file, '--port', '0'], (line) => {
         try {
           const l = JSON.parse(line);
           return l.msg === 'listening' ? l.port : undefined;
@@ -176,6 +209,12 @@ async function startSwitchboard(n, broker) {
     ),
   );
   return started.map(({ child, m }) => ({ child, url: `ws://127.0.0.1:${m}/rt` }));
+}
+
+/** BENCH_CLUSTER_PROF=dir: nodes 1 (the publisher's) and 2 write a V8 CPU profile there when they stop. */
+function profileArgs(i) {
+  const dir = process.env.BENCH_CLUSTER_PROF;
+  return dir && i < 2 ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=node${i + 1}-${Date.now()}.cpuprofile`] : [];
 }
 
 /** One `serve --workers n` (node:cluster): one URL, the primary spreads the connections over its workers. */
@@ -193,6 +232,18 @@ async function startWorkers(n, broker) {
     }
   });
   return [{ child, url: `ws://127.0.0.1:${m}/rt` }];
+}
+
+/** The sink (bench/cluster-sink-server.js): one process that fans out with as little work as a server can; `dialect` sb or sio. */
+async function startSink(dialect) {
+  const { child, m } = await startChild(`sink (${dialect})`, process.execPath, [SINK_SERVER, dialect], (line) => {
+    try {
+      return JSON.parse(line).listening;
+    } catch {
+      return undefined;
+    }
+  });
+  return [{ child, url: dialect === 'sb' ? `ws://127.0.0.1:${m}/rt` : `http://127.0.0.1:${m}` }];
 }
 
 async function startSocketIo(n, redisUrl) {
@@ -215,111 +266,268 @@ async function startSocketIo(n, redisUrl) {
 /** `count` subscribers, round-robin over the nodes' `urls`, opened 100 (handshake + subscribe) at a time. */
 async function spreadOverNodes(urls, count, openOne) {
   for (let i = 0; i < count; i += 100) {
-    await Promise.all(Array.from({ length: Math.min(100, count - i) }, (_, j) => openOne(urls[(i + j) % urls.length])));
+    await Promise.all(Array.from({ length: Math.min(100, count - i) }, (_, j) => openOne(urls[(i + j) % urls.length], i + j)));
   }
 }
 
-/** Common shape: { publish(data) -> Promise<void>, close() } publisher; subscribers call onDelivery(t). */
+/*
+ * Both sides' clients are raw-TCP WebSocket connections (bench/lib/raw-ws.js):
+ * one shared read buffer, a numeric frame parser, no Buffer or JSON per
+ * delivery. A subscriber that is not a probe only counts its frames; every
+ * PROBE_EVERY-th subscriber is a probe: it reads the stamp `t` of each of its
+ * deliveries (latency) and JSON-checks its first one. So the load generator
+ * costs both servers the same small amount per delivery, and what the cells
+ * compare is the servers (the first version parsed every delivery with
+ * `ws` and socket.io-client: see docs/benchmarks.md).
+ */
+
+/** One handler for every connection; what a connection does with a frame is its own `onFrame` (set per phase, not per message). */
+const rawHandler = {
+  onOpen(conn) {
+    conn.opened?.();
+  },
+  onMessage(conn, payload, length) {
+    conn.onFrame(payload, length);
+  },
+  onClose(conn, reason) {
+    conn.closedWith?.(reason);
+  },
+};
+
+let rawIndex = 0;
+/**
+ * Open a raw connection to `url` (ws:// or http://) at `pathAndQuery` (default: the URL's path).
+ * `onFrame`: what to do with frames from the start (a first frame may come in the read that completes the handshake).
+ */
+function openRaw(url, pathAndQuery, onFrame = () => {}) {
+  const u = new URL(url);
+  const conn = new RawWebSocket({ host: u.hostname, port: Number(u.port), path: pathAndQuery ?? u.pathname }, rawHandler, rawIndex++);
+  conn.collect = true;
+  conn.onFrame = onFrame;
+  return within(
+    new Promise((resolve, reject) => {
+      conn.opened = () => resolve(conn);
+      conn.closedWith = (reason) => reject(new Error(`connection to ${url} closed: ${reason}`));
+    }),
+    CONNECT_MS,
+    `connect ${url}`,
+  ).catch((err) => {
+    conn.destroy();
+    throw err;
+  });
+}
+
+/** The stamp `t` of a delivery, read without parsing the message (NaN: none). */
+function stampOf(payload) {
+  const k = payload.indexOf(T_KEY);
+  return k === -1 ? NaN : parseFloat(payload.toString('latin1', k + 4, k + 24));
+}
+
+/** A probe's first delivery, parsed in full: the right message with the right fields (`pick` finds the data in the decoded message). */
+function checked(payload, pick) {
+  try {
+    const data = pick(JSON.parse(payload.toString('utf8')));
+    return typeof data?.t === 'number' && data.text === FILLER;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Subscribers and a publisher, common shape:
+ * { subs, publish(channel, t) -> Promise<void>, problems(), close() };
+ * each delivery calls onDelivery(t) on probes, onDelivery() on the others.
+ */
 async function sbClients(urls, channel, subscribers, onDelivery) {
-  const open = (url) =>
-    within(
-      new Promise((resolve, reject) => {
-        const ws = new WebSocket(url, 'switchboard.v1.json', { perMessageDeflate: false });
-        ws.once('open', () => resolve(ws));
-        ws.once('error', reject);
-      }),
-      CONNECT_MS,
-      `connect ${url}`,
-    );
-  const subs = [];
+  const conns = [];
   const errors = [];
-  await spreadOverNodes(urls, subscribers, async (url) => {
-    const ws = await open(url);
-    ws.on('close', () => errors.push('subscriber closed'));
+  let mismatched = 0;
+  const subscribe = async (url, index) => {
+    const conn = await openRaw(url);
+    conns.push(conn);
     await within(
       new Promise((resolve, reject) => {
-        ws.once('message', (buf) => (buf.includes('"op":"ok"') ? resolve() : reject(new Error(`subscribe refused: ${buf}`))));
-        ws.send(`{"op":"sub","id":1,"channel":"${channel}"}`);
+        conn.closedWith = (reason) => reject(new Error(`subscriber closed: ${reason}`));
+        conn.onFrame = (payload) => {
+          // The next frame may be a delivery in the same read: switch before anything else.
+          conn.onFrame = () => {};
+          if (payload.indexOf(OP_OK) === -1) reject(new Error(`subscribe refused: ${payload}`));
+          else resolve();
+        };
+        conn.sendText(`{"op":"sub","id":1,"channel":"${channel}"}`);
       }),
       CONNECT_MS,
       'subscribe',
     );
-    ws.on('message', (buf) => {
-      const k = buf.indexOf(T_KEY);
-      onDelivery(k === -1 ? NaN : parseFloat(buf.toString('latin1', k + 4, k + 24)));
-    });
-    subs.push(ws);
-  });
-  const pubWs = await open(urls[0]);
+    conn.closedWith = (reason) => errors.push(`subscriber closed: ${reason}`);
+    if (index % PROBE_EVERY === 0) {
+      let first = true;
+      conn.onFrame = (payload) => {
+        if (first) {
+          first = false;
+          if (!checked(payload, (m) => (m.op === 'msg' && m.channel === channel ? m.data : undefined))) mismatched++;
+        }
+        onDelivery(stampOf(payload));
+      };
+    } else {
+      conn.collect = false;
+      conn.onFrame = () => onDelivery();
+    }
+  };
   const pending = new Map();
-  let id = 1;
   let pubErrors = 0;
   let firstPubError = null;
-  pubWs.on('message', (buf) => {
-    const m = JSON.parse(buf.toString());
-    const p = pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    if (m.op !== 'ok') {
-      pubErrors++;
-      firstPubError ??= buf.toString().slice(0, 200);
-    }
-    p();
-  });
-  return {
-    subs: subs.length,
-    publish(ch, t) {
-      const i = id++;
-      return new Promise((resolve) => {
-        pending.set(i, resolve);
-        pubWs.send(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`);
-      });
-    },
-    problems: () => [...(errors.length ? [`${errors.length} subscriber(s) closed`] : []), ...(pubErrors ? [`${pubErrors} publish error(s), first: ${firstPubError}`] : [])],
-    async close() {
-      for (const ws of [...subs, pubWs]) {
-        ws.removeAllListeners('close');
-        ws.terminate();
+  try {
+    await spreadOverNodes(urls, subscribers, subscribe);
+    const pubConn = await openRaw(urls[0]);
+    conns.push(pubConn);
+    pubConn.closedWith = (reason) => errors.push(`publisher closed: ${reason}`);
+    pubConn.onFrame = (payload) => {
+      const m = JSON.parse(payload.toString('utf8'));
+      const done = pending.get(m.id);
+      if (!done) return;
+      pending.delete(m.id);
+      if (m.op !== 'ok') {
+        pubErrors++;
+        firstPubError ??= payload.toString('utf8', 0, 200);
       }
-    },
+      done();
+    };
+    let id = 1;
+    return {
+      subs: subscribers,
+      publish(ch, t) {
+        const i = id++;
+        return new Promise((resolve) => {
+          pending.set(i, resolve);
+          pubConn.sendText(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`);
+        });
+      },
+      problems: () => [
+        ...(errors.length ? [`${errors.length} connection(s) closed, first: ${errors[0]}`] : []),
+        ...(pubErrors ? [`${pubErrors} publish error(s), first: ${firstPubError}`] : []),
+        ...(mismatched ? [`${mismatched} probe(s) got a message that is not the publication`] : []),
+      ],
+      async close() {
+        for (const c of conns) c.destroy();
+      },
+    };
+  } catch (err) {
+    for (const c of conns) c.destroy();
+    throw err;
+  }
+}
+
+/**
+ * Socket.IO 4 over a raw WebSocket (what socket.io-client does with
+ * `transports: ['websocket']`): Engine.IO v4 packets in text frames —
+ * `0{..}` open, `2`/`3` ping/pong — and Socket.IO packets inside `4`:
+ * `40` connect to `/`, `42[event,data]` an event, `42<id>[..]` one that wants
+ * an ack, `43<id>[..]` the ack.
+ */
+const EIO_PATH = (role) => `/socket.io/?EIO=4&transport=websocket&role=${role}`;
+const SIO_MSG = Buffer.from('42["msg",');
+
+async function sioOpen(url, role) {
+  let connected;
+  let failed;
+  const handshake = new Promise((resolve, reject) => {
+    connected = resolve;
+    failed = reject;
+  });
+  // Engine.IO's open packet may come in the same read as the 101: this handler is there from the start.
+  const onHandshakeFrame = function (payload) {
+    if (payload[0] === 0x30 /* 0: Engine.IO open */) this.sendText('40');
+    else if (payload[0] === 0x34 && payload[1] === 0x30 /* 40: connected to "/" */) {
+      this.onFrame = () => {};
+      connected();
+    } else failed(new Error(`socket.io handshake: unexpected ${payload.toString('utf8', 0, 100)}`));
   };
+  const conn = await openRaw(url, EIO_PATH(role), function (payload) {
+    onHandshakeFrame.call(this, payload);
+  });
+  conn.collectUpTo = 1; // Engine.IO pings ("2") reach every connection, probe or not
+  conn.closedWith = (reason) => failed(new Error(`socket.io ${role} closed: ${reason}`));
+  try {
+    await within(handshake, CONNECT_MS, 'socket.io connect');
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+  return conn;
+}
+
+/** An Engine.IO ping ("2", a one-byte frame): answered with a pong ("3"). True when the frame was one. */
+function sioPing(conn, payload, length) {
+  if (length !== 1) return false;
+  if (payload[0] === 0x32) conn.sendText('3');
+  return true;
 }
 
 async function sioClients(urls, subscribers, onDelivery) {
-  const open = (url, role) =>
-    within(
-      new Promise((resolve, reject) => {
-        const s = sioConnect(url, { transports: ['websocket'], query: { role }, reconnection: false, forceNew: true });
-        s.once('connect', () => resolve(s));
-        s.once('connect_error', reject);
-      }),
-      CONNECT_MS,
-      `connect ${url}`,
-    );
-  const subs = [];
+  const conns = [];
   const errors = [];
-  await spreadOverNodes(urls, subscribers, async (url) => {
-    const s = await open(url, 'sub');
-    s.on('disconnect', () => errors.push('subscriber disconnected'));
-    s.on('msg', (data) => onDelivery(data?.t));
-    subs.push(s);
-  });
-  // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
-  await sleep(500);
-  const pub = await open(urls[0], 'pub');
-  return {
-    subs: subs.length,
-    publish(_ch, t) {
-      return new Promise((resolve) => pub.emit('pub', { t: Number(t.toFixed(3)), text: FILLER }, () => resolve()));
-    },
-    problems: () => (errors.length ? [`${errors.length} subscriber(s) disconnected`] : []),
-    async close() {
-      for (const s of [...subs, pub]) {
-        s.removeAllListeners('disconnect');
-        s.disconnect();
-      }
-    },
+  let mismatched = 0;
+  const subscribe = async (url, index) => {
+    const conn = await sioOpen(url, 'sub');
+    conns.push(conn);
+    conn.closedWith = (reason) => errors.push(`subscriber closed: ${reason}`);
+    if (index % PROBE_EVERY === 0) {
+      let first = true;
+      conn.onFrame = (payload, length) => {
+        if (sioPing(conn, payload, length)) return;
+        if (first) {
+          first = false;
+          if (payload.indexOf(SIO_MSG) !== 0 || !checked(payload.subarray(2), (m) => (m[0] === 'msg' ? m[1] : undefined))) mismatched++;
+        }
+        onDelivery(stampOf(payload));
+      };
+    } else {
+      conn.collect = false;
+      conn.onFrame = (payload, length) => {
+        if (!sioPing(conn, payload, length)) onDelivery();
+      };
+    }
   };
+  try {
+    await spreadOverNodes(urls, subscribers, subscribe);
+    // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
+    await sleep(500);
+    const pub = await sioOpen(urls[0], 'pub');
+    conns.push(pub);
+    pub.closedWith = (reason) => errors.push(`publisher closed: ${reason}`);
+    const pending = new Map();
+    pub.onFrame = (payload, length) => {
+      if (sioPing(pub, payload, length)) return;
+      if (payload[0] !== 0x34 || payload[1] !== 0x33) return; // 43<id>[...]: an ack
+      const id = parseInt(payload.toString('latin1', 2, Math.min(payload.length, 22)), 10);
+      const done = pending.get(id);
+      if (!done) return;
+      pending.delete(id);
+      done();
+    };
+    let id = 1;
+    return {
+      subs: subscribers,
+      publish(_ch, t) {
+        const i = id++;
+        return new Promise((resolve) => {
+          pending.set(i, resolve);
+          pub.sendText(`42${i}["pub",{"t":${t.toFixed(3)},"text":"${FILLER}"}]`);
+        });
+      },
+      problems: () => [
+        ...(errors.length ? [`${errors.length} connection(s) closed, first: ${errors[0]}`] : []),
+        ...(mismatched ? [`${mismatched} probe(s) got a message that is not the publication`] : []),
+      ],
+      async close() {
+        for (const c of conns) c.destroy();
+      },
+    };
+  } catch (err) {
+    for (const c of conns) c.destroy();
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------- phases
@@ -336,10 +544,13 @@ async function fanoutCell(makeClients) {
   let wakeAt = 0;
   const onDelivery = (t) => {
     st.delivered++;
-    const n = now();
-    if (!(t === t)) st.bad++;
-    else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
-    else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
+    if (t !== undefined) {
+      // A probe's delivery (see sbClients): its stamp.
+      const n = now();
+      if (!(t === t)) st.bad++;
+      else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
+      else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
+    }
     if (wake && st.delivered >= wakeAt) {
       const w = wake;
       wake = null;
@@ -364,6 +575,7 @@ async function fanoutCell(makeClients) {
       st.satTo = end;
     }
     const inflightAcks = new Set();
+    const cpu0 = cpuSample();
     while (now() < end) {
       if ((published - WINDOW + 1) * N > st.delivered) {
         wakeAt = (published - WINDOW + 1) * N;
@@ -387,7 +599,7 @@ async function fanoutCell(makeClients) {
       if (published % 8 === 0) await new Promise((r) => setImmediate(r));
     }
     const t1 = now();
-    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000 };
+    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(cpu0, cpuSample()) };
   };
   const drain = async () => {
     const until = Date.now() + DRAIN_MS;
@@ -425,6 +637,8 @@ async function fanoutCell(makeClients) {
       setupS,
       deliveriesPerSec: sat.deliveries / sat.seconds,
       publishesPerSec: sat.publishes / sat.seconds,
+      // Percent of one CPU per process in the saturated phase (gen: the load generator, this process).
+      satCpuPct: sat.cpuPct,
       sat: summarize(st.histSat),
       rate: summarize(st.histRate),
       problems,
@@ -468,9 +682,11 @@ async function historyCell(urls) {
 
 async function withServers(start, fn) {
   const nodes = await start();
+  nodes.forEach((n, i) => cpuWatch.set(`node${i + 1}`, n.child.pid));
   try {
     return await fn(nodes.map((n) => n.url));
   } finally {
+    nodes.forEach((_, i) => cpuWatch.delete(`node${i + 1}`));
     await Promise.all(nodes.map((n) => stopChild(n.child)));
   }
 }
@@ -479,6 +695,7 @@ async function main() {
   const load0 = os.loadavg();
   log(`${S} subscribers, ${SECONDS} s per phase, window ${WINDOW}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   const broker = await startBroker();
+  cpuWatch.set('broker', broker.child.pid);
   const results = {};
   try {
     for (const cell of CELLS) {
@@ -496,6 +713,10 @@ async function main() {
             () => startWorkers(n, broker.config),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
+        } else if (cell === 'sinksb') {
+          results[cell] = await withServers(() => startSink('sb'), (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)));
+        } else if (cell === 'sinksio') {
+          results[cell] = await withServers(() => startSink('sio'), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (cell === 'sio3') {
           if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter only');
           results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
