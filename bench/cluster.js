@@ -12,6 +12,8 @@
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
 // BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
+// BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3 and
+// base1 run sb3 and sb1 on it, for an A/B in the same run),
 // BENCH_CLUSTER_PROF (a directory: nodes 1 and 2 of sb3/sb1 write V8 CPU profiles there),
 // BENCH_OUT (markdown table also written there when set). Cells sinksb and
 // sinksio run the clients against bench/cluster-sink-server.js (a fan-out
@@ -45,6 +47,8 @@ const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
 const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
 const SINK_SERVER = path.join(ROOT, 'bench', 'cluster-sink-server.js');
+/** Cells base3 / base1: sb3 / sb1 on another build (e.g. the commit before a change), for an A/B in one run. */
+const BASELINE_BIN = process.env.BENCH_CLUSTER_BASELINE;
 const REDIS_SERVER = process.env.SWITCHBOARD_REDIS_SERVER ?? '/usr/bin/redis-server';
 const NATS_SERVER = process.env.SWITCHBOARD_NATS_SERVER ?? 'nats-server';
 
@@ -91,7 +95,7 @@ function cpuSample() {
 function cpuPct(a, b) {
   const ms = b.t - a.t;
   const out = {};
-  for (const k of Object.keys(a)) if (k !== 't') out[k] = Math.round(((b[k] - a[k]) / ms) * 100);
+  for (const k of Object.keys(a)) if (k !== 't') out[k] = Math.round(((b[k] - a[k]) / ms) * 1000) / 10;
   return out;
 }
 
@@ -191,14 +195,14 @@ function switchboardConfig(broker) {
   };
 }
 
-async function startSwitchboard(n, broker) {
+async function startSwitchboard(n, broker, bin = BIN) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-cluster-'));
   tmpDirs.push(dir);
   const file = path.join(dir, 'switchboard.json');
   writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
   const started = await Promise.all(
     Array.from({ length: n }, (_, i) =>
-      startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), BIN, 'serve', '--config', file, '--port', '0'], (line) => {
+      startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), bin, 'serve', '--config', file, '--port', '0'], (line) => {
         try {
           const l = JSON.parse(line);
           return l.msg === 'listening' ? l.port : undefined;
@@ -639,6 +643,8 @@ async function fanoutCell(makeClients) {
       publishesPerSec: sat.publishes / sat.seconds,
       // Percent of one CPU per process in the saturated phase (gen: the load generator, this process).
       satCpuPct: sat.cpuPct,
+      // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
+      serverCpuUsPerDelivery: serverCpuUs(sat),
       sat: summarize(st.histSat),
       rate: summarize(st.histRate),
       problems,
@@ -646,6 +652,12 @@ async function fanoutCell(makeClients) {
   } finally {
     await c.close();
   }
+}
+
+function serverCpuUs(sat) {
+  let pct = 0;
+  for (const [k, v] of Object.entries(sat.cpuPct)) if (k !== 'gen') pct += v;
+  return sat.deliveries > 0 ? Math.round(((pct / 100) * sat.seconds * 1e6) / sat.deliveries * 100) / 100 : NaN;
 }
 
 function summarize(h) {
@@ -701,10 +713,12 @@ async function main() {
     for (const cell of CELLS) {
       const t0 = Date.now();
       try {
-        if (cell === 'sb3' || cell === 'sb1') {
-          const n = cell === 'sb3' ? 3 : 1;
+        if (cell === 'sb3' || cell === 'sb1' || cell === 'base3' || cell === 'base1') {
+          const n = cell.endsWith('3') ? 3 : 1;
+          const base = cell.startsWith('base');
+          if (base && !BASELINE_BIN) throw new Error(`${cell} needs BENCH_CLUSTER_BASELINE=<another checkout>/bin/switchboard.js`);
           results[cell] = await withServers(
-            () => startSwitchboard(n, broker.config),
+            () => startSwitchboard(n, broker.config, base ? BASELINE_BIN : BIN),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
         } else if (/^w\d+$/.test(cell)) {

@@ -279,7 +279,14 @@ export class Session implements Subscriber {
         this.enqueue(message.op, message.id, () => this.unsubscribe(message.id, message.channel));
         return;
       case 'pub':
-        this.enqueue(message.op, message.id, (turn) => this.publish(message.id, message.channel, message.data, message.key, message.volatile === true, turn), true, message.channel);
+        this.enqueue(
+          message.op,
+          message.id,
+          (turn) => this.publish(message.id, message.channel, message.data, message.key, message.volatile === true, turn),
+          true,
+          // Volatile publications have no offset to keep them in order at the broker: one at a time.
+          message.volatile === true ? undefined : message.channel,
+        );
         return;
       case 'rpc':
         // The application's handler may take its time: later requests do not wait for it.
@@ -301,8 +308,8 @@ export class Session implements Subscriber {
    * but does not hold up what follows (`waitForIt` false). What is still
    * queued when the connection closes never runs.
    *
-   * One exception, for throughput: consecutive `pub`s to the same channel
-   * (`pubChannel`) form a run whose members start one right after the
+   * One exception, for throughput: consecutive `pub`s (not volatile) to the
+   * same channel (`pubChannel`) form a run whose members start one right after the
    * other, without waiting for the previous one's broker round trip. The
    * broker contract keeps their order: publishes on one channel get offsets
    * in the order of the calls (broker.ts). Each is still answered only once

@@ -190,3 +190,19 @@ test('a pub to another channel, or past the run limit, waits for the run before 
     'acks in request order (after the auth reply, id 1)',
   );
 });
+
+test('volatile pubs are not pipelined: one at the broker at a time, in order', async (t) => {
+  const broker = new GatedPublishBroker();
+  const rt = await startRealtime(t, NAMESPACES, {}, { broker });
+  const c = await rt.connect('alice');
+  for (let i = 0; i < 3; i++) c.send({ op: 'pub', id: 100 + i, channel: 'chat/v', data: i, volatile: true });
+  await until(() => broker.waiting === 1, WAIT, 'the first volatile pub at the broker');
+  await sleep(50);
+  assert.equal(broker.mostWaiting, 1);
+  broker.release();
+  await c.waitFor((m) => m.id === 102, WAIT, 'the last ack');
+  assert.deepEqual(
+    c.received.filter((m) => m.op === 'ok' && m.id !== 1).map((m) => m.id),
+    [100, 101, 102],
+  );
+});
