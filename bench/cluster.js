@@ -12,8 +12,9 @@
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
 // BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
-// BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3 and
-// base1 run sb3 and sb1 on it, for an A/B in the same run),
+// BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3,
+// base1, basehist3, basehist1 run sb3, sb1, hist3, hist1 on it, for an A/B
+// in the same run),
 // BENCH_CLUSTER_PROF (a directory: nodes 1 and 2 of sb3/sb1 write V8 CPU profiles there),
 // BENCH_OUT (markdown table also written there when set). Cells sinksb and
 // sinksio run the clients against bench/cluster-sink-server.js (a fan-out
@@ -734,8 +735,10 @@ async function main() {
         } else if (cell === 'sio3') {
           if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter only');
           results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
-        } else if (cell === 'hist3' || cell === 'hist1') {
-          results[cell] = await withServers(() => startSwitchboard(cell === 'hist3' ? 3 : 1, broker.config), (urls) => historyCell(urls));
+        } else if (/^(base)?hist[13]$/.test(cell)) {
+          const base = cell.startsWith('base');
+          if (base && !BASELINE_BIN) throw new Error(`${cell} needs BENCH_CLUSTER_BASELINE=<another checkout>/bin/switchboard.js`);
+          results[cell] = await withServers(() => startSwitchboard(cell.endsWith('3') ? 3 : 1, broker.config, base ? BASELINE_BIN : BIN), (urls) => historyCell(urls));
         } else throw new Error(`unknown cell ${cell}`);
       } catch (err) {
         results[cell] = { error: err.message };

@@ -343,6 +343,11 @@ export class Session implements Subscriber {
     const turn = run.last;
     const done = run.gate.then(() => start(turn));
     run.last = done;
+    if (run.size === 1) {
+      // The run's first member starts after everything before it: the queue's new tail, as for any request.
+      this.requests = done;
+      return;
+    }
     const before = this.requests;
     this.requests = done.then(() => before);
   }
