@@ -331,7 +331,9 @@ function stampOf(payload) {
 /** A probe's first delivery, parsed in full: the right message with the right fields (`pick` finds the data in the decoded message). */
 function checked(payload, pick) {
   try {
-    const data = pick(JSON.parse(payload.toString('utf8')));
+    // A Socket.IO event (`42[...]`) is JSON after its two-digit packet type.
+    const json = payload[0] === 0x34 && payload[1] === 0x32 ? payload.toString('utf8', 2) : payload.toString('utf8');
+    const data = pick(JSON.parse(json));
     return typeof data?.t === 'number' && data.text === FILLER;
   } catch {
     return false;
@@ -339,17 +341,91 @@ function checked(payload, pick) {
 }
 
 /**
- * Subscribers and a publisher, common shape:
+ * What both dialects share: the subscribers' delivery handlers, the pending
+ * acks, and the common shape the cells use:
  * { subs, publish(channel, t) -> Promise<void>, problems(), close() };
  * each delivery calls onDelivery(t) on probes, onDelivery() on the others.
  */
+class ClientSet {
+  constructor(subscribers, onDelivery) {
+    this.subscribers = subscribers;
+    this.onDelivery = onDelivery;
+    this.conns = [];
+    this.errors = [];
+    this.mismatched = 0;
+    this.pubErrors = 0;
+    this.firstPubError = null;
+    this.pending = new Map();
+    this.nextId = 1;
+  }
+
+  /**
+   * Start counting `conn`'s deliveries (the `index`-th subscriber). `control(conn, payload, length)`
+   * takes frames that are not deliveries (true: taken); `pick` finds the data in a decoded delivery.
+   */
+  listen(conn, index, pick, control = () => false) {
+    conn.closedWith = (reason) => this.errors.push(`subscriber closed: ${reason}`);
+    const onDelivery = this.onDelivery;
+    if (index % PROBE_EVERY !== 0) {
+      conn.collect = false;
+      conn.onFrame = (payload, length) => {
+        if (!control(conn, payload, length)) onDelivery();
+      };
+      return;
+    }
+    let first = true;
+    conn.onFrame = (payload, length) => {
+      if (control(conn, payload, length)) return;
+      if (first) {
+        first = false;
+        if (!checked(payload, pick)) this.mismatched++;
+      }
+      onDelivery(stampOf(payload));
+    };
+  }
+
+  /** The publish with this id was answered (`error`: its reply, when it was refused). */
+  acked(id, error = null) {
+    const done = this.pending.get(id);
+    if (!done) return;
+    this.pending.delete(id);
+    if (error !== null) {
+      this.pubErrors++;
+      this.firstPubError ??= error;
+    }
+    done();
+  }
+
+  /** The common shape; `send(id, channel, t)` writes one publish, acked later with `id`. */
+  clients(send) {
+    return {
+      subs: this.subscribers,
+      publish: (ch, t) => {
+        const i = this.nextId++;
+        return new Promise((resolve) => {
+          this.pending.set(i, resolve);
+          send(i, ch, t);
+        });
+      },
+      problems: () => [
+        ...(this.errors.length ? [`${this.errors.length} connection(s) closed, first: ${this.errors[0]}`] : []),
+        ...(this.pubErrors ? [`${this.pubErrors} publish error(s), first: ${this.firstPubError}`] : []),
+        ...(this.mismatched ? [`${this.mismatched} probe(s) got a message that is not the publication`] : []),
+      ],
+      close: async () => this.destroy(),
+    };
+  }
+
+  destroy() {
+    for (const c of this.conns) c.destroy();
+  }
+}
+
 async function sbClients(urls, channel, subscribers, onDelivery) {
-  const conns = [];
-  const errors = [];
-  let mismatched = 0;
+  const set = new ClientSet(subscribers, onDelivery);
   const subscribe = async (url, index) => {
     const conn = await openRaw(url);
-    conns.push(conn);
+    set.conns.push(conn);
     await within(
       new Promise((resolve, reject) => {
         conn.closedWith = (reason) => reject(new Error(`subscriber closed: ${reason}`));
@@ -364,61 +440,20 @@ async function sbClients(urls, channel, subscribers, onDelivery) {
       CONNECT_MS,
       'subscribe',
     );
-    conn.closedWith = (reason) => errors.push(`subscriber closed: ${reason}`);
-    if (index % PROBE_EVERY === 0) {
-      let first = true;
-      conn.onFrame = (payload) => {
-        if (first) {
-          first = false;
-          if (!checked(payload, (m) => (m.op === 'msg' && m.channel === channel ? m.data : undefined))) mismatched++;
-        }
-        onDelivery(stampOf(payload));
-      };
-    } else {
-      conn.collect = false;
-      conn.onFrame = () => onDelivery();
-    }
+    set.listen(conn, index, (m) => (m.op === 'msg' && m.channel === channel ? m.data : undefined));
   };
-  const pending = new Map();
-  let pubErrors = 0;
-  let firstPubError = null;
   try {
     await spreadOverNodes(urls, subscribers, subscribe);
-    const pubConn = await openRaw(urls[0]);
-    conns.push(pubConn);
-    pubConn.closedWith = (reason) => errors.push(`publisher closed: ${reason}`);
-    pubConn.onFrame = (payload) => {
+    const pub = await openRaw(urls[0]);
+    set.conns.push(pub);
+    pub.closedWith = (reason) => set.errors.push(`publisher closed: ${reason}`);
+    pub.onFrame = (payload) => {
       const m = JSON.parse(payload.toString('utf8'));
-      const done = pending.get(m.id);
-      if (!done) return;
-      pending.delete(m.id);
-      if (m.op !== 'ok') {
-        pubErrors++;
-        firstPubError ??= payload.toString('utf8', 0, 200);
-      }
-      done();
+      set.acked(m.id, m.op === 'ok' ? null : payload.toString('utf8', 0, 200));
     };
-    let id = 1;
-    return {
-      subs: subscribers,
-      publish(ch, t) {
-        const i = id++;
-        return new Promise((resolve) => {
-          pending.set(i, resolve);
-          pubConn.sendText(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`);
-        });
-      },
-      problems: () => [
-        ...(errors.length ? [`${errors.length} connection(s) closed, first: ${errors[0]}`] : []),
-        ...(pubErrors ? [`${pubErrors} publish error(s), first: ${firstPubError}`] : []),
-        ...(mismatched ? [`${mismatched} probe(s) got a message that is not the publication`] : []),
-      ],
-      async close() {
-        for (const c of conns) c.destroy();
-      },
-    };
+    return set.clients((i, ch, t) => pub.sendText(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`));
   } catch (err) {
-    for (const c of conns) c.destroy();
+    set.destroy();
     throw err;
   }
 }
@@ -431,7 +466,6 @@ async function sbClients(urls, channel, subscribers, onDelivery) {
  * an ack, `43<id>[..]` the ack.
  */
 const EIO_PATH = (role) => `/socket.io/?EIO=4&transport=websocket&role=${role}`;
-const SIO_MSG = Buffer.from('42["msg",');
 
 async function sioOpen(url, role) {
   let connected;
@@ -441,15 +475,12 @@ async function sioOpen(url, role) {
     failed = reject;
   });
   // Engine.IO's open packet may come in the same read as the 101: this handler is there from the start.
-  const onHandshakeFrame = function (payload) {
+  const conn = await openRaw(url, EIO_PATH(role), function (payload) {
     if (payload[0] === 0x30 /* 0: Engine.IO open */) this.sendText('40');
     else if (payload[0] === 0x34 && payload[1] === 0x30 /* 40: connected to "/" */) {
       this.onFrame = () => {};
       connected();
     } else failed(new Error(`socket.io handshake: unexpected ${payload.toString('utf8', 0, 100)}`));
-  };
-  const conn = await openRaw(url, EIO_PATH(role), function (payload) {
-    onHandshakeFrame.call(this, payload);
   });
   conn.collectUpTo = 1; // Engine.IO pings ("2") reach every connection, probe or not
   conn.closedWith = (reason) => failed(new Error(`socket.io ${role} closed: ${reason}`));
@@ -470,67 +501,28 @@ function sioPing(conn, payload, length) {
 }
 
 async function sioClients(urls, subscribers, onDelivery) {
-  const conns = [];
-  const errors = [];
-  let mismatched = 0;
+  const set = new ClientSet(subscribers, onDelivery);
   const subscribe = async (url, index) => {
     const conn = await sioOpen(url, 'sub');
-    conns.push(conn);
-    conn.closedWith = (reason) => errors.push(`subscriber closed: ${reason}`);
-    if (index % PROBE_EVERY === 0) {
-      let first = true;
-      conn.onFrame = (payload, length) => {
-        if (sioPing(conn, payload, length)) return;
-        if (first) {
-          first = false;
-          if (payload.indexOf(SIO_MSG) !== 0 || !checked(payload.subarray(2), (m) => (m[0] === 'msg' ? m[1] : undefined))) mismatched++;
-        }
-        onDelivery(stampOf(payload));
-      };
-    } else {
-      conn.collect = false;
-      conn.onFrame = (payload, length) => {
-        if (!sioPing(conn, payload, length)) onDelivery();
-      };
-    }
+    set.conns.push(conn);
+    // `42["msg",data]`: the data is the second element.
+    set.listen(conn, index, (m) => (Array.isArray(m) && m[0] === 'msg' ? m[1] : undefined), sioPing);
   };
   try {
     await spreadOverNodes(urls, subscribers, subscribe);
     // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
     await sleep(500);
     const pub = await sioOpen(urls[0], 'pub');
-    conns.push(pub);
-    pub.closedWith = (reason) => errors.push(`publisher closed: ${reason}`);
-    const pending = new Map();
+    set.conns.push(pub);
+    pub.closedWith = (reason) => set.errors.push(`publisher closed: ${reason}`);
     pub.onFrame = (payload, length) => {
       if (sioPing(pub, payload, length)) return;
       if (payload[0] !== 0x34 || payload[1] !== 0x33) return; // 43<id>[...]: an ack
-      const id = parseInt(payload.toString('latin1', 2, Math.min(payload.length, 22)), 10);
-      const done = pending.get(id);
-      if (!done) return;
-      pending.delete(id);
-      done();
+      set.acked(parseInt(payload.toString('latin1', 2, Math.min(payload.length, 22)), 10));
     };
-    let id = 1;
-    return {
-      subs: subscribers,
-      publish(_ch, t) {
-        const i = id++;
-        return new Promise((resolve) => {
-          pending.set(i, resolve);
-          pub.sendText(`42${i}["pub",{"t":${t.toFixed(3)},"text":"${FILLER}"}]`);
-        });
-      },
-      problems: () => [
-        ...(errors.length ? [`${errors.length} connection(s) closed, first: ${errors[0]}`] : []),
-        ...(mismatched ? [`${mismatched} probe(s) got a message that is not the publication`] : []),
-      ],
-      async close() {
-        for (const c of conns) c.destroy();
-      },
-    };
+    return set.clients((i, _ch, t) => pub.sendText(`42${i}["pub",{"t":${t.toFixed(3)},"text":"${FILLER}"}]`));
   } catch (err) {
-    for (const c of conns) c.destroy();
+    set.destroy();
     throw err;
   }
 }

@@ -34,6 +34,12 @@ export interface HubOptions {
   now?: () => number;
 }
 
+/** What one fan-out delivered: messages and bytes, counted once per publication. */
+interface FanoutTally {
+  delivered: number;
+  bytes: number;
+}
+
 interface PresenceBatch {
   joins: ClientInfo[];
   leaves: ClientInfo[];
@@ -195,29 +201,23 @@ export class Hub implements BrokerHandler, SessionHost {
     if (!exact && (!byPattern || byPattern.length === 0)) return;
     const seq = ++this.fanoutSeq;
     const shared = new SharedMessage(messagePush(pub));
-    let delivered = 0;
-    let bytes = 0;
-    if (exact) {
-      for (const sub of exact) {
-        const n = this.deliverTo(sub, pub, shared, seq);
-        if (n > 0) {
-          delivered++;
-          bytes += n;
-        }
-      }
-    }
-    if (byPattern) {
-      for (const sub of byPattern) {
-        const n = this.deliverTo(sub, pub, shared, seq);
-        if (n > 0) {
-          delivered++;
-          bytes += n;
-        }
-      }
-    }
+    const tally: FanoutTally = { delivered: 0, bytes: 0 };
+    if (exact) this.deliverEach(exact, pub, shared, seq, tally);
+    if (byPattern) this.deliverEach(byPattern, pub, shared, seq, tally);
+    const delivered = tally.delivered;
     // Counted once per fan-out (two counter increments per subscriber were ~2 % of a node's CPU in the cluster bench).
-    if (delivered > 0) this.observer.messagesOut(delivered, bytes);
+    if (delivered > 0) this.observer.messagesOut(delivered, tally.bytes);
     this.observer.publicationDelivered(this.now() - pub.time, delivered);
+  }
+
+  private deliverEach(subs: Iterable<Subscription>, pub: Publication, shared: SharedMessage, seq: number, tally: FanoutTally): void {
+    for (const sub of subs) {
+      const bytes = this.deliverTo(sub, pub, shared, seq);
+      if (bytes > 0) {
+        tally.delivered++;
+        tally.bytes += bytes;
+      }
+    }
   }
 
   /**
