@@ -2,9 +2,13 @@
 // (bench/connections.js). Raw-TCP WebSocket connections (bench/lib/raw-ws.js),
 // so the load generator favours no server. Started with one JSON argument:
 //   { host, port, path, localAddresses: string[], concurrency, watchdogMs,
-//     realtime: { token, channels } | null, silentEvery: number (0: none) }
-// IPC (parent -> child): {type:'open', count} | {type:'probe'} | {type:'stats'} | {type:'close'} | {type:'exit'}
+//     realtime: { token, channels } | null, silentEvery: number (0: none),
+//     retries?: number (attempts again after a failed connection, 0.1-0.5 s apart; default 0) }
+// IPC (parent -> child): {type:'open', count} | {type:'halt'} | {type:'probe'} | {type:'stats'} | {type:'close'} | {type:'exit'}
 //     (child -> parent): {type:'opened', ...} | {type:'probed', ms} | {type:'stats', ...} | {type:'error', message}
+// `stats` also counts the publications (`msg` pushes) the open connections
+// received, with the wall-clock time (ms since the epoch) of the first and the
+// last, so a parent can time one publish reaching every subscriber.
 //
 // 'open' opens `count` connections, at most `concurrency` handshakes in
 // flight, each from the next local address in turn (several 127.0.0.x
@@ -23,6 +27,7 @@ const fail = guardChildProcess('connection load generator', cfg.watchdogMs);
 
 const OP_PING = Buffer.from('{"op":"ping"');
 const OP_OK = Buffer.from('"op":"ok"');
+const OP_MSG = Buffer.from('{"op":"msg"');
 const PONG = '{"op":"pong"}';
 
 /** @type {Set<RawWebSocket>} */
@@ -33,6 +38,9 @@ const stats = {
   opened: 0,
   failed: 0,
   firstError: null,
+  /** Attempts made again after a failure (cfg.retries), and the first failure that caused one. */
+  retried: 0,
+  firstRetryError: null,
   /** Closed by the server although they answered everything. */
   dropped: 0,
   firstDrop: null,
@@ -40,6 +48,10 @@ const stats = {
   silentClosed: 0,
   /** ms from a silent connection's last sign of life (its open) to its termination. */
   silentCloseMs: [],
+  /** Publications received by open connections, and when (Date.now() scale) the first and the last arrived. */
+  delivered: 0,
+  firstDeliveryAt: null,
+  lastDeliveryAt: null,
 };
 
 /** Resolvers of the connection attempts in flight, by connection. */
@@ -60,6 +72,13 @@ const handler = {
     if (!payload) return;
     if (payload.subarray(0, OP_PING.length).equals(OP_PING)) {
       if (!conn.silent) conn.sendText(PONG);
+      return;
+    }
+    if (payload.subarray(0, OP_MSG.length).equals(OP_MSG)) {
+      const at = performance.timeOrigin + performance.now();
+      stats.delivered++;
+      stats.firstDeliveryAt ??= at;
+      stats.lastDeliveryAt = at;
       return;
     }
     if (pending.has(conn)) {
@@ -118,14 +137,25 @@ function connect(silent = false) {
   });
 }
 
+/** Set by 'halt': the lanes of an 'open' start no new connection (those in flight finish; 'opened' follows). */
+let halted = false;
+
 async function openMany(count) {
   let next = 0;
+  halted = false;
   const t0 = performance.now();
   async function lane() {
-    while (next < count) {
+    while (next < count && !halted) {
       const i = next++;
       const silent = cfg.silentEvery > 0 && i % cfg.silentEvery === cfg.silentEvery - 1;
-      const { conn, error } = await connect(silent);
+      let { conn, error } = await connect(silent);
+      // A refused connection tries again, as a client that reconnects would (cfg.retries, default none).
+      for (let attempt = 0; error && attempt < (cfg.retries ?? 0); attempt++) {
+        stats.retried++;
+        stats.firstRetryError ??= error;
+        await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 400));
+        ({ conn, error } = await connect(silent));
+      }
       if (error) {
         stats.failed++;
         stats.firstError ??= error;
@@ -156,7 +186,9 @@ function snapshot() {
 
 process.on('message', (msg) => {
   if (msg.type === 'open') {
-    openMany(msg.count).then((t) => process.send({ type: 'opened', ...t, opened: stats.opened, failed: stats.failed, firstError: stats.firstError }), fail);
+    openMany(msg.count).then((t) => process.send({ type: 'opened', ...t, opened: stats.opened, failed: stats.failed, firstError: stats.firstError, retried: stats.retried, firstRetryError: stats.firstRetryError }), fail);
+  } else if (msg.type === 'halt') {
+    halted = true;
   } else if (msg.type === 'probe') {
     probe().then((r) => process.send({ type: 'probed', ...r }), fail);
   } else if (msg.type === 'stats') {
@@ -168,7 +200,7 @@ process.on('message', (msg) => {
     }
     open.clear();
     // What follows (the measured burst) is counted from zero.
-    Object.assign(stats, { opened: 0, failed: 0, firstError: null, dropped: 0, firstDrop: null, silent: 0, silentClosed: 0, silentCloseMs: [] });
+    Object.assign(stats, { opened: 0, failed: 0, firstError: null, retried: 0, firstRetryError: null, dropped: 0, firstDrop: null, silent: 0, silentClosed: 0, silentCloseMs: [], delivered: 0, firstDeliveryAt: null, lastDeliveryAt: null });
     process.send({ type: 'closed' });
   } else if (msg.type === 'exit') {
     process.exit(0);

@@ -8,6 +8,7 @@
 // Targets, each in a fresh server process, one after the other, in the same run:
 //   switchboard  the library WebSocketServer ({ port }, default options: no compression)
 //   ws           ws's WebSocketServer, the same way
+//   node         Node's floor: a minimal upgrade parser on net.Server (bench/conn-server.js)
 //   serve        `switchboard serve`: authenticated realtime connections, one
 //                subscription each, the default heartbeat (25 s) on
 //   serve+semi   the same with node --max-semi-space-size=1 (BENCH_CONN_SEMI=0 leaves it out)
@@ -21,7 +22,7 @@
 // every 5 s, event-loop p99 sampled every 5 s.
 //
 // Knobs (env): BENCH_CONN_COUNT (10000), BENCH_CONN_SETTLE_SECONDS (45),
-// BENCH_CONN_TARGETS (switchboard,ws,serve,serve+semi), BENCH_CONN_HOLD_COUNT
+// BENCH_CONN_TARGETS (node,switchboard,ws,serve,serve+semi), BENCH_CONN_HOLD_COUNT
 // (19000; 0 skips the hold), BENCH_CONN_HOLD_SECONDS (60), BENCH_CONN_LOADGENS (2),
 // BENCH_CONN_CONCURRENCY (64 handshakes in flight per load generator),
 // BENCH_OUT (default bench/results/connections.md; .json beside it).
@@ -60,7 +61,7 @@ const LOADGENS = Math.round(num('BENCH_CONN_LOADGENS', 2, 1));
 const CONCURRENCY = Math.round(num('BENCH_CONN_CONCURRENCY', 64, 1));
 const WARMUP = 1000;
 const HOLD_HEARTBEAT = { interval: 10_000, timeout: 10_000 };
-const ALL_TARGETS = ['switchboard', 'ws', 'serve', 'serve+semi'];
+const ALL_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi'];
 const TARGETS = (process.env.BENCH_CONN_TARGETS || ALL_TARGETS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const t of TARGETS) if (!ALL_TARGETS.includes(t)) throw new Error(`BENCH_CONN_TARGETS: unknown "${t}" (expected some of: ${ALL_TARGETS.join(', ')})`);
 const OUT = path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'connections.md'));
@@ -96,13 +97,14 @@ function cpuOf(pid) {
 
 /** A library server child (bench/conn-server.js). */
 async function startLibraryServer(implName, heartbeat) {
-  const impl = implementations()[implName];
-  if (impl.unavailable) throw new Error(impl.unavailable);
+  // 'node': Node's floor (no WebSocket library; see bench/conn-server.js).
+  const impl = implName === 'node' ? null : implementations()[implName];
+  if (impl?.unavailable) throw new Error(impl.unavailable);
   const child = new Child(
     `server ${implName}`,
     path.join(BENCH_DIR, 'conn-server.js'),
-    { impl: { name: impl.name, specifier: impl.specifier, native: impl.native }, heartbeat },
-    childEnv(impl),
+    { impl: impl && { name: impl.name, specifier: impl.specifier, native: impl.native }, heartbeat },
+    impl ? childEnv(impl) : process.env,
     null,
   );
   const ready = await child.next('ready', 15_000, 'the server to listen');
@@ -260,12 +262,16 @@ async function measureTarget(name) {
     await closeAll(gens);
     await sleep(5000);
     const base = rssOf(server.pid);
+    // Library servers report V8's young generation (bench/conn-server.js); serve does not.
+    const young = async () => (server.realtime ? NaN : (await server.stats()).newSpace);
+    const young0 = await young();
     const cpu0 = cpuOf(server.pid);
     const b = await burst(gens, COUNT);
     const cpuSeconds = cpuOf(server.pid) - cpu0;
     if (b.failed) throw new Error(`${b.failed} connection(s) failed: ${b.firstError}`);
     await sleep(1000);
     const afterBurst = rssOf(server.pid);
+    const young1 = await young();
     let settled = afterBurst;
     let minRss = afterBurst;
     // Settled: sample every 5 s; report the last sample (and the lowest seen).
@@ -274,9 +280,12 @@ async function measureTarget(name) {
       settled = rssOf(server.pid);
       minRss = Math.min(minRss, settled);
     }
+    const young2 = await young();
     const ls = await loadStats(gens);
     const result = {
       target: name,
+      youngAfterBurstKiB: (young1 - young0) / b.opened / KIB,
+      youngSettledKiB: (young2 - young0) / b.opened / KIB,
       connections: b.opened,
       handshakesPerSec: b.perSecond,
       burstSeconds: b.seconds,
@@ -381,12 +390,12 @@ function render(meta, results, hold) {
     '',
     `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}, load average at the start ${meta.loadAvg.map((l) => l.toFixed(1)).join(' ')}. ${COUNT} idle connections per target (after a warm-up of ${WARMUP}), settled = ${SETTLE_S} s later; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each.`,
     '',
-    '| target | RSS / connection after the burst | settled | handshakes/s (wall clock) | handshakes per server CPU-second | vs ws: memory after burst / settled | vs ws: handshakes (wall / CPU) |',
-    '|---|---|---|---|---|---|---|',
+    '| target | RSS / connection after the burst | settled | of which V8 young generation (after burst / settled) | handshakes/s (wall clock) | handshakes per server CPU-second | vs ws: memory after burst / settled | vs ws: handshakes (wall / CPU) |',
+    '|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     if (r.error) {
-      lines.push(`| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | | |`);
+      lines.push(`| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | | | |`);
       continue;
     }
     const ratio = ws && r !== ws
@@ -394,7 +403,7 @@ function render(meta, results, hold) {
       : '';
     const hs = ws && r !== ws ? `${f(r.handshakesPerSec / ws.handshakesPerSec)}× / ${f(r.handshakesPerCpuSec / ws.handshakesPerCpuSec)}×` : '';
     lines.push(
-      `| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(r.handshakesPerCpuSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
+      `| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Number.isFinite(r.youngAfterBurstKiB) ? `${f(r.youngAfterBurstKiB)} / ${f(r.youngSettledKiB)} KiB` : 'n/a'} | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(r.handshakesPerCpuSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
     );
   }
   if (hold) {

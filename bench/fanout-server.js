@@ -23,6 +23,7 @@
 import { performance } from 'node:perf_hooks';
 import { loadImplementation, loadedNativeAddons } from './lib/impls.js';
 import { guardChildProcess } from './lib/child.js';
+import { FANOUT_RAISED_LIMITS } from './lib/fanout.js';
 
 const cfg = JSON.parse(process.argv[2]);
 const PATH = '/rt';
@@ -50,16 +51,7 @@ function noteError(err) {
 }
 
 /** Limits raised so that neither rate limits nor connection caps shape the result. */
-const RAISED_LIMITS = {
-  maxConnections: 20_000,
-  maxConnectionsPerIp: 20_000,
-  connectionRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
-  messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
-  byteRate: { perSecond: 1e10, burst: 1e10 },
-  // A closed loop bounds what is queued; this only keeps a slow-consumer
-  // disconnect from hiding a problem as a number.
-  sendHighWaterMark: 64 * 1024 * 1024,
-};
+const RAISED_LIMITS = FANOUT_RAISED_LIMITS;
 
 async function startRealtime() {
   const { createRealtimeServer } = await import(cfg.realtimeSpecifier);

@@ -54,6 +54,8 @@ SUITES.cluster = [];
 SUITES.game = [];
 // Optional, not part of `all`: what an idle connection costs, handshakes/s, the heartbeat hold (bench/connections.js, its own report).
 SUITES.connections = [];
+// Optional, not part of `all`: serve --workers N, fan-out with 1 and 2 workers and idle connections over 6 (bench/workers.js, its own report).
+SUITES.workers = [];
 
 // ---------------------------------------------------------------- settings
 
@@ -304,7 +306,7 @@ async function measure(label, runOnce, fmt, budget) {
 
 async function main() {
   const settings = readSettings();
-  if (settings.suite === 'cluster' || settings.suite === 'game' || settings.suite === 'connections') {
+  if (settings.suite === 'cluster' || settings.suite === 'game' || settings.suite === 'connections' || settings.suite === 'workers') {
     const { spawnSync } = await import('node:child_process');
     const r = spawnSync(process.execPath, [path.join(BENCH_DIR, `${settings.suite}.js`)], { stdio: 'inherit' });
     process.exitCode = r.status ?? 2;

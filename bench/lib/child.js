@@ -41,10 +41,11 @@ export class Child {
    * @param {unknown} config    passed as one JSON argument
    * @param {NodeJS.ProcessEnv} env
    * @param {number|null} cpu   pin to this CPU with taskset, or null
+   * @param {string[]} [nodeArgs] options for node before the script (e.g. --cpu-prof)
    */
-  constructor(label, script, config, env, cpu) {
+  constructor(label, script, config, env, cpu, nodeArgs = []) {
     this.label = label;
-    const args = [script, JSON.stringify(config)];
+    const args = [...nodeArgs, script, JSON.stringify(config)];
     const [cmd, argv] = cpu === null ? [process.execPath, args] : ['taskset', ['-c', String(cpu), process.execPath, ...args]];
     this.proc = spawn(cmd, argv, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     live.add(this.proc);

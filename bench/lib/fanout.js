@@ -31,6 +31,18 @@ export const FANOUT_SCENARIOS = [
   { id: 'channels', title: 'Many channels: 1,000 channels × 5 subscribers', channels: 1000, perChannel: 5, window: 2000, rate: 1000 },
 ];
 
+/** The realtime server's limits in the fan-out benchmarks, raised so that neither rate limits nor connection caps shape the result. */
+export const FANOUT_RAISED_LIMITS = {
+  maxConnections: 20_000,
+  maxConnectionsPerIp: 20_000,
+  connectionRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
+  messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
+  byteRate: { perSecond: 1e10, burst: 1e10 },
+  // A closed loop bounds what is queued; this only keeps a slow-consumer
+  // disconnect from hiding a problem as a number.
+  sendHighWaterMark: 64 * 1024 * 1024,
+};
+
 export const FANOUT_AA_NOTE =
   'Fan-out: with BENCH_SWITCHBOARD_MODULE set, the "switchboard" slot runs the naive pub/sub loop of bench/fanout-server.js on that module, not the realtime server: the fan-out ratios are an A/A check of the harness.';
 

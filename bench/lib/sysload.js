@@ -5,11 +5,16 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
-/** Cumulative CPU counters: busy (user + system), idle, steal and interrupt time, in arbitrary but equal units. */
-export function sampleCpu() {
+/**
+ * Cumulative CPU counters: busy (user + system), idle, steal and interrupt time, in arbitrary but equal units.
+ * @param {number} [cpu] one core's counters (the `cpuN` line; compare with `cpuBetween(a, b, 1)`); all cores when left out
+ */
+export function sampleCpu(cpu) {
   try {
     // cpu  user nice system idle iowait irq softirq steal guest guest_nice  (USER_HZ ticks)
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+    const line = cpu === undefined ? lines[0] : lines.find((l) => l.startsWith(`cpu${cpu} `));
+    if (line === undefined) throw new Error(`no cpu${cpu} in /proc/stat`);
     const f = line.trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
     // irq/softirq time is kept out of "busy": it is mostly the loopback
@@ -19,7 +24,8 @@ export function sampleCpu() {
     let busy = 0;
     let idle = 0;
     let interrupts = 0;
-    for (const { times } of os.cpus()) {
+    const cpus = os.cpus();
+    for (const { times } of cpu === undefined ? cpus : cpus.slice(cpu, cpu + 1)) {
       busy += times.user + times.nice + times.sys;
       idle += times.idle;
       interrupts += times.irq;

@@ -8,14 +8,16 @@
  *   const arena = startArena(server, { tickHz: 60 });
  *   await server.listen();
  *
- * Each tick: step the world, then for every area encode its message once
- * (AreaEncoder: a keyframe every `keyframeEvery` ticks, deltas between) and
- * publish it once, volatile, to the area's channel. The hub encodes the
- * publication once (MessagePack for `switchboard.v1.msgpack` clients) and
- * writes the same bytes to every subscriber; a subscriber whose socket is
- * behind (`limits.sendHighWaterMark`) loses the frame instead of queueing it
+ * Each tick: step the world, compute every area's message once (AreaEncoder:
+ * a keyframe every `keyframeEvery` ticks, deltas between), then publish, once
+ * per block of 2×2 areas, the messages of its areas together, volatile, to
+ * the block's channel (interest.js): a player subscribes to the one block
+ * around it. The hub encodes each publication once (MessagePack for
+ * `switchboard.v1.msgpack` clients) and writes the same bytes to every
+ * subscriber; a subscriber whose socket is behind
+ * (`limits.sendHighWaterMark`) loses the frame instead of queueing it
  * (`limits.slowConsumer: 'drop-volatile'`), and catches up at the next
- * keyframe.
+ * keyframe (or asks for one).
  *
  * Clients talk to the loop by rpc:
  * - `arena.join` `{ name, spawn? }` → `{ id, tick, config }`: a player for this connection
@@ -29,7 +31,7 @@
  * imports nothing from Node and nothing from the library: the server comes in
  * as a parameter.
  */
-import { AreaEncoder } from './lib/codec.js';
+import { AreaEncoder, blockMessage } from './lib/codec.js';
 import { arenaConfig } from './lib/config.js';
 import { startTickLoop } from './lib/loop.js';
 import { ALL_KEYS, World } from './lib/sim.js';
@@ -49,16 +51,21 @@ export const ARENA_NAMESPACE = Object.freeze({ prefix: 'arena', clientPublish: f
 
 /**
  * Start the loop on `host`. Returns a handle to stop it and read its numbers.
+ * `autoStart: false` registers the rpcs (players can join) but ticks only
+ * from `start()` on: the benchmark lets a thousand bots join before the
+ * state starts flowing to them.
  * @param {ArenaHost} host
- * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number }} [options]
+ * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number, autoStart?: boolean }} [options]
  */
 export function startArena(host, options = {}) {
-  const { seed, onError, now: nowOption, ...partial } = options;
+  const { seed, onError, now: nowOption, autoStart, ...partial } = options;
   const config = arenaConfig(partial);
   const world = new World(config, { seed });
   const grid = world.grid;
   const encoders = Array.from({ length: grid.count }, (_, area) => new AreaEncoder(config.quantum, config.keyframeEvery, area));
-  const channels = Array.from({ length: grid.count }, (_, area) => grid.channel(area));
+  const blocks = grid.blocks().map((block) => ({ channel: grid.channel(block), areas: grid.areasOf(block) }));
+  /** This tick's message of each area (reused). */
+  const messages = new Array(grid.count);
   /** Connection id → player id. */
   const playerOf = new Map();
   let published = 0;
@@ -77,14 +84,20 @@ export function startArena(host, options = {}) {
     }
     for (const p of world.players.values()) playersIn[grid.areaOf(p.x, p.y)].push(p);
     for (const g of world.gems.values()) gemsIn[g.area].push(g);
-    for (let a = 0; a < grid.count; a++) {
-      const data = encoders[a].encode(world.tick, playersIn[a], gemsIn[a]);
+    for (let a = 0; a < grid.count; a++) messages[a] = encoders[a].encode(world.tick, playersIn[a], gemsIn[a]);
+    for (const block of blocks) {
       published++;
-      host.publish(channels[a], data, { volatile: true }).catch(publishFailed);
+      host.publish(block.channel, blockMessage(block.areas, messages), { volatile: true }).catch(publishFailed);
     }
   };
 
-  const loop = startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
+  /** @type {ReturnType<typeof startTickLoop> | null} */
+  let loop = null;
+  let stopped = false;
+  const begin = () => {
+    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
+  };
+  if (autoStart !== false) begin();
 
   host.rpc('arena.join', (data, ctx) => {
     const d = /** @type {{ name?: unknown, spawn?: unknown }} */ (data && typeof data === 'object' ? data : {});
@@ -124,16 +137,20 @@ export function startArena(host, options = {}) {
   return {
     config,
     world,
-    /** The loop's numbers, the players, and the area messages published. */
+    /** Start the loop (with `autoStart: false`; else it runs already). */
+    start: begin,
+    /** The loop's numbers, the players, and the block messages published. */
     stats() {
-      return { ...loop.stats(), players: world.players.size, published };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, cpuP50Ms: 0, cpuP99Ms: 0, cpuMaxMs: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
+      return { ...ticks, players: world.players.size, published };
     },
     /** Start counting afresh (the benchmark's measurement window). */
     resetStats() {
-      loop.resetStats();
+      loop?.resetStats();
     },
     stop() {
-      loop.stop();
+      stopped = true;
+      loop?.stop();
       offClosed();
     },
   };

@@ -301,6 +301,7 @@ export class FallbackRouter {
       this.sessions.delete(id);
       release();
     });
+    transport.httpVersion = req.httpVersionMajor === 2 ? '2' : '1.1';
     this.sessions.set(id, transport);
     const session = this.host.hub.connect(transport, identity, ip);
     transport.attachSession(session);

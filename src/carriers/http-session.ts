@@ -112,6 +112,8 @@ export class HttpSessionCarrier implements RealtimeTransport {
   readonly codec: WireCodec = jsonCodec;
   /** The session id (a capability: never logged in full). */
   readonly id: string;
+  /** The HTTP version of the request that opened the session (`POST <path>/session`). */
+  httpVersion: '1.1' | '2' | undefined = undefined;
   /** The hub's session on this transport (set right after `hub.connect`). */
   session: Session | null = null;
   /** Highest seq handed to the current receiver (rewound to the acknowledgement when one attaches). */

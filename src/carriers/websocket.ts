@@ -31,6 +31,10 @@ export class WebSocketCarrier implements RealtimeTransport {
     this.threshold = compressionThreshold;
   }
 
+  get httpVersion(): '1.1' | '2' | undefined {
+    return this.ws.httpVersion || undefined;
+  }
+
   get bufferedAmount(): number {
     // Snapshot at the first look in each turn: what earlier turns left behind.
     if (!this.backlogTaken) {

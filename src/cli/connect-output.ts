@@ -3,15 +3,23 @@
  * pretty-printing (coloured on a terminal), binary payloads as hex or
  * base64, and the `-v` trace of each handshake request (headers, TLS,
  * certificate, timings), observed through Node's `http.client.request.start`
- * diagnostics channel, so the WebSocket client needs no hook for it.
+ * diagnostics channel and, for `--http2`, the RFC 8441 client's own
+ * (`HTTP2_CLIENT_CHANNELS`), so the WebSocket client needs no hook for it.
  */
 import dc from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { tunnelOf } from './proxy.js';
+import {
+  HTTP2_CLIENT_CHANNELS,
+  type Http2ConnectSent,
+  type Http2FallbackTaken,
+  type Http2SessionOpened,
+} from '../transport/http2-client.js';
+import { tunnelOf, type TunnelInfo } from './proxy.js';
 
 export type BinaryEncoding = 'hex' | 'base64';
 
@@ -141,6 +149,19 @@ function tlsLines(socket: net.Socket | undefined): string[] {
   return lines;
 }
 
+/** What `-v` prints about the proxy a tunnel goes through (the timings apart). */
+function tunnelLines(tunnel: TunnelInfo): string[] {
+  const lines: string[] = [];
+  if (tunnel.scheme === 'socks5' || tunnel.scheme === 'socks5h') {
+    const resolved = tunnel.remoteDns ? 'the proxy resolves the name' : 'the address resolved here';
+    lines.push(`proxy: ${tunnel.scheme}://${tunnel.proxy}, SOCKS5 CONNECT ${tunnel.target} (${resolved}); the proxy connects from ${tunnel.bound ?? '?'}`);
+  } else {
+    lines.push(`proxy: ${tunnel.scheme}://${tunnel.proxy}, HTTP CONNECT ${tunnel.target}`);
+  }
+  if (tunnel.proxyTls) for (const line of tlsLines(tunnel.proxyTls)) lines.push(`proxy ${line}`);
+  return lines;
+}
+
 /**
  * Trace every handshake request of this process (the first, each redirect,
  * each reconnect) to `write`, one line at a time: `>` what was sent, `<` what
@@ -187,9 +208,16 @@ export function traceRequests(write: (line: string) => void): () => void {
       let begin = started;
       let last = started;
       if (tunnel) {
+        for (const line of tunnelLines(tunnel)) write(`* ${line}`);
         // The dialer starts the tunnel as the request is made, just before the trace hears of it.
         begin = Math.min(started, tunnel.startedAt);
-        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectedAt - begin)}`, `CONNECT ${tunnel.target} ${ms(tunnel.tunnelAt - tunnel.proxyConnectedAt)}`);
+        phases.push(`proxy ${tunnel.proxy} TCP ${ms(tunnel.proxyConnectedAt - begin)}`);
+        let before = tunnel.proxyConnectedAt;
+        if (tunnel.proxyTlsAt !== undefined) {
+          phases.push(`proxy TLS ${ms(tunnel.proxyTlsAt - before)}`);
+          before = tunnel.proxyTlsAt;
+        }
+        phases.push(`${tunnel.scheme.startsWith('socks') ? 'SOCKS5 ' : ''}CONNECT ${tunnel.target} ${ms(tunnel.tunnelAt - before)}`);
         last = tunnel.tunnelAt;
       } else {
         phases.push(times.dns !== undefined ? `DNS ${ms(times.dns - started)}` : 'DNS none (an address or a reused socket)');
@@ -211,5 +239,102 @@ export function traceRequests(write: (line: string) => void): () => void {
     request.prependOnceListener('response', printResponse);
   };
   dc.subscribe('http.client.request.start', onStart);
-  return () => dc.unsubscribe('http.client.request.start', onStart);
+  const untraceHttp2 = traceHttp2(write);
+  return () => {
+    dc.unsubscribe('http.client.request.start', onStart);
+    untraceHttp2();
+  };
+}
+
+/** The SETTINGS of RFC 9113 §6.5.2 and RFC 8441 §3, Node's names → the RFCs'. */
+const SETTING_NAMES: Array<[keyof http2.Settings, string]> = [
+  ['maxConcurrentStreams', 'MAX_CONCURRENT_STREAMS'],
+  ['initialWindowSize', 'INITIAL_WINDOW_SIZE'],
+  ['maxFrameSize', 'MAX_FRAME_SIZE'],
+  ['maxHeaderListSize', 'MAX_HEADER_LIST_SIZE'],
+  ['headerTableSize', 'HEADER_TABLE_SIZE'],
+];
+
+/** What the trace knows of an h2 session: when it started and what it took, and whether a stream used it yet. */
+interface SessionTrace {
+  startedAt: number;
+  connectedAt?: number;
+  settingsAt?: number;
+  streams: number;
+}
+
+/**
+ * The `-v` trace of the RFC 8441 path (`--http2`), from the client's
+ * diagnostics channels (transport/http2-client.ts): the session's TLS and
+ * ALPN, the server's SETTINGS (ENABLE_CONNECT_PROTOCOL or not), the
+ * extended CONNECT's pseudo-headers and headers, the answer's `:status` and
+ * headers, the timings; or the fallback to HTTP/1.1 and why (whose request
+ * the HTTP/1.1 trace then shows).
+ */
+function traceHttp2(write: (line: string) => void): () => void {
+  const sessions = new WeakMap<http2.ClientHttp2Session, SessionTrace>();
+  const onSession = (message: unknown): void => {
+    const { origin, session } = message as Http2SessionOpened;
+    const trace: SessionTrace = { startedAt: performance.now(), streams: 0 };
+    sessions.set(session, trace);
+    write(`* HTTP/2: new session to ${origin} (${origin.startsWith('https:') ? 'ALPN h2' : 'cleartext h2c, prior knowledge'})`);
+    session.once('connect', () => {
+      trace.connectedAt = performance.now();
+      // The session's socket is a proxy that allows reading TLS state (not events).
+      for (const line of tlsLines(session.socket as tls.TLSSocket)) write(`* ${line}`);
+    });
+    session.once('remoteSettings', (settings: http2.Settings) => {
+      trace.settingsAt = performance.now();
+      const rfc8441 =
+        settings.enableConnectProtocol === true
+          ? 'ENABLE_CONNECT_PROTOCOL=1 (WebSockets over HTTP/2 allowed, RFC 8441)'
+          : 'no ENABLE_CONNECT_PROTOCOL (no WebSockets over HTTP/2)';
+      // 2^32-1 is Node's stand-in for a limit the server did not set (RFC 9113: unlimited).
+      const others = SETTING_NAMES.filter(([k]) => settings[k] !== undefined).map(([k, name]) => `${name}=${settings[k] === 2 ** 32 - 1 ? 'unlimited' : settings[k]}`);
+      write(`* HTTP/2 SETTINGS from the server: ${[rfc8441, ...others].join(', ')}`);
+    });
+  };
+  const onFallback = (message: unknown): void => {
+    const { reason } = message as Http2FallbackTaken;
+    write(`* HTTP/2: falling back to HTTP/1.1: ${reason}`);
+  };
+  const onConnect = (message: unknown): void => {
+    const { session, stream, headers } = message as Http2ConnectSent;
+    const trace = sessions.get(session);
+    const sentAt = performance.now();
+    const reused = trace !== undefined && trace.streams > 0;
+    if (trace) trace.streams++;
+    // Pseudo-headers first (as on the wire), then the rest in order.
+    const names = Object.keys(headers).sort((a, b) => Number(!a.startsWith(':')) - Number(!b.startsWith(':')));
+    for (const name of names) {
+      const value = headers[name];
+      for (const v of Array.isArray(value) ? value : [value]) write(`> ${name}: ${redact(name, String(v))}`);
+    }
+    stream.prependOnceListener('response', (answer: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
+      const done = performance.now();
+      write(`< :status: ${answer[':status']}`);
+      for (const [name, value] of Object.entries(answer)) {
+        if (name === ':status') continue;
+        for (const v of Array.isArray(value) ? value : [value]) write(`< ${name}: ${v}`);
+      }
+      const phases: string[] = [];
+      let begin = sentAt;
+      if (trace && !reused && trace.connectedAt !== undefined && trace.settingsAt !== undefined) {
+        begin = trace.startedAt;
+        phases.push(`TCP+TLS ${ms(trace.connectedAt - trace.startedAt)}`, `SETTINGS ${ms(Math.max(0, trace.settingsAt - trace.connectedAt))}`);
+      } else {
+        phases.push('on an open h2 session (no new connection)');
+      }
+      phases.push(`CONNECT ${ms(done - sentAt)}`);
+      write(`* timings: ${phases.join(', ')}; total ${ms(done - begin)}; stream ${stream.id ?? '?'}`);
+    });
+  };
+  dc.subscribe(HTTP2_CLIENT_CHANNELS.session, onSession);
+  dc.subscribe(HTTP2_CLIENT_CHANNELS.fallback, onFallback);
+  dc.subscribe(HTTP2_CLIENT_CHANNELS.connect, onConnect);
+  return () => {
+    dc.unsubscribe(HTTP2_CLIENT_CHANNELS.session, onSession);
+    dc.unsubscribe(HTTP2_CLIENT_CHANNELS.fallback, onFallback);
+    dc.unsubscribe(HTTP2_CLIENT_CHANNELS.connect, onConnect);
+  };
 }

@@ -30,7 +30,7 @@ import {
   type BinaryEncoding,
   type Palette,
 } from './connect-output.js';
-import { parseProxyUrl, proxyDialer } from './proxy.js';
+import { CERTIFICATE_ERRORS, parseProxyUrl, proxyDialer, proxyFor } from './proxy.js';
 
 /** A message to send: text, or binary bytes. */
 interface Outgoing {
@@ -59,6 +59,9 @@ interface Settings {
   closeReason: string;
   reconnect: boolean;
   verbose: boolean;
+  http2: boolean;
+  /** Said on stderr before connecting (what a flag could not do, and what happens instead). */
+  notes: string[];
   colour: boolean;
 }
 
@@ -142,6 +145,8 @@ export const CONNECT_OPTIONS = {
   location: { type: 'boolean', short: 'L', default: false },
   'max-redirects': { type: 'string' },
   proxy: { type: 'string' },
+  'proxy-ca': { type: 'string' },
+  'proxy-insecure': { type: 'boolean', default: false },
   reconnect: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   http2: { type: 'boolean', default: false },
@@ -192,7 +197,7 @@ function parse(args: string[]): Settings | null {
     closeTimeout: 5000,
   };
   if (values.origin !== undefined) options.origin = values.origin;
-  const readOption = (name: 'ca' | 'cert' | 'key'): Buffer | undefined => {
+  const readOption = (name: 'ca' | 'cert' | 'key' | 'proxy-ca'): Buffer | undefined => {
     const file = values[name];
     if (file === undefined) return undefined;
     try {
@@ -222,13 +227,23 @@ function parse(args: string[]): Settings | null {
     }
   }
   // A proxy from --proxy or the environment: every request of the handshake (redirects too) is dialled through it.
+  // An https:// proxy's certificate is checked with --proxy-ca / --proxy-insecure (-k and --ca: the server's only).
+  const proxyCa = readOption('proxy-ca');
   if (values.proxy !== undefined || hasProxyVariable(process.env)) {
-    options.createConnection = proxyDialer(values.proxy, process.env) as unknown as ClientOptions['createConnection'];
+    const proxyTls = { ca: proxyCa, rejectUnauthorized: !values['proxy-insecure'] };
+    options.createConnection = proxyDialer(values.proxy, process.env, proxyTls) as unknown as ClientOptions['createConnection'];
   }
-  if (values.http2) {
-    // The RFC 8441 client option (`http2: true`) of the h2 work; an older client ignores it (and speaks HTTP/1.1).
-    Object.assign(options as ClientOptions & { http2?: boolean }, { http2: true });
+  // The RFC 8441 client (`http2: true`) dials the server itself: through a proxy, the WebSocket goes over HTTP/1.1
+  // (in the tunnel) rather than around the proxy.
+  let proxied: URL | null = null;
+  try {
+    if (values.http2) proxied = proxyFor(target, values.proxy, process.env);
+  } catch (err) {
+    throw new UsageError(`proxy: ${(err as Error).message}`);
   }
+  const notes: string[] = [];
+  if (values.http2 && proxied) notes.push(`--http2: not through a proxy (the HTTP/2 client connects directly); HTTP/1.1 through ${proxied.protocol}//${proxied.host}`);
+  else if (values.http2) Object.assign(options as ClientOptions & { http2?: boolean }, { http2: true });
 
   const closeCode = integer('--close-code', values['close-code'], 0) ?? 1000;
   if (!isValidCloseCode(closeCode) || (closeCode >= 1004 && closeCode <= 1006) || closeCode === 1015) {
@@ -263,6 +278,8 @@ function parse(args: string[]): Settings | null {
     closeReason,
     reconnect: values.reconnect,
     verbose: values.verbose,
+    http2: values.http2 && !proxied,
+    notes,
     colour: Boolean(process.stdout.isTTY) && !values['no-color'] && !process.env.NO_COLOR,
   };
 }
@@ -274,6 +291,7 @@ function hasProxyVariable(env: NodeJS.ProcessEnv): boolean {
 export async function connect(args: string[]): Promise<number> {
   const settings = parse(args);
   if (!settings) return 0;
+  for (const note of settings.notes) process.stderr.write(`${note}\n`);
   const untrace = settings.verbose ? traceRequests((line) => process.stderr.write(`${line}\n`)) : null;
   try {
     return await new ConnectSession(settings).run();
@@ -314,6 +332,8 @@ class ConnectSession {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pingSeq = 0;
   private readonly pings = new Map<string, PendingPing>();
+  /** The HTTP version of the last handshake's answer ('2.0' over RFC 8441). */
+  private httpVersion = '1.1';
   /** The last handshake's refusal, if any (a 4xx is not retried). */
   private refusedStatus = 0;
   private resolve: (code: number) => void = () => {};
@@ -560,6 +580,7 @@ class ConnectSession {
     const ws = new WebSocket(this.s.url, this.s.protocols, this.s.options);
     this.ws = ws;
     ws.on('redirect', (url: string) => this.status(`redirected to ${url}`));
+    ws.on('upgrade', (response: http.IncomingMessage) => (this.httpVersion = response.httpVersion));
     ws.on('open', () => this.onOpen(ws));
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('ping', (data: Buffer) => {
@@ -576,7 +597,9 @@ class ConnectSession {
   private onOpen(ws: WebSocket): void {
     this.openedAt = performance.now();
     const redirected = ws.url !== this.s.url ? ` at ${ws.url}` : '';
-    this.status(`connected${redirected} (protocol: ${ws.protocol || 'none'}, extensions: ${ws.extensions || 'none'})`);
+    // With --http2, which protocol carries it (RFC 8441 or the HTTP/1.1 fallback).
+    const carrier = this.s.http2 ? `, over HTTP/${this.httpVersion === '2.0' ? '2' : this.httpVersion}` : '';
+    this.status(`connected${redirected} (protocol: ${ws.protocol || 'none'}, extensions: ${ws.extensions || 'none'}${carrier})`);
     for (const message of this.s.execute) this.sendNow(ws, message);
     const queued = this.queue;
     this.queue = [];
@@ -684,17 +707,6 @@ class ConnectSession {
     this.resolve(code);
   }
 }
-
-/** The TLS errors about the server's certificate (Node's codes), answered with how to trust it. */
-const CERTIFICATE_ERRORS = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /**
  * A close code's meaning for `connect`: the realtime layer's codes

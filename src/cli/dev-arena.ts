@@ -28,7 +28,7 @@ interface ArenaModule {
 }
 
 export interface DevArena {
-  /** The namespace of the area channels, for the server's configuration. */
+  /** The namespace of the block channels, for the server's configuration. */
   readonly namespace: DeepPartial<NamespaceConfig>;
   /** Start the loop on the server and return the page handler and a stop function. */
   start(server: RealtimeServer): { pages: StaticHandler; stop(): void };

@@ -29,7 +29,7 @@ import { Outbox } from './outbox.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
 import { setTimer, type Timer } from './timer.js';
 import type { TransportName } from './transports/transport.js';
-import type { ClientEvents, ClientState, HistoryOptions, HistoryResult, PresenceResult, PublishOptions, PublishResult } from './types.js';
+import type { ClientEvents, ClientState, TransportInfo, HistoryOptions, HistoryResult, PresenceResult, PublishOptions, PublishResult } from './types.js';
 
 type RequestKind = 'rpc' | 'read';
 
@@ -132,6 +132,17 @@ export class Client extends Emitter<ClientEvents> {
   /** User id of the connection (null while not connected, or anonymous). */
   get user(): string | null {
     return this.#link.user;
+  }
+
+  /**
+   * What carries the connection (null while not connected): the transport,
+   * and the HTTP version under it (`'h2'`, `'http/1.1'`, or null when
+   * unknown) with who said so — the server (its `auth` reply), the WebSocket
+   * implementation (Node), or the warm-up request (browsers; see the
+   * `warmup` option). Also in the `connected` event.
+   */
+  get transportInfo(): TransportInfo | null {
+    return this.#link.transportInfo;
   }
 
   /** Connection id assigned by the server (null while not connected, or anonymous). */

@@ -28,7 +28,9 @@ export type {
   PublishOptions,
   PublishResult,
   ReconnectingEvent,
+  TransportInfo,
 } from './types.js';
+export type { HttpProtocolSource } from './warmup.js';
 export {
   Subscription,
   isNewPublication,
@@ -50,6 +52,7 @@ export type {
   EventSourceLike,
   FetchInit,
   FetchLike,
+  HttpProtocol,
   ResponseLike,
   TransportName,
   WebSocketConstructor,

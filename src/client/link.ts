@@ -31,9 +31,10 @@ import { setTimer, type Timer } from './timer.js';
 import { Tokens, isNoTokenError } from './token.js';
 import { PollTransport } from './transports/poll.js';
 import { SseTransport } from './transports/sse.js';
-import type { ClientTransport, TransportContext, TransportFactory, TransportName } from './transports/transport.js';
+import { httpProtocolOf, webSocketUrl, type ClientTransport, type HttpProtocol, type TransportContext, type TransportFactory, type TransportName } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
-import type { ClientEvents, ClientState } from './types.js';
+import type { ClientEvents, ClientState, TransportInfo } from './types.js';
+import { WARMUP_TIMEOUT_MS, warmUp, warmupUrl } from './warmup.js';
 import { CloseCode } from '../protocol/close-code.js';
 import { RealtimeCloseCode } from '../wire/messages.js';
 
@@ -89,6 +90,10 @@ export class Link {
   #authError: string | null = null;
   /** The `error` reply to this connection's `auth`: reported once, when the close that follows says what it means. */
   #authFailure: ClientError | null = null;
+  /** What the attempt's warm-up request went over (null: none, or unknown). */
+  #warmupProtocol: HttpProtocol | null = null;
+  /** What carries the connection (null while not connected). */
+  #transportInfo: TransportInfo | null = null;
 
   #connectPromise: Promise<void> | null = null;
   #connectResolve: (() => void) | null = null;
@@ -182,6 +187,16 @@ export class Link {
 
   get clientId(): string | null {
     return this.#clientId;
+  }
+
+  /** What carries the connection: the transport and the HTTP version under it (null while not connected). */
+  get transportInfo(): TransportInfo | null {
+    const info = this.#transportInfo;
+    // Nobody said when it connected; the warm-up's protocol may have come since.
+    if (info !== null && info.httpProtocolSource === null && this.#transport !== null) {
+      this.#transportInfo = transportInfoOf(this.#transport, null, this.#warmupProtocol);
+    }
+    return this.#transportInfo;
   }
 
   /** The dead-link limit now, in ms (see DeadLinkWatch). */
@@ -308,8 +323,11 @@ export class Link {
       if (abandoned !== this.#attemptSeq) return; // an 'error' listener closed or restarted the client
       this.#attemptFailed(CloseCode.AbnormalClosure, error.message, false);
     }, timeoutMs);
-    this.#tokens.forAttempt(this.#everConnected).then(
-      (token) => {
+    // The warm-up runs while the token is fetched; the WebSocket opens once both are done.
+    this.#warmupProtocol = null;
+    const warm = this.#warmup(seq);
+    Promise.all([this.#tokens.forAttempt(this.#everConnected), warm]).then(
+      ([token]) => {
         if (seq !== this.#attemptSeq) return;
         this.#tokens.use(token);
         this.#openTransport();
@@ -323,6 +341,30 @@ export class Link {
         else this.#attemptFailed(CloseCode.AbnormalClosure, error.message, false);
       },
     );
+  }
+
+  /**
+   * The warm-up request before a WebSocket attempt (warmup.ts): resolves when
+   * it is answered, failed or timed out, never rejects.
+   */
+  async #warmup(seq: number): Promise<void> {
+    const path = this.#options.warmup;
+    const fetch = this.#options.fetch;
+    if (path === null || fetch === undefined || this.#choice.transport !== 'websocket') return;
+    let url: string | null;
+    try {
+      url = warmupUrl(webSocketUrl(this.url), path);
+    } catch {
+      return; // a URL the WebSocket transport will refuse, with its own close
+    }
+    if (url === null) return;
+    await warmUp(url, fetch, Math.min(WARMUP_TIMEOUT_MS, this.#options.connectTimeoutMs / 2), {
+      wanted: () => seq === this.#attemptSeq,
+      // Known a moment after the answer, maybe once connected: transportInfo reads it then.
+      protocol: (protocol) => {
+        this.#warmupProtocol = protocol;
+      },
+    });
   }
 
   #openTransport(): void {
@@ -353,6 +395,7 @@ export class Link {
       protocol: o.protocol,
       connectTimeoutMs: o.connectTimeoutMs,
       WebSocket: o.WebSocket,
+      webSocketOptions: o.webSocketOptions,
       EventSource: o.EventSource,
       fetch: o.fetch,
       withCredentials: o.withCredentials,
@@ -374,7 +417,7 @@ export class Link {
     this.#watch.received();
     const token = this.#tokens.current;
     if (token === undefined) {
-      this.#onConnected(null, null, null);
+      this.#onConnected(null, null, null, null);
       return;
     }
     this.send({ op: 'auth', id: this.expect((reply, error) => this.#onAuthReply(reply, error)), token });
@@ -396,11 +439,15 @@ export class Link {
       typeof ok.client === 'string' ? ok.client : null,
       typeof ok.user === 'string' ? ok.user : null,
       typeof ok.expiresIn === 'number' ? ok.expiresIn : null,
+      httpProtocolOf(ok.http),
     );
   }
 
-  #onConnected(clientId: string | null, user: string | null, expiresIn: number | null): void {
+  /** `serverHttp`: what the server said carries the connection (its `auth` reply's `http`). */
+  #onConnected(clientId: string | null, user: string | null, expiresIn: number | null, serverHttp: HttpProtocol | null): void {
     const transport = this.#transport!;
+    const info = transportInfoOf(transport, serverHttp, this.#warmupProtocol);
+    this.#transportInfo = info;
     if (this.#connectTimer) clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
     this.#clientId = clientId;
@@ -417,7 +464,7 @@ export class Link {
     }, resetAfterMs);
     this.#tokens.connected(expiresIn);
     this.#settleConnect();
-    this.#host.emit('connected', { transport: transport.name, client: clientId, user, url: this.url });
+    this.#host.emit('connected', { ...info, client: clientId, user, url: this.url });
     if (this.#transport !== transport || this.#state !== 'connected') return; // a listener closed the client
     this.#host.connected();
     if (this.#choice.shouldProbe) this.#probe.schedule(this.#options.upgradeProbeDelayMs);
@@ -581,6 +628,7 @@ export class Link {
 
   /** The connection is gone: what was sent or expected on it goes with it; the client parks the rest. */
   #afterTransportGone(): void {
+    this.#transportInfo = null;
     this.#sender.drop();
     this.#clientId = null;
     this.#user = null;
@@ -659,6 +707,20 @@ export class Link {
         : null;
     onReply(reply as OkReply, error);
   }
+}
+
+/**
+ * What carries a connection, from the best witness: the server (it saw the
+ * connection arrive), else the WebSocket implementation (Node), else, for a
+ * WebSocket, the warm-up request's protocol (a browser WebSocket rides on
+ * that connection when the server allows RFC 8441; over HTTP/1.1 it cannot).
+ */
+function transportInfoOf(transport: ClientTransport, server: HttpProtocol | null, warmup: HttpProtocol | null): TransportInfo {
+  const own = transport.httpProtocol ?? null;
+  if (server !== null) return { transport: transport.name, httpProtocol: server, httpProtocolSource: 'server' };
+  if (own !== null) return { transport: transport.name, httpProtocol: own, httpProtocolSource: 'websocket' };
+  if (warmup !== null && transport.name === 'websocket') return { transport: transport.name, httpProtocol: warmup, httpProtocolSource: 'warmup' };
+  return { transport: transport.name, httpProtocol: null, httpProtocolSource: null };
 }
 
 /**

@@ -5,6 +5,7 @@
 import { ClientError } from './errors.js';
 import type { ReconnectOptions } from './backoff.js';
 import { browserNetworkMonitor, type NetworkMonitor } from './network.js';
+import { inBrowser } from './warmup.js';
 import {
   TRANSPORT_NAMES,
   type EventSourceConstructor,
@@ -74,6 +75,26 @@ export interface ClientOptions {
   upgradeProbeDelayMs?: number;
   /** WebSocket constructor. Default `globalThis.WebSocket` (in Node 20, pass `WebSocket` from `switchboard`). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Passed as the third argument of `new WebSocket(url, protocols, options)`:
+   * for `switchboard`'s WebSocket in Node, e.g. `{ http2: true }` (RFC 8441,
+   * falling back to HTTP/1.1 by itself), `ca`, `headers`. Browsers take no
+   * third argument: leave it unset there. Default: none.
+   */
+  webSocketOptions?: object;
+  /**
+   * Before each WebSocket attempt, a `GET` of this path on the WebSocket's
+   * origin (https for wss), so that a browser has an h2 connection there for
+   * the WebSocket to ride on (RFC 8441: browsers use it only on an h2
+   * connection they already have). `no-cors` and credentialed; any answer
+   * will do, and a failure (network, CSP `connect-src`, no answer within
+   * 3000 ms or half of `connectTimeoutMs`) only skips it. Its
+   * `nextHopProtocol` is reported in `transportInfo` when the server does not
+   * say. `false` turns it off. Default `'/healthz'` in browsers (pages and
+   * workers), `false` elsewhere (Node's `fetch` shares no connection with a
+   * WebSocket).
+   */
+  warmup?: string | false;
   /** EventSource constructor. Default `globalThis.EventSource` (browsers). */
   EventSource?: EventSourceConstructor;
   /** fetch. Default `globalThis.fetch`. */
@@ -98,11 +119,17 @@ export interface ResolvedOptions {
   token: string | undefined;
   getToken: (() => Promise<string>) | undefined;
   WebSocket: WebSocketConstructor | undefined;
+  webSocketOptions: object | undefined;
+  /** The warm-up path, or null: none. */
+  warmup: string | null;
   EventSource: EventSourceConstructor | undefined;
   fetch: FetchLike | undefined;
   withCredentials: boolean;
   network: NetworkMonitor | null;
 }
+
+/** The warm-up request's default path: the server's liveness route (any answer will do). */
+export const DEFAULT_WARMUP_PATH = '/healthz';
 
 function nonNegative(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -124,6 +151,13 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const fallbackAfter = Math.max(1, nonNegative(options.fallbackAfter, 2, 'fallbackAfter'));
   const upgradeIntervalMs = nonNegative(options.upgradeIntervalMs, 120000, 'upgradeIntervalMs');
   const upgradeProbeDelayMs = nonNegative(options.upgradeProbeDelayMs, 5000, 'upgradeProbeDelayMs');
+  const warmup = options.warmup === undefined ? (inBrowser() ? DEFAULT_WARMUP_PATH : null) : options.warmup;
+  if (warmup !== false && warmup !== null && (typeof warmup !== 'string' || !warmup.startsWith('/'))) {
+    throw new ClientError('RT_CLIENT_INVALID_ARGUMENT', "warmup must be a path starting with '/', or false");
+  }
+  if (options.webSocketOptions !== undefined && (typeof options.webSocketOptions !== 'object' || options.webSocketOptions === null)) {
+    throw new ClientError('RT_CLIENT_INVALID_ARGUMENT', 'webSocketOptions must be an object');
+  }
   const g = globalThis as { WebSocket?: WebSocketConstructor; EventSource?: EventSourceConstructor; fetch?: FetchLike };
   return {
     requestTimeoutMs,
@@ -140,6 +174,8 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     token: options.token,
     getToken: options.getToken,
     WebSocket: options.WebSocket ?? g.WebSocket,
+    webSocketOptions: options.webSocketOptions,
+    warmup: warmup === false ? null : warmup,
     EventSource: options.EventSource ?? g.EventSource,
     // Unbound `fetch` throws "Illegal invocation" in browsers: call it on globalThis.
     fetch: options.fetch ?? (typeof g.fetch === 'function' ? (u, init) => g.fetch!(u, init) : undefined),

@@ -5,12 +5,21 @@
 import type { ClientInfo, Publication, StreamPosition } from '../wire/messages.js';
 import type { ClientError } from './errors.js';
 import type { SubscribedEvent } from './subscription.js';
-import type { TransportName } from './transports/transport.js';
+import type { HttpProtocol, TransportName } from './transports/transport.js';
+import type { HttpProtocolSource } from './warmup.js';
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
-export interface ConnectedEvent {
+/** What carries the connection. */
+export interface TransportInfo {
   transport: TransportName;
+  /** The HTTP version under it: `'h2'` (a WebSocket on an HTTP/2 stream, RFC 8441), `'http/1.1'`, or null when unknown. */
+  httpProtocol: HttpProtocol | null;
+  /** Who said so (null when unknown); see {@link HttpProtocolSource}. */
+  httpProtocolSource: HttpProtocolSource | null;
+}
+
+export interface ConnectedEvent extends TransportInfo {
   /** Connection id the server assigned (null for anonymous connections, which send no `auth`). */
   client: string | null;
   /** User id from the token (null for anonymous connections). */

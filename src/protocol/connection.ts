@@ -71,11 +71,24 @@ export const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
 
 const EMPTY: Buffer = Buffer.alloc(0);
 
+/** Frame parsers between uses (see Connection#releaseParser); a few are enough, whatever the number of connections. */
+const IDLE_PARSERS: FrameParser[] = [];
+const MAX_IDLE_PARSERS = 16;
+const NO_HANDLER: FrameHandler = {
+  onFrameStart() {},
+  onFramePayload() {},
+  onFrameEnd() {},
+  onFrameError() {},
+};
+
 export class Connection implements FrameHandler {
   readonly role: 'server' | 'client';
   readonly maxPayload: number;
   private readonly handler: ConnectionHandler;
-  /** Made with the first bytes from the peer: an idle connection has none. */
+  /**
+   * Taken (from the idle parsers, or made) when bytes arrive, given back once
+   * they are all consumed at a frame boundary: an idle connection has none.
+   */
   private parser: FrameParser | null = null;
   private readonly inflater: Inflater | null;
   private readonly autoPong: boolean;
@@ -125,13 +138,30 @@ export class Connection implements FrameHandler {
   }
 
   private createParser(): FrameParser {
-    const parser = new FrameParser(this, {
-      expectMasked: this.role === 'server',
-      maxFrameSize: this.maxPayload,
-      allowRsv1: this.inflater !== null,
-    });
+    const expectMasked = this.role === 'server';
+    const allowRsv1 = this.inflater !== null;
+    const spare = IDLE_PARSERS.pop();
+    const parser =
+      spare !== undefined
+        ? spare.reuse(this, expectMasked, this.maxPayload, allowRsv1)
+        : new FrameParser(this, { expectMasked, maxFrameSize: this.maxPayload, allowRsv1 });
     if (this.paused) parser.pause();
     return parser;
+  }
+
+  /**
+   * Everything received is consumed, at a frame boundary: the parser goes
+   * back to the idle ones, and what only a message in progress needs goes
+   * too (made again with the next message).
+   */
+  private releaseParser(parser: FrameParser): void {
+    this.parser = null;
+    if (this.messageOpcode === 0) {
+      this.utf8 = null;
+      this.fragments = null;
+    }
+    this.framePieces = null;
+    if (IDLE_PARSERS.length < MAX_IDLE_PARSERS) IDLE_PARSERS.push(parser.reuse(NO_HANDLER, false, 0, false));
   }
 
   get closeSent(): boolean {
@@ -158,7 +188,9 @@ export class Connection implements FrameHandler {
   receiveData(chunk: Buffer): void {
     if (this.inputClosed) return;
     try {
-      (this.parser ??= this.createParser()).write(chunk);
+      const parser = (this.parser ??= this.createParser());
+      parser.write(chunk);
+      if (this.parser === parser && parser.idle && !this.inflating) this.releaseParser(parser);
     } catch (err) {
       // A handler threw (application code). Report it without details and stop.
       this.fail(new InternalError('WS_ERR_INTERNAL', err instanceof Error ? err.message : String(err)));

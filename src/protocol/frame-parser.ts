@@ -51,9 +51,9 @@ const SCRATCH = Buffer.alloc(8);
 const MASK_KEY = Buffer.alloc(4);
 
 export class FrameParser {
-  private readonly handler: FrameHandler;
-  private readonly expectMasked: boolean;
-  private readonly maxFrameSize: number;
+  private handler: FrameHandler;
+  private expectMasked: boolean;
+  private maxFrameSize: number;
   allowRsv1: boolean;
 
   /** Unconsumed input: `chunks[0]` from `offset` on, then the other chunks whole. */
@@ -87,6 +87,25 @@ export class FrameParser {
   /** Bytes not yet consumed. */
   get bufferedAmount(): number {
     return this.buffered;
+  }
+
+  /**
+   * Between frames with nothing buffered, not paused, not failed: the parser
+   * holds no state of its connection and may serve another one (`reuse`).
+   */
+  get idle(): boolean {
+    return this.state === GET_INFO && this.buffered === 0 && !this.paused && !this.looping;
+  }
+
+  /** An idle parser, set up for another connection (or none: `NO_HANDLER` lets go of the handler). Allocates nothing. */
+  reuse(handler: FrameHandler, expectMasked: boolean, maxFrameSize: number, allowRsv1: boolean): this {
+    this.handler = handler;
+    this.expectMasked = expectMasked;
+    this.maxFrameSize = maxFrameSize;
+    this.allowRsv1 = allowRsv1;
+    this.offset = 0;
+    this.header = EMPTY;
+    return this;
   }
 
   /** Feed bytes. The parser takes ownership of `chunk` (it unmasks in place). */

@@ -33,7 +33,6 @@ const MAX_RECOVERY_BUFFER = 10_000;
 const MAX_RATE_LIMITED = 20;
 /** Publishes of one connection in flight at the broker at once (a run of `pub`s, see Session#enqueue). */
 const MAX_PUB_RUN = 32;
-const DONE: Promise<void> = Promise.resolve();
 
 export type { Subscription } from './session-host.js';
 
@@ -61,6 +60,16 @@ function closeCodeOf(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+const DRAINED: Promise<void> = Promise.resolve();
+
+function askForRefresh(session: Session, at: number): void {
+  session._askForRefresh(at);
+}
+
+function closeIfExpired(session: Session): void {
+  session._closeIfExpired();
+}
+
 export class Session implements Subscriber {
   readonly id: string;
   readonly transport: RealtimeTransport;
@@ -78,8 +87,8 @@ export class Session implements Subscriber {
   private readonly messageBucket: TokenBucket;
   private readonly byteBucket: TokenBucket;
   private rateLimitedInARow = 0;
-  /** The tail of the request queue (see enqueue). */
-  private requests: Promise<void> = Promise.resolve();
+  /** The tail of the request queue (see enqueue); the shared resolved promise once it drained. */
+  private requests: Promise<void> = DRAINED;
   /**
    * The open run of `pub`s (see enqueue): its channel, the promise its
    * members start on, and how many it holds; null when the last request
@@ -327,29 +336,38 @@ export class Session implements Subscriber {
       const running = this.run(op, id, task, turn);
       return waitForIt ? running : undefined;
     };
+    let tail: Promise<void>;
     if (pubChannel === undefined) {
       this.pubRun = null;
-      this.requests = this.requests.then(() => start(DONE));
-      return;
+      tail = this.requests.then(() => start(DRAINED));
+    } else {
+      let run = this.pubRun;
+      if (run === null || run.channel !== pubChannel || run.size >= MAX_PUB_RUN) {
+        run = { channel: pubChannel, gate: this.requests, size: 0, last: DRAINED };
+        this.pubRun = run;
+      }
+      run.size++;
+      // Reactions to one promise run in the order they were registered: the members of a run start in
+      // order. Each replies after the one before it replied (its turn): replies stay in request order.
+      const turn = run.last;
+      const done = run.gate.then(() => start(turn));
+      run.last = done;
+      if (run.size === 1) {
+        // The run's first member starts after everything before it: the queue's new tail, as for any request.
+        tail = done;
+      } else {
+        const before = this.requests;
+        tail = done.then(() => before);
+      }
     }
-    let run = this.pubRun;
-    if (run === null || run.channel !== pubChannel || run.size >= MAX_PUB_RUN) {
-      run = { channel: pubChannel, gate: this.requests, size: 0, last: DONE };
-      this.pubRun = run;
-    }
-    run.size++;
-    // Reactions to one promise run in the order they were registered: the members of a run start in
-    // order. Each replies after the one before it replied (its turn): replies stay in request order.
-    const turn = run.last;
-    const done = run.gate.then(() => start(turn));
-    run.last = done;
-    if (run.size === 1) {
-      // The run's first member starts after everything before it: the queue's new tail, as for any request.
-      this.requests = done;
-      return;
-    }
-    const before = this.requests;
-    this.requests = done.then(() => before);
+    this.requests = tail;
+    // A drained queue keeps no promise of its own (an idle connection's memory, docs/benchmarks.md), nor a finished run.
+    void tail.then(() => {
+      if (this.requests === tail) {
+        this.requests = DRAINED;
+        this.pubRun = null;
+      }
+    });
   }
 
   /** Run an async request: RequestErrors become `error` replies, anything else a 500/503 and a log line. Never rejects. */
@@ -414,7 +432,10 @@ export class Session implements Subscriber {
     this.host.logger.debug({ conn: this.id, user: identity.user }, 'authenticated');
     // The rate budget, so a client can pace itself instead of learning it from 429s.
     const { messageRate, byteRate, maxMessageSize } = this.host.limits;
-    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits: { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS } });
+    const limits = { messageRate, byteRate, maxMessageSize, idempotencyTtlMs: IDEMPOTENCY_TTL_MS };
+    // What carries the connection (HTTP/2 or 1.1), when the carrier knows: a browser cannot tell for its WebSocket.
+    const http = this.transport.httpVersion;
+    this.reply(id, { client: this.id, user: identity.user, expiresIn: this.expiresIn(), limits, ...(http ? { http } : {}) });
   }
 
   private async refresh(id: RequestId, token: string): Promise<void> {
@@ -442,14 +463,21 @@ export class Session implements Subscriber {
     if (!Number.isFinite(at)) return;
     const now = this.host.now();
     const askAt = Math.max(now, at - this.host.auth.refreshGraceMs);
-    this.expiryTimer = setTimeout(() => {
-      this.send({ op: 'refresh', expiresIn: Math.max(0, at - this.host.now()) });
-      this.expiryTimer = setTimeout(() => {
-        if ((this.identity?.expiresAt ?? 0) <= this.host.now()) this.close(Disconnect.TokenExpired);
-      }, Math.max(0, at - this.host.now()));
-      this.expiryTimer.unref();
-    }, askAt - now);
+    // Module functions with the session as argument: no closure (and context) per connection.
+    this.expiryTimer = setTimeout(askForRefresh, askAt - now, this, at);
     this.expiryTimer.unref();
+  }
+
+  /** @internal The token expires soon: ask for a new one, and close at expiry if none came. */
+  _askForRefresh(at: number): void {
+    this.send({ op: 'refresh', expiresIn: Math.max(0, at - this.host.now()) });
+    this.expiryTimer = setTimeout(closeIfExpired, Math.max(0, at - this.host.now()), this);
+    this.expiryTimer.unref();
+  }
+
+  /** @internal */
+  _closeIfExpired(): void {
+    if ((this.identity?.expiresAt ?? 0) <= this.host.now()) this.close(Disconnect.TokenExpired);
   }
 
   private authorize(action: Action, channel: string): NamespaceRules {

@@ -67,6 +67,13 @@ export function utf8Length(s: string): number {
 export interface RealtimeTransport {
   /** 'websocket', 'sse' or 'poll'. */
   readonly kind: string;
+  /**
+   * The HTTP version that carries the connection, as the server saw it: `'2'`
+   * (a WebSocket on an h2 stream, RFC 8441; a fallback session opened over
+   * h2) or `'1.1'`. The `auth` reply tells the client (`http`); undefined
+   * when the carrier cannot tell.
+   */
+  readonly httpVersion?: '1.1' | '2';
   readonly codec: WireCodec;
   /**
    * Bytes queued in earlier turns of the event loop and still not taken by the

@@ -57,8 +57,13 @@ export function createConfiguredBroker(config: BrokerConfig, logger: Logger, eve
       return { broker: memory, presence: new MemoryPresenceStore(), memory };
     }
     case 'redis': {
-      const broker = new RedisBroker({ url: config.url, onError: onError('redis broker'), onGap: events.onGap, onResubscribed: events.onReconnected });
-      const presence = new RedisPresenceStore({ url: config.url, onError: onError('redis presence') });
+      const where = {
+        ...(config.url === undefined ? {} : { url: config.url }),
+        ...(config.cluster === undefined ? {} : { cluster: config.cluster }),
+        ...(config.sentinels === undefined ? {} : { sentinels: config.sentinels, name: config.name! }),
+      };
+      const broker = new RedisBroker({ ...where, onError: onError('redis broker'), onGap: events.onGap, onResubscribed: events.onReconnected });
+      const presence = new RedisPresenceStore({ ...where, onError: onError('redis presence') });
       return { broker, presence, memory: null };
     }
     case 'nats': {

@@ -39,6 +39,14 @@ export interface HttpApiOptions {
   brokerAvailable: () => boolean;
 }
 
+/**
+ * The health routes let a page of any origin read their Resource Timing
+ * (`Timing-Allow-Origin`): the SDK's warm-up request (src/client/warmup.ts)
+ * learns from its `nextHopProtocol` whether the browser has an h2 connection
+ * to this server, which the WebSocket rides on. Nothing else is exposed.
+ */
+const HEALTH_HEADERS = { 'Timing-Allow-Origin': '*' };
+
 export class HttpApi {
   private readonly config: RealtimeConfig;
   private readonly hub: Hub;
@@ -72,13 +80,13 @@ export class HttpApi {
   handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean {
     const path = url.pathname;
     if (path === '/healthz') {
-      sendText(res, 200, 'ok\n');
+      sendText(res, 200, 'ok\n', undefined, HEALTH_HEADERS);
       return true;
     }
     if (path === '/readyz') {
-      if (this.closing()) sendText(res, 503, 'shutting down\n');
-      else if (!this.brokerAvailable()) sendText(res, 503, 'broker unavailable\n');
-      else sendText(res, 200, 'ready\n');
+      if (this.closing()) sendText(res, 503, 'shutting down\n', undefined, HEALTH_HEADERS);
+      else if (!this.brokerAvailable()) sendText(res, 503, 'broker unavailable\n', undefined, HEALTH_HEADERS);
+      else sendText(res, 200, 'ready\n', undefined, HEALTH_HEADERS);
       return true;
     }
     if (path === '/metrics' && this.config.metrics.enabled) {

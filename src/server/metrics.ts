@@ -8,6 +8,8 @@ import type { HubObserver } from '../realtime/transport.js';
 import type { X509Certificate } from 'node:crypto';
 import { expirySeconds, type TlsObserver } from './tls.js';
 
+const WEBSOCKET_LABELS = { '1.1': { http_version: '1.1' }, '2': { http_version: '2' } } as const;
+
 export class Metrics implements HubObserver, TlsObserver {
   readonly registry = new Registry();
   readonly connections: Gauge;
@@ -94,11 +96,14 @@ export class Metrics implements HubObserver, TlsObserver {
     this.http2Sessions.dec();
   }
   /** A WebSocket opened over HTTP/1.1 (`'1.1'`) or an HTTP/2 stream (`'2'`); returns its close report (call once). */
-  websocketOpened(httpVersion: '1.1' | '2'): () => void {
-    const labels = { http_version: httpVersion };
+  websocketOpened(httpVersion: '1.1' | '2'): void {
+    const labels = WEBSOCKET_LABELS[httpVersion];
     this.websockets.inc(labels);
     this.websocketsTotal.inc(labels);
-    return () => this.websockets.dec(labels);
+  }
+  /** One of those closed (a function of its own per connection would cost a closure each). */
+  websocketClosed(httpVersion: '1.1' | '2'): void {
+    this.websockets.dec(WEBSOCKET_LABELS[httpVersion]);
   }
 
   connectionOpened(transport: string): void {

@@ -87,8 +87,8 @@ interface SessionLink {
   server: RealtimeServer;
   session: Session;
   ip: string;
-  /** Counts the WebSocket off `switchboard_websockets{http_version}`. */
-  carried: () => void;
+  /** Counted in `switchboard_websockets{http_version}` under this. */
+  httpVersion: '1.1' | '2';
 }
 const kLink = Symbol('switchboard.session');
 type LinkedWebSocket = WebSocket & { [kLink]?: SessionLink };
@@ -390,7 +390,13 @@ export class RealtimeServer {
   private async connectBroker(): Promise<void> {
     const waits = [this.broker, this.presence].map((b) => (b as Partial<Connectable>).ready?.());
     if (waits.every((w) => w === undefined)) return;
-    const where = this.config.broker.type === 'redis' ? this.config.broker.url : this.config.broker.type === 'nats' ? this.config.broker.servers.join(',') : 'the broker';
+    const b = this.config.broker;
+    const where =
+      b.type === 'redis'
+        ? (b.cluster?.join(',') ?? (b.sentinels === undefined ? b.url : `${b.sentinels.join(',')} (sentinels, master ${b.name})`))
+        : b.type === 'nats'
+          ? b.servers.join(',')
+          : 'the broker';
     try {
       await Promise.all(waits);
     } catch (err) {
@@ -550,12 +556,12 @@ export class RealtimeServer {
   private onConnection(ws: WebSocket, ip: string, identity: Identity | null, protocol: string, httpVersion: '1.1' | '2'): void {
     const codec = codecFor(protocol)!;
     this.admission.addConnection(ip);
-    const carried = this.metrics.websocketOpened(httpVersion);
+    this.metrics.websocketOpened(httpVersion);
     this.sockets.add(ws);
     const session = this.hub.connect(new WebSocketCarrier(ws, codec, this.config.compression.threshold), identity, ip);
     // One small record and three listener functions shared by every connection (no closures, no
     // child logger per connection: what an idle connection costs, see docs/benchmarks.md).
-    (ws as LinkedWebSocket)[kLink] = { server: this, session, ip, carried };
+    (ws as LinkedWebSocket)[kLink] = { server: this, session, ip, httpVersion };
     ws.on('message', onSessionMessage);
     ws.on('error', onSessionError);
     ws.on('close', onSessionClose);
@@ -569,7 +575,7 @@ export class RealtimeServer {
   /** @internal A realtime connection's WebSocket closed. */
   _connectionClosed(ws: WebSocket, link: SessionLink, code: number): void {
     this.admission.removeConnection(link.ip);
-    link.carried();
+    this.metrics.websocketClosed(link.httpVersion);
     this.sockets.delete(ws);
     link.session.closedByTransport(code);
   }

@@ -186,7 +186,8 @@ export class HeartbeatWheel {
     }
     member.awaitingPong = true;
     member._hbPinged = true;
-    member._hbPingAt = now;
+    // Whole ms: a small integer, not a boxed double per connection.
+    member._hbPingAt = Math.floor(now);
     this.schedule(member, Math.min(this.interval, this.timeout));
     member._heartbeatPing();
   }

@@ -22,6 +22,7 @@
  *
  * @see https://www.rfc-editor.org/rfc/rfc8441
  */
+import { channel } from 'node:diagnostics_channel';
 import type http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -42,6 +43,55 @@ import type { PerMessageDeflateCodec } from './deflate.js';
 import { resetWithCancel } from './http2.js';
 
 const { NGHTTP2_CANCEL } = http2.constants;
+
+/**
+ * Names of the `node:diagnostics_channel`s on which the client reports the
+ * steps of an RFC 8441 handshake, for tracing (`switchboard connect -v`).
+ * Publishing is skipped when nobody subscribes. Observe what is published;
+ * do not write to it or close it.
+ */
+export const HTTP2_CLIENT_CHANNELS = {
+  /** {@link Http2SessionOpened}: the pool opens a new session (before its TLS and SETTINGS). */
+  session: 'switchboard:http2-client:session',
+  /** {@link Http2ConnectSent}: an extended CONNECT went out on a new stream. */
+  connect: 'switchboard:http2-client:connect',
+  /** {@link Http2FallbackTaken}: the handshake goes over HTTP/1.1 instead, and why. */
+  fallback: 'switchboard:http2-client:fallback',
+} as const;
+
+/** Message on {@link HTTP2_CLIENT_CHANNELS}.session. */
+export interface Http2SessionOpened {
+  origin: string;
+  session: http2.ClientHttp2Session;
+}
+
+/** Message on {@link HTTP2_CLIENT_CHANNELS}.connect. */
+export interface Http2ConnectSent {
+  origin: string;
+  session: http2.ClientHttp2Session;
+  stream: http2.ClientHttp2Stream;
+  /** The request's headers, pseudo-headers first. */
+  headers: http2.OutgoingHttpHeaders;
+}
+
+/** Message on {@link HTTP2_CLIENT_CHANNELS}.fallback. */
+export interface Http2FallbackTaken {
+  origin: string;
+  /** Why, in words: no ENABLE_CONNECT_PROTOCOL in the server's SETTINGS, no h2 in ALPN, no SETTINGS in time, remembered... */
+  reason: string;
+}
+
+const sessionChannel = channel(HTTP2_CLIENT_CHANNELS.session);
+const connectChannel = channel(HTTP2_CLIENT_CHANNELS.connect);
+const fallbackChannel = channel(HTTP2_CLIENT_CHANNELS.fallback);
+
+/** Why a session that closed before SETTINGS could not carry WebSockets, from its error. */
+function closedBeforeSettings(origin: string, err: NodeJS.ErrnoException | null): string {
+  const code = err?.code ?? '';
+  if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') return 'the server does not offer h2 in ALPN (TLS alert no_application_protocol)';
+  if (code === 'ERR_HTTP2_ERROR' && origin.startsWith('http:')) return `the server does not speak cleartext HTTP/2 (h2c with prior knowledge): ${err!.message}`;
+  return `the HTTP/2 connection closed before the server's SETTINGS${err ? `: ${err.message}${code ? ` (${code})` : ''}` : ''}`;
+}
 
 /** How to open WebSockets over HTTP/2. */
 export interface Http2ClientOptions {
@@ -101,15 +151,18 @@ class PooledSession {
   streams = 0;
   /** Resolves true once the server's SETTINGS allow extended CONNECT, false when it will not. */
   readonly ready: Promise<boolean>;
+  /** Why not, once `ready` resolved false. */
+  refusal = '';
   draining = false;
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly idleTimeout: number;
 
-  constructor(session: http2.ClientHttp2Session, settingsTimeout: number, idleTimeout: number, onGone: () => void) {
+  constructor(origin: string, session: http2.ClientHttp2Session, settingsTimeout: number, idleTimeout: number, onGone: () => void) {
     this.session = session;
     this.idleTimeout = idleTimeout;
+    let lastError: Error | null = null;
     // A session error (reset connection, GOAWAY with an error) reaches the streams as their close: no throw here.
-    session.on('error', () => {});
+    session.on('error', (err) => (lastError = err));
     session.once('goaway', () => {
       this.draining = true;
       onGone();
@@ -120,14 +173,21 @@ class PooledSession {
       onGone();
     });
     this.ready = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), settingsTimeout);
+      const timer = setTimeout(() => {
+        this.refusal ||= `no SETTINGS from the server within ${settingsTimeout} ms`;
+        resolve(false);
+      }, settingsTimeout);
       timer.unref();
       session.once('remoteSettings', (settings) => {
         clearTimeout(timer);
+        if (settings.enableConnectProtocol !== true) {
+          this.refusal ||= "the server's SETTINGS do not enable extended CONNECT (no SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3)";
+        }
         resolve(settings.enableConnectProtocol === true);
       });
       session.once('close', () => {
         clearTimeout(timer);
+        this.refusal ||= closedBeforeSettings(origin, lastError);
         resolve(false);
       });
     });
@@ -211,7 +271,13 @@ export class Http2SessionPool {
     const key = `${origin}|${TLS_KEYS.map((k) => optionId((tls as Record<string, unknown>)[k])).join('|')}`;
     const until = this.noExtendedConnect.get(key);
     if (until !== undefined) {
-      if (until > Date.now()) return null;
+      if (until > Date.now()) {
+        if (fallbackChannel.hasSubscribers) {
+          const reason = `this origin did not allow RFC 8441 ${Math.round((this.fallbackMemory - (until - Date.now())) / 1000)} s ago (remembered for ${this.fallbackMemory / 1000} s)`;
+          fallbackChannel.publish({ origin, reason } satisfies Http2FallbackTaken);
+        }
+        return null;
+      }
       this.noExtendedConnect.delete(key);
     }
     const list = this.sessions.get(key) ?? [];
@@ -221,7 +287,8 @@ export class Http2SessionPool {
       const options: http2.SecureClientSessionOptions = { settings: { enablePush: false } };
       for (const k of TLS_KEYS) if ((tls as Record<string, unknown>)[k] !== undefined) (options as Record<string, unknown>)[k] = (tls as Record<string, unknown>)[k];
       const session = http2.connect(origin, options);
-      const entry: PooledSession = new PooledSession(session, this.settingsTimeout, this.idleTimeout, () => {
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ origin, session } satisfies Http2SessionOpened);
+      const entry: PooledSession = new PooledSession(origin, session, this.settingsTimeout, this.idleTimeout, () => {
         const at = list.indexOf(entry);
         if (at !== -1) list.splice(at, 1);
         if (list.length === 0 && this.sessions.get(key) === list) this.sessions.delete(key);
@@ -233,6 +300,7 @@ export class Http2SessionPool {
     const lease = pooled.take();
     if (await pooled.ready) return lease;
     lease.release();
+    if (fallbackChannel.hasSubscribers) fallbackChannel.publish({ origin, reason: pooled.refusal } satisfies Http2FallbackTaken);
     this.noExtendedConnect.set(key, Date.now() + this.fallbackMemory);
     pooled.session.close();
     return null;
@@ -364,6 +432,7 @@ export function connectHttp2Client(
       return;
     }
     stream = s;
+    if (connectChannel.hasSubscribers) connectChannel.publish({ origin, session: lease.session, stream: s, headers } satisfies Http2ConnectSent);
     s.once('close', lease.release);
     s.on('error', (err) => abort(err));
     let answered = false;

@@ -56,60 +56,30 @@ function opBytes(op: SendOp): number {
   }
 }
 
-export class Sender {
-  private queue: SendOp[] = [];
-  private queuedBytesCount = 0;
-  private deflating = false;
-  private endWhenEmpty = false;
-  /** The callback of the frame being written; `Connection` writes synchronously, the owner's onWrite takes it. */
-  private writeCallback: SendCallback | undefined = undefined;
+/**
+ * The callback of the frame being written. `Connection` writes synchronously,
+ * so one slot serves every socket: set just before the write, taken by the
+ * owner's `onWrite` (frames the connection writes on its own, an automatic
+ * pong, find it empty), cleared after.
+ */
+let writeCallback: SendCallback | undefined;
 
-  constructor(
-    private readonly conn: Connection,
-    private readonly codec: PerMessageDeflateCodec | null,
-    private readonly host: SenderHost,
-  ) {}
+/** The callback of the frame being written now (once: the next write has its own). */
+export function takeWriteCallback(): SendCallback | undefined {
+  const cb = writeCallback;
+  writeCallback = undefined;
+  return cb;
+}
 
-  /** Whether ops wait (or a message is in zlib): a new op would queue behind them. */
-  get busy(): boolean {
-    return this.deflating || this.queue.length > 0;
-  }
-
-  /** Bytes accepted and not yet handed to the `Connection` (part of `bufferedAmount`). */
-  get queuedBytes(): number {
-    return this.queuedBytesCount;
-  }
-
-  /** The callback of the frame being written now (once: the next write has its own). */
-  takeWriteCallback(): SendCallback | undefined {
-    const cb = this.writeCallback;
-    this.writeCallback = undefined;
-    return cb;
-  }
-
-  /** Send `op` now, or after what is already waiting. A message to compress always goes through the queue. */
-  send(op: SendOp): void {
-    if (this.busy || (op.kind === 'data' && op.compress)) this.enqueue(op);
-    else this.write(op);
-  }
-
-  /** End the socket once everything queued went out (the peer ended its side). */
-  endWhenFlushed(): void {
-    if (this.busy) this.endWhenEmpty = true;
-    else this.host.end();
-  }
-
-  /** Drop every queued op; each callback gets `err` on a later tick. */
-  fail(err: Error): void {
-    const queue = this.queue;
-    this.queue = [];
-    this.queuedBytesCount = 0;
-    for (const op of queue) if (op.cb) process.nextTick(op.cb, err);
-  }
-
-  private write(op: SendOp): void {
-    const conn = this.conn;
-    this.writeCallback = op.cb;
+/**
+ * Write `op` to the connection now. A connection that compresses nothing
+ * and has nothing queued sends this way, without a `Sender` of its own.
+ */
+export function writeOp(conn: Connection, op: Exclude<SendOp, { kind: 'close-echo' }>): void;
+export function writeOp(conn: Connection, op: SendOp, host: Pick<SenderHost, 'answerClose'>): void;
+export function writeOp(conn: Connection, op: SendOp, host?: Pick<SenderHost, 'answerClose'>): void {
+  writeCallback = op.cb;
+  try {
     switch (op.kind) {
       case 'data':
         conn.sendData(op.data, op.isBinary, op.fin, false);
@@ -127,9 +97,54 @@ export class Sender {
         conn.close(op.code, op.reason);
         break;
       case 'close-echo':
-        this.host.answerClose();
+        host!.answerClose();
         break;
     }
+  } finally {
+    writeCallback = undefined;
+  }
+}
+
+export class Sender {
+  private queue: SendOp[] = [];
+  private queuedBytesCount = 0;
+  private deflating = false;
+  private endWhenEmpty = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly codec: PerMessageDeflateCodec | null,
+    private readonly host: SenderHost,
+  ) {}
+
+  /** Whether ops wait (or a message is in zlib): a new op would queue behind them. */
+  get busy(): boolean {
+    return this.deflating || this.queue.length > 0;
+  }
+
+  /** Bytes accepted and not yet handed to the `Connection` (part of `bufferedAmount`). */
+  get queuedBytes(): number {
+    return this.queuedBytesCount;
+  }
+
+  /** Send `op` now, or after what is already waiting. A message to compress always goes through the queue. */
+  send(op: SendOp): void {
+    if (this.busy || (op.kind === 'data' && op.compress)) this.enqueue(op);
+    else writeOp(this.conn, op, this.host);
+  }
+
+  /** End the socket once everything queued went out (the peer ended its side). */
+  endWhenFlushed(): void {
+    if (this.busy) this.endWhenEmpty = true;
+    else this.host.end();
+  }
+
+  /** Drop every queued op; each callback gets `err` on a later tick. */
+  fail(err: Error): void {
+    const queue = this.queue;
+    this.queue = [];
+    this.queuedBytesCount = 0;
+    for (const op of queue) if (op.cb) process.nextTick(op.cb, err);
   }
 
   private enqueue(op: SendOp): void {
@@ -154,7 +169,7 @@ export class Sender {
         this.deflate(op as SendOp & { kind: 'data'; data: Buffer });
         return;
       }
-      this.write(op);
+      writeOp(conn, op, this.host);
     }
     if (this.endWhenEmpty && !this.busy) this.host.end();
   }
@@ -178,8 +193,12 @@ export class Sender {
         conn.fail(new InvalidStateError('WS_ERR_DEFLATE_FAILED', err.message));
         return;
       }
-      this.writeCallback = op.cb;
-      conn.sendData(out!, op.isBinary, op.fin, true);
+      writeCallback = op.cb;
+      try {
+        conn.sendData(out!, op.isBinary, op.fin, true);
+      } finally {
+        writeCallback = undefined;
+      }
       this.flush();
       this.host.onFlushed();
     });

@@ -30,7 +30,7 @@ import { PerMessageDeflateCodec } from './deflate.js';
 import { createOriginCheck, type OriginCheck } from './origin.js';
 import { UpgradeRequestParser, type ParsedHead, type UpgradeParserLimits } from './upgrade-parser.js';
 import { HeartbeatWheel, type HeartbeatOptions } from './heartbeat.js';
-import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type SocketOwner } from './websocket.js';
+import { DEFAULT_CLOSE_TIMEOUT, WebSocket, type SocketOwner, type SocketSetup } from './websocket.js';
 
 /**
  * The upgrade request a server hands to its callbacks and events. On a server
@@ -123,13 +123,11 @@ const CLOSED = 2;
 
 /** A socket of a server created with `port` while its request head arrives. */
 interface PendingHandshake {
-  server: WebSocketServer;
   parser: UpgradeRequestParser;
   /** performance.now() by which the head must be complete. */
   deadline: number;
 }
-const kHandshake = Symbol('switchboard.handshake');
-type HandshakingSocket = net.Socket & { [kHandshake]?: PendingHandshake | null };
+type HandshakingSocket = net.Socket;
 
 /** The WebSocketServers listening for upgrades on each HTTP server, in the order they were attached. */
 const attachedServers = new WeakMap<http.Server | https.Server | AnyHttp2Server, WebSocketServer[]>();
@@ -148,8 +146,16 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
   private readonly originCheck: OriginCheck | null;
   /** Every connection's heartbeat on one timer (created with the first connection). */
   private heartbeatWheel: HeartbeatWheel | null = null;
-  /** Server created with `port`: sockets whose request head is still arriving, and the one timer that bounds them. */
-  private readonly handshaking = new Set<HandshakingSocket>();
+  private connectionSetup: SocketSetup | null = null;
+  /**
+   * Server created with `port`: sockets whose request head is still arriving
+   * (kept here, not on the socket: nothing of the handshake stays with an
+   * open connection), and the one timer that bounds them.
+   */
+  private readonly handshaking = new Map<HandshakingSocket, PendingHandshake>();
+  /** The 'data' and 'close' listeners of those sockets: one function per server, not per socket. */
+  private readonly onHandshakeData: (this: HandshakingSocket, chunk: Buffer) => void;
+  private readonly onHandshakeClose: (this: HandshakingSocket) => void;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private readonly handshakeTimeout: number;
   private readonly removeListeners: () => void = () => {};
@@ -173,6 +179,13 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
     this.originCheck = Array.isArray(options.allowedOrigins) ? createOriginCheck(options.allowedOrigins) : null;
 
     this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
+    const wss = this;
+    this.onHandshakeData = function (chunk) {
+      wss.handshakeData(this, chunk);
+    };
+    this.onHandshakeClose = function () {
+      wss.endHandshake(this);
+    };
     if (options.port !== undefined) {
       const server = net.createServer((socket) => this.onRawConnection(socket));
       server.on('listening', () => this.emit('listening'));
@@ -227,20 +240,25 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
       socket.destroy();
       return;
     }
-    socket[kHandshake] = {
-      server: this,
+    this.handshaking.set(socket, {
       parser: new UpgradeRequestParser(this.options.requestLimits),
       deadline: performance.now() + this.handshakeTimeout,
-    };
-    socket.on('data', onHandshakeData);
+    });
+    socket.on('data', this.onHandshakeData);
     socket.on('error', onHandshakeSocketError);
-    socket.on('close', onHandshakeClose);
-    this.handshaking.add(socket);
+    socket.on('close', this.onHandshakeClose);
     this.handshakeTimer ??= setInterval(sweepHandshakes, Math.max(100, Math.min(1000, Math.floor(this.handshakeTimeout / 2))), this).unref();
   }
 
+  private handshakeData(socket: HandshakingSocket, chunk: Buffer): void {
+    const pending = this.handshaking.get(socket);
+    if (pending === undefined) return;
+    const result = pending.parser.write(chunk);
+    if (result !== null) this.handshakeParsed(socket, result);
+  }
+
   /** The head is complete (or broken): the socket leaves the handshake sweep, then is answered or upgraded. */
-  _handshakeParsed(socket: HandshakingSocket, result: ParsedHead | HandshakeError): void {
+  private handshakeParsed(socket: HandshakingSocket, result: ParsedHead | HandshakeError): void {
     this.endHandshake(socket);
     if (result instanceof HandshakeError) {
       answerAndClose(socket, result);
@@ -269,28 +287,28 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
     this.handleUpgrade(request, socket, rest, (ws) => this.emit('connection', ws, request));
   }
 
-  /** @internal The socket closed before its head was complete. */
-  _handshakeClosed(socket: HandshakingSocket): void {
-    this.endHandshake(socket);
-  }
-
+  /** The head arrived (or the socket closed before it did, or its time ran out). */
   private endHandshake(socket: HandshakingSocket): void {
-    socket[kHandshake] = null;
-    socket.removeListener('data', onHandshakeData);
+    if (!this.handshaking.delete(socket)) return;
+    socket.removeListener('data', this.onHandshakeData);
     socket.removeListener('error', onHandshakeSocketError);
-    socket.removeListener('close', onHandshakeClose);
-    this.handshaking.delete(socket);
-    if (this.handshaking.size === 0 && this.handshakeTimer) {
-      clearInterval(this.handshakeTimer);
-      this.handshakeTimer = null;
-    }
+    socket.removeListener('close', this.onHandshakeClose);
   }
 
-  /** @internal One timer for every pending handshake: those past their deadline get 408. */
+  /**
+   * @internal One timer for every pending handshake: those past their deadline
+   * get 408. It stops at a sweep that finds none pending (not when the last
+   * one completes: a burst of handshakes would start and stop it for each).
+   */
   _sweepHandshakes(): void {
+    if (this.handshaking.size === 0 || this.state !== RUNNING) {
+      if (this.handshakeTimer) clearInterval(this.handshakeTimer);
+      this.handshakeTimer = null;
+      return;
+    }
     const now = performance.now();
-    for (const socket of this.handshaking) {
-      if (socket[kHandshake]!.deadline > now) continue;
+    for (const [socket, pending] of this.handshaking) {
+      if (pending.deadline > now) continue;
       this.endHandshake(socket);
       answerAndClose(socket, new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'the request head did not arrive in time', 408));
     }
@@ -488,24 +506,30 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
           idleReleaseMs: this.deflateOptions!.idleReleaseMs,
         })
       : null;
-    const heartbeat = this.options.heartbeat;
-    if (heartbeat && heartbeat.interval > 0) this.heartbeatWheel ??= new HeartbeatWheel(heartbeat);
     const ws = new WebSocket(null);
-    ws.setSocket(socket, head, {
-      role: 'server',
-      maxPayload: this.options.maxPayload,
+    ws.setSocket(socket, head, this.connectionSetup ??= this.makeConnectionSetup(), {
       codec,
-      skipUTF8Validation: this.options.skipUTF8Validation,
-      autoPong: this.options.autoPong,
-      heartbeatWheel: this.heartbeatWheel,
-      closeTimeout: this.options.closeTimeout,
       protocol,
       extensions: deflate ? deflate.responseHeader : '',
-      owner: this,
     });
     this.connectionCount++;
     if (this.options.clientTracking) this.clients.add(ws);
     cb(ws, req);
+  }
+
+  /** What every connection of this server shares (one object, not a copy per connection). */
+  private makeConnectionSetup(): SocketSetup {
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat && heartbeat.interval > 0) this.heartbeatWheel ??= new HeartbeatWheel(heartbeat);
+    return {
+      role: 'server',
+      maxPayload: this.options.maxPayload,
+      skipUTF8Validation: this.options.skipUTF8Validation,
+      autoPong: this.options.autoPong,
+      heartbeatWheel: this.heartbeatWheel,
+      closeTimeout: this.options.closeTimeout,
+      owner: this,
+    };
   }
 
   /** @internal SocketOwner: one of our connections closed. */
@@ -529,10 +553,12 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
     if (this.state === CLOSING) return;
     this.state = CLOSING;
     this.removeListeners();
-    for (const socket of this.handshaking) {
+    for (const socket of this.handshaking.keys()) {
       this.endHandshake(socket);
       socket.destroy();
     }
+    if (this.handshakeTimer) clearInterval(this.handshakeTimer);
+    this.handshakeTimer = null;
     for (const ws of this.clients) ws.close(CloseCode.GoingAway, 'server shutting down');
     if (this.ownsServer && this.server) {
       this.server.close(() => {
@@ -558,18 +584,6 @@ const EMPTY_HEAD = Buffer.alloc(0);
 
 function onHandshakeSocketError(this: Duplex): void {
   this.destroy();
-}
-
-// Listeners of a socket whose request head is arriving (server created with `port`): shared functions.
-function onHandshakeData(this: HandshakingSocket, chunk: Buffer): void {
-  const pending = this[kHandshake];
-  if (!pending) return;
-  const result = pending.parser.write(chunk);
-  if (result !== null) pending.server._handshakeParsed(this, result);
-}
-
-function onHandshakeClose(this: HandshakingSocket): void {
-  this[kHandshake]?.server._handshakeClosed(this);
 }
 
 function sweepHandshakes(server: WebSocketServer): void {

@@ -18,7 +18,7 @@ import { CloseCode } from '../protocol/close-code.js';
 import { Connection, type ConnectionHandler, DEFAULT_MAX_PAYLOAD, encodeClosePayload } from '../protocol/connection.js';
 import { InvalidStateError, type WebSocketError } from '../protocol/errors.js';
 import type { PerMessageDeflateCodec } from './deflate.js';
-import { Sender, type SendCallback, type SenderHost } from './sender.js';
+import { Sender, takeWriteCallback, writeOp, type SendCallback, type SenderHost, type SendOp } from './sender.js';
 import { sharedHeartbeatWheel, type HeartbeatMember, type HeartbeatOptions, type HeartbeatWheel } from './heartbeat.js';
 import {
   addEventListener,
@@ -65,6 +65,13 @@ export interface SocketSetup {
   owner?: SocketOwner | null;
 }
 
+/** @internal What was negotiated for one connection (a server passes one `SocketSetup` for all of them). */
+export interface Negotiated {
+  codec: PerMessageDeflateCodec | null;
+  protocol: string;
+  extensions: string;
+}
+
 /** @internal Who created a server-side `WebSocket` and counts it. */
 export interface SocketOwner {
   _clientClosed(ws: WebSocket): void;
@@ -80,6 +87,24 @@ const READY_STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+// WebSocket#flags
+const F_COMPRESSING = 1 << 0; // the message being sent is compressed (its next fragments too)
+const F_NEED_DRAIN = 1 << 1; // a send() returned false: 'drain' is due
+const F_PAUSED = 1 << 2;
+const F_CLOSE_EMITTED = 1 << 3;
+const F_SOCKET_CLOSED = 1 << 4;
+const F_CORKED = 1 << 5; // corked until the end of this tick
+const F_AWAITING_PONG = 1 << 6; // HeartbeatMember.awaitingPong
+const F_HB_PINGED = 1 << 7; // HeartbeatMember._hbPinged
+const F_WAS_CLEAN = 1 << 8;
+const BINARY_TYPE_SHIFT = 9; // two bits: an index in BINARY_TYPES
+const BINARY_TYPES: readonly BinaryType[] = ['nodebuffer', 'arraybuffer', 'fragments', 'blob'];
+const NODEBUFFER = 0;
+const ARRAYBUFFER = 1;
+const FRAGMENTS = 2;
+/** The setup of a WebSocket that has no socket yet (a client while it connects). */
+const CLIENT_SETUP: SocketSetup = { role: 'client' };
 
 /** The `WebSocket` a socket is bound to: the socket listeners are shared functions, not closures per connection. */
 const kWebSocket = Symbol('switchboard.websocket');
@@ -143,46 +168,65 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   static readonly OPEN = OPEN;
   static readonly CLOSING = CLOSING;
   static readonly CLOSED = CLOSED;
-  readonly CONNECTING = CONNECTING;
-  readonly OPEN = OPEN;
-  readonly CLOSING = CLOSING;
-  readonly CLOSED = CLOSED;
+  // On the prototype (below the class), as `ws` has them: four fields fewer per connection.
+  declare readonly CONNECTING: typeof CONNECTING;
+  declare readonly OPEN: typeof OPEN;
+  declare readonly CLOSING: typeof CLOSING;
+  declare readonly CLOSED: typeof CLOSED;
 
+  // What an idle server connection keeps (docs/benchmarks.md, "Cost per connection"):
+  // these fields and EventEmitter's five; the booleans share one integer
+  // (`flags`), what every connection of a server shares is one object
+  // (`setup`), and the protocol state (`Connection`) is made with the first
+  // byte received or the first frame sent.
   private _url: string;
   private _readyState = CONNECTING;
   private _protocol = '';
   private _extensions = '';
-  private _binaryType: BinaryType = 'nodebuffer';
+  /** F_* bits, and the binary type in BINARY_TYPE_SHIFT. */
+  private flags = 0;
   private socket: Duplex | null = null;
   private conn: Connection | null = null;
   private codec: PerMessageDeflateCodec | null = null;
-  private closeTimeout = DEFAULT_CLOSE_TIMEOUT;
+  private setup: SocketSetup = CLIENT_SETUP;
   private closeTimer: NodeJS.Timeout | null = null;
   private sender: Sender | null = null;
-  private compressingMessage = false;
-  private needDrain = false;
-  private paused = false;
-  private closeEmitted = false;
-  private socketClosed = false;
-  private corked = false;
   /** The client's opening handshake while it is in progress. */
   private handshake: ClientHandshake | null = null;
-  private owner: SocketOwner | null = null;
-  private heartbeat: HeartbeatWheel | null = null;
-  /** @internal HeartbeatMember: a ping went out and nothing arrived since. */
-  awaitingPong = false;
   /** @internal HeartbeatMember */
   _hbNext: HeartbeatMember | null = null;
   /** @internal HeartbeatMember */
   _hbPrev: HeartbeatMember | null = null;
   /** @internal HeartbeatMember */
   _hbSlot = -1;
-  /** @internal HeartbeatMember */
-  _hbPinged = false;
-  /** @internal HeartbeatMember */
+  /** @internal HeartbeatMember (whole ms of the wheel's clock) */
   _hbPingAt = 0;
+
+  /** @internal HeartbeatMember: a ping went out and nothing arrived since. */
+  get awaitingPong(): boolean {
+    return (this.flags & F_AWAITING_PONG) !== 0;
+  }
+  set awaitingPong(v: boolean) {
+    this.flags = v ? this.flags | F_AWAITING_PONG : this.flags & ~F_AWAITING_PONG;
+  }
+  /** @internal HeartbeatMember */
+  get _hbPinged(): boolean {
+    return (this.flags & F_HB_PINGED) !== 0;
+  }
+  set _hbPinged(v: boolean) {
+    this.flags = v ? this.flags | F_HB_PINGED : this.flags & ~F_HB_PINGED;
+  }
   /** Whether the closing handshake completed before the TCP connection closed. */
-  wasClean = false;
+  get wasClean(): boolean {
+    return (this.flags & F_WAS_CLEAN) !== 0;
+  }
+
+  private flag(bit: number): boolean {
+    return (this.flags & bit) !== 0;
+  }
+  private setFlag(bit: number, on: boolean): void {
+    this.flags = on ? this.flags | bit : this.flags & ~bit;
+  }
 
   /**
    * Client: `new WebSocket('ws://host/path', ['proto'], options)`.
@@ -257,11 +301,24 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   get extensions(): string {
     return this._extensions;
   }
+  /**
+   * What carries this WebSocket: `'2'` for a stream of an HTTP/2 connection
+   * (RFC 8441 extended CONNECT), `'1.1'` for a connection of its own (the
+   * HTTP/1.1 Upgrade, also when a client with `http2` fell back to it); `''`
+   * before it opened. Not in the WHATWG API (nor in `ws`).
+   */
+  get httpVersion(): '2' | '1.1' | '' {
+    const socket = this.socket;
+    if (socket === null) return '';
+    // An Http2Stream (client or server side) has its session; a net/tls socket has none.
+    return 'session' in socket && 'rstCode' in socket ? '2' : '1.1';
+  }
   get binaryType(): BinaryType {
-    return this._binaryType;
+    return BINARY_TYPES[this.flags >>> BINARY_TYPE_SHIFT]!;
   }
   set binaryType(type: BinaryType) {
-    if (type === 'nodebuffer' || type === 'arraybuffer' || type === 'fragments' || type === 'blob') this._binaryType = type;
+    const i = BINARY_TYPES.indexOf(type);
+    if (i !== -1) this.flags = (this.flags & ~(3 << BINARY_TYPE_SHIFT)) | (i << BINARY_TYPE_SHIFT);
   }
   /** Bytes accepted by `send` and not yet handed to the operating system. */
   get bufferedAmount(): number {
@@ -269,7 +326,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   }
   /** Whether reading from the peer is paused. */
   get isPaused(): boolean {
-    return this.paused;
+    return this.flag(F_PAUSED);
   }
 
   // ---- WHATWG-style events ---------------------------------------------------
@@ -308,21 +365,15 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   // ---- setup -------------------------------------------------------------------
 
   /** @internal Bind to an upgraded socket. `head` holds bytes read past the HTTP head. */
-  setSocket(socket: Duplex, head: Buffer, setup: SocketSetup): void {
+  setSocket(socket: Duplex, head: Buffer, setup: SocketSetup, negotiated?: Negotiated): void {
     this.socket = socket;
-    this.owner = setup.owner ?? null;
-    this.codec = setup.codec ?? null;
-    this._protocol = setup.protocol ?? '';
-    this._extensions = setup.extensions ?? '';
-    this.closeTimeout = setup.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
-    this.conn = new Connection(this, {
-      role: setup.role,
-      maxPayload: setup.maxPayload ?? DEFAULT_MAX_PAYLOAD,
-      inflater: this.codec,
-      autoPong: setup.autoPong,
-      skipUTF8Validation: setup.skipUTF8Validation,
-      echoClose: false,
-    });
+    this.codec = negotiated?.codec ?? setup.codec ?? null;
+    this._protocol = negotiated?.protocol ?? setup.protocol ?? '';
+    this._extensions = negotiated?.extensions ?? setup.extensions ?? '';
+    const wheel =
+      setup.heartbeatWheel ?? (setup.heartbeat && setup.heartbeat.interval > 0 ? sharedHeartbeatWheel(setup.heartbeat) : null);
+    // Kept as it is (a server passes one object for all its connections); a client's own gets its wheel.
+    this.setup = wheel !== null && setup.heartbeatWheel === undefined ? { ...setup, heartbeatWheel: wheel } : setup;
     const s = socket as Duplex & { setNoDelay?(b: boolean): void; setTimeout?(ms: number): void };
     s.setTimeout?.(0);
     s.setNoDelay?.(true);
@@ -336,25 +387,37 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     socket.on('error', WebSocket.onSocketError);
     socket.on('drain', WebSocket.onSocketDrain);
     this._readyState = OPEN;
-    const wheel =
-      setup.heartbeatWheel ?? (setup.heartbeat && setup.heartbeat.interval > 0 ? sharedHeartbeatWheel(setup.heartbeat) : null);
-    if (wheel) {
-      this.heartbeat = wheel;
-      wheel.add(this);
-    }
+    if (wheel) wheel.add(this);
+  }
+
+  /** The protocol state, made with the first byte received or the first frame sent (an idle connection has none). */
+  private connOf(): Connection {
+    return (this.conn ??= new Connection(this, {
+      role: this.setup.role,
+      maxPayload: this.setup.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      inflater: this.codec,
+      autoPong: this.setup.autoPong,
+      skipUTF8Validation: this.setup.skipUTF8Validation,
+      echoClose: false,
+    }));
+  }
+
+  /** Whether our close frame went out (no Connection yet: nothing went out). */
+  private get closeSent(): boolean {
+    return this.conn !== null && this.conn.closeSent;
   }
 
   // The socket's listeners: one function each for every socket (`this` is the socket).
 
   private static onSocketData(this: BoundSocket, chunk: Buffer): void {
     const ws = this[kWebSocket]!;
-    ws.awaitingPong = false;
-    ws.conn!.receiveData(chunk);
+    ws.flags &= ~F_AWAITING_PONG;
+    (ws.conn ?? ws.connOf()).receiveData(chunk);
   }
 
   private static onSocketEnd(this: BoundSocket): void {
     const ws = this[kWebSocket]!;
-    ws.conn!.receiveEof();
+    ws.connOf().receiveEof();
     if (ws._readyState === OPEN) ws._readyState = CLOSING;
     // The peer will send nothing more; what we still have queued (a message
     // being compressed, the close answer behind it) goes out before our FIN.
@@ -374,18 +437,30 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   private static onSocketClose(this: BoundSocket): void {
     const ws = this[kWebSocket]!;
-    ws.socketClosed = true;
+    ws.flags |= F_SOCKET_CLOSED;
     ws.clearTimers();
     // Input that arrived before the end (a message still being inflated, the
     // close frame behind it) is processed first; then onInputEnd finishes.
-    ws.conn!.receiveEof();
-    if (ws.conn!.inputEnded) ws.finishClose();
+    const conn = ws.connOf();
+    conn.receiveEof();
+    if (conn.inputEnded) ws.finishClose();
   }
 
-  /** The send queue, made with the first thing to send (an idle connection has none). */
+  /**
+   * Send `op`: at once when nothing waits, else through the send queue. The
+   * queue (a `Sender`) is made with the first message to compress: a
+   * connection without compression never has one.
+   */
+  private sendOp(op: SendOp): void {
+    if (this.sender !== null || (op.kind === 'data' && op.compress)) this.senderOf().send(op);
+    else if (op.kind === 'close-echo') this._answerClose();
+    else writeOp(this.connOf(), op);
+  }
+
+  /** The send queue (see sendOp). */
   private senderOf(): Sender {
     // Not `this` as the host: the host's methods would become public names on the ws-compatible API.
-    return (this.sender ??= new Sender(this.conn!, this.codec, new SenderLink(this)));
+    return (this.sender ??= new Sender(this.connOf(), this.codec, new SenderLink(this)));
   }
 
   /** @internal SenderLink */
@@ -399,38 +474,37 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
    * compression queue is empty and the socket does not wait for its own drain.
    */
   _maybeDrain(): void {
-    if (!this.needDrain || (this.sender !== null && this.sender.busy)) return;
+    if (!this.flag(F_NEED_DRAIN) || (this.sender !== null && this.sender.busy)) return;
     const socket = this.socket!;
     if (socket.writableNeedDrain || socket.writableLength >= socket.writableHighWaterMark) return;
-    this.needDrain = false;
+    this.flags &= ~F_NEED_DRAIN;
     this.emit('drain');
   }
 
   /** @internal ConnectionHandler */
   onInputEnd(): void {
-    if (this.socketClosed) this.finishClose();
+    if (this.flag(F_SOCKET_CLOSED)) this.finishClose();
   }
 
   private finishClose(): void {
     if (this._readyState === CLOSED) return;
     this._readyState = CLOSED;
     this.codec?.close();
-    const conn = this.conn!;
-    this.wasClean = conn.closeReceived && conn.closeSent && conn.error === null;
+    const conn = this.connOf();
+    this.setFlag(F_WAS_CLEAN, conn.closeReceived && conn.closeSent && conn.error === null);
     // The peer's code after a close handshake; after we failed the connection,
     // the code we sent (as `ws` reports it); else 1006.
     const code = conn.closeReceived ? conn.closeCode : conn.error ? conn.sentCloseCode : CloseCode.AbnormalClosure;
     const reason = conn.closeReceived ? conn.closeReason : EMPTY;
     this.sender?.fail(new InvalidStateError('WS_ERR_CLOSED', 'the connection closed before the data was sent'));
-    const owner = this.owner;
-    this.owner = null;
-    owner?._clientClosed(this);
+    // Once: finishClose returns early from now on (CLOSED).
+    this.setup.owner?._clientClosed(this);
     this.emitClose(code, reason);
   }
 
   private emitClose(code: number, reason: Buffer): void {
-    if (this.closeEmitted) return;
-    this.closeEmitted = true;
+    if (this.flag(F_CLOSE_EMITTED)) return;
+    this.flags |= F_CLOSE_EMITTED;
     this._readyState = CLOSED;
     this.emit('close', code, reason);
   }
@@ -446,33 +520,34 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   onWrite(chunks: Buffer[]): void {
     const socket = this.socket!;
     // Frames the connection writes on its own (an automatic pong) come without a sender.
-    const cb = this.sender !== null ? this.sender.takeWriteCallback() : undefined;
+    const cb = takeWriteCallback();
     // Frames written in the same tick (a burst of sends, the replies to a
     // chunk of pipelined messages) leave in one writev: cork until the tick ends.
-    if (!this.corked) {
-      this.corked = true;
+    if (!this.flag(F_CORKED)) {
+      this.flags |= F_CORKED;
       socket.cork();
       process.nextTick(uncorkSocket, this);
     }
     const last = chunks.length - 1;
     for (let i = 0; i < last; i++) socket.write(chunks[i]!);
-    if (!socket.write(chunks[last]!, cb)) this.needDrain = true;
+    if (!socket.write(chunks[last]!, cb)) this.flags |= F_NEED_DRAIN;
   }
 
   /** @internal */
   _uncork(): void {
-    this.corked = false;
+    this.flags &= ~F_CORKED;
     this.socket!.uncork();
-    if (this.needDrain) this._maybeDrain();
+    if (this.flag(F_NEED_DRAIN)) this._maybeDrain();
   }
 
   /** @internal */
   onMessage(data: Buffer, isBinary: boolean): void {
-    if (!isBinary || this._binaryType === 'nodebuffer') {
+    const binaryType = this.flags >>> BINARY_TYPE_SHIFT;
+    if (!isBinary || binaryType === NODEBUFFER) {
       this.emit('message', data, isBinary);
-    } else if (this._binaryType === 'arraybuffer') {
+    } else if (binaryType === ARRAYBUFFER) {
       this.emit('message', data.buffer.slice(data.byteOffset, data.byteOffset + data.length), isBinary);
-    } else if (this._binaryType === 'fragments') {
+    } else if (binaryType === FRAGMENTS) {
       this.emit('message', [data], isBinary);
     } else {
       this.emit('message', new Blob([data]), isBinary);
@@ -486,7 +561,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   /** @internal */
   onPong(data: Buffer): void {
-    this.awaitingPong = false;
+    this.flags &= ~F_AWAITING_PONG;
     this.emit('pong', data);
   }
 
@@ -494,14 +569,14 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   onCloseFrame(): void {
     this._readyState = CLOSING;
     // Messages accepted by send() before the close arrived go out first.
-    this.senderOf().send({ kind: 'close-echo' });
+    this.sendOp({ kind: 'close-echo' });
     this.armCloseTimer();
   }
 
   /** @internal The close handshake is complete on our side: the server closes TCP first (§7.1.1). */
   _answerClose(): void {
     this.conn!.echoCloseFrame();
-    if (this.conn!.role === 'server') this.socket!.end();
+    if (this.setup.role === 'server') this.socket!.end();
   }
 
   /** @internal */
@@ -510,7 +585,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     this.sender?.fail(err);
     // §7.1.1: the server closes the TCP connection first; a client that
     // failed waits for it (bounded by the close timer), as after any close.
-    if (this.conn!.role === 'server') this.socket!.end();
+    if (this.setup.role === 'server') this.socket!.end();
     this.armCloseTimer();
     this.emitError(err);
   }
@@ -531,7 +606,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     if (this._readyState === CONNECTING) {
       throw notOpen(CONNECTING);
     }
-    if (this._readyState !== OPEN || this.conn!.closeSent) {
+    if (this._readyState !== OPEN || this.closeSent) {
       if (cb) {
         process.nextTick(cb, notOpen(this._readyState));
       }
@@ -545,10 +620,10 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     let compress = false;
     if (this.codec) {
       // The choice is made on the first fragment and holds for the whole message.
-      compress = this.compressingMessage || ((options?.compress ?? true) && byteLengthAtLeast(payload, this.codec.threshold));
-      this.compressingMessage = compress && !fin;
+      compress = this.flag(F_COMPRESSING) || ((options?.compress ?? true) && byteLengthAtLeast(payload, this.codec.threshold));
+      this.setFlag(F_COMPRESSING, compress && !fin);
     }
-    this.senderOf().send({ kind: 'data', data: payload, isBinary, fin, compress, cb });
+    this.sendOp({ kind: 'data', data: payload, isBinary, fin, compress, cb });
     return this.checkBackpressure();
   }
 
@@ -560,12 +635,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
    * Returns false under backpressure, like `send`.
    */
   sendFrame(frame: Buffer, cb?: SendCallback): boolean {
-    if (this._readyState !== OPEN || this.conn!.closeSent) {
+    if (this._readyState !== OPEN || this.closeSent) {
       if (cb) process.nextTick(cb, notOpen(this._readyState));
       return false;
     }
-    if (this.conn!.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
-    this.senderOf().send({ kind: 'frame', data: frame, cb });
+    if (this.setup.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
+    this.sendOp({ kind: 'frame', data: frame, cb });
     return this.checkBackpressure();
   }
 
@@ -585,11 +660,11 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     }
     const buf = typeof data === 'number' ? Buffer.from(String(data)) : toBuffer(data);
     if (buf.length > 125) throw new RangeError('The data size must not be greater than 125 bytes');
-    if (this._readyState !== OPEN || this.conn!.closeSent) {
+    if (this._readyState !== OPEN || this.closeSent) {
       if (cb) process.nextTick(cb, notOpen(this._readyState));
       return;
     }
-    this.senderOf().send({ kind, data: buf, cb });
+    this.sendOp({ kind, data: buf, cb });
   }
 
   /**
@@ -603,8 +678,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
       this.handshake?.abort('WebSocket was closed before the connection was established');
       return;
     }
-    const conn = this.conn!;
-    if (conn.closeSent) {
+    const conn = this.conn;
+    if (conn !== null && conn.closeSent) {
       if (conn.closeReceived) this.socket!.end();
       return;
     }
@@ -613,7 +688,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
       encodeClosePayload(code, reason ?? '');
     }
     this._readyState = CLOSING;
-    this.senderOf().send({ kind: 'close', code, reason: reason ?? '' });
+    this.sendOp({ kind: 'close', code, reason: reason ?? '' });
     this.armCloseTimer();
   }
 
@@ -631,16 +706,16 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   /** Stop reading from the peer (backpressure); `resume()` starts again. */
   pause(): void {
     if (this._readyState === CONNECTING || this._readyState === CLOSED) return;
-    this.paused = true;
-    this.conn!.pause();
+    this.flags |= F_PAUSED;
+    this.connOf().pause();
     this.socket!.pause();
   }
 
   resume(): void {
     if (this._readyState === CONNECTING || this._readyState === CLOSED) return;
-    this.paused = false;
+    this.flags &= ~F_PAUSED;
     this.socket!.resume();
-    this.conn!.resume();
+    this.connOf().resume();
   }
 
   // ---- internals -----------------------------------------------------------------
@@ -648,7 +723,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   private checkBackpressure(): boolean {
     const socket = this.socket!;
     if (this.bufferedAmount >= socket.writableHighWaterMark) {
-      this.needDrain = true;
+      this.flags |= F_NEED_DRAIN;
       return false;
     }
     return true;
@@ -656,7 +731,7 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   private armCloseTimer(): void {
     if (this.closeTimer || this._readyState === CLOSED) return;
-    this.closeTimer = setTimeout(destroySocketOf, this.closeTimeout, this);
+    this.closeTimer = setTimeout(destroySocketOf, this.setup.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT, this);
     this.closeTimer.unref?.();
   }
 
@@ -667,14 +742,13 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   /** @internal HeartbeatMember: the wheel's ping (only while open; the closing handshake has its own timer). */
   _heartbeatPing(): void {
-    if (this._readyState === OPEN && !this.conn!.closeSent) this.ping();
+    if (this._readyState === OPEN && !this.closeSent) this.ping();
     // Closing: the close timer bounds what is left, not the heartbeat.
-    else this.awaitingPong = false;
+    else this.flags &= ~F_AWAITING_PONG;
   }
 
   /** @internal HeartbeatMember: nothing arrived within the timeout after a ping. */
   _heartbeatExpired(): void {
-    this.heartbeat = null;
     if (this._readyState === CLOSED) return;
     this.emitError(new InvalidStateError('WS_ERR_HEARTBEAT_TIMEOUT', 'no pong within the heartbeat timeout'));
     this.terminate();
@@ -683,13 +757,17 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   private clearTimers(): void {
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = null;
-    if (this.heartbeat) this.heartbeat.remove(this);
-    this.heartbeat = null;
+    // No-op when not in the wheel (never joined, or expired).
+    this.setup.heartbeatWheel?.remove(this);
   }
 }
 
 function destroySocketOf(ws: WebSocket): void {
   ws._destroySocket();
+}
+
+for (const [name, value] of [['CONNECTING', CONNECTING], ['OPEN', OPEN], ['CLOSING', CLOSING], ['CLOSED', CLOSED]] as const) {
+  Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true, writable: false, configurable: false });
 }
 
 /** What a 'message' listener receives for binary messages, by `binaryType` (text is always a Buffer). */

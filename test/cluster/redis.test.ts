@@ -5,29 +5,16 @@
  * persistence (clients resume with recovered: false) and, on two more nodes,
  * with AOF (recovered: true); Redis down for 5 s and back.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Cluster } from '../support/cluster.js';
 import { RedisServer } from '../support/redis.js';
-import { apiPublish, brokerOutage, fanOut, heal, historyAndPresence, killNode, leaveOnNodeDeath, resumeAfterBrokerRestart } from './scenarios.js';
+import { clusterForSuite } from '../support/server-hooks.js';
+import { apiPublish, brokerOutage, fanOut, historyAndPresence, killNode, leaveOnNodeDeath, resumeAfterBrokerRestart } from './scenarios.js';
 
-let redis: RedisServer | undefined;
-let cluster: Cluster | undefined;
-
-before(async () => {
-  redis = await RedisServer.start();
-  cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url } });
-});
-
-after(async () => {
-  await cluster?.stop();
-  await redis?.dispose();
-});
-
-/** The cluster, whole again after a scenario that killed a node and failed before restarting it. */
-async function nodes(): Promise<Cluster> {
-  await heal(cluster!);
-  return cluster!;
-}
+const { broker, nodes } = clusterForSuite(
+  () => RedisServer.start(),
+  (redis) => ({ type: 'redis', url: redis.url }),
+);
 
 test('redis: publish on node 1 → subscribers on nodes 2 and 3 get every message once, in order; a pattern on node 3 too', async (t) => {
   await fanOut(t, await nodes());
@@ -50,11 +37,11 @@ test('redis: kill -9 of node 2: its clients\' presence leave reaches the clients
 });
 
 test('redis: restarted without persistence → a new epoch, a client resuming on another node gets recovered: false', async (t) => {
-  await resumeAfterBrokerRestart(t, await nodes(), () => redis!.restart(), false);
+  await resumeAfterBrokerRestart(t, await nodes(), () => broker().restart(), false);
 });
 
 test('redis: down for 5 s and back: nodes stay up, /readyz 503 then 200, a publication meanwhile gets 503, everything works after', async (t) => {
-  await brokerOutage(t, await nodes(), { stop: () => redis!.stop(), start: () => redis!.startAgain() });
+  await brokerOutage(t, await nodes(), { stop: () => broker().stop(), start: () => broker().startAgain() });
 });
 
 test('redis with AOF (appendfsync always): restarted → the same epoch, a client resuming on another node gets recovered: true', async (t) => {

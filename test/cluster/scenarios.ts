@@ -59,7 +59,7 @@ function upTo(n: number): number[] {
 
 /** Restart every node that is not running (a scenario that killed one leaves the cluster whole again). */
 export async function heal(cluster: Cluster): Promise<void> {
-  await Promise.all(cluster.nodes.filter((n) => !n.running).map((n) => n.start()));
+  await cluster.heal();
 }
 
 /**

@@ -14,16 +14,22 @@
  * - A worker that keeps dying (five deaths within a minute) is a crash loop:
  *   every worker stops and the primary exits 1, saying so.
  * - The memory broker with --workers 2 is refused at start, in words.
+ * - `limits.maxConnections` is per worker: a full worker answers 503 with
+ *   Retry-After and a retry lands on the other; with both full, 503.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, type ClientOptions, type SubscribedEvent } from '../../src/client/index.js';
 import { WebSocket } from '../../src/index.js';
+import type { HandshakeError } from '../../src/protocol/errors.js';
 import { RtClient } from '../integration/realtime/helpers-core.js';
 import { runCli } from '../support/cli.js';
 import { Cluster, httpRequest, type ClusterNode, type LogLine } from '../support/cluster.js';
 import { RedisServer } from '../support/redis.js';
 import { sleep, until, within } from '../support/wait.js';
+
+/** How long a pool may take to start: each worker loads the server through tsx, slow on a busy 2-CPU machine. */
+const START_MS = 120_000;
 
 /** Open WebSocket connections per worker, from /metrics scraped until every worker answered once (each scrape is a new connection). */
 async function wsPerWorker(node: ClusterNode, workers: number): Promise<Map<string, number>> {
@@ -57,8 +63,8 @@ describe('serve --workers 2 on Redis', () => {
 
   before(async () => {
     redis = await RedisServer.start();
-    cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2 } });
-    const all = await node().waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", 60_000);
+    cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2 }, startTimeoutMs: START_MS });
+    const all = await node().waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", START_MS);
     pids = all.pids as number[];
     assert.equal(pids.length, 2);
   });
@@ -189,10 +195,10 @@ test('serve --workers 2 with the memory broker is refused at start, saying why',
 
 test('a worker killed five times within a minute is a crash loop: every worker stops, serve exits 1 and says so', async () => {
   const redis = await RedisServer.start();
-  const cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2 } });
+  const cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2 }, startTimeoutMs: START_MS });
   const node = cluster.node(1);
   try {
-    const all = await node.waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", 60_000);
+    const all = await node.waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", START_MS);
     const [first, other] = all.pids as number[];
     let victim = first!;
     for (let death = 1; death <= 5; death++) {
@@ -208,6 +214,50 @@ test('a worker killed five times within a minute is a crash loop: every worker s
     assert.ok(node.logs.some((l) => l.msg === 'worker crash loop: stopping'), node.tail());
     assert.ok(!alive(other!), 'the other worker was stopped too');
   } finally {
+    await cluster.stop();
+    await redis.dispose();
+  }
+});
+
+test('limits.maxConnections counts per worker: a full worker refuses with 503 and Retry-After, the retry is taken by the other; both full, every upgrade is refused', async () => {
+  // bench/workers.js and docs/production.md rely on this: the primary hands a connection to whichever worker is free,
+  // not to the emptiest, so a worker may fill up first; its 503 sends the client's next attempt elsewhere.
+  const redis = await RedisServer.start();
+  const cluster = await Cluster.start({ broker: { type: 'redis', url: redis.url }, nodes: 1, config: { workers: 2, limits: { maxConnections: 1 } }, startTimeoutMs: START_MS });
+  const node = cluster.node(1);
+  const held: RtClient[] = [];
+  /** An authenticated realtime connection, or the status and Retry-After of the refused upgrade. */
+  const attempt = async (user: string): Promise<{ status: number; retryAfter?: string }> => {
+    const client = RtClient.create(node.url);
+    const refused = new Promise<{ status: number; retryAfter?: string }>((resolve) =>
+      client.ws.once('error', (err: HandshakeError) => resolve({ status: err.statusCode, retryAfter: err.headers?.['retry-after'] })),
+    );
+    try {
+      await client.opened(15_000);
+    } catch {
+      return within(refused, 5000, 'the refusal');
+    }
+    await client.ok('auth', { token: await cluster.token(user) }, 15_000);
+    held.push(client);
+    return { status: 101 };
+  };
+  try {
+    await node.waitLog((l) => l.msg === 'all workers listening', "the primary's 'all workers listening'", START_MS);
+    const refusals: Array<{ status: number; retryAfter?: string }> = [];
+    for (let i = 0; i < 40 && held.length < 2; i++) {
+      const r = await attempt(`m${i}`);
+      if (r.status !== 101) refusals.push(r);
+    }
+    assert.equal(held.length, 2, `two connections held over two workers of one each (refusals: ${JSON.stringify(refusals)})`);
+    for (const r of refusals) assert.deepEqual(r, { status: 503, retryAfter: '5' }, 'a full worker answers 503 with Retry-After');
+    const perWorker = await wsPerWorker(node, 2);
+    assert.deepEqual([...perWorker.values()], [1, 1], `one connection on each worker: ${JSON.stringify([...perWorker])}`);
+    // Both full: whichever worker the primary picks refuses.
+    for (let i = 0; i < 4; i++) assert.deepEqual(await attempt(`full${i}`), { status: 503, retryAfter: '5' }, `attempt ${i} with both workers full`);
+    // The held ones are not disturbed.
+    for (const c of held) await c.ok('sub', { channel: 'chat/full' }, 15_000);
+  } finally {
+    for (const c of held) c.terminate();
     await cluster.stop();
     await redis.dispose();
   }

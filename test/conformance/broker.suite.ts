@@ -24,7 +24,10 @@
  * Negative delivery checks ("not delivered") publish a marker afterwards on a
  * subscribed channel and wait for it: they assume a node receives what one
  * node published in publish order across channels, which holds for memory,
- * Redis pub/sub on one connection and NATS on one connection.
+ * Redis pub/sub on one connection and NATS on one connection. Redis Cluster
+ * orders per channel only (each shard is a connection of its own), so tests
+ * whose expected deliveries span channels wait for each of them and compare
+ * per channel; what is not delivered there is never sent at all.
  *
  * Choices the contract leaves open, fixed here so every implementation
  * agrees: without `since`, `recovered` is false; a `since` ahead of the
@@ -406,8 +409,11 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
       await broker.publish(`${root}sibling`, 'no');
       await broker.publish(ch('elsewhere'), 'no');
       await broker.publish(`${root}/a/b/c`, 3);
+      // Each channel waited for: across channels only Redis Cluster's shards may reorder.
+      await rec.waitFor(root, 0);
+      await rec.waitFor(`${root}/a`, 1);
       await rec.waitFor(`${root}/a/b/c`, 3);
-      assert.deepEqual(rec.data(), [0, 1, 3]);
+      assert.deepEqual(rec.data().sort(), [0, 1, 3]);
     });
 
     test('a publication matched by several subscriptions is delivered once', async ({ broker, rec, ch }) => {
@@ -419,8 +425,15 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
       await broker.publish(c, 1);
       await broker.publish(`${root}/b`, 2); // matched by two patterns
       await broker.publish(`${root}/marker/x`, 'm'); // matched by # only
+      // Once more on each: a second copy of the first would come before it (order per channel).
+      await broker.publish(c, 3);
+      await broker.publish(`${root}/b`, 4);
+      await rec.waitFor(c, 3);
+      await rec.waitFor(`${root}/b`, 4);
       await rec.waitFor(`${root}/marker/x`, 'm');
-      assert.deepEqual(rec.data(), [1, 2, 'm']);
+      assert.deepEqual(rec.data(c), [1, 3]);
+      assert.deepEqual(rec.data(`${root}/b`), [2, 4]);
+      assert.deepEqual(rec.data(`${root}/marker/x`), ['m']);
     });
 
     test('unsubscribing a pattern stops its delivery', async ({ broker, rec, ch }) => {

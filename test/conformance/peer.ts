@@ -703,6 +703,17 @@ export async function connectPeer(port: number, offer?: string, ms = 2000): Prom
   return peer;
 }
 
+/** The frames a peer playing the server sends with its answer to the handshake (unmasked), as one buffer. */
+export function earlyFrames(early: FrameSpec[]): Buffer {
+  return Buffer.concat(early.map((f) => encodeFrame(f, false).bytes));
+}
+
+/** The peer playing the server on an accepted connection (a socket, or an h2 stream), with the extensions it answered. */
+export function serverPeer(socket: net.Socket | Duplex, response: string | null, head: Buffer = EMPTY): FuzzPeer {
+  const params = response ? parseDeflateHeader(response) : null;
+  return new FuzzPeer(socket, 'server', head, params ? deflateParamsFor('server', params) : null);
+}
+
 /**
  * The peer as a server: a TCP listener on 127.0.0.1, port 0, that answers
  * one WebSocket handshake per `accept()` call, in order.
@@ -730,6 +741,10 @@ export class FuzzServer {
 
   get port(): number {
     return (this.server.address() as net.AddressInfo).port;
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}/`;
   }
 
   /**
@@ -768,11 +783,10 @@ export class FuzzServer {
         `Sec-WebSocket-Accept: ${acceptFor(key)}\r\n` +
         (response ? `Sec-WebSocket-Extensions: ${response}\r\n` : '') +
         '\r\n' +
-        Buffer.concat(early.map((f) => encodeFrame(f, false).bytes)).toString('latin1'),
+        earlyFrames(early).toString('latin1'),
       'latin1',
     );
-    const params = response ? parseDeflateHeader(response) : null;
-    const peer = new FuzzPeer(socket, 'server', rest, params ? deflateParamsFor('server', params) : null);
+    const peer = serverPeer(socket, response, rest);
     socket.resume();
     return peer;
   }

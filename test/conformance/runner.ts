@@ -8,9 +8,9 @@
  */
 import { createHash } from 'node:crypto';
 import { after, test } from 'node:test';
-import { WebSocket, WebSocketServer, type PerMessageDeflateOptions } from '../../src/index.js';
+import { WebSocket, WebSocketServer, type ClientOptions, type PerMessageDeflateOptions } from '../../src/index.js';
 import { CASES, type ConformanceCase, type ExpectedEvent, type Role, type Step } from './cases.js';
-import { connectPeer, FuzzServer, type FuzzPeer, type PeerEvent } from './peer.js';
+import { connectPeer, FuzzServer, type FrameSpec, type FuzzPeer, type PeerEvent } from './peer.js';
 import { sleep, within } from '../support/wait.js';
 
 /** Default bound of every wait in a case, in ms (loopback answers in well under a millisecond). */
@@ -92,21 +92,43 @@ export class ServerHarness implements Harness {
   }
 }
 
+/** Where the peer plays the server for our client: one handshake answered per `accept()`, in order. */
+export interface PeerServer {
+  /** The URL our client connects to. */
+  readonly url: string;
+  /**
+   * Answer the next handshake: `respond` sees the client's
+   * Sec-WebSocket-Extensions offer and returns the value to answer with (null:
+   * decline); `early` frames go out right behind the answer.
+   */
+  accept(respond: (offer: string | undefined) => string | null, early?: FrameSpec[]): Promise<FuzzPeer>;
+  close(): Promise<void>;
+}
+
 export class ClientHarness implements Harness {
   readonly role = 'client';
-  private fuzz: Promise<FuzzServer> | null = null;
+  private server: Promise<PeerServer> | null = null;
+
+  /**
+   * @param start The peer's server (default: HTTP/1.1 over TCP, `FuzzServer`).
+   * @param options More options for our client (e.g. `http2`, `ca`).
+   */
+  constructor(
+    private readonly start: () => Promise<PeerServer> = () => FuzzServer.start(),
+    private readonly options: ClientOptions = {},
+  ) {}
 
   async open(kase: ConformanceCase): Promise<Subject> {
-    this.fuzz ??= FuzzServer.start();
-    const fuzz = await this.fuzz;
+    this.server ??= this.start();
+    const server = await this.server;
     const variant = kase.deflate;
     let offered: string | undefined;
-    const accepted = fuzz.accept((offer) => {
+    const accepted = server.accept((offer) => {
       offered = offer;
       return variant && offer?.startsWith('permessage-deflate') ? variant.response : null;
     }, kase.early);
     // Without a variant the client offers permessage-deflate as usual and the peer declines it.
-    const impl = new WebSocket(`ws://127.0.0.1:${fuzz.port}/`, { perMessageDeflate: variant ? variant.client : true });
+    const impl = new WebSocket(server.url, { ...this.options, perMessageDeflate: variant ? variant.client : true });
     const implClosed = echoApp(impl);
     const opened = new Promise<void>((resolve, reject) => {
       impl.once('open', resolve);
@@ -119,7 +141,7 @@ export class ClientHarness implements Harness {
   }
 
   async close(): Promise<void> {
-    if (this.fuzz) await (await this.fuzz).close();
+    if (this.server) await (await this.server).close();
   }
 }
 

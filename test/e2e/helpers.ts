@@ -9,6 +9,7 @@
  */
 import { after, before } from 'node:test';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -210,4 +211,43 @@ export function useBrowserAndServe(): { browser: TestBrowser; server: Serve } {
     killAll();
   });
   return env;
+}
+
+// ---- WebSockets over HTTP/2 (test/e2e/http2.test.ts, test/e2e/sdk-http2.test.ts) ----
+
+/** `switchboard_websockets_total` of a `serve` with TLS on localhost:`port`, by the HTTP version that carried them. */
+export function websocketsTotal(port: number, ca: Buffer): Promise<{ h2: number; h1: number }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get({ host: 'localhost', port, path: '/metrics', ca }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          const value = (series: string): number => {
+            const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+            return line ? Number(line.slice(series.length + 1)) : 0;
+          };
+          resolve({ h2: value('switchboard_websockets_total{http_version="2"}'), h1: value('switchboard_websockets_total{http_version="1.1"}') });
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+/**
+ * A page in a fresh context (no connection to any server yet) that ignores
+ * certificate errors (the test certificate is self-signed), with the status
+ * Chromium got for each WebSocket handshake (DevTools
+ * `Network.webSocketHandshakeResponseReceived`: 200 over h2, 101 over HTTP/1.1).
+ */
+export async function handshakeRecordingPage(browser: Browser): Promise<{ page: Page; statuses: number[] }> {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const cdp = await context.newCDPSession(page);
+  const statuses: number[] = [];
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e: { response: { status: number } }) => statuses.push(e.response.status));
+  await cdp.send('Network.enable');
+  return { page, statuses };
 }

@@ -17,12 +17,11 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { makeTestCertificate, type TestCertificate } from '../support/certs.js';
-import { killAll, launchBrowser, startServe, WAIT_MS, type Serve, type TestBrowser } from './helpers.js';
+import { handshakeRecordingPage, killAll, launchBrowser, startServe, websocketsTotal, type Serve, type TestBrowser } from './helpers.js';
 
 let tc: TestCertificate;
 let serve: Serve;
@@ -43,36 +42,6 @@ after(async () => {
   tc?.remove();
 });
 
-function metrics(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    https
-      .get({ host: 'localhost', port: serve.port, path: '/metrics', ca: tc.cert }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve(text));
-      })
-      .on('error', reject);
-  });
-}
-
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
-
-/** A page whose DevTools handshake events are recorded: the status Chromium got for each WebSocket. */
-async function recordingPage(): Promise<{ page: Page; statuses: number[] }> {
-  const context = await tb.browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  const cdp = await context.newCDPSession(page);
-  const statuses: number[] = [];
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e: { response: { status: number } }) => statuses.push(e.response.status));
-  await cdp.send('Network.enable');
-  return { page, statuses };
-}
-
 /** Open a WebSocket to the server's endpoint from the page; resolves with what the page saw. */
 function openFromPage(page: Page, url: string): Promise<{ opened: boolean; protocol: string; code?: number }> {
   return page.evaluate(
@@ -91,8 +60,8 @@ function openFromPage(page: Page, url: string): Promise<{ opened: boolean; proto
 }
 
 test('Chromium: a page of the server opens its WebSocket over HTTP/2 (extended CONNECT on the page\'s h2 connection)', async () => {
-  const before = await metrics();
-  const { page, statuses } = await recordingPage();
+  const before = await websocketsTotal(serve.port, tc.cert);
+  const { page, statuses } = await handshakeRecordingPage(tb.browser);
   const origin = `https://localhost:${serve.port}`;
   const response = await page.goto(`${origin}/healthz`);
   assert.equal(response?.status(), 200);
@@ -101,29 +70,18 @@ test('Chromium: a page of the server opens its WebSocket over HTTP/2 (extended C
   assert.equal(navProtocol, 'h2');
   const result = await openFromPage(page, `wss://localhost:${serve.port}/rt`);
   assert.deepEqual(result, { opened: true, protocol: 'switchboard.v1.json' });
-  const after = await metrics();
-  assert.equal(
-    metric(after, 'switchboard_websockets_total{http_version="2"}') - metric(before, 'switchboard_websockets_total{http_version="2"}'),
-    1,
-    'the server counted one WebSocket carried by an h2 stream',
-  );
-  assert.equal(metric(after, 'switchboard_websockets_total{http_version="1.1"}'), metric(before, 'switchboard_websockets_total{http_version="1.1"}'));
+  assert.deepEqual(await websocketsTotal(serve.port, tc.cert), { h2: before.h2 + 1, h1: before.h1 }, 'the server counted one WebSocket carried by an h2 stream');
   assert.deepEqual(statuses, [200], 'Chromium saw a 200 answer (RFC 8441), not a 101');
   await page.context().close();
 });
 
 test('Chromium: a fresh context (no connection to the origin yet) opens its WebSocket over HTTP/1.1', async () => {
-  const before = await metrics();
-  const { page, statuses } = await recordingPage();
+  const before = await websocketsTotal(serve.port, tc.cert);
+  const { page, statuses } = await handshakeRecordingPage(tb.browser);
   // about:blank: nothing loaded from the server, so no h2 connection to pool onto.
   const result = await openFromPage(page, `wss://localhost:${serve.port}/rt`);
   assert.deepEqual(result, { opened: true, protocol: 'switchboard.v1.json' });
-  const after = await metrics();
-  assert.equal(
-    metric(after, 'switchboard_websockets_total{http_version="1.1"}') - metric(before, 'switchboard_websockets_total{http_version="1.1"}'),
-    1,
-    'the server counted one WebSocket over an HTTP/1.1 Upgrade',
-  );
+  assert.deepEqual(await websocketsTotal(serve.port, tc.cert), { h2: before.h2, h1: before.h1 + 1 }, 'the server counted one WebSocket over an HTTP/1.1 Upgrade');
   assert.deepEqual(statuses, [101], 'Chromium saw 101 Switching Protocols');
   await page.context().close();
 });

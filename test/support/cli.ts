@@ -17,6 +17,8 @@ export interface CliProcess {
   logs: Array<Record<string, unknown>>;
   /** Its stdout lines as printed. */
   stdout: string[];
+  /** Its stdout's bytes as they came (with `tty`: all the terminal showed, `\r` and escape sequences kept). */
+  raw: Buffer[];
   stderr: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves with the first log line matching `match`; rejects if the process exits first, or after `ms`. */
@@ -89,6 +91,8 @@ export function spawnCli(argv: readonly string[], options: SpawnOptions = {}): C
   const logs: Array<Record<string, unknown>> = [];
   const stdout: string[] = [];
   const stderr: string[] = [];
+  const raw: Buffer[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => raw.push(chunk));
   /** Set once the process exited and its output is read to the end. */
   let ended: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   const waiters: Array<() => void> = [];
@@ -144,6 +148,7 @@ export function spawnCli(argv: readonly string[], options: SpawnOptions = {}): C
     child,
     logs,
     stdout,
+    raw,
     stderr,
     exited,
     log(match, lineWhat, ms = CHILD_WAIT) {

@@ -42,7 +42,11 @@ export const CLUSTER_NAMESPACES = [
   { prefix: 'arena', history: { size: 1000, ttlMs: 0 }, presence: 'counts' },
 ];
 
-export type ClusterBroker = { type: 'redis'; url: string } | { type: 'nats'; servers: string[] };
+export type ClusterBroker =
+  | { type: 'redis'; url: string }
+  | { type: 'redis'; cluster: string[] }
+  | { type: 'redis'; sentinels: string[]; name: string }
+  | { type: 'nats'; servers: string[] };
 
 export interface ClusterOptions {
   broker: ClusterBroker;
@@ -350,6 +354,11 @@ export class Cluster {
   }
 
   /** Stop every node by PID (SIGTERM, SIGKILL after `graceMs`) and remove the config dir. For `after`. */
+  /** Restart every node that is not running (a scenario that killed one leaves the cluster whole again). */
+  async heal(): Promise<void> {
+    await Promise.all(this.nodes.filter((n) => !n.running).map((n) => n.start()));
+  }
+
   async stop(graceMs = 3000): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop(graceMs)));
     rmSync(this.dir, { recursive: true, force: true });

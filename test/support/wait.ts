@@ -31,6 +31,22 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * `fn()` again every `pauseMs` while it rejects with an error `retryable`
+ * accepts (default: any), for at most `ms`; then its last rejection.
+ */
+export async function retrying<T>(fn: () => Promise<T>, ms: number, retryable: (err: unknown) => boolean = () => true, pauseMs = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!retryable(err) || Date.now() > deadline) throw err;
+      await sleep(pauseMs);
+    }
+  }
+}
+
 /** Poll `predicate` every 5 ms; reject after `ms`. */
 export async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;

@@ -1,12 +1,16 @@
 // @ts-check
 /**
- * The state codec: what one area's channel carries each tick, shared by the
- * server (AreaEncoder) and the browser and bots (AreaState). Browser-safe:
- * it builds and reads plain arrays of small integers; the wire codec
- * (`switchboard.v1.msgpack`) turns them into MessagePack once per area and
- * tick, for every subscriber (the hub's SharedMessage).
+ * The state codec: what one area sends each tick, shared by the server
+ * (AreaEncoder) and the browser and bots (AreaState). Browser-safe: it
+ * builds and reads plain arrays of small integers; the wire codec
+ * (`switchboard.v1.msgpack`) turns them into MessagePack once per block
+ * channel and tick, for every subscriber (the hub's SharedMessage).
  *
- * Messages (the `data` of a publication on `arena/<area>`):
+ * A block channel (`arena/<ax>-<ay>`, interest.js) carries one publication
+ * per tick: the messages of its areas, `[area, message, area, message, …]`
+ * (blockMessage, readBlockMessage). An area's message is computed once per
+ * tick and goes, as the same array, into each of the (up to 4) blocks that
+ * hold the area. Area messages:
  *
  *   keyframe  [0, seq, tick, players, gems]
  *   delta     [1, seq, tick, moved, entered, left, changed, gemsAdded, gemsRemoved]
@@ -34,6 +38,8 @@
 export const KEYFRAME = 0;
 export const DELTA = 1;
 export const PLAYER_FIELDS = 7;
+/** Deltas an AreaState keeps while it waits for a keyframe (a few ticks: what an rpc round trip takes). */
+export const EARLY_DELTAS = 8;
 
 /**
  * @typedef {object} PlayerState what a receiver knows of a player
@@ -74,6 +80,8 @@ export class AreaEncoder {
     this.players = new Map();
     /** @type {Map<number, GemState>} */
     this.gems = new Map();
+    /** Ids seen in this tick's players and gems (reused from tick to tick). */
+    this.seen = new Set();
   }
 
   /**
@@ -91,7 +99,11 @@ export class AreaEncoder {
     /** @type {number[]} */ const moved = [];
     /** @type {unknown[]} */ const entered = [];
     /** @type {number[]} */ const changed = [];
-    const seen = new Set();
+    const seen = this.seen;
+    seen.clear();
+    /** Players that were here before: when it is all of them, nobody left. */
+    let stayed = 0;
+    const before = this.players.size;
     for (const p of players) {
       seen.add(p.id);
       const qx = Math.round(p.x * this.inv);
@@ -103,6 +115,7 @@ export class AreaEncoder {
         entered.push(p.id, qx, qy, p.score, p.name, p.ack, p.ackTick);
         continue;
       }
+      stayed++;
       if (was.qx !== qx || was.qy !== qy) {
         moved.push(p.id, qx - was.qx, qy - was.qy);
         was.qx = qx;
@@ -117,29 +130,24 @@ export class AreaEncoder {
       // A rename is not a thing in this game; the name travels on entering and in keyframes.
     }
     /** @type {number[]} */ const left = [];
-    for (const id of this.players.keys()) {
-      if (!seen.has(id)) {
-        left.push(id);
-        this.players.delete(id);
-      }
-    }
+    if (stayed < before) forgetUnseen(this.players, seen, left);
     /** @type {number[]} */ const gemsAdded = [];
     /** @type {number[]} */ const gemsRemoved = [];
-    const gemIds = new Set();
+    seen.clear();
+    let kept = 0;
+    const gemsBefore = this.gems.size;
     for (const g of gems) {
-      gemIds.add(g.id);
-      if (!this.gems.has(g.id)) {
-        const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv) };
-        this.gems.set(g.id, s);
-        gemsAdded.push(g.id, s.qx, s.qy);
+      seen.add(g.id);
+      if (this.gems.has(g.id)) {
+        kept++;
+        continue;
       }
+      const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv) };
+      this.gems.set(g.id, s);
+      gemsAdded.push(g.id, s.qx, s.qy);
     }
-    for (const id of this.gems.keys()) {
-      if (!gemIds.has(id)) {
-        gemsRemoved.push(id);
-        this.gems.delete(id);
-      }
-    }
+    if (kept < gemsBefore) forgetUnseen(this.gems, seen, gemsRemoved);
+    seen.clear();
     if (keyframe) return this.keyframe();
     const msg = [DELTA, this.seq, tick, moved, entered, left, changed, gemsAdded, gemsRemoved];
     while (msg.length > 3 && /** @type {unknown[]} */ (msg[msg.length - 1]).length === 0) msg.pop();
@@ -156,9 +164,27 @@ export class AreaEncoder {
   }
 }
 
+/** Delete from `known` every id not in `seen`, listing it in `out`. */
+function forgetUnseen(/** @type {Map<number, unknown>} */ known, /** @type {Set<number>} */ seen, /** @type {number[]} */ out) {
+  for (const id of known.keys()) {
+    if (!seen.has(id)) {
+      out.push(id);
+      known.delete(id);
+    }
+  }
+}
+
 /**
  * One area's state on the receiving side: applies keyframes and deltas in
  * sequence, notices gaps, never throws on bad input.
+ *
+ * While it has no usable state (before the first keyframe, after a gap) it
+ * keeps the last few deltas it could not apply (EARLY_DELTAS), and applies
+ * those that follow a keyframe when one comes. That covers the usual race
+ * of the `arena.keyframe` rpc: its answer (the state at seq S) can be handed
+ * to the application after the delta S+1 that the server sent right behind
+ * it (an rpc reply settles a promise; a publication is delivered at once),
+ * and without the kept delta the area would be stale again at once.
  *
  * `apply` answers what happened:
  * - `'keyframe'`, `'delta'`: applied; the state is now at `seq`;
@@ -184,6 +210,8 @@ export class AreaState {
     this.players = new Map();
     /** @type {Map<number, GemState>} */
     this.gems = new Map();
+    /** Deltas that came while stale, oldest first (at most EARLY_DELTAS). @type {unknown[][]} */
+    this.early = [];
   }
 
   /**
@@ -211,14 +239,39 @@ export class AreaState {
       this.seq = seq;
       this.tick = tick;
       this.stale = false;
+      // Deltas that came before it and follow it: applied now, in order (one that does not is dropped).
+      const early = this.early;
+      this.early = [];
+      for (const d of early) if (d[1] === this.seq + 1) this.#applyDelta(d);
       return 'keyframe';
     }
     // Subscribed mid-stream: deltas until the first keyframe are not a loss.
-    if (this.seq === 0) return 'waiting';
+    if (this.seq === 0) {
+      this.#keep(data);
+      return 'waiting';
+    }
     if (this.stale || seq !== this.seq + 1) {
       this.stale = true;
+      this.#keep(data);
       return 'gap';
     }
+    return this.#applyDelta(data);
+  }
+
+  /** Keep a delta that cannot be applied yet (the oldest goes past EARLY_DELTAS). */
+  #keep(/** @type {unknown[]} */ data) {
+    if (this.early.length >= EARLY_DELTAS) this.early.shift();
+    this.early.push(data);
+  }
+
+  /**
+   * Apply a delta that follows the current state (checked by the caller).
+   * @param {unknown[]} data
+   * @returns {'delta' | 'invalid'}
+   */
+  #applyDelta(data) {
+    const seq = /** @type {number} */ (data[1]);
+    const tick = /** @type {number} */ (data[2]);
     const moved = data[3] ?? [];
     const entered = readPlayers(data[4] ?? []);
     const left = data[5] ?? [];
@@ -249,6 +302,32 @@ export class AreaState {
     this.tick = tick;
     return 'delta';
   }
+}
+
+/**
+ * A block channel's publication: the messages of the block's areas, `[area, message, …]`.
+ * @param {readonly number[]} areas the block's areas
+ * @param {readonly unknown[]} messages this tick's message of every area, by area number
+ */
+export function blockMessage(areas, messages) {
+  const out = new Array(areas.length * 2);
+  for (let i = 0; i < areas.length; i++) {
+    out[2 * i] = areas[i];
+    out[2 * i + 1] = messages[areas[i]];
+  }
+  return out;
+}
+
+/**
+ * The (area, message) pairs of a block channel's publication, flat, or null when it is not one.
+ * The messages themselves are checked by AreaState.apply.
+ * @param {unknown} data
+ * @returns {unknown[] | null}
+ */
+export function readBlockMessage(data) {
+  if (!Array.isArray(data) || data.length % 2 !== 0) return null;
+  for (let i = 0; i < data.length; i += 2) if (!isUint(data[i])) return null;
+  return data;
 }
 
 /** @returns {PlayerState[] | null} */

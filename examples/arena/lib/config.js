@@ -19,7 +19,7 @@
  * @property {number} gemRadius gem radius, units
  * @property {number} gemsPerArea gems kept in each area
  * @property {number} quantum position resolution on the wire, in units (positions travel as integers of this)
- * @property {string} channelPrefix namespace of the area channels (`<prefix>/<area>`)
+ * @property {string} channelPrefix namespace of the block channels (`<prefix>/<ax>-<ay>`, interest.js)
  */
 
 /** @type {Readonly<ArenaConfig>} */

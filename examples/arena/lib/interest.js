@@ -1,12 +1,15 @@
 // @ts-check
 /**
  * Interest management: the world is a grid of square areas; the state of each
- * area is encoded once per tick and published once, on its own channel
- * (`arena/<area>`). A player subscribes to the 2×2 block of areas around it:
- * with areas at least twice its view half-extent wide, that block always
- * covers everything it can see, whatever its position inside the block
- * (docs/guides/state-sync.md explains why per-area channels and not
- * per-player filtering).
+ * area is computed once per tick (codec.js: a keyframe or a delta). A player
+ * needs the 2×2 block of areas around it: with areas at least twice its view
+ * half-extent wide, that block always covers everything it can see, whatever
+ * its position inside the block. Each block has a channel
+ * (`arena/<ax>-<ay>`, its top-left area's column and row) that carries, once
+ * per tick, the messages of its areas together; a player subscribes to one
+ * block channel, so each tick costs one delivery and one WebSocket frame per
+ * player, not four (docs/guides/state-sync.md explains why block channels and
+ * not per-player filtering, nor one channel per area).
  *
  * The block changes with hysteresis (`margin`): a player on the line between
  * two blocks does not flip its subscriptions back and forth on every step.
@@ -41,18 +44,27 @@ export class AreaGrid {
     return ay * this.cols + ax;
   }
 
-  /** The channel of an area. */
-  channel(/** @type {number} */ area) {
-    return `${this.prefix}/${area}`;
+  /** The channel of a block: `<prefix>/<ax>-<ay>`. */
+  channel(/** @type {Block} */ block) {
+    return `${this.prefix}/${block.ax}-${block.ay}`;
   }
 
-  /** The area of a channel name, or -1 when it is not one of ours. */
-  areaOfChannel(/** @type {string} */ channel) {
-    if (!channel.startsWith(`${this.prefix}/`)) return -1;
-    const rest = channel.slice(this.prefix.length + 1);
-    if (!/^\d{1,6}$/.test(rest)) return -1;
-    const area = Number(rest);
-    return area < this.count ? area : -1;
+  /** The block of a channel name, or null when it is not one of ours. */
+  blockOfChannel(/** @type {string} */ channel) {
+    if (!channel.startsWith(`${this.prefix}/`)) return null;
+    const m = /^(\d{1,6})-(\d{1,6})$/.exec(channel.slice(this.prefix.length + 1));
+    if (!m) return null;
+    const ax = Number(m[1]);
+    const ay = Number(m[2]);
+    return ax <= Math.max(0, this.cols - 2) && ay <= Math.max(0, this.rows - 2) ? { ax, ay } : null;
+  }
+
+  /** Every block a player can be given (what the server publishes to), row by row. */
+  blocks() {
+    /** @type {Block[]} */
+    const out = [];
+    for (let ay = 0; ay <= Math.max(0, this.rows - 2); ay++) for (let ax = 0; ax <= Math.max(0, this.cols - 2); ax++) out.push({ ax, ay });
+    return out;
   }
 
   /**

@@ -1,26 +1,28 @@
 // @ts-check
 /**
  * One player's side of the arena over the Switchboard SDK, shared by the
- * browser page and the bots: join, keep the subscriptions to the 2×2 block
- * of areas around the player (interest.js), apply each area's keyframes and
- * deltas (codec.js), ask for a keyframe at once after subscribing or after a
- * gap, send the keys held (numbered, only when they change), and join again
- * after a reconnect (the server forgets the player of a closed connection).
+ * browser page and the bots: join, keep the subscription to the channel of
+ * the 2×2 block of areas around the player (interest.js), apply each area's
+ * keyframes and deltas from it (codec.js), ask for an area's keyframe at once
+ * when the area is new to us or after a gap, send the keys held (numbered,
+ * only when they change), and join again after a reconnect (the server
+ * forgets the player of a closed connection).
  *
  * Browser-safe; the SDK client comes in as a parameter.
  */
-import { AreaState } from './codec.js';
+import { AreaState, readBlockMessage } from './codec.js';
 import { AreaGrid, interestChange } from './interest.js';
 
 /** @typedef {import('./config.js').ArenaConfig} ArenaConfig */
 /** @typedef {import('./interest.js').Block} Block */
+/** @typedef {{ readonly channel: string, readonly state: string, unsubscribe(): Promise<void> }} BlockSubscription the part of the SDK's Subscription this needs */
 
 /**
  * The part of the SDK's Client this needs.
  * @typedef {object} SdkClient
  * @property {(method: string, data?: unknown) => Promise<any>} rpc
- * @property {(channel: string, options: { onMessage(pub: { channel: string, data: unknown }): void, onSubscribed?(): void }) => { unsubscribe(): Promise<void> }} subscribe
- * @property {(event: string, listener: (...args: any[]) => void) => unknown} on
+ * @property {(channel: string, options: { onMessage(pub: { channel: string, data: unknown }): void, onSubscribed?(): void }) => BlockSubscription} subscribe
+ * @property {(event: 'connected', listener: () => void) => unknown} on
  */
 
 /**
@@ -46,10 +48,14 @@ export class ArenaPlayer {
     this.grid = null;
     /** Our player's id (changes when we join again). */
     this.id = 0;
-    /** @type {Map<number, { state: AreaState, sub: { unsubscribe(): Promise<void> }, asking: boolean }>} */
+    /** The areas of our block, by area number. @type {Map<number, { state: AreaState, asking: boolean }>} */
     this.areas = new Map();
     /** @type {Block | null} */
     this.block = null;
+    /** The subscription to our block's channel. @type {BlockSubscription | null} */
+    this.sub = null;
+    /** Subscriptions to blocks we left, kept until the current one is confirmed. @type {BlockSubscription[]} */
+    this.leaving = [];
     this.keys = 0;
     this.inputSeq = 0;
     /** Counters for the overlay and the bots' summary. */
@@ -86,8 +92,12 @@ export class ArenaPlayer {
   }
 
   /**
-   * Keep the subscriptions to the block around (x, y): call with the player's position
-   * as it moves. Areas left behind are unsubscribed, new ones subscribed.
+   * Keep the subscription to the block around (x, y): call with the player's position
+   * as it moves. On a new block, areas left behind are forgotten, the areas both
+   * blocks hold go on (their messages and sequence numbers are the same on every
+   * block channel), new ones start empty. The old block's channel is left only
+   * once the server confirmed the new one, so nothing is missed meanwhile (a
+   * message that comes on both is applied once: the second is `'old'`).
    */
   follow(/** @type {number} */ x, /** @type {number} */ y) {
     const grid = this.grid;
@@ -96,23 +106,48 @@ export class ArenaPlayer {
     if (block === this.block) return;
     this.block = block;
     const { subscribe, unsubscribe } = interestChange(this.areas.keys(), grid.areasOf(block));
-    for (const area of unsubscribe) {
-      const entry = this.areas.get(area);
-      this.areas.delete(area);
-      entry?.sub.unsubscribe().catch(() => {});
+    for (const area of unsubscribe) this.areas.delete(area);
+    for (const area of subscribe) this.areas.set(area, { state: new AreaState(), asking: false });
+    const channel = grid.channel(block);
+    if (this.sub) this.leaving.push(this.sub);
+    // Back to a block we are still leaving: that subscription is the current one again.
+    const kept = this.leaving.findIndex((sub) => sub.channel === channel);
+    if (kept >= 0) {
+      this.sub = this.leaving.splice(kept, 1)[0];
+      if (this.sub.state === 'subscribed') this.#onSubscribed(this.sub);
+      return;
     }
-    for (const area of subscribe) {
-      const state = new AreaState();
-      const entry = {
-        state,
-        asking: false,
-        sub: this.client.subscribe(grid.channel(area), {
-          onMessage: (pub) => this.#onMessage(area, state, pub.data),
-          // Subscribed (again, after a reconnect): the state now, without waiting for the periodic keyframe.
-          onSubscribed: () => this.#askKeyframe(area),
-        }),
-      };
-      this.areas.set(area, entry);
+    /** @type {BlockSubscription} */
+    const sub = this.client.subscribe(channel, {
+      onMessage: (pub) => this.#onBlock(pub.data),
+      onSubscribed: () => this.#onSubscribed(sub),
+    });
+    this.sub = sub;
+  }
+
+  /**
+   * A block's subscription is confirmed (again, after a reconnect). For the current one: leave
+   * the blocks we left, and ask the state now of every area that has none yet, without waiting
+   * for the periodic keyframes. (After a reconnect the others see a gap in seq and ask then,
+   * unless nothing was missed.)
+   */
+  #onSubscribed(/** @type {BlockSubscription} */ sub) {
+    if (sub !== this.sub) return;
+    for (const old of this.leaving.splice(0)) old.unsubscribe().catch(() => {});
+    for (const [area, entry] of this.areas) if (entry.state.seq === 0 || entry.state.stale) this.#askKeyframe(area);
+  }
+
+  /** A block channel's publication: each of our areas' messages in it. */
+  #onBlock(/** @type {unknown} */ data) {
+    const pairs = readBlockMessage(data);
+    if (pairs === null) {
+      this.counters.invalid++;
+      return;
+    }
+    for (let i = 0; i < pairs.length; i += 2) {
+      const area = /** @type {number} */ (pairs[i]);
+      const entry = this.areas.get(area);
+      if (entry) this.#onMessage(area, entry.state, pairs[i + 1]);
     }
   }
 

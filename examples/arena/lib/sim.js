@@ -76,8 +76,22 @@ export class World {
     this.gems = new Map();
     this.nextPlayerId = 1;
     this.nextGemId = 1;
-    /** Cell size of the collision hash: a pair can only touch within one cell of each other. */
+    /** Cell size of the collision grid: a pair can only touch within one cell of each other. */
     this.cell = Math.max(2 * config.radius, 32);
+    /** The collision grid, reused every tick (no allocation per tick): cells across and down, */
+    this.cellCols = Math.ceil(config.width / this.cell) + 1;
+    this.cellRows = Math.ceil(config.height / this.cell) + 1;
+    /** the first index in `byCell` of each cell's players (a counting sort), */
+    this.cellStart = new Int32Array(this.cellCols * this.cellRows + 1);
+    /** where the next one goes while filling, */
+    this.cellFill = new Int32Array(this.cellCols * this.cellRows);
+    /** and the players sorted by cell. @type {Player[]} */
+    this.byCell = [];
+    /** The players in `players` order, and each one's cell this tick. @type {Player[]} */
+    this.list = [];
+    this.cellOf = new Int32Array(64);
+    /** Gems by area, reused by #collect. @type {Gem[][]} */
+    this.gemsByArea = Array.from({ length: this.grid.count }, () => []);
     for (let area = 0; area < this.grid.count; area++) {
       for (let i = 0; i < config.gemsPerArea; i++) this.#spawnGem(area);
     }
@@ -145,28 +159,50 @@ export class World {
     this.#collect();
   }
 
-  /** Push overlapping players apart (half each), found through a spatial hash. */
+  /**
+   * Push overlapping players apart (half each). Pairs are found through a
+   * grid of cells at least a diameter wide, filled by a counting sort into
+   * arrays kept from tick to tick; each pair is looked at once, in the order
+   * of `players` (the outcome is deterministic).
+   */
   #separate() {
-    const cell = this.cell;
-    const minD = 2 * this.config.radius;
-    /** @type {Map<number, Player[]>} */
-    const hash = new Map();
-    const key = (/** @type {number} */ cx, /** @type {number} */ cy) => cy * 65536 + cx;
-    for (const p of this.players.values()) {
-      const k = key(Math.floor(p.x / cell), Math.floor(p.y / cell));
-      const list = hash.get(k);
-      if (list) list.push(p);
-      else hash.set(k, [p]);
-    }
+    const n = this.players.size;
+    if (n < 2) return;
     const c = this.config;
+    const cell = this.cell;
+    const cols = this.cellCols;
+    const rows = this.cellRows;
+    const minD = 2 * c.radius;
+    if (this.cellOf.length < n) this.cellOf = new Int32Array(2 * n);
+    const cellOf = this.cellOf;
+    const start = this.cellStart;
+    start.fill(0);
+    const players = this.list;
+    players.length = n;
+    let i = 0;
     for (const p of this.players.values()) {
-      const cx = Math.floor(p.x / cell);
-      const cy = Math.floor(p.y / cell);
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const list = hash.get(key(cx + dx, cy + dy));
-          if (!list) continue;
-          for (const q of list) {
+      const k = clamp(Math.floor(p.y / cell), 0, rows - 1) * cols + clamp(Math.floor(p.x / cell), 0, cols - 1);
+      players[i] = p;
+      cellOf[i++] = k;
+      start[k + 1]++;
+    }
+    for (let k = 0; k < cols * rows; k++) start[k + 1] += start[k];
+    const byCell = this.byCell;
+    byCell.length = n;
+    // Each cell filled from its end backwards (its fill index moves down from start[k + 1] to start[k]).
+    const fill = this.cellFill;
+    fill.set(start.subarray(1));
+    for (let j = n - 1; j >= 0; j--) byCell[--fill[cellOf[j]]] = players[j];
+    for (let j = 0; j < n; j++) {
+      const p = players[j];
+      // Where p is now (an earlier pair may have pushed it); the others are where they were sorted.
+      const cx = clamp(Math.floor(p.x / cell), 0, cols - 1);
+      const cy = clamp(Math.floor(p.y / cell), 0, rows - 1);
+      for (let y = Math.max(0, cy - 1); y <= Math.min(rows - 1, cy + 1); y++) {
+        for (let x = Math.max(0, cx - 1); x <= Math.min(cols - 1, cx + 1); x++) {
+          const kk = y * cols + x;
+          for (let m = start[kk], end = start[kk + 1]; m < end; m++) {
+            const q = byCell[m];
             // Each pair once.
             if (q.id <= p.id) continue;
             const ex = q.x - p.x;
@@ -186,22 +222,21 @@ export class World {
         }
       }
     }
+    // Hold no players past the tick (one that leaves must not stay reachable).
+    players.length = 0;
+    byCell.length = 0;
   }
 
   /** A player touching a gem takes it; a new gem appears elsewhere in the same area. */
   #collect() {
     if (this.gems.size === 0) return;
     const reach = this.config.radius + this.config.gemRadius;
-    /** @type {Map<number, Gem[]>} */
-    const byArea = new Map();
-    for (const g of this.gems.values()) {
-      const list = byArea.get(g.area);
-      if (list) list.push(g);
-      else byArea.set(g.area, [g]);
-    }
+    const byArea = this.gemsByArea;
+    for (const list of byArea) list.length = 0;
+    for (const g of this.gems.values()) byArea[g.area].push(g);
     for (const p of this.players.values()) {
-      const list = byArea.get(this.grid.areaOf(p.x, p.y));
-      if (!list) continue;
+      const list = byArea[this.grid.areaOf(p.x, p.y)];
+      if (list.length === 0) continue;
       for (let i = 0; i < list.length; i++) {
         const g = list[i];
         if (!this.gems.has(g.id)) continue;

@@ -152,17 +152,20 @@ export class RedisPresenceStore implements PresenceStore {
     if (this.#closed || this.#own.size === 0 || !this.#link.usable) return;
     try {
       await this.#link.run(async (redis) => {
-        const pipeline = redis.pipeline();
+        // One script per channel, all sent at once (not one pipeline: a Cluster refuses pipelines whose keys live on several nodes).
         const channels = [...this.#own.keys()];
-        for (const channel of channels) {
-          (pipeline as unknown as Scripted).sbPresenceRefreshBuffer(...this.#keys(channel), this.#ttlMs, ...this.#own.get(channel)!.keys());
-        }
-        const results = (await pipeline.exec()) ?? [];
+        const results = await Promise.allSettled(
+          channels.map((channel) => scripted(redis).sbPresenceRefreshBuffer(...this.#keys(channel), this.#ttlMs, ...this.#own.get(channel)!.keys())),
+        );
+        let failed: unknown = undefined;
         for (let i = 0; i < results.length; i++) {
-          const [err, reply] = results[i]!;
-          if (err !== null) throw err;
+          const result = results[i]!;
+          if (result.status === 'rejected') {
+            failed ??= result.reason; // the others' gone entries are taken: still announced
+            continue;
+          }
           const channel = channels[i]!;
-          const [missing, gone] = reply as [Buffer[], Buffer[]];
+          const [missing, gone] = result.value;
           const own = this.#own.get(channel);
           /** Own entries this heartbeat took as gone: nobody announced their leave, so they come back silently. */
           const tookOwn = new Set<string>();
@@ -179,6 +182,7 @@ export class RedisPresenceStore implements PresenceStore {
             if (!tookOwn.has(client)) this.#report('restored', channel, info);
           }
         }
+        if (failed !== undefined) throw failed;
       });
     } catch (err) {
       if (!this.#closed) this.#onError(err);

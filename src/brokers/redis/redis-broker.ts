@@ -1,7 +1,8 @@
 /**
  * `RedisBroker`: the Broker contract (../broker.ts) on Redis, for several
- * server nodes sharing one Redis (standalone or Sentinel; Redis 7). Two
- * connections per node: commands (publish, history) and a subscriber.
+ * server nodes sharing one Redis (standalone, Sentinel or Redis Cluster;
+ * Redis 7). Two clients per node: commands (publish, history) and a
+ * subscriber (on Redis Cluster: a connection per master, see *Redis Cluster*).
  * `RedisPresenceStore` (presence.ts) is its PresenceStore. Names of keys and
  * channels: keys.ts; bytes: frames.ts; the Lua scripts: scripts.ts.
  *
@@ -40,8 +41,8 @@
  * instance id is bumped, so every channel gets a new epoch — clients get
  * `recovered: false`, never a reused offset. A restart with AOF, or a
  * replica attaching, changes the replication id without leaving a previous
- * one: epochs stay. (Not checked with Redis Cluster, where the id key is in
- * another slot.)
+ * one: epochs stay. (On Redis Cluster the rule is the same, checked per
+ * script instead: see *Redis Cluster*.)
  *
  * ## Delivery and routing
  *
@@ -60,6 +61,52 @@
  * queued), ioredis reconnects, and after the subscriber reconnects every
  * subscription is made again and the node's continuity refills what it
  * missed.
+ *
+ * ## Redis Cluster
+ *
+ * `cluster: [urls]`: an ioredis `Cluster` for commands (it follows MOVED
+ * and ASK, and a master failover, by itself) and one with
+ * `shardedSubscribers` for delivery (a subscriber connection per master,
+ * SSUBSCRIBE routed by slot, made again by ioredis after a slot moved or a
+ * connection dropped). All keys of a channel and its pub/sub name share one
+ * hash tag (keys.ts), so each script touches one slot, and it fans out with
+ * `SPUBLISH` on the channel's shard: a publication costs one master, not
+ * the whole cluster. A node SSUBSCRIBEs to the channels its clients hold.
+ * Node messages (`<prefix>n:<node id>`) and the probe are shard channels too;
+ * the probe so checks the subscriber connection of one master (the one
+ * holding its slot), and ioredis' health check PINGs every shard subscriber
+ * (`shardedSubscriberHealthCheckInterval`, 10 s) and replaces one that does
+ * not answer.
+ *
+ * - *Epochs*: the instance id key would be in another slot, so scripts get
+ *   none; instead each meta carries the replication id of the master that
+ *   wrote it, read with `INFO replication` inside the script (a few µs per
+ *   call), and a meta from before a promotion (this master has a previous
+ *   replication id and the meta another one) is lost: a new epoch, as above,
+ *   decided atomically by the script, per channel, with no window after a
+ *   failover.
+ * - *Patterns*: sharded pub/sub has no PSUBSCRIBE. A pattern subscription is
+ *   a plain PSUBSCRIBE (the same globs) on the cluster's plain subscriber,
+ *   and the publish script adds a plain `PUBLISH` copy of the frame only
+ *   when some node holds a pattern matching the channel (the registry of
+ *   cluster-patterns.ts, which the publishing node reads). Trade-off: a
+ *   plain PUBLISH travels to every master over the cluster bus, so channels
+ *   matched by patterns cost what unsharded pub/sub costs (and nothing more
+ *   for the rest); the alternative, a copy of every publication, would
+ *   make all of them cost that. A new pattern is announced before its
+ *   `subscribe` resolves, but a node publishing in the instant before the
+ *   announcement reaches it makes no copy: pattern deliveries are at most
+ *   once, as they are everywhere (no refill for patterns). A node whose
+ *   channel is held both by name and by a pattern takes the shard copy and
+ *   ignores the plain one.
+ * - *Continuity*: ioredis makes the shard subscriptions again after a
+ *   reconnect or a slot move; the node cannot see the moment it is done, so
+ *   after every change of the subscriber connections (`±node`,
+ *   `±subscriber`, and `refresh`: the slots were read again after a MOVED
+ *   or a slot migration's SUNSUBSCRIBE) it refills every channel from
+ *   history (`resync`) twice, after 0.5 s and 3 s. A publication lost in
+ *   between is refilled at the latest when the channel's next one shows the
+ *   gap.
  *
  * ## Continuity
  *
@@ -86,6 +133,7 @@ import type {
   PublishResult,
 } from '../broker.js';
 import { Continuity } from '../continuity.js';
+import { ClusterPatterns } from './cluster-patterns.js';
 import { closedError, invalidChannel, Link, randomId, unavailable as unavailableError, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
 import { channelKeys, channelOf, patternGlobs, pubsubName } from './keys.js';
@@ -164,6 +212,8 @@ export class RedisBroker implements Broker, NodeBus {
     return this.#nodeId;
   }
   #lastNonce = '';
+  /** The same for frames through patterns (on Redis Cluster another connection than the shard ones). */
+  #lastPatternNonce = '';
   #subscribedOnce = false;
   /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
   readonly #probeName: string;
@@ -173,6 +223,10 @@ export class RedisBroker implements Broker, NodeBus {
   /** Probes in flight: token → resolve. */
   readonly #probes = new Map<string, () => void>();
   #closed = false;
+  /** Redis Cluster: sharded pub/sub, no instance id key, the pattern registry (see *Redis Cluster*). */
+  readonly #cluster: ClusterPatterns | null;
+  /** Redis Cluster: the pending resyncs after a change of the subscriber connections. */
+  readonly #resyncTimers = new Set<NodeJS.Timeout>();
 
   constructor(options: RedisBrokerOptions = {}) {
     this.#prefix = options.keyPrefix ?? 'sb:';
@@ -196,18 +250,35 @@ export class RedisBroker implements Broker, NodeBus {
       onJoin: (channel, info) => this.#safely((h) => h.onJoin(channel, info)),
       onLeave: (channel, info) => this.#safely((h) => h.onLeave(channel, info)),
     });
-    this.#cmd = new Link(options, 'cmd', {}, (redis) => this.#checkFailover(redis));
+    const cluster = options.cluster !== undefined;
+    this.#cmd = new Link(options, 'cmd', {}, cluster ? undefined : (redis) => this.#checkFailover(redis));
     this.#cmd.redis.defineCommand('sbPublish', { lua: PUBLISH_LUA });
     this.#cmd.redis.defineCommand('sbHistory', { lua: HISTORY_LUA });
     this.#cmd.redis.defineCommand('sbFailover', { lua: FAILOVER_LUA, numberOfKeys: 2 });
-    // The subscriber: we resubscribe ourselves (then refill), not ioredis.
-    this.#sub = new Link(options, 'sub', { autoResubscribe: false } satisfies RedisOptions, (redis) => this.#resubscribe(redis));
-    const sub = this.#sub.redis;
-    sub.on('messageBuffer', (name: Buffer, frame: Buffer) => {
-      if (name.equals(this.#probeNameBytes)) this.#probes.get(frame.toString())?.();
-      else this.#receive(name, frame);
-    });
-    sub.on('pmessageBuffer', (_glob: Buffer, name: Buffer, frame: Buffer) => this.#receive(name, frame));
+    if (cluster) {
+      // ioredis makes the subscriptions again (per shard); we refill after every change of connections.
+      this.#sub = new Link(options, 'sub', {}, async () => this.#resyncSoon(), { shardedSubscribers: true });
+      this.#cluster = new ClusterPatterns(this.#cmd, this.#prefix, (err) => this.#report(err));
+      const client = this.#sub.client;
+      // `refresh`: the slots were read again (after a MOVED, a slot migration's SUNSUBSCRIBE, a lost subscriber).
+      for (const event of ['+node', '-node', '+subscriber', '-subscriber', 'refresh']) client.on(event, () => this.#resyncSoon());
+      client.on('smessageBuffer', (name: Buffer, frame: Buffer) => this.#message(name, frame));
+      client.on('messageBuffer', (name: Buffer, frame: Buffer) => {
+        if (name.toString() === this.#cluster?.channel) this.#cluster.onAnnounce(frame.toString());
+      });
+      // Every node hears of new patterns and reads the registry once connected.
+      const announced = this.#cluster.channel;
+      void this.#sub
+        .run((redis) => redis.subscribe(announced))
+        .then(() => this.#cluster?.refresh())
+        .catch((err) => this.#report(err));
+    } else {
+      this.#cluster = null;
+      // The subscriber: we resubscribe ourselves (then refill), not ioredis.
+      this.#sub = new Link(options, 'sub', { autoResubscribe: false } satisfies RedisOptions, (redis) => this.#resubscribe(redis));
+      this.#sub.redis.on('messageBuffer', (name: Buffer, frame: Buffer) => this.#message(name, frame));
+    }
+    this.#sub.redis.on('pmessageBuffer', (_glob: Buffer, name: Buffer, frame: Buffer) => this.#receive(name, frame, true));
   }
 
   /** Resolves once both connections are up (bounded by `connectTimeoutMs`), or rejects RT_ERR_BROKER_UNAVAILABLE. */
@@ -227,15 +298,16 @@ export class RedisBroker implements Broker, NodeBus {
   async listenNodes(handler: (message: string) => void): Promise<void> {
     this.#checkOpen();
     this.#nodeHandler = handler;
-    await this.#sub.run((redis) => redis.subscribe(this.#inbox));
+    await this.#sub.run((redis) => (this.#cluster === null ? redis.subscribe(this.#inbox) : redis.ssubscribe(this.#inbox)));
   }
 
   /** PUBLISH on the node's channel: false when no subscriber got it (no such node, or Redis saw its connection go). */
   async sendToNode(to: string, message: string): Promise<boolean> {
     this.#checkOpen();
     checkNodeMessage(this, to, message);
-    const receivers = await this.#cmd.run((redis) => redis.publish(`${this.#prefix}n:${to}`, message));
-    return receivers > 0;
+    const inbox = `${this.#prefix}n:${to}`;
+    const receivers = await this.#cmd.run((redis) => (this.#cluster === null ? redis.publish(inbox, message) : redis.spublish(inbox, message)));
+    return Number(receivers) > 0;
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -248,13 +320,12 @@ export class RedisBroker implements Broker, NodeBus {
     const key = options.idempotencyKey;
     const keyTtl = Math.max(1, Math.ceil(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS));
     const payload = encodePayload(data, options.from);
+    const cluster = this.#cluster;
+    // Redis Cluster: no instance id key (another slot); the script checks the replication ids.
+    const head = cluster === null ? [4, keys.meta, keys.history, keys.idempotency(key ?? ''), this.#idKey] : [3, keys.meta, keys.history, keys.idempotency(key ?? '')];
     const [offset, epoch, duplicate] = await this.#cmd.run((redis) =>
       scripted(redis).sbPublish(
-        4,
-        keys.meta,
-        keys.history,
-        keys.idempotency(key ?? ''),
-        this.#idKey,
+        ...head,
         keys.pubsub,
         payload,
         this.#nonce(),
@@ -266,7 +337,8 @@ export class RedisBroker implements Broker, NodeBus {
         this.#metaTtlMs,
         randomId(12),
         randomId(12),
-        'PUBLISH',
+        cluster === null ? 'PUBLISH' : 'SPUBLISH',
+        cluster?.matches(channel) ? '1' : '0',
       ),
     );
     return { offset: Number(offset), epoch: String(epoch), duplicate: duplicate === 1 };
@@ -280,7 +352,10 @@ export class RedisBroker implements Broker, NodeBus {
       if (done === undefined) {
         this.#index.add(channel, channel);
         const globs = patternGlobs(this.#prefix, channel);
+        const cluster = this.#cluster;
         done = Promise.all(globs.map((glob) => this.#addGlob(glob)));
+        // Redis Cluster: publishers make the plain copies this pattern needs once they know of it.
+        if (cluster !== null) done = done.then(() => cluster.add(channel));
         this.#patterns.set(channel, done);
         done.catch(() => {
           if (this.#patterns.get(channel) === done) this.#dropPattern(channel);
@@ -292,7 +367,8 @@ export class RedisBroker implements Broker, NodeBus {
       let done = this.#exact.get(channel);
       if (done === undefined) {
         this.#continuity.track(channel);
-        done = this.#sub.run((redis) => redis.subscribe(pubsubName(this.#prefix, channel)));
+        const name = pubsubName(this.#prefix, channel);
+        done = this.#sub.run((redis) => (this.#cluster === null ? redis.subscribe(name) : redis.ssubscribe(name)));
         this.#exact.set(channel, done);
         done.catch(() => {
           if (this.#exact.get(channel) !== done) return;
@@ -311,7 +387,8 @@ export class RedisBroker implements Broker, NodeBus {
     } else if (this.#exact.delete(channel)) {
       this.#continuity.untrack(channel);
       // Down: the subscription went with the connection, and is not made again.
-      if (this.#sub.usable) await this.#sub.redis.unsubscribe(pubsubName(this.#prefix, channel)).catch(() => undefined);
+      const name = pubsubName(this.#prefix, channel);
+      if (this.#sub.usable) await (this.#cluster === null ? this.#sub.redis.unsubscribe(name) : this.#sub.redis.sunsubscribe(name)).catch(() => undefined);
     }
   }
 
@@ -319,7 +396,13 @@ export class RedisBroker implements Broker, NodeBus {
     this.#checkOpen();
     if (!isValidChannel(channel)) throw invalidChannel(channel);
     const frame = presenceFrame(kind, this.#nonce(), info);
-    await this.#cmd.run((redis) => redis.publish(pubsubName(this.#prefix, channel), frame));
+    const name = pubsubName(this.#prefix, channel);
+    const cluster = this.#cluster;
+    await this.#cmd.run(async (redis) => {
+      if (cluster === null) return redis.publish(name, frame);
+      await redis.spublish(name, frame);
+      if (cluster.matches(channel)) await redis.publish(name, frame);
+    });
   }
 
   async history(channel: string, filter: HistoryFilter = {}): Promise<HistoryResult> {
@@ -330,12 +413,10 @@ export class RedisBroker implements Broker, NodeBus {
     const limit = filter.limit === undefined || !(filter.limit < Infinity) ? -1 : Math.max(0, Math.floor(filter.limit));
     // A since offset that is no offset (negative, fractional, NaN) matches nothing.
     const sinceOk = since !== undefined && Number.isSafeInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string';
+    const head = this.#cluster === null ? [3, keys.meta, keys.history, this.#idKey] : [2, keys.meta, keys.history];
     const [epochBuf, offset, recovered, entries] = await this.#cmd.run((redis) =>
       scripted(redis).sbHistoryBuffer(
-        3,
-        keys.meta,
-        keys.history,
-        this.#idKey,
+        ...head,
         randomId(12),
         randomId(12),
         this.#metaTtlMs,
@@ -361,7 +442,7 @@ export class RedisBroker implements Broker, NodeBus {
   async probe(timeoutMs: number): Promise<number> {
     this.#checkOpen();
     if (this.#probeSubscribed === null) {
-      const done = this.#sub.run((redis) => redis.subscribe(this.#probeName));
+      const done = this.#sub.run((redis) => (this.#cluster === null ? redis.subscribe(this.#probeName) : redis.ssubscribe(this.#probeName)));
       this.#probeSubscribed = done;
       done.catch(() => {
         if (this.#probeSubscribed === done) this.#probeSubscribed = null;
@@ -373,7 +454,7 @@ export class RedisBroker implements Broker, NodeBus {
     let timer: NodeJS.Timeout | undefined;
     const back = new Promise<void>((resolve) => this.#probes.set(token, resolve));
     try {
-      await this.#cmd.run((redis) => redis.publish(this.#probeName, token));
+      await this.#cmd.run((redis) => (this.#cluster === null ? redis.publish(this.#probeName, token) : redis.spublish(this.#probeName, token)));
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       if ((await Promise.race([back, timedOut])) === 'timeout') {
         // Published, never delivered: the subscriber connection is dead without knowing it. Made again.
@@ -397,6 +478,9 @@ export class RedisBroker implements Broker, NodeBus {
     this.#patterns.clear();
     this.#index.clear();
     this.#globs.clear();
+    this.#cluster?.close();
+    for (const timer of this.#resyncTimers) clearTimeout(timer);
+    this.#resyncTimers.clear();
     await Promise.all([this.#cmd.close(), this.#sub.close()]);
   }
 
@@ -424,6 +508,7 @@ export class RedisBroker implements Broker, NodeBus {
   async #dropPattern(pattern: string): Promise<void> {
     this.#patterns.delete(pattern);
     this.#index.remove(pattern, pattern);
+    this.#cluster?.remove(pattern);
     const gone: string[] = [];
     for (const glob of patternGlobs(this.#prefix, pattern)) {
       const held = this.#globs.get(glob);
@@ -455,6 +540,31 @@ export class RedisBroker implements Broker, NodeBus {
           .then(() => this.#onResubscribed?.())
           .catch((err) => this.#report(err));
       });
+    }
+  }
+
+  /**
+   * Redis Cluster: the subscriber connections changed (ioredis makes the
+   * subscriptions again by itself, at a moment we do not see): refill every
+   * channel from history after 0.5 s and again after 3 s.
+   */
+  #resyncSoon(): void {
+    if (this.#closed) return;
+    if (this.#resyncTimers.size > 0) {
+      for (const timer of this.#resyncTimers) clearTimeout(timer);
+      this.#resyncTimers.clear();
+    }
+    for (const ms of [500, 3000]) {
+      const timer = setTimeout(() => {
+        this.#resyncTimers.delete(timer);
+        if (this.#closed || this.#exact.size === 0) return;
+        this.#continuity
+          .resync()
+          .then(() => this.#onResubscribed?.())
+          .catch((err) => this.#report(err));
+      }, ms);
+      timer.unref();
+      this.#resyncTimers.add(timer);
     }
   }
 
@@ -495,7 +605,13 @@ export class RedisBroker implements Broker, NodeBus {
     }
   }
 
-  #receive(name: Buffer, bytes: Buffer): void {
+  /** A message on a channel subscribed by name (SUBSCRIBE, or SSUBSCRIBE on Redis Cluster). */
+  #message(name: Buffer, frame: Buffer): void {
+    if (name.equals(this.#probeNameBytes)) this.#probes.get(frame.toString())?.();
+    else this.#receive(name, frame, false);
+  }
+
+  #receive(name: Buffer, bytes: Buffer, viaPattern: boolean): void {
     const pubsub = name.toString();
     if (pubsub === this.#inbox) {
       this.#receiveNodeMessage(bytes);
@@ -505,11 +621,21 @@ export class RedisBroker implements Broker, NodeBus {
     const channel = channelOf(this.#prefix, pubsub);
     if (channel === undefined) return;
     // Still subscribed (unsubscribe is local first), and matched for real (a glob's * spans segments).
-    if (!this.#exact.has(channel) && !this.#index.hasMatch(channel)) return;
+    const exact = this.#exact.has(channel);
+    if (!exact && !this.#index.hasMatch(channel)) return;
+    // Redis Cluster: a channel held by name gets every frame on its shard; the plain copy for patterns is a second one.
+    if (viaPattern && exact && this.#cluster !== null) return;
     try {
       const frame = decodeFrame(channel, bytes);
-      if (frame === undefined || frame.nonce === this.#lastNonce) return;
-      this.#lastNonce = frame.nonce;
+      if (frame === undefined) return;
+      // Standalone: one connection, so one last nonce; Redis Cluster: the plain (pattern) connection has its own.
+      if (viaPattern && this.#cluster !== null) {
+        if (frame.nonce === this.#lastPatternNonce) return;
+        this.#lastPatternNonce = frame.nonce;
+      } else {
+        if (frame.nonce === this.#lastNonce) return;
+        this.#lastNonce = frame.nonce;
+      }
       if (frame.kind === 'pub') this.#continuity.onPublication(frame.pub);
       else if (frame.kind === 'join') this.#continuity.onJoin(channel, frame.info);
       else this.#continuity.onLeave(channel, frame.info);

@@ -7,8 +7,10 @@
  * Times are the Redis server's clock (TIME), so every node agrees on ages.
  * The instance id key, when given, is the last key: a script that gets it
  * treats a stream whose meta carries another instance id as lost (see
- * redis-broker.ts, *Epochs*). Redis Cluster would need it in the channel's
- * slot; there the id is not checked.
+ * redis-broker.ts, *Epochs*). On Redis Cluster the id key would be in
+ * another slot, so it is not given: the meta carries the replication id of
+ * the master that last wrote it instead, read with `INFO replication` in the
+ * script (see redis-broker.ts, *Redis Cluster*).
  */
 
 /** Shared Lua helpers: the clock, the channel's stream meta, age eviction. KEYS[1] meta, KEYS[2] history. */
@@ -20,16 +22,29 @@ end
 
 -- The stream: instance id, epoch, offset, age limit. A meta that is absent or from
 -- another instance id is a new stream (its history goes): a new epoch, offset 0.
+-- Without an id key (Redis Cluster), the instance is the master's replication id: a
+-- meta written under another one is lost only if this master is a promoted replica
+-- (a previous replication id, kept from the promotion until its next restart), and
+-- otherwise (a restart with AOF changes the id too) takes the new id.
 local function stream(idkey, newid, newepoch, metattl)
   local inst = ''
+  local promoted = false
   if idkey then
     inst = redis.call('GET', idkey)
     if not inst then
       inst = newid
       redis.call('SET', idkey, inst)
     end
+  else
+    local info = redis.call('INFO', 'replication')
+    inst = string.match(info, 'master_replid:(%x+)') or ''
+    promoted = string.find(string.match(info, 'master_replid2:(%x+)') or '0', '[^0]') ~= nil
   end
   local m = redis.call('HMGET', KEYS[1], 'i', 'e', 'o', 'ttl')
+  if m[2] and m[1] ~= inst and not idkey and not promoted then
+    redis.call('HSET', KEYS[1], 'i', inst)
+    m[1] = inst
+  end
   if m[1] == inst and m[2] then return m[2], tonumber(m[3]), tonumber(m[4] or '0') end
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'i', inst, 'e', newepoch, 'o', 0, 'ttl', 0)
@@ -56,7 +71,8 @@ end
  * ARGV: 1 pub/sub channel, 2 payload, 3 nonce, 4 volatile '1'|'0', 5 history
  * size, 6 history ttl ms, 7 use the idempotency key '1'|'0', 8 its ttl ms,
  * 9 meta ttl ms, 10 epoch for a new stream, 11 instance id if none,
- * 12 PUBLISH or SPUBLISH.
+ * 12 PUBLISH or SPUBLISH (Redis Cluster: the channel's shard), 13 '1': also
+ * a plain PUBLISH of the frame (Redis Cluster, for pattern subscribers).
  * Returns [offset, epoch, duplicate 0|1].
  */
 export const PUBLISH_LUA = `${PRELUDE}
@@ -76,7 +92,9 @@ end
 
 if ARGV[4] == '1' then
   -- Volatile: delivered with the current position, never stored, no offset of its own.
-  redis.call(ARGV[12], ARGV[1], 'v' .. ARGV[3] .. ':' .. offset .. ':' .. epoch .. ':' .. nowstr .. ':' .. ARGV[2])
+  local frame = 'v' .. ARGV[3] .. ':' .. offset .. ':' .. epoch .. ':' .. nowstr .. ':' .. ARGV[2]
+  redis.call(ARGV[12], ARGV[1], frame)
+  if ARGV[13] == '1' then redis.call('PUBLISH', ARGV[1], frame) end
   return {offset, epoch, 0}
 end
 
@@ -102,7 +120,9 @@ else
   redis.call('HSET', KEYS[1], 'ttl', 0)
   redis.call('PEXPIRE', KEYS[1], metattl)
 end
-redis.call(ARGV[12], ARGV[1], 'p' .. ARGV[3] .. ':' .. offset .. ':' .. epoch .. ':' .. nowstr .. ':' .. ARGV[2])
+local frame = 'p' .. ARGV[3] .. ':' .. offset .. ':' .. epoch .. ':' .. nowstr .. ':' .. ARGV[2]
+redis.call(ARGV[12], ARGV[1], frame)
+if ARGV[13] == '1' then redis.call('PUBLISH', ARGV[1], frame) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[3], offset .. ':' .. epoch, 'PX', ARGV[8]) end
 return {offset, epoch, 0}
 `;

@@ -21,6 +21,27 @@ export type TransportName = 'websocket' | 'sse' | 'poll';
 
 export const TRANSPORT_NAMES: readonly TransportName[] = ['websocket', 'sse', 'poll'];
 
+/** The HTTP version carrying a connection, by its ALPN name (as `nextHopProtocol` spells it). */
+export type HttpProtocol = 'h2' | 'http/1.1';
+
+/** An ALPN-style protocol name (`nextHopProtocol`, or the server's `'2'`/`'1.1'`) as an {@link HttpProtocol}; null for others (h3, '', unknown). */
+export function httpProtocolOf(value: unknown): HttpProtocol | null {
+  switch (value) {
+    case 'h2':
+    case 'h2c':
+    case '2':
+    case '2.0':
+      return 'h2';
+    case 'http/1.1':
+    case 'http/1.0':
+    case '1.1':
+    case '1.0':
+      return 'http/1.1';
+    default:
+      return null;
+  }
+}
+
 export interface TransportHandler {
   onOpen(): void;
   onMessage(message: ServerMessage): void;
@@ -33,6 +54,12 @@ export interface ClientTransport {
   send(message: ClientMessage): void;
   /** Close (for HTTP transports: end the session with DELETE). `code` defaults to 1000. No handler call follows. */
   close(code?: number, reason?: string): void;
+  /**
+   * The HTTP version carrying the connection, when the implementation under
+   * it says (`switchboard`'s WebSocket in Node: `httpVersion`); null when it
+   * cannot tell (browsers), or before `onOpen`.
+   */
+  readonly httpProtocol?: HttpProtocol | null;
 }
 
 // ---- what the environment provides (browser globals, or passed in) ---------------
@@ -46,9 +73,12 @@ export interface WebSocketLike {
   send(data: string | ArrayBufferView | ArrayBuffer): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: string, listener: (event: any) => void): void;
+  /** `switchboard`'s WebSocket only: `'2'` on an HTTP/2 stream (RFC 8441), `'1.1'` else. */
+  readonly httpVersion?: string;
 }
 
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/** A WebSocket constructor; the third argument (`webSocketOptions`) reaches implementations that take one (`switchboard`, `ws`); browsers ignore it. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: object) => WebSocketLike;
 
 /** The part of the WHATWG `EventSource` the SDK uses. */
 export interface EventSourceLike {
@@ -75,6 +105,8 @@ export interface FetchInit {
   signal?: AbortSignal;
   credentials?: 'omit' | 'same-origin' | 'include';
   keepalive?: boolean;
+  mode?: 'cors' | 'no-cors' | 'same-origin';
+  cache?: 'default' | 'no-store' | 'reload' | 'no-cache';
 }
 
 /** `fetch`, or anything with its shape. */
@@ -89,6 +121,8 @@ export interface TransportContext {
   /** Bound on connecting (and, for SSE, on the stream's own reconnect), in ms. */
   connectTimeoutMs: number;
   WebSocket?: WebSocketConstructor;
+  /** The third argument of `new WebSocket()` (e.g. `{ http2: true }` for `switchboard`'s); not passed when undefined. */
+  webSocketOptions?: object;
   EventSource?: EventSourceConstructor;
   fetch?: FetchLike;
   /** Send cookies cross-origin on the HTTP transports. */

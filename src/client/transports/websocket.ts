@@ -6,10 +6,12 @@
 import { codecFor, jsonCodec, msgpackCodec, type WireCodec } from '../../wire/codec.js';
 import type { ClientMessage } from '../../wire/messages.js';
 import {
+  httpProtocolOf,
   isServerMessage,
   later,
   webSocketUrl,
   type ClientTransport,
+  type HttpProtocol,
   type TransportContext,
   type TransportHandler,
   type WebSocketLike,
@@ -39,6 +41,7 @@ export class WebSocketTransport implements ClientTransport {
   #codec: WireCodec;
   /** Set when the handler must hear nothing more (closed by the client, or onClose delivered). */
   #done = false;
+  #httpProtocol: HttpProtocol | null = null;
 
   constructor(context: TransportContext, handler: TransportHandler) {
     this.#context = context;
@@ -54,7 +57,9 @@ export class WebSocketTransport implements ClientTransport {
     }
     let ws: WebSocketLike;
     try {
-      ws = new Ctor(webSocketUrl(this.#context.url), [this.#codec.subprotocol]);
+      const url = webSocketUrl(this.#context.url);
+      const options = this.#context.webSocketOptions;
+      ws = options === undefined ? new Ctor(url, [this.#codec.subprotocol]) : new Ctor(url, [this.#codec.subprotocol], options);
     } catch (err) {
       later(() => this.#fail(1006, `cannot open WebSocket: ${(err as Error).message}`));
       return;
@@ -65,6 +70,7 @@ export class WebSocketTransport implements ClientTransport {
       if (this.#done) return;
       // A server that selected no subprotocol speaks the default (JSON); else the one it chose.
       this.#codec = (ws.protocol && codecFor(ws.protocol)) || (ws.protocol ? this.#codec : jsonCodec);
+      this.#httpProtocol = httpProtocolOf(ws.httpVersion);
       this.#handler.onOpen();
     });
     ws.addEventListener('message', (event: { data: unknown }) => {
@@ -97,6 +103,11 @@ export class WebSocketTransport implements ClientTransport {
     ws.addEventListener('close', (event: { code: number; reason: string }) => {
       this.#fail(typeof event.code === 'number' ? event.code : 1006, String(event.reason ?? ''));
     });
+  }
+
+  /** What the WebSocket implementation says carries it (`switchboard`'s in Node); null in browsers. */
+  get httpProtocol(): HttpProtocol | null {
+    return this.#httpProtocol;
   }
 
   send(message: ClientMessage): void {

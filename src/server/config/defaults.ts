@@ -139,8 +139,24 @@ export type BrokerConfig =
       /** Save the snapshot this often while the broker changes, in ms; 0: only at a graceful stop. Default 5000. */
       snapshotIntervalMs: number;
     }
-  | ({ type: 'redis'; /** `redis://` or `rediss://` URL. */ url: string } & BrokerProbeConfig)
+  | ({ type: 'redis' } & RedisBrokerConfig & BrokerProbeConfig)
   | ({ type: 'nats'; /** Server URLs (`nats://host:port`). */ servers: string[] } & BrokerProbeConfig);
+
+/**
+ * Where Redis is: one of `url` (a single Redis), `cluster` (Redis Cluster,
+ * sharded pub/sub) or `sentinels` + `name` (the master a Sentinel names;
+ * `url` then only gives the master's credentials, db and TLS).
+ */
+export interface RedisBrokerConfig {
+  /** `redis://` or `rediss://` URL. */
+  url?: string;
+  /** Redis Cluster: some of its nodes, `redis://host:port` URLs (the rest is discovered; the first URL's credentials apply to all). */
+  cluster?: string[];
+  /** Sentinel: the sentinels, `host:port` or `redis://[[user]:password@]host:port` (the sentinels' own credentials). */
+  sentinels?: string[];
+  /** Sentinel: the name of the master set the sentinels watch. Required with `sentinels`. */
+  name?: string;
+}
 
 /** How a networked broker's fan-out is probed (a message to this node through the broker, `Broker#probe`). */
 export interface BrokerProbeConfig {
@@ -418,7 +434,7 @@ export const CONFIG_DEFAULTS = deepFreeze({
  */
 export const KEYS_WITHOUT_DEFAULTS = {
   tls: keysOf({ cert: true, key: true, ca: true, minVersion: true, clientCertificates: true, passphrase: true } satisfies Record<keyof TlsConfig, true>),
-  redis: keysOf({ type: true, url: true, probeIntervalMs: true, probeTimeoutMs: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'redis' }>, true>),
+  redis: keysOf({ type: true, url: true, cluster: true, sentinels: true, name: true, probeIntervalMs: true, probeTimeoutMs: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'redis' }>, true>),
   nats: keysOf({ type: true, servers: true, probeIntervalMs: true, probeTimeoutMs: true } satisfies Record<keyof Extract<BrokerConfig, { type: 'nats' }>, true>),
 };
 

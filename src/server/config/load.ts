@@ -27,7 +27,8 @@ export interface EnvVar {
  * The environment variables {@link loadConfig} reads (empty values count as
  * unset). Booleans: `true/false`, `1/0`, `yes/no`, `on/off`. Lists: comma
  * separated, blanks trimmed. `SWITCHBOARD_JWT_PUBLIC_KEY` is PEM text (literal
- * `\n` sequences become newlines) or a file path. `SWITCHBOARD_REDIS_URL` / `SWITCHBOARD_NATS_SERVERS`
+ * `\n` sequences become newlines) or a file path. `SWITCHBOARD_REDIS_URL` (or
+ * `SWITCHBOARD_REDIS_CLUSTER`, `SWITCHBOARD_REDIS_SENTINELS`) / `SWITCHBOARD_NATS_SERVERS`
  * also select that broker unless `SWITCHBOARD_BROKER` says otherwise.
  * `SWITCHBOARD_CONFIG` names the config file when none is passed.
  */
@@ -57,6 +58,9 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'SWITCHBOARD_MAX_MESSAGE_SIZE', key: 'limits.maxMessageSize', kind: 'int' },
   { name: 'SWITCHBOARD_BROKER', key: 'broker.type', kind: 'string' },
   { name: 'SWITCHBOARD_REDIS_URL', key: 'broker.url', kind: 'string' },
+  { name: 'SWITCHBOARD_REDIS_CLUSTER', key: 'broker.cluster', kind: 'list' },
+  { name: 'SWITCHBOARD_REDIS_SENTINELS', key: 'broker.sentinels', kind: 'list' },
+  { name: 'SWITCHBOARD_REDIS_SENTINEL_NAME', key: 'broker.name', kind: 'string' },
   { name: 'SWITCHBOARD_NATS_SERVERS', key: 'broker.servers', kind: 'list' },
   { name: 'SWITCHBOARD_SNAPSHOT_FILE', key: 'broker.snapshotFile', kind: 'string' },
   { name: 'SWITCHBOARD_LOG_LEVEL', key: 'log.level', kind: 'string' },
@@ -108,7 +112,7 @@ function parseEnv(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string,
   }
   const broker = out['broker'] as Record<string, unknown> | undefined;
   if (broker && broker['type'] === undefined) {
-    if (broker['url'] !== undefined) broker['type'] = 'redis';
+    if (broker['url'] !== undefined || broker['cluster'] !== undefined || broker['sentinels'] !== undefined) broker['type'] = 'redis';
     else if (broker['servers'] !== undefined) broker['type'] = 'nats';
   }
   return out;

@@ -446,10 +446,7 @@ function checkBroker(c: Checker, b: unknown): void {
       c.writableFile('broker.snapshotFile', b['snapshotFile'] as string);
     }
   } else if (type === 'redis') {
-    if (b['url'] === undefined) c.add('broker.url', 'required');
-    else if (c.string('broker.url', b['url']) && !/^rediss?:\/\/./.test(b['url'] as string)) {
-      c.add('broker.url', 'expected a redis:// or rediss:// URL');
-    }
+    checkRedis(c, b);
   } else if (type === 'nats') {
     if (b['servers'] === undefined) c.add('broker.servers', 'required');
     else if (c.array('broker.servers', b['servers'])) {
@@ -461,6 +458,41 @@ function checkBroker(c: Checker, b: unknown): void {
   if (type !== 'memory') {
     if (b['probeIntervalMs'] !== undefined) c.int('broker.probeIntervalMs', b['probeIntervalMs'], 0);
     if (b['probeTimeoutMs'] !== undefined) c.int('broker.probeTimeoutMs', b['probeTimeoutMs'], 1);
+  }
+}
+
+/** Where Redis is: exactly one of `url`, `cluster`, `sentinels` (+ `name`; `url` may give the master's credentials). */
+function checkRedis(c: Checker, b: Record<string, unknown>): void {
+  const { url, cluster, sentinels, name } = b;
+  const redisUrl = (path: string, v: unknown): void => {
+    if (c.string(path, v) && !/^rediss?:\/\/./.test(v as string)) c.add(path, 'expected a redis:// or rediss:// URL');
+  };
+  const list = (path: string, v: unknown, check: (path: string, item: unknown) => void): void => {
+    if (!c.array(path, v)) return;
+    const items = v as unknown[];
+    if (items.length === 0) c.add(path, 'must not be empty');
+    items.forEach((item, i) => check(`${path}[${i}]`, item));
+  };
+  if (cluster !== undefined) {
+    if (url !== undefined) c.add('broker.url', 'not with broker.cluster (the cluster URLs say where Redis is)');
+    if (sentinels !== undefined) c.add('broker.sentinels', 'not with broker.cluster: a Redis Cluster fails over by itself');
+    list('broker.cluster', cluster, redisUrl);
+  } else if (sentinels !== undefined) {
+    list('broker.sentinels', sentinels, (path, v) => {
+      if (c.string(path, v, { nonEmpty: true }) && !/^(rediss?:\/\/)?[^/\s]+:[0-9]+\/?$/.test(v as string)) {
+        c.add(path, 'expected host:port or redis://[[user]:password@]host:port');
+      }
+    });
+    if (name === undefined) c.add('broker.name', 'required with broker.sentinels (the master set the sentinels watch)');
+    if (url !== undefined) redisUrl('broker.url', url);
+  } else if (url === undefined) {
+    c.add('broker.url', 'required (or broker.cluster, or broker.sentinels with broker.name)');
+  } else {
+    redisUrl('broker.url', url);
+  }
+  if (name !== undefined) {
+    if (sentinels === undefined) c.add('broker.name', 'only with broker.sentinels');
+    else c.string('broker.name', name, { nonEmpty: true });
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { AreaState } from '../../../examples/arena/lib/codec.js';
+import { AreaState, readBlockMessage } from '../../../examples/arena/lib/codec.js';
 import { Key } from '../../../examples/arena/lib/sim.js';
 import { ARENA_NAMESPACE, startArena } from '../../../examples/arena/server.js';
 import { startRealtime, until, type RtClient } from '../realtime/helpers.js';
@@ -28,10 +28,17 @@ async function rpc(c: RtClient, method: string, data: unknown): Promise<any> {
   return (await c.ok('rpc', { method, data })).data;
 }
 
-/** Feed every area message the client got (from `from` on) into `state`. */
+/** The one block of the one-area world: its channel carries area 0's messages. */
+const BLOCK = 'arena/0-0';
+
+/** Feed area 0's message of every block message the client got (from `from` on) into `state`. */
 function applyAll(c: RtClient, state: AreaState, from = 0): number {
-  const msgs = c.messages('arena/0');
-  for (let i = from; i < msgs.length; i++) state.apply(msgs[i]!.data);
+  const msgs = c.messages(BLOCK);
+  for (let i = from; i < msgs.length; i++) {
+    const pairs = readBlockMessage(msgs[i]!.data);
+    assert.ok(pairs !== null && pairs.length === 2 && pairs[0] === 0, 'a block message of area 0');
+    state.apply(pairs[1]);
+  }
   return msgs.length;
 }
 
@@ -44,7 +51,7 @@ describe('arena server loop', () => {
     const jb = await rpc(b, 'arena.join', { name: 'bob' });
     assert.equal(ja.config.tickHz, 60);
     assert.notEqual(ja.id, jb.id);
-    await b.ok('sub', { channel: 'arena/0' });
+    await b.ok('sub', { channel: BLOCK });
     let seen = new AreaState();
     // Just subscribed: the state now, by rpc. The state is the last tick's: the players joined
     // above are in it from the first tick after their join (a quiet machine answers within one tick).
@@ -93,8 +100,8 @@ describe('arena server loop', () => {
     }
     const fast = await rt.connect('fast', MSGPACK);
     const slow = await rt.connect('slow', MSGPACK);
-    await fast.ok('sub', { channel: 'arena/0' });
-    await slow.ok('sub', { channel: 'arena/0' });
+    await fast.ok('sub', { channel: BLOCK });
+    await slow.ok('sub', { channel: BLOCK });
     const dropped = async () => {
       const m = await rt.server.metrics.droppedTotal.get();
       return m.values.find((v) => v.labels.reason === 'slow-consumer-volatile')?.value ?? 0;

@@ -148,3 +148,35 @@ test('bench: the summary table without --json; usage errors exit 2', async (t) =
   assert.equal((await within(kind.exited, CHILD_WAIT, 'bench with an unknown kind')).code, 2);
   assert.match(kind.stderr.join('\n'), /unknown kind 'storm': connect, echo or fanout/);
 });
+
+test('bench on a terminal: the progress line is drawn and redrawn in place (\\r, erase line), cleared, then the summary table; piped: no progress bytes at all', async (t) => {
+  const { url } = await echoServer(t);
+  const args = ['bench', 'echo', url, '--connections', '2', '--duration', '1.5', '--warmup', '0'];
+  // On a pseudo-terminal (util-linux `script`): stdout and stderr are the TTY, their bytes arrive mixed, as a user sees them.
+  const tty = runCli(t, args, { tty: true });
+  const { code } = await within(tty.exited, CHILD_WAIT * 2, 'bench echo on a terminal');
+  assert.equal(code, 0, tty.stdout.join('\n'));
+  await new Promise<void>((resolve) => (tty.child.stdout!.readableEnded ? resolve() : tty.child.stdout!.once('close', () => resolve())));
+  const screen = Buffer.concat(tty.raw).toString();
+  // Each redraw: carriage return, erase the line (CSI 2K), the line; every 250 ms, so several in 1.5 s.
+  const draws = [...screen.matchAll(/\r\x1b\[2K(echo [^\r\n]*)/g)].map((m) => m[1]!);
+  assert.ok(draws.length >= 3, `at least 3 redraws of the progress line, saw ${draws.length}: ${JSON.stringify(screen.slice(0, 400))}`);
+  for (const line of draws) assert.match(line, /^echo \[[#.]{20}\] \d+%/, line);
+  assert.ok(new Set(draws).size >= 2, `the line changes between redraws: ${JSON.stringify(draws)}`);
+  // stop(): the line is erased (\r CSI 2K with nothing after it) before the table, which starts on a clean line.
+  const table = screen.search(/bench echo ws:\/\/127\.0\.0\.1:\d+\/: 2 connections/);
+  assert.ok(table > 0, `the summary table: ${JSON.stringify(screen.slice(-600))}`);
+  const cleared = screen.lastIndexOf('\r\x1b[2K');
+  assert.ok(cleared < table, 'the progress line is cleared before the table');
+  assert.equal(screen.slice(cleared + '\r\x1b[2K'.length, table).trim(), '', 'nothing between the clearing and the table');
+  for (const label of ['messages/s', 'round trip p99', 'bench CPU']) assert.match(screen.slice(table), new RegExp(`\\r?\\n  ${label} +\\S`), label);
+
+  // Piped (not a terminal): stdout is the table only, stderr empty; no carriage return or escape anywhere.
+  const piped = runCli(t, args);
+  assert.equal((await within(piped.exited, CHILD_WAIT * 2, 'bench echo piped')).code, 0, piped.stderr.join('\n'));
+  await new Promise<void>((resolve) => (piped.child.stdout!.readableEnded ? resolve() : piped.child.stdout!.once('close', () => resolve())));
+  const out = Buffer.concat(piped.raw).toString();
+  assert.match(out, /^bench echo ws:\/\/127\.0\.0\.1:\d+\/: 2 connections/);
+  assert.doesNotMatch(out, /[\r\x1b]/, 'no progress noise on stdout');
+  assert.deepEqual(piped.stderr, []);
+});

@@ -12,8 +12,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -21,7 +22,9 @@ import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from '../../../src/index.js';
 import { COMMANDS } from '../../../src/cli/args.js';
 import { CONNECT_OPTIONS } from '../../../src/cli/connect.js';
-import { runCli, type CliProcess, type SpawnOptions } from '../../support/cli.js';
+import { makeTestCertificate } from '../../support/certs.js';
+import { runCli, startServe, type CliProcess, type SpawnOptions } from '../../support/cli.js';
+import { httpConnectProxy } from '../../support/forward-proxies.js';
 import { CHILD_WAIT } from '../../support/wait.js';
 
 /** Waits that include a CLI's start through tsx: generous, the machine may be loaded (other test runs). */
@@ -414,7 +417,7 @@ test('exit codes: a server close other than 1000 → 1 with the code named; usag
   const cli = connect(t, [seen.url]);
   assert.equal(await exitOf(cli), 1);
   assert.equal(cli.stderr.at(-1), 'closed: 1011 (internal server error) reason: boom');
-  for (const args of [['ftp://example.com/'], [seen.url, '-s', 'bad protocol'], [seen.url, '--proxy', 'https://proxy:3128'], [seen.url, '-w', '-1'], []]) {
+  for (const args of [['ftp://example.com/'], [seen.url, '-s', 'bad protocol'], [seen.url, '--proxy', 'socks4://proxy:1080'], [seen.url, '-w', '-1'], []]) {
     const usage = connect(t, args);
     assert.equal(await exitOf(usage), 2, args.join(' '));
     assert.match(usage.stderr.find((l) => l.startsWith('Usage:')) ?? '', /^Usage: switchboard connect URL/);
@@ -462,36 +465,11 @@ test('-L/--location follows 301 and 302 to the WebSocket server; without -L the 
   assert.equal(bounded.stderr[1], 'error: Maximum redirects exceeded (1): more redirects than --max-redirects allows', bounded.stderr.join(' | '));
 });
 
-/** A real HTTP CONNECT proxy (node:http): records each CONNECT target and Proxy-Authorization; `refuse` answers that status instead. */
+/** {@link httpConnectProxy}, closed after the test. */
 async function connectProxy(h: Harness, refuse?: number) {
-  const targets: string[] = [];
-  const auth: Array<string | undefined> = [];
-  const sockets = new Set<net.Socket>();
-  const server = http.createServer((_req, res) => res.writeHead(405).end());
-  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    targets.push(req.url ?? '');
-    auth.push(req.headers['proxy-authorization']);
-    sockets.add(socket);
-    socket.on('error', () => {});
-    if (refuse) {
-      socket.end(`HTTP/1.1 ${refuse} ${http.STATUS_CODES[refuse]}\r\nContent-Length: 0\r\n\r\n`);
-      return;
-    }
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '')!;
-    const upstream = net.connect(Number(m[2]), m[1], () => {
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) upstream.write(head);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
-    });
-    sockets.add(upstream);
-    upstream.on('error', () => socket.destroy());
-    socket.on('close', () => upstream.destroy());
-  });
-  h.defer(() => sockets.forEach((s) => s.destroy()));
-  h.trackServer(server);
-  const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}`, targets, auth };
+  const proxy = await httpConnectProxy({ refuse });
+  h.defer(() => proxy.close());
+  return proxy;
 }
 
 test('--proxy tunnels through HTTP CONNECT (with Proxy-Authorization from the URL); HTTP_PROXY and HTTPS_PROXY are honoured, NO_PROXY bypasses', async (t) => {
@@ -574,6 +552,108 @@ test('--http2 is accepted and passes http2: true to the client; a server without
   assert.equal(await exitOf(cli), 0, cli.stderr.join(' | '));
   assert.deepEqual(texts(seen), ['h2 asked']);
   assert.equal(seen.requests[0]!.httpVersion, '1.1');
+});
+
+/** `switchboard serve` over TLS (h2 and HTTP/1.1 on one port, ALPN) with a fresh certificate; `config` as JSON (`{ "http2": false }`...). */
+async function tlsServe(t: { after(fn: () => unknown): void }, config?: object): Promise<{ port: number; ca: string }> {
+  const cert = makeTestCertificate();
+  t.after(() => cert.remove());
+  const args = ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile];
+  if (config) {
+    const file = path.join(cert.dir, 'config.json');
+    writeFileSync(file, JSON.stringify(config));
+    args.push('--config', file);
+  }
+  const serve = await startServe(0, args);
+  t.after(() => serve.stop());
+  return { port: serve.port, ca: cert.certFile };
+}
+
+test('--http2 -v against serve over TLS: ALPN h2, the server\'s SETTINGS (ENABLE_CONNECT_PROTOCOL), the CONNECT pseudo-headers, :status and headers, timings; a refusal on the stream', async (t) => {
+  const { port, ca } = await tlsServe(t);
+  const cli = connect(t, [`wss://localhost:${port}/rt`, '--http2', '-v', '--ca', ca, '--auth', 'u:p', '-H', 'X-Trace: 1']);
+  await connected(cli);
+  cli.child.stdin!.end();
+  assert.equal(await exitOf(cli), 0, cli.stderr.join('\n'));
+  const err = cli.stderr;
+  const at = (line: string | RegExp): number => err.findIndex((l) => (typeof line === 'string' ? l === line : line.test(l)));
+  const expectLine = (line: string | RegExp): number => {
+    const i = at(line);
+    assert.ok(i !== -1, `${line} in:\n${err.join('\n')}`);
+    return i;
+  };
+  const order = [
+    expectLine(`* HTTP/2: new session to https://localhost:${port} (ALPN h2)`),
+    expectLine(/^\* TLS: TLSv1\.[23], cipher \S+, ALPN h2$/),
+    expectLine(/^\* certificate: expires \S+ \(in \d+ (day|hour)s?\); DNS:localhost.*; verified$/),
+    expectLine(/^\* HTTP\/2 SETTINGS from the server: ENABLE_CONNECT_PROTOCOL=1 \(WebSockets over HTTP\/2 allowed, RFC 8441\), MAX_CONCURRENT_STREAMS=\d+, INITIAL_WINDOW_SIZE=\d+/),
+    expectLine('> :method: CONNECT'),
+    expectLine('> :protocol: websocket'),
+    expectLine('> :scheme: https'),
+    expectLine('> :path: /rt'),
+    expectLine(`> :authority: localhost:${port}`),
+    expectLine('> sec-websocket-version: 13'),
+    expectLine('< :status: 200'),
+    expectLine(/^\* timings: TCP\+TLS \d+\.\d ms, SETTINGS \d+\.\d ms, CONNECT \d+\.\d ms; total \d+\.\d ms; stream 1$/),
+    expectLine(/^connected \(protocol: none, extensions: \S.*, over HTTP\/2\)$/),
+  ];
+  assert.deepEqual(order, [...order].sort((a, b) => a - b), `in this order:\n${err.join('\n')}`);
+  // Credentials redacted on h2 too; the header passed through (lower case, as h2 wants); no HTTP/1.1 request at all.
+  expectLine('> authorization: Basic <redacted>');
+  expectLine('> x-trace: 1');
+  assert.equal(at(/^> GET /), -1, 'no HTTP/1.1 request');
+  assert.equal(at(/falling back/), -1);
+
+  // A refusal is an ordinary answer on the stream: its :status and headers, then the error.
+  const refused = connect(t, [`wss://localhost:${port}/no-such-path`, '--http2', '-v', '--ca', ca]);
+  assert.equal(await exitOf(refused), 1);
+  assert.ok(refused.stderr.includes('< :status: 404'), refused.stderr.join('\n'));
+  assert.ok(refused.stderr.includes('> :path: /no-such-path'));
+  assert.ok(refused.stderr.some((l) => /^error: the server refused the WebSocket upgrade: HTTP 404 Not Found$/.test(l)), refused.stderr.join('\n'));
+});
+
+test('--http2 -v falls back to HTTP/1.1 and says why: no h2 in ALPN (serve with http2: false), SETTINGS without ENABLE_CONNECT_PROTOCOL, cleartext h2c refused', async (t) => {
+  const noH2 = await tlsServe(t, { http2: false });
+  const alpn = connect(t, [`wss://localhost:${noH2.port}/rt`, '--http2', '-v', '--ca', noH2.ca]);
+  await connected(alpn);
+  alpn.child.stdin!.end();
+  assert.equal(await exitOf(alpn), 0, alpn.stderr.join('\n'));
+  const a = alpn.stderr;
+  const reason = a.indexOf('* HTTP/2: falling back to HTTP/1.1: the server does not offer h2 in ALPN (TLS alert no_application_protocol)');
+  assert.ok(reason !== -1, a.join('\n'));
+  assert.ok(a.indexOf('> GET /rt HTTP/1.1') > reason, 'then the HTTP/1.1 Upgrade');
+  assert.ok(a.includes('< HTTP/1.1 101 Switching Protocols'));
+  assert.ok(a.some((l) => /^\* TLS: TLSv1\.[23], cipher \S+, ALPN none$/.test(l)), a.join('\n'));
+  assert.ok(a.some((l) => /^connected \(.*, over HTTP\/1\.1\)$/.test(l)), a.join('\n'));
+
+  // An h2 server that does not advertise RFC 8441 (node:http2, allowHTTP1, Upgrade handled on HTTP/1.1).
+  const h = harness(t);
+  const cert = makeTestCertificate();
+  t.after(() => cert.remove());
+  const server = http2.createSecureServer({ allowHTTP1: true, cert: cert.cert, key: cert.key, settings: { enableConnectProtocol: false } });
+  const wss = new WebSocketServer({ noServer: true });
+  h.track(wss);
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (d) => ws.send(d))));
+  h.trackServer(server as unknown as net.Server);
+  const port = await listen(server as unknown as net.Server);
+  const settings = connect(t, [`wss://localhost:${port}/`, '--http2', '-v', '--ca', cert.certFile, '-x', 'over 1.1', '-w', '0.3']);
+  assert.equal(await exitOf(settings), 0, settings.stderr.join('\n'));
+  const s = settings.stderr;
+  const said = s.findIndex((l) => /^\* HTTP\/2 SETTINGS from the server: no ENABLE_CONNECT_PROTOCOL \(no WebSockets over HTTP\/2\), MAX_CONCURRENT_STREAMS=unlimited/.test(l));
+  assert.ok(said !== -1, s.join('\n'));
+  assert.ok(s.some((l) => /^\* TLS: TLSv1\.[23], cipher \S+, ALPN h2$/.test(l)), 'the h2 session was up');
+  const fell = s.indexOf("* HTTP/2: falling back to HTTP/1.1: the server's SETTINGS do not enable extended CONNECT (no SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3)");
+  assert.ok(fell > said, s.join('\n'));
+  assert.ok(s.indexOf('> GET / HTTP/1.1') > fell);
+  assert.equal(s.findIndex((l) => l.startsWith('> :method')), -1, 'no CONNECT was sent');
+  assert.deepEqual(settings.stdout, ['over 1.1']);
+
+  // ws:// with --http2 is cleartext h2 with prior knowledge: an HTTP/1.1-only server answers it with garbage.
+  const plain = await observedServer(h);
+  const h2c = connect(t, [plain.url, '--http2', '-v', '-x', 'h2c', '-w', '0.3']);
+  assert.equal(await exitOf(h2c), 0, h2c.stderr.join('\n'));
+  assert.ok(h2c.stderr.includes(`* HTTP/2: new session to http://localhost:${plain.port} (cleartext h2c, prior knowledge)`), h2c.stderr.join('\n'));
+  assert.ok(h2c.stderr.some((l) => l.startsWith('* HTTP/2: falling back to HTTP/1.1: the server does not speak cleartext HTTP/2 (h2c with prior knowledge)')), h2c.stderr.join('\n'));
 });
 
 test('stdout closed by its reader (connect … | head -1): EPIPE closes the connection normally, no crash', async (t) => {

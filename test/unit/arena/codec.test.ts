@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { msgpackCodec } from '../../../src/wire/codec.js';
-import { AreaEncoder, AreaState, DELTA, KEYFRAME } from '../../../examples/arena/lib/codec.js';
+import { AreaEncoder, AreaState, blockMessage, DELTA, EARLY_DELTAS, KEYFRAME, readBlockMessage } from '../../../examples/arena/lib/codec.js';
 import { arenaConfig } from '../../../examples/arena/lib/config.js';
 import { World } from '../../../examples/arena/lib/sim.js';
 
@@ -46,6 +46,14 @@ function* ticks(seed: number, count: number) {
     world.step();
     yield { tick: world.tick, players: [...world.players.values()], gems: [...world.gems.values()] };
   }
+}
+
+/** The encoder's message for the next tick of `gen`, each call. */
+function encodeNext(enc: AreaEncoder, gen: ReturnType<typeof ticks>) {
+  return () => {
+    const t = gen.next().value!;
+    return enc.encode(t.tick, t.players, t.gems);
+  };
 }
 
 describe('arena codec', () => {
@@ -89,10 +97,7 @@ describe('arena codec', () => {
     const enc = new AreaEncoder(Q, 10);
     const state = new AreaState();
     const gen = ticks(3, 40);
-    const next = () => {
-      const t = gen.next().value!;
-      return enc.encode(t.tick, t.players, t.gems);
-    };
+    const next = encodeNext(enc, gen);
     for (let i = 0; i < 3; i++) assert.notEqual(state.apply(wire(next())), 'gap');
     const before = held(state);
     next(); // lost (a dropped volatile frame)
@@ -115,10 +120,7 @@ describe('arena codec', () => {
   it("the keyframe rpc's answer (keyframe() at the current seq) resumes at once; older deltas still in flight are ignored", () => {
     const enc = new AreaEncoder(Q, 1000);
     const gen = ticks(11, 30);
-    const step = () => {
-      const t = gen.next().value!;
-      return enc.encode(t.tick, t.players, t.gems);
-    };
+    const step = encodeNext(enc, gen);
     const inFlight = [step(), step(), step()];
     const late = new AreaState();
     // Joined late: the periodic keyframe is far away; the rpc answers the state now.
@@ -128,6 +130,40 @@ describe('arena codec', () => {
     for (const m of inFlight) assert.equal(late.apply(wire(m)), 'old');
     assert.equal(late.apply(wire(step())), 'delta');
     assert.deepEqual(held(late), expected(enc));
+  });
+
+  it("deltas that overtake the keyframe rpc's answer (while waiting, or stale after a gap) are kept and applied after it", () => {
+    const enc = new AreaEncoder(Q, 1000);
+    const gen = ticks(12, 40);
+    const step = encodeNext(enc, gen);
+    step();
+    // Just subscribed: the answer is the state at seq 2, but deltas 3 and 4 are handed over first.
+    step();
+    const answer = wire(enc.keyframe());
+    const fresh = new AreaState();
+    assert.equal(fresh.apply(wire(step())), 'waiting');
+    assert.equal(fresh.apply(wire(step())), 'waiting');
+    assert.equal(fresh.apply(answer), 'keyframe');
+    assert.equal(fresh.seq, 4, 'the kept deltas were applied');
+    assert.equal(fresh.stale, false);
+    assert.deepEqual(held(fresh), expected(enc));
+    assert.equal(fresh.apply(wire(step())), 'delta');
+    // Stale after a loss: the same for the keyframe asked then.
+    step(); // lost
+    assert.equal(fresh.apply(wire(step())), 'gap');
+    const answer2 = wire(enc.keyframe());
+    for (let i = 0; i < 3; i++) assert.equal(fresh.apply(wire(step())), 'gap');
+    assert.equal(fresh.apply(answer2), 'keyframe');
+    assert.equal(fresh.seq, enc.seq);
+    assert.deepEqual(held(fresh), expected(enc));
+    assert.equal(fresh.missed, 1);
+    // Only a few are kept: an answer older than that leaves the state at the answer, and the next delta is a gap.
+    const old = wire(enc.keyframe());
+    for (let i = 0; i < EARLY_DELTAS + 2; i++) step();
+    const behind = new AreaState();
+    for (let i = 0; i < EARLY_DELTAS + 1; i++) behind.apply(wire(step()));
+    assert.equal(behind.apply(old), 'keyframe');
+    assert.equal(behind.apply(wire(step())), 'gap');
   });
 
   it('a delta is small: 3 integers per moving player, nothing for one standing still; empty trailing lists are left out', () => {
@@ -160,5 +196,12 @@ describe('arena codec', () => {
       assert.equal(state.apply(junk), 'invalid', JSON.stringify(junk));
     }
     assert.deepEqual(held(state), before);
+  });
+
+  it("a block channel's message: each area's message once, by area, through the wire; anything else is not one", () => {
+    const messages = [[DELTA, 4, 9], [DELTA, 7, 9, [1, 1, 0]], [KEYFRAME, 2, 9, [], []], [DELTA, 1, 9]];
+    const data = wire(blockMessage([1, 2, 3], messages));
+    assert.deepEqual(readBlockMessage(data), [1, messages[1], 2, messages[2], 3, messages[3]]);
+    for (const junk of [null, 7, 'x', [1], [1, [], 2], [-1, []], ['1', []], [1.5, []], { 0: 1, 1: [] }]) assert.equal(readBlockMessage(junk), null, JSON.stringify(junk));
   });
 });

@@ -29,15 +29,26 @@ function covered(areas: number[], x: number, y: number) {
 }
 
 describe('arena interest management', () => {
-  it('the grid: areas, channels, and channel names that are not ours', () => {
+  it('the grid: areas, block channels, and channel names that are not ours', () => {
     assert.equal(grid.cols, 7);
     assert.equal(grid.rows, 5);
     assert.equal(grid.areaOf(0, 0), 0);
     assert.equal(grid.areaOf(3999, 2999), 34);
     assert.equal(grid.areaOf(-5, 99999), 28, 'outside points are clamped');
-    assert.equal(grid.channel(12), 'arena/12');
-    assert.equal(grid.areaOfChannel('arena/12'), 12);
-    for (const bad of ['arena/35', 'arena/-1', 'arena/1x', 'chat/1', 'arena/', 'arenas/1']) assert.equal(grid.areaOfChannel(bad), -1, bad);
+    assert.equal(grid.channel({ ax: 5, ay: 1 }), 'arena/5-1');
+    assert.deepEqual(grid.blockOfChannel('arena/5-1'), { ax: 5, ay: 1 });
+    for (const bad of ['arena/6-0', 'arena/0-4', 'arena/-1-0', 'arena/1x-1', 'arena/12', 'chat/1-1', 'arena/', 'arenas/1-1']) assert.equal(grid.blockOfChannel(bad), null, bad);
+    // Every block a player can be given is published to, and no other.
+    const blocks = grid.blocks();
+    assert.equal(blocks.length, 6 * 4);
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 4000, noNaN: true }), fc.double({ min: 0, max: 3000, noNaN: true }), (x, y) => {
+        const b = grid.blockFor(x, y);
+        assert.ok(blocks.some((o) => o.ax === b.ax && o.ay === b.ay));
+      }),
+      { numRuns: 200, seed: 7 },
+    );
+    assert.deepEqual(new AreaGrid(arenaConfig({ width: 300, height: 300, areaSize: 600 })).blocks(), [{ ax: 0, ay: 0 }]);
   });
 
   it('wherever a player walks, its block covers its whole view, with at most 4 areas', () => {

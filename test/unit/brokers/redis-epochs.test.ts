@@ -9,21 +9,13 @@ import { Redis } from 'ioredis';
 import type { HistoryResult } from '../../../src/brokers/broker.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
 import { RedisServer } from '../../support/redis.js';
-import { sleep } from '../../support/wait.js';
+import { retrying, sleep } from '../../support/wait.js';
 
 const H = { history: { size: 100, ttlMs: 0 } };
 
 /** Retry `fn` while it rejects RT_ERR_BROKER_UNAVAILABLE (the broker reconnecting), for at most `ms`. */
-async function whenBack<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'RT_ERR_BROKER_UNAVAILABLE' || Date.now() > deadline) throw err;
-      await sleep(50);
-    }
-  }
+function whenBack<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
+  return retrying(fn, ms, (err) => (err as { code?: string }).code === 'RT_ERR_BROKER_UNAVAILABLE');
 }
 
 const quiet = { onError: () => {} };

@@ -7,7 +7,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { reconnectDelay } from '../../../src/cli/connect.js';
 import { COLOURS, decodeBinary, NO_COLOURS, prettyJson } from '../../../src/cli/connect-output.js';
+import net from 'node:net';
+import { once } from 'node:events';
 import { noProxyCovers, parseProxyUrl, proxyFor } from '../../../src/cli/proxy.js';
+import { socks5Connect } from '../../../src/cli/socks5.js';
+import { scriptedSocks5 } from '../../support/forward-proxies.js';
 
 test('NO_PROXY: *, domains and their subdomains, leading dots, IPs, ports, IPv6 in brackets', () => {
   const cases: Array<[string, number, string, boolean]> = [
@@ -39,7 +43,11 @@ test('proxyFor: --proxy first, then https_proxy/HTTPS_PROXY for wss and http_pro
   assert.equal(proxyFor(wss, undefined, { ALL_PROXY: 'all:9' })?.host, 'all:9');
   assert.equal(proxyFor(wss, 'http://flag:1', { HTTPS_PROXY: 'http://p:3128' })?.host, 'flag:1');
   assert.equal(proxyFor(wss, 'http://flag:1', { NO_PROXY: '.example.com' }), null);
-  assert.throws(() => parseProxyUrl('socks5://p:1080'), /only http:\/\/ proxies/);
+  for (const kind of ['http', 'https', 'socks5', 'socks5h']) assert.equal(parseProxyUrl(`${kind}://u:p@proxy:1`).protocol, `${kind}:`);
+  assert.equal(proxyFor(wss, undefined, { ALL_PROXY: 'socks5h://s:1080' })?.protocol, 'socks5h:');
+  assert.throws(() => parseProxyUrl('socks4://p:1080'), /SOCKS4 is not supported/);
+  assert.throws(() => parseProxyUrl('socks://p:1080'), /SOCKS4 is not supported/);
+  assert.throws(() => parseProxyUrl('ftp://p:21'), /not a proxy kind/);
   assert.throws(() => parseProxyUrl('http://'), /invalid proxy URL/);
   assert.equal(parseProxyUrl('proxy.local:3128').href, 'http://proxy.local:3128/');
 });
@@ -80,4 +88,23 @@ test('prettyJson: without colour it is JSON.stringify(v, null, 2); coloured, the
     }),
   );
   assert.equal(prettyJson({ 'k"1': 'v: 2', n: -1.5e3, t: true }, COLOURS), '{\n  \x1b[34m"k\\"1"\x1b[0m: \x1b[32m"v: 2"\x1b[0m,\n  \x1b[34m"n"\x1b[0m: \x1b[33m-1500\x1b[0m,\n  \x1b[34m"t"\x1b[0m: \x1b[35mtrue\x1b[0m\n}');
+});
+
+test('socks5Connect: IPv4, IPv6 and name destinations as RFC 1928 §4 encodes them (ATYP 1, 4, 3)', async (t) => {
+  const peer = await scriptedSocks5({ reply: 0x00 });
+  t.after(() => peer.close());
+  const port = Number(new URL(peer.url).port);
+  for (const [host, remoteDns] of [['10.1.2.3', false], ['::1', false], ['2001:db8::ff:1', true], ['example.com', true]] as const) {
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const tunnel = await socks5Connect(socket, { proxy: `127.0.0.1:${port}`, host, port: 443, remoteDns });
+    assert.equal(tunnel.bound, '0.0.0.0:0');
+    socket.destroy();
+  }
+  assert.deepEqual(peer.requests, [
+    { atyp: 1, host: '10.1.2.3', port: 443 },
+    { atyp: 4, host: '00000000000000000000000000000001', port: 443 },
+    { atyp: 4, host: '20010db8000000000000000000ff0001', port: 443 },
+    { atyp: 3, host: 'example.com', port: 443 },
+  ]);
 });

@@ -84,6 +84,8 @@ export interface AuthOkFields {
   user: string;
   expiresIn: number | null;
   limits: AnnouncedLimits;
+  /** What carries the connection, as the server saw it (newer servers). */
+  http?: '2' | '1.1';
 }
 export interface SubscribeOkFields {
   channel: string;
@@ -139,7 +141,7 @@ export const DEFAULT_LIMITS: AnnouncedLimits = {
  */
 export const reply = {
   auth(id: RequestId, fields: Partial<AuthOkFields> = {}): Ok<AuthOkFields> {
-    return { op: 'ok', id, client: 'conn-1', user: 'alice', expiresIn: null, limits: DEFAULT_LIMITS, ...fields };
+    return { op: 'ok', id, client: 'conn-1', user: 'alice', expiresIn: null, limits: DEFAULT_LIMITS, http: '1.1', ...fields };
   },
   /** A channel subscribed (with `since`: `recovered` as given); a pattern: `position: null`. */
   sub(id: RequestId, channel: string, position: StreamPosition | null = { offset: 0, epoch: 'e1' }, recovered?: boolean): Ok<SubscribeOkFields> {

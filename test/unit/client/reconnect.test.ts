@@ -400,9 +400,18 @@ describe('states and events', () => {
     assert.deepEqual(h.WS.last.sent, [{ op: 'auth', id: 1, token: 'tok' }]);
     acceptAuth(h.WS.last, { client: 'c-9', user: 'bob' });
     await flush();
-    assert.deepEqual(seen, [{ transport: 'websocket', client: 'c-9', user: 'bob', url: 'ws://rt.test/rt' }]);
+    // The server's auth reply says what carries the connection.
+    assert.deepEqual(seen, [{ transport: 'websocket', httpProtocol: 'http/1.1', httpProtocolSource: 'server', client: 'c-9', user: 'bob', url: 'ws://rt.test/rt' }]);
+    assert.deepEqual(h.client.transportInfo, { transport: 'websocket', httpProtocol: 'http/1.1', httpProtocolSource: 'server' });
     assert.equal(h.client.clientId, 'c-9');
     h.client.close();
+    assert.equal(h.client.transportInfo, null);
+
+    const h2 = makeClient('ws://rt.test/rt', { token: 'tok' });
+    h2.client.connect();
+    await accept(h2, { http: '2' });
+    assert.deepEqual(h2.client.transportInfo, { transport: 'websocket', httpProtocol: 'h2', httpProtocolSource: 'server' });
+    h2.client.close();
 
     const anon = makeClient('ws://rt.test/rt');
     anon.client.connect();
@@ -410,6 +419,8 @@ describe('states and events', () => {
     assert.equal(anon.client.state, 'connected');
     assert.deepEqual(anon.WS.last.sent, []);
     assert.equal(anon.client.clientId, null);
+    // No auth reply, and a WebSocket (like a browser's) that does not say: unknown.
+    assert.deepEqual(anon.client.transportInfo, { transport: 'websocket', httpProtocol: null, httpProtocolSource: null });
     anon.client.close();
   });
 

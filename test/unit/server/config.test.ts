@@ -299,13 +299,19 @@ describe('environment', () => {
     const env = (e: NodeJS.ProcessEnv) => loadConfig({ env: { SWITCHBOARD_ANONYMOUS: 'true', ...e } }).broker;
     assert.deepEqual(env({ SWITCHBOARD_REDIS_URL: 'redis://127.0.0.1:6379' }), { type: 'redis', url: 'redis://127.0.0.1:6379' });
     assert.deepEqual(env({ SWITCHBOARD_NATS_SERVERS: 'nats://a:4222, nats://b:4222' }), { type: 'nats', servers: ['nats://a:4222', 'nats://b:4222'] });
+    assert.deepEqual(env({ SWITCHBOARD_REDIS_CLUSTER: 'redis://a:7001, redis://b:7002' }), { type: 'redis', cluster: ['redis://a:7001', 'redis://b:7002'] });
+    assert.deepEqual(env({ SWITCHBOARD_REDIS_SENTINELS: 'a:26379,b:26379', SWITCHBOARD_REDIS_SENTINEL_NAME: 'mymaster' }), {
+      type: 'redis',
+      sentinels: ['a:26379', 'b:26379'],
+      name: 'mymaster',
+    });
     assert.deepEqual(env({ SWITCHBOARD_BROKER: 'memory' }), { type: 'memory', snapshotIntervalMs: 5000 });
     const dir = dirname(file('env-snapshot.keep', ''));
     assert.deepEqual(env({ SWITCHBOARD_SNAPSHOT_FILE: `${dir}/h.sb` }), { type: 'memory', snapshotIntervalMs: 5000, snapshotFile: `${dir}/h.sb` });
     assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_SNAPSHOT_FILE: `${dir}/h.sb`, SWITCHBOARD_REDIS_URL: 'redis://x' })), [
       'broker.snapshotFile: unknown key for broker type "redis"',
     ]);
-    assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_BROKER: 'redis' })), ['broker.url: required']);
+    assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_BROKER: 'redis' })), ['broker.url: required (or broker.cluster, or broker.sentinels with broker.name)']);
     assert.deepEqual(errorsOf(() => env({ SWITCHBOARD_BROKER: 'kafka' })), ['broker.type: expected one of "memory", "redis", "nats", got string "kafka"']);
   });
 
@@ -485,6 +491,26 @@ describe('validation messages', () => {
     assert.deepEqual(load({ broker: { type: 'nats', servers: ['nats://127.0.0.1:4222'] } }).broker, { type: 'nats', servers: ['nats://127.0.0.1:4222'] });
     assert.deepEqual(failing({ broker: { type: 'redis', url: 'http://x' } }), ['broker.url: expected a redis:// or rediss:// URL']);
     assert.deepEqual(failing({ broker: { type: 'nats', servers: [] } }), ['broker.servers: must not be empty']);
+    // Redis: one of url, cluster, sentinels (+ name)
+    const redis = (b: Record<string, unknown>) => ({ broker: { type: 'redis', ...b } }) as Parameters<typeof load>[0];
+    assert.deepEqual(load(redis({ cluster: ['redis://127.0.0.1:7001'] })).broker, { type: 'redis', cluster: ['redis://127.0.0.1:7001'] });
+    assert.deepEqual(load(redis({ sentinels: ['127.0.0.1:26379'], name: 'm', url: 'redis://:pw@x/2' })).broker, {
+      type: 'redis',
+      sentinels: ['127.0.0.1:26379'],
+      name: 'm',
+      url: 'redis://:pw@x/2',
+    });
+    assert.deepEqual(failing(redis({})), ['broker.url: required (or broker.cluster, or broker.sentinels with broker.name)']);
+    assert.deepEqual(failing(redis({ cluster: [] })), ['broker.cluster: must not be empty']);
+    assert.deepEqual(failing(redis({ cluster: ['127.0.0.1:7001'], url: 'redis://x' })), [
+      'broker.url: not with broker.cluster (the cluster URLs say where Redis is)',
+      'broker.cluster[0]: expected a redis:// or rediss:// URL',
+    ]);
+    assert.deepEqual(failing(redis({ sentinels: ['127.0.0.1'] })), [
+      'broker.sentinels[0]: expected host:port or redis://[[user]:password@]host:port',
+      'broker.name: required with broker.sentinels (the master set the sentinels watch)',
+    ]);
+    assert.deepEqual(failing(redis({ url: 'redis://x', name: 'm' })), ['broker.name: only with broker.sentinels']);
     assert.deepEqual(failing({ broker: { type: 'nats' } }), ['broker.servers: required']);
     assert.deepEqual(failing({ broker: { url: 'redis://x' } as { type: 'redis'; url: string } }), ['broker.url: unknown key for broker type "memory"']);
     assert.deepEqual(failing({ broker: { type: 'memory', tpye: 'x' } as { type: 'memory' } }), ['broker.tpye: unknown key (did you mean type?)']);

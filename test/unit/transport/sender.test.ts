@@ -2,15 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Connection } from '../../../src/protocol/connection.js';
 import type { PerMessageDeflateCodec } from '../../../src/transport/deflate.js';
-import { Sender, type SenderHost } from '../../../src/transport/sender.js';
+import { Sender, takeWriteCallback, type SenderHost } from '../../../src/transport/sender.js';
 
 /** A Connection that records what it was asked to write, and which write callback was current then. */
 function setup() {
   const written: string[] = [];
-  let sender!: Sender;
   const record = (what: string) => {
     written.push(what);
-    sender.takeWriteCallback()?.(null);
+    takeWriteCallback()?.(null);
   };
   const conn = {
     closeSent: false,
@@ -36,7 +35,7 @@ function setup() {
     onFlushed: () => events.push('flushed'),
     end: () => events.push('end'),
   };
-  sender = new Sender(conn as unknown as Connection, codec as unknown as PerMessageDeflateCodec, host);
+  const sender = new Sender(conn as unknown as Connection, codec as unknown as PerMessageDeflateCodec, host);
   return { sender, written, pending, events };
 }
 
