@@ -11,34 +11,45 @@
 // BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
-// BENCH_OUT (markdown table also written there when set).
+// BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
+// BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3,
+// base1, basehist3, basehist1 run sb3, sb1, hist3, hist1 on it, for an A/B
+// in the same run),
+// BENCH_CLUSTER_PROF (a directory: nodes 1 and 2 of sb3/sb1 write V8 CPU profiles there),
+// BENCH_OUT (markdown table also written there when set). Cells sinksb and
+// sinksio run the clients against bench/cluster-sink-server.js (a fan-out
+// server doing as little as possible): the load generator's own ceiling.
 //
 // Everything here is loopback only; every child (redis-server, nats-server,
 // nodes) is started by this process and killed by PID at the end, also on
 // error or signal. Every wait is bounded.
 //
-// The load generator (publisher and subscribers) is this process: publish
+// The load generator (publisher and subscribers, raw-TCP WebSocket clients
+// that count frames and read stamps on every PROBE_EVERY-th subscriber only)
+// is this process: publish
 // stamps and delivery times come from one clock (performance.now() is not
 // shared between processes, so stamps are Date-based: performance.timeOrigin
 // + performance.now(), which every process on the machine reads from the same
 // clock).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { io as sioConnect } from 'socket.io-client';
-import WebSocket from 'ws';
 import { LatencyHistogram } from './lib/histogram.js';
 import { positiveEnvNumber } from './lib/env.js';
 import { freePort } from './lib/ports.js';
+import { RawWebSocket } from './lib/raw-ws.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
 const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
+const SINK_SERVER = path.join(ROOT, 'bench', 'cluster-sink-server.js');
+/** Cells base3 / base1: sb3 / sb1 on another build (e.g. the commit before a change), for an A/B in one run. */
+const BASELINE_BIN = process.env.BENCH_CLUSTER_BASELINE;
 const REDIS_SERVER = process.env.SWITCHBOARD_REDIS_SERVER ?? '/usr/bin/redis-server';
 const NATS_SERVER = process.env.SWITCHBOARD_NATS_SERVER ?? 'nats-server';
 
@@ -47,6 +58,7 @@ const S = Math.round(num('BENCH_CLUSTER_SUBSCRIBERS', 1000));
 const SECONDS = num('BENCH_CLUSTER_SECONDS', 8);
 const RATE = num('BENCH_CLUSTER_RATE', 20);
 const WINDOW = Math.round(num('BENCH_CLUSTER_WINDOW', 16));
+const PROBE_EVERY = Math.round(num('BENCH_CLUSTER_PROBE_EVERY', 8));
 const HIST_WINDOW = 64;
 const WARMUP_MS = 1000;
 const DRAIN_MS = 10_000;
@@ -58,9 +70,35 @@ if (!['redis', 'nats'].includes(BROKER)) throw new Error(`BENCH_CLUSTER_BROKER=$
 
 const FILLER = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefgh';
 const T_KEY = Buffer.from('"t":');
+const OP_OK = Buffer.from('"op":"ok"');
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[cluster]', ...a);
+
+/** CPU time (user + system, ms) a process used so far, from /proc (Linux; NaN elsewhere). */
+function cpuMsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return NaN;
+  }
+}
+/** Processes whose CPU a cell reports: name → pid (the load generator is this process). */
+const cpuWatch = new Map();
+function cpuSample() {
+  const out = { t: performance.now(), gen: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
+  for (const [name, pid] of cpuWatch) out[name] = cpuMsOf(pid);
+  return out;
+}
+/** Percent of one CPU each watched process used between two samples. */
+function cpuPct(a, b) {
+  const ms = b.t - a.t;
+  const out = {};
+  for (const k of Object.keys(a)) if (k !== 't') out[k] = Math.round(((b[k] - a[k]) / ms) * 1000) / 10;
+  return out;
+}
 
 // ---------------------------------------------------------------- children, killed by PID
 
@@ -158,14 +196,14 @@ function switchboardConfig(broker) {
   };
 }
 
-async function startSwitchboard(n, broker) {
+async function startSwitchboard(n, broker, bin = BIN) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-cluster-'));
   tmpDirs.push(dir);
   const file = path.join(dir, 'switchboard.json');
   writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
   const started = await Promise.all(
     Array.from({ length: n }, (_, i) =>
-      startChild(`switchboard node ${i + 1}`, process.execPath, [BIN, 'serve', '--config', file, '--port', '0'], (line) => {
+      startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), bin, 'serve', '--config', file, '--port', '0'], (line) => {
         try {
           const l = JSON.parse(line);
           return l.msg === 'listening' ? l.port : undefined;
@@ -176,6 +214,12 @@ async function startSwitchboard(n, broker) {
     ),
   );
   return started.map(({ child, m }) => ({ child, url: `ws://127.0.0.1:${m}/rt` }));
+}
+
+/** BENCH_CLUSTER_PROF=dir: nodes 1 (the publisher's) and 2 write a V8 CPU profile there when they stop. */
+function profileArgs(i) {
+  const dir = process.env.BENCH_CLUSTER_PROF;
+  return dir && i < 2 ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=node${i + 1}-${Date.now()}.cpuprofile`] : [];
 }
 
 /** One `serve --workers n` (node:cluster): one URL, the primary spreads the connections over its workers. */
@@ -193,6 +237,18 @@ async function startWorkers(n, broker) {
     }
   });
   return [{ child, url: `ws://127.0.0.1:${m}/rt` }];
+}
+
+/** The sink (bench/cluster-sink-server.js): one process that fans out with as little work as a server can; `dialect` sb or sio. */
+async function startSink(dialect) {
+  const { child, m } = await startChild(`sink (${dialect})`, process.execPath, [SINK_SERVER, dialect], (line) => {
+    try {
+      return JSON.parse(line).listening;
+    } catch {
+      return undefined;
+    }
+  });
+  return [{ child, url: dialect === 'sb' ? `ws://127.0.0.1:${m}/rt` : `http://127.0.0.1:${m}` }];
 }
 
 async function startSocketIo(n, redisUrl) {
@@ -215,111 +271,260 @@ async function startSocketIo(n, redisUrl) {
 /** `count` subscribers, round-robin over the nodes' `urls`, opened 100 (handshake + subscribe) at a time. */
 async function spreadOverNodes(urls, count, openOne) {
   for (let i = 0; i < count; i += 100) {
-    await Promise.all(Array.from({ length: Math.min(100, count - i) }, (_, j) => openOne(urls[(i + j) % urls.length])));
+    await Promise.all(Array.from({ length: Math.min(100, count - i) }, (_, j) => openOne(urls[(i + j) % urls.length], i + j)));
   }
 }
 
-/** Common shape: { publish(data) -> Promise<void>, close() } publisher; subscribers call onDelivery(t). */
+/*
+ * Both sides' clients are raw-TCP WebSocket connections (bench/lib/raw-ws.js):
+ * one shared read buffer, a numeric frame parser, no Buffer or JSON per
+ * delivery. A subscriber that is not a probe only counts its frames; every
+ * PROBE_EVERY-th subscriber is a probe: it reads the stamp `t` of each of its
+ * deliveries (latency) and JSON-checks its first one. So the load generator
+ * costs both servers the same small amount per delivery, and what the cells
+ * compare is the servers (the first version parsed every delivery with
+ * `ws` and socket.io-client: see docs/benchmarks.md).
+ */
+
+/** One handler for every connection; what a connection does with a frame is its own `onFrame` (set per phase, not per message). */
+const rawHandler = {
+  onOpen(conn) {
+    conn.opened?.();
+  },
+  onMessage(conn, payload, length) {
+    conn.onFrame(payload, length);
+  },
+  onClose(conn, reason) {
+    conn.closedWith?.(reason);
+  },
+};
+
+let rawIndex = 0;
+/**
+ * Open a raw connection to `url` (ws:// or http://) at `pathAndQuery` (default: the URL's path).
+ * `onFrame`: what to do with frames from the start (a first frame may come in the read that completes the handshake).
+ */
+function openRaw(url, pathAndQuery, onFrame = () => {}) {
+  const u = new URL(url);
+  const conn = new RawWebSocket({ host: u.hostname, port: Number(u.port), path: pathAndQuery ?? u.pathname }, rawHandler, rawIndex++);
+  conn.collect = true;
+  conn.onFrame = onFrame;
+  return within(
+    new Promise((resolve, reject) => {
+      conn.opened = () => resolve(conn);
+      conn.closedWith = (reason) => reject(new Error(`connection to ${url} closed: ${reason}`));
+    }),
+    CONNECT_MS,
+    `connect ${url}`,
+  ).catch((err) => {
+    conn.destroy();
+    throw err;
+  });
+}
+
+/** The stamp `t` of a delivery, read without parsing the message (NaN: none). */
+function stampOf(payload) {
+  const k = payload.indexOf(T_KEY);
+  return k === -1 ? NaN : parseFloat(payload.toString('latin1', k + 4, k + 24));
+}
+
+/** A probe's first delivery, parsed in full: the right message with the right fields (`pick` finds the data in the decoded message). */
+function checked(payload, pick) {
+  try {
+    // A Socket.IO event (`42[...]`) is JSON after its two-digit packet type.
+    const json = payload[0] === 0x34 && payload[1] === 0x32 ? payload.toString('utf8', 2) : payload.toString('utf8');
+    const data = pick(JSON.parse(json));
+    return typeof data?.t === 'number' && data.text === FILLER;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What both dialects share: the subscribers' delivery handlers, the pending
+ * acks, and the common shape the cells use:
+ * { subs, publish(channel, t) -> Promise<void>, problems(), close() };
+ * each delivery calls onDelivery(t) on probes, onDelivery() on the others.
+ */
+class ClientSet {
+  constructor(subscribers, onDelivery) {
+    this.subscribers = subscribers;
+    this.onDelivery = onDelivery;
+    this.conns = [];
+    this.errors = [];
+    this.mismatched = 0;
+    this.pubErrors = 0;
+    this.firstPubError = null;
+    this.pending = new Map();
+    this.nextId = 1;
+  }
+
+  /**
+   * Start counting `conn`'s deliveries (the `index`-th subscriber). `control(conn, payload, length)`
+   * takes frames that are not deliveries (true: taken); `pick` finds the data in a decoded delivery.
+   */
+  listen(conn, index, pick, control = () => false) {
+    conn.closedWith = (reason) => this.errors.push(`subscriber closed: ${reason}`);
+    const onDelivery = this.onDelivery;
+    if (index % PROBE_EVERY !== 0) {
+      conn.collect = false;
+      conn.onFrame = (payload, length) => {
+        if (!control(conn, payload, length)) onDelivery();
+      };
+      return;
+    }
+    let first = true;
+    conn.onFrame = (payload, length) => {
+      if (control(conn, payload, length)) return;
+      if (first) {
+        first = false;
+        if (!checked(payload, pick)) this.mismatched++;
+      }
+      onDelivery(stampOf(payload));
+    };
+  }
+
+  /** The publish with this id was answered (`error`: its reply, when it was refused). */
+  acked(id, error = null) {
+    const done = this.pending.get(id);
+    if (!done) return;
+    this.pending.delete(id);
+    if (error !== null) {
+      this.pubErrors++;
+      this.firstPubError ??= error;
+    }
+    done();
+  }
+
+  /** The common shape; `send(id, channel, t)` writes one publish, acked later with `id`. */
+  clients(send) {
+    return {
+      subs: this.subscribers,
+      publish: (ch, t) => {
+        const i = this.nextId++;
+        return new Promise((resolve) => {
+          this.pending.set(i, resolve);
+          send(i, ch, t);
+        });
+      },
+      problems: () => [
+        ...(this.errors.length ? [`${this.errors.length} connection(s) closed, first: ${this.errors[0]}`] : []),
+        ...(this.pubErrors ? [`${this.pubErrors} publish error(s), first: ${this.firstPubError}`] : []),
+        ...(this.mismatched ? [`${this.mismatched} probe(s) got a message that is not the publication`] : []),
+      ],
+      close: async () => this.destroy(),
+    };
+  }
+
+  destroy() {
+    for (const c of this.conns) c.destroy();
+  }
+}
+
 async function sbClients(urls, channel, subscribers, onDelivery) {
-  const open = (url) =>
-    within(
-      new Promise((resolve, reject) => {
-        const ws = new WebSocket(url, 'switchboard.v1.json', { perMessageDeflate: false });
-        ws.once('open', () => resolve(ws));
-        ws.once('error', reject);
-      }),
-      CONNECT_MS,
-      `connect ${url}`,
-    );
-  const subs = [];
-  const errors = [];
-  await spreadOverNodes(urls, subscribers, async (url) => {
-    const ws = await open(url);
-    ws.on('close', () => errors.push('subscriber closed'));
+  const set = new ClientSet(subscribers, onDelivery);
+  const subscribe = async (url, index) => {
+    const conn = await openRaw(url);
+    set.conns.push(conn);
     await within(
       new Promise((resolve, reject) => {
-        ws.once('message', (buf) => (buf.includes('"op":"ok"') ? resolve() : reject(new Error(`subscribe refused: ${buf}`))));
-        ws.send(`{"op":"sub","id":1,"channel":"${channel}"}`);
+        conn.closedWith = (reason) => reject(new Error(`subscriber closed: ${reason}`));
+        conn.onFrame = (payload) => {
+          // The next frame may be a delivery in the same read: switch before anything else.
+          conn.onFrame = () => {};
+          if (payload.indexOf(OP_OK) === -1) reject(new Error(`subscribe refused: ${payload}`));
+          else resolve();
+        };
+        conn.sendText(`{"op":"sub","id":1,"channel":"${channel}"}`);
       }),
       CONNECT_MS,
       'subscribe',
     );
-    ws.on('message', (buf) => {
-      const k = buf.indexOf(T_KEY);
-      onDelivery(k === -1 ? NaN : parseFloat(buf.toString('latin1', k + 4, k + 24)));
-    });
-    subs.push(ws);
-  });
-  const pubWs = await open(urls[0]);
-  const pending = new Map();
-  let id = 1;
-  let pubErrors = 0;
-  let firstPubError = null;
-  pubWs.on('message', (buf) => {
-    const m = JSON.parse(buf.toString());
-    const p = pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    if (m.op !== 'ok') {
-      pubErrors++;
-      firstPubError ??= buf.toString().slice(0, 200);
-    }
-    p();
-  });
-  return {
-    subs: subs.length,
-    publish(ch, t) {
-      const i = id++;
-      return new Promise((resolve) => {
-        pending.set(i, resolve);
-        pubWs.send(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`);
-      });
-    },
-    problems: () => [...(errors.length ? [`${errors.length} subscriber(s) closed`] : []), ...(pubErrors ? [`${pubErrors} publish error(s), first: ${firstPubError}`] : [])],
-    async close() {
-      for (const ws of [...subs, pubWs]) {
-        ws.removeAllListeners('close');
-        ws.terminate();
-      }
-    },
+    set.listen(conn, index, (m) => (m.op === 'msg' && m.channel === channel ? m.data : undefined));
   };
+  try {
+    await spreadOverNodes(urls, subscribers, subscribe);
+    const pub = await openRaw(urls[0]);
+    set.conns.push(pub);
+    pub.closedWith = (reason) => set.errors.push(`publisher closed: ${reason}`);
+    pub.onFrame = (payload) => {
+      const m = JSON.parse(payload.toString('utf8'));
+      set.acked(m.id, m.op === 'ok' ? null : payload.toString('utf8', 0, 200));
+    };
+    return set.clients((i, ch, t) => pub.sendText(`{"op":"pub","id":${i},"channel":"${ch}","data":{"t":${t.toFixed(3)},"text":"${FILLER}"}}`));
+  } catch (err) {
+    set.destroy();
+    throw err;
+  }
+}
+
+/**
+ * Socket.IO 4 over a raw WebSocket (what socket.io-client does with
+ * `transports: ['websocket']`): Engine.IO v4 packets in text frames —
+ * `0{..}` open, `2`/`3` ping/pong — and Socket.IO packets inside `4`:
+ * `40` connect to `/`, `42[event,data]` an event, `42<id>[..]` one that wants
+ * an ack, `43<id>[..]` the ack.
+ */
+const EIO_PATH = (role) => `/socket.io/?EIO=4&transport=websocket&role=${role}`;
+
+async function sioOpen(url, role) {
+  let connected;
+  let failed;
+  const handshake = new Promise((resolve, reject) => {
+    connected = resolve;
+    failed = reject;
+  });
+  // Engine.IO's open packet may come in the same read as the 101: this handler is there from the start.
+  const conn = await openRaw(url, EIO_PATH(role), function (payload) {
+    if (payload[0] === 0x30 /* 0: Engine.IO open */) this.sendText('40');
+    else if (payload[0] === 0x34 && payload[1] === 0x30 /* 40: connected to "/" */) {
+      this.onFrame = () => {};
+      connected();
+    } else failed(new Error(`socket.io handshake: unexpected ${payload.toString('utf8', 0, 100)}`));
+  });
+  conn.collectUpTo = 1; // Engine.IO pings ("2") reach every connection, probe or not
+  conn.closedWith = (reason) => failed(new Error(`socket.io ${role} closed: ${reason}`));
+  try {
+    await within(handshake, CONNECT_MS, 'socket.io connect');
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+  return conn;
+}
+
+/** An Engine.IO ping ("2", a one-byte frame): answered with a pong ("3"). True when the frame was one. */
+function sioPing(conn, payload, length) {
+  if (length !== 1) return false;
+  if (payload[0] === 0x32) conn.sendText('3');
+  return true;
 }
 
 async function sioClients(urls, subscribers, onDelivery) {
-  const open = (url, role) =>
-    within(
-      new Promise((resolve, reject) => {
-        const s = sioConnect(url, { transports: ['websocket'], query: { role }, reconnection: false, forceNew: true });
-        s.once('connect', () => resolve(s));
-        s.once('connect_error', reject);
-      }),
-      CONNECT_MS,
-      `connect ${url}`,
-    );
-  const subs = [];
-  const errors = [];
-  await spreadOverNodes(urls, subscribers, async (url) => {
-    const s = await open(url, 'sub');
-    s.on('disconnect', () => errors.push('subscriber disconnected'));
-    s.on('msg', (data) => onDelivery(data?.t));
-    subs.push(s);
-  });
-  // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
-  await sleep(500);
-  const pub = await open(urls[0], 'pub');
-  return {
-    subs: subs.length,
-    publish(_ch, t) {
-      return new Promise((resolve) => pub.emit('pub', { t: Number(t.toFixed(3)), text: FILLER }, () => resolve()));
-    },
-    problems: () => (errors.length ? [`${errors.length} subscriber(s) disconnected`] : []),
-    async close() {
-      for (const s of [...subs, pub]) {
-        s.removeAllListeners('disconnect');
-        s.disconnect();
-      }
-    },
+  const set = new ClientSet(subscribers, onDelivery);
+  const subscribe = async (url, index) => {
+    const conn = await sioOpen(url, 'sub');
+    set.conns.push(conn);
+    // `42["msg",data]`: the data is the second element.
+    set.listen(conn, index, (m) => (Array.isArray(m) && m[0] === 'msg' ? m[1] : undefined), sioPing);
   };
+  try {
+    await spreadOverNodes(urls, subscribers, subscribe);
+    // A join on another node is only known there; give the adapters a moment (nothing is stored, so a late join misses messages).
+    await sleep(500);
+    const pub = await sioOpen(urls[0], 'pub');
+    set.conns.push(pub);
+    pub.closedWith = (reason) => set.errors.push(`publisher closed: ${reason}`);
+    pub.onFrame = (payload, length) => {
+      if (sioPing(pub, payload, length)) return;
+      if (payload[0] !== 0x34 || payload[1] !== 0x33) return; // 43<id>[...]: an ack
+      set.acked(parseInt(payload.toString('latin1', 2, Math.min(payload.length, 22)), 10));
+    };
+    return set.clients((i, _ch, t) => pub.sendText(`42${i}["pub",{"t":${t.toFixed(3)},"text":"${FILLER}"}]`));
+  } catch (err) {
+    set.destroy();
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------- phases
@@ -336,10 +541,13 @@ async function fanoutCell(makeClients) {
   let wakeAt = 0;
   const onDelivery = (t) => {
     st.delivered++;
-    const n = now();
-    if (!(t === t)) st.bad++;
-    else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
-    else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
+    if (t !== undefined) {
+      // A probe's delivery (see sbClients): its stamp.
+      const n = now();
+      if (!(t === t)) st.bad++;
+      else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
+      else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
+    }
     if (wake && st.delivered >= wakeAt) {
       const w = wake;
       wake = null;
@@ -364,6 +572,7 @@ async function fanoutCell(makeClients) {
       st.satTo = end;
     }
     const inflightAcks = new Set();
+    const cpu0 = cpuSample();
     while (now() < end) {
       if ((published - WINDOW + 1) * N > st.delivered) {
         wakeAt = (published - WINDOW + 1) * N;
@@ -387,7 +596,7 @@ async function fanoutCell(makeClients) {
       if (published % 8 === 0) await new Promise((r) => setImmediate(r));
     }
     const t1 = now();
-    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000 };
+    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(cpu0, cpuSample()) };
   };
   const drain = async () => {
     const until = Date.now() + DRAIN_MS;
@@ -425,6 +634,10 @@ async function fanoutCell(makeClients) {
       setupS,
       deliveriesPerSec: sat.deliveries / sat.seconds,
       publishesPerSec: sat.publishes / sat.seconds,
+      // Percent of one CPU per process in the saturated phase (gen: the load generator, this process).
+      satCpuPct: sat.cpuPct,
+      // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
+      serverCpuUsPerDelivery: serverCpuUs(sat),
       sat: summarize(st.histSat),
       rate: summarize(st.histRate),
       problems,
@@ -432,6 +645,12 @@ async function fanoutCell(makeClients) {
   } finally {
     await c.close();
   }
+}
+
+function serverCpuUs(sat) {
+  let pct = 0;
+  for (const [k, v] of Object.entries(sat.cpuPct)) if (k !== 'gen') pct += v;
+  return sat.deliveries > 0 ? Math.round(((pct / 100) * sat.seconds * 1e6) / sat.deliveries * 100) / 100 : NaN;
 }
 
 function summarize(h) {
@@ -468,9 +687,11 @@ async function historyCell(urls) {
 
 async function withServers(start, fn) {
   const nodes = await start();
+  nodes.forEach((n, i) => cpuWatch.set(`node${i + 1}`, n.child.pid));
   try {
     return await fn(nodes.map((n) => n.url));
   } finally {
+    nodes.forEach((_, i) => cpuWatch.delete(`node${i + 1}`));
     await Promise.all(nodes.map((n) => stopChild(n.child)));
   }
 }
@@ -479,15 +700,18 @@ async function main() {
   const load0 = os.loadavg();
   log(`${S} subscribers, ${SECONDS} s per phase, window ${WINDOW}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   const broker = await startBroker();
+  cpuWatch.set('broker', broker.child.pid);
   const results = {};
   try {
     for (const cell of CELLS) {
       const t0 = Date.now();
       try {
-        if (cell === 'sb3' || cell === 'sb1') {
-          const n = cell === 'sb3' ? 3 : 1;
+        if (cell === 'sb3' || cell === 'sb1' || cell === 'base3' || cell === 'base1') {
+          const n = cell.endsWith('3') ? 3 : 1;
+          const base = cell.startsWith('base');
+          if (base && !BASELINE_BIN) throw new Error(`${cell} needs BENCH_CLUSTER_BASELINE=<another checkout>/bin/switchboard.js`);
           results[cell] = await withServers(
-            () => startSwitchboard(n, broker.config),
+            () => startSwitchboard(n, broker.config, base ? BASELINE_BIN : BIN),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
         } else if (/^w\d+$/.test(cell)) {
@@ -496,11 +720,17 @@ async function main() {
             () => startWorkers(n, broker.config),
             (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)),
           );
+        } else if (cell === 'sinksb') {
+          results[cell] = await withServers(() => startSink('sb'), (urls) => fanoutCell((onDelivery) => sbClients(urls, 'bench/room', S, onDelivery)));
+        } else if (cell === 'sinksio') {
+          results[cell] = await withServers(() => startSink('sio'), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (cell === 'sio3') {
           if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter only');
           results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
-        } else if (cell === 'hist3' || cell === 'hist1') {
-          results[cell] = await withServers(() => startSwitchboard(cell === 'hist3' ? 3 : 1, broker.config), (urls) => historyCell(urls));
+        } else if (/^(base)?hist[13]$/.test(cell)) {
+          const base = cell.startsWith('base');
+          if (base && !BASELINE_BIN) throw new Error(`${cell} needs BENCH_CLUSTER_BASELINE=<another checkout>/bin/switchboard.js`);
+          results[cell] = await withServers(() => startSwitchboard(cell.endsWith('3') ? 3 : 1, broker.config, base ? BASELINE_BIN : BIN), (urls) => historyCell(urls));
         } else throw new Error(`unknown cell ${cell}`);
       } catch (err) {
         results[cell] = { error: err.message };

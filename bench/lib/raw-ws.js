@@ -118,6 +118,8 @@ export class RawWebSocket {
     this.index = index;
     /** Hand payloads to onMessage (else only their length). */
     this.collect = true;
+    /** Hand payloads of frames up to this many bytes even when not collecting (Engine.IO's 1-byte pings). */
+    this.collectUpTo = 0;
     /** Answer the server's pings (false: a peer that went silent, for heartbeat tests). */
     this.answerPings = true;
     /** Counters the load generator keeps per connection. */
@@ -308,7 +310,7 @@ export class RawWebSocket {
       if (len > MAX_PAYLOAD) return this.fail(`frame of ${len} bytes is larger than this client accepts`);
       this.opcode = b0 & 0x0f;
       this.frameLength = len;
-      const wantPayload = this.collect || this.opcode >= OP_CLOSE;
+      const wantPayload = this.collect || this.opcode >= OP_CLOSE || len <= this.collectUpTo;
       if (end - at >= len) {
         // Whole payload in this chunk: a view, no copy.
         i = at + len;

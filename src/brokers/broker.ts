@@ -70,7 +70,11 @@ export interface BrokerHandler {
 /**
  * Ordering: per channel, `onPublication` sees offsets strictly increasing,
  * in publish order. Offsets start at 1 for a new history and increase by
- * exactly one per publication while the epoch stays the same.
+ * exactly one per publication while the epoch stays the same. Publications
+ * (not volatile) on one channel get offsets in the order of the `publish`
+ * calls, also when a caller starts the next before the previous one resolved
+ * (the realtime layer pipelines a connection's consecutive publishes to a
+ * channel). Volatile ones have no offset and no such promise.
  * Delivery: at most once per node subscription; gaps (a broker restart, a
  * lost connection) are found by the offsets and refilled from `history`.
  */

@@ -72,8 +72,12 @@ export type RpcHandler = (data: unknown, context: { client: string; user: string
 /** What the hub's fan-out, presence and keep-alive loops need of a session. */
 export interface Subscriber {
   readonly id: string;
-  /** A live publication; returns whether it was written. */
-  deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): boolean;
+  /**
+   * A live publication; returns the bytes written (0: not written). The
+   * caller counts the message and its bytes (HubObserver#messagesOut), once
+   * per fan-out rather than once per subscriber.
+   */
+  deliver(sub: Subscription, pub: Publication, shared: SharedMessage, fanout: number): number;
   sendShared(shared: SharedMessage): void;
   close(disconnect: Disconnect): void;
   /** Drop the connection at once; never throws. */

@@ -124,7 +124,7 @@ export class Metrics implements HubObserver, TlsObserver {
   }
   publicationDelivered(latencyMs: number, subscribers: number): void {
     this.deliveryLatency.observe(latencyMs / 1000);
-    // Each delivery is also one message out, counted (with its bytes) where it is written (Session#deliver).
+    // Each delivery is also one message out, counted (with its bytes) once per fan-out (Hub#onPublication).
     if (subscribers > 0) this.deliveries.inc(subscribers);
   }
   subscriptionsChanged(delta: number): void {

@@ -91,6 +91,7 @@ export const BROKER_SUITE_TESTS = [
   'offsets start at 1 and increase by one, in one epoch',
   'delivers a publication with its channel, offset, epoch, data, publisher and time',
   'delivers in publish order per channel, also for concurrent publishes',
+  'publishes started without awaiting get offsets in call order per channel',
   'does not deliver channels the node did not subscribe to',
   'subscribe and unsubscribe are idempotent',
   'unsubscribe stops delivery',
@@ -328,6 +329,21 @@ export function runBrokerSuite(options: BrokerSuiteOptions): void {
         const pub = rec.pubs(c).find((p) => p.data === 100 + i)!;
         assert.equal(pub.offset, results[i]!.offset);
       }
+    });
+
+    // The realtime layer relies on it: a connection's consecutive `pub`s to one channel go to the broker
+    // without waiting for each other (Session#enqueue), and must keep the order the client sent them in.
+    test('publishes started without awaiting get offsets in call order per channel', async ({ broker, rec, ch }) => {
+      const c = ch('callorder');
+      await broker.subscribe(c);
+      const n = 40;
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => broker.publish(c, i, i % 3 === 0 ? { history: H10 } : {})));
+      assert.deepEqual(
+        results.map((r) => r.offset),
+        Array.from({ length: n }, (_, i) => i + 1),
+      );
+      await rec.waitForCount(c, n);
+      assert.deepEqual(rec.data(c), Array.from({ length: n }, (_, i) => i));
     });
 
     test('does not deliver channels the node did not subscribe to', async ({ broker, rec, ch }) => {

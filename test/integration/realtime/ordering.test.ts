@@ -3,11 +3,13 @@
  * "Requests and replies"): a client may pipeline `auth`, `sub` and `pub`
  * without waiting for replies, over WebSocket and in a long-polling batch;
  * an `rpc` does not hold up what follows; what is still queued when the
- * connection closes never runs.
+ * connection closes never runs; consecutive `pub`s to one channel go to the
+ * broker without waiting for each other, and keep their order.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { openSession, poll, post } from '../carriers/helpers.js';
+import { MemoryBroker } from '../../../src/brokers/memory/memory-broker.js';
 import { connect, signToken, sleep, SlowHistoryBroker, startRealtime, until, WAIT, type Namespace } from './helpers.js';
 
 const NAMESPACES: Namespace[] = [
@@ -101,4 +103,106 @@ test('closed with 4004 for flooding: no publication was stored without its ack',
   const acked = c.received.filter((m) => m.op === 'ok' && typeof m.id === 'number' && m.id > 1000).length;
   const stored = (await rt.broker.history('chat/flood')).position.offset;
   assert.equal(stored, acked, `${stored} stored, ${acked} acked`);
+});
+
+/** Holds every publish until `release()`; counts how many are waiting at once. */
+class GatedPublishBroker extends MemoryBroker {
+  waiting = 0;
+  mostWaiting = 0;
+  #gate: Promise<void>;
+  #open!: () => void;
+  constructor() {
+    super();
+    this.#gate = new Promise((resolve) => (this.#open = resolve));
+  }
+  release(): void {
+    this.#open();
+  }
+  override publish(...args: Parameters<MemoryBroker['publish']>): ReturnType<MemoryBroker['publish']> {
+    // Called in order, applied in order (the contract): the offset is taken now, the answer waits at the gate.
+    const result = super.publish(...args);
+    this.waiting++;
+    this.mostWaiting = Math.max(this.mostWaiting, this.waiting);
+    return this.#gate.then(() => {
+      this.waiting--;
+      return result;
+    });
+  }
+}
+
+test('consecutive pubs to one channel are at the broker together, acked in order; the next request waits for all of them', async (t) => {
+  const broker = new GatedPublishBroker();
+  const rt = await startRealtime(t, NAMESPACES, {}, { broker });
+  const c = await rt.connect('alice');
+  c.send({ op: 'sub', id: 1, channel: 'chat/run' });
+  await c.waitFor((m) => m.id === 1, WAIT, 'the sub reply');
+  for (let i = 0; i < 10; i++) c.send({ op: 'pub', id: 100 + i, channel: 'chat/run', data: i });
+  // Refused inside the run (data deeper than limits.maxDataDepth): its error still waits for the acks before it.
+  c.send({ op: 'pub', id: 150, channel: 'chat/run', data: JSON.parse('['.repeat(200) + ']'.repeat(200)) });
+  c.send({ op: 'history', id: 200, channel: 'chat/run' });
+  // Sequential handling would hold the second pub behind the first, which waits at the gate.
+  await until(() => broker.waiting === 10, WAIT, 'all ten pubs at the broker at once');
+  await sleep(50);
+  assert.equal(
+    c.received.some((m) => m.id === 200),
+    false,
+    'the history request waits for the run',
+  );
+  broker.release();
+  await c.waitFor((m) => m.id === 200, WAIT, 'the history reply');
+  assert.deepEqual(
+    c.received.filter((m) => typeof m.id === 'number' && m.id >= 100).map((m) => `${m.op} ${m.id}`),
+    [...Array.from({ length: 10 }, (_, i) => `ok ${100 + i}`), 'error 150', 'ok 200'],
+    'replies in request order',
+  );
+  const acks = c.received.filter((m) => m.op === 'ok' && typeof m.id === 'number' && m.id >= 100 && m.id < 110);
+  assert.deepEqual(
+    acks.map((m) => [m.id, m.offset]),
+    Array.from({ length: 10 }, (_, i) => [100 + i, i + 1]),
+  );
+  const history = c.received.find((m) => m.id === 200)!;
+  assert.deepEqual(
+    history.publications.map((p: { data: number }) => p.data),
+    Array.from({ length: 10 }, (_, i) => i),
+  );
+  await until(() => c.received.filter((m) => m.op === 'msg').length === 10, WAIT, 'every publication live');
+  assert.deepEqual(
+    c.received.filter((m) => m.op === 'msg').map((m) => m.data),
+    Array.from({ length: 10 }, (_, i) => i),
+  );
+});
+
+test('a pub to another channel, or past the run limit, waits for the run before it', async (t) => {
+  const broker = new GatedPublishBroker();
+  const rt = await startRealtime(t, NAMESPACES, {}, { broker });
+  const c = await rt.connect('alice');
+  for (let i = 0; i < 40; i++) c.send({ op: 'pub', id: 100 + i, channel: 'chat/a', data: i });
+  c.send({ op: 'pub', id: 300, channel: 'chat/b', data: 'b' });
+  await until(() => broker.waiting === 32, WAIT, 'the first run (32) at the broker');
+  await sleep(50);
+  assert.equal(broker.mostWaiting, 32, 'no more than one run at a time');
+  broker.release();
+  const reply = await c.waitFor((m) => m.id === 300, WAIT, 'the pub on chat/b');
+  assert.equal(reply.offset, 1);
+  assert.deepEqual(
+    c.received.filter((m) => m.op === 'ok' && m.id !== 1).map((m) => m.id),
+    [...Array.from({ length: 40 }, (_, i) => 100 + i), 300],
+    'acks in request order (after the auth reply, id 1)',
+  );
+});
+
+test('volatile pubs are not pipelined: one at the broker at a time, in order', async (t) => {
+  const broker = new GatedPublishBroker();
+  const rt = await startRealtime(t, NAMESPACES, {}, { broker });
+  const c = await rt.connect('alice');
+  for (let i = 0; i < 3; i++) c.send({ op: 'pub', id: 100 + i, channel: 'chat/v', data: i, volatile: true });
+  await until(() => broker.waiting === 1, WAIT, 'the first volatile pub at the broker');
+  await sleep(50);
+  assert.equal(broker.mostWaiting, 1);
+  broker.release();
+  await c.waitFor((m) => m.id === 102, WAIT, 'the last ack');
+  assert.deepEqual(
+    c.received.filter((m) => m.op === 'ok' && m.id !== 1).map((m) => m.id),
+    [100, 101, 102],
+  );
 });
