@@ -107,9 +107,17 @@ function connectInPage(page: Page, url: string, options: { token?: string; warmu
       while (client.transportInfo?.httpProtocolSource === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const info = client.transportInfo;
       client.close();
-      const warmups = (performance.getEntriesByType('resource') as PerformanceResourceTiming[])
-        .filter((e) => e.name.endsWith('/healthz'))
-        .map((e) => ({ name: e.name, nextHopProtocol: e.nextHopProtocol }));
+      // Chromium adds a request's Resource Timing entry some 70 ms after its answer, and the
+      // WebSocket does not wait for it: with a token the SDK can be connected before it exists.
+      // (No named function in here: tsx's __name helper does not exist in the page.)
+      const entryDeadline = Date.now() + 3000;
+      let entries: PerformanceResourceTiming[] = [];
+      for (;;) {
+        entries = (performance.getEntriesByType('resource') as PerformanceResourceTiming[]).filter((e) => e.name.endsWith('/healthz'));
+        if (options.warmup === false || entries.length > 0 || Date.now() >= entryDeadline) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const warmups = entries.map((e) => ({ name: e.name, nextHopProtocol: e.nextHopProtocol }));
       return { info, connected, warmups };
     },
     { url, options },

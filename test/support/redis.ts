@@ -162,16 +162,30 @@ export class RedisCluster {
    * coordinated failover: the replica catches up, then takes over); resolves
    * once the replica is that slot's master and the cluster is ok.
    */
-  async failover(slot: number, timeoutMs = 20_000): Promise<RedisServer> {
+  async failover(slot: number, timeoutMs = 40_000): Promise<RedisServer> {
     const master = await this.masterOf(slot);
-    const nodes = await this.clusterNodes();
-    const masterId = nodes.find((n) => n.port === master.port)!.id;
-    const replica = this.nodes.find((n) => n.port === nodes.find((x) => x.masterId === masterId)?.port);
-    if (replica === undefined) throw new Error(`the master of slot ${slot} has no replica (start the cluster with replicas)`);
-    await redisCli(replica.port, 'CLUSTER', 'FAILOVER');
     const deadline = Date.now() + timeoutMs;
+    // Right after the cluster is made, the replicas may not be known to
+    // every node yet, nor linked to their master: wait for both.
+    let replica: RedisServer | undefined;
+    for (;;) {
+      const nodes = await this.clusterNodes();
+      const masterId = nodes.find((n) => n.port === master.port)!.id;
+      replica = this.nodes.find((n) => n.port === nodes.find((x) => x.masterId === masterId)?.port);
+      if (replica !== undefined && /master_link_status:up/.test(await redisCli(replica.port, 'INFO', 'replication'))) break;
+      if (Date.now() > deadline) throw new Error(`the master of slot ${slot} has no replica linked to it within ${timeoutMs} ms (start the cluster with replicas)`);
+      await sleep(100);
+    }
+    // A manual failover that does not complete within Redis's 5 s
+    // (CLUSTER_MF_TIMEOUT: the master paused too long, a slow machine) is
+    // dropped without a word: ask again until the deadline.
+    let asked = 0;
     while ((await this.masterOf(slot)).port !== replica.port) {
       if (Date.now() > deadline) throw new Error(`the replica on ${replica.port} did not take over slot ${slot} within ${timeoutMs} ms`);
+      if (Date.now() - asked > 6_000) {
+        await redisCli(replica.port, 'CLUSTER', 'FAILOVER');
+        asked = Date.now();
+      }
       await sleep(100);
     }
     await this.waitOk(timeoutMs);
