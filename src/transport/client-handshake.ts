@@ -178,22 +178,7 @@ export function connectClient(
   let redirects = 0;
   let request: http.ClientRequest;
 
-  let done = false;
-  let timer: NodeJS.Timeout | null = null;
-  const finish = (): void => {
-    done = true;
-    if (timer) clearTimeout(timer);
-  };
-  const abort = (err: Error): void => {
-    if (done) return;
-    finish();
-    request.destroy();
-    handler.onRefused(err);
-  };
-
-  if (handshakeTimeout && handshakeTimeout > 0) {
-    timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
-  }
+  const end = new HandshakeEnd(handshakeTimeout, () => request.destroy(), handler);
 
   /** One HTTP request of the handshake: the first, or one after a redirect. */
   const start = (url: URL): void => {
@@ -222,24 +207,24 @@ export function connectClient(
     const req = request;
 
     req.on('error', (err) => {
-      if (req === request) abort(err);
+      if (req === request) end.abort(err);
     });
     req.on('response', (res) => {
-      if (done || req !== request) return;
+      if (end.done || req !== request) return;
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
       // RFC 6455 §4.1: "the client MAY redirect" on a 3xx; only when asked to (as `ws`).
       if (followRedirects && REDIRECT_STATUSES.has(status) && location) {
         res.resume();
         if (++redirects > maxRedirects) {
-          abort(new HandshakeError('WS_ERR_MAX_REDIRECTS', `Maximum redirects exceeded (${maxRedirects})`, status));
+          end.abort(new HandshakeError('WS_ERR_MAX_REDIRECTS', `Maximum redirects exceeded (${maxRedirects})`, status));
           return;
         }
         let next: URL;
         try {
           next = webSocketUrl(location, url);
         } catch (err) {
-          abort(err as Error);
+          end.abort(err as Error);
           return;
         }
         req.destroy();
@@ -253,20 +238,19 @@ export function connectClient(
         return;
       }
       if (handler.onUnexpectedResponse(req, res)) {
-        finish();
+        end.finish();
         return;
       }
-      if (timer) clearTimeout(timer);
-      timer = readRefusal(res, status, abort, flatHeaders(res.headers));
+      end.readRefusal(res, status, flatHeaders(res.headers));
     });
     req.on('upgrade', (res: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (done || req !== request) {
+      if (end.done || req !== request) {
         socket.destroy();
         return;
       }
       handler.onUpgradeResponse(res);
       // An 'upgrade' listener may have closed the socket: the handshake ended there, nothing opens.
-      if (done) {
+      if (end.done) {
         socket.destroy();
         return;
       }
@@ -285,17 +269,61 @@ export function connectClient(
         }
       } catch (err) {
         socket.destroy();
-        abort(err as Error);
+        end.abort(err as Error);
         return;
       }
-      finish();
+      end.finish();
       handler.onUpgraded(socket, head, protocol, extensions, codec);
     });
     req.end();
   };
 
   start(firstUrl);
-  return { abort: (reason: string) => abort(new Error(reason)) };
+  return { abort: (reason: string) => end.abort(new Error(reason)) };
+}
+
+/**
+ * How a client handshake ends, once: {@link finish} when the handler has its
+ * answer, {@link abort} when it is refused, cancelled or runs out of time
+ * (`handshakeTimeout`, armed here). The HTTP/1.1 Upgrade and the RFC 8441
+ * CONNECT (http2-client.ts) both end this way.
+ */
+export class HandshakeEnd {
+  #done = false;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #cancel: () => void;
+  readonly #handler: Pick<ClientHandshakeHandler, 'onRefused'>;
+
+  /** `cancel` drops the request or stream in flight; it runs before `handler.onRefused`. */
+  constructor(handshakeTimeout: number | undefined, cancel: () => void, handler: Pick<ClientHandshakeHandler, 'onRefused'>) {
+    this.#cancel = cancel;
+    this.#handler = handler;
+    if (handshakeTimeout && handshakeTimeout > 0) {
+      this.#timer = setTimeout(() => this.abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
+    }
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  finish(): void {
+    this.#done = true;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  abort(err: Error): void {
+    if (this.#done) return;
+    this.finish();
+    this.#cancel();
+    this.#handler.onRefused(err);
+  }
+
+  /** A refusal (a status other than the one that opens): read its body for the error, in place of the handshake timeout. */
+  readRefusal(body: Readable, status: number, headers?: Record<string, string>): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = readRefusal(body, status, (err) => this.abort(err), headers);
+  }
 }
 
 /**
@@ -305,7 +333,7 @@ export function connectClient(
  * response headers and that text. Returns the timer of the wait (cleared when
  * the body ends first).
  */
-export function readRefusal(body: Readable, status: number, fail: (err: HandshakeError) => void, headers?: Record<string, string>): NodeJS.Timeout {
+function readRefusal(body: Readable, status: number, fail: (err: HandshakeError) => void, headers?: Record<string, string>): NodeJS.Timeout {
   const chunks: Buffer[] = [];
   let size = 0;
   let ended = false;

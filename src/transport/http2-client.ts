@@ -34,7 +34,7 @@ import {
   clientDeflateCodec,
   connectClient,
   deflateOffer,
-  readRefusal,
+  HandshakeEnd,
   type ClientHandshake,
   type ClientHandshakeHandler,
   type ClientHandshakeOptions,
@@ -364,35 +364,27 @@ export function connectHttp2Client(
   const deflateOptions = deflateOffer(options);
   const started = Date.now();
 
-  let done = false;
   let fallback: ClientHandshake | null = null;
   let stream: http2.ClientHttp2Stream | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  const finish = (): void => {
-    done = true;
-    if (timer) clearTimeout(timer);
-  };
-  const abort = (err: Error): void => {
-    if (done) return;
-    finish();
-    if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
-    handler.onRefused(err);
-  };
   const { handshakeTimeout } = options;
-  if (handshakeTimeout && handshakeTimeout > 0) {
-    timer = setTimeout(() => abort(new HandshakeError('WS_ERR_HANDSHAKE_TIMEOUT', 'Opening handshake has timed out', 0)), handshakeTimeout);
-  }
+  const end = new HandshakeEnd(
+    handshakeTimeout,
+    () => {
+      if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
+    },
+    handler,
+  );
 
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   pool.acquire(origin, { ...rest, servername }).then(
     (lease) => {
-      if (done) {
+      if (end.done) {
         lease?.release();
         return;
       }
       if (lease === null) {
         // No RFC 8441 at this origin: the HTTP/1.1 Upgrade, within what is left of the timeout.
-        finish();
+        end.finish();
         const left = handshakeTimeout && handshakeTimeout > 0 ? Math.max(1, handshakeTimeout - (Date.now() - started)) : handshakeTimeout;
         try {
           fallback = connectClient(handler, url, protocols, { ...rest, handshakeTimeout: left });
@@ -403,7 +395,7 @@ export function connectHttp2Client(
       }
       openStream(lease);
     },
-    (err: Error) => abort(err),
+    (err: Error) => end.abort(err),
   );
 
   function openStream(lease: Http2Lease): void {
@@ -428,30 +420,29 @@ export function connectHttp2Client(
       s = lease.session.request(headers, { endStream: false });
     } catch (err) {
       lease.release();
-      abort(err as Error);
+      end.abort(err as Error);
       return;
     }
     stream = s;
     if (connectChannel.hasSubscribers) connectChannel.publish({ origin, session: lease.session, stream: s, headers } satisfies Http2ConnectSent);
     s.once('close', lease.release);
-    s.on('error', (err) => abort(err));
+    s.on('error', (err) => end.abort(err));
     let answered = false;
     s.once('close', () => {
-      if (!answered) abort(new HandshakeError('WS_ERR_STREAM_CLOSED', `The HTTP/2 stream closed before the answer (RST_STREAM code ${s.rstCode ?? 'none'})`, 0));
+      if (!answered) end.abort(new HandshakeError('WS_ERR_STREAM_CLOSED', `The HTTP/2 stream closed before the answer (RST_STREAM code ${s.rstCode ?? 'none'})`, 0));
     });
     s.once('response', (answer) => {
-      if (done) return;
+      if (end.done) return;
       answered = true;
       const response = new Http2UpgradeResponse(s, answer);
       const status = response.statusCode;
       if (status < 200 || status > 299) {
-        if (timer) clearTimeout(timer);
-        timer = readRefusal(s, status, abort);
+        end.readRefusal(s, status);
         return;
       }
       handler.onUpgradeResponse(response as unknown as http.IncomingMessage);
       // An 'upgrade' listener may have closed the WebSocket: the handshake ended there.
-      if (done) return;
+      if (end.done) return;
       let protocol = '';
       let codec: PerMessageDeflateCodec | null = null;
       let extensions = '';
@@ -463,10 +454,10 @@ export function connectHttp2Client(
           extensions = String(response.headers['sec-websocket-extensions'] ?? '');
         }
       } catch (err) {
-        abort(err as Error);
+        end.abort(err as Error);
         return;
       }
-      finish();
+      end.finish();
       resetWithCancel(s);
       handler.onUpgraded(s, Buffer.alloc(0), protocol, extensions, codec);
     });
@@ -475,7 +466,7 @@ export function connectHttp2Client(
   return {
     abort: (reason: string) => {
       if (fallback) fallback.abort(reason);
-      else abort(new Error(reason));
+      else end.abort(new Error(reason));
     },
   };
 }
