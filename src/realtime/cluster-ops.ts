@@ -440,7 +440,7 @@ export class ClusterOps {
 /** The options checked: the close as a Disconnect, and the timeout. */
 function checkOptions(options: DisconnectOptions): { disconnect: Disconnect; timeoutMs: number } {
   const code = options.code ?? Disconnect.Kicked.code;
-  if (!Number.isInteger(code) || code < 4000 || code > 4999) throw new NodeOpError('RT_ERR_BAD_REQUEST', 400, `code: an application close code, 4000-4999 (got ${String(code)})`);
+  if (!isApplicationCloseCode(code)) throw new NodeOpError('RT_ERR_BAD_REQUEST', 400, `code: an application close code, 4000-4999 (got ${String(code)})`);
   const reason = options.reason ?? Disconnect.Kicked.reason;
   if (typeof reason !== 'string' || new TextEncoder().encode(reason).length > MAX_CLOSE_REASON_BYTES) {
     throw new NodeOpError('RT_ERR_BAD_REQUEST', 400, `reason: a string of at most ${MAX_CLOSE_REASON_BYTES} UTF-8 bytes`);
@@ -452,9 +452,14 @@ function checkOptions(options: DisconnectOptions): { disconnect: Disconnect; tim
   return { disconnect: new Disconnect(code, reason), timeoutMs };
 }
 
+/** A close code of the application's range (RFC 6455 §7.4.2: 4000-4999), the only ones a disconnect may use. */
+function isApplicationCloseCode(code: unknown): code is number {
+  return typeof code === 'number' && Number.isInteger(code) && code >= 4000 && code <= 4999;
+}
+
 /** The close another node asked for, checked again here (a node trusts no message blindly); Kicked when malformed. */
 function wireDisconnect(code: unknown, reason: unknown): Disconnect {
-  if (typeof code !== 'number' || !Number.isInteger(code) || code < 4000 || code > 4999 || typeof reason !== 'string') return Disconnect.Kicked;
+  if (!isApplicationCloseCode(code) || typeof reason !== 'string') return Disconnect.Kicked;
   return new Disconnect(code, reason);
 }
 
