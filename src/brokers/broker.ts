@@ -75,6 +75,9 @@ export interface BrokerHandler {
  * calls, also when a caller starts the next before the previous one resolved
  * (the realtime layer pipelines a connection's consecutive publishes to a
  * channel). Volatile ones have no offset and no such promise.
+ * Across channels there is no order: two channels may live on different
+ * servers (Redis Cluster shards), whose copies reach a node by different
+ * connections. The same holds for presence events (ordered per channel).
  * Delivery: at most once per node subscription; gaps (a broker restart, a
  * lost connection) are found by the offsets and refilled from `history`.
  */
