@@ -100,18 +100,29 @@ test('slowloris: a head sent a byte at a time past handshakeTimeout gets 408 and
   await bystanderWorks(h, url);
 });
 
+/** The text messages a server's connections receive, and a wait until `n` of them came (5 s at most). */
+function collect(wss: import('../../../src/index.js').WebSocketServer): { got: string[]; wait: (n: number) => Promise<void> } {
+  const got: string[] = [];
+  wss.on('connection', (ws) => ws.on('message', (data) => got.push(String(data))));
+  return {
+    got,
+    async wait(n) {
+      const deadline = Date.now() + 5000;
+      while (got.length < n && Date.now() < deadline) await sleep(10);
+    },
+  };
+}
+
 test('frames sent in the same write as the head, and right after it, reach the application', async (t) => {
   const h = harness(t);
   const { port, wss } = await h.server();
-  const got: string[] = [];
-  wss.on('connection', (ws) => ws.on('message', (data) => got.push(String(data))));
+  const messages = collect(wss);
   const raw = await h.raw(port);
   raw.write(Buffer.concat([Buffer.from(upgradeRequest()), buildFrame({ opcode: 1, payload: Buffer.from('one'), mask: true })]));
   raw.write(buildFrame({ opcode: 1, payload: Buffer.from('two'), mask: true }));
   assert.equal((await raw.readHead()).status, 101);
-  const deadline = Date.now() + 5000;
-  while (got.length < 2 && Date.now() < deadline) await sleep(10);
-  assert.deepEqual(got, ['one', 'two']);
+  await messages.wait(2);
+  assert.deepEqual(messages.got, ['one', 'two']);
 });
 
 test('an async verifyClient: frames that arrive while it decides wait in the socket', async (t) => {
@@ -151,8 +162,7 @@ test("the request handed to 'connection' is an IncomingMessage with the head's f
 test('a valid head written one byte at a time, with a frame pipelined behind it, completes (101, the right accept)', async (t) => {
   const h = harness(t);
   const { port, wss } = await h.server();
-  const got: string[] = [];
-  wss.on('connection', (ws) => ws.on('message', (data) => got.push(String(data))));
+  const messages = collect(wss);
   const raw = await h.raw(port);
   const key = randomBytes(16).toString('base64');
   const bytes = Buffer.concat([Buffer.from(upgradeRequest({ key })), buildFrame({ opcode: 1, payload: Buffer.from('after'), mask: true })]);
@@ -163,9 +173,8 @@ test('a valid head written one byte at a time, with a frame pipelined behind it,
   const head = await raw.readHead();
   assert.equal(head.status, 101);
   assert.equal(head.headers['sec-websocket-accept'], acceptKey(key));
-  const deadline = Date.now() + 5000;
-  while (got.length < 1 && Date.now() < deadline) await sleep(10);
-  assert.deepEqual(got, ['after']);
+  await messages.wait(1);
+  assert.deepEqual(messages.got, ['after']);
 });
 
 test('key and version: missing or duplicate Sec-WebSocket-Key 400; version 8 or none 426 naming version 13; non-ASCII in the target or a name 400, in a value (obs-text) accepted', async (t) => {
