@@ -6,22 +6,84 @@
 // (examples/arena/lib/loop.js). Answers `stats` over IPC with its CPU time,
 // bytes written and tick numbers.
 
+// GC pauses are observed (PerformanceObserver 'gc') and reported with the
+// stats: count, total and longest pause since the last `reset`, and how many
+// of them fell in a tick that overran. With `config.tickLog` (a file; bench/
+// game.js sets it from GAME_TICK_LOG) every tick of the measurement window is
+// written there as one JSON line, `{t, late, sync, work, cpu, inputs, gc}`
+// (ms; `inputs`: `arena.input` calls answered during the tick's work; `gc`:
+// pause time that started in it), to see what the slow ticks have in common.
+
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { guardChildProcess } from './lib/child.js';
 
 const config = JSON.parse(process.argv[2]);
 const fail = guardChildProcess(`game server ${config.impl}`);
 const ROOT = new URL('../', import.meta.url);
 
+/** GC pauses since the last reset: [start, duration] pairs (ms, performance.now()), their sum and count, and by kind. */
+const gc = { pauses: [], count: 0, ms: 0, maxMs: 0, byKind: {} };
+const GC_KINDS = { [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.ms += e.duration;
+    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
+    const kind = GC_KINDS[e.detail?.kind] ?? 'other';
+    const k = (gc.byKind[kind] ??= { count: 0, ms: 0, maxMs: 0 });
+    k.count++;
+    k.ms += e.duration;
+    if (e.duration > k.maxMs) k.maxMs = e.duration;
+    if (config.tickLog) gc.pauses.push(e.startTime, e.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+/** Inputs answered so far (counted by the bench's host wrapper, for the tick log). */
+let inputsAnswered = 0;
+/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs] × n. */
+const ticks = [];
+let inputsAtTickStart = 0;
+const onTick = (r) => {
+  if (ticks.length < 6 * 100_000) ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart);
+  inputsAtTickStart = inputsAnswered;
+};
+function resetObservations() {
+  gc.pauses.length = 0;
+  gc.count = 0;
+  gc.ms = 0;
+  gc.maxMs = 0;
+  gc.byKind = {};
+  ticks.length = 0;
+}
+function writeTickLog() {
+  if (!config.tickLog) return;
+  const lines = [];
+  let g = 0;
+  for (let i = 0; i < ticks.length; i += 6) {
+    const [start, late, sync, work, cpu, inputs] = ticks.slice(i, i + 6);
+    let pause = 0;
+    while (g < gc.pauses.length && gc.pauses[g] < start) g += 2;
+    for (let j = g; j < gc.pauses.length && gc.pauses[j] < start + work; j += 2) pause += gc.pauses[j + 1];
+    const r = (n) => Math.round(n * 100) / 100;
+    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, gc: r(pause) }));
+  }
+  writeFileSync(config.tickLog, lines.join('\n') + '\n');
+}
+
 const impl = config.impl === 'naive' ? await naive() : await switchboard();
 process.send({ type: 'ready', port: impl.port, token: impl.token });
 process.on('message', (msg) => {
   if (msg.type === 'stats') {
-    impl.stats().then((s) => process.send({ type: 'stats', stats: { ...s, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } }), fail);
+    impl.stats().then((s) => {
+      writeTickLog();
+      process.send({ type: 'stats', stats: { ...s, gcCount: gc.count, gcMs: gc.ms, gcMaxMs: gc.maxMs, gcByKind: gc.byKind, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } });
+    }, fail);
   } else if (msg.type === 'start') {
     impl.start();
   } else if (msg.type === 'reset') {
     impl.reset();
+    resetObservations();
   } else if (msg.type === 'exit') {
     process.exit(0);
   }
@@ -50,7 +112,14 @@ async function switchboard() {
   });
   // The loop starts once the bots have joined (as the naive one's): a thousand SDK clients join
   // much faster before the state flows, on a loaded machine at all.
-  const arena = startArena(server, { ...config.world, tickHz: config.tickHz, onError: fail, autoStart: false });
+  // The host is the server, with its rpc registrations wrapped to count the inputs for the tick log.
+  const host = {
+    hub: server.hub,
+    publish: (channel, data, options) => server.publish(channel, data, options),
+    rpc: (method, handler) =>
+      server.rpc(method, method === 'arena.input' ? (data, ctx) => (inputsAnswered++, handler(data, ctx)) : handler),
+  };
+  const arena = startArena(host, { ...config.world, tickHz: config.tickHz, onError: fail, autoStart: false, onTick });
   const { port } = await server.listen();
   const { SignJWT } = await import('jose');
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bot').setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(secret));
@@ -129,7 +198,7 @@ async function naive() {
       return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
     },
     start() {
-      loop ??= startTickLoop(config.tickHz, tick, { onError: fail });
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail, onTick });
     },
     reset: () => loop?.resetStats(),
   };

@@ -20,7 +20,8 @@
 // and apply every message — the default; light: bench/game-light-bots.js,
 // which read and count without decoding, like the naive bots, so that 1,000
 // of them keep up on one CPU at 60 Hz), GAME_NICE=1 (bots at nice 10), GAME_CPU_PROF=DIR (the server runs with
-// --cpu-prof, its profile written to DIR when the cell ends), BENCH_OUT
+// --cpu-prof, its profile written to DIR when the cell ends), GAME_TICK_LOG=DIR
+// (every measured tick as a JSON line, one file per cell: bench/game-server.js), BENCH_OUT
 // (default bench/results/game.md).
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -63,6 +64,8 @@ if (process.env.GAME_PIN === '1' && !PIN) throw new Error('GAME_PIN=1: needs tas
 const SERVER_CPU = 0;
 const BOTS_CPU = 1;
 const CPU_PROF = process.env.GAME_CPU_PROF ? path.resolve(process.env.GAME_CPU_PROF) : null;
+const TICK_LOG = process.env.GAME_TICK_LOG ? path.resolve(process.env.GAME_TICK_LOG) : null;
+if (TICK_LOG) mkdirSync(TICK_LOG, { recursive: true });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Bot processes: spawned with IPC, killed by PID at the end of the cell (and if this process exits). */
@@ -101,7 +104,7 @@ function spawnBots(impl, count, offset, ready, seconds) {
 
 async function runCell(impl, hz, bots) {
   const nodeArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=game-${impl}-${hz}hz-${bots}-${Date.now()}.cpuprofile`] : [];
-  const server = new Child(`game server ${impl}`, path.join(BENCH_DIR, 'game-server.js'), { impl, tickHz: hz, world: WORLD }, process.env, PIN ? SERVER_CPU : null, nodeArgs);
+  const server = new Child(`game server ${impl}`, path.join(BENCH_DIR, 'game-server.js'), { impl, tickHz: hz, world: WORLD, tickLog: TICK_LOG ? path.join(TICK_LOG, `game-${impl}-${hz}hz-${bots}-${Date.now()}.jsonl`) : null }, process.env, PIN ? SERVER_CPU : null, nodeArgs);
   const load0 = os.loadavg()[0];
   const procs = [];
   try {
@@ -161,6 +164,10 @@ async function runCell(impl, hz, bots) {
       overrunPct: s1.ticks > 0 ? (s1.overruns / s1.ticks) * 100 : NaN,
       latePct: s1.ticks > 0 ? (s1.late / s1.ticks) * 100 : NaN,
       droppedPerS: (s1.dropped - s0.dropped) / secs,
+      gcMsPerS: s1.gcMs / secs,
+      gcMaxMs: s1.gcMaxMs,
+      gcCount: s1.gcCount,
+      gcByKind: s1.gcByKind,
       rssMB: s1.rssKB / 1024,
       machineBusyPct: sys.busyPct,
       serverCoreBusyPct: cores[0],
@@ -191,7 +198,7 @@ for (const hz of settings.hz) {
         r = await runCell(impl, hz, bots);
         process.stderr.write(
           `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}%, tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
-            `start late p99 ${fmt(r.lateP99Ms, 2)} ms, ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
+            `start late p99 ${fmt(r.lateP99Ms, 2)} ms, GC ${fmt(r.gcMsPerS, 1)} ms/s (${Object.entries(r.gcByKind ?? {}).map(([k, v]) => `${k} ${v.count}× max ${fmt(v.maxMs, 1)}`).join(', ')}), ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
         );
       } catch (err) {
         r = { error: err.message };
@@ -211,11 +218,11 @@ lines.push(
   '',
 );
 lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period. Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
-lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | GC ms / s (pauses, longest ms) | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   if (r.error) {
-    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||||`);
+    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} ||||||||||||||||||`);
     continue;
   }
   const other = rows.find((o) => o.hz === r.hz && o.bots === r.bots && o.impl === 'naive' && !o.error);
@@ -224,7 +231,7 @@ for (const r of rows) {
   lines.push(
     `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${ratio} | ` +
       `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.cpuP50Ms, 2)} / ${fmt(r.cpuP99Ms, 2)} / ${fmt(r.cpuMaxMs, 1)} | ${fmt(r.cpuOverrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
-      `${r.ticks} / ${r.expectedTicks} | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
+      `${r.ticks} / ${r.expectedTicks} | ${fmt(r.gcMsPerS, 1)} (${r.gcCount}, ${fmt(r.gcMaxMs, 1)}) | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
   );
 }
 const report = lines.join('\n') + '\n';

@@ -64,10 +64,21 @@ const processCpuMs =
  */
 
 /**
+ * One finished tick (what `onTick` gets; the same object every time: copy what you keep).
+ * @typedef {object} TickRecord
+ * @property {number} startMs when it started (the loop's clock)
+ * @property {number} lateMs how long after its due time
+ * @property {number} syncMs the synchronous `tick()`
+ * @property {number} workMs its work, through the fan-out and the writes it set off
+ * @property {number} cpuMs the process's CPU time over its work (0 without a CPU clock)
+ */
+
+/**
  * @param {number} tickHz
  * @param {() => void} tick the work of one tick (an exception goes to `onError`; the loop goes on)
- * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null }} [options] `now`: the clock, ms;
- *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known)
+ * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null, onTick?: (record: TickRecord) => void }} [options] `now`: the clock, ms;
+ *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known);
+ *   `onTick`: called with each finished tick's numbers (a benchmark's per-tick log; the record object is reused)
  */
 export function startTickLoop(tickHz, tick, options = {}) {
   const now = options.now ?? (() => performance.now());
@@ -89,6 +100,9 @@ export function startTickLoop(tickHz, tick, options = {}) {
   let cpu0 = null;
   let lateMs = 0;
   let syncMs = 0;
+  const onTick = options.onTick;
+  /** @type {TickRecord} */
+  const record = { startMs: 0, lateMs: 0, syncMs: 0, workMs: 0, cpuMs: 0 };
 
   const run = () => {
     if (stopped) return;
@@ -120,6 +134,14 @@ export function startTickLoop(tickHz, tick, options = {}) {
     if (lateMs > periodMs) counts.late++;
     counts.ticks++;
     if (d > periodMs) counts.overruns++;
+    if (onTick) {
+      record.startMs = t0;
+      record.lateMs = lateMs;
+      record.syncMs = syncMs;
+      record.workMs = d;
+      record.cpuMs = cpuMs;
+      onTick(record);
+    }
     n++;
     let next = start + n * periodMs;
     if (next < t1) {
