@@ -194,7 +194,7 @@ async function naive() {
     port: wss.address().port,
     token: '',
     async stats() {
-      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
       return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
     },
     start() {

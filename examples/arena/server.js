@@ -142,7 +142,7 @@ export function startArena(host, options = {}) {
     start: begin,
     /** The loop's numbers, the players, and the block messages published. */
     stats() {
-      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, cpuP50Ms: 0, cpuP99Ms: 0, cpuMaxMs: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, cpuP50Ms: 0, cpuP99Ms: 0, cpuMaxMs: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
       return { ...ticks, players: world.players.size, published };
     },
     /** Start counting afresh (the benchmark's measurement window). */

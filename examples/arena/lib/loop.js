@@ -10,7 +10,10 @@
  *   each socket's corked frames are written in a nextTick), up to the next
  *   `setImmediate`. An upper bound: I/O callbacks that came due meanwhile
  *   (players' inputs) are counted in too. A tick whose work took longer than
- *   one period is an **overrun**;
+ *   one period is an **overrun**; one that finished after the next tick was
+ *   due — its lateness plus its work longer than a period — **missed** its
+ *   deadline (every overrun does; a tick that started late can miss without
+ *   overrunning). "No overrunning ticks" as a goal means no missed ones;
  * - the synchronous part alone (`syncP99Ms`), to tell the loop's own code
  *   from the fan-out;
  * - the CPU time the process used over the same span (`cpuP50Ms`…, from
@@ -49,6 +52,7 @@ const processCpuMs =
  * @typedef {object} TickStats
  * @property {number} ticks ticks run since the start (or the last `resetStats`)
  * @property {number} overruns ticks whose work took longer than one period
+ * @property {number} missed ticks that finished after the next tick was due (lateness + work > one period)
  * @property {number} late ticks that started more than one period after their time
  * @property {number} p50Ms median tick work (through the fan-out and the writes it set off), ms (the last 4096 ticks)
  * @property {number} p99Ms
@@ -88,7 +92,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
   const syncDurations = new Float64Array(WINDOW);
   const lateness = new Float64Array(WINDOW);
   const cpuTimes = new Float64Array(WINDOW);
-  let counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
+  let counts = { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0 };
   let stopped = false;
   /** @type {ReturnType<typeof setTimeout> | null} */
   let timer = null;
@@ -134,6 +138,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
     if (lateMs > periodMs) counts.late++;
     counts.ticks++;
     if (d > periodMs) counts.overruns++;
+    if (lateMs + d > periodMs) counts.missed++;
     if (onTick) {
       record.startMs = t0;
       record.lateMs = lateMs;
@@ -176,7 +181,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
     },
     /** Count afresh from now (a benchmark's measurement window). */
     resetStats() {
-      counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
+      counts = { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0 };
     },
     stop() {
       stopped = true;
