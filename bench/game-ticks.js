@@ -54,6 +54,21 @@ process.stdout.write(`\n| mean per tick | slowest 10 % by CPU (${slow.length}) |
 for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'synchronous part ms'], ['inputs', 'inputs answered'], ['gc', 'GC pause ms'], ['late', 'start late ms']]) {
   process.stdout.write(`| ${label} | ${fmt(mean(slow, key))} | ${fmt(mean(rest, key))} |\n`);
 }
+// CPU per tick against the inputs answered in it (least squares): what one input costs, and what a tick
+// costs without any (the fan-out, the writes, the simulation).
+{
+  const n = rows.length;
+  const mx = mean(rows, 'inputs');
+  const my = mean(rows, 'cpu');
+  let sxy = 0;
+  let sxx = 0;
+  for (const r of rows) {
+    sxy += (r.inputs - mx) * (r.cpu - my);
+    sxx += (r.inputs - mx) ** 2;
+  }
+  const slope = sxx > 0 ? sxy / sxx : NaN;
+  process.stdout.write(`\nCPU per tick ≈ ${fmt(my - slope * mx)} ms + ${fmt(slope * 1000)} µs × inputs answered (least squares over ${n} ticks, ${fmt(mx)} inputs a tick on average)\n`);
+}
 const withGc = rows.filter((r) => r.gc > 0);
 process.stdout.write(`\nticks with a GC pause: ${withGc.length} (CPU mean ${fmt(mean(withGc, 'cpu'))} ms, the others ${fmt(mean(rows.filter((r) => r.gc === 0), 'cpu'))} ms)\n`);
 process.stdout.write('\nslowest ticks by CPU:\n');
