@@ -13,9 +13,11 @@
 // written there as one JSON line, `{t, late, sync, work, cpu, inputs, gc}`
 // (ms; `inputs`: `arena.input` calls answered during the tick's work; `gc`:
 // pause time that started in it), to see what the slow ticks have in common.
+// The stats also carry the process's write system calls so far (`syscw`), to
+// check that a tick costs one write per socket.
 
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { guardChildProcess } from './lib/child.js';
 
@@ -39,6 +41,14 @@ new PerformanceObserver((list) => {
     if (config.tickLog) gc.pauses.push(e.startTime, e.duration);
   }
 }).observe({ entryTypes: ['gc'] });
+/** Write system calls of this process so far (Linux: /proc/self/io `syscw`), or null elsewhere. */
+function writeSyscalls() {
+  try {
+    return Number(/^syscw:\s*(\d+)/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return null;
+  }
+}
 /** Inputs answered so far (counted by the bench's host wrapper, for the tick log). */
 let inputsAnswered = 0;
 /** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs] × n. */
@@ -77,7 +87,7 @@ process.on('message', (msg) => {
   if (msg.type === 'stats') {
     impl.stats().then((s) => {
       writeTickLog();
-      process.send({ type: 'stats', stats: { ...s, gcCount: gc.count, gcMs: gc.ms, gcMaxMs: gc.maxMs, gcByKind: gc.byKind, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } });
+      process.send({ type: 'stats', stats: { ...s, gcCount: gc.count, gcMs: gc.ms, gcMaxMs: gc.maxMs, gcByKind: gc.byKind, syscw: writeSyscalls(), cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } });
     }, fail);
   } else if (msg.type === 'start') {
     impl.start();

@@ -169,6 +169,7 @@ async function runCell(impl, hz, bots) {
       missedPct: s1.ticks > 0 ? (s1.missed / s1.ticks) * 100 : NaN,
       latePct: s1.ticks > 0 ? (s1.late / s1.ticks) * 100 : NaN,
       droppedPerS: (s1.dropped - s0.dropped) / secs,
+      writesPerPlayerTick: s1.syscw !== null && s0.syscw !== null && s1.ticks > 0 ? (s1.syscw - s0.syscw) / s1.ticks / Math.max(1, players) : NaN,
       gcMsPerS: s1.gcMs / secs,
       gcMaxMs: s1.gcMaxMs,
       gcCount: s1.gcCount,
@@ -202,7 +203,7 @@ for (const hz of settings.hz) {
       try {
         r = await runCell(impl, hz, bots);
         process.stderr.write(
-          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}% (missed ${fmt(r.missedPct, 1)}%), tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
+          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, ${fmt(r.writesPerPlayerTick, 2)} writes/player/tick, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}% (missed ${fmt(r.missedPct, 1)}%), tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
             `start late p99 ${fmt(r.lateP99Ms, 2)} ms, GC ${fmt(r.gcMsPerS, 1)} ms/s (${Object.entries(r.gcByKind ?? {}).map(([k, v]) => `${k} ${v.count}× max ${fmt(v.maxMs, 1)}`).join(', ')}), ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
         );
       } catch (err) {
@@ -223,19 +224,19 @@ lines.push(
     (PIN ? `server pinned to CPU ${SERVER_CPU}, all bots to CPU ${BOTS_CPU} (taskset).` : 'no CPU pinning (server and bots share the CPUs).'),
   '',
 );
-lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period; missed = finished after the next tick was due (start lateness + work longer than a period: what "no overrunning ticks" asks). Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
-lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | missed | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | GC ms / s (pauses, longest ms) | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period; missed = finished after the next tick was due (start lateness + work longer than a period: what "no overrunning ticks" asks). Writes / player / tick = the write system calls (/proc/PID/io syscw) over the window, per tick run and player (the replies to inputs included). Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
+lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | writes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | missed | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | GC ms / s (pauses, longest ms) | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   if (r.error) {
-    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||||||`);
+    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} ||||||||||||||||||||`);
     continue;
   }
   const other = rows.find((o) => o.hz === r.hz && o.bots === r.bots && o.impl === 'naive' && !o.error);
   const ratio = r.impl === 'switchboard' && other ? `${fmt(other.wantedPerPlayerTick / r.wantedPerPlayerTick, 0)}×; ${fmt(other.cpuUsPerPlayerTick / r.cpuUsPerPlayerTick, 1)}×` : '';
   const bytes = r.wantedPerPlayerS > r.bytesPerPlayerS * 1.01 ? `${kb(r.bytesPerPlayerS)} (wants ${kb(r.wantedPerPlayerS)})` : kb(r.bytesPerPlayerS);
   lines.push(
-    `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${ratio} | ` +
+    `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${fmt(r.writesPerPlayerTick, 2)} | ${ratio} | ` +
       `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.missedPct, 1)}% | ${fmt(r.cpuP50Ms, 2)} / ${fmt(r.cpuP99Ms, 2)} / ${fmt(r.cpuMaxMs, 1)} | ${fmt(r.cpuOverrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
       `${r.ticks} / ${r.expectedTicks} | ${fmt(r.gcMsPerS, 1)} (${r.gcCount}, ${fmt(r.gcMaxMs, 1)}) | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
   );
