@@ -81,7 +81,7 @@ function writeTickLog() {
   writeFileSync(config.tickLog, lines.join('\n') + '\n');
 }
 
-const impl = config.impl === 'naive' ? await naive() : await switchboard();
+const impl = config.impl === 'naive' ? await naive() : config.impl === 'floor' ? await floor() : await switchboard();
 process.send({ type: 'ready', port: impl.port, token: impl.token });
 process.on('message', (msg) => {
   if (msg.type === 'stats') {
@@ -206,6 +206,48 @@ async function naive() {
     async stats() {
       const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
       return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
+    },
+    start() {
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail, onTick });
+    },
+    reset: () => loop?.resetStats(),
+  };
+}
+
+// The floor (`impl: 'floor'`): what one write per socket per tick costs by itself in Node on this
+// machine, with nothing else: a `ws` server whose tick (the same loop) writes one WebSocket frame of
+// `config.floorBytes` (the size Switchboard's players get per tick), built once, straight to every
+// connection's socket. No simulation, no encoding, no realtime layer; inputs are read and dropped.
+// Switchboard's tick CPU over this one's, in the same run, is what the library and the game add to
+// the kernel's cost of the writes.
+async function floor() {
+  const { WebSocketServer } = await import('ws');
+  const { startTickLoop } = await import(new URL('examples/arena/lib/loop.js', ROOT).href);
+  const { encodeServerFrame } = await import(new URL('dist/protocol/frame-writer.js', ROOT).href);
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => ws.on('error', () => {}));
+  const frame = encodeServerFrame(0x2, Buffer.alloc(config.floorBytes ?? 500, 0x2a));
+  let bytesOut = 0;
+  let skipped = 0;
+  let loop = null;
+  const tick = () => {
+    for (const ws of wss.clients) {
+      const socket = ws._socket;
+      if (socket.writableLength > 256 * 1024) {
+        skipped++;
+        continue;
+      }
+      socket.write(frame);
+      bytesOut += frame.length;
+    }
+  };
+  return {
+    port: wss.address().port,
+    token: '',
+    async stats() {
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      return { ...ticks, players: wss.clients.size, bytesOut, bytesWanted: bytesOut + skipped * frame.length, dropped: skipped, connections: wss.clients.size };
     },
     start() {
       loop ??= startTickLoop(config.tickHz, tick, { onError: fail, onTick });
