@@ -67,7 +67,8 @@ for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'sy
     sxx += (r.inputs - mx) ** 2;
   }
   const slope = sxx > 0 ? sxy / sxx : NaN;
-  process.stdout.write(`\nCPU per tick ≈ ${fmt(my - slope * mx)} ms + ${fmt(slope * 1000)} µs × inputs answered (least squares over ${n} ticks, ${fmt(mx)} inputs a tick on average)\n`);
+  if (!Number.isFinite(slope)) process.stdout.write('\nno inputs were answered (or always as many): no fit of CPU against inputs\n');
+  else process.stdout.write(`\nCPU per tick ≈ ${fmt(my - slope * mx)} ms + ${fmt(slope * 1000)} µs × inputs answered (least squares over ${n} ticks, ${fmt(mx)} inputs a tick on average)\n`);
 }
 const withGc = rows.filter((r) => r.gc > 0);
 process.stdout.write(`\nticks with a GC pause: ${withGc.length} (CPU mean ${fmt(mean(withGc, 'cpu'))} ms, the others ${fmt(mean(rows.filter((r) => r.gc === 0), 'cpu'))} ms)\n`);
