@@ -7,8 +7,8 @@
  * `<package>/examples/arena/server.js` and, when the file is there, imports
  * it at runtime (a computed specifier, so neither the compiler nor the layer
  * check follows it), adds its namespace, serves its page at `/arena` and
- * starts its loop once the server listens. From an installed package there is no such file: nothing
- * happens and `/arena` is a 404. The contract with the example is the small
+ * starts its loop once the server listens. From an installed package there
+ * is no such file: nothing happens and `/arena` is a 404. The contract with the example is the small
  * `ArenaModule` interface below.
  */
 import { existsSync } from 'node:fs';
