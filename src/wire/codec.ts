@@ -2,7 +2,7 @@
  * Wire codecs: how a message object becomes a frame's payload and back.
  * JSON travels in text frames, MessagePack in binary frames. Browser-safe.
  */
-import { decode as decodeMsgpack, encode as encodeMsgpack } from '@msgpack/msgpack';
+import { packMsgpack, unpackMsgpack } from './msgpack.js';
 import type { Subprotocol } from './messages.js';
 
 export interface WireCodec {
@@ -35,11 +35,11 @@ export const msgpackCodec: WireCodec = {
   subprotocol: 'switchboard.v1.msgpack',
   binary: true,
   encode(message) {
-    return encodeMsgpack(message, ENCODE_OPTIONS);
+    return packMsgpack(message, ENCODE_OPTIONS);
   },
   decode(payload) {
     if (typeof payload === 'string') throw new TypeError('MessagePack messages travel in binary frames');
-    return decodeMsgpack(payload);
+    return unpackMsgpack(payload);
   },
 };
 

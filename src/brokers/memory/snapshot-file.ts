@@ -26,7 +26,8 @@
  * 50 000 messages, 14 MB).
  */
 import { open as openFile, readFile, rename, unlink } from 'node:fs/promises';
-import { decodeMulti, encode } from '@msgpack/msgpack';
+import { decodeMulti } from '@msgpack/msgpack';
+import { packMsgpack } from '../../wire/msgpack.js';
 import type { MemoryBroker } from './memory-broker.js';
 import type { MemoryBrokerSnapshot } from './snapshot.js';
 
@@ -98,10 +99,10 @@ export async function writeSnapshotFile(path: string, snapshot: MemoryBrokerSnap
   const tmp = `${path}.tmp`;
   const file = await openFile(tmp, 'w', 0o600);
   try {
-    let chunk: Uint8Array[] = [encode({ ...header, streamCount: streams.length })];
+    let chunk: Uint8Array[] = [packMsgpack({ ...header, streamCount: streams.length })];
     let size = chunk[0]!.byteLength;
     for (const stream of streams) {
-      const bytes = encode(stream);
+      const bytes = packMsgpack(stream);
       chunk.push(bytes);
       size += bytes.byteLength;
       if (size >= CHUNK_BYTES) {

@@ -5,7 +5,7 @@
  * (JSON would not give it back). Arrays, not maps: these are written once
  * per publication and read on every delivery and history step.
  */
-import { decode, encode } from '@msgpack/msgpack';
+import { packMsgpack, unpackMsgpack } from '../../wire/msgpack.js';
 import type { ClientInfo, Publication } from '../broker.js';
 
 const VERSION = 1;
@@ -37,14 +37,14 @@ export interface StoredRecord {
 const ENCODE = { ignoreUndefined: true } as const;
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
-  return encode([VERSION, r.kind, r.offset, r.epoch, r.time, r.size, r.ttlMs, r.prev, r.keyTtlMs, r.data, r.from], ENCODE);
+  return packMsgpack([VERSION, r.kind, r.offset, r.epoch, r.time, r.size, r.ttlMs, r.prev, r.keyTtlMs, r.data, r.from], ENCODE);
 }
 
 /** The record, or undefined when the bytes are not one (another writer on our subjects). */
 export function decodeRecord(bytes: Uint8Array): StoredRecord | undefined {
   let v: unknown;
   try {
-    v = decode(bytes);
+    v = unpackMsgpack(bytes);
   } catch {
     return undefined;
   }
@@ -82,18 +82,18 @@ export type FanoutMessage =
   | { type: 'join' | 'leave'; id: string; channel: string; info: ClientInfo };
 
 export function encodePublication(id: string, p: Publication): Uint8Array {
-  return encode([PUB, id, p.channel, p.offset, p.epoch, p.time, p.data, p.from, p.volatile === true ? 1 : 0], ENCODE);
+  return packMsgpack([PUB, id, p.channel, p.offset, p.epoch, p.time, p.data, p.from, p.volatile === true ? 1 : 0], ENCODE);
 }
 
 export function encodePresence(id: string, kind: 'join' | 'leave', channel: string, info: ClientInfo): Uint8Array {
-  return encode([kind === 'join' ? JOIN : LEAVE, id, channel, info], ENCODE);
+  return packMsgpack([kind === 'join' ? JOIN : LEAVE, id, channel, info], ENCODE);
 }
 
 /** The message, or undefined for bytes that are not one. */
 export function decodeFanout(bytes: Uint8Array): FanoutMessage | undefined {
   let v: unknown;
   try {
-    v = decode(bytes);
+    v = unpackMsgpack(bytes);
   } catch {
     return undefined;
   }

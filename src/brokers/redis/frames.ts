@@ -15,7 +15,7 @@
  * a pattern, two patterns): those copies arrive one after another.
  * Epochs and nonces are base36, offsets and times decimal: none holds `:`.
  */
-import { decode, encode } from '@msgpack/msgpack';
+import { packMsgpack, unpackMsgpack } from '../../wire/msgpack.js';
 import type { ClientInfo, Publication } from '../broker.js';
 
 const COLON = 0x3a;
@@ -25,11 +25,11 @@ function toBuffer(bytes: Uint8Array): Buffer {
 }
 
 export function encodePayload(data: unknown, from: ClientInfo | undefined): Buffer {
-  return toBuffer(encode(from === undefined ? [data] : [data, from]));
+  return toBuffer(packMsgpack(from === undefined ? [data] : [data, from]));
 }
 
 export function encodeInfo(info: ClientInfo): Buffer {
-  return toBuffer(encode(info));
+  return toBuffer(packMsgpack(info));
 }
 
 /**
@@ -38,7 +38,7 @@ export function encodeInfo(info: ClientInfo): Buffer {
  * socket's chunk) is what the data had when it was published.
  */
 function unpack(bytes: Uint8Array): unknown {
-  return decode(new Uint8Array(bytes));
+  return unpackMsgpack(new Uint8Array(bytes));
 }
 
 export function decodeInfo(bytes: Uint8Array): ClientInfo {
