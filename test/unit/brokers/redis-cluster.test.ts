@@ -117,6 +117,37 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     assert.deepEqual([...got.keys()], ['pat/x']);
   });
 
+  it('issue #10: once a pattern subscribe resolved, a publication made right after on any other node reaches it (40 rounds, fresh patterns)', async () => {
+    const [a, b] = await pair();
+    const c = await broker();
+    const got = new Map<string, number>();
+    const count = (channel: string): void => void got.set(channel, (got.get(channel) ?? 0) + 1);
+    a.setHandler({ onPublication: (pub) => count(pub.channel), onJoin: (channel) => count(channel), onLeave: () => {} });
+    const rounds = 40;
+    for (let i = 0; i < rounds; i++) {
+      await a.subscribe(`rc${i}/+`);
+      // No turn of the event loop in between: b and c decide about the plain copy now.
+      await Promise.all([b.publish(`rc${i}/b`, i), c.publish(`rc${i}/c`, i), b.publishPresence(`rc${i}/p`, 'join', { client: `c${i}`, user: 'u' })]);
+    }
+    const expected = Array.from({ length: rounds }, (_, i) => [`rc${i}/b`, `rc${i}/c`, `rc${i}/p`]).flat();
+    await until(() => expected.every((ch) => got.has(ch)), 10_000, `3 × ${rounds} events at the pattern node`).catch((err: Error) => {
+      throw new Error(`${err.message}; missing: ${expected.filter((ch) => !got.has(ch)).join(' ')}`);
+    });
+    await sleep(100);
+    assert.deepEqual(expected.filter((ch) => got.get(ch) !== 1), [], 'each once');
+  });
+
+  it('issue #10: a node that just started knows the registered patterns before its first publish', async () => {
+    const a = await broker();
+    const got = recorder(a);
+    await a.subscribe('fresh/+');
+    for (let i = 0; i < 5; i++) {
+      const b = await broker(); // ready(), then at once a publish
+      await b.publish(`fresh/${i}`, i);
+    }
+    await until(() => got.size === 5, 10_000, `5 publications from 5 new nodes (have ${[...got.keys()].join(' ')})`);
+  });
+
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
     const cluster = redis();
     const [publisher, subscriber] = await pair();
