@@ -10,6 +10,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import type { Publication } from '../../../src/brokers/broker.js';
 import { channelKeys } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
@@ -146,6 +147,29 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
       await b.publish(`fresh/${i}`, i);
     }
     await until(() => got.size === 5, 10_000, `5 publications from 5 new nodes (have ${[...got.keys()].join(' ')})`);
+  });
+
+  it('issue #10: a listed node that never confirms a new pattern is reported by id; the subscribe still resolves after the timeout', async () => {
+    const cluster = redis();
+    const errors: string[] = [];
+    const a = new RedisBroker({ cluster: cluster.urls, patternTimeoutMs: 300, onError: (err) => errors.push(String(err)) });
+    const b = await broker();
+    // A "node" listening on a control channel that never answers (a stopped process looks the same to Redis).
+    const name = 'sb:pc:silentnode1';
+    const silent = new Redis((await cluster.masterOf(await cluster.keySlot(name))).port, '127.0.0.1');
+    try {
+      await a.ready();
+      await silent.ssubscribe(name);
+      const got = recorder(a);
+      await a.subscribe('silent/+');
+      await until(() => errors.some((e) => e.includes('silentnode1') && e.includes('silent/+')), 5000, `the silent node reported (${errors.join(' | ')})`);
+      assert.ok(!errors.some((e) => e.includes(b.nodeId)), 'the live node confirmed');
+      await b.publish('silent/x', 1);
+      await until(() => got.get('silent/x')?.length === 1, 5000, 'the publication of the live node');
+    } finally {
+      silent.disconnect();
+      await a.close();
+    }
   });
 
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
