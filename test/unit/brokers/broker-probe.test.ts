@@ -114,9 +114,10 @@ describe('broker probe: nats', () => {
       for (const c of relay.connections) c.silence();
       await assert.rejects(within(broker.probe!(PROBE_TIMEOUT_MS), 20_000, 'the probe to give up'), /probe|unavailable/i);
     } finally {
+      // The relay first: a client closing over a quiet connection would wait for its flush.
+      await relay.close();
       await broker.close();
       await presence.close();
-      await relay.close();
     }
   });
 });
