@@ -140,8 +140,10 @@ export class ClusterPatterns {
    */
   ready(): Promise<void> {
     if (this.#loaded) return Promise.resolve();
+    // Listening first, then reading: a pattern written after the read reaches this node by a roll call.
     this.#loading ??= this.#listen()
       .then(() => this.#read())
+      .then(() => void (this.#loaded = true))
       .finally(() => (this.#loading = null));
     return this.#loading;
   }
@@ -247,7 +249,6 @@ export class ClusterPatterns {
         this.#index.remove(pattern, pattern);
       }
     }
-    this.#loaded = true;
     if (expired.length > 0) await this.#cmd.run((redis) => redis.eval(DROP_EXPIRED_LUA, 1, this.#key, String(now), ...expired));
   }
 
