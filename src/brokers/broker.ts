@@ -128,6 +128,25 @@ export interface PresenceExpiryHandler {
   restored(channel: string, info: ClientInfo): void;
 }
 
+/**
+ * What a shared presence store does with an entry it found expired or back:
+ * tell `handler` (once the realtime layer set one); a handler that throws
+ * goes to `onError`, never into the store's heartbeat.
+ */
+export function tellExpiry(
+  handler: PresenceExpiryHandler | undefined,
+  kind: keyof PresenceExpiryHandler,
+  channel: string,
+  info: ClientInfo,
+  onError: (err: unknown) => void,
+): void {
+  try {
+    handler?.[kind](channel, info);
+  } catch (err) {
+    onError(err);
+  }
+}
+
 /** Who is in a channel. Entries of a vanished node expire after their TTL. */
 export interface PresenceStore {
   add(channel: string, info: ClientInfo): Promise<void>;

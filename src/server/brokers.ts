@@ -77,8 +77,13 @@ export function createConfiguredBroker(config: BrokerConfig, logger: Logger, eve
   }
 }
 
-/** A broker whose connection is still being made: every call waits for it. */
-class ConnectingBroker<B extends Broker & NodeBus> implements Broker, NodeBus, Connectable {
+/**
+ * A broker whose connection is still being made: every call waits for it.
+ * Only networked brokers are wrapped, and the contract lets only a broker of
+ * one process omit `probe`: so the wrapped one must have it (a probe is
+ * passed through, never answered with a made-up round trip).
+ */
+class ConnectingBroker<B extends Broker & NodeBus & Required<Pick<Broker, 'probe'>>> implements Broker, NodeBus, Connectable {
   #broker: B | null = null;
   readonly #connecting: Promise<B>;
   readonly #available: (broker: B) => boolean;
@@ -127,9 +132,7 @@ class ConnectingBroker<B extends Broker & NodeBus> implements Broker, NodeBus, C
     return (await this.#connecting).removeHistory(channel);
   }
   async probe(timeoutMs: number): Promise<number> {
-    const broker = await this.#connecting;
-    if (broker.probe === undefined) return 0;
-    return broker.probe(timeoutMs);
+    return (await this.#connecting).probe(timeoutMs);
   }
   /** Known once connected (the server reads it after `ready()`). */
   get nodeId(): string {

@@ -38,7 +38,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { decode, encode } from '@msgpack/msgpack';
 import { isValidChannel } from '../../wire/channel.js';
-import type { ClientInfo, PresenceExpiryHandler, PresenceStore } from '../broker.js';
+import { tellExpiry, type ClientInfo, type PresenceExpiryHandler, type PresenceStore } from '../broker.js';
 import { asBrokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';
 import { channelTokens, decodeToken, encodeToken } from './subjects.js';
 
@@ -305,7 +305,7 @@ export class NatsPresenceStore implements PresenceStore {
         const announced = !(await this.#claim(key));
         entry.nonce = newNonce();
         own.add(this.#key(channel, entry));
-        if (announced) this.#report('restored', channel, entry.info);
+        if (announced) tellExpiry(this.#expiry, 'restored', channel, entry.info, this.#onError);
       }
       const next = new Map<string, ClientInfo>();
       for (const subject of listed) {
@@ -321,16 +321,8 @@ export class NatsPresenceStore implements PresenceStore {
       this.#seen.set(channel, next);
       for (const [subject, info] of seen ?? []) {
         if (present.has(subject) || own.has(subject)) continue;
-        if (await this.#claim(subject)) this.#report('expired', channel, info);
+        if (await this.#claim(subject)) tellExpiry(this.#expiry, 'expired', channel, info, this.#onError);
       }
-    }
-  }
-
-  #report(kind: 'expired' | 'restored', channel: string, info: ClientInfo): void {
-    try {
-      this.#expiry?.[kind](channel, info);
-    } catch (err) {
-      this.#onError(err);
     }
   }
 

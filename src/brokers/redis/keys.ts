@@ -19,7 +19,22 @@
  *   <prefix>{<enc>}:pg     presence: entries that expired, not yet announced (list)
  *   <prefix>id             the instance id (see redis-broker.ts, *Epochs*)
  *   <prefix>replid         the replication id last seen on the master
+ *   <prefix>patterns       Redis Cluster: the pattern registry (hash: pattern → expiry)
+ *   <prefix>pc:<node id>   Redis Cluster: a node's control channel (pattern roll calls)
+ *   <prefix>n:<node id>    a node's inbox (NodeBus)
+ *   <prefix>probe:<node id> a node's probe channel
  */
+import { NODE_ID } from '../broker.js';
+
+/** The node ids `<id>` of the names `<namePrefix><id>` given (node inboxes, control channels); other names are left out. */
+export function nodeIdsIn(names: readonly string[], namePrefix: string): string[] {
+  const out: string[] = [];
+  for (const name of names) {
+    const id = name.slice(namePrefix.length);
+    if (name.startsWith(namePrefix) && NODE_ID.test(id)) out.push(id);
+  }
+  return out;
+}
 
 /** Escape what would end or empty the hash tag. */
 export function encodeChannel(channel: string): string {

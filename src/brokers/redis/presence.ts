@@ -22,7 +22,7 @@
  */
 import type { Redis } from 'ioredis';
 import { isValidChannel } from '../../wire/channel.js';
-import type { ClientInfo, PresenceExpiryHandler, PresenceStore } from '../broker.js';
+import { tellExpiry, type ClientInfo, type PresenceExpiryHandler, type PresenceStore } from '../broker.js';
 import { closedError, invalidChannel, Link, type RedisConnectionOptions } from './connection.js';
 import { decodeInfo, encodeInfo } from './frames.js';
 import { channelKeys } from './keys.js';
@@ -172,28 +172,20 @@ export class RedisPresenceStore implements PresenceStore {
           for (const value of gone) {
             const info = entryInfo(value);
             if (own?.has(info.client)) tookOwn.add(info.client);
-            else this.#report('expired', channel, info);
+            else tellExpiry(this.#expiry, 'expired', channel, info, this.#onError);
           }
           for (const idBytes of missing) {
             const client = idBytes.toString('utf8');
             const info = own?.get(client);
             if (info === undefined) continue;
             await scripted(redis).sbPresenceAdd(...this.#keys(channel), client, info.user, entryValue(info), this.#ttlMs);
-            if (!tookOwn.has(client)) this.#report('restored', channel, info);
+            if (!tookOwn.has(client)) tellExpiry(this.#expiry, 'restored', channel, info, this.#onError);
           }
         }
         if (failed !== undefined) throw failed;
       });
     } catch (err) {
       if (!this.#closed) this.#onError(err);
-    }
-  }
-
-  #report(kind: 'expired' | 'restored', channel: string, info: ClientInfo): void {
-    try {
-      this.#expiry?.[kind](channel, info);
-    } catch (err) {
-      this.#onError(err);
     }
   }
 

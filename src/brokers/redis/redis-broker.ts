@@ -93,10 +93,13 @@
  *   plain PUBLISH travels to every master over the cluster bus, so channels
  *   matched by patterns cost what unsharded pub/sub costs (and nothing more
  *   for the rest); the alternative, a copy of every publication, would
- *   make all of them cost that. A new pattern is announced before its
- *   `subscribe` resolves, but a node publishing in the instant before the
- *   announcement reaches it makes no copy: pattern deliveries are at most
- *   once, as they are everywhere (no refill for patterns). A node whose
+ *   make all of them cost that. A node's first `subscribe` of a pattern
+ *   resolves only once every live node confirmed it knows the pattern, and
+ *   a node reads the registry before its first publish: no window after
+ *   `subscribe` but for a node that does not confirm within
+ *   `patternTimeoutMs` (reported; cluster-patterns.ts states the rest).
+ *   Pattern deliveries are at most once, as they are everywhere (no
+ *   refill for patterns). A node whose
  *   channel is held both by name and by a pattern takes the shard copy and
  *   ignores the plain one.
  * - *Continuity*: ioredis makes the shard subscriptions again after a
@@ -120,7 +123,7 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { isPattern, isValidChannel, isValidPattern, PatternIndex } from '../../wire/channel.js';
 import { IDEMPOTENCY_TTL_MS } from '../../wire/messages.js';
-import { checkNodeMessage, NODE_ID } from '../broker.js';
+import { checkNodeMessage } from '../broker.js';
 import type {
   Broker,
   BrokerHandler,
@@ -133,10 +136,10 @@ import type {
   PublishResult,
 } from '../broker.js';
 import { Continuity } from '../continuity.js';
-import { ClusterPatterns } from './cluster-patterns.js';
+import { ClusterPatterns, nodesListening } from './cluster-patterns.js';
 import { closedError, invalidChannel, Link, randomId, unavailable as unavailableError, type RedisConnectionOptions } from './connection.js';
 import { decodeEntry, decodeFrame, encodePayload, presenceFrame } from './frames.js';
-import { channelKeys, channelOf, escapeGlob, patternGlobs, pubsubName } from './keys.js';
+import { channelKeys, channelOf, escapeGlob, nodeIdsIn, patternGlobs, pubsubName } from './keys.js';
 import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
 
 export { RedisPresenceStore, type RedisPresenceStoreOptions } from './presence.js';
@@ -167,6 +170,12 @@ export interface RedisBrokerOptions extends RedisConnectionOptions {
    * Default 24 hours.
    */
   historyMetaTtlMs?: number;
+  /**
+   * Redis Cluster: how long a node's first `subscribe` of a pattern waits for
+   * every other node to confirm it routes the pattern, in ms (see
+   * cluster-patterns.ts). Default 3000.
+   */
+  patternTimeoutMs?: number;
   /** At most this many publications read from history to refill one gap. Default 1000. */
   refillLimit?: number;
   /** A gap of `missing` publications was found on a channel and is being refilled (metrics, logs). */
@@ -283,7 +292,15 @@ export class RedisBroker implements Broker, NodeBus {
         shardedSubscribers: true,
         slotsRefreshInterval: SLOTS_REFRESH_MS,
       });
-      this.#cluster = new ClusterPatterns(this.#cmd, this.#prefix, (err) => this.#report(err));
+      const patterns = new ClusterPatterns({
+        cmd: this.#cmd,
+        sub: this.#sub,
+        prefix: this.#prefix,
+        nodeId: this.#nodeId,
+        ...(options.patternTimeoutMs === undefined ? {} : { timeoutMs: options.patternTimeoutMs }),
+        onError: (err) => this.#report(err),
+      });
+      this.#cluster = patterns;
       const client = this.#sub.client;
       for (const event of ['+node', '-node', '+subscriber', '-subscriber']) client.on(event, () => this.#resyncSoon());
       // `refresh`: the slots were read (after a MOVED, a slot migration's SUNSUBSCRIBE, a lost subscriber,
@@ -295,16 +312,12 @@ export class RedisBroker implements Broker, NodeBus {
         slotMap = now;
         this.#resyncSoon();
       });
-      client.on('smessageBuffer', (name: Buffer, frame: Buffer) => this.#message(name, frame));
-      client.on('messageBuffer', (name: Buffer, frame: Buffer) => {
-        if (name.toString() === this.#cluster?.channel) this.#cluster.onAnnounce(frame.toString());
+      client.on('smessageBuffer', (name: Buffer, frame: Buffer) => {
+        if (patterns.isControl(name)) patterns.onMessage(frame);
+        else this.#message(name, frame);
       });
-      // Every node hears of new patterns and reads the registry once connected.
-      const announced = this.#cluster.channel;
-      void this.#sub
-        .run((redis) => redis.subscribe(announced))
-        .then(() => this.#cluster?.refresh())
-        .catch((err) => this.#report(err));
+      // Every node listens for new patterns and reads the registry once connected (publish waits for it).
+      patterns.ready().catch((err) => this.#report(err));
     } else {
       this.#cluster = null;
       // The subscriber: we resubscribe ourselves (then refill), not ioredis.
@@ -353,19 +366,10 @@ export class RedisBroker implements Broker, NodeBus {
     this.#checkOpen();
     const inboxes = `${this.#prefix}n:`;
     const pattern = `${escapeGlob(inboxes)}*`;
-    const names = await this.#cmd.run(async (redis) => {
-      if (this.#cluster === null) return (await redis.call('PUBSUB', 'CHANNELS', pattern)) as string[];
-      // Redis Cluster: the inboxes are sharded channels (SSUBSCRIBE), each on the master of its slot: ask every master.
-      const masters = (redis as unknown as Cluster).nodes('master');
-      const lists = await Promise.all(masters.map((node) => node.call('PUBSUB', 'SHARDCHANNELS', pattern) as Promise<string[]>));
-      return lists.flat();
-    });
-    const out: string[] = [];
-    for (const name of names) {
-      const id = name.slice(inboxes.length);
-      if (name.startsWith(inboxes) && NODE_ID.test(id)) out.push(id);
-    }
-    return out;
+    // Redis Cluster: the inboxes are sharded channels (SSUBSCRIBE), each on the master of its slot: every master is asked.
+    if (this.#cluster !== null) return this.#cmd.run((redis) => nodesListening(redis, inboxes));
+    const names = await this.#cmd.run(async (redis) => (await redis.call('PUBSUB', 'CHANNELS', pattern)) as string[]);
+    return nodeIdsIn(names, inboxes);
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -379,6 +383,8 @@ export class RedisBroker implements Broker, NodeBus {
     const keyTtl = Math.max(1, Math.ceil(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS));
     const payload = encodePayload(data, options.from);
     const cluster = this.#cluster;
+    // Redis Cluster: the copy for pattern subscribers is decided here, so the registry is read first.
+    if (cluster !== null && !cluster.loaded) await cluster.ready();
     // Redis Cluster: no instance id key (another slot); the script checks the replication ids.
     const head = cluster === null ? [4, keys.meta, keys.history, keys.idempotency(key ?? ''), this.#idKey] : [3, keys.meta, keys.history, keys.idempotency(key ?? '')];
     const [offset, epoch, duplicate] = await this.#cmd.run((redis) =>
@@ -456,6 +462,7 @@ export class RedisBroker implements Broker, NodeBus {
     const frame = presenceFrame(kind, this.#nonce(), info);
     const name = pubsubName(this.#prefix, channel);
     const cluster = this.#cluster;
+    if (cluster !== null && !cluster.loaded) await cluster.ready();
     await this.#cmd.run(async (redis) => {
       if (cluster === null) return redis.publish(name, frame);
       await redis.spublish(name, frame);
@@ -615,6 +622,8 @@ export class RedisBroker implements Broker, NodeBus {
     for (const ms of [500, 3000]) {
       const timer = setTimeout(() => {
         this.#resyncTimers.delete(timer);
+        // A pattern announced while this node's control channel was being made again: read from the registry.
+        void this.#cluster?.refresh();
         if (this.#closed || this.#exact.size === 0) return;
         this.#continuity
           .resync()

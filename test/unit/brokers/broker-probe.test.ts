@@ -11,6 +11,8 @@ import { describe, it } from 'node:test';
 import type { Broker } from '../../../src/brokers/broker.js';
 import { NatsBroker } from '../../../src/brokers/nats/nats-broker.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
+import { silentLogger } from '../../../src/realtime/transport.js';
+import { createConfiguredBroker } from '../../../src/server/brokers.js';
 import { BrokerRecorder } from '../../support/broker-recorder.js';
 import { NatsServer } from '../../support/nats.js';
 import { RedisServer } from '../../support/redis.js';
@@ -99,6 +101,23 @@ describe('broker probe: nats', () => {
       await publisher.close();
       await broker.close();
       await relay.close();
+    }
+  });
+
+  it("through the server's configured broker (connecting while the server is built): the NATS broker's own round trip, never a made-up one", async () => {
+    const relay = await TcpRelay.start(Number(new URL(server().url).port));
+    const { broker, presence } = createConfiguredBroker({ type: 'nats', servers: [`nats://127.0.0.1:${relay.port}`], probeIntervalMs: 0, probeTimeoutMs: 0 }, silentLogger, { onGap: () => {}, onReconnected: () => {} });
+    try {
+      await broker.ready!();
+      assert.ok((await broker.probe!(PROBE_TIMEOUT_MS)) > 0, 'a measured round trip');
+      // The presence store connects through the relay too: every connection goes quiet.
+      for (const c of relay.connections) c.silence();
+      await assert.rejects(within(broker.probe!(PROBE_TIMEOUT_MS), 20_000, 'the probe to give up'), /probe|unavailable/i);
+    } finally {
+      // The relay first: a client closing over a quiet connection would wait for its flush.
+      await relay.close();
+      await broker.close();
+      await presence.close();
     }
   });
 });

@@ -10,6 +10,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import type { Publication } from '../../../src/brokers/broker.js';
 import { channelKeys } from '../../../src/brokers/redis/keys.js';
 import { RedisBroker } from '../../../src/brokers/redis/redis-broker.js';
@@ -115,6 +116,60 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     await until(() => got.get('pat/x')?.length === 1, 5000, 'the pattern delivery');
     await sleep(100);
     assert.deepEqual([...got.keys()], ['pat/x']);
+  });
+
+  it('issue #10: once a pattern subscribe resolved, a publication made right after on any other node reaches it (40 rounds, fresh patterns)', async () => {
+    const [a, b] = await pair();
+    const c = await broker();
+    const got = new Map<string, number>();
+    const count = (channel: string): void => void got.set(channel, (got.get(channel) ?? 0) + 1);
+    a.setHandler({ onPublication: (pub) => count(pub.channel), onJoin: (channel) => count(channel), onLeave: () => {} });
+    const rounds = 40;
+    for (let i = 0; i < rounds; i++) {
+      await a.subscribe(`rc${i}/+`);
+      // No turn of the event loop in between: b and c decide about the plain copy now.
+      await Promise.all([b.publish(`rc${i}/b`, i), c.publish(`rc${i}/c`, i), b.publishPresence(`rc${i}/p`, 'join', { client: `c${i}`, user: 'u' })]);
+    }
+    const expected = Array.from({ length: rounds }, (_, i) => [`rc${i}/b`, `rc${i}/c`, `rc${i}/p`]).flat();
+    await until(() => expected.every((ch) => got.has(ch)), 10_000, `3 × ${rounds} events at the pattern node`).catch((err: Error) => {
+      throw new Error(`${err.message}; missing: ${expected.filter((ch) => !got.has(ch)).join(' ')}`);
+    });
+    await sleep(100);
+    assert.deepEqual(expected.filter((ch) => got.get(ch) !== 1), [], 'each once');
+  });
+
+  it('issue #10: a node that just started knows the registered patterns before its first publish', async () => {
+    const a = await broker();
+    const got = recorder(a);
+    await a.subscribe('fresh/+');
+    for (let i = 0; i < 5; i++) {
+      const b = await broker(); // ready(), then at once a publish
+      await b.publish(`fresh/${i}`, i);
+    }
+    await until(() => got.size === 5, 10_000, `5 publications from 5 new nodes (have ${[...got.keys()].join(' ')})`);
+  });
+
+  it('issue #10: a listed node that never confirms a new pattern is reported by id; the subscribe still resolves after the timeout', async () => {
+    const cluster = redis();
+    const errors: string[] = [];
+    const a = new RedisBroker({ cluster: cluster.urls, patternTimeoutMs: 300, onError: (err) => errors.push(String(err)) });
+    const b = await broker();
+    // A "node" listening on a control channel that never answers (a stopped process looks the same to Redis).
+    const name = 'sb:pc:silentnode1';
+    const silent = new Redis((await cluster.masterOf(await cluster.keySlot(name))).port, '127.0.0.1');
+    try {
+      await a.ready();
+      await silent.ssubscribe(name);
+      const got = recorder(a);
+      await a.subscribe('silent/+');
+      await until(() => errors.some((e) => e.includes('silentnode1') && e.includes('silent/+')), 5000, `the silent node reported (${errors.join(' | ')})`);
+      assert.ok(!errors.some((e) => e.includes(b.nodeId)), 'the live node confirmed');
+      await b.publish('silent/x', 1);
+      await until(() => got.get('silent/x')?.length === 1, 5000, 'the publication of the live node');
+    } finally {
+      silent.disconnect();
+      await a.close();
+    }
   });
 
   it('channels on three different shards: each delivered once, in order, to a node subscribed to all three', async () => {
