@@ -85,12 +85,25 @@ function cpuMsOf(pid) {
     return NaN;
   }
 }
+/** Write system calls (write, writev, sendmsg...) a process made so far, from /proc/<pid>/io `syscw` (Linux; NaN elsewhere). */
+function writeCallsOf(pid) {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'latin1'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
 /** Processes whose CPU a cell reports: name → pid (the load generator is this process). */
 const cpuWatch = new Map();
 function cpuSample() {
   const out = { t: performance.now(), gen: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
-  for (const [name, pid] of cpuWatch) out[name] = cpuMsOf(pid);
-  return out;
+  let writes = 0;
+  for (const [name, pid] of cpuWatch) {
+    out[name] = cpuMsOf(pid);
+    if (name !== 'broker') writes += writeCallsOf(pid);
+  }
+  return { cpu: out, writes };
 }
 /** Percent of one CPU each watched process used between two samples. */
 function cpuPct(a, b) {
@@ -173,7 +186,13 @@ async function startBroker() {
 
 // ---------------------------------------------------------------- servers
 
-function switchboardConfig(broker) {
+/**
+ * `limits.fanoutBatchMs` of this build's nodes (BENCH_CLUSTER_FANOUT_BATCH_MS; unset: the build's
+ * default). Never given to the baseline build, which may not know the key.
+ */
+const FANOUT_BATCH_MS = process.env.BENCH_CLUSTER_FANOUT_BATCH_MS;
+
+function switchboardConfig(broker, baseline = false) {
   return {
     host: '127.0.0.1',
     port: 0,
@@ -191,6 +210,7 @@ function switchboardConfig(broker) {
       messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
       byteRate: { perSecond: 1e10, burst: 1e10 },
       sendHighWaterMark: 64 * 1024 * 1024,
+      ...(FANOUT_BATCH_MS !== undefined && FANOUT_BATCH_MS !== '' && !baseline ? { fanoutBatchMs: Number(FANOUT_BATCH_MS) } : {}),
     },
     log: { level: 'info' },
   };
@@ -200,7 +220,7 @@ async function startSwitchboard(n, broker, bin = BIN) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-cluster-'));
   tmpDirs.push(dir);
   const file = path.join(dir, 'switchboard.json');
-  writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
+  writeFileSync(file, JSON.stringify(switchboardConfig(broker, bin !== BIN), null, 2));
   const started = await Promise.all(
     Array.from({ length: n }, (_, i) =>
       startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), bin, 'serve', '--config', file, '--port', '0'], (line) => {
@@ -572,7 +592,7 @@ async function fanoutCell(makeClients) {
       st.satTo = end;
     }
     const inflightAcks = new Set();
-    const cpu0 = cpuSample();
+    const sample0 = cpuSample();
     while (now() < end) {
       if ((published - WINDOW + 1) * N > st.delivered) {
         wakeAt = (published - WINDOW + 1) * N;
@@ -596,7 +616,8 @@ async function fanoutCell(makeClients) {
       if (published % 8 === 0) await new Promise((r) => setImmediate(r));
     }
     const t1 = now();
-    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(cpu0, cpuSample()) };
+    const sample1 = cpuSample();
+    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(sample0.cpu, sample1.cpu), serverWrites: sample1.writes - sample0.writes };
   };
   const drain = async () => {
     const until = Date.now() + DRAIN_MS;
@@ -638,6 +659,8 @@ async function fanoutCell(makeClients) {
       satCpuPct: sat.cpuPct,
       // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
       serverCpuUsPerDelivery: serverCpuUs(sat),
+      // Write system calls of the server processes (not the broker) per delivery in that phase: how well deliveries share a write.
+      serverWritesPerDelivery: sat.deliveries > 0 ? Math.round((sat.serverWrites / sat.deliveries) * 1000) / 1000 : NaN,
       sat: summarize(st.histSat),
       rate: summarize(st.histRate),
       problems,
