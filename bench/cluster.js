@@ -186,13 +186,7 @@ async function startBroker() {
 
 // ---------------------------------------------------------------- servers
 
-/**
- * `limits.fanoutBatchMs` of this build's nodes (BENCH_CLUSTER_FANOUT_BATCH_MS; unset: the build's
- * default). Never given to the baseline build, which may not know the key.
- */
-const FANOUT_BATCH_MS = process.env.BENCH_CLUSTER_FANOUT_BATCH_MS;
-
-function switchboardConfig(broker, baseline = false) {
+function switchboardConfig(broker) {
   return {
     host: '127.0.0.1',
     port: 0,
@@ -210,7 +204,6 @@ function switchboardConfig(broker, baseline = false) {
       messageRate: { perSecond: 10_000_000, burst: 10_000_000 },
       byteRate: { perSecond: 1e10, burst: 1e10 },
       sendHighWaterMark: 64 * 1024 * 1024,
-      ...(FANOUT_BATCH_MS !== undefined && FANOUT_BATCH_MS !== '' && !baseline ? { fanoutBatchMs: Number(FANOUT_BATCH_MS) } : {}),
     },
     log: { level: 'info' },
   };
@@ -220,7 +213,7 @@ async function startSwitchboard(n, broker, bin = BIN) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-cluster-'));
   tmpDirs.push(dir);
   const file = path.join(dir, 'switchboard.json');
-  writeFileSync(file, JSON.stringify(switchboardConfig(broker, bin !== BIN), null, 2));
+  writeFileSync(file, JSON.stringify(switchboardConfig(broker), null, 2));
   const started = await Promise.all(
     Array.from({ length: n }, (_, i) =>
       startChild(`switchboard node ${i + 1}`, process.execPath, [...profileArgs(i), bin, 'serve', '--config', file, '--port', '0'], (line) => {
