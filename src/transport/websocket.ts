@@ -116,7 +116,7 @@ type BoundSocket = Duplex & { [kWebSocket]?: WebSocket };
  * than this and all of them together stay below HELD_MAX_BYTES; a larger one
  * goes to the socket as it is, after what was gathered before it.
  */
-const HELD_MAX_FRAME = 16 * 1024;
+const HELD_MAX_FRAME = 1024;
 const HELD_MAX_BYTES = 64 * 1024;
 
 function uncorkSocket(ws: WebSocket): void {

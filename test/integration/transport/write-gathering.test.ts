@@ -68,7 +68,7 @@ test('a large frame, a send with a callback and the close go out after what was 
   let called = false;
   server.send('a');
   server.send('b');
-  server.send(big); // >= 16 KiB: written as it is, after a and b
+  server.send(big); // >= 1 KiB: written as it is, after a and b
   server.send('c');
   server.send('d', () => (called = true)); // a callback: c first, then d with it
   server.send('e');
