@@ -85,12 +85,25 @@ function cpuMsOf(pid) {
     return NaN;
   }
 }
+/** Write system calls (write, writev, sendmsg...) a process made so far, from /proc/<pid>/io `syscw` (Linux; NaN elsewhere). */
+function writeCallsOf(pid) {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'latin1'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
 /** Processes whose CPU a cell reports: name → pid (the load generator is this process). */
 const cpuWatch = new Map();
 function cpuSample() {
   const out = { t: performance.now(), gen: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
-  for (const [name, pid] of cpuWatch) out[name] = cpuMsOf(pid);
-  return out;
+  let writes = 0;
+  for (const [name, pid] of cpuWatch) {
+    out[name] = cpuMsOf(pid);
+    if (name !== 'broker') writes += writeCallsOf(pid);
+  }
+  return { cpu: out, writes };
 }
 /** Percent of one CPU each watched process used between two samples. */
 function cpuPct(a, b) {
@@ -572,7 +585,7 @@ async function fanoutCell(makeClients) {
       st.satTo = end;
     }
     const inflightAcks = new Set();
-    const cpu0 = cpuSample();
+    const sample0 = cpuSample();
     while (now() < end) {
       if ((published - WINDOW + 1) * N > st.delivered) {
         wakeAt = (published - WINDOW + 1) * N;
@@ -596,7 +609,8 @@ async function fanoutCell(makeClients) {
       if (published % 8 === 0) await new Promise((r) => setImmediate(r));
     }
     const t1 = now();
-    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(cpu0, cpuSample()) };
+    const sample1 = cpuSample();
+    return { publishes: published - p0, deliveries: st.delivered - d0, seconds: (t1 - t0) / 1000, cpuPct: cpuPct(sample0.cpu, sample1.cpu), serverWrites: sample1.writes - sample0.writes };
   };
   const drain = async () => {
     const until = Date.now() + DRAIN_MS;
@@ -638,6 +652,8 @@ async function fanoutCell(makeClients) {
       satCpuPct: sat.cpuPct,
       // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
       serverCpuUsPerDelivery: serverCpuUs(sat),
+      // Write system calls of the server processes (not the broker) per delivery in that phase: how well deliveries share a write.
+      serverWritesPerDelivery: sat.deliveries > 0 ? Math.round((sat.serverWrites / sat.deliveries) * 1000) / 1000 : NaN,
       sat: summarize(st.histSat),
       rate: summarize(st.histRate),
       problems,

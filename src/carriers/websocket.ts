@@ -10,8 +10,23 @@ import type { WebSocket } from '../transport/websocket.js';
 import { MAX_CLOSE_REASON_BYTES } from '../protocol/close-code.js';
 import { truncateUtf8 } from '../protocol/connection.js';
 
-function resetBacklog(transport: WebSocketCarrier): void {
-  transport._resetBacklog();
+/**
+ * The turn of the event loop, as a number that changes once per tick in which
+ * someone looked (one process.nextTick per tick for every connection, not one
+ * per connection: the fan-out looks at each subscriber's backlog).
+ */
+let turn = 0;
+let turnArmed = false;
+function endTurn(): void {
+  turn++;
+  turnArmed = false;
+}
+function currentTurn(): number {
+  if (!turnArmed) {
+    turnArmed = true;
+    process.nextTick(endTurn);
+  }
+  return turn;
 }
 
 export class WebSocketCarrier implements RealtimeTransport {
@@ -22,7 +37,8 @@ export class WebSocketCarrier implements RealtimeTransport {
   private readonly compressing: boolean;
   private readonly threshold: number;
   private backlog = 0;
-  private backlogTaken = false;
+  /** The turn (see currentTurn) the backlog was taken in; -1: never. */
+  private backlogTurn = -1;
 
   constructor(ws: WebSocket, codec: WireCodec, compressionThreshold: number) {
     this.ws = ws;
@@ -37,17 +53,12 @@ export class WebSocketCarrier implements RealtimeTransport {
 
   get bufferedAmount(): number {
     // Snapshot at the first look in each turn: what earlier turns left behind.
-    if (!this.backlogTaken) {
+    const now = currentTurn();
+    if (this.backlogTurn !== now) {
       this.backlog = this.ws.bufferedAmount;
-      this.backlogTaken = true;
-      process.nextTick(resetBacklog, this);
+      this.backlogTurn = now;
     }
     return this.backlog;
-  }
-
-  /** @internal */
-  _resetBacklog(): void {
-    this.backlogTaken = false;
   }
 
   send(payload: string | Uint8Array): void {

@@ -104,6 +104,10 @@ function credentials(a: { username?: string; password?: string; tls: boolean }, 
   return out;
 }
 
+function releaseHeldWrites(link: Link): void {
+  link._releaseWrites();
+}
+
 export class Link {
   /** The client; `Redis` unless `cluster` (then `isCluster`). */
   readonly redis: Redis;
@@ -122,6 +126,8 @@ export class Link {
   #resolveFirst!: () => void;
   #reported = false;
   #closed = false;
+  /** The socket corked by holdWritesForTick until the end of this tick, if any. */
+  #held: { uncork(): void } | null = null;
 
   /**
    * `onReady` runs after every (re)connection before any operation goes
@@ -282,6 +288,32 @@ export class Link {
       if (isReplyError(err)) throw err;
       throw unavailable(err);
     }
+  }
+
+  /**
+   * Hold the connection's writes until the end of this tick (cork, uncorked
+   * on process.nextTick), so the commands sent in this tick leave in one
+   * write. Redis then reads them in one go and runs them in one pass of its
+   * event loop, and what they PUBLISH reaches each subscribed node in one
+   * write too: a run of publishes (realtime/session.ts) arrives as one batch
+   * that the nodes fan out with one write per subscriber socket. No delay:
+   * the writes leave when this tick's work is done. Standalone and Sentinel;
+   * a Cluster client has a socket per master (left as it is).
+   */
+  holdWritesForTick(): void {
+    if (this.#held !== null || this.isCluster) return;
+    const stream = this.redis.stream as (NodeJS.WritableStream & { cork(): void; uncork(): void; writable: boolean }) | undefined;
+    if (stream === undefined || stream === null || !stream.writable) return;
+    stream.cork();
+    this.#held = stream;
+    process.nextTick(releaseHeldWrites, this);
+  }
+
+  /** @internal holdWritesForTick's end of tick. */
+  _releaseWrites(): void {
+    const held = this.#held;
+    this.#held = null;
+    held?.uncork();
   }
 
   /** Wait (bounded) until usable; rejects with RT_ERR_BROKER_UNAVAILABLE otherwise. */

@@ -387,8 +387,10 @@ export class RedisBroker implements Broker, NodeBus {
     if (cluster !== null && !cluster.loaded) await cluster.ready();
     // Redis Cluster: no instance id key (another slot); the script checks the replication ids.
     const head = cluster === null ? [4, keys.meta, keys.history, keys.idempotency(key ?? ''), this.#idKey] : [3, keys.meta, keys.history, keys.idempotency(key ?? '')];
-    const [offset, epoch, duplicate] = await this.#cmd.run((redis) =>
-      scripted(redis).sbPublish(
+    const [offset, epoch, duplicate] = await this.#cmd.run((redis) => {
+      // The publishes of this tick (a run of `pub`s) go to Redis in one write: see holdWritesForTick.
+      this.#cmd.holdWritesForTick();
+      return scripted(redis).sbPublish(
         ...head,
         keys.pubsub,
         payload,
@@ -403,8 +405,8 @@ export class RedisBroker implements Broker, NodeBus {
         randomId(12),
         cluster === null ? 'PUBLISH' : 'SPUBLISH',
         cluster?.matches(channel) ? '1' : '0',
-      ),
-    );
+      );
+    });
     return { offset: Number(offset), epoch: String(epoch), duplicate: duplicate === 1 };
   }
 
