@@ -9,7 +9,7 @@
  * Here one timer samples the loop, and its period follows the load:
  *
  * - every `busyMs` (10 ms, prom-client's resolution) while the loop was busy
- *   for at least `busyUtilization` (2 %) of the last `idleMs`
+ *   for at least `busyUtilization` (5 %) of the last `idleMs`
  *   (`performance.eventLoopUtilization()`, read from libuv's counters,
  *   costs no wake-up of its own; an idle process measured 0.2–0.4 %, and
  *   being preempted on a loaded machine counts as busy wall-clock time);
@@ -21,7 +21,7 @@
  * whole time between two wake-ups, the period itself is not in it: an idle
  * loop reports ~0, not 10 ms. What the coarse period can miss: a stall in a
  * second that was otherwise idle, shorter than `busyUtilization × idleMs`
- * (20 ms) and not overlapping the sample (a longer stall makes the second
+ * (50 ms) and not overlapping the sample (a longer stall makes the second
  * busy and the sampling fine from the next check on).
  *
  * One monitor per process (the loop is the process's), shared by every
@@ -34,7 +34,7 @@ export interface LoopMonitorOptions {
   busyMs?: number;
   /** Sampling period while it idles, and how often the utilization is looked at, ms. Default 1000. */
   idleMs?: number;
-  /** Share of `idleMs` the loop must have been busy for the fine period (0–1). Default 0.02. */
+  /** Share of `idleMs` the loop must have been busy for the fine period (0–1). Default 0.05. */
   busyUtilization?: number;
 }
 
@@ -69,7 +69,7 @@ export class LoopMonitor {
   constructor(options: LoopMonitorOptions = {}) {
     this.busyMs = options.busyMs ?? 10;
     this.idleMs = options.idleMs ?? 1000;
-    this.busyUtilization = options.busyUtilization ?? 0.02;
+    this.busyUtilization = options.busyUtilization ?? 0.05;
     if (!(this.busyMs >= 1) || !(this.idleMs >= this.busyMs)) throw new RangeError('loop monitor: need 1 <= busyMs <= idleMs');
     this.period = this.idleMs;
   }
