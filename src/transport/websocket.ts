@@ -441,7 +441,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     // §5.1: a client masks every frame, a server none.
     const server = this.setup.role === 'server';
     if (chunk.length !== (server ? 6 : 2) || chunk[0] !== EMPTY_PONG_B0 || chunk[1] !== (server ? 0x80 : 0x00)) return false;
-    this.emit('pong', EMPTY);
+    // emit() gathers its arguments into an array: only when someone listens.
+    if (this.listenerCount('pong') > 0) this.emit('pong', EMPTY);
     return true;
   }
 
