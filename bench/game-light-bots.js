@@ -3,7 +3,8 @@
 // (bench/game-naive-bots.js). Each one speaks the realtime protocol over
 // MessagePack with the `ws` package: auth, `arena.join` (spawned at random),
 // a subscription to the block channel around its spawn point (interest.js),
-// and an `arena.input` with new keys about twice a second. It reads and
+// and an `arena.input` with new keys about once a second (spread: a twentieth of
+// the bots every 25 ms). It reads and
 // counts every frame without decoding it — what the naive bots do with their
 // JSON — so a thousand of them fit on one CPU at 60 Hz, which full SDK bots
 // (examples/arena/bots.mjs: decode and apply every area message) do not.
@@ -75,12 +76,19 @@ for (let i = 0; i < config.bots; i++) {
   bots.push(startBot());
   if (i % 50 === 49) await new Promise((r) => setTimeout(r, 20));
 }
+// Each bot gets its turn every half second and changes keys at one turn in two (about once a second),
+// a twentieth of the bots every 25 ms: players do not all press keys at the same instant. (All at once
+// every 500 ms, as before 2026-12-07 15:00, sent the server a burst of ~125 inputs per process twice a
+// second, which landed in one tick and made it the slowest.)
+const TURNS = 20;
+let turn = 0;
 setInterval(() => {
-  for (const bot of bots) {
+  for (let i = turn++ % TURNS; i < bots.length; i += TURNS) {
+    const bot = bots[i];
     if (!bot.ready || bot.ws.readyState !== WebSocket.OPEN || Math.random() >= 0.5) continue;
     send(bot.ws, { op: 'rpc', id: 100 + (++bot.seq % 1000), method: 'arena.input', data: { s: bot.seq, k: Math.floor(Math.random() * 16) } });
   }
-}, 500);
+}, 500 / TURNS);
 process.on('message', (msg) => {
   if (msg.type === 'exit') process.exit(0);
 });

@@ -1,6 +1,6 @@
 // Load for the naive game server (bench/game.js): `ws` clients that read
 // every state text (counted, not parsed: the naive server is what is
-// measured) and change their keys every half second.
+// measured) and change their keys about once a second (a twentieth of them every 25 ms).
 
 import WebSocket from 'ws';
 import { guardChildProcess } from './lib/child.js';
@@ -23,9 +23,15 @@ for (let i = 0; i < config.bots; i++) {
   sockets.push(ws);
   if (i % 50 === 49) await new Promise((r) => setTimeout(r, 20));
 }
+// Spread like the light bots' inputs (bench/game-light-bots.js): a twentieth of the sockets every 25 ms.
+const TURNS = 20;
+let turn = 0;
 setInterval(() => {
-  for (const ws of sockets) if (ws.readyState === WebSocket.OPEN && Math.random() < 0.5) ws.send(JSON.stringify({ k: Math.floor(Math.random() * 16) }));
-}, 500);
+  for (let i = turn++ % TURNS; i < sockets.length; i += TURNS) {
+    const ws = sockets[i];
+    if (ws.readyState === WebSocket.OPEN && Math.random() < 0.5) ws.send(JSON.stringify({ k: Math.floor(Math.random() * 16) }));
+  }
+}, 500 / TURNS);
 process.on('message', (msg) => {
   if (msg.type === 'exit') process.exit(0);
 });

@@ -6,22 +6,94 @@
 // (examples/arena/lib/loop.js). Answers `stats` over IPC with its CPU time,
 // bytes written and tick numbers.
 
+// GC pauses are observed (PerformanceObserver 'gc') and reported with the
+// stats: count, total and longest pause since the last `reset`, and how many
+// of them fell in a tick that overran. With `config.tickLog` (a file; bench/
+// game.js sets it from GAME_TICK_LOG) every tick of the measurement window is
+// written there as one JSON line, `{t, late, sync, work, cpu, inputs, gc}`
+// (ms; `inputs`: `arena.input` calls answered during the tick's work; `gc`:
+// pause time that started in it), to see what the slow ticks have in common.
+// The stats also carry the process's write system calls so far (`syscw`), to
+// check that a tick costs one write per socket.
+
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { guardChildProcess } from './lib/child.js';
 
 const config = JSON.parse(process.argv[2]);
 const fail = guardChildProcess(`game server ${config.impl}`);
 const ROOT = new URL('../', import.meta.url);
 
-const impl = config.impl === 'naive' ? await naive() : await switchboard();
+/** GC pauses since the last reset: [start, duration] pairs (ms, performance.now()), their sum and count, and by kind. */
+const gc = { pauses: [], count: 0, ms: 0, maxMs: 0, byKind: {} };
+const GC_KINDS = { [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.ms += e.duration;
+    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
+    const kind = GC_KINDS[e.detail?.kind] ?? 'other';
+    const k = (gc.byKind[kind] ??= { count: 0, ms: 0, maxMs: 0 });
+    k.count++;
+    k.ms += e.duration;
+    if (e.duration > k.maxMs) k.maxMs = e.duration;
+    if (config.tickLog) gc.pauses.push(e.startTime, e.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+/** Write system calls of this process so far (Linux: /proc/self/io `syscw`), or null elsewhere. */
+function writeSyscalls() {
+  try {
+    return Number(/^syscw:\s*(\d+)/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return null;
+  }
+}
+/** Inputs answered so far (counted by the bench's host wrapper, for the tick log). */
+let inputsAnswered = 0;
+/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs] × n. */
+const ticks = [];
+let inputsAtTickStart = 0;
+const onTick = (r) => {
+  if (ticks.length < 6 * 100_000) ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart);
+  inputsAtTickStart = inputsAnswered;
+};
+function resetObservations() {
+  gc.pauses.length = 0;
+  gc.count = 0;
+  gc.ms = 0;
+  gc.maxMs = 0;
+  gc.byKind = {};
+  ticks.length = 0;
+}
+function writeTickLog() {
+  if (!config.tickLog) return;
+  const lines = [];
+  let g = 0;
+  for (let i = 0; i < ticks.length; i += 6) {
+    const [start, late, sync, work, cpu, inputs] = ticks.slice(i, i + 6);
+    let pause = 0;
+    while (g < gc.pauses.length && gc.pauses[g] < start) g += 2;
+    for (let j = g; j < gc.pauses.length && gc.pauses[j] < start + work; j += 2) pause += gc.pauses[j + 1];
+    const r = (n) => Math.round(n * 100) / 100;
+    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, gc: r(pause) }));
+  }
+  writeFileSync(config.tickLog, lines.join('\n') + '\n');
+}
+
+const impl = config.impl === 'naive' ? await naive() : config.impl === 'floor' ? await floor() : await switchboard();
 process.send({ type: 'ready', port: impl.port, token: impl.token });
 process.on('message', (msg) => {
   if (msg.type === 'stats') {
-    impl.stats().then((s) => process.send({ type: 'stats', stats: { ...s, cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } }), fail);
+    impl.stats().then((s) => {
+      writeTickLog();
+      process.send({ type: 'stats', stats: { ...s, gcCount: gc.count, gcMs: gc.ms, gcMaxMs: gc.maxMs, gcByKind: gc.byKind, syscw: writeSyscalls(), cpu: process.cpuUsage(), t: performance.now(), rssKB: process.memoryUsage().rss / 1024 } });
+    }, fail);
   } else if (msg.type === 'start') {
     impl.start();
   } else if (msg.type === 'reset') {
     impl.reset();
+    resetObservations();
   } else if (msg.type === 'exit') {
     process.exit(0);
   }
@@ -50,7 +122,14 @@ async function switchboard() {
   });
   // The loop starts once the bots have joined (as the naive one's): a thousand SDK clients join
   // much faster before the state flows, on a loaded machine at all.
-  const arena = startArena(server, { ...config.world, tickHz: config.tickHz, onError: fail, autoStart: false });
+  // The host is the server, with its rpc registrations wrapped to count the inputs for the tick log.
+  const host = {
+    hub: server.hub,
+    publish: (channel, data, options) => server.publish(channel, data, options),
+    rpc: (method, handler) =>
+      server.rpc(method, method === 'arena.input' ? (data, ctx) => (inputsAnswered++, handler(data, ctx)) : handler),
+  };
+  const arena = startArena(host, { ...config.world, tickHz: config.tickHz, onError: fail, autoStart: false, onTick });
   const { port } = await server.listen();
   const { SignJWT } = await import('jose');
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bot').setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(secret));
@@ -125,11 +204,53 @@ async function naive() {
     port: wss.address().port,
     token: '',
     async stats() {
-      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
       return { ...ticks, players: world.players.size, bytesOut, bytesWanted, dropped: skipped, connections: wss.clients.size };
     },
     start() {
-      loop ??= startTickLoop(config.tickHz, tick, { onError: fail });
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail, onTick });
+    },
+    reset: () => loop?.resetStats(),
+  };
+}
+
+// The floor (`impl: 'floor'`): what one write per socket per tick costs by itself in Node on this
+// machine, with nothing else: a `ws` server whose tick (the same loop) writes one WebSocket frame of
+// `config.floorBytes` (the size Switchboard's players get per tick), built once, straight to every
+// connection's socket. No simulation, no encoding, no realtime layer; inputs are read and dropped.
+// Switchboard's tick CPU over this one's, in the same run, is what the library and the game add to
+// the kernel's cost of the writes.
+async function floor() {
+  const { WebSocketServer } = await import('ws');
+  const { startTickLoop } = await import(new URL('examples/arena/lib/loop.js', ROOT).href);
+  const { encodeServerFrame } = await import(new URL('dist/protocol/frame-writer.js', ROOT).href);
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => ws.on('error', () => {}));
+  const frame = encodeServerFrame(0x2, Buffer.alloc(config.floorBytes ?? 500, 0x2a));
+  let bytesOut = 0;
+  let skipped = 0;
+  let loop = null;
+  const tick = () => {
+    for (const ws of wss.clients) {
+      const socket = ws._socket;
+      if (socket.writableLength > 256 * 1024) {
+        skipped++;
+        continue;
+      }
+      socket.write(frame);
+      bytesOut += frame.length;
+    }
+  };
+  return {
+    port: wss.address().port,
+    token: '',
+    async stats() {
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
+      return { ...ticks, players: wss.clients.size, bytesOut, bytesWanted: bytesOut + skipped * frame.length, dropped: skipped, connections: wss.clients.size };
+    },
+    start() {
+      loop ??= startTickLoop(config.tickHz, tick, { onError: fail, onTick });
     },
     reset: () => loop?.resetStats(),
   };

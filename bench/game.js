@@ -14,13 +14,18 @@
 //
 // Knobs: GAME_SECONDS (measured, default 10), GAME_WARMUP_SECONDS (default 3),
 // GAME_BOTS (default 100,500,1000), GAME_HZ (default 30,60), GAME_IMPLS
-// (default switchboard,naive), GAME_PIN (1: server on CPU 0, bots on CPU 1 —
+// (default switchboard,naive; also floor: one pre-built frame of GAME_FLOOR_BYTES, default 500,
+// written straight to every socket per tick and nothing else — the kernel's share, see
+// bench/game-server.js), GAME_PIN (1: server on CPU 0, bots on CPU 1 —
 // the default when taskset works and there are 2+ CPUs; 0: no pinning),
 // GAME_BOT_KIND (sdk: examples/arena/bots.mjs, full SDK players that decode
 // and apply every message — the default; light: bench/game-light-bots.js,
 // which read and count without decoding, like the naive bots, so that 1,000
 // of them keep up on one CPU at 60 Hz), GAME_NICE=1 (bots at nice 10), GAME_CPU_PROF=DIR (the server runs with
-// --cpu-prof, its profile written to DIR when the cell ends), BENCH_OUT
+// --cpu-prof, its profile written to DIR when the cell ends), GAME_TICK_LOG=DIR
+// (every measured tick as a JSON line, one file per cell: bench/game-server.js; read it with
+// bench/game-ticks.js), GAME_NODE_ARGS (Node options for the server child, e.g.
+// --max-semi-space-size=64), BENCH_OUT
 // (default bench/results/game.md).
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -50,7 +55,9 @@ const settings = {
   impls: list('GAME_IMPLS', ['switchboard', 'naive']),
   out: path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'game.md')),
 };
-for (const i of settings.impls) if (i !== 'switchboard' && i !== 'naive') throw new Error(`GAME_IMPLS: unknown "${i}"`);
+for (const i of settings.impls) if (i !== 'switchboard' && i !== 'naive' && i !== 'floor') throw new Error(`GAME_IMPLS: unknown "${i}"`);
+/** The floor's frame: the bytes a Switchboard player gets per tick at 1,000 players (~500 B). */
+const FLOOR_BYTES = num('GAME_FLOOR_BYTES', 500);
 
 const BOT_KIND = process.env.GAME_BOT_KIND || 'sdk';
 if (BOT_KIND !== 'sdk' && BOT_KIND !== 'light') throw new Error(`GAME_BOT_KIND=${BOT_KIND}: expected sdk or light`);
@@ -63,6 +70,10 @@ if (process.env.GAME_PIN === '1' && !PIN) throw new Error('GAME_PIN=1: needs tas
 const SERVER_CPU = 0;
 const BOTS_CPU = 1;
 const CPU_PROF = process.env.GAME_CPU_PROF ? path.resolve(process.env.GAME_CPU_PROF) : null;
+/** Node options for the server child (GAME_NODE_ARGS, space-separated), e.g. `--max-semi-space-size=64`. */
+const NODE_ARGS = (process.env.GAME_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const TICK_LOG = process.env.GAME_TICK_LOG ? path.resolve(process.env.GAME_TICK_LOG) : null;
+if (TICK_LOG) mkdirSync(TICK_LOG, { recursive: true });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Bot processes: spawned with IPC, killed by PID at the end of the cell (and if this process exits). */
@@ -100,8 +111,8 @@ function spawnBots(impl, count, offset, ready, seconds) {
 }
 
 async function runCell(impl, hz, bots) {
-  const nodeArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=game-${impl}-${hz}hz-${bots}-${Date.now()}.cpuprofile`] : [];
-  const server = new Child(`game server ${impl}`, path.join(BENCH_DIR, 'game-server.js'), { impl, tickHz: hz, world: WORLD }, process.env, PIN ? SERVER_CPU : null, nodeArgs);
+  const nodeArgs = [...NODE_ARGS, ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=game-${impl}-${hz}hz-${bots}-${Date.now()}.cpuprofile`] : [])];
+  const server = new Child(`game server ${impl}`, path.join(BENCH_DIR, 'game-server.js'), { impl, tickHz: hz, world: WORLD, floorBytes: FLOOR_BYTES, tickLog: TICK_LOG ? path.join(TICK_LOG, `game-${impl}-${hz}hz-${bots}-${Date.now()}.jsonl`) : null }, process.env, PIN ? SERVER_CPU : null, nodeArgs);
   const load0 = os.loadavg()[0];
   const procs = [];
   try {
@@ -159,8 +170,14 @@ async function runCell(impl, hz, bots) {
       lateP99Ms: s1.lateP99Ms,
       lateMaxMs: s1.lateMaxMs,
       overrunPct: s1.ticks > 0 ? (s1.overruns / s1.ticks) * 100 : NaN,
+      missedPct: s1.ticks > 0 ? (s1.missed / s1.ticks) * 100 : NaN,
       latePct: s1.ticks > 0 ? (s1.late / s1.ticks) * 100 : NaN,
       droppedPerS: (s1.dropped - s0.dropped) / secs,
+      writesPerPlayerTick: s1.syscw !== null && s0.syscw !== null && s1.ticks > 0 ? (s1.syscw - s0.syscw) / s1.ticks / Math.max(1, players) : NaN,
+      gcMsPerS: s1.gcMs / secs,
+      gcMaxMs: s1.gcMaxMs,
+      gcCount: s1.gcCount,
+      gcByKind: s1.gcByKind,
       rssMB: s1.rssKB / 1024,
       machineBusyPct: sys.busyPct,
       serverCoreBusyPct: cores[0],
@@ -190,8 +207,8 @@ for (const hz of settings.hz) {
       try {
         r = await runCell(impl, hz, bots);
         process.stderr.write(
-          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}%, tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
-            `start late p99 ${fmt(r.lateP99Ms, 2)} ms, ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
+          `cpu ${fmt(r.serverCpuPct)}%, ${kb(r.bytesPerPlayerS)}/player/s, ${fmt(r.writesPerPlayerTick, 2)} writes/player/tick, work p99 ${fmt(r.p99Ms, 2)} ms, overruns ${fmt(r.overrunPct, 1)}% (missed ${fmt(r.missedPct, 1)}%), tick CPU p99 ${fmt(r.cpuP99Ms, 2)} ms, ` +
+            `start late p99 ${fmt(r.lateP99Ms, 2)} ms, GC ${fmt(r.gcMsPerS, 1)} ms/s (${Object.entries(r.gcByKind ?? {}).map(([k, v]) => `${k} ${v.count}× max ${fmt(v.maxMs, 1)}`).join(', ')}), ticks ${r.ticks}/${r.expectedTicks}, load ${r.load.map((l) => l.toFixed(1)).join('→')}\n`,
         );
       } catch (err) {
         r = { error: err.message };
@@ -207,24 +224,27 @@ lines.push(`# Game benchmark (${new Date().toISOString()})`, '');
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, load average before the run ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
 lines.push(
   `World ${WORLD.width}×${WORLD.height} units in ${WORLD.areaSize}-unit areas; ${settings.warmup} s warm-up, ${settings.seconds} s measured per cell; ${BOT_KIND === 'light' ? 'light' : 'SDK'} bots for Switchboard in processes of ${BOTS_PER_PROCESS}${NICE ? ' at nice 10' : ''}; ` +
+    (NODE_ARGS.length > 0 ? `server run with \`${NODE_ARGS.join(' ')}\`; ` : '') +
     (PIN ? `server pinned to CPU ${SERVER_CPU}, all bots to CPU ${BOTS_CPU} (taskset).` : 'no CPU pinning (server and bots share the CPUs).'),
   '',
 );
-lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period. Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
-lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | tick work p50 / p99 / max ms (sync p99) | overrun | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push('Tick work = from a tick\'s start until the event loop is through with it (the fan-out and socket writes it set off included), p50 / p99 / max, and in brackets the p99 of its synchronous part alone; overrun = work longer than one period; missed = finished after the next tick was due (start lateness + work longer than a period: what "no overrunning ticks" asks). Writes / player / tick = the write system calls (/proc/PID/io syscw) over the window, per tick run and player (the replies to inputs included). Tick CPU = the CPU time the server process used over the same span (it does not grow while the process waits for a CPU); CPU overrun = more CPU time than one period. Start late = how long after its due time a tick started (p50 / p99 / max); late = started more than one period late.', '');
+lines.push('| Hz | bots | impl | players | server CPU | CPU µs / player / s | bytes / player / s | bytes / player / tick | writes / player / tick | naive ÷ ours, per tick run: bytes; server CPU | ours ÷ floor: tick CPU p50; p99 | tick work p50 / p99 / max ms (sync p99) | overrun | missed | tick CPU p50 / p99 / max ms | CPU overrun | start late p50 / p99 / max ms | late | ticks run / due | GC ms / s (pauses, longest ms) | dropped / s | RSS MB | CPU 0 / CPU 1 busy | machine busy | load 1 min (start → end) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   if (r.error) {
-    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||||`);
+    lines.push(`| ${r.hz} | ${r.bots} | ${r.impl} | error: ${r.error} |||||||||||||||||||||`);
     continue;
   }
   const other = rows.find((o) => o.hz === r.hz && o.bots === r.bots && o.impl === 'naive' && !o.error);
   const ratio = r.impl === 'switchboard' && other ? `${fmt(other.wantedPerPlayerTick / r.wantedPerPlayerTick, 0)}×; ${fmt(other.cpuUsPerPlayerTick / r.cpuUsPerPlayerTick, 1)}×` : '';
+  const floor = rows.find((o) => o.hz === r.hz && o.bots === r.bots && o.impl === 'floor' && !o.error);
+  const overFloor = r.impl === 'switchboard' && floor ? `${fmt(r.cpuP50Ms / floor.cpuP50Ms, 2)}×; ${fmt(r.cpuP99Ms / floor.cpuP99Ms, 2)}×` : '';
   const bytes = r.wantedPerPlayerS > r.bytesPerPlayerS * 1.01 ? `${kb(r.bytesPerPlayerS)} (wants ${kb(r.wantedPerPlayerS)})` : kb(r.bytesPerPlayerS);
   lines.push(
-    `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${ratio} | ` +
-      `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.cpuP50Ms, 2)} / ${fmt(r.cpuP99Ms, 2)} / ${fmt(r.cpuMaxMs, 1)} | ${fmt(r.cpuOverrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
-      `${r.ticks} / ${r.expectedTicks} | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
+    `| ${r.hz} | ${r.bots} | ${r.impl} | ${r.players} | ${fmt(r.serverCpuPct)}% | ${fmt(r.cpuUsPerPlayerS)} | ${bytes} | ${kb(r.wantedPerPlayerTick)} | ${fmt(r.writesPerPlayerTick, 2)} | ${ratio} | ${overFloor} | ` +
+      `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)} (${fmt(r.syncP99Ms, 2)}) | ${fmt(r.overrunPct, 1)}% | ${fmt(r.missedPct, 1)}% | ${fmt(r.cpuP50Ms, 2)} / ${fmt(r.cpuP99Ms, 2)} / ${fmt(r.cpuMaxMs, 1)} | ${fmt(r.cpuOverrunPct, 1)}% | ${fmt(r.lateP50Ms, 2)} / ${fmt(r.lateP99Ms, 2)} / ${fmt(r.lateMaxMs, 1)} | ${fmt(r.latePct, 1)}% | ` +
+      `${r.ticks} / ${r.expectedTicks} | ${fmt(r.gcMsPerS, 1)} (${r.gcCount}, ${fmt(r.gcMaxMs, 1)}) | ${fmt(r.droppedPerS)} | ${fmt(r.rssMB)} | ${fmt(r.serverCoreBusyPct)}% / ${fmt(r.botsCoreBusyPct)}% | ${fmt(r.machineBusyPct)}% | ${r.load.map((l) => l.toFixed(1)).join(' → ')} |`,
   );
 }
 const report = lines.join('\n') + '\n';

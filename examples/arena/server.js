@@ -55,10 +55,11 @@ export const ARENA_NAMESPACE = Object.freeze({ prefix: 'arena', clientPublish: f
  * from `start()` on: the benchmark lets a thousand bots join before the
  * state starts flowing to them.
  * @param {ArenaHost} host
- * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number, autoStart?: boolean }} [options]
+ * `onTick` gets each finished tick's numbers (loop.js, `TickRecord`).
+ * @param {Partial<ArenaConfig> & { seed?: number, onError?: (err: unknown) => void, now?: () => number, autoStart?: boolean, onTick?: (record: import('./lib/loop.js').TickRecord) => void }} [options]
  */
 export function startArena(host, options = {}) {
-  const { seed, onError, now: nowOption, autoStart, ...partial } = options;
+  const { seed, onError, now: nowOption, autoStart, onTick, ...partial } = options;
   const config = arenaConfig(partial);
   const world = new World(config, { seed });
   const grid = world.grid;
@@ -95,7 +96,7 @@ export function startArena(host, options = {}) {
   let loop = null;
   let stopped = false;
   const begin = () => {
-    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption });
+    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption, onTick });
   };
   if (autoStart !== false) begin();
 
@@ -141,7 +142,7 @@ export function startArena(host, options = {}) {
     start: begin,
     /** The loop's numbers, the players, and the block messages published. */
     stats() {
-      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, cpuP50Ms: 0, cpuP99Ms: 0, cpuMaxMs: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
+      const ticks = loop ? loop.stats() : { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, syncP99Ms: 0, cpuP50Ms: 0, cpuP99Ms: 0, cpuMaxMs: 0, lateP50Ms: 0, lateP99Ms: 0, lateMaxMs: 0 };
       return { ...ticks, players: world.players.size, published };
     },
     /** Start counting afresh (the benchmark's measurement window). */

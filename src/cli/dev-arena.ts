@@ -6,9 +6,9 @@
  * it. In a checkout, development mode looks for
  * `<package>/examples/arena/server.js` and, when the file is there, imports
  * it at runtime (a computed specifier, so neither the compiler nor the layer
- * check follows it), adds its namespace, starts its loop and serves its page
- * at `/arena`. From an installed package there is no such file: nothing
- * happens and `/arena` is a 404. The contract with the example is the small
+ * check follows it), adds its namespace, serves its page at `/arena` and
+ * starts its loop once the server listens. From an installed package there
+ * is no such file: nothing happens and `/arena` is a 404. The contract with the example is the small
  * `ArenaModule` interface below.
  */
 import { existsSync } from 'node:fs';
@@ -24,14 +24,18 @@ export const ARENA_PATH = '/arena';
 /** What serve needs of examples/arena/server.js. */
 interface ArenaModule {
   ARENA_NAMESPACE: DeepPartial<NamespaceConfig>;
-  startArena(server: RealtimeServer, options: { onError?: (err: unknown) => void; tickHz?: number }): { stop(): void };
+  startArena(server: RealtimeServer, options: { onError?: (err: unknown) => void; tickHz?: number; autoStart?: boolean }): { start(): void; stop(): void };
 }
 
 export interface DevArena {
   /** The namespace of the block channels, for the server's configuration. */
   readonly namespace: DeepPartial<NamespaceConfig>;
-  /** Start the loop on the server and return the page handler and a stop function. */
-  start(server: RealtimeServer): { pages: StaticHandler; stop(): void };
+  /**
+   * Set the game up on the server (its rpcs) and return the page handler, `run` to start the tick
+   * loop once the server listens (ticking before that would publish to nobody and, on a busy start,
+   * take the CPU the server needs to come up), and `stop`.
+   */
+  start(server: RealtimeServer): { pages: StaticHandler; run(): void; stop(): void };
 }
 
 /**
@@ -53,6 +57,7 @@ export async function loadDevArena(env: NodeJS.ProcessEnv = process.env): Promis
     start(server) {
       const arena = mod.startArena(server, {
         tickHz,
+        autoStart: false,
         onError: (err) => server.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'arena tick failed'),
       });
       const pages = createStaticPages({
@@ -62,7 +67,7 @@ export async function loadDevArena(env: NodeJS.ProcessEnv = process.env): Promis
         folders: ['web', 'lib'],
         realtimePath: server.config.path,
       });
-      return { pages, stop: () => arena.stop() };
+      return { pages, run: () => arena.start(), stop: () => arena.stop() };
     },
   };
 }

@@ -145,10 +145,12 @@ export async function serve(args: string[]): Promise<number> {
   try {
     address = await server.listen();
   } catch (err) {
-    // The game's tick loop runs from its start: without a stop the process would stay, having failed.
+    // The game's loop has not started, but its session listener is registered: let go of it too.
     game?.stop();
     throw new Error(listenFailure(err as NodeJS.ErrnoException, config.host, config.port));
   }
+  // The game ticks from here on: nothing to publish to before the server listens.
+  game?.run();
   // The dashboard's numbers, only where clients cannot forge them (a namespace without client publications).
   const feed = resolveNamespace(server.config, DASHBOARD_CHANNEL).clientPublish
     ? null

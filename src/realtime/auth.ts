@@ -35,6 +35,7 @@ import {
 import { isPattern, isValidChannel, isValidPattern, matchesPattern } from '../wire/channel.js';
 import { RealtimeCloseCode } from '../wire/messages.js';
 import { dataProblem, DEFAULT_MAX_DATA_DEPTH, type DataLimits } from '../wire/data.js';
+import { verifyHmacJwt, type HmacVerifyOptions } from './hmac-jwt.js';
 
 // ---- configuration -----------------------------------------------------------
 
@@ -370,6 +371,12 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
     throw new AuthError(AuthErrorCode.TokenInvalid, 'token algorithm not allowed');
   };
 
+  // HS* tokens that pass every check are verified with node:crypto's synchronous HMAC
+  // (hmac-jwt.ts); anything it does not accept goes to jose, which gives the exact error.
+  const hmacOptions: HmacVerifyOptions | null = secret
+    ? { secret, algorithms, issuer: config.issuer, audience: config.audience, clockTolerance: CLOCK_TOLERANCE_S }
+    : null;
+
   const verifyOptions = {
     algorithms,
     issuer: config.issuer,
@@ -389,7 +396,8 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
       if (algorithms.length === 0) throw new AuthError(AuthErrorCode.NotConfigured, 'token authentication is not configured');
       if (typeof token !== 'string' || token.length === 0) throw new AuthError(AuthErrorCode.TokenInvalid, 'malformed token');
       if (token.length > MAX_TOKEN_LENGTH) throw new AuthError(AuthErrorCode.TokenInvalid, 'token too long');
-      let payload: JWTPayload;
+      let payload: JWTPayload | null = hmacOptions ? verifyHmacJwt(token, hmacOptions, now()) : null;
+      if (payload !== null) return identityFromClaims(payload);
       try {
         ({ payload } = await jwtVerify(token, getKey, { ...verifyOptions, currentDate: new Date(now()) }));
       } catch (err) {

@@ -187,7 +187,8 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
       wss.endHandshake(this);
     };
     if (options.port !== undefined) {
-      const server = net.createServer((socket) => this.onRawConnection(socket));
+      // TCP_NODELAY set as each socket is accepted (WebSocket#setSocket's own setNoDelay is then a no-op).
+      const server = net.createServer({ noDelay: true }, (socket) => this.onRawConnection(socket));
       server.on('listening', () => this.emit('listening'));
       server.on('error', (err: Error) => this.emit('error', err));
       this.server = server;
@@ -482,7 +483,7 @@ export class WebSocketServer extends EventEmitter implements SocketOwner {
             key,
             protocol: protocol || undefined,
             extensions: deflate ? deflate.responseHeader : undefined,
-            headers: linesToHeaders(extraHeaders),
+            headers: extraHeaders.length > 0 ? linesToHeaders(extraHeaders) : undefined,
           }),
         );
       }

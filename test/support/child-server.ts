@@ -25,6 +25,21 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A port found free may be taken before the server binds it (another test's
+ * outgoing connection got it as its ephemeral port): start again on new
+ * ports, a few times, when the server says so.
+ */
+export async function startOnFreePorts<T>(start: () => Promise<T>, attempts = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= attempts || !/address already in use/i.test(String((err as Error)?.message ?? err))) throw err;
+    }
+  }
+}
+
 /** Whether something accepts TCP connections on the port. */
 export function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

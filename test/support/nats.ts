@@ -8,7 +8,7 @@
  * the same store (a restart that keeps JetStream's state); `start({ fresh:
  * true })` gives it an empty store (JetStream lost everything).
  */
-import { ChildServer, freePort } from './child-server.js';
+import { ChildServer, freePort, startOnFreePorts } from './child-server.js';
 
 export { freePort } from './child-server.js';
 
@@ -24,9 +24,11 @@ export class NatsServer extends ChildServer {
 
   /** Start a server with JetStream (file store in a new temp dir) on a free port. */
   static async start(): Promise<NatsServer> {
-    const server = new NatsServer(await freePort());
-    await server.start();
-    return server;
+    return startOnFreePorts(async () => {
+      const server = new NatsServer(await freePort());
+      await server.start();
+      return server;
+    });
   }
 
   get url(): string {

@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ChildServer, freePort } from './child-server.js';
+import { ChildServer, freePort, startOnFreePorts } from './child-server.js';
 import { sleep } from './wait.js';
 
 export { freePort } from './child-server.js';
@@ -49,9 +49,11 @@ export class RedisServer extends ChildServer {
 
   /** Start a server on a free port; resolves when it accepts connections. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), options);
-    await server.startAgain();
-    return server;
+    return startOnFreePorts(async () => {
+      const server = new RedisServer(await freePort(), options);
+      await server.startAgain();
+      return server;
+    });
   }
 
   get url(): string {
@@ -95,9 +97,12 @@ export class RedisCluster {
     const cluster = new RedisCluster(nodes);
     try {
       for (let i = 0; i < count; i++) {
-        const bus = await freePort();
-        const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus), '--cluster-node-timeout', '2000'];
-        nodes.push(await RedisServer.start({ args }));
+        const node = await startOnFreePorts(async () => {
+          const bus = await freePort();
+          const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus), '--cluster-node-timeout', '2000'];
+          return RedisServer.start({ args });
+        });
+        nodes.push(node);
       }
       const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
       await run(REDIS_CLI, ['--cluster', 'create', ...addresses, '--cluster-replicas', String(options.replicas ?? 0), '--cluster-yes'], { timeout: 30_000 });

@@ -10,7 +10,10 @@
  *   each socket's corked frames are written in a nextTick), up to the next
  *   `setImmediate`. An upper bound: I/O callbacks that came due meanwhile
  *   (players' inputs) are counted in too. A tick whose work took longer than
- *   one period is an **overrun**;
+ *   one period is an **overrun**; one that finished after the next tick was
+ *   due — its lateness plus its work longer than a period — **missed** its
+ *   deadline (every overrun does; a tick that started late can miss without
+ *   overrunning). "No overrunning ticks" as a goal means no missed ones;
  * - the synchronous part alone (`syncP99Ms`), to tell the loop's own code
  *   from the fan-out;
  * - the CPU time the process used over the same span (`cpuP50Ms`…, from
@@ -49,6 +52,7 @@ const processCpuMs =
  * @typedef {object} TickStats
  * @property {number} ticks ticks run since the start (or the last `resetStats`)
  * @property {number} overruns ticks whose work took longer than one period
+ * @property {number} missed ticks that finished after the next tick was due (lateness + work > one period)
  * @property {number} late ticks that started more than one period after their time
  * @property {number} p50Ms median tick work (through the fan-out and the writes it set off), ms (the last 4096 ticks)
  * @property {number} p99Ms
@@ -64,10 +68,21 @@ const processCpuMs =
  */
 
 /**
+ * One finished tick (what `onTick` gets; the same object every time: copy what you keep).
+ * @typedef {object} TickRecord
+ * @property {number} startMs when it started (the loop's clock)
+ * @property {number} lateMs how long after its due time
+ * @property {number} syncMs the synchronous `tick()`
+ * @property {number} workMs its work, through the fan-out and the writes it set off
+ * @property {number} cpuMs the process's CPU time over its work (0 without a CPU clock)
+ */
+
+/**
  * @param {number} tickHz
  * @param {() => void} tick the work of one tick (an exception goes to `onError`; the loop goes on)
- * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null }} [options] `now`: the clock, ms;
- *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known)
+ * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null, onTick?: (record: TickRecord) => void }} [options] `now`: the clock, ms;
+ *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known);
+ *   `onTick`: called with each finished tick's numbers (a benchmark's per-tick log; the record object is reused)
  */
 export function startTickLoop(tickHz, tick, options = {}) {
   const now = options.now ?? (() => performance.now());
@@ -77,7 +92,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
   const syncDurations = new Float64Array(WINDOW);
   const lateness = new Float64Array(WINDOW);
   const cpuTimes = new Float64Array(WINDOW);
-  let counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
+  let counts = { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0 };
   let stopped = false;
   /** @type {ReturnType<typeof setTimeout> | null} */
   let timer = null;
@@ -89,6 +104,9 @@ export function startTickLoop(tickHz, tick, options = {}) {
   let cpu0 = null;
   let lateMs = 0;
   let syncMs = 0;
+  const onTick = options.onTick;
+  /** @type {TickRecord} */
+  const record = { startMs: 0, lateMs: 0, syncMs: 0, workMs: 0, cpuMs: 0 };
 
   const run = () => {
     if (stopped) return;
@@ -120,6 +138,15 @@ export function startTickLoop(tickHz, tick, options = {}) {
     if (lateMs > periodMs) counts.late++;
     counts.ticks++;
     if (d > periodMs) counts.overruns++;
+    if (lateMs + d > periodMs) counts.missed++;
+    if (onTick) {
+      record.startMs = t0;
+      record.lateMs = lateMs;
+      record.syncMs = syncMs;
+      record.workMs = d;
+      record.cpuMs = cpuMs;
+      onTick(record);
+    }
     n++;
     let next = start + n * periodMs;
     if (next < t1) {
@@ -154,7 +181,7 @@ export function startTickLoop(tickHz, tick, options = {}) {
     },
     /** Count afresh from now (a benchmark's measurement window). */
     resetStats() {
-      counts = { ticks: 0, overruns: 0, late: 0, cpuOverruns: 0 };
+      counts = { ticks: 0, overruns: 0, missed: 0, late: 0, cpuOverruns: 0 };
     },
     stop() {
       stopped = true;

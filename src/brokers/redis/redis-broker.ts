@@ -141,6 +141,23 @@ import { FAILOVER_LUA, HISTORY_LUA, PUBLISH_LUA } from './scripts.js';
 
 export { RedisPresenceStore, type RedisPresenceStoreOptions } from './presence.js';
 
+/** Redis Cluster: how often the subscriber reads the slot map, in ms (see the constructor). */
+const SLOTS_REFRESH_MS = 2000;
+
+/** Who serves each slot, as runs (`first-last=master;`): compared to tell a changed map. */
+function slotOwners(cluster: Cluster): string {
+  const slots = cluster.slots;
+  let map = '';
+  let from = 0;
+  for (let slot = 1; slot <= slots.length; slot++) {
+    const owner = slots[from]?.[0];
+    if (slot < slots.length && slots[slot]?.[0] === owner) continue;
+    map += `${from}-${slot - 1}=${owner ?? ''};`;
+    from = slot;
+  }
+  return map;
+}
+
 export interface RedisBrokerOptions extends RedisConnectionOptions {
   /** Prefix of every key and pub/sub channel (several apps on one Redis). Default `sb:`. */
   keyPrefix?: string;
@@ -257,11 +274,27 @@ export class RedisBroker implements Broker, NodeBus {
     this.#cmd.redis.defineCommand('sbFailover', { lua: FAILOVER_LUA, numberOfKeys: 2 });
     if (cluster) {
       // ioredis makes the subscriptions again (per shard); we refill after every change of connections.
-      this.#sub = new Link(options, 'sub', {}, async () => this.#resyncSoon(), { shardedSubscribers: true });
+      // The slots are read again every SLOTS_REFRESH_MS as well: a master that lost its slots in a
+      // failover drops our shard subscriptions with an unsolicited SUNSUBSCRIBE, and the refresh that
+      // starts may still be answered with the old map (the new one spreads over the cluster bus); only a
+      // later read finds the new master, where ioredis subscribes again. A subscriber sends no command
+      // that a MOVED could correct.
+      this.#sub = new Link(options, 'sub', {}, async () => this.#resyncSoon(), {
+        shardedSubscribers: true,
+        slotsRefreshInterval: SLOTS_REFRESH_MS,
+      });
       this.#cluster = new ClusterPatterns(this.#cmd, this.#prefix, (err) => this.#report(err));
       const client = this.#sub.client;
-      // `refresh`: the slots were read again (after a MOVED, a slot migration's SUNSUBSCRIBE, a lost subscriber).
-      for (const event of ['+node', '-node', '+subscriber', '-subscriber', 'refresh']) client.on(event, () => this.#resyncSoon());
+      for (const event of ['+node', '-node', '+subscriber', '-subscriber']) client.on(event, () => this.#resyncSoon());
+      // `refresh`: the slots were read (after a MOVED, a slot migration's SUNSUBSCRIBE, a lost subscriber,
+      // or the timer): a refill only when the map changed.
+      let slotMap = '';
+      client.on('refresh', () => {
+        const now = slotOwners(client as Cluster);
+        if (now === slotMap) return;
+        slotMap = now;
+        this.#resyncSoon();
+      });
       client.on('smessageBuffer', (name: Buffer, frame: Buffer) => this.#message(name, frame));
       client.on('messageBuffer', (name: Buffer, frame: Buffer) => {
         if (name.toString() === this.#cluster?.channel) this.#cluster.onAnnounce(frame.toString());

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { WebSocket } from '../../../src/index.js';
-import { buildFrame, harness, sleep, upgradeRequest, waitEvent, type Harness, type HttpHead, type RawClient } from './helpers.js';
+import { acceptKey, buildFrame, harness, sleep, upgradeRequest, waitEvent, type Harness, type HttpHead, type RawClient } from './helpers.js';
 
 async function ask(h: Harness, port: number, request: string | Buffer): Promise<{ raw: RawClient; head: HttpHead }> {
   const raw = await h.raw(port);
@@ -100,18 +100,29 @@ test('slowloris: a head sent a byte at a time past handshakeTimeout gets 408 and
   await bystanderWorks(h, url);
 });
 
+/** The text messages a server's connections receive, and a wait until `n` of them came (5 s at most). */
+function collect(wss: import('../../../src/index.js').WebSocketServer): { got: string[]; wait: (n: number) => Promise<void> } {
+  const got: string[] = [];
+  wss.on('connection', (ws) => ws.on('message', (data) => got.push(String(data))));
+  return {
+    got,
+    async wait(n) {
+      const deadline = Date.now() + 5000;
+      while (got.length < n && Date.now() < deadline) await sleep(10);
+    },
+  };
+}
+
 test('frames sent in the same write as the head, and right after it, reach the application', async (t) => {
   const h = harness(t);
   const { port, wss } = await h.server();
-  const got: string[] = [];
-  wss.on('connection', (ws) => ws.on('message', (data) => got.push(String(data))));
+  const messages = collect(wss);
   const raw = await h.raw(port);
   raw.write(Buffer.concat([Buffer.from(upgradeRequest()), buildFrame({ opcode: 1, payload: Buffer.from('one'), mask: true })]));
   raw.write(buildFrame({ opcode: 1, payload: Buffer.from('two'), mask: true }));
   assert.equal((await raw.readHead()).status, 101);
-  const deadline = Date.now() + 5000;
-  while (got.length < 2 && Date.now() < deadline) await sleep(10);
-  assert.deepEqual(got, ['one', 'two']);
+  await messages.wait(2);
+  assert.deepEqual(messages.got, ['one', 'two']);
 });
 
 test('an async verifyClient: frames that arrive while it decides wait in the socket', async (t) => {
@@ -146,4 +157,47 @@ test("the request handed to 'connection' is an IncomingMessage with the head's f
   assert.ok(req.rawHeaders.includes('X-Trace'));
   assert.equal(req.socket.remoteAddress, '127.0.0.1');
   client.close();
+});
+
+test('a valid head written one byte at a time, with a frame pipelined behind it, completes (101, the right accept)', async (t) => {
+  const h = harness(t);
+  const { port, wss } = await h.server();
+  const messages = collect(wss);
+  const raw = await h.raw(port);
+  const key = randomBytes(16).toString('base64');
+  const bytes = Buffer.concat([Buffer.from(upgradeRequest({ key })), buildFrame({ opcode: 1, payload: Buffer.from('after'), mask: true })]);
+  for (const byte of bytes) {
+    raw.write(Buffer.from([byte]));
+    await sleep(1); // one write per timer turn: the server gets the head in many pieces
+  }
+  const head = await raw.readHead();
+  assert.equal(head.status, 101);
+  assert.equal(head.headers['sec-websocket-accept'], acceptKey(key));
+  await messages.wait(1);
+  assert.deepEqual(messages.got, ['after']);
+});
+
+test('key and version: missing or duplicate Sec-WebSocket-Key 400; version 8 or none 426 naming version 13; non-ASCII in the target or a name 400, in a value (obs-text) accepted', async (t) => {
+  const h = harness(t);
+  const { port, url, wss } = await h.server();
+  echoing(wss);
+  const key = randomBytes(16).toString('base64');
+  const cases: Array<[string | Buffer, number]> = [
+    [upgradeRequest({ headers: { 'Sec-WebSocket-Key': null } }), 400],
+    [upgradeRequest({ key }).replace('\r\n\r\n', `\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`), 400],
+    [upgradeRequest({ key: 'too-short' }), 400],
+    [upgradeRequest({ headers: { 'Sec-WebSocket-Version': '8' } }), 426],
+    [upgradeRequest({ headers: { 'Sec-WebSocket-Version': null } }), 426],
+    [Buffer.from(upgradeRequest({ path: '/caf\u00e9' }), 'utf8'), 400],
+    [Buffer.from(upgradeRequest({ headers: { 'X-Caf\u00e9': '1' } }), 'utf8'), 400],
+    [Buffer.from(upgradeRequest({ headers: { 'X-Name': 'caf\u00e9' } }), 'utf8'), 101],
+  ];
+  for (const [request, status] of cases) {
+    const { raw, head } = await ask(h, port, request);
+    assert.equal(head.status, status, String(request).slice(0, 80));
+    if (status === 426) assert.equal(head.headers['sec-websocket-version'], '13');
+    if (status === 101) raw.destroy();
+    else await raw.waitClosed();
+  }
+  await bystanderWorks(h, url);
 });

@@ -24,6 +24,7 @@ describe('arena tick loop', () => {
       assert.equal(s.maxMs, 30);
       assert.equal(s.syncP99Ms, 0);
       assert.equal(s.overruns, s.ticks);
+      assert.equal(s.missed, s.ticks);
       // Behind after each one, the schedule restarts at the end of the last: none starts late.
       assert.equal(s.late, 0);
       assert.equal(s.lateMaxMs, 0);
@@ -78,8 +79,35 @@ describe('arena tick loop', () => {
       assert.equal(s.syncP99Ms, 1);
       // Tick 2 was due at 20 and started at 101.
       assert.equal(s.late, 1);
+      // It finished after the third was due (30): missed, through no fault of its own work.
+      assert.equal(s.missed, 1);
       assert.equal(s.lateMaxMs, 81);
       assert.equal(s.lateP50Ms, 0);
+    } finally {
+      loop.stop();
+    }
+  });
+
+  it('counts a tick that started late and finished after the next was due as missed, though neither late nor an overrun', async () => {
+    let clock = 0;
+    let ticks = 0;
+    // 100 Hz: each tick works 6 ms. After the first, the process "stalls" 20 ms: the second, due at
+    // 20, starts at 26 and ends at 32, after the third was due (30).
+    const loop = startTickLoop(
+      100,
+      () => {
+        clock += 6;
+        if (++ticks === 1) setImmediate(() => setImmediate(() => (clock += 20)));
+      },
+      { now: () => clock },
+    );
+    try {
+      await until(() => loop.stats().ticks >= 3, BOUND, 'three ticks');
+      const s = loop.stats();
+      assert.equal(s.overruns, 0);
+      assert.equal(s.late, 0);
+      assert.equal(s.lateMaxMs, 6);
+      assert.equal(s.missed, 1);
     } finally {
       loop.stop();
     }
