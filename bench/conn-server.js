@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { loadImplementation } from './lib/impls.js';
 import { guardChildProcess } from './lib/child.js';
@@ -100,6 +100,15 @@ if (cfg.heartbeat && cfg.impl && !isSwitchboard) {
 const lag = monitorEventLoopDelay({ resolution: 10 });
 lag.enable();
 
+// Garbage collections so far, by kind: whether the young generation had a chance to shrink.
+const gcs = { scavenges: 0, markCompacts: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcs.scavenges++;
+    else if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcs.markCompacts++;
+  }
+}).observe({ entryTypes: ['gc'] });
+
 function stats(resetLag) {
   const m = process.memoryUsage();
   const s = {
@@ -113,6 +122,10 @@ function stats(resetLag) {
     errors,
     // V8's young generation (both semi-spaces, resident): grows with a burst of connections, shrinks only at a later GC.
     newSpace: v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0,
+    // Bytes in use in it: between two samples with no scavenge in between, the growth is what was allocated.
+    newSpaceUsed: v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.space_used_size ?? 0,
+    scavenges: gcs.scavenges,
+    markCompacts: gcs.markCompacts,
     lagP99Ms: lag.percentile(99) / 1e6,
     lagMaxMs: lag.max / 1e6,
   };

@@ -23,7 +23,8 @@
 //
 // Knobs (env): BENCH_CONN_COUNT (10000), BENCH_CONN_SETTLE_SECONDS (45),
 // BENCH_CONN_TARGETS (node,switchboard,ws,serve,serve+semi), BENCH_CONN_HOLD_COUNT
-// (19000; 0 skips the hold), BENCH_CONN_HOLD_SECONDS (60), BENCH_CONN_LOADGENS (2),
+// (19000; 0 skips the hold), BENCH_CONN_HOLD_SECONDS (60), BENCH_CONN_HOLD_NODE_ARGS (node
+// flags for the hold's server, e.g. --max-semi-space-size=1), BENCH_CONN_LOADGENS (2),
 // BENCH_CONN_CONCURRENCY (64 handshakes in flight per load generator),
 // BENCH_OUT (default bench/results/connections.md; .json beside it).
 //
@@ -61,6 +62,8 @@ const LOADGENS = Math.round(num('BENCH_CONN_LOADGENS', 2, 1));
 const CONCURRENCY = Math.round(num('BENCH_CONN_CONCURRENCY', 64, 1));
 const WARMUP = 1000;
 const HOLD_HEARTBEAT = { interval: 10_000, timeout: 10_000 };
+// Node flags for the hold's server (e.g. --max-semi-space-size=1), space-separated.
+const HOLD_NODE_ARGS = (process.env.BENCH_CONN_HOLD_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const ALL_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi'];
 const TARGETS = (process.env.BENCH_CONN_TARGETS || ALL_TARGETS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const t of TARGETS) if (!ALL_TARGETS.includes(t)) throw new Error(`BENCH_CONN_TARGETS: unknown "${t}" (expected some of: ${ALL_TARGETS.join(', ')})`);
@@ -96,7 +99,7 @@ function cpuOf(pid) {
 // ---------------------------------------------------------------- servers
 
 /** A library server child (bench/conn-server.js). */
-async function startLibraryServer(implName, heartbeat) {
+async function startLibraryServer(implName, heartbeat, nodeArgs = []) {
   // 'node': Node's floor (no WebSocket library; see bench/conn-server.js).
   const impl = implName === 'node' ? null : implementations()[implName];
   if (impl?.unavailable) throw new Error(impl.unavailable);
@@ -106,6 +109,7 @@ async function startLibraryServer(implName, heartbeat) {
     { impl: impl && { name: impl.name, specifier: impl.specifier, native: impl.native }, heartbeat },
     impl ? childEnv(impl) : process.env,
     null,
+    nodeArgs,
   );
   const ready = await child.next('ready', 15_000, 'the server to listen');
   return {
@@ -317,7 +321,7 @@ async function measureTarget(name) {
 // ---------------------------------------------------------------- the heartbeat hold
 
 async function heartbeatHold() {
-  const server = await startLibraryServer('switchboard', HOLD_HEARTBEAT);
+  const server = await startLibraryServer('switchboard', HOLD_HEARTBEAT, HOLD_NODE_ARGS);
   let gens = [];
   try {
     gens = await startLoadGens(server, { silentEvery: 100, watchdogMs: (HOLD_S + 300) * 1000 });
@@ -333,6 +337,11 @@ async function heartbeatHold() {
     const lagP99 = [];
     const probes = [];
     const rss = [];
+    const young = [];
+    const s0 = await server.stats();
+    const young0 = s0.newSpace;
+    let prev = s0;
+    const allocKiBs = [];
     while (Date.now() - holdStart < HOLD_S * 1000) {
       await sleep(5000);
       gens[0].send({ type: 'probe' });
@@ -341,6 +350,10 @@ async function heartbeatHold() {
       const s = await server.stats(true);
       lagP99.push(s.lagP99Ms);
       rss.push(rssOf(server.pid));
+      young.push(s.newSpace);
+      // Young-generation allocation rate over the window, when no GC emptied it meanwhile.
+      if (s.scavenges === prev.scavenges && s.markCompacts === prev.markCompacts) allocKiBs.push((s.newSpaceUsed - prev.newSpaceUsed) / KIB / 5);
+      prev = s;
     }
     const ls = await loadStats(gens);
     const s = await server.stats();
@@ -365,9 +378,14 @@ async function heartbeatHold() {
       serverOpen: s.open,
       perConnEndKiB: (rss[rss.length - 1] - base) / b.opened / KIB,
       perConnMaxKiB: (Math.max(...rss) - base) / b.opened / KIB,
+      // V8's young generation (resident) at the start of the hold and at each 5 s sample, MiB: does it shrink while only the heartbeat runs?
+      youngStartMB: young0 / 2 ** 20,
+      youngMB: young.map((y) => y / 2 ** 20),
+      gcsInHold: { scavenges: prev.scavenges - s0.scavenges, markCompacts: prev.markCompacts - s0.markCompacts },
+      youngAllocKiBPerSec: allocKiBs,
     };
     console.error(
-      `hold: ${b.opened} connections ${HOLD_S} s, dropped ${ls.dropped}, silent terminated ${ls.silentClosed}/${ls.silent} in ${result.silentTerminatedMinS?.toFixed(1)}-${result.silentTerminatedMaxS?.toFixed(1)} s, lag p99 max ${result.lagP99MaxMs.toFixed(1)} ms, probe max ${result.probeMaxMs.toFixed(1)} ms, ${result.perConnEndKiB.toFixed(2)} KiB per connection at the end`,
+      `hold: ${b.opened} connections ${HOLD_S} s, dropped ${ls.dropped}, silent terminated ${ls.silentClosed}/${ls.silent} in ${result.silentTerminatedMinS?.toFixed(1)}-${result.silentTerminatedMaxS?.toFixed(1)} s, lag p99 max ${result.lagP99MaxMs.toFixed(1)} ms, probe max ${result.probeMaxMs.toFixed(1)} ms, ${result.perConnEndKiB.toFixed(2)} KiB per connection at the end; young generation ${result.youngStartMB.toFixed(1)} MiB at the start, ${result.youngMB.map((y) => y.toFixed(1)).join(' ')} MiB every 5 s; GCs in the hold ${result.gcsInHold.scavenges} scavenges, ${result.gcsInHold.markCompacts} mark-compacts; young allocation ${allocKiBs.map((a) => a.toFixed(0)).join(' ')} KiB/s`,
     );
     return result;
   } catch (err) {
@@ -407,13 +425,13 @@ function render(meta, results, hold) {
     );
   }
   if (hold) {
-    lines.push('', `## Heartbeat hold (library server, heartbeat ${HOLD_HEARTBEAT.interval / 1000} s)`, '');
+    lines.push('', `## Heartbeat hold (library server, heartbeat ${HOLD_HEARTBEAT.interval / 1000} s${HOLD_NODE_ARGS.length ? `, node ${HOLD_NODE_ARGS.join(' ')}` : ''})`, '');
     if (hold.error) lines.push(`ERROR ${hold.error}`);
     else {
       lines.push(
-        '| connections | held | dropped | silent peers terminated | in (s) | deadline (s) | event-loop p99 (max of 5 s windows) | new handshake (max) | RSS / connection at the end (max) |',
-        '|---|---|---|---|---|---|---|---|---|',
-        `| ${hold.connections} | ${hold.holdSeconds} s | ${hold.dropped} | ${hold.silentTerminated}/${hold.silent} | ${f(hold.silentTerminatedMinS, 1)}–${f(hold.silentTerminatedMaxS, 1)} | ≤ ${hold.deadlineS} | ${f(hold.lagP99MaxMs, 1)} ms | ${f(hold.probeMaxMs, 1)} ms | ${f(hold.perConnEndKiB)} KiB (${f(hold.perConnMaxKiB)}) |`,
+        '| connections | held | dropped | silent peers terminated | in (s) | deadline (s) | event-loop p99 (max of 5 s windows) | new handshake (max) | RSS / connection at the end (max) | young generation, start → end |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+        `| ${hold.connections} | ${hold.holdSeconds} s | ${hold.dropped} | ${hold.silentTerminated}/${hold.silent} | ${f(hold.silentTerminatedMinS, 1)}–${f(hold.silentTerminatedMaxS, 1)} | ≤ ${hold.deadlineS} | ${f(hold.lagP99MaxMs, 1)} ms | ${f(hold.probeMaxMs, 1)} ms | ${f(hold.perConnEndKiB)} KiB (${f(hold.perConnMaxKiB)}) | ${f(hold.youngStartMB, 1)} → ${f(hold.youngMB.at(-1), 1)} MiB |`,
       );
     }
   }

@@ -7,6 +7,27 @@ import { closeMeaning } from '../wire/close-codes.js';
 import type { HubObserver } from '../realtime/transport.js';
 import type { X509Certificate } from 'node:crypto';
 import { expirySeconds, type TlsObserver } from './tls.js';
+import { acquireLoopMonitor, releaseLoopMonitor, type LoopMonitor } from './loop-monitor.js';
+
+/**
+ * prom-client's event-loop delay gauges, fed here by the process's `LoopMonitor`
+ * (loop-monitor.ts) instead of prom-client's own monitor, which wakes every 10 ms.
+ */
+const LOOP_DELAY_GAUGES = [
+  ['min', 'The minimum recorded event loop delay.'],
+  ['max', 'The maximum recorded event loop delay.'],
+  ['mean', 'The mean of the recorded event loop delays.'],
+  ['stddev', 'The standard deviation of the recorded event loop delays.'],
+  ['p50', 'The 50th percentile of the recorded event loop delays.'],
+  ['p90', 'The 90th percentile of the recorded event loop delays.'],
+  ['p99', 'The 99th percentile of the recorded event loop delays.'],
+] as const;
+/**
+ * The resolution given to prom-client's `monitorEventLoopDelay` so that its
+ * timer never fires (2^31 − 1 ms, ~24.8 days): its gauges are replaced below,
+ * and prom-client has no option to leave that one collector out.
+ */
+const PROM_CLIENT_MONITOR_NEVER_MS = 2 ** 31 - 1;
 
 const WEBSOCKET_LABELS = { '1.1': { http_version: '1.1' }, '2': { http_version: '2' } } as const;
 
@@ -36,12 +57,17 @@ export class Metrics implements HubObserver, TlsObserver {
   readonly http2SessionsTotal: Counter;
   readonly websockets: Gauge;
   readonly websocketsTotal: Counter;
+  /** The event-loop delay sampler behind `switchboard_nodejs_eventloop_lag_*` (null without default metrics, or once closed). */
+  private loopMonitor: LoopMonitor | null = null;
   /** Read at each scrape for `switchboard_broker_up` (the server sets it). */
   brokerAvailable: () => boolean = () => true;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_', eventLoopMonitoringPrecision: PROM_CLIENT_MONITOR_NEVER_MS });
+      this.replaceLoopDelayGauges();
+    }
     this.connections = new Gauge({ name: 'switchboard_connections', help: 'Open realtime connections, by transport (websocket, sse, poll)', labelNames: ['transport'], registers });
     this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'Realtime connections opened, by transport', labelNames: ['transport'], registers });
     this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Realtime connections closed, by close code and its meaning', labelNames: ['code', 'meaning'], registers });
@@ -85,6 +111,39 @@ export class Metrics implements HubObserver, TlsObserver {
     this.websockets = new Gauge({ name: 'switchboard_websockets', help: 'Open WebSockets by the HTTP version that carries them: "1.1" (Upgrade, one TCP connection each) or "2" (RFC 8441, one stream of an HTTP/2 session)', labelNames: ['http_version'], registers });
     this.websocketsTotal = new Counter({ name: 'switchboard_websockets_total', help: 'WebSockets opened, by the HTTP version that carries them ("1.1" or "2")', labelNames: ['http_version'], registers });
     this.handshakeRejections = new Counter({ name: 'switchboard_handshake_rejections_total', help: 'WebSocket upgrades and fallback session openings refused, by HTTP status', labelNames: ['status'], registers });
+  }
+
+  /**
+   * The `switchboard_nodejs_eventloop_lag_{min,…,p99}_seconds` gauges, same
+   * names and meaning as prom-client's, read at each scrape from the shared
+   * `LoopMonitor` (one timer that wakes every 10 ms only while the loop is
+   * busy, once a second while it idles) and reset, as prom-client does.
+   * prom-client's `switchboard_nodejs_eventloop_lag_seconds` (a setImmediate
+   * timed at each scrape) stays as it is.
+   */
+  private replaceLoopDelayGauges(): void {
+    const monitor = (this.loopMonitor = acquireLoopMonitor());
+    const gauges: Gauge[] = [];
+    for (const [stat, help] of LOOP_DELAY_GAUGES) {
+      const name = `switchboard_nodejs_eventloop_lag_${stat}_seconds`;
+      this.registry.removeSingleMetric(name);
+      // The first gauge's collect (called first at each scrape) sets them all, as in prom-client.
+      const collect =
+        gauges.length === 0
+          ? () => {
+              const summary = monitor.take();
+              LOOP_DELAY_GAUGES.forEach(([key], i) => gauges[i]!.set(summary[key]));
+            }
+          : undefined;
+      gauges.push(new Gauge({ name, help, registers: [this.registry], collect }));
+    }
+  }
+
+  /** Stop what runs on its own (the event-loop delay sampler, when no other Metrics holds it). */
+  close(): void {
+    if (this.loopMonitor === null) return;
+    this.loopMonitor = null;
+    releaseLoopMonitor();
   }
 
   /** An HTTP/2 session opened / closed (Http2SessionObserver). */

@@ -689,6 +689,7 @@ export class RealtimeServer {
       }
       this.stopProbe();
       this.ops.close();
+      this.metrics.close();
       // A broker or presence store passed in belongs to the caller (and may serve other servers).
       if (this.ownsBroker) await this.broker.close();
       if (this.ownsPresence) await this.presence.close();

@@ -17,6 +17,8 @@ import { Blob } from 'node:buffer';
 import { CloseCode } from '../protocol/close-code.js';
 import { Connection, type ConnectionHandler, DEFAULT_MAX_PAYLOAD, encodeClosePayload } from '../protocol/connection.js';
 import { InvalidStateError, type WebSocketError } from '../protocol/errors.js';
+import { encodeServerFrame } from '../protocol/frame-writer.js';
+import { Opcode } from '../protocol/opcode.js';
 import type { PerMessageDeflateCodec } from './deflate.js';
 import { Sender, takeWriteCallback, writeOp, type SendCallback, type SenderHost, type SendOp } from './sender.js';
 import { sharedHeartbeatWheel, type HeartbeatMember, type HeartbeatOptions, type HeartbeatWheel } from './heartbeat.js';
@@ -87,6 +89,17 @@ const READY_STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+/**
+ * The heartbeat's ping from a server: FIN + Ping, no mask, no payload (RFC
+ * 6455 §5.5.2). Server frames are not masked, so every connection writes
+ * these same two bytes; a heartbeat ping allocates no frame and makes no
+ * `Connection` on an idle socket.
+ */
+const SERVER_PING: Buffer = encodeServerFrame(Opcode.Ping, EMPTY);
+// The peer's answer when it has nothing to echo (§5.5.3: the pong carries the ping's payload, here none):
+// FIN + Pong, then the MASK bit and length 0; from a client (masked) 4 bytes of masking key follow.
+const EMPTY_PONG_B0 = 0x80 | Opcode.Pong;
 
 // WebSocket#flags
 const F_COMPRESSING = 1 << 0; // the message being sent is compressed (its next fragments too)
@@ -424,7 +437,25 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
   private static onSocketData(this: BoundSocket, chunk: Buffer): void {
     const ws = this[kWebSocket]!;
     ws.flags &= ~F_AWAITING_PONG;
-    (ws.conn ?? ws.connOf()).receiveData(chunk);
+    const conn = ws.conn;
+    if (conn !== null) conn.receiveData(chunk);
+    else if (!ws.emptyPong(chunk)) ws.connOf().receiveData(chunk);
+  }
+
+  /**
+   * A read that is exactly one empty pong, on a connection that has no
+   * protocol state yet (nothing else was ever received, so no frame is
+   * half-read): the heartbeat's answer, taken without making a `Connection`,
+   * so an idle connection stays as small as it was. Anything else (a pong
+   * with a payload, a mask bit the role forbids, more bytes) goes to the parser.
+   */
+  private emptyPong(chunk: Buffer): boolean {
+    // §5.1: a client masks every frame, a server none.
+    const server = this.setup.role === 'server';
+    if (chunk.length !== (server ? 6 : 2) || chunk[0] !== EMPTY_PONG_B0 || chunk[1] !== (server ? 0x80 : 0x00)) return false;
+    // emit() gathers its arguments into an array: only when someone listens.
+    if (this.listenerCount('pong') > 0) this.emit('pong', EMPTY);
+    return true;
   }
 
   private static onSocketEnd(this: BoundSocket): void {
@@ -794,9 +825,17 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   /** @internal HeartbeatMember: the wheel's ping (only while open; the closing handshake has its own timer). */
   _heartbeatPing(): void {
-    if (this._readyState === OPEN && !this.closeSent) this.ping();
-    // Closing: the close timer bounds what is left, not the heartbeat.
-    else this.flags &= ~F_AWAITING_PONG;
+    if (this._readyState !== OPEN || this.closeSent) {
+      // Closing: the close timer bounds what is left, not the heartbeat.
+      this.flags &= ~F_AWAITING_PONG;
+    } else if (this.setup.role === 'server' && this.sender === null) {
+      // The shared frame, written as it is: a control frame may go between two
+      // frames of a message (§5.4), and nothing waits in a send queue to keep order with.
+      if (!this.socket!.write(SERVER_PING)) this.flags |= F_NEED_DRAIN;
+    } else {
+      // A client masks each frame with a fresh key; a queue keeps order behind a message being compressed.
+      this.ping();
+    }
   }
 
   /** @internal HeartbeatMember: nothing arrived within the timeout after a ping. */

@@ -264,5 +264,7 @@ describe('/metrics: each metric counts what its help says', () => {
     assert.ok(value(samples, 'switchboard_process_cpu_user_seconds_total') > 0);
     assert.ok(value(samples, 'switchboard_process_resident_memory_bytes') > 1e6);
     assert.ok(value(samples, 'switchboard_nodejs_eventloop_lag_seconds') >= 0);
+    // The delay gauges from the server's own sampler (src/server/loop-monitor.ts), under prom-client's names.
+    for (const stat of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) assert.ok(value(samples, `switchboard_nodejs_eventloop_lag_${stat}_seconds`) >= 0);
   });
 });

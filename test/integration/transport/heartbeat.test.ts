@@ -112,3 +112,80 @@ test('client heartbeat against a live server: stays open', async (t) => {
   assert.equal(closed, false);
   assert.equal(client.readyState, WebSocket.OPEN);
 });
+
+test('server heartbeat: every ping is the same two bytes; an empty masked pong answers it without making protocol state, and the first message after it is parsed', async (t) => {
+  const h = harness(t);
+  const { raw, server } = await h.rawPair({ heartbeat: { interval: 60, timeout: 1000 } });
+  raw.socket.setNoDelay(true);
+  const pongs: Buffer[] = [];
+  server.on('pong', (data: Buffer) => pongs.push(data));
+  for (let i = 0; i < 4; i++) {
+    const ping = await raw.readFrame();
+    assert.deepEqual([ping.opcode, ping.fin, ping.masked, ping.payload.length], [0x9, true, false, 0]);
+    raw.write(buildFrame({ opcode: 0xa, payload: '' }));
+    await until(() => pongs.length === i + 1, WAIT, `pong ${i + 1} at the server`);
+  }
+  assert.deepEqual(pongs.map((p) => p.length), [0, 0, 0, 0]);
+  assert.equal(server.readyState, WebSocket.OPEN);
+  // The heartbeat alone left the connection without a frame parser or protocol state (docs/benchmarks.md, "Cost per connection").
+  assert.equal(Reflect.get(server, 'conn'), null);
+  // The first data frame makes them and is parsed as usual.
+  const message = waitEvent<[Buffer, boolean]>(server, 'message');
+  raw.write(buildFrame({ opcode: 0x1, payload: 'first' }));
+  const [data, isBinary] = await message;
+  assert.deepEqual([String(data), isBinary], ['first', false]);
+  server.send('back');
+  // Pings may come in between: read up to the text frame.
+  let frame = await raw.readFrame();
+  while (frame.opcode === 0x9) frame = await raw.readFrame();
+  assert.deepEqual([frame.opcode, String(frame.payload)], [0x1, 'back']);
+});
+
+test('server heartbeat: a pong split over two reads, or one with a payload, is parsed as a frame and answers the ping', async (t) => {
+  const h = harness(t);
+  const { raw, server } = await h.rawPair({ heartbeat: { interval: 60, timeout: 1000 } });
+  raw.socket.setNoDelay(true);
+  const pongs: string[] = [];
+  server.on('pong', (data: Buffer) => pongs.push(String(data)));
+  for (let i = 0; i < 4; i++) {
+    assert.equal((await raw.readFrame()).opcode, 0x9);
+    if (i % 2 === 0) {
+      const pong = buildFrame({ opcode: 0xa, payload: '' });
+      raw.write(pong.subarray(0, 3));
+      await sleep(20);
+      raw.write(pong.subarray(3));
+    } else {
+      raw.write(buildFrame({ opcode: 0xa, payload: 'abc' }));
+    }
+    await until(() => pongs.length === i + 1, WAIT, `pong ${i + 1} at the server`);
+  }
+  assert.deepEqual(pongs, ['', 'abc', '', 'abc']);
+  assert.equal(server.readyState, WebSocket.OPEN);
+});
+
+test('server heartbeat: an unmasked empty pong from a client is not taken as an answer: the connection fails with 1002', async (t) => {
+  const h = harness(t);
+  const { raw, server } = await h.rawPair({ heartbeat: { interval: 60, timeout: 1000 } });
+  const closed = closeOf(server, WAIT);
+  raw.write(buildFrame({ opcode: 0xa, payload: '', mask: false }));
+  let frame = await raw.readFrame();
+  while (frame.opcode === 0x9) frame = await raw.readFrame();
+  assert.equal(frame.opcode, 0x8);
+  assert.equal(frame.payload.readUInt16BE(0), 1002);
+  assert.equal((await closed)[0], 1002);
+});
+
+test('server heartbeat: a silent peer is terminated once the timeout after the ping has passed, not before', async (t) => {
+  const h = harness(t);
+  const timeout = 300;
+  const { raw, server } = await h.rawPair({ heartbeat: { interval: 100, timeout } });
+  server.on('error', () => {});
+  const closed = closeOf(server, 5000);
+  assert.equal((await raw.readFrame()).opcode, 0x9);
+  const pingedAt = performance.now();
+  assert.equal((await closed)[0], 1006);
+  const after = performance.now() - pingedAt;
+  // The wheel keeps deadlines to within one step (here 6 ms); the upper bound is only a generous one (loaded machines).
+  assert.ok(after >= timeout - 20, `terminated ${after.toFixed(0)} ms after the ping (timeout ${timeout} ms)`);
+  assert.ok(after < timeout + 3000, `terminated ${after.toFixed(0)} ms after the ping`);
+});
