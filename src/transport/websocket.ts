@@ -107,11 +107,12 @@ const F_NEED_DRAIN = 1 << 1; // a send() returned false: 'drain' is due
 const F_PAUSED = 1 << 2;
 const F_CLOSE_EMITTED = 1 << 3;
 const F_SOCKET_CLOSED = 1 << 4;
-const F_CORKED = 1 << 5; // corked until the end of this tick
+const F_FLUSH_DUE = 1 << 5; // in the end-of-tick flush list (see flushAtTickEnd)
 const F_AWAITING_PONG = 1 << 6; // HeartbeatMember.awaitingPong
 const F_HB_PINGED = 1 << 7; // HeartbeatMember._hbPinged
 const F_WAS_CLEAN = 1 << 8;
-const BINARY_TYPE_SHIFT = 9; // two bits: an index in BINARY_TYPES
+const F_SOCKET_CORKED = 1 << 9; // the socket is corked until the end of this tick
+const BINARY_TYPE_SHIFT = 10; // two bits: an index in BINARY_TYPES
 const BINARY_TYPES: readonly BinaryType[] = ['nodebuffer', 'arraybuffer', 'fragments', 'blob'];
 const NODEBUFFER = 0;
 const ARRAYBUFFER = 1;
@@ -132,8 +133,40 @@ type BoundSocket = Duplex & { [kWebSocket]?: WebSocket };
 const HELD_MAX_FRAME = 1024;
 const HELD_MAX_BYTES = 64 * 1024;
 
-function uncorkSocket(ws: WebSocket): void {
-  ws._uncork();
+/**
+ * The WebSockets that wrote in this tick, flushed by one `process.nextTick`
+ * for all of them (a tick of a fan-out writes to thousands: one callback
+ * object each was a share of the garbage a game tick made).
+ */
+let flushList: (WebSocket | undefined)[] = [];
+let flushCount = 0;
+/** The other list, kept with its capacity: lists are swapped, not made, per tick. */
+let spareList: (WebSocket | undefined)[] = [];
+
+function flushAll(): void {
+  const list = flushList;
+  const count = flushCount;
+  // A write made while flushing (a 'drain' listener that sends) joins the other list and its own tick.
+  flushList = spareList;
+  flushCount = 0;
+  let thrown: { err: unknown } | null = null;
+  for (let i = 0; i < count; i++) {
+    const ws = list[i]!;
+    list[i] = undefined;
+    try {
+      ws._uncork();
+    } catch (err) {
+      // A listener threw ('drain'): the other sockets are flushed all the same, then it is rethrown.
+      thrown ??= { err };
+    }
+  }
+  spareList = list;
+  if (thrown !== null) throw thrown.err;
+}
+
+function flushAtTickEnd(ws: WebSocket): void {
+  if (flushCount === 0) process.nextTick(flushAll);
+  flushList[flushCount++] = ws;
 }
 
 function notOpen(state: number): InvalidStateError {
@@ -570,17 +603,21 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     const socket = this.socket!;
     // Frames the connection writes on its own (an automatic pong) come without a sender.
     const cb = takeWriteCallback();
-    // Frames written in the same tick (a burst of sends, the replies to a
-    // chunk of pipelined messages) leave in one writev: cork until the tick ends.
-    if (!this.flag(F_CORKED)) {
-      this.flags |= F_CORKED;
-      socket.cork();
-      process.nextTick(uncorkSocket, this);
+    if (!this.flag(F_FLUSH_DUE)) {
+      this.flags |= F_FLUSH_DUE;
+      flushAtTickEnd(this);
     }
     // Small frames without a callback (a fan-out's frames, replies) are gathered and go to the socket
     // as one buffer at the end of the tick: one socket.write per tick instead of one per frame (Node's
     // bookkeeping per write was ~15 % of a cluster node's CPU, docs/benchmarks.md). The bytes are the same.
+    // The socket is not corked for them: one uncorked write skips Node's buffering of corked writes.
     if (cb === undefined && this.hold(chunks)) return;
+    // Larger frames (a burst of sends, the replies to a chunk of pipelined messages) leave in one
+    // writev: the socket is corked until the tick ends.
+    if (!this.flag(F_SOCKET_CORKED)) {
+      this.flags |= F_SOCKET_CORKED;
+      socket.cork();
+    }
     this.flushHeld();
     const last = chunks.length - 1;
     for (let i = 0; i < last; i++) socket.write(chunks[i]!);
@@ -615,9 +652,12 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
 
   /** @internal */
   _uncork(): void {
-    this.flags &= ~F_CORKED;
+    this.flags &= ~F_FLUSH_DUE;
     this.flushHeld();
-    this.socket!.uncork();
+    if (this.flag(F_SOCKET_CORKED)) {
+      this.flags &= ~F_SOCKET_CORKED;
+      this.socket!.uncork();
+    }
     if (this.flag(F_NEED_DRAIN)) this._maybeDrain();
   }
 

@@ -45,8 +45,24 @@ const objectProto = Object.prototype;
  * `what` names it in the answer ("pub.data", "the info claim").
  */
 export function dataProblem(value: unknown, limits: DataLimits, what = 'data'): string | null {
-  // Pairs of (value, depth) on one flat stack: no allocation per value beyond the push.
-  const stack: unknown[] = [value, 0];
+  // A byte array (a game's input or state, MessagePack `bin`) needs no walk.
+  if (value instanceof Uint8Array) return limits.maxNodes >= 1 ? null : `${what} has more than ${limits.maxNodes} values`;
+  // Pairs of (value, depth) on one flat stack, kept between calls (this runs for every message
+  // that carries data); a call made while one runs (a getter in a library call's data) makes its own.
+  const stack = spareStack ?? [];
+  spareStack = null;
+  try {
+    stack.push(value, 0);
+    return walk(stack, limits, what);
+  } finally {
+    stack.length = 0;
+    spareStack = stack;
+  }
+}
+
+let spareStack: unknown[] | null = [];
+
+function walk(stack: unknown[], limits: DataLimits, what: string): string | null {
   let nodes = 0;
   while (stack.length > 0) {
     const depth = stack.pop() as number;
