@@ -761,7 +761,9 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
       return false;
     }
     if (this.setup.role !== 'server') throw new InvalidStateError('WS_ERR_CLIENT_PREPARED_FRAME', 'clients must mask every frame: use send()');
-    this.sendOp({ kind: 'frame', data: frame, cb });
+    // Nothing queued and no callback (a fan-out's frame): straight to the connection, no op object.
+    if (this.sender === null && cb === undefined) this.connOf().sendPrepared(frame);
+    else this.sendOp({ kind: 'frame', data: frame, cb });
     return this.checkBackpressure();
   }
 

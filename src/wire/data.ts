@@ -51,22 +51,38 @@ export function dataProblem(value: unknown, limits: DataLimits, what = 'data'): 
   // that carries data); a call made while one runs (a getter in a library call's data) makes its own.
   const stack = spareStack ?? [];
   spareStack = null;
+  const walked = { high: 0 };
   try {
-    stack.push(value, 0);
-    return walk(stack, limits, what);
+    return walk(stack, value, limits, what, walked);
   } finally {
-    stack.length = 0;
-    spareStack = stack;
+    // Cleared, not shortened (a shortened array gives its storage back and grows again next call);
+    // one that grew large is let go.
+    if (walked.high <= KEEP_STACK_UP_TO) {
+      stack.fill(undefined, 0, walked.high);
+      spareStack = stack;
+    } else {
+      spareStack = [];
+    }
   }
 }
 
+/** Entries of the spare stack kept between calls (a walk of 2,048 values at a time). */
+const KEEP_STACK_UP_TO = 4096;
 let spareStack: unknown[] | null = [];
 
-function walk(stack: unknown[], limits: DataLimits, what: string): string | null {
+function walk(stack: unknown[], value: unknown, limits: DataLimits, what: string, walked: { high: number }): string | null {
   let nodes = 0;
-  while (stack.length > 0) {
-    const depth = stack.pop() as number;
-    const v = stack.pop();
+  let top = 0;
+  let high = 0;
+  const push = (v: unknown, depth: number): void => {
+    stack[top++] = v;
+    stack[top++] = depth;
+    if (top > high) high = walked.high = top;
+  };
+  push(value, 0);
+  while (top > 0) {
+    const depth = stack[--top] as number;
+    const v = stack[--top];
     if (++nodes > limits.maxNodes) return `${what} has more than ${limits.maxNodes} values`;
     switch (typeof v) {
       case 'boolean':
@@ -82,7 +98,7 @@ function walk(stack: unknown[], limits: DataLimits, what: string): string | null
         if (v instanceof Uint8Array) continue;
         if (depth >= limits.maxDepth) return `${what} is nested deeper than ${limits.maxDepth} levels`;
         if (Array.isArray(v)) {
-          for (let i = v.length - 1; i >= 0; i--) stack.push(v[i], depth + 1);
+          for (let i = v.length - 1; i >= 0; i--) push(v[i], depth + 1);
           continue;
         }
         const proto = Object.getPrototypeOf(v) as unknown;
@@ -91,7 +107,7 @@ function walk(stack: unknown[], limits: DataLimits, what: string): string | null
           if (!Object.prototype.hasOwnProperty.call(v, key)) continue;
           if (key === '__proto__') return `${what} holds the key "__proto__"`;
           if (!isWellFormed(key)) return `${what} holds a key with a lone surrogate (not valid Unicode)`;
-          stack.push((v as Record<string, unknown>)[key], depth + 1);
+          push((v as Record<string, unknown>)[key], depth + 1);
         }
         continue;
       }
