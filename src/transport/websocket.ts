@@ -154,7 +154,7 @@ function flushAll(): void {
     const ws = list[i]!;
     list[i] = undefined;
     try {
-      ws._uncork();
+      ws._flushTick();
     } catch (err) {
       // A listener threw ('drain'): the other sockets are flushed all the same, then it is rethrown.
       thrown ??= { err };
@@ -650,8 +650,8 @@ export class WebSocket extends EventEmitter implements ConnectionHandler, Heartb
     if (!socket.write(held.length === 1 ? held[0]! : Buffer.concat(held, bytes))) this.flags |= F_NEED_DRAIN;
   }
 
-  /** @internal */
-  _uncork(): void {
+  /** @internal The end of a tick in which this WebSocket wrote (flushAll): gathered frames out, the socket uncorked. */
+  _flushTick(): void {
     this.flags &= ~F_FLUSH_DUE;
     this.flushHeld();
     if (this.flag(F_SOCKET_CORKED)) {

@@ -73,11 +73,10 @@ let spareStack: unknown[] | null = [];
 function walk(stack: unknown[], value: unknown, limits: DataLimits, what: string, walked: { high: number }): string | null {
   let nodes = 0;
   let top = 0;
-  let high = 0;
   const push = (v: unknown, depth: number): void => {
     stack[top++] = v;
     stack[top++] = depth;
-    if (top > high) high = walked.high = top;
+    if (top > walked.high) walked.high = top;
   };
   push(value, 0);
   while (top > 0) {
