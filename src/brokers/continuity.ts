@@ -17,8 +17,14 @@
  *   without history), the rest is delivered anyway: the subscriber sees the
  *   jump in offsets, as a client that missed messages would, and resumes or
  *   reloads (the SDK resubscribes on a gap).
- * - another epoch starts over from that publication (history was lost; the
- *   subscribers' own epoch checks take it from there).
+ * - another epoch means history was lost since the last position (a
+ *   failover to a replica, a restart without persistence), and the new
+ *   stream began at offset 1, after that position: its offsets count from 0
+ *   like a gap (a publication at offset 3 of a new epoch refills 1 and 2),
+ *   and a refill that finds history in another epoch delivers what the new
+ *   one has. The subscribers' own epoch checks take it from there. (A node
+ *   whose shard subscription moved in a failover may miss the first
+ *   publications of the new epoch: they come back this way.)
  * Volatile publications and channels reached only through patterns pass
  * through untouched: volatile ones have no offsets of their own, and keeping
  * a position for every channel a pattern ever matched would grow without
@@ -111,11 +117,12 @@ export class Continuity implements BrokerHandler {
 
   /** One live publication on a tracked channel, no refill running. */
   #next(channel: string, track: Track, pub: Publication): void {
-    const last = track.position;
-    if (last === null || pub.epoch !== last.epoch) {
+    const position = track.position;
+    if (position === null) {
       this.#accept(track, pub);
       return;
     }
+    const last = pub.epoch === position.epoch ? position : { offset: 0, epoch: pub.epoch };
     if (pub.offset <= last.offset) return;
     if (pub.offset === last.offset + 1) {
       this.#accept(track, pub);
@@ -133,12 +140,16 @@ export class Continuity implements BrokerHandler {
 
   async #refill(channel: string, track: Track, since: StreamPosition, reportRefilled = false): Promise<void> {
     try {
-      const result = await this.#options.history(channel, since);
+      let result = await this.#options.history(channel, since);
+      // History is in another epoch (lost since `since`): all of the new stream came after it.
+      if (result.position.epoch !== since.epoch && result.position.offset > 0 && this.#tracks.get(channel) === track) {
+        result = await this.#options.history(channel, { offset: 0, epoch: result.position.epoch });
+      }
       if (this.#tracks.get(channel) !== track) return;
       let refilled = 0;
       for (const pub of result.publications) {
-        const last = track.position!;
-        if (pub.epoch === last.epoch && pub.offset > last.offset) {
+        const last = track.position;
+        if (last === null || pub.epoch !== last.epoch || pub.offset > last.offset) {
           this.#accept(track, pub);
           refilled++;
         }

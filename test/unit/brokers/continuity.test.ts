@@ -9,8 +9,12 @@ import { Continuity } from '../../../src/brokers/continuity.js';
 
 const pub = (offset: number, epoch = 'e', channel = 'c', extra: Partial<Publication> = {}): Publication => ({ channel, offset, epoch, data: offset, time: 0, ...extra });
 
-/** A history of offsets 1..n in epoch 'e' (minus `evicted`), answered when `release()` is called. */
-function setup(options: { upTo?: number; evicted?: number[]; fail?: boolean } = {}) {
+/**
+ * A history of offsets 1..n in `epoch` ('e' by default; minus `evicted`), answered when `release()` is
+ * called. Asked from a position in another epoch, it answers as the brokers do: its position, nothing else.
+ */
+function setup(options: { upTo?: number; evicted?: number[]; fail?: boolean; epoch?: string } = {}) {
+  const epoch = options.epoch ?? 'e';
   const delivered: string[] = [];
   const gaps: Array<[string, number]> = [];
   const errors: unknown[] = [];
@@ -22,8 +26,9 @@ function setup(options: { upTo?: number; evicted?: number[]; fail?: boolean } = 
       await new Promise<void>((resolve) => (release = resolve));
       if (options.fail) throw new Error('broker down');
       const publications: Publication[] = [];
-      for (let o = since.offset + 1; o <= (options.upTo ?? 0); o++) if (!options.evicted?.includes(o)) publications.push(pub(o, 'e', channel));
-      return { publications, position: { offset: options.upTo ?? 0, epoch: 'e' }, recovered: !options.evicted?.length } satisfies HistoryResult;
+      const same = since.epoch === epoch;
+      if (same) for (let o = since.offset + 1; o <= (options.upTo ?? 0); o++) if (!options.evicted?.includes(o)) publications.push(pub(o, epoch, channel));
+      return { publications, position: { offset: options.upTo ?? 0, epoch }, recovered: same && !options.evicted?.length } satisfies HistoryResult;
     },
     onGap: (channel, missing) => gaps.push([channel, missing]),
     onError: (err) => errors.push(err),
@@ -94,6 +99,47 @@ describe('Continuity', () => {
     s.c.onPublication(pub(2, 'x', 'other'));
     s.c.onJoin('c', { client: 'k', user: 'u' });
     assert.deepEqual(s.delivered, ['c:e:5', 'c:f:1', 'c:f:0v', 'other:x:9', 'other:x:2', 'join c k']);
+  });
+
+  it('another epoch from offset 2 on: the new stream began at 1, and what is missing of it is refilled', async () => {
+    const s = setup({ upTo: 3, epoch: 'f' });
+    s.c.onPublication(pub(5));
+    s.c.onPublication(pub(3, 'f'));
+    s.c.onPublication(pub(4, 'f'));
+    await s.settle();
+    assert.deepEqual(s.delivered, ['c:e:5']);
+    assert.deepEqual(s.asked, [{ offset: 0, epoch: 'f' }]);
+    assert.deepEqual(s.gaps, [['c', 2]]);
+    s.release();
+    await s.settle();
+    assert.deepEqual(s.delivered, ['c:e:5', 'c:f:1', 'c:f:2', 'c:f:3', 'c:f:4']);
+  });
+
+  it('resync after a failover: history is in a new epoch, and all it has is delivered (the live copies were lost with the old subscription)', async () => {
+    const s = setup({ upTo: 2, epoch: 'f' });
+    s.c.onPublication(pub(1));
+    s.c.onPublication(pub(2));
+    const done = s.c.resync();
+    s.c.onPublication(pub(3, 'f'));
+    s.release();
+    await s.settle();
+    s.release();
+    await done;
+    assert.deepEqual(s.asked, [{ offset: 2, epoch: 'e' }, { offset: 0, epoch: 'f' }]);
+    assert.deepEqual(s.delivered, ['c:e:1', 'c:e:2', 'c:f:1', 'c:f:2', 'c:f:3']);
+    assert.deepEqual(s.c.position('c'), { offset: 3, epoch: 'f' });
+  });
+
+  it('resync in the same epoch as the position: one read; a later epoch with nothing in it yet: nothing delivered, the position stays', async () => {
+    const s = setup({ upTo: 0, epoch: 'f' });
+    s.c.onPublication(pub(1));
+    const done = s.c.resync();
+    s.release();
+    await done;
+    assert.deepEqual(s.asked, [{ offset: 1, epoch: 'e' }], 'a new epoch at offset 0 has nothing to read');
+    assert.deepEqual(s.delivered, ['c:e:1']);
+    s.c.onPublication(pub(1, 'f'));
+    assert.deepEqual(s.delivered, ['c:e:1', 'c:f:1']);
   });
 
   it('resync after a reconnect refills every tracked channel from its last position', async () => {

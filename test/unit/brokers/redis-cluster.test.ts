@@ -53,6 +53,22 @@ async function channelsOnShards(cluster: RedisCluster, stem: string, count: numb
   return out;
 }
 
+/** What each node says about a channel's shard subscription, and what the subscriber got: for a failure's message. */
+async function shardState(cluster: RedisCluster, channel: string, got: Map<string, Publication[]>): Promise<string> {
+  const name = channelKeys('sb:', channel).pubsub;
+  const lines = [`got: ${JSON.stringify((got.get(channel) ?? []).map((p) => [p.offset, p.epoch, p.data]))}`];
+  for (const node of cluster.nodes) {
+    const role = /role:(\w+)/.exec(await redisCli(node.port, 'INFO', 'replication').catch(() => ''))?.[1];
+    const subs = (await redisCli(node.port, 'PUBSUB', 'SHARDNUMSUB', name).catch((e: Error) => e.message)).split('\n')[1];
+    const clients = (await redisCli(node.port, 'CLIENT', 'LIST').catch(() => ''))
+      .split('\n')
+      .filter((l) => /name=\S*sub/.test(l))
+      .map((l) => l.replace(/^.*?(addr=\S+).*?(name=\S+).*?(sub=\d+ psub=\d+ ssub=\d+).*$/, '$1 $2 $3'));
+    lines.push(`${node.port} ${role}: shardnumsub ${subs}; ${clients.join(' | ')}`);
+  }
+  return lines.join('\n');
+}
+
 /**
  * A Redis Cluster for the tests of one describe block (`cluster()`), and
  * `pair()`: a publishing and a subscribing broker on it, ready, closed after
@@ -271,7 +287,9 @@ describe('redis broker on Redis Cluster (3 masters, a replica each): a master fa
     assert.equal(h.recovered, false);
     // The stream's epoch stays from now on (the script recorded the new master's replication id).
     assert.deepEqual([(await publisher.publish(channel, 5, H)).epoch, (await publisher.publish(channel, 6, H)).offset], [next.epoch, 3]);
-    await until(() => (got.get(channel) ?? []).some((p) => p.data === 6), 15_000, 'the publications after the failover at the subscriber');
+    await until(() => (got.get(channel) ?? []).some((p) => p.data === 6), 15_000, 'the publications after the failover at the subscriber').catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await shardState(cluster, channel, got)}`);
+    });
     const after = got.get(channel)!.filter((p) => p.epoch === next.epoch);
     assert.deepEqual(after.map((p) => [p.offset, p.data]), [[1, 4], [2, 5], [3, 6]], 'after the failover: each once, in order');
   });

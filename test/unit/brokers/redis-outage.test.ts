@@ -123,6 +123,39 @@ describe('redis broker: Redis down 3 s and back', () => {
     }
   });
 
+  it('a dropped subscriber connection while the stream was lost (FLUSHALL): the new epoch published meanwhile is refilled from its start', async () => {
+    const node = new RedisBroker({ url: server().url, onError: () => {} });
+    const other = new RedisBroker({ url: server().url });
+    const admin = new Redis(server().url);
+    const rec = new BrokerRecorder(5000);
+    node.setHandler(rec);
+    const H = { history: { size: 100, ttlMs: 0 } };
+    try {
+      await Promise.all([node.ready(), other.ready()]);
+      await node.subscribe('lost');
+      for (let i = 1; i <= 3; i++) await other.publish('lost', i, H);
+      await rec.waitFor(3);
+      await admin.flushall();
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // the subscriber reconnects after >= 50 ms
+      const epochs = new Set<string>();
+      for (const data of ['a', 'b', 'c']) epochs.add((await other.publish('lost', data, H)).epoch);
+      await rec.waitFor('c').catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify(rec.pubs.map((p) => [p.epoch, p.offset, p.data]))}`);
+      });
+      const [old] = new Set(rec.pubs.slice(0, 3).map((p) => p.epoch));
+      assert.equal(epochs.size, 1);
+      assert.notEqual([...epochs][0], old, 'FLUSHALL: a new epoch');
+      assert.deepEqual(
+        rec.pubs.map((p) => [p.epoch === old ? 'old' : 'new', p.offset, p.data]),
+        [['old', 1, 1], ['old', 2, 2], ['old', 3, 3], ['new', 1, 'a'], ['new', 2, 'b'], ['new', 3, 'c']],
+      );
+    } finally {
+      admin.disconnect();
+      await node.close();
+      await other.close();
+    }
+  });
+
   it('the first operations wait (bounded) for a Redis that is not there, then reject', async () => {
     const nowhere = `redis://127.0.0.1:${await freePort()}`;
     const node = new RedisBroker({ url: nowhere, connectTimeoutMs: 300, redis: REDIS_OPTIONS, onError: () => {} });
