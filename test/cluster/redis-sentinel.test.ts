@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RedisSentinelGroup } from '../support/redis.js';
+import { RedisSentinelGroup, redisCli } from '../support/redis.js';
 import { clusterForSuite } from '../support/server-hooks.js';
 import { sleep } from '../support/wait.js';
 import { channel, rt } from './scenarios.js';
@@ -37,6 +37,10 @@ test('redis sentinel: publish on node 1 reaches node 2; SENTINEL FAILOVER → th
 
   const promoted = await sentinel.failover();
   assert.equal(promoted, replica.port, 'the sentinel names the replica as master');
+  // The old master takes writes until the nodes follow the sentinel (its +switch-master) or it is
+  // demoted: Sentinel's split-brain window, where a publication is acknowledged in the old epoch and
+  // goes with the old master's data. The rule tested here is for what the new master hands out.
+  await waitClients(promoted, { 'switchboard-cmd': 2, 'switchboard-sub': 2 }, 20_000);
 
   // Publications while the nodes move to the new master may get 503; then they work again.
   const deadline = Date.now() + 20_000;
@@ -68,3 +72,15 @@ test('redis sentinel: publish on node 1 reaches node 2; SENTINEL FAILOVER → th
   const next = await publisher.ok('pub', { channel: ch, data: 'next' });
   assert.deepEqual([next.offset, next.epoch], [2, after.epoch]);
 });
+
+/** Wait (bounded) until the Redis on `port` has at least this many connections of each name (`CLIENT SETNAME`). */
+async function waitClients(port: number, want: Record<string, number>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = await redisCli(port, 'CLIENT', 'LIST').catch(() => '');
+    const names = [...list.matchAll(/\bname=(\S*)/g)].map((m) => m[1]);
+    if (Object.entries(want).every(([name, count]) => names.filter((n) => n === name).length >= count)) return;
+    if (Date.now() > deadline) throw new Error(`the nodes did not follow to the new master within ${timeoutMs} ms (${JSON.stringify(want)}); CLIENT LIST:\n${list}`);
+    await sleep(100);
+  }
+}
