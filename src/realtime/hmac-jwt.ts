@@ -75,7 +75,7 @@ export function verifyHmacJwt(token: string, options: HmacVerifyOptions, nowMs: 
 
   const mac = createHmac(hash, options.secret).update(token.slice(0, dot2)).digest();
   const signature = Buffer.from(signaturePart, 'base64url');
-  if (signature.length !== mac.length || !timingSafeEqual(signature, mac)) return null;
+  if (!equalInConstantTime(signature, mac)) return null;
   // The canonical encoding only (jose's decoder may differ on stray trailing bits); the MAC
   // matched already, so this comparison reveals nothing about the secret.
   if (signaturePart !== mac.toString('base64url')) return null;
@@ -106,4 +106,13 @@ function parseJsonObject(bytes: Buffer): Record<string, unknown> | null {
     return null;
   }
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
+/**
+ * Whether a secret (or a MAC of one) given by a peer is the expected one, without the time
+ * taken telling how much of it matched. A length that differs answers at once: lengths here
+ * are public (a MAC's size, a key's configured length).
+ */
+export function equalInConstantTime(given: Buffer, expected: Buffer): boolean {
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }

@@ -18,6 +18,7 @@
  * session, never stored.
  */
 import { createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { equalInConstantTime } from '../realtime/hmac-jwt.js';
 
 /** Cookie name of the admin session. */
 export const ADMIN_COOKIE = 'sb_admin';
@@ -81,7 +82,7 @@ export class AdminSessions {
     const [exp, nonce, mac] = parts as [string, string, string];
     const expected = Buffer.from(this.mac(`${exp}.${nonce}`));
     const given = Buffer.from(mac);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+    if (!equalInConstantTime(given, expected)) return null;
     const expiresAt = parseInt(exp, 36);
     if (!Number.isSafeInteger(expiresAt) || expiresAt <= this.now()) return null;
     if (this.revoked.has(nonce)) return null;
@@ -97,7 +98,7 @@ export class AdminSessions {
     if (token === undefined) return false;
     const expected = Buffer.from(this.csrfToken(session));
     const given = Buffer.from(token);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    return equalInConstantTime(given, expected);
   }
 
   /** Log out: the session's cookie is refused from now on (on this node). */

@@ -4,7 +4,7 @@
  * close, stats, tickets) and, in development mode, `/dev/token`. The API speaks
  * JSON and answers every refusal as `{"error": message}` with its status.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { equalInConstantTime } from '../realtime/hmac-jwt.js';
 import type http from 'node:http';
 import type { Broker, HistoryResult, PresenceStore } from '../brokers/broker.js';
 import type { ClientInfo } from '../wire/messages.js';
@@ -244,7 +244,7 @@ export class HttpApi {
   private isApiKey(candidate: string): boolean {
     if (!this.apiKey) return false;
     const given = Buffer.from(candidate);
-    return given.length === this.apiKey.length && timingSafeEqual(given, this.apiKey);
+    return equalInConstantTime(given, this.apiKey);
   }
 
   private requireApiKey(req: http.IncomingMessage): void {
