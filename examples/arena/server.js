@@ -96,7 +96,7 @@ export function startArena(host, options = {}) {
   let loop = null;
   let stopped = false;
   const begin = () => {
-    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption, onTick, betweenTicks: collectYoungGeneration() });
+    if (!stopped) loop ??= startTickLoop(config.tickHz, tick, { onError: report, now: nowOption, onTick });
   };
   if (autoStart !== false) begin();
 
@@ -160,19 +160,4 @@ export function startArena(host, options = {}) {
 /** What a client needs to know of the configuration (all of it is harmless). */
 export function publicConfig(/** @type {ArenaConfig} */ c) {
   return { ...c };
-}
-
-/**
- * With `node --expose-gc`: a young-generation collection right after each tick, when
- * little of what the tick made is still alive, so the collection is short and does not
- * land in the middle of the next tick's fan-out (where thousands of writes in flight
- * survive it and the pause grows to ~10 ms). Without the flag: nothing (V8 decides).
- * @returns {((idleMs: number) => void) | undefined}
- */
-function collectYoungGeneration() {
-  const gc = /** @type {((options?: { type?: 'minor' | 'major' }) => void) | undefined} */ (globalThis.gc);
-  if (typeof gc !== 'function') return undefined;
-  return (idleMs) => {
-    if (idleMs > 4) gc({ type: 'minor' });
-  };
 }

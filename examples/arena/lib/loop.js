@@ -80,11 +80,9 @@ const processCpuMs =
 /**
  * @param {number} tickHz
  * @param {() => void} tick the work of one tick (an exception goes to `onError`; the loop goes on)
- * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null, onTick?: (record: TickRecord) => void, betweenTicks?: (idleMs: number) => void }} [options] `now`: the clock, ms;
+ * @param {{ onError?: (err: unknown) => void, now?: () => number, cpu?: () => number | null, onTick?: (record: TickRecord) => void }} [options] `now`: the clock, ms;
  *   `cpu`: the process's CPU time so far, ms (default `process.cpuUsage()`; null: not known);
- *   `onTick`: called with each finished tick's numbers (a benchmark's per-tick log; the record object is reused);
- *   `betweenTicks`: called once a tick's work is done, with the ms left until the next one is due
- *   (work that should happen when no tick runs, such as a young-generation collection)
+ *   `onTick`: called with each finished tick's numbers (a benchmark's per-tick log; the record object is reused)
  */
 export function startTickLoop(tickHz, tick, options = {}) {
   const now = options.now ?? (() => performance.now());
@@ -107,7 +105,6 @@ export function startTickLoop(tickHz, tick, options = {}) {
   let lateMs = 0;
   let syncMs = 0;
   const onTick = options.onTick;
-  const betweenTicks = options.betweenTicks;
   /** @type {TickRecord} */
   const record = { startMs: 0, lateMs: 0, syncMs: 0, workMs: 0, cpuMs: 0 };
 
@@ -156,14 +153,6 @@ export function startTickLoop(tickHz, tick, options = {}) {
       start = t1;
       n = 0;
       next = t1;
-    }
-    const idleMs = next - now();
-    if (betweenTicks !== undefined) {
-      try {
-        betweenTicks(idleMs);
-      } catch (err) {
-        options.onError?.(err);
-      }
     }
     timer = setTimeout(run, Math.max(0, next - now()));
   };

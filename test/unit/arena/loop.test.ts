@@ -127,27 +127,4 @@ describe('arena tick loop', () => {
       loop.stop();
     }
   });
-
-  it('betweenTicks runs once after each tick, outside its work, with the time left until the next is due', async () => {
-    let clock = 0;
-    const idle: number[] = [];
-    // 50 Hz: a period of 20 ms, the first tick due at 20; each tick takes 5, and betweenTicks 7 more that no tick counts.
-    const loop = startTickLoop(50, () => (clock += 5), {
-      now: () => clock,
-      betweenTicks: (ms) => {
-        idle.push(ms);
-        clock += 7;
-      },
-    });
-    try {
-      await until(() => loop.stats().ticks >= 3, BOUND, 'three ticks');
-      const s = loop.stats();
-      assert.equal(s.maxMs, 5, 'not in the work');
-      assert.ok(idle.length >= 3 && idle.length <= s.ticks, `once per tick: ${idle.length} for ${s.ticks}`);
-      // The scripted clock moves only by what the ticks and betweenTicks add: due at 40, 60, 80; ticks end at 5, 17, 29.
-      assert.deepEqual(idle.slice(0, 3), [35, 43, 51]);
-    } finally {
-      loop.stop();
-    }
-  });
 });
