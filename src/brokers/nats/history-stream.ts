@@ -59,7 +59,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { unavailable, type Link } from './connection.js';
-import { decodeRecord, encodeRecord, KIND_HISTORY, KIND_RESET, type StoredRecord } from './records.js';
+import { decodeRecord, encodeRecord, firstOffset, KIND_HISTORY, KIND_RESET, splitRecord, type StoredRecord } from './records.js';
 import { channelTokens } from './subjects.js';
 
 const NS_PER_MS = 1_000_000;
@@ -198,15 +198,15 @@ export class HistoryStream {
   }
 
   /**
-   * Append `record` after `expectSeq` (the channel's head, 0 if quiet).
+   * Append `record` (or its encoding) after `expectSeq` (the channel's head, 0 if quiet).
    * Resolves with its sequence, `'conflict'` when the head moved, or
    * `{ duplicate }` when `msgId` was seen (the first record's sequence).
    */
-  async append(channel: string, record: StoredRecord, expectSeq: number, msgId?: string): Promise<{ seq: number; duplicate: boolean } | 'conflict'> {
+  async append(channel: string, record: StoredRecord | Uint8Array, expectSeq: number, msgId?: string): Promise<{ seq: number; duplicate: boolean } | 'conflict'> {
     const opts: Parameters<JetStreamClient['publish']>[2] = { expect: { lastSubjectSequence: expectSeq }, timeout: this.options.requestTimeoutMs };
     if (msgId !== undefined) opts.msgID = msgId;
     try {
-      const ack = await this.js.publish(this.subject(channel), encodeRecord(record), opts);
+      const ack = await this.js.publish(this.subject(channel), record instanceof Uint8Array ? record : encodeRecord(record), opts);
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       if (apiCode(err) === WRONG_LAST_SEQUENCE) return 'conflict';
@@ -240,12 +240,16 @@ export class HistoryStream {
     const limit = Math.min(max, h.size);
     const ttl = h.ttlMs > 0 ? h.ttlMs : Infinity;
     let r: StoredRecord | undefined = h;
-    while (r !== undefined && out.length < limit) {
-      if (r.kind !== KIND_HISTORY || r.epoch !== h.epoch || r.offset <= after) break;
-      if (now - r.time >= ttl) break; // expired, and so is everything before it
-      if (out.length > 0 && r.offset !== out[out.length - 1]!.offset - 1) break; // never skip over a hole
-      out.push(r);
-      if (r.prev === 0 || r.offset === 1) break;
+    while (r !== undefined) {
+      if (r.kind !== KIND_HISTORY || r.epoch !== h.epoch) return out;
+      // A record of a run holds several publications: each counts on its own.
+      for (const p of splitRecord(r)) {
+        if (out.length >= limit || p.offset <= after) return out;
+        if (now - p.time >= ttl) return out; // expired, and so is everything before it
+        if (out.length > 0 && p.offset !== out[out.length - 1]!.offset - 1) return out; // never skip over a hole
+        out.push(p);
+      }
+      if (r.prev === 0 || firstOffset(r) <= 1) return out;
       r = await this.get(r.prev);
     }
     return out;

@@ -56,7 +56,7 @@ import type {
 import { Continuity } from '../continuity.js';
 import { asBrokerError, brokerError, closedError, invalidChannel, Link, type NatsConnectOptions } from './connection.js';
 import { HistoryStream, messageId, randomId, type Head } from './history-stream.js';
-import { decodeFanout, encodePresence, encodePublication, KIND_HISTORY, KIND_POSITION, recordToPublication, type StoredRecord } from './records.js';
+import { decodeFanout, encodePresence, encodePublication, encodeRecord, KIND_HISTORY, KIND_POSITION, recordToPublication, type EarlierPublication, type StoredRecord } from './records.js';
 import { channelTokens, isValidPrefix, patternFilters } from './subjects.js';
 
 export { NatsPresenceStore, type NatsPresenceOptions } from './presence.js';
@@ -92,6 +92,34 @@ const MAX_HEADS = 10_000;
 const SEEN_WINDOW = 4096;
 /** Rounds of "another node published first" before a publish gives up. */
 const MAX_ATTEMPTS = 100;
+/** The most publications one record of a run holds (see *Group commit*)… */
+const MAX_RUN = 512;
+/** …and the most bytes: a longer run is written as several records (NATS refuses payloads over its max_payload, 1 MiB by default). */
+const MAX_RUN_BYTES = 256 * 1024;
+
+/** One stored publication waiting in its channel's run. */
+interface RunItem {
+  data: unknown;
+  from: ClientInfo | undefined;
+  time: number;
+  done: boolean;
+  resolve(result: PublishResult): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Stored publications of one channel appended as one record (see *Group
+ * commit*): they share the history settings; a publication with an
+ * idempotency key is a run of its own (its key names the record).
+ */
+interface Run {
+  size: number;
+  ttlMs: number;
+  keyTtlMs: number;
+  /** `Nats-Msg-Id` of the key, if any. */
+  msgId: string | undefined;
+  items: RunItem[];
+}
 
 interface NodeSubscription {
   subs: Subscription[];
@@ -127,6 +155,8 @@ export class NatsBroker implements Broker, NodeBus {
   readonly #patterns = new PatternIndex<string>();
   readonly #heads = new Map<string, Head>();
   readonly #queues = new Map<string, Promise<void>>();
+  /** Per channel, the run that publications join until its turn in the channel's queue comes. */
+  readonly #openRuns = new Map<string, Run>();
   readonly #seen = new Set<string>();
   readonly #nodeId = randomId(8);
   #counter = 0;
@@ -288,7 +318,7 @@ export class NatsBroker implements Broker, NodeBus {
     this.#ready(channel);
     try {
       if (options.volatile) return await this.#publishVolatile(channel, data, options);
-      return await this.#serial(channel, () => this.#retryOnLostStream(() => this.#publishStored(channel, data, options)));
+      return await this.#publishStored(channel, data, options);
     } catch (err) {
       throw asBrokerError(err);
     }
@@ -373,49 +403,113 @@ export class NatsBroker implements Broker, NodeBus {
 
   // ---- publishing ---------------------------------------------------------
 
-  async #publishStored(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
-    const now = this.#now();
+  /**
+   * Join the channel's open run, or open one and queue it (see *Group
+   * commit*). A publication with a key, or with other history settings
+   * than the open run's, opens a run of its own; later ones join the newest
+   * run, so the queue keeps the order in which they were made.
+   */
+  #publishStored(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
     const stream = this.#stream;
     const history = options.history;
     const size = history !== undefined && history.size > 0 ? Math.min(Math.floor(history.size), stream.options.maxHistorySize) : 0;
+    const ttlMs = size > 0 && history!.ttlMs > 0 ? history!.ttlMs : 0;
     const key = options.idempotencyKey;
-    const keyTtlMs = key === undefined ? 0 : Math.min(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS, stream.options.duplicateWindowMs);
-    const baseId = key === undefined ? undefined : messageId(channel, key);
-    let msgId = baseId;
+    let run = key === undefined ? this.#openRuns.get(channel) : undefined;
+    if (run === undefined || run.size !== size || run.ttlMs !== ttlMs || run.items.length >= MAX_RUN) {
+      const opened: Run = {
+        size,
+        ttlMs,
+        keyTtlMs: key === undefined ? 0 : Math.min(options.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS, stream.options.duplicateWindowMs),
+        msgId: key === undefined ? undefined : messageId(channel, key),
+        items: [],
+      };
+      if (key === undefined) this.#openRuns.set(channel, opened);
+      else this.#openRuns.delete(channel); // what comes after a keyed publication goes after it
+      void this.#serial(channel, async () => {
+        if (this.#openRuns.get(channel) === opened) this.#openRuns.delete(channel);
+        try {
+          await this.#retryOnLostStream(() => this.#appendRun(channel, opened, opened.items));
+        } catch (err) {
+          for (const item of opened.items) if (!item.done) item.reject(err);
+        }
+      });
+      run = opened;
+    }
+    const items = run.items;
+    return new Promise<PublishResult>((resolve, reject) => {
+      items.push({ data, from: options.from, time: this.#now(), done: false, resolve, reject });
+    });
+  }
+
+  /**
+   * Append `items` of `run` (those not yet appended: a retry after a lost
+   * stream) as one record after the channel's head, then fan them out and
+   * answer them. A record over MAX_RUN_BYTES is split in two.
+   */
+  async #appendRun(channel: string, run: Run, all: RunItem[]): Promise<void> {
+    const items = all.filter((item) => !item.done);
+    if (items.length === 0) return;
+    const stream = this.#stream;
+    const { size, ttlMs, keyTtlMs } = run;
+    let msgId = run.msgId;
     let head = this.#heads.get(channel) ?? (await stream.head(channel));
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const newest = items[items.length - 1]!;
+      const base = head === undefined ? 0 : head.record.offset;
       const record: StoredRecord = {
         kind: size > 0 ? KIND_HISTORY : KIND_POSITION,
-        offset: head === undefined ? 1 : head.record.offset + 1,
-        epoch: head === undefined ? stream.quietEpoch(now) : head.record.epoch,
-        time: now,
+        offset: base + items.length,
+        epoch: head === undefined ? stream.quietEpoch(newest.time) : head.record.epoch,
+        time: newest.time,
         size,
-        ttlMs: size > 0 && history!.ttlMs > 0 ? history!.ttlMs : 0,
+        ttlMs,
         prev: head?.seq ?? 0,
         keyTtlMs,
       };
       if (size > 0) {
-        record.data = data;
-        if (options.from !== undefined) record.from = options.from;
+        record.data = newest.data;
+        if (newest.from !== undefined) record.from = newest.from;
       }
-      const r = await stream.append(channel, record, head?.seq ?? 0, msgId);
+      if (items.length > 1) {
+        record.earlier = items.slice(0, -1).map((item): EarlierPublication => {
+          if (size === 0) return { time: item.time };
+          return item.from === undefined ? { time: item.time, data: item.data } : { time: item.time, data: item.data, from: item.from };
+        });
+      }
+      const bytes = encodeRecord(record);
+      if (bytes.length > MAX_RUN_BYTES && items.length > 1) {
+        const half = Math.ceil(items.length / 2);
+        await this.#appendRun(channel, run, items.slice(0, half));
+        await this.#appendRun(channel, run, items.slice(half));
+        return;
+      }
+      const r = await stream.append(channel, bytes, head?.seq ?? 0, msgId);
       if (r === 'conflict') {
         head = await stream.head(channel); // another node published first
         continue;
       }
       if (r.duplicate) {
+        // Only a keyed run (one publication) has a message id.
         const first = await stream.get(r.seq);
-        if (first !== undefined && first.keyTtlMs > 0 && now - first.time < first.keyTtlMs) {
-          return { offset: first.offset, epoch: first.epoch, duplicate: true };
+        if (first !== undefined && first.keyTtlMs > 0 && newest.time - first.time < first.keyTtlMs) {
+          newest.done = true;
+          newest.resolve({ offset: first.offset, epoch: first.epoch, duplicate: true });
+          return;
         }
-        msgId = `${baseId}:${r.seq}`; // that key expired: follow the chain (history-stream.ts, *Idempotency*)
+        msgId = `${run.msgId}:${r.seq}`; // that key expired: follow the chain (history-stream.ts, *Idempotency*)
         continue;
       }
       this.#remember(channel, { seq: r.seq, record });
-      const pub: Publication = { channel, offset: record.offset, epoch: record.epoch, data, time: now };
-      if (options.from !== undefined) pub.from = options.from;
-      this.#fanout(pub);
-      return { offset: record.offset, epoch: record.epoch, duplicate: false };
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
+        const pub: Publication = { channel, offset: base + 1 + i, epoch: record.epoch, data: item.data, time: item.time };
+        if (item.from !== undefined) pub.from = item.from;
+        this.#fanout(pub);
+        item.done = true;
+        item.resolve({ offset: pub.offset, epoch: pub.epoch, duplicate: false });
+      }
+      return;
     }
     throw brokerError('RT_ERR_BROKER_UNAVAILABLE', `publish on ${JSON.stringify(channel)}: gave up after ${MAX_ATTEMPTS} conflicting publishes`);
   }

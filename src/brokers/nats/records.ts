@@ -17,9 +17,25 @@ export const KIND_POSITION = 1;
 /** Written by removeHistory: offset 0 of a new epoch, nothing before it counts. */
 export const KIND_RESET = 2;
 
-/** One JetStream message of the history stream (its subject names the channel). */
+/** A publication a record holds before its newest one (see StoredRecord#earlier). */
+export interface EarlierPublication {
+  time: number;
+  /** Absent in a record without history (it carries positions only). */
+  data?: unknown;
+  from?: ClientInfo;
+}
+
+/**
+ * One JetStream message of the history stream (its subject names the channel).
+ * A record may hold a run of publications that one node made while its
+ * previous append was in flight (group commit: one compare-and-set for the
+ * run): `offset`, `time`, `data` and `from` are the newest one's, `earlier`
+ * the others', oldest first, at offsets `offset - earlier.length` to
+ * `offset - 1`. They share the epoch and the history settings.
+ */
 export interface StoredRecord {
   kind: number;
+  /** The newest publication's offset (a record with `earlier` holds the ones just before it too). */
   offset: number;
   epoch: string;
   time: number;
@@ -32,12 +48,15 @@ export interface StoredRecord {
   keyTtlMs: number;
   data?: unknown;
   from?: ClientInfo;
+  earlier?: EarlierPublication[];
 }
 
 const ENCODE = { ignoreUndefined: true } as const;
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
-  return packMsgpack([VERSION, r.kind, r.offset, r.epoch, r.time, r.size, r.ttlMs, r.prev, r.keyTtlMs, r.data, r.from], ENCODE);
+  const fields: unknown[] = [VERSION, r.kind, r.offset, r.epoch, r.time, r.size, r.ttlMs, r.prev, r.keyTtlMs, r.data, r.from];
+  if (r.earlier !== undefined && r.earlier.length > 0) fields.push(r.earlier.map((e) => (r.kind === KIND_HISTORY ? [e.time, e.data, e.from] : [e.time])));
+  return packMsgpack(fields, ENCODE);
 }
 
 /** The record, or undefined when the bytes are not one (another writer on our subjects). */
@@ -61,7 +80,43 @@ export function decodeRecord(bytes: Uint8Array): StoredRecord | undefined {
   };
   if (r.kind === KIND_HISTORY) r.data = v[9] ?? null;
   if (v[10] != null) r.from = v[10] as ClientInfo;
+  if (Array.isArray(v[11]) && v[11].length > 0) {
+    const earlier: EarlierPublication[] = [];
+    for (const e of v[11] as unknown[]) {
+      if (!Array.isArray(e) || typeof e[0] !== 'number') return undefined;
+      const item: EarlierPublication = { time: e[0] };
+      if (r.kind === KIND_HISTORY) item.data = e[1] ?? null;
+      if (e[2] != null) item.from = e[2] as ClientInfo;
+      earlier.push(item);
+    }
+    r.earlier = earlier;
+  }
   return r;
+}
+
+/** The offset of the oldest publication a record holds. */
+export function firstOffset(r: StoredRecord): number {
+  return r.offset - (r.earlier?.length ?? 0);
+}
+
+/**
+ * The publications of a record, newest first, each as a record of its own
+ * (same kind, epoch and settings; its own offset, time, data and sender).
+ */
+export function splitRecord(r: StoredRecord): StoredRecord[] {
+  if (r.earlier === undefined || r.earlier.length === 0) return [r];
+  const { earlier, ...newest } = r;
+  const out: StoredRecord[] = [newest];
+  for (let i = earlier.length - 1; i >= 0; i--) {
+    const e = earlier[i]!;
+    const one: StoredRecord = { ...newest, offset: r.offset - (earlier.length - i), time: e.time };
+    delete one.data;
+    delete one.from;
+    if (r.kind === KIND_HISTORY) one.data = e.data ?? null;
+    if (e.from !== undefined) one.from = e.from;
+    out.push(one);
+  }
+  return out;
 }
 
 /** The publication a history record holds. */
