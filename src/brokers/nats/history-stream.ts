@@ -1,8 +1,10 @@
 /**
  * The JetStream stream behind the NATS broker's offsets, epochs, history
  * and idempotency keys. One stream (`streamName`, subjects `<prefix>.h.>`),
- * one subject per channel; every non-volatile publication is a record on
- * its channel's subject (records.ts).
+ * one subject per channel; every non-volatile publication is in a record on
+ * its channel's subject (records.ts): one publication, or a run of them that
+ * one node made while its previous append was in flight (nats-broker.ts,
+ * *Group commit*). Below, "the head's offset" is its newest publication's.
  *
  * ## Offsets
  *
@@ -19,7 +21,7 @@
  *
  * Each record names the sequence of the channel's previous record (`prev`,
  * the expected sequence it was written with), so history is read backwards
- * from the head, one stream get per publication, only as far as needed
+ * from the head, one stream get per record, only as far as needed
  * (`since`, `limit`, the size). The settings of the head rule, as in the
  * memory broker: its `size` (0: nothing is kept — a publication without
  * history clears the channel's history), its `ttlMs` (checked on read:

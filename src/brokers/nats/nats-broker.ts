@@ -11,12 +11,25 @@
  * offset), then publishes the publication on the channel's core subject
  * `<prefix>.c.<tokens>` (subjects.ts: `/` → `.`, escaped segments).
  * Publishes of one node on one channel run one after another (a queue per
- * channel), so its fan-out leaves in offset order; fan-outs of several nodes
+ * channel; see *Group commit*), so its fan-out leaves in offset order; fan-outs of several nodes
  * may cross on the way, and core NATS is at most once, so everything received
  * goes through a `Continuity` (../continuity.ts): offset order per channel
  * subscribed by name, gaps refilled from history, duplicates dropped, and a
  * `resync()` after every reconnect. Presence events use the same subjects,
  * so they keep their order with the publications.
+ *
+ * ## Group commit
+ *
+ * An offset needs the channel's previous record (its sequence is the
+ * compare-and-set's expected value), so one node's stored publishes on one
+ * channel cannot overlap: with one record each, a channel took at most one
+ * publication per JetStream round trip, and on a busy machine that round
+ * trip is the scheduler's, milliseconds long. So the publications made
+ * while the channel's previous append is in flight wait in a *run* and are
+ * appended together as one record (records.ts), in the order they were
+ * made, then fanned out one by one. A publication with an idempotency key
+ * is a run of its own (the key names its record), as is one with other
+ * history settings than the run's; what is made after it joins a later run.
  *
  * ## Interest
  *
