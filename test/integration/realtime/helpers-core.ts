@@ -162,6 +162,12 @@ export interface ConnectOptions extends ClientOptions {
    * Attach a no-op 'error' listener to the socket. Default false: an
    * 'error' event then throws, and fails the test.
    */
+  /**
+   * Answer the server's app-level `ping` with a `pong`, as the SDK does (the
+   * ping is still recorded). Default false: a test of the heartbeat sees a
+   * client that does not answer.
+   */
+  answerPings?: boolean;
   ignoreErrors?: boolean;
 }
 
@@ -183,7 +189,7 @@ export class RtClient extends QueueClient {
   /** Set by {@link auth}. */
   user = '';
 
-  constructor(ws: WebSocket, options: { ignoreErrors?: boolean } = {}) {
+  constructor(ws: WebSocket, options: { ignoreErrors?: boolean; answerPings?: boolean } = {}) {
     super('the connection to close');
     this.ws = ws;
     if (options.ignoreErrors) ws.on('error', () => {});
@@ -199,15 +205,16 @@ export class RtClient extends QueueClient {
       this.raw.push(bytes);
       this.frameBinary.push(isBinary);
       this.deliver(msg);
+      if (options.answerPings && msg.op === 'ping' && ws.readyState === WebSocket.OPEN) this.send({ op: 'pong' });
     });
     ws.on('close', (code: number, reason: Buffer) => this.finish({ code, reason: reason.toString() }));
   }
 
   /** A client connecting to `url` (not open yet: see {@link opened}). */
   static create(url: string, options: ConnectOptions = {}): RtClient {
-    const { protocols = ['switchboard.v1.json'], ignoreErrors, ...clientOptions } = options;
+    const { protocols = ['switchboard.v1.json'], ignoreErrors, answerPings, ...clientOptions } = options;
     const ws = new WebSocket(url, protocols, { perMessageDeflate: false, handshakeTimeout: WAIT, ...clientOptions });
-    return new RtClient(ws, { ignoreErrors });
+    return new RtClient(ws, { ignoreErrors, answerPings });
   }
 
   /** Resolves once open; rejects when the upgrade is refused, or (terminating the socket) after `ms`. */

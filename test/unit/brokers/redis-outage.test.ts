@@ -93,45 +93,55 @@ describe('redis broker: Redis down 3 s and back', () => {
     }
   });
 
-  it('a dropped subscriber connection: what was published meanwhile is refilled from history, in order, once', async () => {
-    let resubscribed = 0;
-    const node = new RedisBroker({ url: server().url, onError: () => {}, onResubscribed: () => void resubscribed++ });
+  /**
+   * A subscribing node (recording what it gets), another node that publishes, and an admin
+   * connection, on the suite's Redis; `body` runs once both nodes are ready, and all three are
+   * closed after it.
+   */
+  async function withSubscriberAndPublisher(
+    body: (s: { node: RedisBroker; other: RedisBroker; admin: Redis; rec: BrokerRecorder }) => Promise<void>,
+    onResubscribed?: () => void,
+  ): Promise<void> {
+    const node = new RedisBroker({ url: server().url, onError: () => {}, ...(onResubscribed === undefined ? {} : { onResubscribed }) });
     const other = new RedisBroker({ url: server().url });
     const admin = new Redis(server().url);
     const rec = new BrokerRecorder(5000);
     node.setHandler(rec);
-    const H = { history: { size: 100, ttlMs: 0 } };
     try {
       await Promise.all([node.ready(), other.ready()]);
-      await node.subscribe('feed');
-      for (let i = 1; i <= 5; i++) await other.publish('feed', i, H);
-      await rec.waitFor(5);
-      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // only the node's subscriber is one
-      for (let i = 6; i <= 20; i++) await other.publish('feed', i, H);
-      await rec.waitFor(20);
-      await until(() => resubscribed === 1, 3000, 'onResubscribed');
-      await other.publish('feed', 21, H);
-      await rec.waitFor(21);
-      assert.deepEqual(
-        rec.pubs.map((p) => p.offset),
-        Array.from({ length: 21 }, (_, i) => i + 1),
-      );
+      await body({ node, other, admin, rec });
     } finally {
       admin.disconnect();
       await node.close();
       await other.close();
     }
+  }
+  const H = { history: { size: 100, ttlMs: 0 } };
+
+  it('a dropped subscriber connection: what was published meanwhile is refilled from history, in order, once', async () => {
+    let resubscribed = 0;
+    await withSubscriberAndPublisher(
+      async ({ node, other, admin, rec }) => {
+        await node.subscribe('feed');
+        for (let i = 1; i <= 5; i++) await other.publish('feed', i, H);
+        await rec.waitFor(5);
+        await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // only the node's subscriber is one
+        for (let i = 6; i <= 20; i++) await other.publish('feed', i, H);
+        await rec.waitFor(20);
+        await until(() => resubscribed === 1, 3000, 'onResubscribed');
+        await other.publish('feed', 21, H);
+        await rec.waitFor(21);
+        assert.deepEqual(
+          rec.pubs.map((p) => p.offset),
+          Array.from({ length: 21 }, (_, i) => i + 1),
+        );
+      },
+      () => void resubscribed++,
+    );
   });
 
   it('a dropped subscriber connection while the stream was lost (FLUSHALL): the new epoch published meanwhile is refilled from its start', async () => {
-    const node = new RedisBroker({ url: server().url, onError: () => {} });
-    const other = new RedisBroker({ url: server().url });
-    const admin = new Redis(server().url);
-    const rec = new BrokerRecorder(5000);
-    node.setHandler(rec);
-    const H = { history: { size: 100, ttlMs: 0 } };
-    try {
-      await Promise.all([node.ready(), other.ready()]);
+    await withSubscriberAndPublisher(async ({ node, other, admin, rec }) => {
       await node.subscribe('lost');
       for (let i = 1; i <= 3; i++) await other.publish('lost', i, H);
       await rec.waitFor(3);
@@ -149,11 +159,7 @@ describe('redis broker: Redis down 3 s and back', () => {
         rec.pubs.map((p) => [p.epoch === old ? 'old' : 'new', p.offset, p.data]),
         [['old', 1, 1], ['old', 2, 2], ['old', 3, 3], ['new', 1, 'a'], ['new', 2, 'b'], ['new', 3, 'c']],
       );
-    } finally {
-      admin.disconnect();
-      await node.close();
-      await other.close();
-    }
+    });
   });
 
   it('the first operations wait (bounded) for a Redis that is not there, then reject', async () => {
