@@ -30,7 +30,7 @@ import {
   type BinaryEncoding,
   type Palette,
 } from './connect-output.js';
-import { CERTIFICATE_ERRORS, parseProxyUrl, proxyDialer, proxyFor } from './proxy.js';
+import { CERTIFICATE_ERRORS, parseProxyUrl, proxyDialer } from './proxy.js';
 
 /** A message to send: text, or binary bytes. */
 interface Outgoing {
@@ -60,8 +60,6 @@ interface Settings {
   reconnect: boolean;
   verbose: boolean;
   http2: boolean;
-  /** Said on stderr before connecting (what a flag could not do, and what happens instead). */
-  notes: string[];
   colour: boolean;
 }
 
@@ -233,17 +231,8 @@ function parse(args: string[]): Settings | null {
     const proxyTls = { ca: proxyCa, rejectUnauthorized: !values['proxy-insecure'] };
     options.createConnection = proxyDialer(values.proxy, process.env, proxyTls) as unknown as ClientOptions['createConnection'];
   }
-  // The RFC 8441 client (`http2: true`) dials the server itself: through a proxy, the WebSocket goes over HTTP/1.1
-  // (in the tunnel) rather than around the proxy.
-  let proxied: URL | null = null;
-  try {
-    if (values.http2) proxied = proxyFor(target, values.proxy, process.env);
-  } catch (err) {
-    throw new UsageError(`proxy: ${(err as Error).message}`);
-  }
-  const notes: string[] = [];
-  if (values.http2 && proxied) notes.push(`--http2: not through a proxy (the HTTP/2 client connects directly); HTTP/1.1 through ${proxied.protocol}//${proxied.host}`);
-  else if (values.http2) Object.assign(options as ClientOptions & { http2?: boolean }, { http2: true });
+  // The RFC 8441 client dials its h2 session with the same createConnection: through the proxy's tunnel too.
+  if (values.http2) Object.assign(options as ClientOptions & { http2?: boolean }, { http2: true });
 
   const closeCode = integer('--close-code', values['close-code'], 0) ?? 1000;
   if (!isValidCloseCode(closeCode) || (closeCode >= 1004 && closeCode <= 1006) || closeCode === 1015) {
@@ -278,8 +267,7 @@ function parse(args: string[]): Settings | null {
     closeReason,
     reconnect: values.reconnect,
     verbose: values.verbose,
-    http2: values.http2 && !proxied,
-    notes,
+    http2: values.http2,
     colour: Boolean(process.stdout.isTTY) && !values['no-color'] && !process.env.NO_COLOR,
   };
 }
@@ -291,7 +279,6 @@ function hasProxyVariable(env: NodeJS.ProcessEnv): boolean {
 export async function connect(args: string[]): Promise<number> {
   const settings = parse(args);
   if (!settings) return 0;
-  for (const note of settings.notes) process.stderr.write(`${note}\n`);
   const untrace = settings.verbose ? traceRequests((line) => process.stderr.write(`${line}\n`)) : null;
   try {
     return await new ConnectSession(settings).run();

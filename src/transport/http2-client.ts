@@ -16,6 +16,12 @@
  *    as over TCP), another status refuses it with the status and the start
  *    of the body, like an HTTP/1.1 refusal.
  *
+ * A `createConnection` option (as for `https.request`: a proxy dialer)
+ * makes the session's connection too, called as `https.request` calls it
+ * (`_defaultAgent` tells https from http) with `ALPNProtocols: ['h2']`; the
+ * session is opened once it answered, so WebSockets to one origin that
+ * start together before the first session exists may each get their own.
+ *
  * The `'upgrade'` event tells which protocol carries the connection: its
  * response has `httpVersion` `'2.0'` (an {@link Http2UpgradeResponse}) or
  * `'1.1'` (the `http.IncomingMessage` of the Upgrade).
@@ -23,8 +29,10 @@
  * @see https://www.rfc-editor.org/rfc/rfc8441
  */
 import { channel } from 'node:diagnostics_channel';
-import type http from 'node:http';
+import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { HandshakeError } from '../protocol/errors.js';
 import { buildConnectRequestHeaders, validateConnectResponse } from '../protocol/extended-connect.js';
@@ -268,7 +276,7 @@ export class Http2SessionPool {
    * HTTP/1.1). `tls` are the connection's TLS options.
    */
   async acquire(origin: string, tls: ClientHandshakeOptions): Promise<Http2Lease | null> {
-    const key = `${origin}|${TLS_KEYS.map((k) => optionId((tls as Record<string, unknown>)[k])).join('|')}`;
+    const key = `${origin}|${TLS_KEYS.map((k) => optionId((tls as Record<string, unknown>)[k])).join('|')}|${optionId(tls.createConnection)}`;
     const until = this.noExtendedConnect.get(key);
     if (until !== undefined) {
       if (until > Date.now()) {
@@ -286,7 +294,18 @@ export class Http2SessionPool {
     if (!pooled) {
       const options: http2.SecureClientSessionOptions = { settings: { enablePush: false } };
       for (const k of TLS_KEYS) if ((tls as Record<string, unknown>)[k] !== undefined) (options as Record<string, unknown>)[k] = (tls as Record<string, unknown>)[k];
-      const session = http2.connect(origin, options);
+      let session: http2.ClientHttp2Session;
+      if (tls.createConnection === undefined) session = http2.connect(origin, options);
+      else {
+        let socket: Duplex;
+        try {
+          socket = await dialWith(tls.createConnection, origin, options);
+        } catch (err) {
+          if (list.length === 0 && this.sessions.get(key) === list) this.sessions.delete(key);
+          throw err;
+        }
+        session = http2.connect(origin, { ...options, createConnection: () => socket });
+      }
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ origin, session } satisfies Http2SessionOpened);
       const entry: PooledSession = new PooledSession(origin, session, this.settingsTimeout, this.idleTimeout, () => {
         const at = list.indexOf(entry);
@@ -312,6 +331,32 @@ export class Http2SessionPool {
     this.sessions.clear();
     this.noExtendedConnect.clear();
   }
+}
+
+/**
+ * The connection of a new session through the caller's `createConnection`,
+ * called as `https.request` (or `http.request`, for h2c) would call it, asking
+ * for h2 in ALPN. Rejects with the dialer's error (a proxy that refused).
+ */
+function dialWith(create: NonNullable<ClientHandshakeOptions['createConnection']>, origin: string, options: http2.SecureClientSessionOptions): Promise<Duplex> {
+  const url = new URL(origin);
+  const secure = url.protocol === 'https:';
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = Number(url.port || (secure ? 443 : 80));
+  const args = { ...options, host, port, ...(secure ? { ALPNProtocols: ['h2'] } : {}), _defaultAgent: secure ? https.globalAgent : http.globalAgent };
+  return new Promise<Duplex>((resolve, reject) => {
+    let settled = false;
+    const returned = create(args as http.ClientRequestArgs, (err: Error | null, socket?: Duplex) => {
+      if (settled) return;
+      settled = true;
+      if (err || !socket) reject(err ?? new Error('createConnection gave no socket'));
+      else resolve(socket);
+    });
+    if (returned && !settled) {
+      settled = true;
+      resolve(returned);
+    }
+  });
 }
 
 /** The process-wide pool used by `{ http2: true }`. */

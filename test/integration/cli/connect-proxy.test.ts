@@ -18,6 +18,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import type net from 'node:net';
 import { after, before, test } from 'node:test';
@@ -251,12 +252,63 @@ test('--proxy: a URL of no supported kind is a usage error (exit 2) that lists t
   }
 });
 
-test('--http2 with a proxy: the WebSocket goes through the proxy over HTTP/1.1 (never around it), and the CLI says so', async (t) => {
+/** An RFC 8441 echo server (node:http2 over TLS, HTTP/1.1 too), addressed as localhost; records its h2 sessions' count. */
+async function h2EchoServer(t: T): Promise<{ url: string; port: number; messages: string[]; sessions: () => number }> {
+  const server = http2.createSecureServer({ allowHTTP1: true, cert: serverCert.cert, key: serverCert.key });
+  let sessions = 0;
+  const open: http2.ServerHttp2Session[] = [];
+  server.on('session', (s) => {
+    sessions++;
+    open.push(s);
+  });
+  const wss = new WebSocketServer({ server });
+  const messages: string[] = [];
+  wss.on('connection', (ws) =>
+    ws.on('message', (data) => {
+      messages.push(String(data));
+      ws.send(String(data));
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const ws of wss.clients) ws.terminate();
+        for (const s of open) s.destroy();
+        wss.close(() => server.close(() => resolve()));
+      }),
+  );
+  const port = (server.address() as net.AddressInfo).port;
+  return { url: `wss://localhost:${port}/`, port, messages, sessions: () => sessions };
+}
+
+test('--http2 through a proxy: the h2 session runs in the tunnel (SOCKS5 and HTTP CONNECT), the WebSocket is a stream on it', async (t) => {
+  const target = await h2EchoServer(t);
+  const socks = await microsocks(t);
+  const viaSocks = await connect(t, [target.url, '--http2', '--ca', serverCert.certFile, '--proxy', `socks5h://127.0.0.1:${socks.port}`, '-x', 'h2 in socks', '-w', '0.3', '-v']);
+  assert.equal(viaSocks.code, 0, viaSocks.cli.stderr.join('\n'));
+  assert.deepEqual(socks.tunnels, [`localhost:${target.port}`], 'one tunnel: the session');
+  assert.ok(viaSocks.cli.stderr.some((l) => /^connected \(.*, over HTTP\/2\)$/.test(l)), viaSocks.cli.stderr.join('\n'));
+  assert.ok(viaSocks.cli.stderr.includes('> :method: CONNECT'), viaSocks.cli.stderr.join('\n'));
+  assert.deepEqual(viaSocks.cli.stdout, ['h2 in socks']);
+
+  const proxy = await httpConnectProxy();
+  t.after(() => proxy.close());
+  const viaConnect = await connect(t, [target.url, '--http2', '--ca', serverCert.certFile, '-x', 'h2 in connect', '-w', '0.3', '-v'], { env: { HTTPS_PROXY: proxy.url } });
+  assert.equal(viaConnect.code, 0, viaConnect.cli.stderr.join('\n'));
+  assert.deepEqual(proxy.targets, [`localhost:${target.port}`]);
+  assert.ok(viaConnect.cli.stderr.some((l) => /^connected \(.*, over HTTP\/2\)$/.test(l)), viaConnect.cli.stderr.join('\n'));
+  assert.deepEqual(target.messages, ['h2 in socks', 'h2 in connect']);
+  assert.equal(target.sessions(), 2, 'each run one h2 session, none around the proxy');
+});
+
+test('--http2 through a proxy to a server without h2: the fallback to HTTP/1.1 goes through the proxy too', async (t) => {
   const target = await echoServer(t);
   const socks = await microsocks(t);
-  const { code, cli } = await connect(t, [target.url, '--http2', '--proxy', `socks5h://127.0.0.1:${socks.port}`, '-x', 'h2 asked, proxied', '-w', '0.3']);
+  const { code, cli } = await connect(t, [target.url, '--http2', '--proxy', `socks5h://127.0.0.1:${socks.port}`, '-x', 'h2 asked, proxied', '-w', '0.3', '-v']);
   assert.equal(code, 0, cli.stderr.join('\n'));
-  assert.equal(cli.stderr[0], `--http2: not through a proxy (the HTTP/2 client connects directly); HTTP/1.1 through socks5h://127.0.0.1:${socks.port}`);
-  assert.deepEqual(socks.tunnels, [`localhost:${target.port}`], 'through the proxy');
+  assert.ok(cli.stderr.some((l) => l.startsWith('* HTTP/2: falling back to HTTP/1.1')), cli.stderr.join('\n'));
+  assert.ok(cli.stderr.some((l) => /^connected \(.*, over HTTP\/1\.1\)$/.test(l)), cli.stderr.join('\n'));
+  assert.deepEqual(socks.tunnels, [`localhost:${target.port}`, `localhost:${target.port}`], 'the h2c attempt, then HTTP/1.1: both through the proxy');
   assert.deepEqual(target.messages, ['h2 asked, proxied']);
 });

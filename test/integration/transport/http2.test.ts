@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import https from 'node:https';
+import tls from 'node:tls';
 import type net from 'node:net';
 import { after, before, test } from 'node:test';
 import { Http2SessionPool, WebSocket, WebSocketServer, type ClientOptions, type ServerOptions, type VerifyClientInfo } from '../../../src/index.js';
@@ -419,4 +420,33 @@ test('h2: handleHttp2Stream from the application\'s own stream listener (noServe
   ws.close();
   await closeOf(ws);
   await sleep(10);
+});
+
+test('h2 with createConnection (a proxy dialer): the session is dialled through it, asked for h2 in ALPN as https.request would ask; a dialer that fails fails the handshake with its error', async (t) => {
+  const h = harness(t);
+  const s = await h2Server(h);
+  echo(s.wss);
+  const calls: Array<{ host: unknown; port: unknown; alpn: unknown; secure: boolean }> = [];
+  const dialer = (options: Record<string, unknown>, callback: (err: Error | null, socket?: net.Socket) => void): undefined => {
+    calls.push({ host: options.host, port: options.port, alpn: options.ALPNProtocols, secure: options._defaultAgent === https.globalAgent });
+    // Asynchronously, as a tunnel is: the session must wait for it.
+    setImmediate(() => callback(null, tls.connect({ ...(options as tls.ConnectionOptions), servername: 'localhost' })));
+    return undefined;
+  };
+  const ws = h.client(s.url, undefined, h2Options(s, { createConnection: dialer as unknown as ClientOptions['createConnection'] }));
+  const [response] = await waitEvent<[{ httpVersion: string }]>(ws, 'upgrade');
+  assert.equal(response.httpVersion, '2.0');
+  ws.send('dialled');
+  assert.equal(String((await collectMessages(ws, 1))[0]![0]), 'dialled');
+  assert.deepEqual(calls, [{ host: 'localhost', port: s.port, alpn: ['h2'], secure: true }]);
+  assert.equal(s.sessions.length, 1);
+
+  const refused = h.client(s.url, undefined, {
+    ca: tc.cert,
+    http2: { pool: s.pool },
+    createConnection: ((_o: unknown, callback: (err: Error) => void) => void setImmediate(() => callback(new Error('proxy says no')))) as unknown as ClientOptions['createConnection'],
+  });
+  const [err] = await waitEvent<[Error]>(refused, 'error');
+  assert.equal(err.message, 'proxy says no');
+  assert.equal(s.sessions.length, 1, 'no session made around the dialer');
 });
