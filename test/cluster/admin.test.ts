@@ -37,7 +37,7 @@ after(async () => {
 });
 
 async function client(url: string, user: string): Promise<RtClient> {
-  const c = RtClient.create(url);
+  const c = RtClient.create(url, { answerPings: true }); // the nodes ping every 5 s (clusterConfig)
   clients.push(c);
   await c.opened();
   await c.auth(user, { secret: CLUSTER_SECRET });
