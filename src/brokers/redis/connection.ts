@@ -104,6 +104,12 @@ function credentials(a: { username?: string; password?: string; tls: boolean }, 
   return out;
 }
 
+type CorkableStream = NodeJS.WritableStream & { cork(): void; uncork(): void; writable: boolean };
+
+function uncorkStream(stream: CorkableStream): void {
+  stream.uncork();
+}
+
 function releaseHeldWrites(link: Link): void {
   link._releaseWrites();
 }
@@ -297,15 +303,28 @@ export class Link {
    * event loop, and what they PUBLISH reaches each subscribed node in one
    * write too: a run of publishes (realtime/session.ts) arrives as one batch
    * that the nodes fan out with one write per subscriber socket. No delay:
-   * the writes leave when this tick's work is done. Standalone and Sentinel;
-   * a Cluster client has a socket per master (left as it is).
+   * the writes leave when this tick's work is done. On Redis Cluster every
+   * master's socket is held (a tick's publishes go to the masters of their
+   * channels' slots: each master gets its share in one write).
    */
   holdWritesForTick(): void {
-    if (this.#held !== null || this.isCluster) return;
-    const stream = this.redis.stream as (NodeJS.WritableStream & { cork(): void; uncork(): void; writable: boolean }) | undefined;
-    if (stream === undefined || stream === null || !stream.writable) return;
-    stream.cork();
-    this.#held = stream;
+    if (this.#held !== null) return;
+    if (this.client instanceof Cluster) {
+      const held: CorkableStream[] = [];
+      for (const node of this.client.nodes('master')) {
+        const stream = node.stream as CorkableStream | undefined;
+        if (stream === undefined || stream === null || !stream.writable) continue;
+        stream.cork();
+        held.push(stream);
+      }
+      if (held.length === 0) return;
+      this.#held = { uncork: () => held.forEach(uncorkStream) };
+    } else {
+      const stream = this.redis.stream as CorkableStream | undefined;
+      if (stream === undefined || stream === null || !stream.writable) return;
+      stream.cork();
+      this.#held = stream;
+    }
     process.nextTick(releaseHeldWrites, this);
   }
 

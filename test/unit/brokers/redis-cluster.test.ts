@@ -106,6 +106,33 @@ describe('redis broker on Redis Cluster (3 masters)', () => {
     }
   });
 
+  it("the publishes of one tick reach their channels' masters in one read each, and the subscriber in offset order", async () => {
+    const cluster = redis();
+    const [publisher, subscriber] = await pair();
+    const got = recorder(subscriber);
+    const shards = await channelsOnShards(cluster, 'tick', 2);
+    for (const { channel } of shards) await subscriber.subscribe(channel);
+    /** `total_reads_processed` of each master: how many reads from clients it handled so far. */
+    const reads = async (): Promise<number[]> =>
+      Promise.all(shards.map(async ({ port }) => Number(/total_reads_processed:(\d+)/.exec(await redisCli(port, 'INFO', 'stats'))![1])));
+    await Promise.all(shards.map(({ channel }) => publisher.publish(channel, 'warm', H))); // scripts loaded, connections made
+    const before = await reads();
+    const n = 40;
+    const results = await Promise.all(shards.flatMap(({ channel }) => Array.from({ length: n }, (_, i) => publisher.publish(channel, i, H))));
+    const after = await reads();
+    for (let k = 0; k < shards.length; k++) {
+      // The publishes, plus this INFO's own read.
+      assert.ok(after[k]! - before[k]! <= 3, `master ${shards[k]!.port} read ${n} publishes of one tick in ${after[k]! - before[k]!} reads`);
+    }
+    for (const [k, { channel }] of shards.entries()) {
+      await until(() => (got.get(channel)?.length ?? 0) === n + 1, 5000, `${n + 1} on ${channel}`);
+      assert.deepEqual(
+        got.get(channel)!.slice(1).map((p) => [p.offset, p.data]),
+        results.slice(k * n, (k + 1) * n).map((r, i) => [r.offset, i]),
+      );
+    }
+  });
+
   it('the probe goes through a shard subscription and back', async () => {
     const b = await broker();
     const rtt = await b.probe(5000);
