@@ -542,8 +542,9 @@ export class NatsBroker implements Broker, NodeBus {
     try {
       this.#link.nc.publish(this.#fanoutSubject(pub.channel), encodePublication(this.#messageId(), pub));
     } catch (err) {
-      // Stored, so published: subscribers refill it from history when they see the gap.
-      this.#onError(err);
+      // Stored, so published: subscribers refill it from history when they see the gap. After close(), a run
+      // whose append was answered while the connection drained has nowhere to go and nothing to report.
+      if (!this.#closed) this.#onError(err);
     }
   }
 
