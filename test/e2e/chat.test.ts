@@ -31,6 +31,8 @@ test('two pages in one room: a message typed in one appears in the other; both p
   await waitForMessage(alice, 'hello bob');
   await say(bob, 'hi alice');
   await waitForMessage(alice, 'hi alice');
+  // Bob's page shows its own message when the server's copy comes back: that may be after Alice's.
+  await waitForMessage(bob, 'hi alice');
   const authors = await bob.$$eval('#messages li.msg', (items) => items.map((li) => (li as HTMLElement).dataset.user));
   assert.deepEqual(authors, ['alice', 'bob']);
 
