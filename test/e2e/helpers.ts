@@ -8,7 +8,7 @@
  * get it; nothing is skipped.
  */
 import { after, before } from 'node:test';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,11 +100,39 @@ export async function launchBrowser(options: { /** More environment for Chromium
       return page;
     },
     async close() {
-      for (const c of contexts) await c.close().catch(() => {});
-      await browser.close().catch(() => {});
+      const closing = (async () => {
+        for (const c of contexts) await c.close().catch(() => {});
+        await browser.close().catch(() => {});
+      })();
+      // After a failed test Chromium may never answer the close (seen once in CI, after an aborted
+      // navigation): the test file would then never end. Bounded, then its processes are killed.
+      const closed = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, CLOSE_MS, false))]);
+      if (!closed) {
+        killChildChromium();
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      }
       rmSync(tmp, { recursive: true, force: true });
     },
   };
+}
+
+/** How long closing the browser may take before its processes are killed. */
+const CLOSE_MS = 15_000;
+
+/** SIGKILL every Chromium process this process started (its children: /proc/<pid>/stat's parent field). */
+function killChildChromium(): void {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces, so read after the last ')'.
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && /chrom/i.test(comm)) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /**

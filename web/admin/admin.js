@@ -16,6 +16,12 @@ window.switchboardAdmin = { series, state };
 
 class NotLoggedIn extends Error {}
 
+/** Set when the logout form is submitted. */
+let loggingOut = false;
+$('logout')?.addEventListener('submit', () => {
+  loggingOut = true;
+});
+
 /** A call to the admin API: the JSON answer, or an Error with the server's message. */
 async function api(route, body) {
   const init = { credentials: 'same-origin', cache: 'no-store', headers: {} };
@@ -27,7 +33,8 @@ async function api(route, body) {
   }
   const response = await fetch(`${BASE}/api/${route}`, init);
   if (response.status === 401) {
-    location.assign(`${BASE}/login`);
+    // Logging out: the form's own answer leads to the login page (a second navigation would cancel it).
+    if (!loggingOut) location.assign(`${BASE}/login`);
     throw new NotLoggedIn('not logged in');
   }
   const answer = await response.json().catch(() => ({}));
