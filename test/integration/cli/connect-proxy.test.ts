@@ -47,9 +47,16 @@ after(() => {
   proxyCert?.remove();
 });
 
-/** An echo WebSocket server on 127.0.0.1 (wss:// with `secure`), addressed as localhost; records each message. */
-async function echoServer(t: T, secure = false): Promise<{ url: string; port: number; messages: string[] }> {
-  const server = secure ? https.createServer({ cert: serverCert.cert, key: serverCert.key }) : http.createServer();
+/**
+ * An echo WebSocket server on 127.0.0.1, addressed as localhost; records each message. `ws://`
+ * by default; `'tls'`: wss:// over HTTP/1.1; `'h2'`: wss:// on node:http2 (RFC 8441, HTTP/1.1 too),
+ * counting the h2 sessions made to it.
+ */
+async function echoServer(t: T, kind: 'plain' | 'tls' | 'h2' = 'plain'): Promise<{ url: string; port: number; messages: string[]; sessions: () => number }> {
+  const tls = { cert: serverCert.cert, key: serverCert.key };
+  const server = kind === 'h2' ? http2.createSecureServer({ allowHTTP1: true, ...tls }) : kind === 'tls' ? https.createServer(tls) : http.createServer();
+  const sessions: http2.ServerHttp2Session[] = [];
+  server.on('session', (s: http2.ServerHttp2Session) => sessions.push(s));
   const wss = new WebSocketServer({ server });
   const messages: string[] = [];
   wss.on('connection', (ws) =>
@@ -63,11 +70,12 @@ async function echoServer(t: T, secure = false): Promise<{ url: string; port: nu
     () =>
       new Promise<void>((resolve) => {
         for (const ws of wss.clients) ws.terminate();
+        for (const s of sessions) s.destroy();
         wss.close(() => server.close(() => resolve()));
       }),
   );
   const port = (server.address() as net.AddressInfo).port;
-  return { url: `${secure ? 'wss' : 'ws'}://localhost:${port}/`, port, messages };
+  return { url: `${kind === 'plain' ? 'ws' : 'wss'}://localhost:${port}/`, port, messages, sessions: () => sessions.length };
 }
 
 /** `switchboard connect ...args` with stdin piped; resolves with its exit code once its output ended. */
@@ -114,7 +122,7 @@ test('socks5h:// through microsocks: the name goes to the proxy; socks5:// sends
 });
 
 test('wss:// through socks5h://: TLS to the server inside the SOCKS5 tunnel (the server certificate checked as usual)', async (t) => {
-  const target = await echoServer(t, true);
+  const target = await echoServer(t, 'tls');
   const socks = await microsocks(t);
   const { code, cli } = await connect(t, [target.url, '--proxy', `socks5h://127.0.0.1:${socks.port}`, '--ca', serverCert.certFile, '-x', 'tls in socks', '-w', '0.3', '-v']);
   assert.equal(code, 0, cli.stderr.join('\n'));
@@ -228,7 +236,7 @@ test('an https:// proxy: TLS to the proxy then CONNECT inside it; its certificat
   assert.equal(insecure.code, 0, insecure.cli.stderr.join('\n'));
 
   // wss:// through it from HTTPS_PROXY: TLS to the server inside TLS to the proxy, each with its own CA.
-  const secure = await echoServer(t, true);
+  const secure = await echoServer(t, 'tls');
   const nested = await connect(t, [secure.url, '--ca', serverCert.certFile, '--proxy-ca', proxyCert.certFile, '-x', 'tls in tls', '-w', '0.3', '-v'], { env: { HTTPS_PROXY: proxy.url } });
   assert.equal(nested.code, 0, nested.cli.stderr.join('\n'));
   assert.deepEqual(secure.messages, ['tls in tls']);
@@ -252,38 +260,8 @@ test('--proxy: a URL of no supported kind is a usage error (exit 2) that lists t
   }
 });
 
-/** An RFC 8441 echo server (node:http2 over TLS, HTTP/1.1 too), addressed as localhost; records its h2 sessions' count. */
-async function h2EchoServer(t: T): Promise<{ url: string; port: number; messages: string[]; sessions: () => number }> {
-  const server = http2.createSecureServer({ allowHTTP1: true, cert: serverCert.cert, key: serverCert.key });
-  let sessions = 0;
-  const open: http2.ServerHttp2Session[] = [];
-  server.on('session', (s) => {
-    sessions++;
-    open.push(s);
-  });
-  const wss = new WebSocketServer({ server });
-  const messages: string[] = [];
-  wss.on('connection', (ws) =>
-    ws.on('message', (data) => {
-      messages.push(String(data));
-      ws.send(String(data));
-    }),
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const ws of wss.clients) ws.terminate();
-        for (const s of open) s.destroy();
-        wss.close(() => server.close(() => resolve()));
-      }),
-  );
-  const port = (server.address() as net.AddressInfo).port;
-  return { url: `wss://localhost:${port}/`, port, messages, sessions: () => sessions };
-}
-
 test('--http2 through a proxy: the h2 session runs in the tunnel (SOCKS5 and HTTP CONNECT), the WebSocket is a stream on it', async (t) => {
-  const target = await h2EchoServer(t);
+  const target = await echoServer(t, 'h2');
   const socks = await microsocks(t);
   const viaSocks = await connect(t, [target.url, '--http2', '--ca', serverCert.certFile, '--proxy', `socks5h://127.0.0.1:${socks.port}`, '-x', 'h2 in socks', '-w', '0.3', '-v']);
   assert.equal(viaSocks.code, 0, viaSocks.cli.stderr.join('\n'));
