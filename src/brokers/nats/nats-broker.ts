@@ -484,12 +484,8 @@ export class NatsBroker implements Broker, NodeBus {
         record.data = newest.data;
         if (newest.from !== undefined) record.from = newest.from;
       }
-      if (items.length > 1) {
-        record.earlier = items.slice(0, -1).map((item): EarlierPublication => {
-          if (size === 0) return { time: item.time };
-          return item.from === undefined ? { time: item.time, data: item.data } : { time: item.time, data: item.data, from: item.from };
-        });
-      }
+      // encodeRecord keeps what the record's kind stores (times only without history).
+      if (items.length > 1) record.earlier = items.slice(0, -1).map(({ time, data, from }): EarlierPublication => ({ time, data, from }));
       const bytes = encodeRecord(record);
       if (bytes.length > MAX_RUN_BYTES && items.length > 1) {
         const half = Math.ceil(items.length / 2);
@@ -513,7 +509,9 @@ export class NatsBroker implements Broker, NodeBus {
         msgId = `${run.msgId}:${r.seq}`; // that key expired: follow the chain (history-stream.ts, *Idempotency*)
         continue;
       }
-      this.#remember(channel, { seq: r.seq, record });
+      // The remembered head gives the next append its offset and epoch: not the run's data.
+      const { earlier: _earlier, data: _data, from: _from, ...position } = record;
+      this.#remember(channel, { seq: r.seq, record: position });
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!;
         const pub: Publication = { channel, offset: base + 1 + i, epoch: record.epoch, data: item.data, time: item.time };

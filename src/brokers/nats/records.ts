@@ -106,12 +106,11 @@ export function firstOffset(r: StoredRecord): number {
 export function splitRecord(r: StoredRecord): StoredRecord[] {
   if (r.earlier === undefined || r.earlier.length === 0) return [r];
   const { earlier, ...newest } = r;
+  const { data: _data, from: _from, ...shared } = newest;
   const out: StoredRecord[] = [newest];
   for (let i = earlier.length - 1; i >= 0; i--) {
     const e = earlier[i]!;
-    const one: StoredRecord = { ...newest, offset: r.offset - (earlier.length - i), time: e.time };
-    delete one.data;
-    delete one.from;
+    const one: StoredRecord = { ...shared, offset: r.offset - (earlier.length - i), time: e.time };
     if (r.kind === KIND_HISTORY) one.data = e.data ?? null;
     if (e.from !== undefined) one.from = e.from;
     out.push(one);
