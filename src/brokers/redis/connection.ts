@@ -106,10 +106,6 @@ function credentials(a: { username?: string; password?: string; tls: boolean }, 
 
 type CorkableStream = NodeJS.WritableStream & { cork(): void; uncork(): void; writable: boolean };
 
-function uncorkStream(stream: CorkableStream): void {
-  stream.uncork();
-}
-
 function releaseHeldWrites(link: Link): void {
   link._releaseWrites();
 }
@@ -318,7 +314,11 @@ export class Link {
         held.push(stream);
       }
       if (held.length === 0) return;
-      this.#held = { uncork: () => held.forEach(uncorkStream) };
+      this.#held = {
+        uncork: () => {
+          for (const stream of held) stream.uncork();
+        },
+      };
     } else {
       const stream = this.redis.stream as CorkableStream | undefined;
       if (stream === undefined || stream === null || !stream.writable) return;
