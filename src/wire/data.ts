@@ -49,39 +49,48 @@ export function dataProblem(value: unknown, limits: DataLimits, what = 'data'): 
   if (value instanceof Uint8Array) return limits.maxNodes >= 1 ? null : `${what} has more than ${limits.maxNodes} values`;
   // Pairs of (value, depth) on one flat stack, kept between calls (this runs for every message
   // that carries data); a call made while one runs (a getter in a library call's data) makes its own.
-  const stack = spareStack ?? [];
+  const stack = spareStack ?? { items: [], high: 0 };
   spareStack = null;
-  const walked = { high: 0 };
+  stack.high = 0;
   try {
-    return walk(stack, value, limits, what, walked);
+    return walk(stack, value, limits, what);
   } finally {
     // Cleared, not shortened (a shortened array gives its storage back and grows again next call);
     // one that grew large is let go.
-    if (walked.high <= KEEP_STACK_UP_TO) {
-      stack.fill(undefined, 0, walked.high);
+    if (stack.high <= KEEP_STACK_UP_TO) {
+      stack.items.fill(undefined, 0, stack.high);
       spareStack = stack;
     } else {
-      spareStack = [];
+      spareStack = { items: [], high: 0 };
     }
   }
 }
 
+/** The walk's stack and the most entries it held in this call (what is cleared after it). */
+interface WalkStack {
+  items: unknown[];
+  high: number;
+}
+
 /** Entries of the spare stack kept between calls (a walk of 2,048 values at a time). */
 const KEEP_STACK_UP_TO = 4096;
-let spareStack: unknown[] | null = [];
+let spareStack: WalkStack | null = { items: [], high: 0 };
 
-function walk(stack: unknown[], value: unknown, limits: DataLimits, what: string, walked: { high: number }): string | null {
+/** Push (value, depth) at `top`; the new top. */
+function push(stack: WalkStack, top: number, v: unknown, depth: number): number {
+  stack.items[top++] = v;
+  stack.items[top++] = depth;
+  if (top > stack.high) stack.high = top;
+  return top;
+}
+
+function walk(stack: WalkStack, value: unknown, limits: DataLimits, what: string): string | null {
+  const items = stack.items;
   let nodes = 0;
-  let top = 0;
-  const push = (v: unknown, depth: number): void => {
-    stack[top++] = v;
-    stack[top++] = depth;
-    if (top > walked.high) walked.high = top;
-  };
-  push(value, 0);
+  let top = push(stack, 0, value, 0);
   while (top > 0) {
-    const depth = stack[--top] as number;
-    const v = stack[--top];
+    const depth = items[--top] as number;
+    const v = items[--top];
     if (++nodes > limits.maxNodes) return `${what} has more than ${limits.maxNodes} values`;
     switch (typeof v) {
       case 'boolean':
@@ -97,7 +106,7 @@ function walk(stack: unknown[], value: unknown, limits: DataLimits, what: string
         if (v instanceof Uint8Array) continue;
         if (depth >= limits.maxDepth) return `${what} is nested deeper than ${limits.maxDepth} levels`;
         if (Array.isArray(v)) {
-          for (let i = v.length - 1; i >= 0; i--) push(v[i], depth + 1);
+          for (let i = v.length - 1; i >= 0; i--) top = push(stack, top, v[i], depth + 1);
           continue;
         }
         const proto = Object.getPrototypeOf(v) as unknown;
@@ -106,7 +115,7 @@ function walk(stack: unknown[], value: unknown, limits: DataLimits, what: string
           if (!Object.prototype.hasOwnProperty.call(v, key)) continue;
           if (key === '__proto__') return `${what} holds the key "__proto__"`;
           if (!isWellFormed(key)) return `${what} holds a key with a lone surrogate (not valid Unicode)`;
-          push((v as Record<string, unknown>)[key], depth + 1);
+          top = push(stack, top, (v as Record<string, unknown>)[key], depth + 1);
         }
         continue;
       }
