@@ -7,7 +7,9 @@
 //
 // Knobs (env): BENCH_CLUSTER_SUBSCRIBERS (1000), BENCH_CLUSTER_SECONDS (8, per
 // phase), BENCH_CLUSTER_RATE (fixed-rate phase, publishes/s, 20),
-// BENCH_CLUSTER_WINDOW (publishes in flight in the saturated phase, 16),
+// BENCH_CLUSTER_WINDOWS (publishes in flight in the saturated phase: a list, one
+// saturated phase per window on the same servers, 16,64,256; BENCH_CLUSTER_WINDOW=n
+// is the list of one),
 // BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats; nats needs nats-server on PATH, started with -js),
@@ -57,7 +59,18 @@ const num = positiveEnvNumber;
 const S = Math.round(num('BENCH_CLUSTER_SUBSCRIBERS', 1000));
 const SECONDS = num('BENCH_CLUSTER_SECONDS', 8);
 const RATE = num('BENCH_CLUSTER_RATE', 20);
-const WINDOW = Math.round(num('BENCH_CLUSTER_WINDOW', 16));
+/**
+ * The saturated phase's windows. One window says how the cell behaves with that much in flight;
+ * a system's capacity is where deliveries/s stops growing as the window grows, and that
+ * point differs per system (a server that batches keeps gaining long after one that writes
+ * each message on its own has flattened), so the cell runs the phase once per window and
+ * reports each, and the best.
+ */
+const WINDOWS = (process.env.BENCH_CLUSTER_WINDOWS || process.env.BENCH_CLUSTER_WINDOW || '16,64,256').split(',').map((w) => {
+  const n = Math.round(Number(w));
+  if (!(n >= 1)) throw new Error(`BENCH_CLUSTER_WINDOWS: ${w} is not a window (a whole number ≥ 1)`);
+  return n;
+});
 const PROBE_EVERY = Math.round(num('BENCH_CLUSTER_PROBE_EVERY', 8));
 const HIST_WINDOW = 64;
 const WARMUP_MS = 1000;
@@ -548,7 +561,7 @@ async function sioClients(urls, subscribers, onDelivery) {
  * (RATE publishes/s, open loop, stamped with the intended time) for latency.
  */
 async function fanoutCell(makeClients) {
-  const st = { delivered: 0, histSat: new LatencyHistogram(), histRate: new LatencyHistogram(), satFrom: Infinity, satTo: Infinity, rateFrom: Infinity, rateTo: Infinity, bad: 0 };
+  const st = { delivered: 0, histSat: null, histRate: new LatencyHistogram(), satFrom: Infinity, satTo: Infinity, rateFrom: Infinity, rateTo: Infinity, bad: 0 };
   let wake = null;
   /** The closed loop sleeps until this many deliveries (one timer per wait would cost the load generator more than the deliveries). */
   let wakeAt = 0;
@@ -558,7 +571,7 @@ async function fanoutCell(makeClients) {
       // A probe's delivery (see sbClients): its stamp.
       const n = now();
       if (!(t === t)) st.bad++;
-      else if (t >= st.satFrom && t < st.satTo) st.histSat.recordMs(n - t);
+      else if (t >= st.satFrom && t < st.satTo) st.histSat?.recordMs(n - t);
       else if (t >= st.rateFrom && t < st.rateTo) st.histRate.recordMs(n - t);
     }
     if (wake && st.delivered >= wakeAt) {
@@ -574,13 +587,14 @@ async function fanoutCell(makeClients) {
   let published = 0;
   let acked = 0;
 
-  // Closed loop for `ms`; returns { publishes, deliveries, seconds }.
-  const closedLoop = async (ms, record) => {
+  // Closed loop with WINDOW in flight for `ms`; returns { publishes, deliveries, seconds, ... }.
+  const closedLoop = async (WINDOW, ms, record) => {
     const end = now() + ms;
     const d0 = st.delivered;
     const p0 = published;
     const t0 = now();
     if (record) {
+      st.histSat = new LatencyHistogram();
       st.satFrom = t0;
       st.satTo = end;
     }
@@ -619,10 +633,28 @@ async function fanoutCell(makeClients) {
   };
 
   try {
-    await closedLoop(WARMUP_MS, false);
+    await closedLoop(WINDOWS[0], WARMUP_MS, false);
     await drain();
-    const sat = await closedLoop(SECONDS * 1000, true);
-    const missingSat = await drain();
+    const sweep = [];
+    let missingSat = 0;
+    for (const window of WINDOWS) {
+      const sat = await closedLoop(window, SECONDS * 1000, true);
+      missingSat = Math.max(missingSat, await drain());
+      st.satFrom = st.satTo = Infinity; // late deliveries of this window are not the next one's
+      sweep.push({
+        window,
+        deliveriesPerSec: sat.deliveries / sat.seconds,
+        publishesPerSec: sat.publishes / sat.seconds,
+        // Percent of one CPU per process in the saturated phase (gen: the load generator, this process).
+        satCpuPct: sat.cpuPct,
+        // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
+        serverCpuUsPerDelivery: serverCpuUs(sat),
+        // Write system calls of the server processes (not the broker) per delivery in that phase: how well deliveries share a write.
+        serverWritesPerDelivery: sat.deliveries > 0 ? Math.round((sat.serverWrites / sat.deliveries) * 1000) / 1000 : NaN,
+        sat: summarize(st.histSat),
+      });
+    }
+    const best = sweep.reduce((a, b) => (b.deliveriesPerSec > a.deliveriesPerSec ? b : a));
     // Fixed rate.
     const rateFrom = now();
     st.rateFrom = rateFrom;
@@ -643,21 +675,8 @@ async function fanoutCell(makeClients) {
     if (missingSat > 0 || missingRate > 0) problems.push(`${Math.max(missingSat, missingRate)} deliveries missing ${DRAIN_MS / 1000} s after the last publish`);
     if (st.bad) problems.push(`${st.bad} deliveries without a stamp`);
     if (st.delivered !== published * N) problems.push(`delivered ${st.delivered} != ${published} × ${N}`);
-    return {
-      subscribers: N,
-      setupS,
-      deliveriesPerSec: sat.deliveries / sat.seconds,
-      publishesPerSec: sat.publishes / sat.seconds,
-      // Percent of one CPU per process in the saturated phase (gen: the load generator, this process).
-      satCpuPct: sat.cpuPct,
-      // CPU time of the servers and the broker per delivery in that phase (µs): less sensitive to other load than deliveries/s.
-      serverCpuUsPerDelivery: serverCpuUs(sat),
-      // Write system calls of the server processes (not the broker) per delivery in that phase: how well deliveries share a write.
-      serverWritesPerDelivery: sat.deliveries > 0 ? Math.round((sat.serverWrites / sat.deliveries) * 1000) / 1000 : NaN,
-      sat: summarize(st.histSat),
-      rate: summarize(st.histRate),
-      problems,
-    };
+    // The top-level figures are the best window's (the cell's capacity); `sweep` has every window.
+    return { subscribers: N, setupS, ...best, sweep, rate: summarize(st.histRate), problems };
   } finally {
     await c.close();
   }
@@ -673,7 +692,7 @@ function summarize(h) {
   return { p50Ms: h.percentileMs(50), p99Ms: h.percentileMs(99), maxMs: h.percentileMs(100), count: h.count };
 }
 
-/** Publish-with-history: WINDOW acks in flight, no subscriber, for SECONDS. */
+/** Publish-with-history: HIST_WINDOW acks in flight, no subscriber, for SECONDS. */
 async function historyCell(urls) {
   const c = await sbClients(urls, 'hist/none', 0, () => {});
   try {
@@ -699,6 +718,26 @@ async function historyCell(urls) {
   }
 }
 
+/**
+ * Switchboard against Socket.IO, both on 3 nodes: at each window both ran, and capacity
+ * against capacity (each one's best window), with the p99 each had there.
+ */
+function ratios(results) {
+  const sb = results.sb3;
+  const sio = results.sio3;
+  if (!sb?.sweep || !sio?.sweep) return undefined;
+  const atWindow = {};
+  for (const a of sb.sweep) {
+    const b = sio.sweep.find((x) => x.window === a.window);
+    if (b) atWindow[a.window] = Math.round((a.deliveriesPerSec / b.deliveriesPerSec) * 100) / 100;
+  }
+  return {
+    atWindow,
+    capacity: Math.round((sb.deliveriesPerSec / sio.deliveriesPerSec) * 100) / 100,
+    capacityAt: { sb3: { window: sb.window, p99Ms: sb.sat.p99Ms }, sio3: { window: sio.window, p99Ms: sio.sat.p99Ms } },
+  };
+}
+
 // ---------------------------------------------------------------- main
 
 async function withServers(start, fn) {
@@ -714,7 +753,7 @@ async function withServers(start, fn) {
 
 async function main() {
   const load0 = os.loadavg();
-  log(`${S} subscribers, ${SECONDS} s per phase, window ${WINDOW}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+  log(`${S} subscribers, ${SECONDS} s per phase, windows ${WINDOWS.join(',')}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   const broker = await startBroker();
   cpuWatch.set('broker', broker.child.pid);
   const results = {};
@@ -756,7 +795,7 @@ async function main() {
   } finally {
     await stopChild(broker.child);
   }
-  const out = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadBefore: load0, loadAfter: os.loadavg(), broker: BROKER, subscribers: S, seconds: SECONDS, window: WINDOW, rate: RATE, results };
+  const out = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadBefore: load0, loadAfter: os.loadavg(), broker: BROKER, subscribers: S, seconds: SECONDS, windows: WINDOWS, rate: RATE, results, ratios: ratios(results) };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   const failed = Object.values(results).some((r) => r.error || r.problems?.length);
   if (failed) process.exitCode = 1;
