@@ -76,12 +76,17 @@ export class AreaEncoder {
     /** Sequence number of the last message. */
     this.seq = 0;
     this.tick = 0;
-    /** @type {Map<number, PlayerState>} what receivers hold after `seq` */
+    /**
+     * What receivers hold after `seq`. Each entry's `mark` is the `seq` of the last message it was
+     * in the area for: who left is whoever was not marked this time. (A Set of the ids seen, cleared
+     * every tick, cost a new hash table per clear and per growth, made in the old generation once
+     * the Set had lived there: most of what the arena's server allocated straight into the old
+     * generation, and so most of its full collections; docs/benchmarks.md, "Game state sync".)
+     * @type {Map<number, PlayerState & { mark: number }>}
+     */
     this.players = new Map();
-    /** @type {Map<number, GemState>} */
+    /** @type {Map<number, GemState & { mark: number }>} */
     this.gems = new Map();
-    /** Ids seen in this tick's players and gems (reused from tick to tick). */
-    this.seen = new Set();
   }
 
   /**
@@ -99,23 +104,22 @@ export class AreaEncoder {
     /** @type {number[]} */ const moved = [];
     /** @type {unknown[]} */ const entered = [];
     /** @type {number[]} */ const changed = [];
-    const seen = this.seen;
-    seen.clear();
+    const mark = this.seq;
     /** Players that were here before: when it is all of them, nobody left. */
     let stayed = 0;
     const before = this.players.size;
     for (const p of players) {
-      seen.add(p.id);
       const qx = Math.round(p.x * this.inv);
       const qy = Math.round(p.y * this.inv);
       const was = this.players.get(p.id);
       if (was === undefined) {
-        const s = { id: p.id, qx, qy, score: p.score, name: p.name, ack: p.ack, ackTick: p.ackTick };
+        const s = { id: p.id, qx, qy, score: p.score, name: p.name, ack: p.ack, ackTick: p.ackTick, mark };
         this.players.set(p.id, s);
         entered.push(p.id, qx, qy, p.score, p.name, p.ack, p.ackTick);
         continue;
       }
       stayed++;
+      was.mark = mark;
       if (was.qx !== qx || was.qy !== qy) {
         moved.push(p.id, qx - was.qx, qy - was.qy);
         was.qx = qx;
@@ -130,24 +134,23 @@ export class AreaEncoder {
       // A rename is not a thing in this game; the name travels on entering and in keyframes.
     }
     /** @type {number[]} */ const left = [];
-    if (stayed < before) forgetUnseen(this.players, seen, left);
+    if (stayed < before) forgetUnmarked(this.players, mark, left);
     /** @type {number[]} */ const gemsAdded = [];
     /** @type {number[]} */ const gemsRemoved = [];
-    seen.clear();
     let kept = 0;
     const gemsBefore = this.gems.size;
     for (const g of gems) {
-      seen.add(g.id);
-      if (this.gems.has(g.id)) {
+      const had = this.gems.get(g.id);
+      if (had !== undefined) {
+        had.mark = mark;
         kept++;
         continue;
       }
-      const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv) };
+      const s = { id: g.id, qx: Math.round(g.x * this.inv), qy: Math.round(g.y * this.inv), mark };
       this.gems.set(g.id, s);
       gemsAdded.push(g.id, s.qx, s.qy);
     }
-    if (kept < gemsBefore) forgetUnseen(this.gems, seen, gemsRemoved);
-    seen.clear();
+    if (kept < gemsBefore) forgetUnmarked(this.gems, mark, gemsRemoved);
     if (keyframe) return this.keyframe();
     const msg = [DELTA, this.seq, tick, moved, entered, left, changed, gemsAdded, gemsRemoved];
     while (msg.length > 3 && /** @type {unknown[]} */ (msg[msg.length - 1]).length === 0) msg.pop();
@@ -164,12 +167,12 @@ export class AreaEncoder {
   }
 }
 
-/** Delete from `known` every id not in `seen`, listing it in `out`. */
-function forgetUnseen(/** @type {Map<number, unknown>} */ known, /** @type {Set<number>} */ seen, /** @type {number[]} */ out) {
-  for (const id of known.keys()) {
-    if (!seen.has(id)) {
-      out.push(id);
-      known.delete(id);
+/** Delete from `known` every entry not marked `mark`, listing its id in `out`. */
+function forgetUnmarked(/** @type {Map<number, { id: number, mark: number }>} */ known, /** @type {number} */ mark, /** @type {number[]} */ out) {
+  for (const s of known.values()) {
+    if (s.mark !== mark) {
+      out.push(s.id);
+      known.delete(s.id);
     }
   }
 }
