@@ -3,14 +3,13 @@
 // (bench/game-naive-bots.js). Each one speaks the realtime protocol over
 // MessagePack with the `ws` package: auth, `arena.join` (spawned at random),
 // a subscription to the block channel around its spawn point (interest.js),
-// and an `arena.input` with new keys about once a second (spread: a twentieth of
-// the bots every 25 ms). It reads and
+// and an `arena.input` with new keys about once a second by `send` (no reply, as
+// the SDK players send it; spread: a twentieth of the bots every 25 ms). It reads and
 // counts every frame without decoding it — what the naive bots do with their
 // JSON — so a thousand of them fit on one CPU at 60 Hz, which full SDK bots
 // (examples/arena/bots.mjs: decode and apply every area message) do not.
 // What they cost the server is what players cost it: the same block
-// messages, inputs and rpc replies; only the block does not follow the
-// player as it moves.
+// messages and inputs; only the block does not follow the player as it moves.
 
 import WebSocket from 'ws';
 import { guardChildProcess } from './lib/child.js';
@@ -44,7 +43,7 @@ function fail(bot, why) {
 function startBot() {
   const ws = new WebSocket(config.url, msgpackCodec.subprotocol, { perMessageDeflate: false });
   const bot = { ws, seq: 0, ready: false, failed: false };
-  // Replies by id: 1 auth, 2 join, 3 sub; inputs use 100 and up (their replies are counted, not read).
+  // Replies by id: 1 auth, 2 join, 3 sub; inputs get none.
   ws.on('open', () => {
     send(ws, { op: 'auth', id: 1, token: config.token });
     send(ws, { op: 'rpc', id: 2, method: 'arena.join', data: { name: 'light', spawn: 'random' } });
@@ -86,7 +85,7 @@ setInterval(() => {
   for (let i = turn++ % TURNS; i < bots.length; i += TURNS) {
     const bot = bots[i];
     if (!bot.ready || bot.ws.readyState !== WebSocket.OPEN || Math.random() >= 0.5) continue;
-    send(bot.ws, { op: 'rpc', id: 100 + (++bot.seq % 1000), method: 'arena.input', data: { s: bot.seq, k: Math.floor(Math.random() * 16) } });
+    send(bot.ws, { op: 'send', method: 'arena.input', data: { s: ++bot.seq, k: Math.floor(Math.random() * 16) } });
   }
 }, 500 / TURNS);
 process.on('message', (msg) => {

@@ -23,7 +23,9 @@
  * - `arena.join` `{ name, spawn? }` → `{ id, tick, config }`: a player for this connection
  *   (a second join replaces the first); it leaves when the connection closes.
  * - `arena.input` `{ s, k }`: the keys held (`k`, 0..15) from input number `s` on. Newest wins;
- *   an older one is ignored. Answers null, or `{ refused }` with the reason.
+ *   an older one is ignored. Players send it by `send` (an rpc without a reply: the state's `ack`
+ *   says which input was applied, and a player sends its keys again when it does not); as an rpc
+ *   it answers null, or `{ refused }` with the reason.
  * - `arena.keyframe` `{ area }` → the area's state now, as a keyframe (a client that just
  *   subscribed, or that saw a gap, need not wait for the next periodic one).
  *

@@ -444,6 +444,20 @@ export class Client extends Emitter<ClientEvents> {
     return reply.data as T;
   }
 
+  /**
+   * Call an rpc method without waiting for, or getting, an answer: for what is
+   * stale once the next one is sent (a game's input, a cursor, a typing
+   * indicator). Sent now when connected and within the server's rate budget;
+   * otherwise dropped, never queued — returns whether it went out. A server that refuses it (404: no such
+   * method, 401, 429, 500: the handler failed) says so by an `error` event
+   * (`RT_CLIENT_SERVER_ERROR`) with no request to blame.
+   */
+  send(method: string, data?: unknown): boolean {
+    if (typeof method !== 'string' || method.length === 0) throw new ClientError('RT_CLIENT_INVALID_ARGUMENT', 'method must be a non-empty string');
+    if (!this.#link.connected) return false;
+    return this.#link.send(data === undefined ? { op: 'send', method } : { op: 'send', method, data });
+  }
+
   /** Who is in a channel (`clients`: connection id → who), or how many (`clients`/`users` counts). A read: sent again after a reconnect. */
   async presence(channel: string): Promise<PresenceResult> {
     const { op: _op, id: _id, ...result } = await this.#request('read', 'presence', { channel });

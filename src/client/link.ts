@@ -230,8 +230,8 @@ export class Link {
   }
 
   /** Send on the current connection within the server's rate budget (dropped when there is none). */
-  send(message: ClientMessage): void {
-    this.#sender.send(message);
+  send(message: ClientMessage): boolean {
+    return this.#sender.send(message);
   }
 
   // ---- connect / close -------------------------------------------------------------

@@ -91,8 +91,8 @@ export class SendPacer {
 
 /** What the server counts for a message, in bytes: its JSON in UTF-8 (MessagePack is about as long or shorter). */
 function messageSize(message: ClientMessage): number {
-  // Only publications and rpc calls carry application data; the rest are a few dozen bytes.
-  return message.op === 'pub' || message.op === 'rpc' ? utf8Length(JSON.stringify(message)) : 64;
+  // Only publications and rpc calls (with or without a reply) carry application data; the rest are a few dozen bytes.
+  return message.op === 'pub' || message.op === 'rpc' || message.op === 'send' ? utf8Length(JSON.stringify(message)) : 64;
 }
 
 /** Whether `value` is a rate as the server announces it (`limits.messageRate`, `limits.byteRate`). */
@@ -117,19 +117,24 @@ export class PacedSender {
     this.#target = target;
   }
 
-  send(message: ClientMessage): void {
+  /** Send now, or queue for the budget; false when it was dropped (no connection, or a `send` that would wait). */
+  send(message: ClientMessage): boolean {
     const target = this.#target();
-    if (!target) return;
+    if (!target) return false;
     const size = messageSize(message);
     if (this.#queue.length === 0 && this.#pacer.waitMs(size) === 0) {
       this.#pacer.take(size);
       target.send(message);
-      return;
+      return true;
     }
+    // A `send` is stale once the next one goes: an application sending faster than its budget would
+    // otherwise grow this queue without end.
+    if (message.op === 'send') return false;
     // A pong answers the server's liveness check: ahead of what waits.
     if (message.op === 'pong') this.#queue.unshift({ message, size });
     else this.#queue.push({ message, size });
     this.#schedule();
+    return true;
   }
 
   /** A new budget, full but for `spent` bytes of one message (a new connection, or the server announced its own). */

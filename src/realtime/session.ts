@@ -301,6 +301,10 @@ export class Session implements Subscriber {
         // The application's handler may take its time: later requests do not wait for it.
         this.enqueue(message.op, message.id, () => this.rpc(message.id, message.method, message.data), false);
         return;
+      case 'send':
+        // An rpc without a reply: in its turn, like an rpc; the result is dropped, a failure answered without id.
+        this.enqueue(message.op, undefined, () => this.rpc(undefined, message.method, message.data), false);
+        return;
       case 'presence':
         this.enqueue(message.op, message.id, () => this.presence(message.id, message.channel));
         return;
@@ -326,7 +330,7 @@ export class Session implements Subscriber {
    * `pub` elsewhere) waits for the whole run. A run holds at most
    * MAX_PUB_RUN publishes; the next one opens a new run after it.
    */
-  private enqueue(op: string, id: RequestId, task: (turn: Promise<void>) => Promise<void>, waitForIt = true, pubChannel?: string): void {
+  private enqueue(op: string, id: RequestId | undefined, task: (turn: Promise<void>) => Promise<void>, waitForIt = true, pubChannel?: string): void {
     const start = (turn: Promise<void>): Promise<void> | undefined => {
       // Closing (4004, a shutdown, a failed auth): nothing queued runs, so nothing happens without its reply.
       if (this.closed || this.closing) return;
@@ -371,7 +375,7 @@ export class Session implements Subscriber {
   }
 
   /** Run an async request: RequestErrors become `error` replies, anything else a 500/503 and a log line. Never rejects. */
-  private run(op: string, id: RequestId, task: (turn: Promise<void>) => Promise<void>, turn: Promise<void>): Promise<void> {
+  private run(op: string, id: RequestId | undefined, task: (turn: Promise<void>) => Promise<void>, turn: Promise<void>): Promise<void> {
     let running: Promise<void>;
     try {
       running = task(turn);
@@ -605,7 +609,8 @@ export class Session implements Subscriber {
     this.reply(id, { offset: result.offset, epoch: result.epoch, ...(result.duplicate ? { duplicate: true } : {}) });
   }
 
-  private async rpc(id: RequestId, method: string, data: unknown): Promise<void> {
+  /** An `rpc`, or with no `id` a `send`: the handler runs the same, and nothing is answered but a failure. */
+  private async rpc(id: RequestId | undefined, method: string, data: unknown): Promise<void> {
     const handler = this.host.rpcHandlers.get(method);
     if (!handler) throw new RequestError(ErrorCode.NotFound, `no rpc method ${method}`);
     if (data !== undefined) this.checkData(data, 'rpc.data');
@@ -617,6 +622,7 @@ export class Session implements Subscriber {
       this.log.error({ method, err: err instanceof Error ? err.message : String(err) }, 'rpc handler failed');
       throw new RequestError(ErrorCode.Internal, `rpc ${method} failed`);
     }
+    if (id === undefined) return;
     // The application's result is encoded for this client only, but a cycle or a deep object would still throw in the middle of a send.
     const problem = result === undefined ? null : dataProblem(result, this.host.dataLimits('server'), 'the result');
     if (problem !== null) {

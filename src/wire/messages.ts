@@ -73,6 +73,11 @@ export interface PublishRequest {
   volatile?: boolean;
 }
 export interface RpcRequest { op: 'rpc'; id: RequestId; method: string; data?: unknown }
+/**
+ * An rpc without a reply (a game's input, a typing indicator): the method's handler runs in its
+ * turn and its result is dropped. No `id`; only a failure is answered, by an `error` without one.
+ */
+export interface SendMessage { op: 'send'; method: string; data?: unknown }
 export interface PresenceRequest { op: 'presence'; id: RequestId; channel: string }
 export interface HistoryRequest {
   op: 'history';
@@ -94,6 +99,7 @@ export type ClientMessage =
   | UnsubscribeRequest
   | PublishRequest
   | RpcRequest
+  | SendMessage
   | PresenceRequest
   | HistoryRequest
   | RefreshRequest

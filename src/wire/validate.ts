@@ -45,12 +45,17 @@ function isPosition(v: unknown): v is StreamPosition {
   );
 }
 
+function isMethod(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_METHOD_LENGTH;
+}
+
 const ALLOWED: Record<string, readonly string[]> = {
   auth: ['op', 'id', 'token'],
   sub: ['op', 'id', 'channel', 'since', 'presence'],
   unsub: ['op', 'id', 'channel'],
   pub: ['op', 'id', 'channel', 'data', 'key', 'volatile'],
   rpc: ['op', 'id', 'method', 'data'],
+  send: ['op', 'method', 'data'],
   presence: ['op', 'id', 'channel'],
   history: ['op', 'id', 'channel', 'since', 'limit'],
   refresh: ['op', 'id', 'token'],
@@ -72,6 +77,10 @@ export function validateClientMessage(raw: unknown): ValidationResult {
     if (!allowed.includes(key)) return fail(`unknown field "${key}" in ${op}`);
   }
   if (op === 'ping' || op === 'pong') return { ok: true, message: { op } };
+  if (op === 'send') {
+    if (!isMethod(raw.method)) return fail('send.method must be a non-empty string');
+    return { ok: true, message: raw as unknown as ClientMessage };
+  }
   if (!isRequestId(id)) return fail(`${op} needs an id (a non-negative integer or a string of up to ${MAX_ID_LENGTH} characters)`);
 
   switch (op) {
@@ -100,9 +109,7 @@ export function validateClientMessage(raw: unknown): ValidationResult {
       if (raw.volatile !== undefined && typeof raw.volatile !== 'boolean') return fail('pub.volatile must be a boolean');
       break;
     case 'rpc':
-      if (typeof raw.method !== 'string' || raw.method.length === 0 || raw.method.length > MAX_METHOD_LENGTH) {
-        return fail('rpc.method must be a non-empty string');
-      }
+      if (!isMethod(raw.method)) return fail('rpc.method must be a non-empty string');
       break;
   }
   return { ok: true, message: raw as unknown as ClientMessage };

@@ -5,13 +5,21 @@
  * the 2×2 block of areas around the player (interest.js), apply each area's
  * keyframes and deltas from it (codec.js), ask for an area's keyframe at once
  * when the area is new to us or after a gap, send the keys held (numbered,
- * only when they change), and join again after a reconnect (the server
- * forgets the player of a closed connection).
+ * only when they change, by `send`: no reply, the state acknowledges them),
+ * and join again after a reconnect (the server forgets the player of a
+ * closed connection).
  *
  * Browser-safe; the SDK client comes in as a parameter.
  */
 import { AreaState, readBlockMessage } from './codec.js';
 import { AreaGrid, interestChange } from './interest.js';
+
+/**
+ * Keys not acknowledged by the state (our player's `ack`) this long after they were sent are sent
+ * again, numbered anew: a `send` that was dropped (over the connection's rate budget, or lost in a
+ * reconnect) is not retried by the SDK, and keys are sent only when they change.
+ */
+export const INPUT_RESEND_MS = 250;
 
 /** @typedef {import('./config.js').ArenaConfig} ArenaConfig */
 /** @typedef {import('./interest.js').Block} Block */
@@ -21,6 +29,7 @@ import { AreaGrid, interestChange } from './interest.js';
  * The part of the SDK's Client this needs.
  * @typedef {object} SdkClient
  * @property {(method: string, data?: unknown) => Promise<any>} rpc
+ * @property {(method: string, data?: unknown) => boolean} send
  * @property {(channel: string, options: { onMessage(pub: { channel: string, data: unknown }): void, onSubscribed?(): void }) => BlockSubscription} subscribe
  * @property {(event: 'connected', listener: () => void) => unknown} on
  */
@@ -58,6 +67,8 @@ export class ArenaPlayer {
     this.leaving = [];
     this.keys = 0;
     this.inputSeq = 0;
+    /** When the keys last went out (Date.now()). */
+    this.inputSentAt = 0;
     /** Counters for the overlay and the bots' summary. */
     this.counters = { messages: 0, keyframes: 0, deltas: 0, gaps: 0, waiting: 0, old: 0, invalid: 0, keyframeAsks: 0, joins: 0 };
     this.joined = false;
@@ -163,7 +174,17 @@ export class ArenaPlayer {
       this.#askKeyframe(area);
     } else if (kind === 'old') this.counters.old++;
     else this.counters.invalid++;
-    if (kind === 'keyframe' || kind === 'delta') this.options.onArea?.(area, state, kind);
+    if (kind === 'keyframe' || kind === 'delta') {
+      this.#resendUnacknowledged();
+      this.options.onArea?.(area, state, kind);
+    }
+  }
+
+  /** The state does not have our latest input yet, a while after it went: send the keys again. */
+  #resendUnacknowledged() {
+    if (!this.joined || this.inputSeq === 0 || Date.now() - this.inputSentAt < INPUT_RESEND_MS) return;
+    const mine = this.self();
+    if (mine !== null && mine.p.ack < this.inputSeq) this.#sendKeys();
   }
 
   /** One keyframe request per area at a time; its answer goes through the same path as a published keyframe. */
@@ -203,7 +224,8 @@ export class ArenaPlayer {
 
   #sendKeys() {
     const s = ++this.inputSeq;
-    this.client.rpc('arena.input', { s, k: this.keys }).catch((err) => this.#fail(err));
+    this.inputSentAt = Date.now();
+    this.client.send('arena.input', { s, k: this.keys });
     return s;
   }
 }

@@ -7,10 +7,11 @@
  * and every area it holds ends exactly as the server's encoder has it.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Client, type ClientOptions } from '../../../src/client/index.js';
 import { WebSocket } from '../../../src/index.js';
-import { ArenaPlayer } from '../../../examples/arena/lib/player.js';
+import { ArenaPlayer, INPUT_RESEND_MS } from '../../../examples/arena/lib/player.js';
+import { Key } from '../../../examples/arena/lib/sim.js';
 import { ARENA_NAMESPACE, startArena } from '../../../examples/arena/server.js';
 import { signToken, startRealtime, until } from '../realtime/helpers.js';
 
@@ -26,14 +27,7 @@ test('a player walking into the next block keeps the shared areas going and gets
     p.x = x;
     arena.world.setInput(p.id, 1, 1);
   }
-  const client = new Client(rt.url, {
-    WebSocket: WebSocket as unknown as NonNullable<ClientOptions['WebSocket']>,
-    transports: ['websocket'],
-    network: null,
-    protocol: 'msgpack',
-    getToken: () => signToken('walker'),
-  });
-  t.after(() => client.close());
+  const client = sdkClient(t, rt.url, 'walker');
   const errors: unknown[] = [];
   const player = new ArenaPlayer(client, { name: 'walker', onError: (err) => errors.push(err) });
   await client.connect();
@@ -82,6 +76,48 @@ test('a player walking into the next block keeps the shared areas going and gets
   }
   assert.deepEqual(errors, []);
 });
+
+test('keys whose send was dropped are sent again once the state shows they did not arrive', async (t) => {
+  const rt = await startRealtime(t, [{ ...ARENA_NAMESPACE }], { limits: { slowConsumer: 'drop-volatile' } });
+  const arena = startArena(rt.server, { width: 1200, height: 600, areaSize: 600, tickHz: 30, keyframeEvery: 30, seed: 5 });
+  t.after(() => arena.stop());
+  const client = sdkClient(t, rt.url, 'lossy');
+  // The first input is lost on the way (what a send past the rate budget, or in a reconnect, is).
+  const sent: unknown[] = [];
+  const realSend = client.send.bind(client);
+  client.send = (method: string, data?: unknown) => {
+    sent.push(data);
+    return sent.length === 1 ? false : realSend(method, data);
+  };
+  const player = new ArenaPlayer(client, { name: 'lossy' });
+  await client.connect();
+  await player.join();
+  const me = () => arena.world.players.get(player.id)!;
+  const x0 = me().x;
+  await until(() => player.self() !== null, 20_000, 'our player in the state');
+  const s = player.setKeys(Key.Right);
+  assert.equal(s, 1);
+  await until(() => me().x > x0, 20_000, 'the player to move right');
+  assert.ok(sent.length >= 2, `sent again: ${JSON.stringify(sent)}`);
+  assert.deepEqual(sent[1], { s: 2, k: Key.Right }, 'the same keys, numbered anew');
+  await until(() => (player.self()?.p.ack ?? 0) >= 2, 20_000, 'the state to acknowledge the input');
+  const count = sent.length;
+  await new Promise((r) => setTimeout(r, 3 * INPUT_RESEND_MS));
+  assert.equal(sent.length, count, 'nothing more once acknowledged');
+});
+
+/** An SDK client over MessagePack, as the page's and the bots' players use, closed after the test. */
+function sdkClient(t: TestContext, url: string, user: string): Client {
+  const client = new Client(url, {
+    WebSocket: WebSocket as unknown as NonNullable<ClientOptions['WebSocket']>,
+    transports: ['websocket'],
+    network: null,
+    protocol: 'msgpack',
+    getToken: () => signToken(user),
+  });
+  t.after(() => client.close());
+  return client;
+}
 
 /** The [id, qx, qy] of every player in a keyframe (what the `arena.keyframe` rpc answers). */
 function playersOf(data: unknown): number[][] {

@@ -116,6 +116,30 @@ describe('client SDK against the realtime server', () => {
     await assert.rejects(c.rpc('nope'), (err: ClientError) => err.code === 'RT_CLIENT_SERVER_ERROR' && err.serverCode === 404);
   });
 
+  test('send: the handler runs, nothing waits for an answer; dropped while disconnected or over the budget; a refusal is an error event', async (t) => {
+    const s = await startServer(t, { config: { limits: { messageRate: { perSecond: 1, burst: 20 } } } });
+    const inputs: unknown[] = [];
+    s.server.rpc('input', (data, ctx) => void inputs.push([ctx.user, data]));
+    const c = createClient(t, s.url, { token: await signToken('alice') });
+    assert.equal(c.send('input', 0), false, 'not connected: dropped');
+    await within(c.connect(), 3000, 'connect');
+    assert.equal(c.send('input', 1), true);
+    assert.equal(c.send('input'), true);
+    await until(() => inputs.length === 2, 3000, 'both sends to run');
+    assert.deepEqual(inputs, [['alice', 1], ['alice', undefined]]);
+    const refused = nextEvent(c, 'error');
+    assert.equal(c.send('nope'), true);
+    const err = (await within(refused, 3000, 'the error event')) as ClientError;
+    assert.equal(err.code, 'RT_CLIENT_SERVER_ERROR');
+    assert.equal(err.serverCode, 404);
+    // Past the server's announced budget a send is dropped here, not queued (it would be stale when it went).
+    let sent = 0;
+    for (let i = 0; i < 40; i++) if (c.send('input', 100 + i)) sent++;
+    assert.ok(sent > 0 && sent < 40, `${sent} of 40 went out`);
+    await until(() => inputs.length === 2 + sent, 3000, 'the sends that went out to run');
+    assert.throws(() => c.send(''), (e: ClientError) => e.code === 'RT_CLIENT_INVALID_ARGUMENT');
+  });
+
   test('presence: join and leave events, the presence list, counts', async (t) => {
     const s = await startServer(t);
     const alice = createClient(t, s.url, { token: await signToken('alice') });

@@ -384,7 +384,7 @@ export function valueArb({ maxDeep, maxWide }: ValueOptions): fc.Arbitrary<Value
 // ---------------------------------------------------------------------------
 // Client messages (WebSocket, fallback sessions)
 
-export const OPS = ['auth', 'sub', 'unsub', 'pub', 'rpc', 'presence', 'history', 'refresh', 'ping', 'pong'] as const;
+export const OPS = ['auth', 'sub', 'unsub', 'pub', 'rpc', 'send', 'presence', 'history', 'refresh', 'ping', 'pong'] as const;
 export type Op = (typeof OPS)[number];
 
 /** Channels: ones that exist in the test's configuration (the bystander's too), patterns and broken names. */
@@ -492,6 +492,10 @@ export function messageArb(values: fc.Arbitrary<Value>, tokens: Lit[]): fc.Arbit
       ['method', method],
       ['data', values],
     ],
+    send: [
+      ['method', method],
+      ['data', values],
+    ],
     presence: [['channel', channel]],
     history: [
       ['channel', channel],
@@ -530,8 +534,9 @@ export function messageArb(values: fc.Arbitrary<Value>, tokens: Lit[]): fc.Arbit
       const pings = op === 'ping' || op === 'pong';
       return fc.tuple(...chosen.map(([, arb]) => arb)).map((vals): Envelope => {
         const fields = chosen.map(([name], i) => field(name, vals[i]!));
-        // ping/pong mostly as they should be (no id, no fields), so the pong answer is exercised too.
-        const slot: IdSlot = pings && presence[3]! < 70 ? { mode: 'missing' } : id;
+        // ping/pong mostly as they should be (no id, no fields), so the pong answer is exercised too; a
+        // send mostly without the id it must not have.
+        const slot: IdSlot = (pings || op === 'send') && presence[3]! < 70 ? { mode: 'missing' } : id;
         return { k: 'envelope', op: opBent ?? plain(op), opName: opBent ? describe(opBent) : op, id: slot, fields: pings && presence[3]! < 70 ? [] : [...fields, ...extra] };
       });
     });

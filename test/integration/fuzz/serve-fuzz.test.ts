@@ -203,12 +203,18 @@ function answerKind(m: ServerMessage): string {
 type Expect =
   /** One `ok` or `error` carrying this id (a failed `auth` may then close with `mayClose`). */
   | { k: 'reply'; id: string | number; op: unknown; mayClose?: number[] }
-  /** One `error` 400 without id: no usable id. */
-  | { k: 'noid'; mayClose?: number[] }
+  /**
+   * One `error` without id: 400 (no usable id), or for a `send` (an rpc without a reply,
+   * which has no id) also 401 before auth and 404 (the server has no rpc method).
+   */
+  | { k: 'noid'; mayClose?: number[]; codes?: number[] }
   | { k: 'pong' }
   | { k: 'nothing' }
   /** The server closes with one of these codes, without answering. */
   | { k: 'close'; codes: number[]; why: string };
+
+/** What a `send` without id may be answered with (an error without id), besides 400. */
+const SEND_CODES = [400, 401, 404];
 
 function isRequestId(v: unknown): v is string | number {
   return (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) || (typeof v === 'string' && v.length > 0 && v.length <= 64);
@@ -222,6 +228,7 @@ function classify(decoded: unknown, authenticated: boolean): Expect {
   if (isRequestId(m.id)) return { k: 'reply', id: m.id, op: m.op, ...(m.op === 'auth' && !authenticated ? { mayClose: CLOSE_AUTH_FAILED } : {}) };
   const keys = Object.keys(m);
   if ((m.op === 'ping' || m.op === 'pong') && keys.length === 1) return { k: m.op === 'ping' ? 'pong' : 'nothing' };
+  if (m.op === 'send' && !('id' in m)) return { k: 'noid', codes: SEND_CODES };
   return { k: 'noid' };
 }
 
@@ -267,6 +274,7 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
   peer.undecodable.length = 0;
   const wanted = new Map<string, number>();
   let noid = 0;
+  const noidCodes = new Set([400]);
   let pongs = 0;
   const closeCodes = new Set<number>();
   let mustClose: Expect | null = null;
@@ -279,6 +287,7 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
     } else if (e.k === 'noid') {
       noid++;
       for (const c of e.mayClose ?? []) closeCodes.add(c);
+      for (const c of e.codes ?? []) noidCodes.add(c);
     } else if (e.k === 'pong') pongs++;
     else if (e.k === 'close') {
       mustClose = e;
@@ -290,8 +299,18 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
   let gotPongs = 0;
   const carrier = peer instanceof FallbackPeer ? 'session' : 'websocket';
   if (peer.ended) count(`${carrier} close ${peer.ended.code}`);
+  let pastSentinel = false;
   for (const m of peer.inbox.slice(from)) {
     if (typeof m.op === 'string' && PUSH_OPS.has(m.op)) continue;
+    if (pastSentinel) {
+      // Only a send's refusal may come after the sentinel's reply: a send does not hold up what follows it.
+      if (m.op === 'error' && !('id' in m)) {
+        count(`${carrier} ${answerKind(m)}`);
+        gotNoid++;
+        if (!noidCodes.has(m.code as number)) problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected ${[...noidCodes].join(' or ')}): ${short(m)}${context()}`);
+      }
+      continue;
+    }
     if (m.id !== sentinel) count(`${carrier} ${answerKind(m)}`);
     if (m.op === 'pong') {
       gotPongs++;
@@ -301,12 +320,17 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
       problems.push(`${peer.name}: an unexpected message ${short(m)}${context()}`);
       continue;
     }
-    if (sentinel !== null && m.id === sentinel) break;
+    if (sentinel !== null && m.id === sentinel) {
+      pastSentinel = true;
+      continue;
+    }
     if (m.op === 'error') {
       if (typeof m.message !== 'string') problems.push(`${peer.name}: an error without a message: ${short(m)}`);
       if (!('id' in m)) {
         gotNoid++;
-        if (m.code !== 400) problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected 400): ${short(m)}${context()}`);
+        if (!noidCodes.has(m.code as number)) {
+          problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected ${[...noidCodes].join(' or ')}): ${short(m)}${context()}`);
+        }
         continue;
       }
       if (!REPLY_CODES.has(m.code as number)) problems.push(`${peer.name}: error code ${String(m.code)} for request ${JSON.stringify(m.id)}: ${short(m)}${context()}`);
@@ -379,8 +403,10 @@ async function awaitReply(peer: Peer, id: string | number, from: number, ms = AN
 /** When a reply is still missing after the sentinel's, give stragglers (an rpc) a moment. */
 async function settle(peer: Peer, sent: Sent[], from: number): Promise<void> {
   const ids = sent.flatMap((s) => (s.expect.k === 'reply' ? [s.expect.id] : []));
+  const noid = sent.filter((s) => s.expect.k === 'noid').length;
+  const noidSoFar = (): number => peer.inbox.slice(from).filter((m) => m.op === 'error' && !('id' in m)).length;
   await peer.wake
-    .until(() => (ids.every((id) => replyIndex(peer, id, from) !== -1) ? true : undefined), 300, 'stragglers')
+    .until(() => (ids.every((id) => replyIndex(peer, id, from) !== -1) && noidSoFar() >= noid ? true : undefined), 300, 'stragglers')
     .catch(() => undefined);
 }
 
