@@ -12,7 +12,8 @@
 // is the list of one),
 // BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
-// (redis | nats; nats needs nats-server on PATH, started with -js),
+// (redis | nats | redis-cluster; nats needs nats-server on PATH, started with -js;
+// redis-cluster is 3 masters made with redis-cli --cluster create, no Socket.IO cells),
 // BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
 // BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3,
 // base1, basehist3, basehist1 run sb3, sb1, hist3, hist1 on it, for an A/B
@@ -34,7 +35,7 @@
 // + performance.now(), which every process on the machine reads from the same
 // clock).
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -79,7 +80,10 @@ const START_MS = 30_000;
 const CONNECT_MS = 10_000 + 10 * S;
 const CELLS = (process.env.BENCH_CLUSTER_CELLS || 'sb3,sio3,sb1,hist3,hist1').split(',').map((s) => s.trim()).filter(Boolean);
 const BROKER = process.env.BENCH_CLUSTER_BROKER || 'redis';
-if (!['redis', 'nats'].includes(BROKER)) throw new Error(`BENCH_CLUSTER_BROKER=${BROKER}: redis or nats`);
+if (!['redis', 'nats', 'redis-cluster'].includes(BROKER)) throw new Error(`BENCH_CLUSTER_BROKER=${BROKER}: redis, redis-cluster or nats`);
+const REDIS_CLI = process.env.SWITCHBOARD_REDIS_CLI ?? '/usr/bin/redis-cli';
+/** Masters of the redis-cluster broker. */
+const CLUSTER_MASTERS = 3;
 
 const FILLER = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefgh';
 const T_KEY = Buffer.from('"t":');
@@ -114,7 +118,7 @@ function cpuSample() {
   let writes = 0;
   for (const [name, pid] of cpuWatch) {
     out[name] = cpuMsOf(pid);
-    if (name !== 'broker') writes += writeCallsOf(pid);
+    if (!name.startsWith('broker')) writes += writeCallsOf(pid);
   }
   return { cpu: out, writes };
 }
@@ -185,16 +189,56 @@ async function stopChild(child, graceMs = 3000) {
 }
 
 
+/** The broker's processes (`children`, watched as broker, or broker1… for a Redis Cluster), its config for the nodes, and a plain Redis URL for Socket.IO. */
 async function startBroker() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-broker-'));
   tmpDirs.push(dir);
   const port = await freePort();
   if (BROKER === 'redis') {
-    const { child } = await startChild('redis-server', REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'], (l) => /Ready to accept connections/.test(l));
-    return { child, config: { type: 'redis', url: `redis://127.0.0.1:${port}` }, redisUrl: `redis://127.0.0.1:${port}` };
+    const { child } = await startRedis(port, dir, []);
+    return { children: [child], config: { type: 'redis', url: `redis://127.0.0.1:${port}` }, redisUrl: `redis://127.0.0.1:${port}` };
   }
+  if (BROKER === 'redis-cluster') return startRedisCluster();
   const { child } = await startChild('nats-server', NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], (l) => /Server is ready/.test(l));
-  return { child, config: { type: 'nats', servers: [`nats://127.0.0.1:${port}`] }, redisUrl: null };
+  return { children: [child], config: { type: 'nats', servers: [`nats://127.0.0.1:${port}`] }, redisUrl: null };
+}
+
+function startRedis(port, dir, args) {
+  return startChild(`redis-server :${port}`, REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', ...args], (l) => /Ready to accept connections/.test(l));
+}
+
+/**
+ * CLUSTER_MASTERS redis-servers in cluster mode (no replicas), the slots given by `redis-cli
+ * --cluster create`, started once every node says cluster_state:ok. The nodes use sharded
+ * pub/sub; the bench's one channel lives on one of the masters, as any channel does.
+ */
+async function startRedisCluster() {
+  const children = [];
+  const urls = [];
+  for (let i = 0; i < CLUSTER_MASTERS; i++) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-broker-'));
+    tmpDirs.push(dir);
+    const port = await freePort();
+    const bus = await freePort();
+    const { child } = await startRedis(port, dir, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus)]);
+    children.push(child);
+    urls.push(`redis://127.0.0.1:${port}`);
+  }
+  const addresses = urls.map((u) => u.slice('redis://'.length));
+  await new Promise((resolve, reject) =>
+    execFile(REDIS_CLI, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 }, (err) => (err ? reject(err) : resolve())),
+  );
+  const deadline = Date.now() + 20_000;
+  for (const address of addresses) {
+    const [host, port] = address.split(':');
+    for (;;) {
+      const info = await new Promise((resolve) => execFile(REDIS_CLI, ['-h', host, '-p', port, 'cluster', 'info'], { timeout: 5000 }, (_err, out) => resolve(String(out ?? ''))));
+      if (/cluster_state:ok/.test(info)) break;
+      if (Date.now() > deadline) throw new Error(`redis cluster: ${address} not ok after 20 s`);
+      await sleep(100);
+    }
+  }
+  return { children, config: { type: 'redis', cluster: urls }, redisUrl: null };
 }
 
 // ---------------------------------------------------------------- servers
@@ -755,7 +799,7 @@ async function main() {
   const load0 = os.loadavg();
   log(`${S} subscribers, ${SECONDS} s per phase, windows ${WINDOWS.join(',')}, fixed rate ${RATE}/s, broker ${BROKER}, cells ${CELLS.join(',')}, load ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   const broker = await startBroker();
-  cpuWatch.set('broker', broker.child.pid);
+  broker.children.forEach((c, i) => cpuWatch.set(broker.children.length === 1 ? 'broker' : `broker${i + 1}`, c.pid));
   const results = {};
   try {
     for (const cell of CELLS) {
@@ -780,7 +824,7 @@ async function main() {
         } else if (cell === 'sinksio') {
           results[cell] = await withServers(() => startSink('sio'), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (cell === 'sio3') {
-          if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter only');
+          if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter, on a standalone Redis, only');
           results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (/^(base)?hist[13]$/.test(cell)) {
           const base = cell.startsWith('base');
@@ -793,7 +837,7 @@ async function main() {
       log(`${cell} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${JSON.stringify(results[cell])}`);
     }
   } finally {
-    await stopChild(broker.child);
+    await Promise.all(broker.children.map((c) => stopChild(c)));
   }
   const out = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadBefore: load0, loadAfter: os.loadavg(), broker: BROKER, subscribers: S, seconds: SECONDS, windows: WINDOWS, rate: RATE, results, ratios: ratios(results) };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
