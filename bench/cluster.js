@@ -13,7 +13,8 @@
 // BENCH_CLUSTER_CELLS (sb3,sio3,sb1,hist3,hist1; also w2: one `serve
 // --workers 2` on the broker, every client on its one port), BENCH_CLUSTER_BROKER
 // (redis | nats | redis-cluster; nats needs nats-server on PATH, started with -js;
-// redis-cluster is 3 masters made with redis-cli --cluster create, no Socket.IO cells),
+// redis-cluster is 3 masters made with redis-cli --cluster create; with either, a
+// sio3 cell gets a standalone redis-server of its own beside the broker),
 // BENCH_CLUSTER_PROBE_EVERY (every n-th subscriber reads stamps, 8),
 // BENCH_CLUSTER_BASELINE (another build's bin/switchboard.js: cells base3,
 // base1, basehist3, basehist1 run sb3, sb1, hist3, hist1 on it, for an A/B
@@ -198,9 +199,17 @@ async function startBroker() {
     const { child } = await startRedis(port, dir, []);
     return { children: [child], config: { type: 'redis', url: `redis://127.0.0.1:${port}` }, redisUrl: `redis://127.0.0.1:${port}` };
   }
-  if (BROKER === 'redis-cluster') return startRedisCluster();
-  const { child } = await startChild('nats-server', NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], (l) => /Server is ready/.test(l));
-  return { children: [child], config: { type: 'nats', servers: [`nats://127.0.0.1:${port}`] }, redisUrl: null };
+  const broker =
+    BROKER === 'redis-cluster'
+      ? await startRedisCluster()
+      : { children: [(await startChild('nats-server', NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], (l) => /Server is ready/.test(l))).child], config: { type: 'nats', servers: [`nats://127.0.0.1:${port}`] }, redisUrl: null };
+  if (CELLS.includes('sio3')) {
+    // Socket.IO's adapter needs a standalone Redis: one of its own, so its cell runs in the same run as ours.
+    const redisPort = await freePort();
+    broker.children.push((await startRedis(redisPort, dir, [])).child);
+    broker.redisUrl = `redis://127.0.0.1:${redisPort}`;
+  }
+  return broker;
 }
 
 function startRedis(port, dir, args) {
@@ -824,7 +833,6 @@ async function main() {
         } else if (cell === 'sinksio') {
           results[cell] = await withServers(() => startSink('sio'), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (cell === 'sio3') {
-          if (!broker.redisUrl) throw new Error('Socket.IO runs on the Redis adapter, on a standalone Redis, only');
           results[cell] = await withServers(() => startSocketIo(3, broker.redisUrl), (urls) => fanoutCell((onDelivery) => sioClients(urls, S, onDelivery)));
         } else if (/^(base)?hist[13]$/.test(cell)) {
           const base = cell.startsWith('base');
