@@ -299,6 +299,13 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
   let gotPongs = 0;
   const carrier = peer instanceof FallbackPeer ? 'session' : 'websocket';
   if (peer.ended) count(`${carrier} close ${peer.ended.code}`);
+  /** An error without id: counted, and its code checked against what the group's id-less messages may get. */
+  const idless = (m: ServerMessage): void => {
+    gotNoid++;
+    if (!noidCodes.has(m.code as number)) {
+      problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected ${[...noidCodes].join(' or ')}): ${short(m)}${context()}`);
+    }
+  };
   let pastSentinel = false;
   for (const m of peer.inbox.slice(from)) {
     if (typeof m.op === 'string' && PUSH_OPS.has(m.op)) continue;
@@ -306,8 +313,7 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
       // Only a send's refusal may come after the sentinel's reply: a send does not hold up what follows it.
       if (m.op === 'error' && !('id' in m)) {
         count(`${carrier} ${answerKind(m)}`);
-        gotNoid++;
-        if (!noidCodes.has(m.code as number)) problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected ${[...noidCodes].join(' or ')}): ${short(m)}${context()}`);
+        idless(m);
       }
       continue;
     }
@@ -327,10 +333,7 @@ function judge(peer: Peer, from: number, sent: Sent[], sentinel: string | number
     if (m.op === 'error') {
       if (typeof m.message !== 'string') problems.push(`${peer.name}: an error without a message: ${short(m)}`);
       if (!('id' in m)) {
-        gotNoid++;
-        if (!noidCodes.has(m.code as number)) {
-          problems.push(`${peer.name}: an error without id and with code ${String(m.code)} (expected ${[...noidCodes].join(' or ')}): ${short(m)}${context()}`);
-        }
+        idless(m);
         continue;
       }
       if (!REPLY_CODES.has(m.code as number)) problems.push(`${peer.name}: error code ${String(m.code)} for request ${JSON.stringify(m.id)}: ${short(m)}${context()}`);
