@@ -106,6 +106,13 @@ function credentials(a: { username?: string; password?: string; tls: boolean }, 
 
 type CorkableStream = NodeJS.WritableStream & { cork(): void; uncork(): void; writable: boolean };
 
+/** Cork `stream` for the rest of the tick and keep it in `held`, if it can take writes. */
+function corkInto(held: CorkableStream[], stream: CorkableStream | undefined | null): void {
+  if (stream === undefined || stream === null || !stream.writable) return;
+  stream.cork();
+  held.push(stream);
+}
+
 function releaseHeldWrites(link: Link): void {
   link._releaseWrites();
 }
@@ -129,7 +136,7 @@ export class Link {
   #reported = false;
   #closed = false;
   /** The socket corked by holdWritesForTick until the end of this tick, if any. */
-  #held: { uncork(): void } | null = null;
+  #held: CorkableStream[] | null = null;
 
   /**
    * `onReady` runs after every (re)connection before any operation goes
@@ -305,26 +312,11 @@ export class Link {
    */
   holdWritesForTick(): void {
     if (this.#held !== null) return;
-    if (this.client instanceof Cluster) {
-      const held: CorkableStream[] = [];
-      for (const node of this.client.nodes('master')) {
-        const stream = node.stream as CorkableStream | undefined;
-        if (stream === undefined || stream === null || !stream.writable) continue;
-        stream.cork();
-        held.push(stream);
-      }
-      if (held.length === 0) return;
-      this.#held = {
-        uncork: () => {
-          for (const stream of held) stream.uncork();
-        },
-      };
-    } else {
-      const stream = this.redis.stream as CorkableStream | undefined;
-      if (stream === undefined || stream === null || !stream.writable) return;
-      stream.cork();
-      this.#held = stream;
-    }
+    const held: CorkableStream[] = [];
+    if (this.client instanceof Cluster) for (const node of this.client.nodes('master')) corkInto(held, node.stream as CorkableStream | undefined);
+    else corkInto(held, this.redis.stream as CorkableStream | undefined);
+    if (held.length === 0) return;
+    this.#held = held;
     process.nextTick(releaseHeldWrites, this);
   }
 
@@ -332,7 +324,7 @@ export class Link {
   _releaseWrites(): void {
     const held = this.#held;
     this.#held = null;
-    held?.uncork();
+    if (held !== null) for (const stream of held) stream.uncork();
   }
 
   /** Wait (bounded) until usable; rejects with RT_ERR_BROKER_UNAVAILABLE otherwise. */
