@@ -2,7 +2,7 @@
 // (bench/connections.js). Raw-TCP WebSocket connections (bench/lib/raw-ws.js),
 // so the load generator favours no server. Started with one JSON argument:
 //   { host, port, path, localAddresses: string[], concurrency, watchdogMs,
-//     realtime: { token, channels } | null, silentEvery: number (0: none),
+//     realtime: { token, channels, bearer?: boolean } | null, silentEvery: number (0: none),
 //     retries?: number (attempts again after a failed connection, 0.1-0.5 s apart; default 0) }
 // IPC (parent -> child): {type:'open', count} | {type:'halt'} | {type:'probe'} | {type:'stats'} | {type:'close'} | {type:'exit'}
 //     (child -> parent): {type:'opened', ...} | {type:'probed', ms} | {type:'stats', ...} | {type:'error', message}
@@ -14,7 +14,9 @@
 // flight, each from the next local address in turn (several 127.0.0.x
 // addresses give several ephemeral port ranges). A realtime connection
 // authenticates and subscribes to one channel before it counts as open, and
-// answers the server's app-level pings. Every `silentEvery`-th connection
+// answers the server's app-level pings; with `bearer` it carries the token in
+// the upgrade's Authorization header instead and counts as open at the 101
+// (the server verified the token before answering), with no subscription. Every `silentEvery`-th connection
 // stops answering anything once open (no pong, no app pong): the server's
 // heartbeat should terminate it; the time it took is recorded.
 
@@ -29,6 +31,7 @@ const OP_PING = Buffer.from('{"op":"ping"');
 const OP_OK = Buffer.from('"op":"ok"');
 const OP_MSG = Buffer.from('{"op":"msg"');
 const PONG = '{"op":"pong"}';
+const BEARER = cfg.realtime?.bearer ? `Authorization: Bearer ${cfg.realtime.token}\r\n` : '';
 
 /** @type {Set<RawWebSocket>} */
 const open = new Set();
@@ -59,7 +62,7 @@ const pending = new Map();
 
 const handler = {
   onOpen(conn) {
-    if (cfg.realtime) {
+    if (cfg.realtime && !cfg.realtime.bearer) {
       conn.sendText(
         JSON.stringify({ op: 'auth', id: 1, token: cfg.realtime.token }),
         JSON.stringify({ op: 'sub', id: 2, channel: `bench/${conn.index % cfg.realtime.channels}` }),
@@ -121,7 +124,7 @@ function settle(conn, error) {
 
 function connect(silent = false) {
   const localAddress = cfg.localAddresses[addrTurn++ % cfg.localAddresses.length];
-  const conn = new RawWebSocket({ host: cfg.host, port: cfg.port, path: cfg.path, localAddress }, handler, nextIndex++);
+  const conn = new RawWebSocket({ host: cfg.host, port: cfg.port, path: cfg.path, localAddress, extraHeaders: BEARER }, handler, nextIndex++);
   conn.collect = Boolean(cfg.realtime);
   conn.silent = false;
   conn.closingOnPurpose = false;

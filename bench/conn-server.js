@@ -59,7 +59,7 @@ function floorClose() {
 }
 
 const { WebSocketServer, native } = cfg.impl ? await loadImplementation(cfg.impl) : { WebSocketServer: FloorServer, native: [] };
-const isSwitchboard = cfg.impl?.name === 'switchboard';
+const isSwitchboard = cfg.impl?.name === 'switchboard' || cfg.impl?.name === 'base'; // base: another build of it
 const options = { port: 0, host: '127.0.0.1', backlog: 4096 };
 if (cfg.heartbeat && isSwitchboard) options.heartbeat = cfg.heartbeat;
 const wss = new WebSocketServer(options);

@@ -11,7 +11,10 @@
 //   node         Node's floor: a minimal upgrade parser on net.Server (bench/conn-server.js)
 //   serve        `switchboard serve`: authenticated realtime connections, one
 //                subscription each, the default heartbeat (25 s) on
-//   serve+semi   the same with node --max-semi-space-size=1 (BENCH_CONN_SEMI=0 leaves it out)
+//   serve+semi   the same with node --max-semi-space-size=1
+//   serve-bearer `switchboard serve`, the JWT in the upgrade's Authorization
+//                header (verified before the 101), no subscription: what
+//                serve's WebSocket handshake costs, one round trip as ws's
 // For each: a warm-up (connections opened and closed, so JIT and lazily loaded
 // code are not counted), the baseline RSS, a burst of N connections
 // (handshakes/s over the whole burst), RSS right after the burst and after a
@@ -21,8 +24,14 @@
 // them silent (they stop answering pings), a new client's handshake timed
 // every 5 s, event-loop p99 sampled every 5 s.
 //
-// Knobs (env): BENCH_CONN_COUNT (10000), BENCH_CONN_SETTLE_SECONDS (45),
-// BENCH_CONN_TARGETS (node,switchboard,ws,serve,serve+semi), BENCH_CONN_HOLD_COUNT
+// BENCH_CONN_ROUNDS > 1 runs the target list that many times over (a fresh
+// server each time) and adds medians: per target, and of each round's ratio
+// to ws, so that the VM's speed drifting between minutes does not decide a
+// ratio (read docs/benchmarks.md on this machine's noise).
+//
+// Knobs (env): BENCH_CONN_COUNT (10000), BENCH_CONN_SETTLE_SECONDS (45), BENCH_CONN_ROUNDS (1),
+// BENCH_CONN_TARGETS (node,switchboard,ws,serve,serve+semi; also serve-bearer, and base: the library
+// server of the build at BENCH_CONN_BASE_MODULE, e.g. another checkout's dist/index.js), BENCH_CONN_HOLD_COUNT
 // (19000; 0 skips the hold), BENCH_CONN_HOLD_SECONDS (60), BENCH_CONN_HOLD_NODE_ARGS (node
 // flags for the hold's server, e.g. --max-semi-space-size=1), BENCH_CONN_LOADGENS (2),
 // BENCH_CONN_CONCURRENCY (64 handshakes in flight per load generator),
@@ -64,8 +73,13 @@ const WARMUP = 1000;
 const HOLD_HEARTBEAT = { interval: 10_000, timeout: 10_000 };
 // Node flags for the hold's server (e.g. --max-semi-space-size=1), space-separated.
 const HOLD_NODE_ARGS = (process.env.BENCH_CONN_HOLD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-const ALL_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi'];
-const TARGETS = (process.env.BENCH_CONN_TARGETS || ALL_TARGETS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+const ROUNDS = Math.round(num('BENCH_CONN_ROUNDS', 1, 1));
+const ALL_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi', 'serve-bearer', 'base'];
+// Target `base`: the library server of another build (a path to its dist/index.js), for a before/after in one run.
+const BASE_MODULE = process.env.BENCH_CONN_BASE_MODULE || null;
+const DEFAULT_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi'];
+const TARGETS = (process.env.BENCH_CONN_TARGETS || DEFAULT_TARGETS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+if (TARGETS.includes('base') && !BASE_MODULE) throw new Error('BENCH_CONN_TARGETS: "base" needs BENCH_CONN_BASE_MODULE (the dist/index.js of the build to compare with)');
 for (const t of TARGETS) if (!ALL_TARGETS.includes(t)) throw new Error(`BENCH_CONN_TARGETS: unknown "${t}" (expected some of: ${ALL_TARGETS.join(', ')})`);
 const OUT = path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'connections.md'));
 const LOCAL_ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -101,7 +115,12 @@ function cpuOf(pid) {
 /** A library server child (bench/conn-server.js). */
 async function startLibraryServer(implName, heartbeat, nodeArgs = []) {
   // 'node': Node's floor (no WebSocket library; see bench/conn-server.js).
-  const impl = implName === 'node' ? null : implementations()[implName];
+  const impl =
+    implName === 'node'
+      ? null
+      : implName === 'base'
+        ? { ...implementations({ BENCH_SWITCHBOARD_MODULE: BASE_MODULE }).switchboard, name: 'base' }
+        : implementations()[implName];
   if (impl?.unavailable) throw new Error(impl.unavailable);
   const child = new Child(
     `server ${implName}`,
@@ -125,8 +144,11 @@ async function startLibraryServer(implName, heartbeat, nodeArgs = []) {
   };
 }
 
-/** `switchboard serve` with authenticated connections, one subscription each, the default heartbeat. */
-async function startServe(nodeFlags) {
+/**
+ * `switchboard serve` with authenticated connections, the default heartbeat: each
+ * sends `auth` and one `sub`, or with `bearer` carries the token in the upgrade.
+ */
+async function startServe(nodeFlags, { bearer = false } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-bench-conn-'));
   tmpDirs.push(dir);
   const file = path.join(dir, 'switchboard.json');
@@ -174,7 +196,7 @@ async function startServe(nodeFlags) {
     pid: proc.pid,
     path: '/rt',
     port,
-    realtime: { token, channels: 100 },
+    realtime: { token, channels: 100, bearer },
     stats: async () => {
       const res = await fetch(`http://127.0.0.1:${port}/metrics`);
       const text = await res.text();
@@ -256,7 +278,13 @@ async function loadStats(gens) {
 
 async function measureTarget(name) {
   const server =
-    name === 'serve' ? await startServe([]) : name === 'serve+semi' ? await startServe(['--max-semi-space-size=1']) : await startLibraryServer(name, null);
+    name === 'serve'
+      ? await startServe([])
+      : name === 'serve+semi'
+        ? await startServe(['--max-semi-space-size=1'])
+        : name === 'serve-bearer'
+          ? await startServe([], { bearer: true })
+          : await startLibraryServer(name, null);
   let gens = [];
   try {
     gens = await startLoadGens(server, { watchdogMs: (SETTLE_S + 300) * 1000 });
@@ -399,30 +427,87 @@ async function heartbeatHold() {
 
 // ---------------------------------------------------------------- report
 
+/** The ws result of the same round (ratios compare within a round). */
+function wsOfRound(results, round) {
+  return results.find((o) => o.round === round && o.target === 'ws' && !o.error) ?? null;
+}
+
+const median = (xs) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+/** Per target over the rounds: medians, and each round's ratio to that round's ws (median, lowest, highest). */
+function summarize(results) {
+  return TARGETS.map((target) => {
+    const rows = results.filter((r) => r.target === target && !r.error);
+    const ratios = (key) =>
+      rows
+        .map((r) => {
+          const ws = wsOfRound(results, r.round);
+          return ws ? r[key] / ws[key] : NaN;
+        })
+        .filter(Number.isFinite);
+    const cpu = ratios('handshakesPerCpuSec');
+    const wall = ratios('handshakesPerSec');
+    const mem = ratios('perConnAfterBurstKiB');
+    return {
+      target,
+      rounds: rows.length,
+      handshakesPerSec: median(rows.map((r) => r.handshakesPerSec)),
+      handshakesPerCpuSec: median(rows.map((r) => r.handshakesPerCpuSec)),
+      perConnAfterBurstKiB: median(rows.map((r) => r.perConnAfterBurstKiB)),
+      vsWsCpu: { median: median(cpu), min: Math.min(...cpu), max: Math.max(...cpu) },
+      vsWsWall: { median: median(wall), min: Math.min(...wall), max: Math.max(...wall) },
+      vsWsMemory: { median: median(mem), min: Math.min(...mem), max: Math.max(...mem) },
+    };
+  });
+}
+
 function render(meta, results, hold) {
-  const by = Object.fromEntries(results.map((r) => [r.target, r]));
-  const ws = by.ws && !by.ws.error ? by.ws : null;
   const f = (n, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const roundCol = ROUNDS > 1;
   const lines = [
     `# Cost per connection`,
     '',
-    `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}, load average at the start ${meta.loadAvg.map((l) => l.toFixed(1)).join(' ')}. ${COUNT} idle connections per target (after a warm-up of ${WARMUP}), settled = ${SETTLE_S} s later; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each.`,
+    `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}, load average at the start ${meta.loadAvg.map((l) => l.toFixed(1)).join(' ')}. ${COUNT} idle connections per target (after a warm-up of ${WARMUP}), settled = ${SETTLE_S} s later; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each${roundCol ? `; the targets ran ${ROUNDS} times over (rounds), ratios are to ws of the same round` : ''}.`,
     '',
-    '| target | RSS / connection after the burst | settled | of which V8 young generation (after burst / settled) | handshakes/s (wall clock) | handshakes per server CPU-second | vs ws: memory after burst / settled | vs ws: handshakes (wall / CPU) |',
-    '|---|---|---|---|---|---|---|---|',
+    `| ${roundCol ? 'round | ' : ''}target | RSS / connection after the burst | settled | of which V8 young generation (after burst / settled) | handshakes/s (wall clock) | handshakes per server CPU-second | vs ws: memory after burst / settled | vs ws: handshakes (wall / CPU) |`,
+    `|${roundCol ? '---|' : ''}---|---|---|---|---|---|---|---|`,
   ];
   for (const r of results) {
+    const lead = roundCol ? `| ${r.round} ` : '';
     if (r.error) {
-      lines.push(`| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | | | |`);
+      lines.push(`${lead}| ${r.target} | ERROR ${r.error.slice(0, 200)} | | | | | | |`);
       continue;
     }
+    const ws = wsOfRound(results, r.round);
     const ratio = ws && r !== ws
       ? `${f(r.perConnAfterBurstKiB / ws.perConnAfterBurstKiB)}× / ${f(r.perConnSettledKiB / ws.perConnSettledKiB)}×`
       : '';
     const hs = ws && r !== ws ? `${f(r.handshakesPerSec / ws.handshakesPerSec)}× / ${f(r.handshakesPerCpuSec / ws.handshakesPerCpuSec)}×` : '';
     lines.push(
-      `| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Number.isFinite(r.youngAfterBurstKiB) ? `${f(r.youngAfterBurstKiB)} / ${f(r.youngSettledKiB)} KiB` : 'n/a'} | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(r.handshakesPerCpuSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
+      `${lead}| ${r.target} | ${f(r.perConnAfterBurstKiB)} KiB | ${f(r.perConnSettledKiB)} KiB | ${Number.isFinite(r.youngAfterBurstKiB) ? `${f(r.youngAfterBurstKiB)} / ${f(r.youngSettledKiB)} KiB` : 'n/a'} | ${Math.round(r.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(r.handshakesPerCpuSec).toLocaleString('en-US')} | ${ratio} | ${hs} |`,
     );
+  }
+  if (roundCol) {
+    lines.push(
+      '',
+      `## Over ${ROUNDS} rounds: medians, and each round's ratio to that round's ws (median, lowest–highest)`,
+      '',
+      '| target | rounds | handshakes/s | per server CPU-second | vs ws per CPU-second | vs ws wall clock | RSS / connection after the burst | vs ws: memory after the burst |',
+      '|---|---|---|---|---|---|---|---|',
+    );
+    const range = (x) => (Number.isFinite(x.median) ? `${f(x.median)}× (${f(x.min)}–${f(x.max)})` : '');
+    for (const t of summarize(results)) {
+      if (t.rounds === 0) continue;
+      const isWs = t.target === 'ws';
+      lines.push(
+        `| ${t.target} | ${t.rounds} | ${Math.round(t.handshakesPerSec).toLocaleString('en-US')} | ${Math.round(t.handshakesPerCpuSec).toLocaleString('en-US')} | ${isWs ? '' : range(t.vsWsCpu)} | ${isWs ? '' : range(t.vsWsWall)} | ${f(t.perConnAfterBurstKiB)} KiB | ${isWs ? '' : range(t.vsWsMemory)} |`,
+      );
+    }
   }
   if (hold) {
     lines.push('', `## Heartbeat hold (library server, heartbeat ${HOLD_HEARTBEAT.interval / 1000} s${HOLD_NODE_ARGS.length ? `, node ${HOLD_NODE_ARGS.join(' ')}` : ''})`, '');
@@ -445,15 +530,18 @@ async function main() {
     git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
   const meta = { date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cpus: os.cpus().length, git, loadAvg: os.loadavg() };
-  console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s; hold ${HOLD_COUNT || 'off'}`);
+  console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s, ${ROUNDS} round(s); hold ${HOLD_COUNT || 'off'}`);
   const results = [];
-  for (const t of TARGETS) results.push(await measureTarget(t));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const t of TARGETS) results.push({ round, ...(await measureTarget(t)) });
+  }
   const hold = HOLD_COUNT > 0 ? await heartbeatHold() : null;
   const markdown = render(meta, results, hold);
   process.stdout.write(`${markdown}\n`);
   mkdirSync(path.dirname(OUT), { recursive: true });
   writeFileSync(OUT, `${markdown}\n`);
-  writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify({ meta, results, hold }, null, 2)}\n`);
+  const summary = ROUNDS > 1 ? summarize(results) : undefined;
+  writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify({ meta, results, summary, hold }, null, 2)}\n`);
   if (results.some((r) => r.error) || hold?.error) process.exitCode = 1;
 }
 

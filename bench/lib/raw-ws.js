@@ -109,7 +109,8 @@ export function maskedFrames(opcode, payloads) {
 
 export class RawWebSocket {
   /**
-   * @param {{ host: string, port: number, path: string, localAddress?: string }} target
+   * @param {{ host: string, port: number, path: string, localAddress?: string, extraHeaders?: string }} target
+   *   `extraHeaders`: more request header lines, each ending in CRLF (a credential)
    * @param {RawHandler} handler
    * @param {number} index  the caller's number for this connection
    */
@@ -158,7 +159,7 @@ export class RawWebSocket {
   onConnect(target) {
     this.socket.write(
       `GET ${target.path} HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        `Sec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n${target.extraHeaders ?? ''}\r\n`,
     );
   }
 
