@@ -1,7 +1,7 @@
 // Idle-connection load generator child for the "cost per connection" suite
 // (bench/connections.js). Raw-TCP WebSocket connections (bench/lib/raw-ws.js),
 // so the load generator favours no server. Started with one JSON argument:
-//   { host, port, path, localAddresses: string[], concurrency, watchdogMs,
+//   { host, port, ports?: number[], path, localAddresses: string[], concurrency, watchdogMs,
 //     realtime: { token, channels, bearer?: boolean } | null, silentEvery: number (0: none),
 //     retries?: number (attempts again after a failed connection, 0.1-0.5 s apart; default 0) }
 // IPC (parent -> child): {type:'open', count} | {type:'halt'} | {type:'probe'} | {type:'stats'} | {type:'close'} | {type:'exit'}
@@ -124,7 +124,9 @@ function settle(conn, error) {
 
 function connect(silent = false) {
   const localAddress = cfg.localAddresses[addrTurn++ % cfg.localAddresses.length];
-  const conn = new RawWebSocket({ host: cfg.host, port: cfg.port, path: cfg.path, localAddress, extraHeaders: BEARER }, handler, nextIndex++);
+  // With `ports` (a paired run, bench/connections.js) the connections go to each server in turn.
+  const port = cfg.ports ? cfg.ports[nextIndex % cfg.ports.length] : cfg.port;
+  const conn = new RawWebSocket({ host: cfg.host, port, path: cfg.path, localAddress, extraHeaders: BEARER }, handler, nextIndex++);
   conn.collect = Boolean(cfg.realtime);
   conn.silent = false;
   conn.closingOnPurpose = false;

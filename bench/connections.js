@@ -29,6 +29,13 @@
 // to ws, so that the VM's speed drifting between minutes does not decide a
 // ratio (read docs/benchmarks.md on this machine's noise).
 //
+// BENCH_CONN_PAIR=a,b (two of node, switchboard, ws, base) runs a paired comparison
+// instead: both servers at once, every load generator's connections going to
+// each in turn, so that both see the same machine at the same moment; per
+// round (BENCH_CONN_ROUNDS, at least 5 here) each server's handshakes per
+// CPU-second and their ratio. For a small change (a before/after with `base`),
+// where one burst after the other cannot separate it from the VM's drift.
+//
 // Knobs (env): BENCH_CONN_COUNT (10000), BENCH_CONN_SETTLE_SECONDS (45), BENCH_CONN_ROUNDS (1),
 // BENCH_CONN_TARGETS (node,switchboard,ws,serve,serve+semi; also serve-bearer, and base: the library
 // server of the build at BENCH_CONN_BASE_MODULE, e.g. another checkout's dist/index.js), BENCH_CONN_HOLD_COUNT
@@ -73,13 +80,18 @@ const WARMUP = 1000;
 const HOLD_HEARTBEAT = { interval: 10_000, timeout: 10_000 };
 // Node flags for the hold's server (e.g. --max-semi-space-size=1), space-separated.
 const HOLD_NODE_ARGS = (process.env.BENCH_CONN_HOLD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-const ROUNDS = Math.round(num('BENCH_CONN_ROUNDS', 1, 1));
+const PAIR = (process.env.BENCH_CONN_PAIR ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const PAIRABLE = ['node', 'switchboard', 'ws', 'base'];
+if (PAIR.length > 0 && (PAIR.length !== 2 || PAIR[0] === PAIR[1] || PAIR.some((t) => !PAIRABLE.includes(t)))) {
+  throw new Error(`BENCH_CONN_PAIR=${process.env.BENCH_CONN_PAIR}: expected two different library servers of ${PAIRABLE.join(', ')}`);
+}
+const ROUNDS = Math.round(num('BENCH_CONN_ROUNDS', PAIR.length > 0 ? 5 : 1, 1));
 const ALL_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi', 'serve-bearer', 'base'];
 // Target `base`: the library server of another build (a path to its dist/index.js), for a before/after in one run.
 const BASE_MODULE = process.env.BENCH_CONN_BASE_MODULE || null;
 const DEFAULT_TARGETS = ['node', 'switchboard', 'ws', 'serve', 'serve+semi'];
 const TARGETS = (process.env.BENCH_CONN_TARGETS || DEFAULT_TARGETS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
-if (TARGETS.includes('base') && !BASE_MODULE) throw new Error('BENCH_CONN_TARGETS: "base" needs BENCH_CONN_BASE_MODULE (the dist/index.js of the build to compare with)');
+if ((TARGETS.includes('base') || PAIR.includes('base')) && !BASE_MODULE) throw new Error('BENCH_CONN_TARGETS: "base" needs BENCH_CONN_BASE_MODULE (the dist/index.js of the build to compare with)');
 for (const t of TARGETS) if (!ALL_TARGETS.includes(t)) throw new Error(`BENCH_CONN_TARGETS: unknown "${t}" (expected some of: ${ALL_TARGETS.join(', ')})`);
 const OUT = path.resolve(process.env.BENCH_OUT || path.join(BENCH_DIR, 'results', 'connections.md'));
 const LOCAL_ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -233,6 +245,7 @@ async function startLoadGens(server, { silentEvery = 0, watchdogMs }) {
         concurrency: CONCURRENCY,
         watchdogMs,
         realtime: server.realtime,
+        ports: server.ports ?? null,
         silentEvery,
       },
       process.env,
@@ -344,6 +357,62 @@ async function measureTarget(name) {
     for (const g of gens) await g.stop();
     await server.stop();
   }
+}
+
+// ---------------------------------------------------------------- a paired comparison
+
+/** BENCH_CONN_PAIR: two library servers at once, the connections alternating between them (see the header). */
+async function measurePair([nameA, nameB]) {
+  const servers = [];
+  let gens = [];
+  // Each load generator opens an even number per round (its turns alternate), half to each server: ~COUNT per server.
+  const perGenEach = Math.max(1, Math.round(COUNT / LOADGENS));
+  try {
+    for (const name of [nameA, nameB]) servers.push(await startLibraryServer(name, null));
+    gens = await startLoadGens({ ...servers[0], ports: servers.map((s) => s.port) }, { watchdogMs: (ROUNDS * 120 + 300) * 1000 });
+    const warm = await burst(gens, WARMUP * 2);
+    if (warm.failed) throw new Error(`warm-up: ${warm.failed} connection(s) failed: ${warm.firstError}`);
+    await closeAll(gens);
+    await sleep(2000);
+    const rounds = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const cpu0 = servers.map((s) => cpuOf(s.pid));
+      const b = await burst(gens, perGenEach * 2 * gens.length);
+      const cpu = servers.map((s, i) => cpuOf(s.pid) - cpu0[i]);
+      if (b.failed) throw new Error(`round ${round}: ${b.failed} connection(s) failed: ${b.firstError}`);
+      const each = b.opened / 2;
+      const r = { round, connectionsEach: each, seconds: b.seconds, cpuSeconds: cpu, perCpuSec: cpu.map((c) => each / c) };
+      r.ratio = r.perCpuSec[0] / r.perCpuSec[1];
+      rounds.push(r);
+      console.error(`pair round ${round}: ${nameA} ${Math.round(r.perCpuSec[0])}, ${nameB} ${Math.round(r.perCpuSec[1])} handshakes per server CPU-second (${each} each); ${nameA} ÷ ${nameB} ${r.ratio.toFixed(3)}`);
+      await closeAll(gens);
+      await sleep(2000);
+    }
+    const ratios = rounds.map((r) => r.ratio);
+    return { pair: [nameA, nameB], rounds, ratio: { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) } };
+  } catch (err) {
+    console.error(`pair: ERROR ${err.message}`);
+    return { pair: [nameA, nameB], error: err.message };
+  } finally {
+    for (const g of gens) await g.stop();
+    for (const s of servers) await s.stop();
+  }
+}
+
+function renderPair(meta, p) {
+  const f = (n, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const [a, b] = p.pair;
+  const lines = [
+    `# Cost per connection: ${a} beside ${b}`,
+    '',
+    `${meta.date}, Node ${meta.node}, ${meta.cpu} × ${meta.cpus}, git ${meta.git}, load average at the start ${meta.loadAvg.map((l) => l.toFixed(1)).join(' ')}. Both servers at once, each load generator's connections to each in turn; ${LOADGENS} load generator processes, ${CONCURRENCY} handshakes in flight each${BASE_MODULE && p.pair.includes('base') ? `; base = ${BASE_MODULE}` : ''}.`,
+    '',
+  ];
+  if (p.error) return [...lines, `ERROR ${p.error}`].join('\n');
+  lines.push(`| round | connections each | ${a}: handshakes per server CPU-second | ${b} | ${a} ÷ ${b} |`, '|---|---|---|---|---|');
+  for (const r of p.rounds) lines.push(`| ${r.round} | ${r.connectionsEach} | ${Math.round(r.perCpuSec[0]).toLocaleString('en-US')} | ${Math.round(r.perCpuSec[1]).toLocaleString('en-US')} | ${f(r.ratio, 3)} |`);
+  lines.push('', `${a} ÷ ${b}: median ${f(p.ratio.median, 3)} (${f(p.ratio.min, 3)}–${f(p.ratio.max, 3)}) over ${p.rounds.length} rounds.`);
+  return lines.join('\n');
 }
 
 // ---------------------------------------------------------------- the heartbeat hold
@@ -530,7 +599,18 @@ async function main() {
     git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
   const meta = { date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cpus: os.cpus().length, git, loadAvg: os.loadavg() };
-  console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s, ${ROUNDS} round(s); hold ${HOLD_COUNT || 'off'}`);
+  if (PAIR.length > 0) console.error(`connections: ${PAIR.join(' beside ')}, ~${COUNT} connections each per round, ${ROUNDS} rounds`);
+  else console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s, ${ROUNDS} round(s); hold ${HOLD_COUNT || 'off'}`);
+  if (PAIR.length > 0) {
+    const p = await measurePair(PAIR);
+    const markdown = renderPair(meta, p);
+    process.stdout.write(`${markdown}\n`);
+    mkdirSync(path.dirname(OUT), { recursive: true });
+    writeFileSync(OUT, `${markdown}\n`);
+    writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify({ meta, pair: p }, null, 2)}\n`);
+    if (p.error) process.exitCode = 1;
+    return;
+  }
   const results = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const t of TARGETS) results.push({ round, ...(await measureTarget(t)) });
