@@ -510,7 +510,7 @@ const median = (xs) => {
 
 /** Per target over the rounds: medians, and each round's ratio to that round's ws (median, lowest, highest). */
 function summarize(results) {
-  return TARGETS.map((target) => {
+  return [...new Set(TARGETS)].map((target) => {
     const rows = results.filter((r) => r.target === target && !r.error);
     const ratios = (key) =>
       rows
