@@ -37,6 +37,7 @@
 // clock).
 
 import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,6 +49,7 @@ import { positiveEnvNumber } from './lib/env.js';
 import { freePort } from './lib/ports.js';
 import { RawWebSocket } from './lib/raw-ws.js';
 
+const run = promisify(execFile);
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
 const SIO_SERVER = path.join(ROOT, 'bench', 'cluster-sio-server.js');
@@ -234,14 +236,13 @@ async function startRedisCluster() {
     urls.push(`redis://127.0.0.1:${port}`);
   }
   const addresses = urls.map((u) => u.slice('redis://'.length));
-  await new Promise((resolve, reject) =>
-    execFile(REDIS_CLI, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 }, (err) => (err ? reject(err) : resolve())),
-  );
+  await run(REDIS_CLI, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
   const deadline = Date.now() + 20_000;
   for (const address of addresses) {
     const [host, port] = address.split(':');
     for (;;) {
-      const info = await new Promise((resolve) => execFile(REDIS_CLI, ['-h', host, '-p', port, 'cluster', 'info'], { timeout: 5000 }, (_err, out) => resolve(String(out ?? ''))));
+      // Not answering yet counts as not ok: asked again until the deadline.
+      const info = await run(REDIS_CLI, ['-h', host, '-p', port, 'cluster', 'info'], { timeout: 5000 }).then((r) => r.stdout, () => '');
       if (/cluster_state:ok/.test(info)) break;
       if (Date.now() > deadline) throw new Error(`redis cluster: ${address} not ok after 20 s`);
       await sleep(100);
