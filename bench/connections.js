@@ -289,15 +289,15 @@ async function loadStats(gens) {
 
 // ---------------------------------------------------------------- one target
 
+/** The targets that run `switchboard serve`; every other one is a library server (startLibraryServer). */
+const SERVE_TARGETS = {
+  serve: () => startServe([]),
+  'serve+semi': () => startServe(['--max-semi-space-size=1']),
+  'serve-bearer': () => startServe([], { bearer: true }),
+};
+
 async function measureTarget(name) {
-  const server =
-    name === 'serve'
-      ? await startServe([])
-      : name === 'serve+semi'
-        ? await startServe(['--max-semi-space-size=1'])
-        : name === 'serve-bearer'
-          ? await startServe([], { bearer: true })
-          : await startLibraryServer(name, null);
+  const server = await (SERVE_TARGETS[name] ?? (() => startLibraryServer(name, null)))();
   let gens = [];
   try {
     gens = await startLoadGens(server, { watchdogMs: (SETTLE_S + 300) * 1000 });
@@ -535,7 +535,8 @@ function summarize(results) {
   });
 }
 
-function render(meta, results, hold) {
+/** `summary`: summarize(results) when there were rounds, else undefined. */
+function render(meta, results, summary, hold) {
   const f = (n, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
   const roundCol = ROUNDS > 1;
   const lines = [
@@ -570,7 +571,7 @@ function render(meta, results, hold) {
       '|---|---|---|---|---|---|---|---|',
     );
     const range = (x) => (Number.isFinite(x.median) ? `${f(x.median)}× (${f(x.min)}–${f(x.max)})` : '');
-    for (const t of summarize(results)) {
+    for (const t of summary) {
       if (t.rounds === 0) continue;
       const isWs = t.target === 'ws';
       lines.push(
@@ -599,30 +600,30 @@ async function main() {
     git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
   const meta = { date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cpus: os.cpus().length, git, loadAvg: os.loadavg() };
-  if (PAIR.length > 0) console.error(`connections: ${PAIR.join(' beside ')}, ~${COUNT} connections each per round, ${ROUNDS} rounds`);
-  else console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s, ${ROUNDS} round(s); hold ${HOLD_COUNT || 'off'}`);
   if (PAIR.length > 0) {
+    console.error(`connections: ${PAIR.join(' beside ')}, ~${COUNT} connections each per round, ${ROUNDS} rounds`);
     const p = await measurePair(PAIR);
-    const markdown = renderPair(meta, p);
-    process.stdout.write(`${markdown}\n`);
-    mkdirSync(path.dirname(OUT), { recursive: true });
-    writeFileSync(OUT, `${markdown}\n`);
-    writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify({ meta, pair: p }, null, 2)}\n`);
+    writeReport(renderPair(meta, p), { meta, pair: p });
     if (p.error) process.exitCode = 1;
     return;
   }
+  console.error(`connections: targets ${TARGETS.join(', ')}, ${COUNT} connections each, settle ${SETTLE_S} s, ${ROUNDS} round(s); hold ${HOLD_COUNT || 'off'}`);
   const results = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const t of TARGETS) results.push({ round, ...(await measureTarget(t)) });
   }
   const hold = HOLD_COUNT > 0 ? await heartbeatHold() : null;
-  const markdown = render(meta, results, hold);
+  const summary = ROUNDS > 1 ? summarize(results) : undefined;
+  writeReport(render(meta, results, summary, hold), { meta, results, summary, hold });
+  if (results.some((r) => r.error) || hold?.error) process.exitCode = 1;
+}
+
+/** The report on stdout and in BENCH_OUT (markdown), with its data as JSON beside it. */
+function writeReport(markdown, data) {
   process.stdout.write(`${markdown}\n`);
   mkdirSync(path.dirname(OUT), { recursive: true });
   writeFileSync(OUT, `${markdown}\n`);
-  const summary = ROUNDS > 1 ? summarize(results) : undefined;
-  writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify({ meta, results, summary, hold }, null, 2)}\n`);
-  if (results.some((r) => r.error) || hold?.error) process.exitCode = 1;
+  writeFileSync(OUT.replace(/\.md$/, '') + '.json', `${JSON.stringify(data, null, 2)}\n`);
 }
 
 main().catch((err) => {
