@@ -47,6 +47,15 @@ interface PresenceBatch {
 }
 
 let nextHubId = 0;
+/**
+ * The keep-alive's timer runs every 1/KEEPALIVE_STEPS of the interval (but
+ * within KEEPALIVE_STEP_MS), each time visiting its share of the sessions:
+ * pinging every connection in one callback wrote to all of them at once
+ * (1,000 writes took a game server's tick past its period, and 20,000 would
+ * hold the event loop for a few hundred ms).
+ */
+const KEEPALIVE_STEPS = 16;
+const KEEPALIVE_STEP_MS = { min: 5, max: 250 };
 /** Values in data published by the server (1 MiB, the HTTP API's body limit): a bound on the walk, not on what apps send. */
 const SERVER_DATA_NODES = 1024 * 1024;
 
@@ -69,6 +78,10 @@ export class Hub implements BrokerHandler, SessionHost {
   private readonly closedListeners = new Set<(client: string) => void>();
   private readonly presenceBatches = new Map<string, PresenceBatch>();
   private pingTimer: NodeJS.Timeout | null = null;
+  /** The keep-alive pass in progress (see heartbeatStep); null between passes. */
+  private keepalivePass: { sessions: Iterator<Session>; startedAt: number; total: number; visited: number } | null = null;
+  /** When the next pass may start: one interval after the previous one started. */
+  private nextKeepaliveAt = 0;
   private readonly sharedPing = new SharedMessage({ op: 'ping' });
   private readonly hubId = (nextHubId++).toString(36);
   private nextSessionId = 0;
@@ -93,7 +106,10 @@ export class Hub implements BrokerHandler, SessionHost {
       restored: (channel, info) => this.announcePresence(channel, 'join', info, 'restored after it had expired'),
     });
     if (options.ping.intervalMs > 0) {
-      this.pingTimer = setInterval(() => this.heartbeat(), options.ping.intervalMs);
+      const step = Math.max(KEEPALIVE_STEP_MS.min, Math.min(KEEPALIVE_STEP_MS.max, Math.floor(options.ping.intervalMs / KEEPALIVE_STEPS)));
+      // The first pass starts one interval from now: a connection is not pinged as it arrives.
+      this.nextKeepaliveAt = this.now() + options.ping.intervalMs;
+      this.pingTimer = setInterval(() => this.heartbeatStep(step), step);
       this.pingTimer.unref();
     }
   }
@@ -417,25 +433,59 @@ export class Hub implements BrokerHandler, SessionHost {
 
   // ---- keep-alive --------------------------------------------------------------
 
-  private heartbeat(): void {
+  /**
+   * One step of the keep-alive. Every `ping.intervalMs` a pass goes over the
+   * sessions in their order, spread over the interval: by each step it has
+   * visited the share of them that the time elapsed calls for, so a session
+   * is visited about once per interval, at about the same point of each pass.
+   * A pass visits as many sessions as there were when it started, in the
+   * order they arrived (those that close meanwhile make room for some that
+   * arrived since).
+   */
+  private heartbeatStep(stepMs: number): void {
     const now = this.now();
+    const intervalMs = this.options.ping.intervalMs;
+    let pass = this.keepalivePass;
+    if (pass === null) {
+      if (now < this.nextKeepaliveAt || this.sessions.size === 0) return;
+      pass = this.keepalivePass = { sessions: this.sessions.values(), startedAt: now, total: this.sessions.size, visited: 0 };
+      // A late timer does not shorten the next interval; one that was very late does not make passes catch up.
+      this.nextKeepaliveAt = Math.max(this.nextKeepaliveAt + intervalMs, now);
+    }
+    // Done one step before the interval is: the last share goes out before the next pass is due.
+    const due = Math.min(pass.total, Math.ceil((pass.total * (now - pass.startedAt + stepMs)) / intervalMs));
+    const batch: Session[] = [];
+    let ended = false;
+    while (pass.visited < due) {
+      const next = pass.sessions.next();
+      if (next.done === true) {
+        ended = true;
+        break;
+      }
+      pass.visited++;
+      batch.push(next.value);
+    }
+    if (ended || pass.visited === pass.total) this.keepalivePass = null;
+    this.forEachSession(batch, 'heartbeat failed', (session) => this.keepAlive(session, now));
+  }
+
+  /** The keep-alive of one session: no answer to the last ping in time, idle too long, or pinged now. */
+  private keepAlive(session: Session, now: number): void {
     const { timeoutMs } = this.options.ping;
     const idle = this.options.idleTimeoutMs;
-    this.forEachSession(this.sessions.values(), 'heartbeat failed', (session) => {
-      if (session.pingSentAt > 0 && now - session.pingSentAt > timeoutMs) {
-        this.logger.info({ conn: session.id }, 'no pong: connection dropped');
-        session.terminate();
-        return;
-      }
-      if (idle > 0 && now - session.lastActivity > idle) {
-        session.close(Disconnect.IdleTimeout);
-        return;
-      }
-      if (session.pingSentAt === 0) {
-        session.pingSentAt = now;
-        session.sendShared(this.sharedPing);
-      }
-    });
+    if (session.pingSentAt > 0 && now - session.pingSentAt > timeoutMs) {
+      this.logger.info({ conn: session.id }, 'no pong: connection dropped');
+      session.terminate();
+      return;
+    }
+    if (idle > 0 && now - session.lastActivity > idle) {
+      session.close(Disconnect.IdleTimeout);
+      return;
+    }
+    if (session.pingSentAt === 0) {
+      session.pingSentAt = now;
+      session.sendShared(this.sharedPing);
+    }
   }
 
   /**

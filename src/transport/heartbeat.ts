@@ -9,7 +9,8 @@
  * the member, so joining costs no allocation), and one `setInterval` that
  * advances a cursor one slot per `step` ms and handles the members of the
  * slot it reaches. Pings are spread over the slots by when each connection
- * opened, so a tick pings a share of the connections, not all of them at once.
+ * opened, and the first one by up to a quarter interval more (see add), so a
+ * tick pings a share of the connections, not all of them at once.
  *
  * A member's cycle: `interval` ms after it joined it is pinged and
  * `awaitingPong` is set; the connection clears the flag whenever anything
@@ -51,6 +52,10 @@ export interface HeartbeatMember {
 /** The longest tick; shorter periods get a proportionally shorter one. */
 const MAX_STEP_MS = 250;
 const MIN_STEP_MS = 5;
+/** The share of the interval by which a member's first ping may come early (see add). */
+const FIRST_PING_SPREAD = 0.25;
+/** Adding it again and again (mod 1) spreads points evenly over [0, 1) whenever one stops. */
+const GOLDEN_RATIO_FRACTION = 0.6180339887498949;
 
 export class HeartbeatWheel {
   readonly interval: number;
@@ -62,6 +67,8 @@ export class HeartbeatWheel {
   private ticks = 0;
   private origin = 0;
   private members = 0;
+  /** Where in the first ping's spread the last member to join landed, 0..1 (see add). */
+  private joinPhase = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(options: HeartbeatOptions) {
@@ -78,13 +85,22 @@ export class HeartbeatWheel {
     return this.members;
   }
 
-  /** Start the member's heartbeat: its first ping is due `interval` ms from now. */
+  /**
+   * Start the member's heartbeat: its first ping is due between ¾ of
+   * `interval` and `interval` ms from now, and every later one `interval` ms
+   * after the one before. Connections that open together (a load test, a
+   * crowd reconnecting after a restart) would otherwise be pinged together,
+   * one write each in the same step, every interval: the joins are spread
+   * evenly over that last quarter (a golden-ratio sequence), so a thousand
+   * that came in one step are pinged a few dozen at a time.
+   */
   add(member: HeartbeatMember): void {
     if (member._hbSlot !== -1) return;
     if (this.members++ === 0) this.start();
     member.awaitingPong = false;
     member._hbPinged = false;
-    this.schedule(member, this.interval);
+    this.joinPhase = (this.joinPhase + GOLDEN_RATIO_FRACTION) % 1;
+    this.schedule(member, this.interval * (1 - FIRST_PING_SPREAD * this.joinPhase));
   }
 
   /** Stop the member's heartbeat (it closed). No-op when it is not in the wheel. */

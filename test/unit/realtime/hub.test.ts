@@ -393,3 +393,61 @@ describe('idle timeout', () => {
     }
   });
 });
+
+describe('app-level keep-alive (injected clock, mocked interval timer)', () => {
+  test('each connection is pinged once per interval, the connections spread over it, not all in one callback', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    let clock = 0;
+    // 1,600 ms: the keep-alive's timer runs every 100 ms (a sixteenth).
+    const h = setup({ ping: { intervalMs: 1600, timeoutMs: 10_000 }, now: () => clock });
+    t.after(() => h.close());
+    const conns = Array.from({ length: 64 }, (_, i) => h.connect(`u${i}`));
+    const pingTimes = conns.map(() => [] as number[]);
+    const perStep: number[] = [];
+    for (let step = 1; step <= 48; step++) {
+      clock += 100;
+      t.mock.timers.tick(100);
+      let sent = 0;
+      conns.forEach(({ session, transport }, i) => {
+        const pings = transport.pushes('ping').length;
+        if (pings > pingTimes[i]!.length) {
+          sent++;
+          pingTimes[i]!.push(clock);
+          // Answered: the next pass pings it again.
+          session.receive(jsonCodec.encode({ op: 'pong' }));
+        }
+      });
+      perStep.push(sent);
+    }
+    assert.ok(Math.max(...perStep) <= 5, `at most a sixteenth of the connections (+1) per step: ${perStep.join(' ')}`);
+    const first = pingTimes.map((times) => times[0]!);
+    assert.ok(first.every((at) => at >= 1600), 'no ping before one interval has passed');
+    assert.ok(Math.max(...first) - Math.min(...first) >= 1400, `the first pass spread over the interval: ${Math.min(...first)}..${Math.max(...first)} ms`);
+    for (const times of pingTimes) {
+      assert.ok(times.length >= 2, `pinged in every pass: ${times.join(', ')}`);
+      for (let i = 1; i < times.length; i++) {
+        const gap = times[i]! - times[i - 1]!;
+        assert.ok(gap >= 1500 && gap <= 1700, `one interval between a connection's pings: ${times.join(', ')}`);
+      }
+    }
+    await settle();
+  });
+
+  test('a connection that does not answer within the timeout is terminated at its next visit; the others stay', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    let clock = 0;
+    const h = setup({ ping: { intervalMs: 1600, timeoutMs: 1000 }, now: () => clock });
+    t.after(() => h.close());
+    const silent = h.connect('silent');
+    const others = Array.from({ length: 15 }, (_, i) => h.connect(`u${i}`));
+    for (let step = 1; step <= 40; step++) {
+      clock += 100;
+      t.mock.timers.tick(100);
+      for (const { session, transport } of others) if (transport.pushes('ping').length > 0) session.receive(jsonCodec.encode({ op: 'pong' }));
+    }
+    assert.equal(silent.transport.pushes('ping').length, 1, 'no second ping while the first is unanswered');
+    assert.equal(silent.transport.terminated, true);
+    assert.ok(others.every(({ transport }) => !transport.terminated && transport.closedWith === null));
+    await settle();
+  });
+});

@@ -80,3 +80,19 @@ test('a timeout longer than the interval: live members are pinged every interval
   assert.equal(live.expired, 0);
   wheel.remove(live);
 });
+
+test('members that join together get their first pings spread over the last quarter of the interval, not all in one slot', () => {
+  // 25 s (the server default): 250 ms steps, so the quarter is 25 slots.
+  const wheel = new HeartbeatWheel({ interval: 25_000, timeout: 10_000 });
+  const members = Array.from({ length: 1000 }, () => new Member(true));
+  for (const m of members) wheel.add(m);
+  const perSlot = new Map<number, number>();
+  for (const m of members) perSlot.set(m._hbSlot, (perSlot.get(m._hbSlot) ?? 0) + 1);
+  const cursor = (wheel as unknown as { cursor: number }).cursor;
+  const stepsAhead = [...perSlot.keys()].map((slot) => slot - cursor);
+  assert.ok(Math.min(...stepsAhead) >= 75 && Math.max(...stepsAhead) <= 100, `first pings 18.75–25 s ahead: ${Math.min(...stepsAhead)}..${Math.max(...stepsAhead)} steps`);
+  assert.ok(perSlot.size >= 24, `spread over ${perSlot.size} slots`);
+  assert.ok(Math.max(...perSlot.values()) <= 50, `at most ${Math.max(...perSlot.values())} in one slot (1,000 over 25)`);
+  for (const m of members) wheel.remove(m);
+  assert.equal(wheel.size, 0);
+});
