@@ -10,9 +10,11 @@
 // stats: count, total and longest pause since the last `reset`, and how many
 // of them fell in a tick that overran. With `config.tickLog` (a file; bench/
 // game.js sets it from GAME_TICK_LOG) every tick of the measurement window is
-// written there as one JSON line, `{t, late, sync, work, cpu, inputs, gc}`
-// (ms; `inputs`: `arena.input` calls answered during the tick's work; `gc`:
-// pause time that started in it), to see what the slow ticks have in common.
+// written there as one JSON line, `{t, late, sync, work, cpu, inputs, writes, gc}`
+// (ms; `inputs`: `arena.input` calls answered during the tick's work; `writes`:
+// the write system calls since the previous tick ended, this tick's and the
+// gap's before it (a heartbeat's pings land there); `gc`: pause time that
+// started in it), to see what the slow ticks have in common.
 // The stats also carry the process's write system calls so far (`syscw`), to
 // check that a tick costs one write per socket.
 
@@ -51,12 +53,17 @@ function writeSyscalls() {
 }
 /** Inputs answered so far (counted by the bench's host wrapper, for the tick log). */
 let inputsAnswered = 0;
-/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs] × n. */
+/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs, writes] × n. */
 const ticks = [];
+const TICK_FIELDS = 7;
 let inputsAtTickStart = 0;
+let writesAtTickEnd = config.tickLog ? writeSyscalls() : null;
 const onTick = (r) => {
-  if (ticks.length < 6 * 100_000) ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart);
+  // Read after the tick's work was measured: the read itself is not in it.
+  const writes = config.tickLog ? writeSyscalls() : null;
+  if (ticks.length < TICK_FIELDS * 100_000) ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart, writes === null || writesAtTickEnd === null ? null : writes - writesAtTickEnd);
   inputsAtTickStart = inputsAnswered;
+  writesAtTickEnd = writes;
 };
 function resetObservations() {
   gc.pauses.length = 0;
@@ -70,13 +77,13 @@ function writeTickLog() {
   if (!config.tickLog) return;
   const lines = [];
   let g = 0;
-  for (let i = 0; i < ticks.length; i += 6) {
-    const [start, late, sync, work, cpu, inputs] = ticks.slice(i, i + 6);
+  for (let i = 0; i < ticks.length; i += TICK_FIELDS) {
+    const [start, late, sync, work, cpu, inputs, writes] = ticks.slice(i, i + TICK_FIELDS);
     let pause = 0;
     while (g < gc.pauses.length && gc.pauses[g] < start) g += 2;
     for (let j = g; j < gc.pauses.length && gc.pauses[j] < start + work; j += 2) pause += gc.pauses[j + 1];
     const r = (n) => Math.round(n * 100) / 100;
-    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, gc: r(pause) }));
+    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, writes, gc: r(pause) }));
   }
   writeFileSync(config.tickLog, lines.join('\n') + '\n');
 }

@@ -51,7 +51,9 @@ const threshold = quantile(cpu, 0.9);
 const slow = rows.filter((r) => r.cpu >= threshold);
 const rest = rows.filter((r) => r.cpu < threshold);
 process.stdout.write(`\n| mean per tick | slowest 10 % by CPU (${slow.length}) | the rest (${rest.length}) |\n|---|---:|---:|\n`);
-for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'synchronous part ms'], ['inputs', 'inputs answered'], ['gc', 'GC pause ms'], ['late', 'start late ms']]) {
+// `writes`: in logs written since it was added (the write system calls since the previous tick ended).
+const hasWrites = rows.every((r) => typeof r.writes === 'number');
+for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'synchronous part ms'], ['inputs', 'inputs answered'], ...(hasWrites ? [['writes', 'write system calls since the previous tick']] : []), ['gc', 'GC pause ms'], ['late', 'start late ms']]) {
   process.stdout.write(`| ${label} | ${fmt(mean(slow, key))} | ${fmt(mean(rest, key))} |\n`);
 }
 // CPU per tick against the inputs answered in it (least squares): what one input costs, and what a tick
