@@ -440,7 +440,10 @@ export class Hub implements BrokerHandler, SessionHost {
    * is visited about once per interval, at about the same point of each pass.
    * A pass visits as many sessions as there were when it started, in the
    * order they arrived (those that close meanwhile make room for some that
-   * arrived since).
+   * arrived since). So a session that arrives during a pass may wait for the
+   * next one: its first ping comes within two intervals, not one; pinging
+   * the newest in the pass's last step instead would bring back the burst
+   * after a crowd reconnects.
    */
   private heartbeatStep(stepMs: number): void {
     const now = this.now();
