@@ -50,9 +50,9 @@ let nextHubId = 0;
 /**
  * The keep-alive's timer runs every 1/KEEPALIVE_STEPS of the interval (but
  * within KEEPALIVE_STEP_MS), each time visiting its share of the sessions:
- * pinging every connection in one callback wrote to all of them at once
- * (1,000 writes took a game server's tick past its period, and 20,000 would
- * hold the event loop for a few hundred ms).
+ * pinging every connection in one callback wrote to all of them in one
+ * turn (1,000 writes cost a game server as much as a tick's own writes, and
+ * 20,000 would hold the event loop for a few hundred ms).
  */
 const KEEPALIVE_STEPS = 16;
 const KEEPALIVE_STEP_MS = { min: 5, max: 250 };
