@@ -10,11 +10,15 @@
 // stats: count, total and longest pause since the last `reset`, and how many
 // of them fell in a tick that overran. With `config.tickLog` (a file; bench/
 // game.js sets it from GAME_TICK_LOG) every tick of the measurement window is
-// written there as one JSON line, `{t, late, sync, work, cpu, inputs, writes, gc}`
-// (ms; `inputs`: `arena.input` calls answered during the tick's work; `writes`:
-// the write system calls since the previous tick ended, this tick's and the
-// gap's before it (a heartbeat's pings land there); `gc`: pause time that
-// started in it), to see what the slow ticks have in common.
+// written there as one JSON line, `{t, late, sync, work, cpu, inputs, writes,
+// majflt, preempted, gc}` (ms; `inputs`: `arena.input` calls answered during
+// the tick's work; since the previous tick ended, this tick's and the gap's
+// before it: `writes`, the write system calls (a heartbeat's pings land
+// there), `majflt`, the major page faults (the process waits for a disk read),
+// `preempted`, the involuntary context switches (the kernel gave the CPU to
+// another task), `steal`, the ms the hypervisor ran something else on the
+// virtual CPU the process runs on (/proc/stat, 10 ms resolution); `gc`: pause
+// time that started in it), to see what the slow ticks have in common.
 // The stats also carry the process's write system calls so far (`syscw`), to
 // check that a tick costs one write per socket.
 
@@ -53,17 +57,34 @@ function writeSyscalls() {
 }
 /** Inputs answered so far (counted by the bench's host wrapper, for the tick log). */
 let inputsAnswered = 0;
-/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs, writes] × n. */
+/** The measurement window's ticks, for the tick log: flat [start, late, sync, work, cpu, inputs, writes, majflt, preempted, steal] × n. */
 const ticks = [];
-const TICK_FIELDS = 7;
+const TICK_FIELDS = 10;
 let inputsAtTickStart = 0;
-let writesAtTickEnd = config.tickLog ? writeSyscalls() : null;
+/** The process's counters as the previous tick ended (tick log only). */
+let atTickEnd = config.tickLog ? processCounters() : null;
+function processCounters() {
+  const u = process.resourceUsage();
+  return { writes: writeSyscalls(), majflt: u.majorPageFault, preempted: u.involuntaryContextSwitches, steal: stealMs() };
+}
+/** Steal time of the CPU this process last ran on, ms (Linux /proc/stat: USER_HZ ticks, taken as 10 ms), or null. */
+function stealMs() {
+  try {
+    const cpu = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[36];
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    return line ? Number(line.trim().split(/\s+/)[8]) * 10 : null;
+  } catch {
+    return null;
+  }
+}
+const since = (now, before, key) => (now[key] === null || before[key] === null ? null : now[key] - before[key]);
 const onTick = (r) => {
-  // Read after the tick's work was measured: the read itself is not in it.
-  const writes = config.tickLog ? writeSyscalls() : null;
-  if (ticks.length < TICK_FIELDS * 100_000) ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart, writes === null || writesAtTickEnd === null ? null : writes - writesAtTickEnd);
+  if (ticks.length >= TICK_FIELDS * 100_000) return;
+  // Read after the tick's work was measured: the reads themselves are not in it.
+  const now = atTickEnd ? processCounters() : null;
+  ticks.push(r.startMs, r.lateMs, r.syncMs, r.workMs, r.cpuMs, inputsAnswered - inputsAtTickStart, now ? since(now, atTickEnd, 'writes') : null, now ? since(now, atTickEnd, 'majflt') : null, now ? since(now, atTickEnd, 'preempted') : null, now ? since(now, atTickEnd, 'steal') : null);
   inputsAtTickStart = inputsAnswered;
-  writesAtTickEnd = writes;
+  atTickEnd = now;
 };
 function resetObservations() {
   gc.pauses.length = 0;
@@ -78,12 +99,12 @@ function writeTickLog() {
   const lines = [];
   let g = 0;
   for (let i = 0; i < ticks.length; i += TICK_FIELDS) {
-    const [start, late, sync, work, cpu, inputs, writes] = ticks.slice(i, i + TICK_FIELDS);
+    const [start, late, sync, work, cpu, inputs, writes, majflt, preempted, steal] = ticks.slice(i, i + TICK_FIELDS);
     let pause = 0;
     while (g < gc.pauses.length && gc.pauses[g] < start) g += 2;
     for (let j = g; j < gc.pauses.length && gc.pauses[j] < start + work; j += 2) pause += gc.pauses[j + 1];
     const r = (n) => Math.round(n * 100) / 100;
-    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, writes, gc: r(pause) }));
+    lines.push(JSON.stringify({ t: r(start), late: r(late), sync: r(sync), work: r(work), cpu: r(cpu), inputs, writes, majflt, preempted, steal, gc: r(pause) }));
   }
   writeFileSync(config.tickLog, lines.join('\n') + '\n');
 }

@@ -51,9 +51,15 @@ const threshold = quantile(cpu, 0.9);
 const slow = rows.filter((r) => r.cpu >= threshold);
 const rest = rows.filter((r) => r.cpu < threshold);
 process.stdout.write(`\n| mean per tick | slowest 10 % by CPU (${slow.length}) | the rest (${rest.length}) |\n|---|---:|---:|\n`);
-// `writes`: in logs written since it was added (the write system calls since the previous tick ended).
-const hasWrites = rows.every((r) => typeof r.writes === 'number');
-for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'synchronous part ms'], ['inputs', 'inputs answered'], ...(hasWrites ? [['writes', 'write system calls since the previous tick']] : []), ['gc', 'GC pause ms'], ['late', 'start late ms']]) {
+// Counters since the previous tick ended, in logs written since they were added: write system calls,
+// major page faults, involuntary context switches.
+const since = [
+  ['writes', 'write system calls since the previous tick'],
+  ['majflt', 'major page faults since the previous tick'],
+  ['preempted', 'involuntary context switches since the previous tick'],
+  ['steal', 'ms the hypervisor took the CPU since the previous tick'],
+].filter(([key]) => rows.every((r) => typeof r[key] === 'number'));
+for (const [key, label] of [['cpu', 'CPU ms'], ['work', 'work ms'], ['sync', 'synchronous part ms'], ['inputs', 'inputs answered'], ...since, ['gc', 'GC pause ms'], ['late', 'start late ms']]) {
   process.stdout.write(`| ${label} | ${fmt(mean(slow, key))} | ${fmt(mean(rest, key))} |\n`);
 }
 // CPU per tick against the inputs answered in it (least squares): what one input costs, and what a tick
