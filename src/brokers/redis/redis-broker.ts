@@ -241,6 +241,8 @@ export class RedisBroker implements Broker, NodeBus {
   /** The same for frames through patterns (on Redis Cluster another connection than the shard ones). */
   #lastPatternNonce = '';
   #subscribedOnce = false;
+  /** Whether the command connection was ready before (a later ready is a reconnection: see #commandReady). */
+  #commandReadyOnce = false;
   /** The probe channel (`<prefix>probe:<node id>`), subscribed at the first probe and kept. */
   readonly #probeName: string;
   /** The same, as the subscriber's message events give names: compared without making a string per message. */
@@ -277,7 +279,7 @@ export class RedisBroker implements Broker, NodeBus {
       onLeave: (channel, info) => this.#safely((h) => h.onLeave(channel, info)),
     });
     const cluster = options.cluster !== undefined;
-    this.#cmd = new Link(options, 'cmd', {}, cluster ? undefined : (redis) => this.#checkFailover(redis));
+    this.#cmd = new Link(options, 'cmd', {}, cluster ? undefined : (redis) => this.#commandReady(redis));
     this.#cmd.redis.defineCommand('sbPublish', { lua: PUBLISH_LUA });
     this.#cmd.redis.defineCommand('sbHistory', { lua: HISTORY_LUA });
     this.#cmd.redis.defineCommand('sbFailover', { lua: FAILOVER_LUA, numberOfKeys: 2 });
@@ -637,7 +639,29 @@ export class RedisBroker implements Broker, NodeBus {
     }
   }
 
-  /** On each (re)connection of the command connection: the failover rule (see *Epochs*). */
+  /**
+   * On each (re)connection of the command connection: the failover rule,
+   * then, on a reconnection, a refill. The subscriber's refill after its own
+   * reconnect reads history through this connection; when both were cut at
+   * once (Sentinel kills the clients of a master it demotes), that read can
+   * fail, and a publication made before the subscriber was back would only
+   * come back with the next gap. So the refill is made again once this
+   * connection is usable (what was delivered already is not repeated).
+   */
+  async #commandReady(redis: Redis): Promise<void> {
+    await this.#checkFailover(redis);
+    if (!this.#commandReadyOnce) {
+      this.#commandReadyOnce = true;
+      return;
+    }
+    // After the Link marks the connection usable (it does once this returns).
+    setImmediate(() => {
+      if (this.#closed || this.#exact.size === 0 || !this.#subscribedOnce) return;
+      this.#continuity.resync().catch((err) => this.#report(err));
+    });
+  }
+
+  /** The failover rule (see *Epochs*). */
   async #checkFailover(redis: Redis): Promise<void> {
     const info = await redis.info('replication');
     const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
