@@ -101,8 +101,9 @@ describe('redis broker: Redis down 3 s and back', () => {
   async function withSubscriberAndPublisher(
     body: (s: { node: RedisBroker; other: RedisBroker; admin: Redis; rec: BrokerRecorder }) => Promise<void>,
     onResubscribed?: () => void,
+    nodeOptions: Partial<ConstructorParameters<typeof RedisBroker>[0]> = {},
   ): Promise<void> {
-    const node = new RedisBroker({ url: server().url, onError: () => {}, ...(onResubscribed === undefined ? {} : { onResubscribed }) });
+    const node = new RedisBroker({ url: server().url, onError: () => {}, ...(onResubscribed === undefined ? {} : { onResubscribed }), ...nodeOptions });
     const other = new RedisBroker({ url: server().url });
     const admin = new Redis(server().url);
     const rec = new BrokerRecorder(5000);
@@ -163,36 +164,30 @@ describe('redis broker: Redis down 3 s and back', () => {
   });
 
   it("subscriber and command connections cut at once (Sentinel does it to a demoted master's clients): what was published meanwhile arrives, also when the subscriber's refill found the command connection still down", async () => {
-    // The node's two connections carry a name of their own, to be cut by id in one transaction.
-    const node = new RedisBroker({ url: server().url, onError: () => {}, redis: { connectionName: 'node-under-test' } });
-    const other = new RedisBroker({ url: server().url });
-    const admin = new Redis(server().url);
-    const rec = new BrokerRecorder(5000);
-    node.setHandler(rec);
-    try {
-      await Promise.all([node.ready(), other.ready()]);
-      await node.subscribe('both');
-      await other.publish('both', 0, H);
-      await rec.waitFor(0);
-      // Which of the two comes back first is a race; eight rounds give the losing order its chances.
-      for (let round = 1; round <= 8; round++) {
-        await until(() => node.available, 5000, 'the node to be back');
-        const list = await admin.call('CLIENT', 'LIST') as string;
-        const ids = [...list.matchAll(/^id=(\d+) .*\bname=node-under-test\b/gm)].map((m) => m[1]!);
-        assert.equal(ids.length, 2, `the node's two connections: ${list}`);
-        await admin.multi().call('CLIENT', 'KILL', 'ID', ids[0]!).call('CLIENT', 'KILL', 'ID', ids[1]!).exec();
-        // Published while the node's subscriber is away (it reconnects after >= 50 ms): only a refill brings it.
-        await other.publish('both', round, H);
-        await rec.waitFor(round).catch((err: Error) => {
-          throw new Error(`round ${round}: ${err.message}; got ${JSON.stringify(rec.data('both'))}`);
-        });
-      }
-      assert.deepEqual(rec.data('both'), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'each once, in order');
-    } finally {
-      admin.disconnect();
-      await node.close();
-      await other.close();
-    }
+    await withSubscriberAndPublisher(
+      async ({ node, other, admin, rec }) => {
+        await node.subscribe('both');
+        await other.publish('both', 0, H);
+        await rec.waitFor(0);
+        // Which of the two comes back first is a race; eight rounds give the losing order its chances.
+        for (let round = 1; round <= 8; round++) {
+          await until(() => node.available, 5000, 'the node to be back');
+          const list = (await admin.call('CLIENT', 'LIST')) as string;
+          const ids = [...list.matchAll(/^id=(\d+) .*\bname=node-under-test\b/gm)].map((m) => m[1]!);
+          assert.equal(ids.length, 2, `the node's two connections: ${list}`);
+          await admin.multi().call('CLIENT', 'KILL', 'ID', ids[0]!).call('CLIENT', 'KILL', 'ID', ids[1]!).exec();
+          // Published while the node's subscriber is away (it reconnects after >= 50 ms): only a refill brings it.
+          await other.publish('both', round, H);
+          await rec.waitFor(round).catch((err: Error) => {
+            throw new Error(`round ${round}: ${err.message}; got ${JSON.stringify(rec.data('both'))}`);
+          });
+        }
+        assert.deepEqual(rec.data('both'), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'each once, in order');
+      },
+      undefined,
+      // The node's two connections carry a name of their own, to be cut by id in one transaction.
+      { redis: { connectionName: 'node-under-test' } },
+    );
   });
 
   it('the first operations wait (bounded) for a Redis that is not there, then reject', async () => {
