@@ -59,6 +59,9 @@ test('chat through nginx over two nodes on Redis: the node of a page is killed; 
   const alice = await openChat('alice', 'failover');
   const bob = await openChat('bob', 'failover');
   await say(alice, 'one');
+  // Published before bob types: two pages on two nodes publish in no set order otherwise, and the
+  // check below is for each message once, in the order the channel has them.
+  await waitForMessage(bob, 'one');
   await say(bob, 'two');
   for (const page of [alice, bob]) {
     await waitForMessage(page, 'one');
