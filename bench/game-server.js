@@ -11,7 +11,7 @@
 // of them fell in a tick that overran. With `config.tickLog` (a file; bench/
 // game.js sets it from GAME_TICK_LOG) every tick of the measurement window is
 // written there as one JSON line, `{t, late, sync, work, cpu, inputs, writes,
-// majflt, preempted, gc}` (ms; `inputs`: `arena.input` calls answered during
+// majflt, preempted, steal, gc}` (ms; `inputs`: `arena.input` calls answered during
 // the tick's work; since the previous tick ended, this tick's and the gap's
 // before it: `writes`, the write system calls (a heartbeat's pings land
 // there), `majflt`, the major page faults (the process waits for a disk read),
