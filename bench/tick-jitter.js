@@ -14,22 +14,17 @@
 // game's bots; 0: none), JITTER_PIN (1: the tick on CPU 0 and the load on CPU 1
 // with taskset, as the game bench pins its server and bots).
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { tasksetAvailable } from './lib/child.js';
+import { positiveEnvNumber as num } from './lib/env.js';
 
-const num = (name, def) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: expected a positive number`);
-  return n;
-};
 const SECONDS = num('JITTER_SECONDS', 30);
 const TARGET_MS = num('JITTER_MS', 14);
 const HZ = num('JITTER_HZ', 30);
 const RUNS = Math.round(num('JITTER_RUNS', 2));
 const LOAD = process.env.JITTER_LOAD !== '0';
-const PIN = process.env.JITTER_PIN !== '0' && spawnSync('taskset', ['-V']).status === 0;
+const PIN = process.env.JITTER_PIN !== '0' && tasksetAvailable();
 const SELF = fileURLToPath(import.meta.url);
 
 const scratch = new Float64Array(1 << 16);
