@@ -388,8 +388,7 @@ async function measurePair([nameA, nameB]) {
       await closeAll(gens);
       await sleep(2000);
     }
-    const ratios = rounds.map((r) => r.ratio);
-    return { pair: [nameA, nameB], rounds, ratio: { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) } };
+    return { pair: [nameA, nameB], rounds, ratio: spread(rounds.map((r) => r.ratio)) };
   } catch (err) {
     console.error(`pair: ERROR ${err.message}`);
     return { pair: [nameA, nameB], error: err.message };
@@ -508,6 +507,9 @@ const median = (xs) => {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 };
 
+/** Median, lowest and highest of a list of ratios. */
+const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+
 /** Per target over the rounds: medians, and each round's ratio to that round's ws (median, lowest, highest). */
 function summarize(results) {
   return [...new Set(TARGETS)].map((target) => {
@@ -519,18 +521,15 @@ function summarize(results) {
           return ws ? r[key] / ws[key] : NaN;
         })
         .filter(Number.isFinite);
-    const cpu = ratios('handshakesPerCpuSec');
-    const wall = ratios('handshakesPerSec');
-    const mem = ratios('perConnAfterBurstKiB');
     return {
       target,
       rounds: rows.length,
       handshakesPerSec: median(rows.map((r) => r.handshakesPerSec)),
       handshakesPerCpuSec: median(rows.map((r) => r.handshakesPerCpuSec)),
       perConnAfterBurstKiB: median(rows.map((r) => r.perConnAfterBurstKiB)),
-      vsWsCpu: { median: median(cpu), min: Math.min(...cpu), max: Math.max(...cpu) },
-      vsWsWall: { median: median(wall), min: Math.min(...wall), max: Math.max(...wall) },
-      vsWsMemory: { median: median(mem), min: Math.min(...mem), max: Math.max(...mem) },
+      vsWsCpu: spread(ratios('handshakesPerCpuSec')),
+      vsWsWall: spread(ratios('handshakesPerSec')),
+      vsWsMemory: spread(ratios('perConnAfterBurstKiB')),
     };
   });
 }
